@@ -1,0 +1,48 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin
+GO      ?= go
+BIN     := bin/patchbay
+RUNDIR  ?= .run
+# Integration tests share one Asterisk root and a few fixed resources; -p 1 keeps packages from racing.
+ITEST_FLAGS ?= -count=1 -timeout 25m
+
+.PHONY: all build provision test test-unit test-integration fuzz bench run stop vet fmt clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/patchbay
+
+provision:
+	scripts/provision.sh
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./test/...
+
+test-unit:
+	$(GO) test -count=1 -race ./...
+
+# Bounded fuzzing of what browsers and API callers feed us: the number router and the signalling decoder.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzRoute -fuzztime 20s ./dialplan
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 20s ./webrtc/signal
+
+test-integration: provision
+	$(GO) test -tags integration $(ITEST_FLAGS) -p 1 -v ./test/integration/... 2>&1 | tee /tmp/patchbay-integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; test $${PIPESTATUS[0]} -eq 0
+
+test: vet test-unit fuzz test-integration
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/relay ./internal/audio
+
+run: provision build
+	scripts/run.sh
+
+stop:
+	scripts/run.sh stop
+
+clean:
+	rm -rf bin

@@ -1,0 +1,148 @@
+package ari
+
+import (
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Filter selects events for a Subscription. Zero value: everything.
+type Filter struct {
+	// Name labels the subscription in logs (e.g. the call ID).
+	Name string
+	// Types keeps only these event types; empty keeps all.
+	Types []string
+	// IDs keeps only events concerning one of these channel or bridge IDs;
+	// empty keeps all. Synthetic events (Connected, Disconnected, Reconciled)
+	// pass the ID filter so every owner learns about connection loss.
+	IDs []string
+	// QueueSize overrides DefaultQueueSize.
+	QueueSize int
+}
+
+func (f *Filter) match(ev Event) bool {
+	t := ev.EventType()
+	if len(f.Types) > 0 && !slices.Contains(f.Types, t) {
+		return false
+	}
+	if len(f.IDs) == 0 || isSynthetic(t) {
+		return true
+	}
+	for _, id := range ev.ChannelIDs() {
+		if slices.Contains(f.IDs, id) {
+			return true
+		}
+	}
+	for _, id := range ev.BridgeIDs() {
+		if slices.Contains(f.IDs, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// Subscription receives the events matching its filter, in order, through a
+// bounded queue. If the queue is ever full an event is dropped, counted and
+// logged: the read loop never waits for a slow subscriber.
+type Subscription struct {
+	bus    *bus
+	filter Filter
+	ch     chan Event
+
+	mu     sync.Mutex // guards closed and sending on ch
+	closed bool
+
+	dropped  atomic.Uint64
+	lastWarn atomic.Int64 // unix nanos of the last drop warning
+}
+
+// Events returns the channel of matching events; it is closed by Close.
+func (s *Subscription) Events() <-chan Event { return s.ch }
+
+// Dropped returns how many events were dropped because the queue was full.
+func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
+
+// Close unsubscribes and closes Events. Safe to call more than once.
+func (s *Subscription) Close() {
+	s.bus.remove(s)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		close(s.ch)
+	}
+}
+
+// deliver enqueues ev without blocking.
+func (s *Subscription) deliver(ev Event, log *slog.Logger) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	select {
+	case s.ch <- ev:
+		return
+	default:
+	}
+	n := s.dropped.Add(1)
+	// Warn at most once a second per subscription so a stuck consumer cannot
+	// flood the log; the count carries the total.
+	now := time.Now().UnixNano()
+	last := s.lastWarn.Load()
+	if n == 1 || now-last >= int64(time.Second) {
+		if s.lastWarn.CompareAndSwap(last, now) {
+			log.Warn("ari subscription queue full: event dropped",
+				"subscription", s.filter.Name, "event_type", ev.EventType(),
+				"dropped_total", n, "queue_size", cap(s.ch))
+		}
+	}
+}
+
+// bus fans events out to subscriptions.
+type bus struct {
+	log  *slog.Logger
+	mu   sync.RWMutex
+	subs map[*Subscription]struct{}
+}
+
+func newBus(log *slog.Logger) *bus {
+	return &bus{log: log, subs: make(map[*Subscription]struct{})}
+}
+
+func (b *bus) subscribe(f Filter) *Subscription {
+	n := f.QueueSize
+	if n <= 0 {
+		n = DefaultQueueSize
+	}
+	f.Types = slices.Clone(f.Types)
+	f.IDs = slices.Clone(f.IDs)
+	s := &Subscription{bus: b, filter: f, ch: make(chan Event, n)}
+	b.mu.Lock()
+	b.subs[s] = struct{}{}
+	b.mu.Unlock()
+	return s
+}
+
+func (b *bus) remove(s *Subscription) {
+	b.mu.Lock()
+	delete(b.subs, s)
+	b.mu.Unlock()
+}
+
+func (b *bus) publish(ev Event) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for s := range b.subs {
+		if s.filter.match(ev) {
+			s.deliver(ev, b.log)
+		}
+	}
+}
+
+// Subscribe returns a subscription to events matching f. Subscribe to a
+// resource's ID (see NewID) before creating it so its first events are kept.
+// The caller must Close it.
+func (c *Client) Subscribe(f Filter) *Subscription { return c.bus.subscribe(f) }

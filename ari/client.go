@@ -1,0 +1,219 @@
+// Package ari is Patchbay's typed client for the Asterisk REST Interface
+// (Asterisk 22): REST calls that all take a context, typed errors, the events
+// WebSocket with reconnect and keepalive, filtered subscriptions that never
+// drop in silence, client-side IDs and reconciliation after a reconnect.
+package ari
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults applied by New for zero Config fields.
+const (
+	DefaultPingInterval = 20 * time.Second
+	DefaultMaxBackoff   = 8 * time.Second
+	// DefaultQueueSize is each subscription's buffer. Large, so only a stuck
+	// subscriber ever fills it.
+	DefaultQueueSize = 4096
+)
+
+// Config configures a Client.
+type Config struct {
+	// URL of Asterisk's HTTP server, e.g. "http://127.0.0.1:8088" (no /ari, no credentials).
+	URL string
+	// Username and Password of an ari.conf user. The password is never logged.
+	Username, Password string
+	// Application is the Stasis application name registered by Run.
+	Application string
+	// HTTPClient for REST calls; nil uses a client with no global timeout
+	// (each call's ctx bounds it). Its *http.Transport TLS config is reused for the WebSocket.
+	HTTPClient *http.Client
+	// Logger; nil uses slog.Default().
+	Logger *slog.Logger
+	// PingInterval between WebSocket pings; the socket is declared dead after
+	// two intervals without any frame. Zero means DefaultPingInterval.
+	PingInterval time.Duration
+	// MaxBackoff caps the delay between reconnect attempts. Zero means DefaultMaxBackoff.
+	MaxBackoff time.Duration
+}
+
+// Client talks to one Asterisk for one Stasis application. It is safe for
+// concurrent use. REST calls work without Run; events need Run.
+type Client struct {
+	cfg     Config
+	baseURL string // scheme://host[:port][/prefix] without trailing slash
+	http    *http.Client
+	log     *slog.Logger
+
+	bus   *bus
+	track *tracker
+
+	running atomic.Bool
+
+	stateMu   sync.Mutex
+	connected bool
+	connCh    chan struct{} // closed while connected; replaced on disconnect
+	fatal     error         // set when Run stopped for good on a permanent error
+	fatalCh   chan struct{} // closed when fatal is set
+}
+
+// New validates cfg, fills defaults and returns a Client. It does no I/O.
+func New(cfg Config) (*Client, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("ari: Config.URL is empty: set it to Asterisk's HTTP address, e.g. http://127.0.0.1:8088")
+	}
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("ari: Config.URL %q does not parse: %w", cfg.URL, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("ari: Config.URL scheme %q: use http or https", u.Scheme)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("ari: Config.URL %q has no host", cfg.URL)
+	}
+	if u.User != nil {
+		// Refuse rather than risk credentials ending up in logged URLs.
+		return nil, errors.New("ari: Config.URL contains credentials: put them in Username and Password instead")
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, errors.New("ari: Config.URL must not have a query or fragment")
+	}
+	if cfg.Username == "" || cfg.Password == "" {
+		return nil, errors.New("ari: Config.Username and Config.Password are required (an ari.conf user)")
+	}
+	if cfg.Application == "" {
+		return nil, errors.New("ari: Config.Application is required (the Stasis app name)")
+	}
+	if strings.ContainsAny(cfg.Application, ",/?&# ") {
+		return nil, fmt.Errorf("ari: Config.Application %q must not contain , / ? & # or spaces", cfg.Application)
+	}
+	if cfg.PingInterval < 0 || cfg.MaxBackoff < 0 {
+		return nil, errors.New("ari: Config.PingInterval and MaxBackoff must not be negative")
+	}
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = DefaultPingInterval
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	u.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/ari")
+	log := cfg.Logger.With("component", "ari", "app", cfg.Application)
+	c := &Client{
+		cfg:     cfg,
+		baseURL: u.String(),
+		http:    cfg.HTTPClient,
+		log:     log,
+		connCh:  make(chan struct{}),
+		fatalCh: make(chan struct{}),
+	}
+	c.bus = newBus(log)
+	c.track = newTracker()
+	return c, nil
+}
+
+// Application returns the Stasis application name.
+func (c *Client) Application() string { return c.cfg.Application }
+
+// URL returns the configured base URL (it never holds credentials).
+func (c *Client) URL() string { return c.baseURL }
+
+// restURL builds the full URL of an ARI REST path ("/channels/x") with query q.
+func (c *Client) restURL(path string, q url.Values) string {
+	s := c.baseURL + "/ari" + path
+	if len(q) > 0 {
+		s += "?" + q.Encode()
+	}
+	return s
+}
+
+// maxErrorBody bounds how much of an error body is read.
+const maxErrorBody = 64 << 10
+
+// do performs one REST call. body, if not nil, is sent as JSON; out, if not
+// nil, receives the decoded JSON reply.
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("ari: encode body of %s %s: %w", method, path, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.restURL(path, q), rd)
+	if err != nil {
+		return fmt.Errorf("ari: build request %s %s: %w", method, path, err)
+	}
+	req.SetBasicAuth(c.cfg.Username, c.cfg.Password)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return c.transportError(ctx, method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		var m struct {
+			Message string `json:"message"`
+			Error   string `json:"error"`
+		}
+		_ = json.Unmarshal(raw, &m)
+		if m.Message == "" {
+			m.Message = m.Error
+		}
+		return &Error{Status: resp.StatusCode, Method: method, Path: path, Message: m.Message, User: c.cfg.Username}
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("ari: decode reply of %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// transportError turns a failed HTTP round trip into an error that says what to do.
+func (c *Client) transportError(ctx context.Context, method, path string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("ari: %s %s: %w", method, path, context.Cause(ctx))
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return &UnreachableError{URL: c.baseURL, Err: op}
+	}
+	return fmt.Errorf("ari: %s %s: %w", method, path, err)
+}
+
+// pathEscape escapes one path segment (IDs may contain ';' or '/', e.g. Local channels).
+func pathEscape(s string) string { return url.PathEscape(s) }
+
+// setIf adds key=val to q only when val is set, so Asterisk's defaults apply otherwise.
+func setIf(q url.Values, key, val string) {
+	if val != "" {
+		q.Set(key, val)
+	}
+}

@@ -1,0 +1,343 @@
+// Package asteriskconfigs renders the Asterisk 22 configuration Patchbay runs beside: HTTP/ARI on
+// loopback, PJSIP for softphones and a trunk, and the dialplan contexts Patchbay relies on
+// (internal, from-phones, from-patchbay, from-trunk).
+//
+// The templates are embedded; every secret comes from Params, never from a template.
+package asteriskconfigs
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Transport names accepted in Phone.Transport.
+const (
+	TransportUDP = "udp"
+	TransportTCP = "tcp"
+	TransportTLS = "tls"
+	// TransportWSS is SIP over secure WebSocket for Asterisk-native WebRTC clients (JsSIP, SIP.js).
+	TransportWSS = "wss"
+)
+
+// Password formats accepted in Params.ARIPasswordFormat (ari.conf password_format).
+const (
+	PasswordPlain = "plain"
+	// PasswordCrypt means ARIPassword is a crypt(3) hash, e.g. from `mkpasswd -m sha-512`.
+	PasswordCrypt = "crypt"
+)
+
+// Params is everything the templates need. It is flat on purpose: the Patchbay config maps onto
+// it field by field. Start from DefaultParams and call Validate before rendering.
+type Params struct {
+	// HTTPBindAddr is where Asterisk's HTTP server (ARI, /ws) and its TLS listener bind.
+	// Default 127.0.0.1: ARI must not be reachable from the network.
+	HTTPBindAddr string
+	// HTTPPort is the plain HTTP port (ARI REST + events). Default 8088.
+	HTTPPort int
+	// HTTPSPort is the TLS listener (WSS for SIP-over-WebSocket clients). Default 8089. 0 disables it.
+	HTTPSPort int
+	// HTTPSessionLimit caps concurrent HTTP/WebSocket sessions; Asterisk's default of 100 caps
+	// WebSocket clients at 100. Default 1000.
+	HTTPSessionLimit int
+
+	// SIPBindAddr is the address the PJSIP transports bind. Default 0.0.0.0 (phones on the LAN).
+	SIPBindAddr string
+	// SIPPort is the UDP and TCP SIP port. Default 5060.
+	SIPPort int
+	// SIPTLSPort is the SIP TLS port. Default 5061. 0 disables the TLS transport.
+	SIPTLSPort int
+
+	// RTPStart and RTPEnd bound the RTP port range (rtp.conf). Default 10000-20000.
+	RTPStart, RTPEnd int
+	// StrictRTP drops RTP from sources other than the learned one. Default true.
+	StrictRTP bool
+
+	// ARIUser is the ARI user Patchbay logs in as. Default "patchbay".
+	ARIUser string
+	// ARIPassword is the ARI password, or its crypt(3) hash when ARIPasswordFormat is "crypt".
+	// Required; never logged.
+	ARIPassword string
+	// ARIPasswordFormat is "plain" (default) or "crypt". To store a hash instead of the password:
+	// `mkpasswd -m sha-512` (Debian package whois) and put the $6$... output in ARIPassword.
+	ARIPasswordFormat string
+	// App is the Stasis application name used in the dialplan. Default "patchbay".
+	App string
+
+	// CertDir holds ca.crt, server.crt and server.key (made by Patchbay's certs package) used by
+	// the HTTPS listener, the SIP TLS transport and DTLS for WebRTC endpoints.
+	// Default /etc/asterisk/keys.
+	CertDir string
+
+	// ExternalAddress is the public address put in SIP headers and SDP for peers outside LocalNets
+	// (NAT 1:1: external_signaling_address and external_media_address). Empty: no NAT rewriting.
+	ExternalAddress string
+	// LocalNets are the networks reached without NAT (local_net), e.g. 192.168.0.0/16.
+	// Default 127.0.0.0/8 plus the RFC 1918 ranges; only used when ExternalAddress is set.
+	LocalNets []string
+
+	// Phones are the SIP softphones (Zoiper-style) registering to Asterisk.
+	Phones []Phone
+	// Trunk is the optional carrier trunk; Trunk.Name == "" means none.
+	Trunk Trunk
+
+	// Directories written to asterisk.conf [directories]; distinct values let several instances
+	// run side by side. Defaults are Debian's paths.
+	EtcDir, RunDir, DBDir, LogDir, SpoolDir, VarLibDir string
+
+	// Prometheus loads res_prometheus (metrics under /metrics on the HTTP server). Default false.
+	Prometheus bool
+	// Verbose is the console/log verbosity. Default 3.
+	Verbose int
+}
+
+// Phone is one softphone account: endpoint, auth and AOR share its Name.
+type Phone struct {
+	// Name is the SIP username and, for 1XX names, the extension dialled to reach it.
+	Name string
+	// Password is the digest password; required, never logged.
+	Password string
+	// Transport is udp, tcp, tls or wss. Default udp.
+	Transport string
+	// SRTP requires SDES-SRTP media (media_encryption=sdes); only with tls, since SDES keys travel
+	// in the SDP and must not cross the network in clear text.
+	SRTP bool
+	// CallerIDName is shown to called parties; default Name.
+	CallerIDName string
+}
+
+// Trunk is a SIP carrier: outbound registration is optional, inbound calls are matched by IP.
+type Trunk struct {
+	// Name names the endpoint; calls go out as PJSIP/${EXTEN}@Name. Empty: no trunk.
+	Name string
+	// Host is the carrier's host:port.
+	Host string
+	// Transport is udp or tcp (default udp).
+	Transport string
+	// Username and Password enable digest auth and outbound registration when Username is set.
+	Username, Password string
+	// Match lists the IPs/CIDRs whose requests are identified as this trunk. Default: Host's IP.
+	Match []string
+	// FromDomain is the domain in our From header (carriers often demand their own). Optional.
+	FromDomain string
+	// FromUser is the user part of our From header / caller ID number for outbound calls. Optional.
+	FromUser string
+}
+
+// DefaultParams returns Params with every default filled in and no phones or trunk.
+// ARIPassword is left empty: the caller must supply one.
+func DefaultParams() Params {
+	return Params{
+		HTTPBindAddr:      "127.0.0.1",
+		HTTPPort:          8088,
+		HTTPSPort:         8089,
+		HTTPSessionLimit:  1000,
+		SIPBindAddr:       "0.0.0.0",
+		SIPPort:           5060,
+		SIPTLSPort:        5061,
+		RTPStart:          10000,
+		RTPEnd:            20000,
+		StrictRTP:         true,
+		ARIUser:           "patchbay",
+		ARIPasswordFormat: PasswordPlain,
+		App:               "patchbay",
+		CertDir:           "/etc/asterisk/keys",
+		LocalNets:         []string{"127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"},
+		EtcDir:            "/etc/asterisk",
+		RunDir:            "/var/run/asterisk",
+		DBDir:             "/var/lib/asterisk",
+		LogDir:            "/var/log/asterisk",
+		SpoolDir:          "/var/spool/asterisk",
+		VarLibDir:         "/var/lib/asterisk",
+		Verbose:           3,
+	}
+}
+
+var (
+	// Names end up as config section names and dialplan targets: keep them to a safe alphabet.
+	nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+	// Asterisk config values end at ';' and at a newline; quotes and spaces confuse some parsers.
+	secretRE = regexp.MustCompile(`^[!-:<-~]{1,128}$`) // printable ASCII minus space and ';'
+	// Caller-ID names go into callerid="..." and must not break out of the quotes.
+	displayRE  = regexp.MustCompile(`^[A-Za-z0-9 _.+-]{0,64}$`)
+	fromUserRE = regexp.MustCompile(`^\+?[A-Za-z0-9_.-]{1,64}$`)
+)
+
+// Validate checks every field and names the first bad one in the error.
+func (p Params) Validate() error {
+	var errs []error
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("asterisk params: %s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	checkIP := func(field, v string) {
+		if _, err := netip.ParseAddr(v); err != nil {
+			bad(field, "%q is not an IP address", v)
+		}
+	}
+	checkPort := func(field string, v int, allowZero bool) {
+		if (v == 0 && !allowZero) || v < 0 || v > 65535 {
+			bad(field, "port %d out of range 1-65535", v)
+		}
+	}
+	checkDir := func(field, v string) {
+		if !path.IsAbs(v) || strings.ContainsAny(v, ";\n\r ") {
+			bad(field, "%q must be an absolute path without spaces or ';'", v)
+		}
+	}
+
+	checkIP("HTTPBindAddr", p.HTTPBindAddr)
+	checkPort("HTTPPort", p.HTTPPort, false)
+	checkPort("HTTPSPort", p.HTTPSPort, true)
+	if p.HTTPSPort != 0 && p.HTTPSPort == p.HTTPPort {
+		bad("HTTPSPort", "equals HTTPPort %d", p.HTTPPort)
+	}
+	if p.HTTPSessionLimit < 1 {
+		bad("HTTPSessionLimit", "must be at least 1, got %d", p.HTTPSessionLimit)
+	}
+	checkIP("SIPBindAddr", p.SIPBindAddr)
+	checkPort("SIPPort", p.SIPPort, false)
+	checkPort("SIPTLSPort", p.SIPTLSPort, true)
+	if p.SIPTLSPort != 0 && p.SIPTLSPort == p.SIPPort {
+		bad("SIPTLSPort", "equals SIPPort %d", p.SIPPort)
+	}
+	checkPort("RTPStart", p.RTPStart, false)
+	checkPort("RTPEnd", p.RTPEnd, false)
+	if p.RTPEnd <= p.RTPStart {
+		bad("RTPEnd", "%d must be above RTPStart %d", p.RTPEnd, p.RTPStart)
+	}
+	if !nameRE.MatchString(p.ARIUser) {
+		bad("ARIUser", "%q must be 1-64 characters of letters, digits, '_', '.', '-'", p.ARIUser)
+	}
+	switch p.ARIPasswordFormat {
+	case PasswordPlain:
+		if !secretRE.MatchString(p.ARIPassword) {
+			bad("ARIPassword", "required; printable ASCII without spaces or ';', at most 128 characters")
+		}
+	case PasswordCrypt:
+		if !strings.HasPrefix(p.ARIPassword, "$") || !secretRE.MatchString(p.ARIPassword) {
+			bad("ARIPassword", "with password_format=crypt it must be a crypt(3) hash such as the output of `mkpasswd -m sha-512`")
+		}
+	default:
+		bad("ARIPasswordFormat", "%q must be %q or %q", p.ARIPasswordFormat, PasswordPlain, PasswordCrypt)
+	}
+	if !nameRE.MatchString(p.App) {
+		bad("App", "%q must be 1-64 characters of letters, digits, '_', '.', '-'", p.App)
+	}
+	checkDir("CertDir", p.CertDir)
+	if p.ExternalAddress != "" {
+		if _, err := netip.ParseAddr(p.ExternalAddress); err != nil && !nameRE.MatchString(p.ExternalAddress) {
+			bad("ExternalAddress", "%q is neither an IP address nor a host name", p.ExternalAddress)
+		}
+	}
+	for i, n := range p.LocalNets {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			bad(fmt.Sprintf("LocalNets[%d]", i), "%q is not a CIDR such as 192.168.0.0/16", n)
+		}
+	}
+	for _, d := range []struct{ f, v string }{
+		{"EtcDir", p.EtcDir}, {"RunDir", p.RunDir}, {"DBDir", p.DBDir},
+		{"LogDir", p.LogDir}, {"SpoolDir", p.SpoolDir}, {"VarLibDir", p.VarLibDir},
+	} {
+		checkDir(d.f, d.v)
+	}
+	if p.Verbose < 0 || p.Verbose > 10 {
+		bad("Verbose", "%d out of range 0-10", p.Verbose)
+	}
+
+	seen := map[string]string{}
+	claim := func(field, name string) {
+		if prev, ok := seen[name]; ok {
+			bad(field, "name %q already used by %s", name, prev)
+		}
+		seen[name] = field
+	}
+	for i, ph := range p.Phones {
+		f := fmt.Sprintf("Phones[%d]", i)
+		if !nameRE.MatchString(ph.Name) {
+			bad(f+".Name", "%q must be 1-64 characters of letters, digits, '_', '.', '-'", ph.Name)
+		} else {
+			claim(f+".Name", ph.Name)
+		}
+		if !secretRE.MatchString(ph.Password) {
+			bad(f+".Password", "required; printable ASCII without spaces or ';', at most 128 characters")
+		}
+		switch ph.Transport {
+		case "", TransportUDP, TransportTCP:
+			if ph.SRTP {
+				bad(f+".SRTP", "SDES-SRTP needs transport tls: its keys travel in the SDP")
+			}
+		case TransportTLS:
+			if p.SIPTLSPort == 0 {
+				bad(f+".Transport", "tls but SIPTLSPort is 0 (TLS transport disabled)")
+			}
+		case TransportWSS:
+			if p.HTTPSPort == 0 {
+				bad(f+".Transport", "wss but HTTPSPort is 0 (TLS listener disabled)")
+			}
+			if ph.SRTP {
+				bad(f+".SRTP", "wss phones use DTLS-SRTP (webrtc=yes), not SDES")
+			}
+		default:
+			bad(f+".Transport", "%q must be udp, tcp, tls or wss", ph.Transport)
+		}
+		if !displayRE.MatchString(ph.CallerIDName) {
+			bad(f+".CallerIDName", "%q may only hold letters, digits, spaces and _.+-", ph.CallerIDName)
+		}
+	}
+
+	if t := p.Trunk; t.Name != "" {
+		if !nameRE.MatchString(t.Name) {
+			bad("Trunk.Name", "%q must be 1-64 characters of letters, digits, '_', '.', '-'", t.Name)
+		} else {
+			claim("Trunk.Name", t.Name)
+		}
+		host, port, err := net.SplitHostPort(t.Host)
+		if err != nil {
+			bad("Trunk.Host", "%q must be host:port", t.Host)
+		} else {
+			if _, perr := netip.ParseAddr(host); perr != nil && !nameRE.MatchString(host) {
+				bad("Trunk.Host", "%q: bad host", t.Host)
+			}
+			if n, perr := strconv.Atoi(port); perr != nil || n < 1 || n > 65535 {
+				bad("Trunk.Host", "%q: bad port", t.Host)
+			}
+			if len(t.Match) == 0 {
+				if _, perr := netip.ParseAddr(host); perr != nil {
+					bad("Trunk.Match", "required when Trunk.Host %q is a name, not an IP", t.Host)
+				}
+			}
+		}
+		switch t.Transport {
+		case "", TransportUDP, TransportTCP:
+		default:
+			bad("Trunk.Transport", "%q must be udp or tcp", t.Transport)
+		}
+		if t.Username != "" {
+			if !nameRE.MatchString(t.Username) {
+				bad("Trunk.Username", "%q must be letters, digits, '_', '.', '-'", t.Username)
+			}
+			if !secretRE.MatchString(t.Password) {
+				bad("Trunk.Password", "required with Trunk.Username; printable ASCII without spaces or ';'")
+			}
+		}
+		for i, m := range t.Match {
+			if _, err := netip.ParsePrefix(m); err != nil {
+				if _, err := netip.ParseAddr(m); err != nil {
+					bad(fmt.Sprintf("Trunk.Match[%d]", i), "%q is not an IP or CIDR", m)
+				}
+			}
+		}
+		if t.FromDomain != "" && !nameRE.MatchString(t.FromDomain) {
+			bad("Trunk.FromDomain", "%q is not a domain name", t.FromDomain)
+		}
+		if t.FromUser != "" && !fromUserRE.MatchString(t.FromUser) {
+			bad("Trunk.FromUser", "%q must be letters, digits, '+', '_', '.', '-'", t.FromUser)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,287 @@
+package asteriskconfigs
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// sampleParams has every feature switched on, with secrets that are easy to spot.
+func sampleParams() Params {
+	p := DefaultParams()
+	p.ARIPassword = "ari-Secret-1"
+	p.ExternalAddress = "203.0.113.7"
+	p.Prometheus = true
+	p.Phones = []Phone{
+		{Name: "101", Password: "phone-Secret-101"},
+		{Name: "102", Password: "phone-Secret-102", Transport: TransportTCP},
+		{Name: "103", Password: "phone-Secret-103", Transport: TransportTLS, SRTP: true, CallerIDName: "Desk 103"},
+		{Name: "104", Password: "phone-Secret-104", Transport: TransportTLS},
+		{Name: "alice", Password: "phone-Secret-alice", Transport: TransportWSS},
+	}
+	p.Trunk = Trunk{
+		Name: "carrier", Host: "127.0.0.2:5060", Username: "acct1", Password: "trunk-Secret-1",
+		FromDomain: "sip.example.net", FromUser: "+4930123456",
+	}
+	return p
+}
+
+func TestRenderFSAllTemplates(t *testing.T) {
+	files, err := RenderFS(sampleParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"asterisk.conf", "modules.conf", "http.conf", "ari.conf", "pjsip.conf", "rtp.conf",
+		"extensions.conf", "confbridge.conf", "logger.conf", "manager.conf", "cdr.conf", "features.conf",
+		"indications.conf"}
+	for _, n := range want {
+		if len(files[n]) == 0 {
+			t.Errorf("%s not rendered", n)
+		}
+	}
+	if len(files) != len(Files()) {
+		t.Errorf("RenderFS gave %d files, Files() lists %d", len(files), len(Files()))
+	}
+	for n, b := range files {
+		if strings.Contains(string(b), "<no value>") {
+			t.Errorf("%s contains <no value>", n)
+		}
+		// Asterisk config lines: a section, key = value, key => value, a comment, or blank.
+		lineRE := regexp.MustCompile(`^(|;.*|\[[A-Za-z0-9_.-]+\](\([!A-Za-z0-9_,.-]*\))?|[A-Za-z_][A-Za-z0-9_.]* *=>? *.*| same => .*)$`)
+		for i, l := range strings.Split(string(b), "\n") {
+			if !lineRE.MatchString(l) {
+				t.Errorf("%s:%d: odd line %q", n, i+1, l)
+			}
+		}
+	}
+}
+
+func TestSecretsOnlyFromParams(t *testing.T) {
+	p := sampleParams()
+	files, err := RenderFS(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := map[string]string{p.ARIPassword: "ari.conf", p.Trunk.Password: "pjsip.conf"}
+	for _, ph := range p.Phones {
+		secrets[ph.Password] = "pjsip.conf"
+	}
+	for s, home := range secrets {
+		for n, b := range files {
+			has := strings.Contains(string(b), s)
+			if n == home && !has {
+				t.Errorf("%s lacks secret meant for it", n)
+			}
+			if n != home && has {
+				t.Errorf("secret leaked into %s", n)
+			}
+		}
+	}
+	// No template may carry a password of its own.
+	for _, n := range Files() {
+		raw, err := templateFS.ReadFile(n + tmplSuffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(raw), "\n") {
+			l = strings.TrimSpace(l)
+			if strings.HasPrefix(l, "password") || strings.HasPrefix(l, "secret") {
+				if !strings.Contains(l, "{{") {
+					t.Errorf("%s: literal secret line %q", n, l)
+				}
+			}
+		}
+	}
+}
+
+func TestPJSIPContents(t *testing.T) {
+	p := sampleParams()
+	p.CertDir = "/etc/asterisk/keys"
+	files, err := RenderFS(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pj := string(files["pjsip.conf"])
+	for _, want := range []string{
+		"[transport-tls]\ntype = transport\nprotocol = tls\nbind = 0.0.0.0:5061\ncert_file = /etc/asterisk/keys/server.crt\npriv_key_file = /etc/asterisk/keys/server.key\nca_list_file = /etc/asterisk/keys/ca.crt",
+		"[transport-udp]\ntype = transport\nprotocol = udp\nbind = 0.0.0.0:5060",
+		"[transport-wss]",
+		"external_media_address = 203.0.113.7",
+		"external_signaling_address = 203.0.113.7",
+		"local_net = 192.168.0.0/16",
+		"[103](softphone-tls-srtp-endpoint)",
+		"media_encryption = sdes",
+		"max_contacts = 1",
+		"remove_existing = yes",
+		"[alice](webrtc-endpoint)",
+		"webrtc = yes",
+		"[102](softphone-endpoint)\ntransport = transport-tcp",
+		"[104](softphone-endpoint)\ntransport = transport-tls",
+		"[carrier](trunk-endpoint)",
+		"outbound_auth = carrier-auth",
+		"from_domain = sip.example.net",
+		"match = 127.0.0.2",
+		"[carrier-reg](trunk-registration)",
+		"server_uri = sip:127.0.0.2:5060",
+		"client_uri = sip:acct1@127.0.0.2:5060",
+	} {
+		if !strings.Contains(pj, want) {
+			t.Errorf("pjsip.conf lacks %q", want)
+		}
+	}
+}
+
+func TestOptionalParts(t *testing.T) {
+	p := DefaultParams()
+	p.ARIPassword = "x"
+	p.HTTPSPort = 0
+	p.SIPTLSPort = 0
+	files, err := RenderFS(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pj := string(files["pjsip.conf"])
+	for _, absent := range []string{"[transport-tls]", "[transport-wss]", "external_media_address", "type = identify", "server_uri"} {
+		if strings.Contains(pj, absent) {
+			t.Errorf("pjsip.conf has %q though it is switched off", absent)
+		}
+	}
+	if !strings.Contains(string(files["http.conf"]), "tlsenable = no") {
+		t.Error("http.conf should disable TLS when HTTPSPort is 0")
+	}
+	if strings.Contains(string(files["modules.conf"]), "res_prometheus") {
+		t.Error("res_prometheus loaded though Prometheus is false")
+	}
+	ext := string(files["extensions.conf"])
+	if !strings.Contains(ext, "same => n,Hangup(3)") {
+		t.Error("without a trunk, from-patchbay should reject PSTN numbers")
+	}
+}
+
+func TestDialplanInterface(t *testing.T) {
+	p := sampleParams()
+	p.App = "pbtest"
+	files, err := RenderFS(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext := string(files["extensions.conf"])
+	for _, want := range []string{
+		"[internal]", "[from-phones]", "[from-patchbay]", "[from-trunk]",
+		"exten => _1XX,1,", "Dial(PJSIP/${EXTEN},30)",
+		"exten => 600,1,", "Echo()",
+		"exten => 601,1,", "Playtones(440)",
+		"exten => 602,1,", "Read(DIGITS,,4,,,10)", "Set(GLOBAL(LAST_DTMF_READ)=${DIGITS})",
+		"exten => 603,1,", "Playtones(1000)",
+		"exten => _[a-z].,1,", "exten => _7XXX,1,", "exten => _8XXX,1,",
+		"Stasis(pbtest,inbound,", "Stasis(pbtest,room,${EXTEN})", "Stasis(pbtest,outbound,", "Stasis(pbtest,did,",
+		"exten => _+X.,1,", "exten => _00X.,1,",
+		"Dial(PJSIP/${FILTER(0-9+,${EXTEN})}@carrier,60)",
+		"exten => FAILED,1,",
+	} {
+		if !strings.Contains(ext, want) {
+			t.Errorf("extensions.conf lacks %q", want)
+		}
+	}
+	// Every Stasis() is followed by the fallback.
+	lines := strings.Split(ext, "\n")
+	for i, l := range lines {
+		if strings.Contains(l, "Stasis(") && !strings.HasPrefix(l, ";") {
+			if i+1 >= len(lines) || !strings.Contains(lines[i+1], "Goto(stasis-result,${STASISSTATUS},1)") {
+				t.Errorf("line %d: Stasis without fallback: %q", i+1, l)
+			}
+		}
+	}
+}
+
+func TestValidateNamesField(t *testing.T) {
+	base := sampleParams()
+	tests := []struct {
+		field string
+		mod   func(*Params)
+	}{
+		{"HTTPBindAddr", func(p *Params) { p.HTTPBindAddr = "localhost" }},
+		{"HTTPPort", func(p *Params) { p.HTTPPort = 0 }},
+		{"HTTPSPort", func(p *Params) { p.HTTPSPort = p.HTTPPort }},
+		{"HTTPSessionLimit", func(p *Params) { p.HTTPSessionLimit = 0 }},
+		{"SIPPort", func(p *Params) { p.SIPPort = 70000 }},
+		{"SIPTLSPort", func(p *Params) { p.SIPTLSPort = p.SIPPort }},
+		{"RTPEnd", func(p *Params) { p.RTPEnd = p.RTPStart }},
+		{"ARIUser", func(p *Params) { p.ARIUser = "a b" }},
+		{"ARIPassword", func(p *Params) { p.ARIPassword = "" }},
+		{"ARIPassword", func(p *Params) { p.ARIPassword = "pw;inject" }},
+		{"ARIPassword", func(p *Params) { p.ARIPassword = "x\n[evil]" }},
+		{"ARIPassword", func(p *Params) { p.ARIPasswordFormat = PasswordCrypt; p.ARIPassword = "plain" }},
+		{"ARIPasswordFormat", func(p *Params) { p.ARIPasswordFormat = "md5" }},
+		{"App", func(p *Params) { p.App = "a,b" }},
+		{"CertDir", func(p *Params) { p.CertDir = "keys" }},
+		{"ExternalAddress", func(p *Params) { p.ExternalAddress = "1.2.3.4;x" }},
+		{"LocalNets[1]", func(p *Params) { p.LocalNets = []string{"10.0.0.0/8", "nope"} }},
+		{"RunDir", func(p *Params) { p.RunDir = "" }},
+		{"Phones[0].Name", func(p *Params) { p.Phones[0].Name = "10 1" }},
+		{"Phones[1].Name", func(p *Params) { p.Phones[1].Name = p.Phones[0].Name }},
+		{"Phones[0].Password", func(p *Params) { p.Phones[0].Password = "" }},
+		{"Phones[0].Transport", func(p *Params) { p.Phones[0].Transport = "sctp" }},
+		{"Phones[0].SRTP", func(p *Params) { p.Phones[0].SRTP = true }},
+		{"Phones[2].Transport", func(p *Params) { p.SIPTLSPort = 0 }},
+		{"Phones[2].CallerIDName", func(p *Params) { p.Phones[2].CallerIDName = `x" <1>` }},
+		{"Trunk.Name", func(p *Params) { p.Trunk.Name = "101" }},
+		{"Trunk.Host", func(p *Params) { p.Trunk.Host = "127.0.0.2" }},
+		{"Trunk.Match", func(p *Params) { p.Trunk.Host = "sip.example.net:5060" }},
+		{"Trunk.Password", func(p *Params) { p.Trunk.Password = "" }},
+		{"Trunk.Match[0]", func(p *Params) { p.Trunk.Match = []string{"x"} }},
+		{"Trunk.Transport", func(p *Params) { p.Trunk.Transport = "tls" }},
+	}
+	if err := base.Validate(); err != nil {
+		t.Fatalf("sample params invalid: %v", err)
+	}
+	for _, tc := range tests {
+		t.Run(tc.field, func(t *testing.T) {
+			p := sampleParams()
+			tc.mod(&p)
+			err := p.Validate()
+			if err == nil {
+				t.Fatal("Validate accepted bad params")
+			}
+			if !strings.Contains(err.Error(), tc.field+":") {
+				t.Errorf("error does not name %s: %v", tc.field, err)
+			}
+			if p.ARIPassword != "" && strings.Contains(err.Error(), p.ARIPassword) {
+				t.Errorf("error leaks the ARI password: %v", err)
+			}
+			if _, rerr := RenderFS(p); rerr == nil {
+				t.Error("RenderFS rendered invalid params")
+			}
+		})
+	}
+}
+
+func TestRenderWritesFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "etc")
+	paths, err := Render(sampleParams(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) != len(Files()) {
+		t.Fatalf("wrote %d files, want %d", len(paths), len(Files()))
+	}
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != FileMode {
+			t.Errorf("%s mode %v, want %v", p, st.Mode().Perm(), FileMode)
+		}
+	}
+	// Rendering again overwrites in place and leaves no temp files.
+	if _, err := Render(sampleParams(), dir); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != len(paths) {
+		t.Errorf("dir holds %d entries after re-render, want %d", len(ents), len(paths))
+	}
+}

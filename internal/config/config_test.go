@@ -1,0 +1,136 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+const (
+	testARIPass = "ari-secret-0123456789"
+	testToken   = "token-secret-0123456789abcdefghijklmnop"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestLoadPrecedence(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "p.yaml")
+	os.WriteFile(file, []byte(`
+public_host: pbx.example.com
+http:
+  listen: ":9443"
+ari:
+  password: from-file-password
+auth:
+  token_secret: `+testToken+`
+  token_ttl: 15m
+asterisk:
+  phones:
+    - {name: "101", password: "phone-password-101", transport: tls, srtp: true}
+media:
+  public_ips: [203.0.113.7]
+`), 0o600)
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	fs.String("http-listen", "", "")
+	fs.Parse([]string{"--http-listen", ":7443"})
+	cfg, err := Load(LoadOptions{File: file, Flags: fs, LookupEnv: env(map[string]string{
+		"PATCHBAY_ARI_PASSWORD": testARIPass,
+		"PATCHBAY_HTTP_LISTEN":  ":8000",
+		"PATCHBAY_REDIS_ADDR":   "127.0.0.1:6379",
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, got, want string }{
+		{"flag beats env and file", cfg.HTTP.Listen, ":7443"},
+		{"env beats file", cfg.ARI.Password.Reveal(), testARIPass},
+		{"env alone", cfg.Redis.Addr, "127.0.0.1:6379"},
+		{"default", cfg.ARI.URL, "http://127.0.0.1:8088"},
+		{"derived cert path", cfg.HTTP.CertFile, "/var/lib/patchbay/certs/server.crt"},
+		{"public ip", strings.Join(cfg.Media.PublicIPs, ","), "203.0.113.7"},
+		{"phone", cfg.Asterisk.Phones[0].Name, "101"},
+		{"hosts", strings.Join(cfg.Certs.Hosts, ","), "pbx.example.com,localhost,127.0.0.1"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, c.got, c.want)
+		}
+	}
+	if cfg.Auth.TokenTTL != 15*time.Minute {
+		t.Errorf("token ttl %v", cfg.Auth.TokenTTL)
+	}
+}
+
+func TestValidationNamesTheKey(t *testing.T) {
+	base := map[string]string{"PATCHBAY_ARI_PASSWORD": testARIPass, "PATCHBAY_AUTH_TOKEN_SECRET": testToken}
+	for _, tc := range []struct {
+		key, val, wantKey string
+	}{
+		{"PATCHBAY_HTTP_LISTEN", "8443", "http.listen"},
+		{"PATCHBAY_ARI_URL", "ftp://x", "ari.url"},
+		{"PATCHBAY_ARI_PASSWORD", "short", "ari.password"},
+		{"PATCHBAY_ARI_APP", "bad app!", "ari.app"},
+		{"PATCHBAY_AUTH_TOKEN_SECRET", "tooshort", "auth.token_secret"},
+		{"PATCHBAY_ASTERISK_SIP_PORT", "70000", "asterisk.sip_port"},
+		{"PATCHBAY_ASTERISK_SIP_PORT", "five", "sip_port"},
+		{"PATCHBAY_MEDIA_PUBLIC_IPS", "not-an-ip", "media.public_ips[0]"},
+		{"PATCHBAY_REDIS_ADDR", "localhost", "redis.addr"},
+		{"PATCHBAY_LOG_LEVEL", "loud", "log.level"},
+		{"PATCHBAY_AUTH_TOKEN_TTL", "soon", "token_ttl"},
+	} {
+		t.Run(tc.key+"="+tc.val, func(t *testing.T) {
+			m := map[string]string{}
+			for k, v := range base {
+				m[k] = v
+			}
+			m[tc.key] = tc.val
+			_, err := Load(LoadOptions{LookupEnv: env(m)})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), tc.wantKey) {
+				t.Fatalf("error %q does not name %s", err, tc.wantKey)
+			}
+			if strings.Contains(err.Error(), testARIPass) || strings.Contains(err.Error(), testToken) {
+				t.Fatalf("error leaks a secret: %q", err)
+			}
+		})
+	}
+	if _, err := Load(LoadOptions{LookupEnv: env(nil)}); err == nil || !strings.Contains(err.Error(), "ari.password") {
+		t.Errorf("missing password: %v", err)
+	}
+	if _, err := Load(LoadOptions{File: "/nonexistent.yaml", LookupEnv: env(base)}); err == nil || !strings.Contains(err.Error(), "--config") {
+		t.Errorf("missing file: %v", err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("ari:\n  pasword: typo\n"), 0o600)
+	if _, err := Load(LoadOptions{File: bad, LookupEnv: env(base)}); err == nil || !strings.Contains(err.Error(), "pasword") {
+		t.Errorf("unknown key not reported: %v", err)
+	}
+}
+
+func TestSecretsNeverPrint(t *testing.T) {
+	cfg := Defaults()
+	cfg.ARI.Password = testARIPass
+	cfg.Auth.TokenSecret = testToken
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("cfg", "password", cfg.ARI.Password, "cfg", cfg)
+	j, _ := json.Marshal(cfg)
+	for _, s := range []string{fmt.Sprint(cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg), string(j), buf.String()} {
+		if strings.Contains(s, testARIPass) || strings.Contains(s, testToken) {
+			t.Fatalf("secret printed: %s", s)
+		}
+	}
+	if cfg.ARI.Password.Reveal() != testARIPass {
+		t.Fatal("Reveal lost the value")
+	}
+}

@@ -1,0 +1,215 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+var (
+	appNameRe   = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
+	phoneNameRe = regexp.MustCompile(`^[0-9]{2,8}$`)
+	trunkNameRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,31}$`)
+	ariUserRe   = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
+)
+
+// fillDerived sets values that default from other values.
+func (c *Config) fillDerived() {
+	if c.HTTP.CertFile == "" {
+		c.HTTP.CertFile = filepath.Join(c.Certs.Dir, "server.crt")
+	}
+	if c.HTTP.KeyFile == "" {
+		c.HTTP.KeyFile = filepath.Join(c.Certs.Dir, "server.key")
+	}
+	if len(c.Certs.Hosts) == 0 {
+		hosts := []string{"localhost", "127.0.0.1"}
+		if c.PublicHost != "" && c.PublicHost != "localhost" {
+			hosts = append([]string{c.PublicHost}, hosts...)
+		}
+		c.Certs.Hosts = hosts
+	}
+}
+
+// Validate checks every value and returns all problems at once, each naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config key %s: "+format, append([]any{key}, args...)...))
+	}
+
+	if c.PublicHost == "" {
+		bad("public_host", "must be set to the name browsers use to reach Patchbay")
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+		bad("http.listen", "%q is not host:port (e.g. \":8443\"): %v", c.HTTP.Listen, err)
+	}
+	for i, o := range c.HTTP.AllowedOrigins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" {
+			bad(fmt.Sprintf("http.allowed_origins[%d]", i), "%q is not an origin like https://app.example.com", o)
+		}
+	}
+	if c.HTTP.ShutdownTimeout < 0 {
+		bad("http.shutdown_timeout", "must not be negative")
+	}
+
+	if u, err := url.Parse(c.ARI.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("ari.url", "%q is not an http(s) URL like http://127.0.0.1:8088", c.ARI.URL)
+	}
+	if !ariUserRe.MatchString(c.ARI.User) {
+		bad("ari.user", "%q must be letters, digits, '-' or '_'", c.ARI.User)
+	}
+	if !c.ARI.Password.IsSet() {
+		bad("ari.password", "must be set (PATCHBAY_ARI_PASSWORD, or `make run` generates one)")
+	} else if len(c.ARI.Password) < 12 {
+		bad("ari.password", "is too short: use at least 12 characters (e.g. `openssl rand -hex 16`)")
+	}
+	if !appNameRe.MatchString(c.ARI.App) {
+		bad("ari.app", "%q must start with a letter and hold only letters, digits, '-' or '_'", c.ARI.App)
+	}
+
+	a := c.Asterisk
+	if net.ParseIP(a.BindAddress) == nil {
+		bad("asterisk.bind_address", "%q is not an IP address", a.BindAddress)
+	}
+	for key, p := range map[string]int{
+		"asterisk.http_port": a.HTTPPort, "asterisk.https_port": a.HTTPSPort, "asterisk.sip_port": a.SIPPort,
+		"asterisk.sip_tls_port": a.SIPTLSPort, "asterisk.rtp_start": a.RTPStart, "asterisk.rtp_end": a.RTPEnd,
+		"media.ice_port": c.Media.ICEPort, "media.relay_port_start": c.Media.RelayPortStart,
+		"media.relay_port_end": c.Media.RelayPortEnd,
+	} {
+		if p < 0 || p > 65535 || (p == 0 && key != "media.ice_port") {
+			bad(key, "%d is not a port number (1–65535)", p)
+		}
+	}
+	if a.RTPEnd <= a.RTPStart {
+		bad("asterisk.rtp_end", "%d must be above asterisk.rtp_start %d", a.RTPEnd, a.RTPStart)
+	}
+	if a.ExternalAddress != "" && net.ParseIP(a.ExternalAddress) == nil {
+		bad("asterisk.external_address", "%q is not an IP address", a.ExternalAddress)
+	}
+	for i, n := range a.LocalNets {
+		if _, _, err := net.ParseCIDR(n); err != nil {
+			bad(fmt.Sprintf("asterisk.local_nets[%d]", i), "%q is not a CIDR like 192.168.0.0/16", n)
+		}
+	}
+	seen := map[string]bool{}
+	for i, p := range a.Phones {
+		key := fmt.Sprintf("asterisk.phones[%d]", i)
+		if !phoneNameRe.MatchString(p.Name) {
+			bad(key+".name", "%q must be an extension number of 2–8 digits", p.Name)
+		}
+		if seen[p.Name] {
+			bad(key+".name", "%q is listed twice", p.Name)
+		}
+		seen[p.Name] = true
+		if len(p.Password) < 12 {
+			bad(key+".password", "must be at least 12 characters (phones are brute-forced on the internet)")
+		}
+		switch p.Transport {
+		case "udp", "tcp", "tls":
+		default:
+			bad(key+".transport", "%q must be udp, tcp or tls", p.Transport)
+		}
+		if p.SRTP && p.Transport != "tls" {
+			bad(key+".srtp", "SDES-SRTP sends its keys in the SDP, so it needs transport tls")
+		}
+	}
+	if !trunkNameRe.MatchString(a.Trunk.Name) {
+		bad("asterisk.trunk.name", "%q must start with a letter and hold only letters, digits, '-' or '_'", a.Trunk.Name)
+	}
+	if a.Trunk.Host != "" {
+		if err := checkHostPort(a.Trunk.Host); err != nil {
+			bad("asterisk.trunk.host", "%q: %v", a.Trunk.Host, err)
+		}
+	}
+	for i, m := range a.Trunk.Match {
+		if net.ParseIP(m) == nil {
+			if _, _, err := net.ParseCIDR(m); err != nil {
+				bad(fmt.Sprintf("asterisk.trunk.match[%d]", i), "%q is not an IP address or CIDR", m)
+			}
+		}
+	}
+	if a.Trunk.Username != "" && !a.Trunk.Password.IsSet() {
+		bad("asterisk.trunk.password", "must be set when asterisk.trunk.username is")
+	}
+
+	m := c.Media
+	for i, ip := range m.PublicIPs {
+		if net.ParseIP(ip) == nil {
+			bad(fmt.Sprintf("media.public_ips[%d]", i), "%q is not an IP address", ip)
+		}
+	}
+	if net.ParseIP(m.RelayHost) == nil {
+		bad("media.relay_host", "%q is not an IP address", m.RelayHost)
+	}
+	if m.RelayPortEnd < m.RelayPortStart {
+		bad("media.relay_port_end", "%d must not be below media.relay_port_start %d", m.RelayPortEnd, m.RelayPortStart)
+	}
+	if m.RelayDrain < 0 {
+		bad("media.relay_drain", "must not be negative")
+	}
+	for i, s := range m.ICEServers {
+		for j, u := range s.URLs {
+			if !strings.HasPrefix(u, "stun:") && !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") {
+				bad(fmt.Sprintf("media.ice_servers[%d].urls[%d]", i, j), "%q must start with stun:, turn: or turns:", u)
+			}
+		}
+	}
+
+	if !c.Auth.TokenSecret.IsSet() {
+		bad("auth.token_secret", "must be set: 32 or more random bytes (e.g. `openssl rand -hex 32`)")
+	} else if len(c.Auth.TokenSecret) < 32 {
+		bad("auth.token_secret", "is %d bytes; use at least 32 (e.g. `openssl rand -hex 32`)", len(c.Auth.TokenSecret))
+	}
+	if c.Auth.TokenTTL <= 0 {
+		bad("auth.token_ttl", "must be positive, e.g. 1h")
+	}
+	for name, k := range c.Auth.APIKeys {
+		if len(k) < 24 {
+			bad("auth.api_keys."+name, "is too short: use at least 24 random characters")
+		}
+	}
+
+	if c.Redis.Addr != "" {
+		if err := checkHostPort(c.Redis.Addr); err != nil {
+			bad("redis.addr", "%q: %v", c.Redis.Addr, err)
+		}
+	}
+	if c.Redis.DB < 0 {
+		bad("redis.db", "must not be negative")
+	}
+	if c.Certs.Dir == "" {
+		bad("certs.dir", "must be set")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q must be debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q must be text or json", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+func checkHostPort(hp string) error {
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return fmt.Errorf("not host:port: %w", err)
+	}
+	if host == "" {
+		return errors.New("no host")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q is not 1–65535", port)
+	}
+	return nil
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs everything Patchbay's `make run` and `make test` need on a Debian 12 machine: Debian packages for the
+# SIP peers, Redis, Chromium and the chroot builder, then the Asterisk 22 root from Debian sid (cached).
+# Idempotent: a second run only checks. Needs root (or sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "provision: run as root or install sudo" >&2; exit 1; }
+  SUDO="sudo"
+fi
+
+# Package → a file it installs, to tell what is missing without asking apt.
+declare -A want=(
+  [mmdebstrap]=/usr/bin/mmdebstrap
+  [redis-server]=/usr/bin/redis-server
+  [baresip]=/usr/bin/baresip
+  [sip-tester]=/usr/bin/sipp
+  [chromium]=/usr/bin/chromium
+  [libnss3-tools]=/usr/bin/certutil
+  [sox]=/usr/bin/sox
+  [iproute2]=/usr/sbin/ip
+  [ca-certificates]=/etc/ssl/certs/ca-certificates.crt
+  [make]=/usr/bin/make
+)
+missing=()
+for pkg in "${!want[@]}"; do
+  [ -e "${want[$pkg]}" ] || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "provision: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Go: go.mod asks for Go 1.26; a Go of 1.21 or later fetches that toolchain through the module proxy by itself.
+if ! command -v go >/dev/null; then
+  if [ -x /usr/local/go/bin/go ]; then
+    echo "provision: Go is at /usr/local/go/bin; add it to PATH" >&2
+  else
+    echo "provision: Go is missing: install Go 1.21 or newer (https://go.dev/doc/install); it fetches Go 1.26 itself" >&2
+  fi
+  exit 1
+fi
+
+scripts/asterisk-root.sh "${PATCHBAY_ASTERISK_ROOT:-/var/cache/patchbay/asterisk-root}"
+echo "provision: ready"

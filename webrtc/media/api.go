@@ -1,0 +1,181 @@
+// Package media holds the one pion API shared by every call: G.711 only,
+// ICE-lite on a single muxed UDP port, no interceptors unless asked for.
+package media
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/logging"
+	"github.com/pion/webrtc/v4"
+)
+
+// Options configure the shared API.
+type Options struct {
+	// ICEAddress is the IPv4 address the muxed ICE socket binds; "" binds all.
+	ICEAddress string
+	// ICEPort is the single UDP port all calls share for ICE and media; 0 picks a free one.
+	ICEPort int
+	// PublicIPs are advertised in host candidates instead of the local
+	// addresses (NAT 1:1). Never guessed: set them when behind NAT.
+	PublicIPs []string
+	// IncludeLoopback gathers 127.0.0.0/8 candidates, for loopback-only hosts.
+	IncludeLoopback bool
+	// ICEServers (STUN/TURN) are handed to browsers; the server is ICE-lite
+	// and uses none itself.
+	ICEServers []webrtc.ICEServer
+	// Video registers VP8 as well, for rooms.
+	Video bool
+	// RTCPReports enables the RTCP sender/receiver report interceptors.
+	// Off by default: G.711 gains nothing from them on the relay path.
+	RTCPReports bool
+	// DisconnectedTimeout and FailedTimeout override pion's ICE timeouts
+	// (5 s and 25 s) when non-zero.
+	DisconnectedTimeout, FailedTimeout time.Duration
+	// Logger receives API-level logs; nil uses slog.Default().
+	Logger *slog.Logger
+}
+
+// API is the shared pion API. Create one with NewAPI and Close it at shutdown,
+// after every peer is closed.
+type API struct {
+	api        *webrtc.API
+	conn       *net.UDPConn
+	mux        ice.UDPMux
+	iceServers []webrtc.ICEServer
+	video      bool
+	log        *slog.Logger
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewAPI builds the shared API and binds the ICE port.
+func NewAPI(o Options) (*API, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	for _, ip := range o.PublicIPs {
+		a, err := netip.ParseAddr(ip)
+		if err != nil || !a.Is4() {
+			return nil, fmt.Errorf("public IP %q is not an IPv4 address: set media public IPs to the address browsers reach", ip)
+		}
+	}
+
+	me := &webrtc.MediaEngine{}
+	for _, law := range []Law{PCMU, PCMA} {
+		if err := me.RegisterCodec(law.Codec(), webrtc.RTPCodecTypeAudio); err != nil {
+			return nil, fmt.Errorf("register %s: %w", law, err)
+		}
+	}
+	if o.Video {
+		vp8 := webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
+			PayloadType:        96,
+		}
+		if err := me.RegisterCodec(vp8, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, fmt.Errorf("register VP8: %w", err)
+		}
+	}
+	reg := &interceptor.Registry{}
+	if o.RTCPReports {
+		if err := webrtc.ConfigureRTCPReports(reg); err != nil {
+			return nil, fmt.Errorf("configure RTCP reports: %w", err)
+		}
+	}
+
+	ip := net.IPv4zero
+	if o.ICEAddress != "" {
+		ip = net.ParseIP(o.ICEAddress)
+		if ip == nil || ip.To4() == nil {
+			return nil, fmt.Errorf("ICE address %q is not an IPv4 address", o.ICEAddress)
+		}
+	}
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip, Port: o.ICEPort})
+	if err != nil {
+		return nil, fmt.Errorf("bind ICE UDP port %s:%d: %w (choose a free media ICE port)", ip, o.ICEPort, err)
+	}
+
+	se := webrtc.SettingEngine{}
+	se.LoggerFactory = logging.NewDefaultLoggerFactory()
+	se.SetLite(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIncludeLoopbackCandidate(o.IncludeLoopback)
+	// mDNS would announce .local names; a server has real addresses.
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeQueryOnly)
+	mux := webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("ice-mux"), conn)
+	se.SetICEUDPMux(mux)
+	if len(o.PublicIPs) > 0 {
+		err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        append([]string(nil), o.PublicIPs...),
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteReplace,
+		})
+		if err != nil {
+			_ = mux.Close()
+			_ = conn.Close()
+			return nil, fmt.Errorf("set public IPs: %w", err)
+		}
+	}
+	if o.DisconnectedTimeout > 0 || o.FailedTimeout > 0 {
+		d, f := o.DisconnectedTimeout, o.FailedTimeout
+		if d == 0 {
+			d = 5 * time.Second
+		}
+		if f == 0 {
+			f = 25 * time.Second
+		}
+		se.SetICETimeouts(d, f, 2*time.Second)
+	}
+
+	a := &API{
+		api: webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se),
+			webrtc.WithInterceptorRegistry(reg)),
+		conn:       conn,
+		mux:        mux,
+		iceServers: cloneICEServers(o.ICEServers),
+		video:      o.Video,
+		log:        log,
+	}
+	log.Info("media API ready", "ice_addr", conn.LocalAddr().String(), "public_ips", o.PublicIPs,
+		"video", o.Video, "rtcp_reports", o.RTCPReports)
+	return a, nil
+}
+
+// ICEPort is the bound UDP port of the muxed ICE socket.
+func (a *API) ICEPort() int { return a.conn.LocalAddr().(*net.UDPAddr).Port }
+
+// ICEServers returns a copy of the STUN/TURN servers to hand to browsers.
+func (a *API) ICEServers() []webrtc.ICEServer { return cloneICEServers(a.iceServers) }
+
+// Close releases the ICE port. Close peers first.
+func (a *API) Close() error {
+	a.closeOnce.Do(func() {
+		a.closeErr = errors.Join(a.mux.Close(), ignoreClosed(a.conn.Close()))
+	})
+	return a.closeErr
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+func cloneICEServers(in []webrtc.ICEServer) []webrtc.ICEServer {
+	out := make([]webrtc.ICEServer, len(in))
+	for i, s := range in {
+		out[i] = s
+		out[i].URLs = append([]string(nil), s.URLs...)
+	}
+	return out
+}

@@ -1,0 +1,34 @@
+package media
+
+import "errors"
+
+// Error is a media negotiation failure with a stable code that the signalling
+// layer sends to the browser unchanged.
+type Error struct {
+	Code string
+	msg  string
+}
+
+func (e *Error) Error() string { return e.msg }
+
+// Sentinel errors; match them with errors.Is and read Code with errors.As or
+// ErrorCode.
+var (
+	// ErrNoAudio: the offer has no usable audio section.
+	ErrNoAudio = &Error{Code: "no_audio", msg: "offer carries no audio: add an audio track (getUserMedia audio or addTransceiver('audio'))"}
+	// ErrUnsupportedMedia: audio is offered, but in no codec Patchbay forwards.
+	ErrUnsupportedMedia = &Error{Code: "unsupported_media", msg: "offer has no PCMU or PCMA audio: Patchbay forwards G.711 untouched, enable PCMU/PCMA in the client"}
+	// ErrInvalidSDP: the SDP could not be parsed.
+	ErrInvalidSDP = &Error{Code: "invalid_sdp", msg: "session description could not be parsed"}
+	// ErrClosed: the API or peer was already closed.
+	ErrClosed = errors.New("media: closed")
+)
+
+// ErrorCode returns the stable code of a media error in err's chain, or "".
+func ErrorCode(err error) string {
+	var me *Error
+	if errors.As(err, &me) {
+		return me.Code
+	}
+	return ""
+}

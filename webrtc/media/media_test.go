@@ -1,0 +1,323 @@
+package media
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newTestAPI(t *testing.T, o Options) *API {
+	t.Helper()
+	o.ICEAddress = "127.0.0.1"
+	o.IncludeLoopback = true
+	o.Logger = quietLog()
+	a, err := NewAPI(o)
+	if err != nil {
+		t.Fatalf("NewAPI: %v", err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	return a
+}
+
+// client is a full-ICE pion peer standing in for a browser.
+type client struct {
+	pc    *webrtc.PeerConnection
+	track *webrtc.TrackLocalStaticRTP
+}
+
+func newClient(t *testing.T, codecs ...webrtc.RTPCodecParameters) *client {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	for _, c := range codecs {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+			t.Fatal(err)
+		}
+	}
+	se := webrtc.SettingEngine{}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se),
+		webrtc.WithInterceptorRegistry(&interceptor.Registry{}))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	c := &client{pc: pc}
+	if len(codecs) > 0 {
+		c.track, err = webrtc.NewTrackLocalStaticRTP(codecs[0].RTPCodecCapability, "a", "c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pc.AddTrack(c.track); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+func (c *client) offer(t *testing.T) string {
+	t.Helper()
+	o, err := c.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := webrtc.GatheringCompletePromise(c.pc)
+	if err := c.pc.SetLocalDescription(o); err != nil {
+		t.Fatal(err)
+	}
+	<-g
+	return c.pc.LocalDescription().SDP
+}
+
+func TestAnswerCarriesAudioBothWays(t *testing.T) {
+	for _, law := range []Law{PCMU, PCMA} {
+		t.Run(law.String(), func(t *testing.T) {
+			a := newTestAPI(t, Options{})
+			// Offer Opus first: the server must skip it and pick the G.711 law.
+			opus := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+				MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: 111}
+			c := newClient(t, law.Codec(), opus)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+
+			srvTrack := make(chan *webrtc.TrackRemote, 1)
+			c.pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { srvTrack <- tr })
+			p, answer, err := a.Answer(ctx, c.offer(t), PeerOptions{})
+			if err != nil {
+				t.Fatalf("Answer: %v", err)
+			}
+			defer p.Close()
+			if p.Law() != law {
+				t.Fatalf("law = %s, want %s", p.Law(), law)
+			}
+			if !strings.Contains(answer, "a=ice-lite") || !strings.Contains(answer, "a=candidate:") {
+				t.Fatalf("answer lacks ice-lite or candidates:\n%s", answer)
+			}
+			if strings.Contains(answer, "opus") {
+				t.Fatalf("answer offers opus:\n%s", answer)
+			}
+			if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+				t.Fatal(err)
+			}
+
+			// Send until both directions have delivered a packet.
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				tick := time.NewTicker(20 * time.Millisecond)
+				defer tick.Stop()
+				pkt := &rtp.Packet{Header: rtp.Header{Version: 2}, Payload: make([]byte, 160)}
+				for {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+					}
+					pkt.SequenceNumber++
+					pkt.Timestamp += 160
+					_ = c.track.WriteRTP(pkt)
+					_ = p.LocalTrack().WriteRTP(pkt)
+				}
+			}()
+			defer func() { close(stop); <-done }()
+
+			rt, err := p.RemoteTrack(ctx)
+			if err != nil {
+				t.Fatalf("server never got the browser track: %v", err)
+			}
+			if got := rt.Codec().MimeType; got != law.MimeType() {
+				t.Fatalf("server track codec %s, want %s", got, law.MimeType())
+			}
+			if _, _, err := rt.ReadRTP(); err != nil {
+				t.Fatalf("server read: %v", err)
+			}
+			select {
+			case ct := <-srvTrack:
+				pk, _, err := ct.ReadRTP()
+				if err != nil {
+					t.Fatalf("client read: %v", err)
+				}
+				if pk.PayloadType != law.PayloadType() || len(pk.Payload) != 160 {
+					t.Fatalf("client got PT %d len %d", pk.PayloadType, len(pk.Payload))
+				}
+			case <-ctx.Done():
+				t.Fatal("client never got the server track")
+			}
+			if err := p.Close(); err != nil {
+				t.Fatalf("close: %v", err)
+			}
+			select {
+			case <-p.Done():
+			case <-time.After(time.Second):
+				t.Fatal("Done not closed after Close")
+			}
+		})
+	}
+}
+
+func TestOfferForIncomingCall(t *testing.T) {
+	a := newTestAPI(t, Options{})
+	c := newClient(t, PCMA.Codec())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, offer, err := a.Offer(ctx, PCMA, PeerOptions{})
+	if err != nil {
+		t.Fatalf("Offer: %v", err)
+	}
+	defer p.Close()
+	if !strings.Contains(offer, "PCMA/8000") || strings.Contains(offer, "PCMU") {
+		t.Fatalf("offer not restricted to PCMA:\n%s", offer)
+	}
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		t.Fatal(err)
+	}
+	ans, err := c.pc.CreateAnswer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := webrtc.GatheringCompletePromise(c.pc)
+	if err := c.pc.SetLocalDescription(ans); err != nil {
+		t.Fatal(err)
+	}
+	<-g
+	connected := make(chan struct{}, 1)
+	c.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateConnected {
+			connected <- struct{}{}
+		}
+	})
+	if err := p.SetAnswer(c.pc.LocalDescription().SDP); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-connected:
+	case <-ctx.Done():
+		t.Fatal("incoming-call peer never connected")
+	}
+}
+
+func TestPublicIPAdvertised(t *testing.T) {
+	a := newTestAPI(t, Options{PublicIPs: []string{"127.0.0.77"}})
+	c := newClient(t, PCMU.Codec())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p, answer, err := a.Answer(ctx, c.offer(t), PeerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if !strings.Contains(answer, "127.0.0.77") || strings.Contains(answer, " 127.0.0.1 ") {
+		t.Fatalf("answer must advertise only the public IP:\n%s", answer)
+	}
+}
+
+func TestRefusedOffers(t *testing.T) {
+	a := newTestAPI(t, Options{})
+	opus := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: 111}
+
+	dcOnly := func(t *testing.T) string {
+		c := newClient(t)
+		if _, err := c.pc.CreateDataChannel("x", nil); err != nil {
+			t.Fatal(err)
+		}
+		return c.offer(t)
+	}
+	tests := []struct {
+		name  string
+		offer func(t *testing.T) string
+		want  *Error
+	}{
+		{"opus only", func(t *testing.T) string { return newClient(t, opus).offer(t) }, ErrUnsupportedMedia},
+		{"data channel only", dcOnly, ErrNoAudio},
+		{"garbage", func(*testing.T) string { return "v=banana" }, ErrInvalidSDP},
+		{"audio rejected", func(*testing.T) string {
+			return "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 0 UDP/TLS/RTP/SAVPF 0\r\n"
+		}, ErrNoAudio},
+		{"pcmu at 16k", func(*testing.T) string {
+			return "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 PCMU/16000\r\n"
+		}, ErrUnsupportedMedia},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, _, err := a.Answer(context.Background(), tc.offer(t), PeerOptions{})
+			if p != nil {
+				_ = p.Close()
+			}
+			if !errors.Is(err, tc.want) || ErrorCode(err) != tc.want.Code {
+				t.Fatalf("err = %v (code %q), want %s", err, ErrorCode(err), tc.want.Code)
+			}
+		})
+	}
+}
+
+func TestChooseLaw(t *testing.T) {
+	const head = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+	tests := []struct {
+		name string
+		m    string
+		want Law
+	}{
+		{"static pcmu without rtpmap", "m=audio 9 RTP/AVP 0\r\n", PCMU},
+		{"pcma preferred", "m=audio 9 RTP/AVP 111 8 0\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n", PCMA},
+		{"video then audio", "m=video 9 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\nm=audio 9 RTP/AVP 0\r\n", PCMU},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := chooseLaw(head + tc.m)
+			if err != nil || got != tc.want {
+				t.Fatalf("chooseLaw = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewAPIRejectsBadPublicIP(t *testing.T) {
+	if _, err := NewAPI(Options{PublicIPs: []string{"example.com"}, ICEAddress: "127.0.0.1", Logger: quietLog()}); err == nil {
+		t.Fatal("NewAPI accepted a host name as public IP")
+	}
+}
+
+func TestCloseIdempotentAndNoLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	a, err := NewAPI(Options{ICEAddress: "127.0.0.1", IncludeLoopback: true, Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, PCMU.Codec())
+	p, _, err := a.Answer(context.Background(), c.offer(t), PeerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := p.Close(); err != nil {
+			t.Fatalf("peer close: %v", err)
+		}
+		if err := a.Close(); err != nil {
+			t.Fatalf("api close: %v", err)
+		}
+	}
+	_ = c.pc.Close()
+	deadline := time.Now().Add(3 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("%d goroutines left (was %d):\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+}

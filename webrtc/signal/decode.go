@@ -1,0 +1,206 @@
+package signal
+
+import (
+	"encoding/json"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits on single fields. The whole frame is capped by ServerOptions.MaxMessageBytes.
+const (
+	MaxCallIDLen     = 64
+	MaxToLen         = 64
+	MaxDigits        = 32
+	MaxSDPBytes      = 32 << 10 // an audio offer from Chrome is 3–6 KiB
+	MaxTokenBytes    = 4 << 10
+	MaxCandidateLen  = 1024
+	MaxSDPMidLen     = 64
+	MaxUfragLen      = 256
+	DefaultFrameSize = 64 << 10
+)
+
+// Decode parses one browser→server frame and validates it for its type. It
+// returns a copy holding only the fields that type defines, so the Handler never
+// sees fields a client slipped in (a "from" on a "call", say). Errors are *Error
+// with a stable code; CallID is set on the error when the frame had a valid one.
+func Decode(data []byte) (Message, error) {
+	var raw Message
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return Message{}, errorf(CodeBadMessage, "", "frame is not a JSON message object: %v", err)
+	}
+	return Validate(raw)
+}
+
+// Validate checks a browser→server message and returns its sanitized copy.
+func Validate(m Message) (Message, error) {
+	callID := ""
+	if validCallID(m.CallID) {
+		callID = m.CallID
+	}
+	needCallID := func() error {
+		if m.CallID == "" {
+			return errorf(CodeBadMessage, "", "%s needs a call_id", m.Type)
+		}
+		if callID == "" {
+			return errorf(CodeBadMessage, "", "call_id must be 1-%d characters of A-Z a-z 0-9 _ -", MaxCallIDLen)
+		}
+		return nil
+	}
+	switch m.Type {
+	case TypeAuth:
+		if m.Token == "" {
+			return Message{}, errorf(CodeUnauthorized, "", "auth needs a token")
+		}
+		if len(m.Token) > MaxTokenBytes {
+			return Message{}, errorf(CodeUnauthorized, "", "token longer than %d bytes", MaxTokenBytes)
+		}
+		return Message{Type: TypeAuth, Token: m.Token}, nil
+
+	case TypePing:
+		return Message{Type: TypePing}, nil
+
+	case TypeCall:
+		if err := needCallID(); err != nil {
+			return Message{}, err
+		}
+		if err := checkNumber(m.To); err != nil {
+			err.CallID = callID
+			return Message{}, err
+		}
+		if err := checkSDP(m.SDP, "offer"); err != nil {
+			err.CallID = callID
+			return Message{}, err
+		}
+		return Message{Type: TypeCall, CallID: callID, To: m.To, SDP: m.SDP}, nil
+
+	case TypeAnswer:
+		if err := needCallID(); err != nil {
+			return Message{}, err
+		}
+		if err := checkSDP(m.SDP, "answer"); err != nil {
+			err.CallID = callID
+			return Message{}, err
+		}
+		return Message{Type: TypeAnswer, CallID: callID, SDP: m.SDP}, nil
+
+	case TypeCandidate:
+		if err := needCallID(); err != nil {
+			return Message{}, err
+		}
+		c, err := checkCandidate(m.Candidate)
+		if err != nil {
+			err.CallID = callID
+			return Message{}, err
+		}
+		return Message{Type: TypeCandidate, CallID: callID, Candidate: c}, nil
+
+	case TypeDTMF:
+		if err := needCallID(); err != nil {
+			return Message{}, err
+		}
+		if !validDigits(m.Digits) {
+			return Message{}, errorf(CodeBadMessage, callID, "digits must be 1-%d of 0-9 * # A-D", MaxDigits)
+		}
+		return Message{Type: TypeDTMF, CallID: callID, Digits: m.Digits}, nil
+
+	case TypeReject, TypeHangup:
+		if err := needCallID(); err != nil {
+			return Message{}, err
+		}
+		return Message{Type: m.Type, CallID: callID}, nil
+
+	case "":
+		return Message{}, errorf(CodeBadMessage, callID, "message has no type")
+	default:
+		t := m.Type
+		if len(t) > 32 || !utf8.ValidString(t) {
+			t = "(unprintable)"
+		}
+		return Message{}, errorf(CodeBadMessage, callID, "unknown message type %q", t)
+	}
+}
+
+func validCallID(s string) bool {
+	if len(s) == 0 || len(s) > MaxCallIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidDigits reports whether s is a DTMF string this protocol carries.
+func ValidDigits(s string) bool { return validDigits(s) }
+
+func validDigits(s string) bool {
+	if len(s) == 0 || len(s) > MaxDigits {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c == '*' || c == '#' || c >= 'A' && c <= 'D') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkNumber only rejects what can never be a destination; the dialplan
+// package decides what a valid string may become.
+func checkNumber(to string) *Error {
+	switch {
+	case to == "":
+		return errorf(CodeInvalidNumber, "", "call needs a destination in \"to\"")
+	case len(to) > MaxToLen:
+		return errorf(CodeInvalidNumber, "", "destination longer than %d bytes", MaxToLen)
+	case !utf8.ValidString(to):
+		return errorf(CodeInvalidNumber, "", "destination is not valid UTF-8")
+	}
+	for _, r := range to {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || !unicode.IsPrint(r) {
+			return errorf(CodeInvalidNumber, "", "destination contains spaces or control characters")
+		}
+	}
+	return nil
+}
+
+func checkSDP(sdp, what string) *Error {
+	switch {
+	case sdp == "":
+		return errorf(CodeBadMessage, "", "%s SDP missing", what)
+	case len(sdp) > MaxSDPBytes:
+		return errorf(CodeBadMessage, "", "%s SDP longer than %d bytes", what, MaxSDPBytes)
+	case !utf8.ValidString(sdp) || !strings.HasPrefix(sdp, "v=0"):
+		return errorf(CodeBadMessage, "", "%s is not an SDP session description", what)
+	case !strings.Contains(sdp, "\nm=audio "):
+		return errorf(CodeUnsupportedMedia, "", "%s SDP has no audio section", what)
+	}
+	return nil
+}
+
+// checkCandidate accepts nil or an empty candidate string as "end of
+// candidates" and returns nil for it.
+func checkCandidate(c *ICECandidate) (*ICECandidate, *Error) {
+	if c == nil || c.Candidate == "" {
+		return nil, nil
+	}
+	if len(c.Candidate) > MaxCandidateLen || !utf8.ValidString(c.Candidate) {
+		return nil, errorf(CodeBadMessage, "", "candidate longer than %d bytes or not UTF-8", MaxCandidateLen)
+	}
+	if !strings.HasPrefix(c.Candidate, "candidate:") {
+		return nil, errorf(CodeBadMessage, "", "candidate must start with \"candidate:\"")
+	}
+	if c.SDPMid != nil && (len(*c.SDPMid) > MaxSDPMidLen || !utf8.ValidString(*c.SDPMid)) {
+		return nil, errorf(CodeBadMessage, "", "sdpMid longer than %d bytes", MaxSDPMidLen)
+	}
+	if c.UsernameFragment != nil && (len(*c.UsernameFragment) > MaxUfragLen || !utf8.ValidString(*c.UsernameFragment)) {
+		return nil, errorf(CodeBadMessage, "", "usernameFragment longer than %d bytes", MaxUfragLen)
+	}
+	cp := *c
+	return &cp, nil
+}

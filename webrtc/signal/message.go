@@ -1,0 +1,122 @@
+// Package signal is Patchbay's browser signalling: the JSON protocol spoken over
+// one WebSocket per browser tab (/ws), the server that authenticates and polices
+// those connections, and a Go client for tests and the synthetic caller.
+//
+// The call logic is not here: validated messages from authenticated sessions are
+// handed to a Handler (the per-call coordinator), which answers through
+// (*Session).Send. See docs/signalling.md for the wire contract.
+package signal
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Message types. Some names are used in both directions with different meaning
+// ("answer", "candidate", "dtmf", "hangup"); see docs/signalling.md.
+const (
+	TypeAuth      = "auth"      // browser→server, must be first
+	TypeAuthed    = "authed"    // server→browser
+	TypeCall      = "call"      // browser→server: place a call with an SDP offer
+	TypeCandidate = "candidate" // both ways: trickle ICE
+	TypeAnswer    = "answer"    // both ways: SDP answer
+	TypeReject    = "reject"    // browser→server: decline an incoming call
+	TypeDTMF      = "dtmf"      // both ways
+	TypeHangup    = "hangup"    // both ways
+	TypePing      = "ping"      // browser→server
+	TypePong      = "pong"      // server→browser
+	TypeRinging   = "ringing"   // server→browser
+	TypeAnswered  = "answered"  // server→browser: far end picked up
+	TypeIncoming  = "incoming"  // server→browser: a call for this user, with an SDP offer
+	TypeError     = "error"     // server→browser
+)
+
+// Message is the one object every frame carries. Which fields are meaningful
+// depends on Type; Decode keeps only those.
+type Message struct {
+	Type       string        `json:"type,omitempty"`
+	CallID     string        `json:"call_id,omitempty"`
+	Token      string        `json:"token,omitempty"`
+	To         string        `json:"to,omitempty"`
+	From       string        `json:"from,omitempty"`
+	FromName   string        `json:"from_name,omitempty"`
+	SDP        string        `json:"sdp,omitempty"`
+	Candidate  *ICECandidate `json:"candidate,omitempty"`
+	Digits     string        `json:"digits,omitempty"`
+	Cause      string        `json:"cause,omitempty"`
+	Code       int           `json:"code,omitempty"`
+	Error      string        `json:"error,omitempty"`
+	Message    string        `json:"message,omitempty"`
+	User       string        `json:"user,omitempty"`
+	Display    string        `json:"display,omitempty"`
+	Session    string        `json:"session,omitempty"`
+	ICEServers []ICEServer   `json:"ice_servers,omitempty"`
+}
+
+// ICECandidate is the browser's RTCIceCandidateInit. Its fields match pion's
+// webrtc.ICECandidateInit one for one, so the media layer converts with
+// webrtc.ICECandidateInit(*m.Candidate) and no copying.
+type ICECandidate struct {
+	Candidate        string  `json:"candidate"`
+	SDPMid           *string `json:"sdpMid,omitempty"`
+	SDPMLineIndex    *uint16 `json:"sdpMLineIndex,omitempty"`
+	UsernameFragment *string `json:"usernameFragment,omitempty"`
+}
+
+// ICEServer is the browser's RTCIceServer, sent in "authed" so the page builds
+// its RTCPeerConnection with the servers Patchbay chose (e.g. short-lived TURN
+// credentials).
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
+// String describes the message for logs without its token, SDP or candidate
+// text, which are either secret or too long to be useful there.
+func (m Message) String() string {
+	s := "type=" + m.Type
+	if m.CallID != "" {
+		s += " call_id=" + m.CallID
+	}
+	if m.Error != "" {
+		s += " error=" + m.Error
+	}
+	if m.Cause != "" {
+		s += fmt.Sprintf(" cause=%s/%d", m.Cause, m.Code)
+	}
+	if m.SDP != "" {
+		s += fmt.Sprintf(" sdp=%dB", len(m.SDP))
+	}
+	return s
+}
+
+// Err returns the error an "error" message carries, as *Error, or nil for any
+// other type.
+func (m Message) Err() error {
+	if m.Type != TypeError {
+		return nil
+	}
+	return &Error{Code: m.Error, Message: m.Message, CallID: m.CallID}
+}
+
+// ErrorMessage builds an "error" message. callID may be empty when the error
+// is not about one call.
+func ErrorMessage(callID, code, text string) Message {
+	return Message{Type: TypeError, CallID: callID, Error: code, Message: text}
+}
+
+// HangupMessage builds a "hangup" message for the browser, filling in the
+// Q.850 code of cause.
+func HangupMessage(callID, cause string) Message {
+	return Message{Type: TypeHangup, CallID: callID, Cause: cause, Code: CauseCode(cause)}
+}
+
+// Encode marshals m for the wire.
+func Encode(m Message) ([]byte, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s message: %w", m.Type, err)
+	}
+	return b, nil
+}

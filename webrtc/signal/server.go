@@ -1,0 +1,283 @@
+package signal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/patchbay/patchbay/internal/auth"
+)
+
+// TokenVerifier checks a browser token; *auth.Signer implements it. Errors
+// wrapping auth.ErrExpired become token_expired, any other unauthorized.
+type TokenVerifier interface {
+	Verify(token string) (*auth.Claims, error)
+}
+
+// Handler is the call layer behind the server.
+type Handler interface {
+	// HandleMessage receives every validated message of an authenticated
+	// session except auth and ping, in the order the browser sent them. It runs
+	// on the connection's reader goroutine: it must not block for long. ctx is
+	// the session's context.
+	HandleMessage(ctx context.Context, s *Session, m Message)
+	// SessionClosed is called once, after an authenticated session's connection
+	// is gone and it has left the registry; the owner tears down its calls.
+	SessionClosed(s *Session)
+}
+
+// ServerOptions configures a Server. Zero values take the defaults noted.
+type ServerOptions struct {
+	Verifier TokenVerifier // required
+	Handler  Handler       // required
+
+	// AllowedOrigins lists the exact Origin header values browsers may connect
+	// from, e.g. "https://pbx.example.com". Empty: only pages from the same host
+	// as the request. Requests without Origin (non-browser clients) are allowed:
+	// the token, not a cookie, authenticates them.
+	AllowedOrigins []string
+
+	MaxMessageBytes int           // largest frame accepted; default 64 KiB
+	RateLimit       RateLimit     // per connection; see RateLimit for defaults
+	AuthTimeout     time.Duration // auth must arrive within this; default 10s
+	PingInterval    time.Duration // WebSocket ping period; default 25s
+	PongTimeout     time.Duration // silence after a ping before the connection is dropped; default 2×PingInterval
+	WriteTimeout    time.Duration // one frame write; default 10s
+	CloseGrace      time.Duration // wait for the peer's close reply; default 2s
+	SendQueue       int           // queued outgoing messages per session; default 64
+
+	// ICEServers gives the servers put in each "authed" reply; nil sends none.
+	ICEServers func() []ICEServer
+	Logger     *slog.Logger // default slog.Default()
+}
+
+func (o ServerOptions) withDefaults() ServerOptions {
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = DefaultFrameSize
+	}
+	o.RateLimit = o.RateLimit.withDefaults()
+	if o.AuthTimeout <= 0 {
+		o.AuthTimeout = 10 * time.Second
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = 25 * time.Second
+	}
+	if o.PongTimeout <= 0 {
+		o.PongTimeout = 2 * o.PingInterval
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.CloseGrace <= 0 {
+		o.CloseGrace = 2 * time.Second
+	}
+	if o.SendQueue <= 0 {
+		o.SendQueue = 64
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Server accepts browser WebSocket connections on the path it is mounted at
+// (/ws) and runs one Session per connection.
+type Server struct {
+	opts     ServerOptions
+	log      *slog.Logger
+	upgrader websocket.Upgrader
+	origins  map[string]bool
+
+	mu     sync.Mutex
+	closed bool
+	conns  map[*Session]struct{}            // every connection, authenticated or not
+	users  map[string]map[*Session]struct{} // authenticated sessions by user
+	wg     sync.WaitGroup                   // one per connection being served
+}
+
+// NewServer checks opts and returns a server ready to be mounted.
+func NewServer(opts ServerOptions) (*Server, error) {
+	if opts.Verifier == nil {
+		return nil, errors.New("signal server: Verifier is nil: pass the auth.Signer that mints browser tokens")
+	}
+	if opts.Handler == nil {
+		return nil, errors.New("signal server: Handler is nil: pass the call coordinator")
+	}
+	opts = opts.withDefaults()
+	s := &Server{
+		opts:    opts,
+		log:     opts.Logger.With("component", "signal"),
+		origins: make(map[string]bool, len(opts.AllowedOrigins)),
+		conns:   make(map[*Session]struct{}),
+		users:   make(map[string]map[*Session]struct{}),
+	}
+	for _, o := range opts.AllowedOrigins {
+		u, err := url.Parse(o)
+		if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return nil, fmt.Errorf("signal server: allowed origin %q is not scheme://host[:port]: fix AllowedOrigins", o)
+		}
+		s.origins[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
+	}
+	s.upgrader = websocket.Upgrader{
+		HandshakeTimeout: 10 * time.Second,
+		// The origin was checked before Upgrade, with our own logging.
+		CheckOrigin: func(*http.Request) bool { return true },
+		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+			http.Error(w, "websocket upgrade failed: "+reason.Error(), status)
+		},
+	}
+	return s, nil
+}
+
+func (srv *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if len(srv.origins) > 0 {
+		return srv.origins[strings.ToLower(origin)]
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	return strings.EqualFold(u.Host, r.Host)
+}
+
+// ServeHTTP upgrades the request and serves the connection until it ends. The
+// calling goroutine is the connection's reader.
+func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	log := srv.log.With("remote", r.RemoteAddr)
+	if !srv.originAllowed(r) {
+		log.Warn("websocket refused: origin not allowed", "origin", r.Header.Get("Origin"))
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	srv.mu.Lock()
+	if srv.closed {
+		srv.mu.Unlock()
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	srv.wg.Add(1)
+	srv.mu.Unlock()
+	defer srv.wg.Done()
+
+	conn, err := srv.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		log.Info("websocket upgrade failed", "err", err)
+		return
+	}
+	s := newSession(srv, conn, log)
+	srv.mu.Lock()
+	closed := srv.closed
+	srv.conns[s] = struct{}{}
+	srv.mu.Unlock()
+	if closed {
+		s.closeWith(CodeUnavailable, "server shutting down")
+	}
+	s.serve()
+}
+
+// register publishes an authenticated session; false if the server is closing.
+func (srv *Server) register(s *Session) bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.closed {
+		return false
+	}
+	set := srv.users[s.User()]
+	if set == nil {
+		set = make(map[*Session]struct{})
+		srv.users[s.User()] = set
+	}
+	set[s] = struct{}{}
+	return true
+}
+
+func (srv *Server) forget(s *Session) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	delete(srv.conns, s)
+	if set := srv.users[s.User()]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(srv.users, s.User())
+		}
+	}
+}
+
+// SessionsOf returns the live authenticated sessions of user, e.g. every tab
+// to ring for an incoming call. The slice is a snapshot the caller owns.
+func (srv *Server) SessionsOf(user string) []*Session {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	set := srv.users[user]
+	out := make([]*Session, 0, len(set))
+	for s := range set {
+		out = append(out, s)
+	}
+	return out
+}
+
+// Session returns the live authenticated session with this ID, or nil.
+func (srv *Server) Session(id string) *Session {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	for _, set := range srv.users {
+		for s := range set {
+			if s.id == id {
+				return s
+			}
+		}
+	}
+	return nil
+}
+
+// Len returns the number of open connections, authenticated or not.
+func (srv *Server) Len() int {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return len(srv.conns)
+}
+
+// Shutdown refuses new connections, closes every session with "unavailable"
+// (WebSocket 1001, going away) and waits until each connection's goroutines
+// have ended and SessionClosed has run, or ctx is done.
+func (srv *Server) Shutdown(ctx context.Context) error {
+	srv.mu.Lock()
+	srv.closed = true
+	all := make([]*Session, 0, len(srv.conns))
+	for s := range srv.conns {
+		all = append(all, s)
+	}
+	srv.mu.Unlock()
+	for _, s := range all {
+		s.closeWith(CodeUnavailable, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() { // ends with the last connection, bounded by CloseGrace and WriteTimeout
+		srv.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("signal server shutdown: %d connections still closing: %w", srv.Len(), ctx.Err())
+	}
+}
+
+// Close is Shutdown without a deadline of its own; it returns once every
+// connection is gone (within about CloseGrace + WriteTimeout).
+func (srv *Server) Close() error {
+	return srv.Shutdown(context.Background())
+}
