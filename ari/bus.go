@@ -146,3 +146,15 @@ func (b *bus) publish(ev Event) {
 // resource's ID (see NewID) before creating it so its first events are kept.
 // The caller must Close it.
 func (c *Client) Subscribe(f Filter) *Subscription { return c.bus.subscribe(f) }
+
+// Subscribe returns a subscription to this channel's events, optionally only
+// of the given types.
+func (h *ChannelHandle) Subscribe(types ...string) *Subscription {
+	return h.c.Subscribe(Filter{Name: "channel " + h.id, IDs: []string{h.id}, Types: types})
+}
+
+// Subscribe returns a subscription to this bridge's events, optionally only
+// of the given types.
+func (h *BridgeHandle) Subscribe(types ...string) *Subscription {
+	return h.c.Subscribe(Filter{Name: "bridge " + h.id, IDs: []string{h.id}, Types: types})
+}

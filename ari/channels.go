@@ -215,11 +215,32 @@ func (r *ExternalMediaRequest) query() (url.Values, error) {
 	return q, nil
 }
 
+// stasisWait bounds how long ExternalMedia waits for the channel's StasisStart.
+const stasisWait = 10 * time.Second
+
 // ExternalMedia creates an externalMedia channel (chan_rtp / chan_websocket).
+// Asterisk answers before the channel has entered Stasis, and addChannel on it
+// fails with 422 until it has; so when App is ours and the events socket is
+// up, ExternalMedia returns only after the channel's StasisStart, and the
+// channel can be bridged at once. An empty ChannelID is filled with NewID.
 func (a *ChannelsAPI) ExternalMedia(ctx context.Context, r ExternalMediaRequest) (*ExternalMedia, error) {
+	if r.ChannelID == "" {
+		r.ChannelID = NewID()
+	}
 	q, err := r.query()
 	if err != nil {
 		return nil, fmt.Errorf("ari: %w", err)
+	}
+	var sub *Subscription
+	if r.App == a.c.cfg.Application && a.c.Connected() {
+		// Subscribe before creating, so the StasisStart cannot slip past.
+		sub = a.c.Subscribe(Filter{
+			Name:      "externalMedia " + r.ChannelID,
+			IDs:       []string{r.ChannelID},
+			Types:     []string{TypeStasisStart, TypeChannelDestroyed, TypeDisconnected},
+			QueueSize: 8,
+		})
+		defer sub.Close()
 	}
 	var ch Channel
 	if err := a.c.do(ctx, "POST", "/channels/externalMedia", q, variablesBody(r.Variables), &ch); err != nil {
@@ -228,7 +249,42 @@ func (a *ChannelsAPI) ExternalMedia(ctx context.Context, r ExternalMediaRequest)
 	if r.App == a.c.cfg.Application {
 		a.c.track.addChannel(ch.ID)
 	}
-	return parseExternalMedia(ch)
+	m, err := parseExternalMedia(ch)
+	if err != nil || sub == nil {
+		return m, err
+	}
+	if err := waitStasisStart(ctx, sub, ch.ID); err != nil {
+		return m, fmt.Errorf("externalMedia channel %s: %w", ch.ID, err)
+	}
+	return m, nil
+}
+
+// waitStasisStart waits on sub for channel id's StasisStart.
+func waitStasisStart(ctx context.Context, sub *Subscription, id string) error {
+	t := time.NewTimer(stasisWait)
+	defer t.Stop()
+	for {
+		select {
+		case ev, ok := <-sub.Events():
+			if !ok {
+				return errors.New("subscription closed while waiting for StasisStart")
+			}
+			switch e := ev.(type) {
+			case *StasisStart:
+				if e.Channel.ID == id {
+					return nil
+				}
+			case *ChannelDestroyed:
+				return fmt.Errorf("channel destroyed before entering Stasis: %s", e.CauseTxt)
+			case *Disconnected:
+				return errors.New("events socket lost before StasisStart; check the channel after reconnect")
+			}
+		case <-t.C:
+			return fmt.Errorf("no StasisStart within %v: is the Stasis app registered (events socket open)?", stasisWait)
+		case <-ctx.Done():
+			return fmt.Errorf("wait for StasisStart: %w", context.Cause(ctx))
+		}
+	}
 }
 
 func parseExternalMedia(ch Channel) (*ExternalMedia, error) {

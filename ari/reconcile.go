@@ -91,19 +91,14 @@ type Owned struct {
 	Bridges  []Bridge
 }
 
-// Owned asks Asterisk what belongs to our application: channels subscribed to
-// the app (GET /applications/{app}) or sitting in Stasis(app) per their
-// dialplan location, and bridges the app is subscribed to or that carry
-// bridge_class "stasis" with us as creator. It works whether or not the
+// Owned asks Asterisk what belongs to our application: channels sitting in
+// Stasis(app) per their dialplan location or tracked by this client, and
+// bridges the app is subscribed to (GET /applications/{app}) or tracked. It works whether or not the
 // events socket is connected (the app may then be unknown to Asterisk).
 func (c *Client) Owned(ctx context.Context) (*Owned, error) {
 	app := c.cfg.Application
-	chanSet := map[string]bool{}
 	brSet := map[string]bool{}
 	if a, err := c.Applications().Get(ctx, app); err == nil {
-		for _, id := range a.ChannelIDs {
-			chanSet[id] = true
-		}
 		for _, id := range a.BridgeIDs {
 			brSet[id] = true
 		}
@@ -118,19 +113,27 @@ func (c *Client) Owned(ctx context.Context) (*Owned, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list resources of app %s: %w", app, err)
 	}
-	out := &Owned{}
-	for _, ch := range chans {
-		if chanSet[ch.ID] || ch.InStasis(app) {
-			out.Channels = append(out.Channels, ch)
-		}
-	}
 	tracked := map[string]bool{}
-	_, tb := c.track.snapshot()
+	tc, tb := c.track.snapshot()
+	for _, id := range tc {
+		tracked[id] = true
+	}
 	for _, id := range tb {
 		tracked[id] = true
 	}
+	out := &Owned{}
+	for _, ch := range chans {
+		// The app's channel_ids also lists channels it merely watches (e.g. the
+		// ;2 half of a Local channel it originated), so only a channel in
+		// Stasis(app) or one we track counts as owned.
+		if ch.InStasis(app) || tracked[ch.ID] {
+			out.Channels = append(out.Channels, ch)
+		}
+	}
 	for _, b := range bridges {
-		if brSet[b.ID] || tracked[b.ID] || (b.BridgeClass == "stasis" && b.Creator == app) {
+		// Asterisk 22 reports creator "Stasis" for every ARI bridge, whatever
+		// the app, so bridge_class alone cannot attribute a bridge to us.
+		if brSet[b.ID] || tracked[b.ID] {
 			out.Bridges = append(out.Bridges, b)
 		}
 	}

@@ -67,12 +67,12 @@ func (c *Client) Connected() bool {
 // registered), ctx ends, or Run stopped on a permanent error such as 401.
 func (c *Client) WaitConnected(ctx context.Context) error {
 	c.stateMu.Lock()
-	ch := c.connCh
+	ch, fatalCh := c.connCh, c.fatalCh
 	c.stateMu.Unlock()
 	select {
 	case <-ch:
 		return nil
-	case <-c.fatalCh:
+	case <-fatalCh:
 		c.stateMu.Lock()
 		defer c.stateMu.Unlock()
 		if c.connected {
@@ -160,6 +160,12 @@ func (c *Client) Run(ctx context.Context) error {
 		return ErrAlreadyRunning
 	}
 	defer c.running.Store(false)
+	c.stateMu.Lock()
+	if c.fatal != nil { // a previous Run gave up; this one starts afresh
+		c.fatal = nil
+		c.fatalCh = make(chan struct{})
+	}
+	c.stateMu.Unlock()
 
 	var wg sync.WaitGroup // reconcile goroutines
 	defer wg.Wait()

@@ -50,7 +50,8 @@ const (
 	e164Max = 15
 )
 
-// Route classifies input. Only surrounding spaces, and spaces, dashes, dots
+// Route classifies input. Numbers are tried against Extensions, UserNumbers
+// and Rooms in that order, then as PSTN numbers. Only surrounding spaces, and spaces, dashes, dots
 // and parentheses inside numbers, are dropped; any other character is
 // refused. Errors are *RouteError with code invalid_number or
 // forbidden_destination.
@@ -135,6 +136,11 @@ func safeName(s string) bool {
 // cleanNumber drops visual separators and refuses anything but digits and a
 // leading '+'.
 func cleanNumber(input, s string) (string, error) {
+	if s[0] == '+' {
+		// "+44 (0)20 7946 0000": the bracketed 0 is the national trunk
+		// prefix, never dialled after a country code.
+		s = strings.ReplaceAll(s, "(0)", "")
+	}
 	var b strings.Builder
 	b.Grow(len(s))
 	for i := 0; i < len(s); i++ {

@@ -31,6 +31,7 @@ func TestRouteAccepts(t *testing.T) {
 		{"8123", Decision{Kind: KindRoom, Number: "8123"}},
 		{"+44 20 7946 0000", Decision{Kind: KindPSTN, Number: "+442079460000", Trunk: "pstn", Endpoint: "Local/+442079460000@from-patchbay"}},
 		{"+1 (416) 555-1212", Decision{Kind: KindPSTN, Number: "+14165551212", Trunk: "pstn", Endpoint: "Local/+14165551212@from-patchbay"}},
+		{"+44 (0)20 7946 0000", Decision{Kind: KindPSTN, Number: "+442079460000", Trunk: "pstn", Endpoint: "Local/+442079460000@from-patchbay"}},
 		{"0044.20.7946.0000", Decision{Kind: KindPSTN, Number: "+442079460000", Trunk: "pstn", Endpoint: "Local/+442079460000@from-patchbay"}},
 	}
 	for _, tt := range tests {

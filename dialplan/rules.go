@@ -3,6 +3,7 @@ package dialplan
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -188,7 +189,9 @@ func compileRules(r Rules) (*compiled, error) {
 	}
 	c.allow = prefixes("PSTN.Allow", p.Allow)
 	c.deny = prefixes("PSTN.Deny", p.Deny)
-	for pre, trunk := range p.Trunks {
+	trunkPrefixes := slices.Sorted(maps.Keys(p.Trunks)) // stable error order
+	for _, pre := range trunkPrefixes {
+		trunk := p.Trunks[pre]
 		if !prefixRe.MatchString(pre) {
 			bad("PSTN.Trunks", "prefix %q must be '+' followed by up to 15 digits", pre)
 		}

@@ -5,6 +5,4 @@ import (
 	"errors"
 )
 
-func runServe(ctx context.Context, args []string) error { return errors.New("not yet wired") }
-func runCall(ctx context.Context, args []string) error  { return errors.New("not yet wired") }
 func runBench(ctx context.Context, args []string) error { return errors.New("not yet wired") }

@@ -41,6 +41,11 @@ type Options struct {
 	DisconnectedTimeout, FailedTimeout time.Duration
 	// Logger receives API-level logs; nil uses slog.Default().
 	Logger *slog.Logger
+
+	// pionDefaults registers pion's default interceptors (NACK, reports,
+	// TWCC, stats) instead; only for the benchmark that justifies leaving
+	// them out.
+	pionDefaults bool
 }
 
 // API is the shared pion API. Create one with NewAPI and Close it at shutdown,
@@ -86,7 +91,11 @@ func NewAPI(o Options) (*API, error) {
 		}
 	}
 	reg := &interceptor.Registry{}
-	if o.RTCPReports {
+	if o.pionDefaults {
+		if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
+			return nil, fmt.Errorf("register default interceptors: %w", err)
+		}
+	} else if o.RTCPReports {
 		if err := webrtc.ConfigureRTCPReports(reg); err != nil {
 			return nil, fmt.Errorf("configure RTCP reports: %w", err)
 		}

@@ -63,9 +63,10 @@ func ParseLaw(s string) (Law, error) {
 	return 0, fmt.Errorf("unknown G.711 law %q: use ulaw or alaw", s)
 }
 
-// chooseLaw picks the first G.711 law in the offer's preference order from
-// the first active audio section.
-func chooseLaw(offer string) (Law, error) {
+// OfferedLaw picks the first G.711 law in the offer's preference order from
+// its active audio sections; it fails with ErrNoAudio, ErrUnsupportedMedia
+// or ErrInvalidSDP as Answer would.
+func OfferedLaw(offer string) (Law, error) {
 	var sd sdp.SessionDescription
 	if err := sd.UnmarshalString(offer); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrInvalidSDP, err)

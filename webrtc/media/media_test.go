@@ -3,10 +3,12 @@ package media
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +19,7 @@ import (
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func newTestAPI(t *testing.T, o Options) *API {
+func newTestAPI(t testing.TB, o Options) *API {
 	t.Helper()
 	o.ICEAddress = "127.0.0.1"
 	o.IncludeLoopback = true
@@ -36,7 +38,7 @@ type client struct {
 	track *webrtc.TrackLocalStaticRTP
 }
 
-func newClient(t *testing.T, codecs ...webrtc.RTPCodecParameters) *client {
+func newClient(t testing.TB, codecs ...webrtc.RTPCodecParameters) *client {
 	t.Helper()
 	me := &webrtc.MediaEngine{}
 	for _, c := range codecs {
@@ -68,7 +70,7 @@ func newClient(t *testing.T, codecs ...webrtc.RTPCodecParameters) *client {
 	return c
 }
 
-func (c *client) offer(t *testing.T) string {
+func (c *client) offer(t testing.TB) string {
 	t.Helper()
 	o, err := c.pc.CreateOffer(nil)
 	if err != nil {
@@ -278,9 +280,9 @@ func TestChooseLaw(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := chooseLaw(head + tc.m)
+			got, err := OfferedLaw(head + tc.m)
 			if err != nil || got != tc.want {
-				t.Fatalf("chooseLaw = %v, %v; want %v", got, err, tc.want)
+				t.Fatalf("OfferedLaw = %v, %v; want %v", got, err, tc.want)
 			}
 		})
 	}
@@ -319,5 +321,104 @@ func TestCloseIdempotentAndNoLeak(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before {
 		buf := make([]byte, 1<<16)
 		t.Fatalf("%d goroutines left (was %d):\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func TestVideoOption(t *testing.T) {
+	for _, video := range []bool{false, true} {
+		t.Run(fmt.Sprint("video=", video), func(t *testing.T) {
+			a := newTestAPI(t, Options{Video: video})
+			vp8 := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+				MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96}
+			me := &webrtc.MediaEngine{}
+			_ = me.RegisterCodec(PCMU.Codec(), webrtc.RTPCodecTypeAudio)
+			_ = me.RegisterCodec(vp8, webrtc.RTPCodecTypeVideo)
+			pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me)).NewPeerConnection(webrtc.Configuration{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pc.Close()
+			if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo); err != nil {
+				t.Fatal(err)
+			}
+			offer, err := pc.CreateOffer(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, answer, err := a.Answer(context.Background(), offer.SDP, PeerOptions{})
+			if err != nil {
+				t.Fatalf("Answer: %v", err)
+			}
+			defer p.Close()
+			if got := strings.Contains(answer, "VP8/90000"); got != video {
+				t.Fatalf("VP8 in answer = %v, want %v:\n%s", got, video, answer)
+			}
+			if !strings.Contains(answer, "PCMU/8000") {
+				t.Fatalf("audio missing from answer:\n%s", answer)
+			}
+		})
+	}
+}
+
+func TestICEServersCopied(t *testing.T) {
+	a := newTestAPI(t, Options{ICEServers: []webrtc.ICEServer{{URLs: []string{"turn:127.0.0.1:3478"}, Username: "u", Credential: "p"}}})
+	s := a.ICEServers()
+	s[0].URLs[0] = "changed"
+	if a.ICEServers()[0].URLs[0] != "turn:127.0.0.1:3478" || a.ICEServers()[0].Credential != "p" {
+		t.Fatal("ICEServers leaks its internal slice")
+	}
+	if a.ICEPort() == 0 {
+		t.Fatal("ICEPort not reported")
+	}
+}
+
+// TestDoneWhenICEDies: the browser vanishes without a goodbye; the server
+// peer must report it so the call owner can end the call.
+func TestDoneWhenICEDies(t *testing.T) {
+	a := newTestAPI(t, Options{DisconnectedTimeout: 300 * time.Millisecond, FailedTimeout: 800 * time.Millisecond})
+	c := newClient(t, PCMU.Codec())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	var states []webrtc.ICEConnectionState
+	p, answer, err := a.Answer(ctx, c.offer(t), PeerOptions{OnICEState: func(s webrtc.ICEConnectionState) {
+		mu.Lock()
+		states = append(states, s)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	connected := make(chan struct{})
+	var once sync.Once
+	c.pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
+		if s == webrtc.ICEConnectionStateConnected {
+			once.Do(func() { close(connected) })
+		}
+	})
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-connected:
+	case <-ctx.Done():
+		t.Fatal("never connected")
+	}
+	// Silence the browser without closing DTLS: its packets stop arriving.
+	t0 := time.Now()
+	if err := c.pc.GetSenders()[0].Transport().ICETransport().Stop(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done():
+		t.Logf("Done %v after the browser went silent; ICE states %v", time.Since(t0), states)
+	case <-ctx.Done():
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("Done never closed; ICE states %v", states)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 
 	"github.com/pion/webrtc/v4"
 )
@@ -32,7 +31,6 @@ type Peer struct {
 	dead   chan struct{}
 
 	deadOnce  sync.Once
-	closed    atomic.Bool
 	closeErr  error
 	closeOnce sync.Once
 }
@@ -42,7 +40,7 @@ type Peer struct {
 // fails with ErrNoAudio, ErrUnsupportedMedia or ErrInvalidSDP when the offer
 // cannot be served.
 func (a *API) Answer(ctx context.Context, offer string, o PeerOptions) (*Peer, string, error) {
-	law, err := chooseLaw(offer)
+	law, err := OfferedLaw(offer)
 	if err != nil {
 		return nil, "", err
 	}
@@ -249,7 +247,6 @@ func (p *Peer) markDead() { p.deadOnce.Do(func() { close(p.dead) }) }
 // Close tears the peer down; safe to call more than once.
 func (p *Peer) Close() error {
 	p.closeOnce.Do(func() {
-		p.closed.Store(true)
 		p.closeErr = p.pc.Close()
 		p.markDead()
 	})

@@ -13,7 +13,7 @@ const (
 	MaxToLen         = 64
 	MaxDigits        = 32
 	MaxSDPBytes      = 32 << 10 // an audio offer from Chrome is 3–6 KiB
-	MaxTokenBytes    = 4 << 10
+	MaxTokenBytes    = 8 << 10  // as internal/auth accepts
 	MaxCandidateLen  = 1024
 	MaxSDPMidLen     = 64
 	MaxUfragLen      = 256
@@ -150,6 +150,8 @@ func validDigits(s string) bool {
 	return true
 }
 
+const dialMeta = "&,|$(){}[];/\\\"'<>`^~"
+
 // checkNumber only rejects what can never be a destination; the dialplan
 // package decides what a valid string may become.
 func checkNumber(to string) *Error {
@@ -164,6 +166,11 @@ func checkNumber(to string) *Error {
 	for _, r := range to {
 		if unicode.IsSpace(r) || unicode.IsControl(r) || !unicode.IsPrint(r) {
 			return errorf(CodeInvalidNumber, "", "destination contains spaces or control characters")
+		}
+		// Dial-string and dialplan metacharacters never belong in a number,
+		// name or SIP URI; refusing them here is defence in depth.
+		if strings.ContainsRune(dialMeta, r) {
+			return errorf(CodeInvalidNumber, "", "destination contains %q", r)
 		}
 	}
 	return nil

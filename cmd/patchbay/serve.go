@@ -1,0 +1,29 @@
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/spf13/pflag"
+
+	"github.com/patchbay/patchbay/internal/server"
+)
+
+func runServe(ctx context.Context, args []string) error {
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	load := configFlags(fs)
+	fs.String("http-listen", "", "listen address, overrides http.listen")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, os.Stderr)
+	srv, err := server.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	return srv.Run(ctx)
+}

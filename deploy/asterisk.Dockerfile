@@ -1,0 +1,9 @@
+# Asterisk 22 from Debian sid: the same package the tests run (Debian bookworm has no Asterisk 22).
+FROM debian:sid-slim
+RUN apt-get -o Acquire::Check-Valid-Until=false update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends asterisk asterisk-modules ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && id asterisk
+# The configuration is rendered by `patchbay asterisk-config` and mounted at /etc/asterisk.
+USER asterisk
+CMD ["asterisk", "-f", "-vvv"]

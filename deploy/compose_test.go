@@ -1,0 +1,124 @@
+// Package deploy holds the production container files. No Docker engine runs in CI, so this test keeps
+// docker-compose.yml consistent with the configuration Patchbay renders for Asterisk.
+package deploy
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/patchbay/patchbay/internal/config"
+)
+
+type compose struct {
+	Services map[string]struct {
+		Build *struct {
+			Context    string `yaml:"context"`
+			Dockerfile string `yaml:"dockerfile"`
+		} `yaml:"build"`
+		Image       string            `yaml:"image"`
+		NetworkMode string            `yaml:"network_mode"`
+		Command     []string          `yaml:"command"`
+		Environment map[string]string `yaml:"environment"`
+		Volumes     []string          `yaml:"volumes"`
+		DependsOn   map[string]any    `yaml:"depends_on"`
+	} `yaml:"services"`
+	Volumes map[string]any `yaml:"volumes"`
+}
+
+func load(t *testing.T) compose {
+	t.Helper()
+	b, err := os.ReadFile("../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c compose
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		t.Fatalf("docker-compose.yml does not parse: %v", err)
+	}
+	return c
+}
+
+func TestComposeServices(t *testing.T) {
+	c := load(t)
+	for _, name := range []string{"asterisk", "redis", "patchbay"} {
+		s, ok := c.Services[name]
+		if !ok {
+			t.Fatalf("service %s missing", name)
+		}
+		// SIP, RTP and ICE use the host's addresses: anything else breaks media behind NAT.
+		if s.NetworkMode != "host" {
+			t.Errorf("service %s: network_mode %q, want host", name, s.NetworkMode)
+		}
+		for _, v := range s.Volumes {
+			src := strings.SplitN(v, ":", 2)[0]
+			if !strings.HasPrefix(src, "./") {
+				if _, ok := c.Volumes[src]; !ok {
+					t.Errorf("service %s mounts undeclared volume %q", name, src)
+				}
+			}
+		}
+	}
+	if deps := c.Services["patchbay"].DependsOn; deps["asterisk"] == nil || deps["redis"] == nil {
+		t.Error("patchbay must wait for asterisk and redis")
+	}
+}
+
+func TestAsteriskImageFromDebianSid(t *testing.T) {
+	c := load(t)
+	b := c.Services["asterisk"].Build
+	if b == nil {
+		t.Fatal("asterisk service is not built from our Dockerfile")
+	}
+	df, err := os.ReadFile(filepath.Join("..", b.Context, b.Dockerfile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(df)
+	for _, want := range []string{"FROM debian:sid", "asterisk-modules", "Check-Valid-Until=false"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("asterisk Dockerfile lacks %q", want)
+		}
+	}
+	// The rendered configs and the certificates sit where the rendered files point.
+	vols := c.Services["asterisk"].Volumes
+	if !slices.ContainsFunc(vols, func(v string) bool { return strings.HasSuffix(v, ":/etc/asterisk:ro") }) {
+		t.Error("rendered Asterisk configs are not mounted at /etc/asterisk")
+	}
+	if !slices.ContainsFunc(vols, func(v string) bool { return strings.HasSuffix(v, ":/etc/asterisk/keys:ro") }) {
+		t.Error("certificates are not mounted at /etc/asterisk/keys (the --cert-dir in the compose header)")
+	}
+	header, _ := os.ReadFile("../docker-compose.yml")
+	if !strings.Contains(string(header), "--cert-dir /etc/asterisk/keys") {
+		t.Error("compose header must render the Asterisk configs with --cert-dir /etc/asterisk/keys")
+	}
+}
+
+func TestPatchbayServiceMatchesConfig(t *testing.T) {
+	c := load(t)
+	p := c.Services["patchbay"]
+	if len(p.Command) < 3 || p.Command[0] != "serve" || p.Command[1] != "--config" {
+		t.Fatalf("patchbay command %v, want serve --config FILE", p.Command)
+	}
+	cfgPath := p.Command[2]
+	if !slices.ContainsFunc(p.Volumes, func(v string) bool { return strings.HasSuffix(v, ":"+cfgPath+":ro") }) {
+		t.Errorf("config file %s is not mounted read-only", cfgPath)
+	}
+	certDir := p.Environment["PATCHBAY_CERTS_DIR"]
+	if !slices.ContainsFunc(p.Volumes, func(v string) bool { return strings.HasSuffix(v, ":"+certDir+":ro") }) {
+		t.Errorf("certs.dir %s is not mounted", certDir)
+	}
+	// Patchbay's defaults talk to the services as compose starts them.
+	def := config.Defaults()
+	if def.ARI.URL != "http://127.0.0.1:8088" || def.Asterisk.HTTPPort != 8088 {
+		t.Errorf("default ARI URL %s / http_port %d no longer match the Asterisk service", def.ARI.URL, def.Asterisk.HTTPPort)
+	}
+	redis := strings.Join(c.Services["redis"].Command, " ")
+	if !strings.Contains(redis, "--bind 127.0.0.1") || !strings.Contains(redis, "--port 6379") {
+		t.Errorf("redis must bind loopback:6379 (what config init --redis 127.0.0.1:6379 writes): %s", redis)
+	}
+}

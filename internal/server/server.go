@@ -1,0 +1,266 @@
+// Package server assembles a running Patchbay from its configuration: the ARI client, the shared media API, the
+// relay ports, the router, the call manager, the signalling server and the HTTP listener. `patchbay serve` and the
+// integration tests both start Patchbay through it.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pion "github.com/pion/webrtc/v4"
+
+	"github.com/patchbay/patchbay/ari"
+	"github.com/patchbay/patchbay/certs"
+	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/internal/auth"
+	"github.com/patchbay/patchbay/internal/call"
+	"github.com/patchbay/patchbay/internal/config"
+	"github.com/patchbay/patchbay/internal/relay"
+	"github.com/patchbay/patchbay/webrtc/media"
+	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/webrtc/web"
+)
+
+// Server is one Patchbay.
+type Server struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	ari    *ari.Client
+	media  *media.API
+	ports  *relay.Ports
+	calls  *call.Manager
+	signal *signal.Server
+	signer *auth.Signer
+	http   *http.Server
+	ln     net.Listener
+	ready  atomic.Bool
+}
+
+// New builds everything and binds the listeners, so that a bad port, certificate or secret fails here with a
+// clear error instead of later. Run starts serving.
+func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
+	s := &Server{cfg: cfg, log: log}
+	ok := false
+	defer func() {
+		if !ok {
+			s.closeParts()
+		}
+	}()
+	var err error
+	s.signer, err = auth.NewSigner([]byte(cfg.Auth.TokenSecret.Reveal()), cfg.Auth.TokenIssuer)
+	if err != nil {
+		return nil, fmt.Errorf("auth.token_secret: %w", err)
+	}
+	s.ari, err = ari.New(ari.Config{
+		URL:         cfg.ARI.URL,
+		Username:    cfg.ARI.User,
+		Password:    cfg.ARI.Password.Reveal(),
+		Application: cfg.ARI.App,
+		Logger:      log.With("component", "ari"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	var iceServers []pion.ICEServer
+	for _, is := range cfg.Media.ICEServers {
+		iceServers = append(iceServers, pion.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential.Reveal()})
+	}
+	s.media, err = media.NewAPI(media.Options{
+		ICEPort:         cfg.Media.ICEPort,
+		PublicIPs:       cfg.Media.PublicIPs,
+		IncludeLoopback: cfg.Media.IncludeLoopback,
+		ICEServers:      iceServers,
+		Logger:          log.With("component", "media"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("media (media.ice_port %d): %w", cfg.Media.ICEPort, err)
+	}
+	s.ports, err = relay.NewPorts(cfg.Media.RelayHost, cfg.Media.RelayPortStart, cfg.Media.RelayPortEnd, cfg.Media.RelayDrain)
+	if err != nil {
+		return nil, fmt.Errorf("relay ports (media.relay_*): %w", err)
+	}
+	router, err := dialplan.NewRouter(dialplan.DefaultRules())
+	if err != nil {
+		return nil, fmt.Errorf("dialplan rules: %w", err)
+	}
+	s.calls, err = call.New(call.Options{
+		ARI:    s.ari,
+		Media:  s.media,
+		Ports:  s.ports,
+		Router: router,
+		Logger: log.With("component", "calls"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.signal, err = signal.NewServer(signal.ServerOptions{
+		Verifier:       s.signer,
+		Handler:        s.calls,
+		AllowedOrigins: cfg.HTTP.AllowedOrigins,
+		ICEServers:     s.iceServersForBrowsers,
+		Logger:         log.With("component", "signal"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.calls.SetDirectory(s.signal)
+
+	mux := http.NewServeMux()
+	mux.Handle("/ws", s.signal)
+	mux.HandleFunc("/healthz", s.healthz)
+	mux.Handle("/", web.Handler())
+	s.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	s.ln, err = net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("http.listen %s: %w (is another Patchbay running? pick another port)", cfg.HTTP.Listen, err)
+	}
+	if cfg.HTTP.TLS {
+		p := certs.Paths{Cert: cfg.HTTP.CertFile, Key: cfg.HTTP.KeyFile}
+		if err := certs.Check(p); err != nil {
+			return nil, fmt.Errorf("http TLS: %w", err)
+		}
+		pair, err := tls.LoadX509KeyPair(p.Cert, p.Key)
+		if err != nil {
+			return nil, fmt.Errorf("http TLS: %w", err)
+		}
+		s.ln = tls.NewListener(s.ln, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+	}
+	ok = true
+	return s, nil
+}
+
+func (s *Server) iceServersForBrowsers() []signal.ICEServer {
+	var out []signal.ICEServer
+	for _, is := range s.cfg.Media.ICEServers {
+		out = append(out, signal.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential.Reveal()})
+	}
+	return out
+}
+
+// Ready reports whether Run has connected to ARI and is serving.
+func (s *Server) Ready() bool { return s.ready.Load() }
+
+// Addr is the address the HTTP listener bound (useful with port 0).
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// ICEPort is the UDP port browsers send media to.
+func (s *Server) ICEPort() int { return s.media.ICEPort() }
+
+// Signer mints browser tokens (tests and the admin API use it).
+func (s *Server) Signer() *auth.Signer { return s.signer }
+
+// ActiveCalls is the number of calls in progress.
+func (s *Server) ActiveCalls() int { return s.calls.Active() }
+
+// Run serves until ctx ends. It first waits for the ARI events socket, which registers the Stasis application:
+// until then Asterisk's dialplan falls back for calls meant for Patchbay. Then it drains: signalling stops taking
+// connections, calls get http.shutdown_timeout to end, everything closes.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.closeParts()
+	ariCtx, stopARI := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopARI()
+	callCtx, stopCalls := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopCalls()
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := s.ari.Run(ariCtx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("ARI: %w", err)
+		}
+	}()
+	waitCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	err := s.ari.WaitConnected(waitCtx)
+	cancel()
+	if err != nil {
+		stopARI()
+		wg.Wait()
+		return fmt.Errorf("connect to Asterisk ARI at %s: %w", s.cfg.ARI.URL, err)
+	}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_ = s.calls.Run(callCtx)
+	}()
+	go func() {
+		defer wg.Done()
+		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	s.ready.Store(true)
+	s.log.Info("patchbay serving", "addr", s.ln.Addr().String(), "tls", s.cfg.HTTP.TLS, "ice_port", s.media.ICEPort(), "app", s.cfg.ARI.App)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	s.log.Info("patchbay stopping", "active_calls", s.calls.Active())
+	shCtx, cancel := context.WithTimeout(context.Background(), s.cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	_ = s.http.Shutdown(shCtx)
+	// Let calls end by themselves until the grace period runs out, then hang up what is left.
+	for s.calls.Active() > 0 && shCtx.Err() == nil {
+		select {
+		case <-shCtx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	stopCalls()
+	_ = s.signal.Shutdown(shCtx)
+	// Calls hang up through ARI, so ARI stops last.
+	waitCalls := make(chan struct{})
+	go func() {
+		for s.calls.Active() > 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
+		close(waitCalls)
+	}()
+	select {
+	case <-waitCalls:
+	case <-time.After(10 * time.Second):
+	}
+	stopARI()
+	wg.Wait()
+	return runErr
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := s.ari.Asterisk().Info(ctx); err != nil {
+		http.Error(w, "asterisk unreachable: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintf(w, "ok calls=%d\n", s.calls.Active())
+}
+
+func (s *Server) closeParts() {
+	if s.ln != nil {
+		_ = s.ln.Close()
+	}
+	if s.signal != nil {
+		_ = s.signal.Close()
+	}
+	if s.ports != nil {
+		_ = s.ports.Close()
+	}
+	if s.media != nil {
+		_ = s.media.Close()
+	}
+}

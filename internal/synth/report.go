@@ -1,0 +1,91 @@
+package synth
+
+import (
+	"slices"
+	"time"
+
+	"github.com/patchbay/patchbay/internal/audio"
+	"github.com/patchbay/patchbay/webrtc/media"
+)
+
+// Event is a signalling message from the far end, with when it arrived
+// (since the offer was sent, or since "incoming" arrived for answered calls).
+type Event struct {
+	Type   string        `json:"type"`
+	At     time.Duration `json:"at"`
+	Cause  string        `json:"cause,omitempty"`
+	Code   int           `json:"code,omitempty"`
+	Digits string        `json:"digits,omitempty"`
+	Error  string        `json:"error,omitempty"`
+}
+
+// RTTSummary condenses the echo round-trip times of one call.
+type RTTSummary struct {
+	Count                   int
+	Min, P50, P95, P99, Max time.Duration
+}
+
+// Summarize computes RTT percentiles (nearest rank); bench uses it across calls.
+func Summarize(rtts []time.Duration) RTTSummary {
+	if len(rtts) == 0 {
+		return RTTSummary{}
+	}
+	s := slices.Clone(rtts)
+	slices.Sort(s)
+	at := func(q float64) time.Duration {
+		i := int(q*float64(len(s)) + 0.5)
+		if i < 1 {
+			i = 1
+		}
+		return s[min(i, len(s))-1]
+	}
+	return RTTSummary{Count: len(s), Min: s[0], P50: at(0.50), P95: at(0.95), P99: at(0.99), Max: s[len(s)-1]}
+}
+
+// Report is what one synthetic call measured. Durations ending in After are
+// measured from the offer being sent (outgoing) or "incoming" arriving
+// (incoming); zero means it never happened.
+type Report struct {
+	CallID   string
+	Incoming bool
+	Law      media.Law
+	Start    time.Time
+
+	AnswerAfter      time.Duration // outgoing: "answer" with SDP received
+	ConnectedAfter   time.Duration // peer connection connected
+	FirstPacketAfter time.Duration // first RTP packet heard
+	FirstEchoAfter   time.Duration // first packet recognised as our own echo
+
+	Events []Event
+
+	Sent, Received uint64
+	// Lost is expected minus received by sequence number; Loss the fraction.
+	Lost int64
+	Loss float64
+
+	// RTTs of echoed frames, in arrival order; RTT summarises them.
+	RTTs []time.Duration
+	RTT  RTTSummary
+
+	// HeardHz is the tone looked for in what was heard; Heard the result.
+	HeardHz float64
+	Heard   audio.Report
+	// Audio is the decoded audio heard (up to CallOptions.RecordMax).
+	Audio []int16
+
+	// HungUpBy is "local" or "remote"; Cause/Code are the far end's when remote.
+	HungUpBy string
+	Cause    string
+	Code     int
+	Duration time.Duration // start to end
+}
+
+// Event returns the first far-end event of the given type.
+func (r *Report) Event(typ string) (Event, bool) {
+	for _, e := range r.Events {
+		if e.Type == typ {
+			return e, true
+		}
+	}
+	return Event{}, false
+}

@@ -1,0 +1,457 @@
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/patchbay/patchbay/internal/audio"
+)
+
+// BaresipOptions describes one softphone.
+type BaresipOptions struct {
+	Name      string // label for logs; default User
+	Registrar string // host:port of the SIP registrar, e.g. "127.0.0.1:5060" (use SIPTLSPort for tls)
+	User      string
+	Password  string
+	Transport string // udp (default), tcp or tls
+	SRTP      bool   // mandatory SDES-SRTP (mediaenc=srtp-mand)
+	// PlayWAV is what the phone sends in calls. Keep it longer than the call: baresip ends the
+	// call when the file ends. Empty: 10 minutes of silence.
+	PlayWAV    string
+	AutoAnswer bool
+}
+
+// BaresipEvent is one ctrl_tcp event, e.g. Type "CALL_ESTABLISHED".
+type BaresipEvent struct {
+	Type      string `json:"type"`
+	Class     string `json:"class"`
+	Account   string `json:"accountaid"`
+	Direction string `json:"direction"`
+	PeerURI   string `json:"peeruri"`
+	ID        string `json:"id"`
+	Param     string `json:"param"`
+}
+
+type baresipResponse struct {
+	OK    bool   `json:"ok"`
+	Data  string `json:"data"`
+	Token string `json:"token"`
+}
+
+// Baresip is a running baresip softphone, scripted through its ctrl_tcp module.
+type Baresip struct {
+	Name    string
+	Dir     string // config dir: config, accounts, baresip.log, recordings/
+	SIPPort int    // local SIP port
+
+	opts BaresipOptions
+	cmd  *exec.Cmd
+	done chan struct{}
+	conn net.Conn
+
+	writeMu sync.Mutex // one command on the wire at a time
+
+	mu       sync.Mutex
+	changed  chan struct{} // closed and replaced whenever events or responses arrive
+	events   []BaresipEvent
+	consumed map[int]bool // events returned by WaitEvent
+	resps    map[string]baresipResponse
+	readErr  error
+	nextTok  int
+}
+
+// StartBaresip starts a softphone with its own config dir and waits until its control socket is
+// up. It does not wait for registration: call WaitRegistered. t.Cleanup stops it.
+func StartBaresip(t testing.TB, o BaresipOptions) *Baresip {
+	t.Helper()
+	bin, err := exec.LookPath("baresip")
+	if err != nil {
+		t.Fatalf("baresip not found: apt-get install baresip (%v)", err)
+	}
+	if o.Transport == "" {
+		o.Transport = "udp"
+	}
+	switch o.Transport {
+	case "udp", "tcp", "tls":
+	default:
+		t.Fatalf("baresip %s: transport %q: want udp, tcp or tls", o.Name, o.Transport)
+	}
+	if o.Name == "" {
+		o.Name = o.User
+	}
+	if _, _, err := net.SplitHostPort(o.Registrar); err != nil {
+		t.Fatalf("baresip %s: registrar %q must be host:port: %v", o.Name, o.Registrar, err)
+	}
+
+	b := &Baresip{
+		Name:     o.Name,
+		Dir:      t.TempDir(),
+		opts:     o,
+		changed:  make(chan struct{}),
+		consumed: map[int]bool{},
+		resps:    map[string]baresipResponse{},
+	}
+	if o.PlayWAV == "" {
+		o.PlayWAV = filepath.Join(b.Dir, "silence.wav")
+		if err := audio.WriteWAV(o.PlayWAV, make([]int16, 8000*600), 8000); err != nil {
+			t.Fatalf("baresip %s: write silence WAV: %v", o.Name, err)
+		}
+	}
+	if _, err := os.Stat(o.PlayWAV); err != nil {
+		t.Fatalf("baresip %s: WAV to play: %v", o.Name, err)
+	}
+	if err := os.MkdirAll(b.recordDir(), 0o755); err != nil {
+		t.Fatalf("baresip %s: %v", o.Name, err)
+	}
+	ports, err := astFreePorts(2)
+	if err != nil {
+		t.Fatalf("baresip %s: pick ports: %v", o.Name, err)
+	}
+	b.SIPPort = ports[0]
+	ctrlAddr := fmt.Sprintf("127.0.0.1:%d", ports[1])
+
+	if err := os.WriteFile(filepath.Join(b.Dir, "config"), []byte(b.config(o, ctrlAddr)), 0o600); err != nil {
+		t.Fatalf("baresip %s: write config: %v", o.Name, err)
+	}
+	if err := os.WriteFile(filepath.Join(b.Dir, "accounts"), []byte(b.account(o)+"\n"), 0o600); err != nil {
+		t.Fatalf("baresip %s: write accounts: %v", o.Name, err)
+	}
+	// Stop the (empty) contacts file from being created with samples that dial nothing.
+	if err := os.WriteFile(filepath.Join(b.Dir, "contacts"), nil, 0o600); err != nil {
+		t.Fatalf("baresip %s: write contacts: %v", o.Name, err)
+	}
+
+	logf, err := os.Create(filepath.Join(b.Dir, "baresip.log"))
+	if err != nil {
+		t.Fatalf("baresip %s: %v", o.Name, err)
+	}
+	b.cmd = exec.Command(bin, "-f", b.Dir)
+	b.cmd.Stdout, b.cmd.Stderr = logf, logf
+	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := b.cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatalf("baresip %s: start: %v", o.Name, err)
+	}
+	logf.Close()
+	b.done = make(chan struct{})
+	go func() { // owned by b: ends when the process exits (Close guarantees it)
+		_ = b.cmd.Wait()
+		close(b.done)
+	}()
+	t.Cleanup(func() { b.Close() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", ctrlAddr)
+		if err == nil {
+			b.conn = c
+			break
+		}
+		select {
+		case <-b.done:
+			t.Fatalf("baresip %s exited at startup:\n%s", o.Name, b.logTail())
+		case <-ctx.Done():
+			t.Fatalf("baresip %s: ctrl_tcp %s not answering: %v\n%s", o.Name, ctrlAddr, err, b.logTail())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	go b.readLoop() // owned by b: ends when Close closes the connection
+	return b
+}
+
+func (b *Baresip) recordDir() string { return filepath.Join(b.Dir, "recordings") }
+
+func (b *Baresip) config(o BaresipOptions, ctrlAddr string) string {
+	lines := []string{
+		"poll_method epoll",
+		fmt.Sprintf("sip_listen 127.0.0.1:%d", b.SIPPort),
+		"call_local_timeout 120",
+		"call_max_calls 4",
+		// No sound card: play into ALSA's null device; send the WAV; record what is heard.
+		"audio_player alsa,null",
+		"audio_alert alsa,null",
+		"audio_source aufile," + o.PlayWAV,
+		"audio_level no",
+		"jitter_buffer_delay 5-10",
+		"rtp_stats no",
+		// "lo" fails as an interface name; the address works.
+		"net_interface 127.0.0.1",
+		"module_path /usr/lib/baresip/modules",
+		"module g711.so",
+		"module alsa.so",
+		"module aufile.so",
+		"module sndfile.so",
+		"module srtp.so",
+		"module_tmp uuid.so",
+		"module_tmp account.so",
+		"module_app menu.so",
+		"module_app ctrl_tcp.so",
+		"ctrl_tcp_listen " + ctrlAddr,
+		"snd_path " + b.recordDir(),
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+func (b *Baresip) account(o BaresipOptions) string {
+	answer := "manual"
+	if o.AutoAnswer {
+		answer = "auto"
+	}
+	acc := fmt.Sprintf("<sip:%s@%s;transport=%s>;auth_pass=%s;answermode=%s;regint=300;audio_codecs=PCMU,PCMA",
+		o.User, o.Registrar, o.Transport, o.Password, answer)
+	if o.SRTP {
+		acc += ";mediaenc=srtp-mand"
+	}
+	return acc
+}
+
+// readLoop decodes ctrl_tcp netstrings ("len:json,") into events and command responses.
+func (b *Baresip) readLoop() {
+	r := bufio.NewReader(b.conn)
+	var err error
+	for {
+		var msg []byte
+		msg, err = baresipReadNetstring(r)
+		if err != nil {
+			break
+		}
+		var head struct {
+			Event    bool `json:"event"`
+			Response bool `json:"response"`
+		}
+		if json.Unmarshal(msg, &head) != nil {
+			continue
+		}
+		b.mu.Lock()
+		switch {
+		case head.Event:
+			var ev BaresipEvent
+			if json.Unmarshal(msg, &ev) == nil {
+				b.events = append(b.events, ev)
+			}
+		case head.Response:
+			var resp baresipResponse
+			if json.Unmarshal(msg, &resp) == nil {
+				b.resps[resp.Token] = resp
+			}
+		}
+		b.notifyLocked()
+		b.mu.Unlock()
+	}
+	b.mu.Lock()
+	b.readErr = fmt.Errorf("baresip %s control connection: %w", b.Name, err)
+	b.notifyLocked()
+	b.mu.Unlock()
+}
+
+func (b *Baresip) notifyLocked() {
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+func baresipReadNetstring(r *bufio.Reader) ([]byte, error) {
+	lenStr, err := r.ReadString(':')
+	if err != nil {
+		return nil, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(lenStr, ":")))
+	if err != nil || n < 0 || n > 1<<20 {
+		return nil, fmt.Errorf("bad netstring length %q", lenStr)
+	}
+	buf := make([]byte, n+1)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, err
+	}
+	if buf[n] != ',' {
+		return nil, errors.New("netstring not terminated by ','")
+	}
+	return buf[:n], nil
+}
+
+// command sends one ctrl_tcp command and waits for its response.
+func (b *Baresip) command(ctx context.Context, cmd, params string) (string, error) {
+	b.mu.Lock()
+	b.nextTok++
+	tok := strconv.Itoa(b.nextTok)
+	b.mu.Unlock()
+	msg, err := json.Marshal(map[string]string{"command": cmd, "params": params, "token": tok})
+	if err != nil {
+		return "", err
+	}
+	b.writeMu.Lock()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = b.conn.SetWriteDeadline(dl)
+	}
+	_, err = fmt.Fprintf(b.conn, "%d:%s,", len(msg), msg)
+	b.writeMu.Unlock()
+	if err != nil {
+		return "", fmt.Errorf("baresip %s: send %s: %w", b.Name, cmd, err)
+	}
+	for {
+		b.mu.Lock()
+		resp, ok := b.resps[tok]
+		delete(b.resps, tok)
+		ch, rerr := b.changed, b.readErr
+		b.mu.Unlock()
+		if ok {
+			if !resp.OK {
+				return resp.Data, fmt.Errorf("baresip %s: %s %s failed: %s", b.Name, cmd, params, strings.TrimSpace(resp.Data))
+			}
+			return resp.Data, nil
+		}
+		if rerr != nil {
+			return "", rerr
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return "", fmt.Errorf("baresip %s: no answer to %s: %w", b.Name, cmd, ctx.Err())
+		}
+	}
+}
+
+// Dial calls uri: a full SIP URI or just a user/extension (completed with the registrar's domain).
+func (b *Baresip) Dial(ctx context.Context, uri string) error {
+	if !strings.HasPrefix(uri, "sip:") {
+		uri = fmt.Sprintf("sip:%s@%s;transport=%s", uri, b.opts.Registrar, b.opts.Transport)
+	}
+	_, err := b.command(ctx, "dial", uri)
+	return err
+}
+
+// Hangup ends the current call.
+func (b *Baresip) Hangup(ctx context.Context) error {
+	_, err := b.command(ctx, "hangup", "")
+	return err
+}
+
+// Command runs any baresip command (e.g. "reginfo", "send_dtmf 1") and returns its output.
+func (b *Baresip) Command(ctx context.Context, cmd, params string) (string, error) {
+	return b.command(ctx, cmd, params)
+}
+
+// WaitEvent returns the oldest event of that type not yet returned, waiting for one if needed.
+func (b *Baresip) WaitEvent(ctx context.Context, typ string) (BaresipEvent, error) {
+	for {
+		b.mu.Lock()
+		for i, ev := range b.events {
+			if ev.Type == typ && !b.consumed[i] {
+				b.consumed[i] = true
+				b.mu.Unlock()
+				return ev, nil
+			}
+		}
+		ch, rerr := b.changed, b.readErr
+		b.mu.Unlock()
+		if rerr != nil {
+			return BaresipEvent{}, fmt.Errorf("wait for %s: %w", typ, rerr)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return BaresipEvent{}, fmt.Errorf("baresip %s: no %s event (seen: %s): %w\n%s",
+				b.Name, typ, b.eventTypes(), ctx.Err(), b.logTail())
+		}
+	}
+}
+
+func (b *Baresip) eventTypes() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var s []string
+	for _, ev := range b.events {
+		s = append(s, ev.Type)
+	}
+	return strings.Join(s, ",")
+}
+
+// WaitRegistered waits until the account is registered. The REGISTER_OK event may come before the
+// control socket connects, so it also asks baresip (reginfo).
+func (b *Baresip) WaitRegistered(ctx context.Context) error {
+	for {
+		b.mu.Lock()
+		var failed string
+		for _, ev := range b.events {
+			switch ev.Type {
+			case "REGISTER_OK":
+				b.mu.Unlock()
+				return nil
+			case "REGISTER_FAIL":
+				failed = ev.Param
+			}
+		}
+		b.mu.Unlock()
+		if failed != "" {
+			return fmt.Errorf("baresip %s: registration to %s failed: %s", b.Name, b.opts.Registrar, failed)
+		}
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		out, err := b.command(qctx, "reginfo", "")
+		cancel()
+		if err == nil && (strings.Contains(out, " OK ") || strings.Contains(out, "\x1b[32mOK")) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("baresip %s: not registered to %s (%s): %w\n%s", b.Name, b.opts.Registrar, strings.TrimSpace(out), ctx.Err(), b.logTail())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// RecordingPath is the WAV of what the phone heard in its latest call ("" if none). The file is
+// complete once the call has closed.
+func (b *Baresip) RecordingPath() string {
+	matches, _ := filepath.Glob(filepath.Join(b.recordDir(), "*dec*.wav"))
+	if len(matches) == 0 {
+		return ""
+	}
+	sort.Slice(matches, func(i, j int) bool {
+		si, ei := os.Stat(matches[i])
+		sj, ej := os.Stat(matches[j])
+		if ei != nil || ej != nil {
+			return matches[i] < matches[j]
+		}
+		return si.ModTime().Before(sj.ModTime())
+	})
+	return matches[len(matches)-1]
+}
+
+// Close stops baresip (SIGTERM, then SIGKILL after 3 s). Safe to call more than once.
+func (b *Baresip) Close() {
+	if b.conn != nil {
+		b.conn.Close()
+	}
+	select {
+	case <-b.done:
+		return
+	default:
+	}
+	_ = b.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-b.done:
+	case <-time.After(3 * time.Second):
+		_ = b.cmd.Process.Kill()
+		<-b.done
+	}
+}
+
+func (b *Baresip) logTail() string {
+	data, _ := os.ReadFile(filepath.Join(b.Dir, "baresip.log"))
+	return "--- baresip " + b.Name + " log:\n" + astTail(string(data), 25)
+}

@@ -1,0 +1,181 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/patchbay/patchbay/ari"
+	"github.com/patchbay/patchbay/internal/synth"
+	"github.com/patchbay/patchbay/internal/testenv"
+	"github.com/patchbay/patchbay/webrtc/signal"
+)
+
+// browserCallEnv is one Asterisk, one Patchbay and a synthetic-caller engine.
+type browserCallEnv struct {
+	ast *testenv.Asterisk
+	pb  *testenv.Patchbay
+	eng *synth.Engine
+	ari *ari.Client
+}
+
+func newBrowserCallEnv(t *testing.T) *browserCallEnv {
+	t.Helper()
+	a := testenv.StartAsterisk(t, testenv.AsteriskOptions{})
+	pb := testenv.StartPatchbay(t, a, testenv.PatchbayOptions{})
+	eng, err := synth.NewEngine(synth.EngineOptions{LoopbackOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second ARI client, on another app name, to look at what Patchbay left behind.
+	inspect, err := ari.New(ari.Config{URL: a.ARIURL(), Username: a.ARIUser, Password: a.ARIPassword, Application: "inspector"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &browserCallEnv{ast: a, pb: pb, eng: eng, ari: inspect}
+}
+
+// assertClean fails if Asterisk still has channels or bridges, or Patchbay still has calls, a few seconds on.
+func (e *browserCallEnv) assertClean(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	var chans []ari.Channel
+	var bridges []ari.Bridge
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var err error
+		chans, err = e.ari.Channels().List(ctx)
+		if err != nil {
+			t.Fatalf("list channels: %v", err)
+		}
+		bridges, err = e.ari.Bridges().List(ctx)
+		if err != nil {
+			t.Fatalf("list bridges: %v", err)
+		}
+		if len(chans) == 0 && len(bridges) == 0 && e.pb.Server.ActiveCalls() == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var names []string
+	for _, c := range chans {
+		names = append(names, c.Name)
+	}
+	t.Fatalf("left behind: channels %v, %d bridges, %d active calls", names, len(bridges), e.pb.Server.ActiveCalls())
+}
+
+func TestBrowserCallsEchoAndHearsItself(t *testing.T) {
+	e := newBrowserCallEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn := e.pb.Dial(t, ctx, "alice", "ext")
+	rep, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "600", ToneHz: 1000, Duration: 3 * time.Second})
+	if err != nil {
+		t.Fatalf("call 600: %v", err)
+	}
+	t.Logf("answer after %v, first echo after %v, sent %d received %d loss %.3f, RTT p50 %v p99 %v, heard %+v",
+		rep.AnswerAfter, rep.FirstEchoAfter, rep.Sent, rep.Received, rep.Loss, rep.RTT.P50, rep.RTT.P99, rep.Heard)
+	if !rep.Heard.Detected(10) {
+		t.Errorf("did not hear own 1000 Hz tone back through Echo: %+v", rep.Heard)
+	}
+	if rep.RTT.Count == 0 {
+		t.Errorf("no echoed packet matched what was sent: G.711 was not carried bit-exact")
+	}
+	if _, ok := rep.Event(signal.TypeAnswered); !ok {
+		t.Errorf("no 'answered' event; events: %+v", rep.Events)
+	}
+	e.assertClean(t)
+}
+
+func TestBrowserCallsToneExtension(t *testing.T) {
+	e := newBrowserCallEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn := e.pb.Dial(t, ctx, "alice", "ext")
+	rep, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "601", ToneHz: 1000, ExpectHz: 440, Duration: 3 * time.Second})
+	if err != nil {
+		t.Fatalf("call 601: %v", err)
+	}
+	if !rep.Heard.Detected(10) {
+		t.Errorf("did not hear the 440 Hz tone of extension 601: %+v", rep.Heard)
+	}
+	e.assertClean(t)
+}
+
+func TestBrowserDTMFReachesRead(t *testing.T) {
+	e := newBrowserCallEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn := e.pb.Dial(t, ctx, "alice", "ext")
+	_, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "602", DTMF: "4721", DTMFAfter: time.Second, Duration: 6 * time.Second})
+	if err != nil && !strings.Contains(err.Error(), "hang") {
+		t.Logf("call 602 ended with: %v", err)
+	}
+	got, err := e.ari.Asterisk().Variable(ctx, "LAST_DTMF_READ")
+	if err != nil {
+		t.Fatalf("read LAST_DTMF_READ: %v", err)
+	}
+	if got != "4721" {
+		t.Errorf("Read() got %q, want 4721", got)
+	}
+	e.assertClean(t)
+}
+
+func TestHostileCallsAreRefusedAndServerKeepsServing(t *testing.T) {
+	e := newBrowserCallEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn := e.pb.Dial(t, ctx, "mallory", "ext")
+	offerless := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+	opusOnly := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\n" +
+		"a=rtpmap:111 opus/48000/2\r\na=mid:0\r\na=sendrecv\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n" +
+		"a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\na=setup:actpass\r\n"
+	for i, tc := range []struct {
+		name, to, sdp, want string
+	}{
+		{"injection", "100&PJSIP/carrier/900", opusOnly, signal.CodeInvalidNumber},
+		{"context escape", "600@internal", opusOnly, signal.CodeInvalidNumber},
+		{"variable", "${EXTEN}", opusOnly, signal.CodeInvalidNumber},
+		{"pstn not granted", "+441234567890", opusOnly, signal.CodeForbiddenDestination},
+		{"no audio", "600", offerless, ""},
+		{"opus only", "600", opusOnly, signal.CodeUnsupportedMedia},
+	} {
+		id := "hostile-" + string(rune('a'+i))
+		if err := conn.Send(ctx, signal.Message{Type: signal.TypeCall, CallID: id, To: tc.to, SDP: tc.sdp}); err != nil {
+			t.Fatalf("%s: send: %v", tc.name, err)
+		}
+		m := recvType(t, ctx, conn, signal.TypeError)
+		if tc.want != "" && m.Error != tc.want {
+			t.Errorf("%s: error %q (%s), want %q", tc.name, m.Error, m.Message, tc.want)
+		}
+		if tc.want == "" && m.Error == "" {
+			t.Errorf("%s: no error code", tc.name)
+		}
+	}
+	// No ARI resource was made for any of them, and a good call still works on the same connection.
+	e.assertClean(t)
+	rep, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "600", Duration: 2 * time.Second})
+	if err != nil || !rep.Heard.Detected(5) {
+		t.Fatalf("good call after hostile ones: err %v heard %+v", err, rep.Heard)
+	}
+	e.assertClean(t)
+}
+
+func recvType(t *testing.T, ctx context.Context, c *signal.Conn, typ string) signal.Message {
+	t.Helper()
+	for {
+		m, err := c.Recv(ctx)
+		if err != nil {
+			t.Fatalf("waiting for %s: %v", typ, err)
+		}
+		if m.Type == typ {
+			return m
+		}
+	}
+}

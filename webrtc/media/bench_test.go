@@ -1,0 +1,106 @@
+package media
+
+import (
+	"context"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// BenchmarkInterceptors measures one 20 ms G.711 frame each way through a
+// connected pair (SRTP both sides) with the interceptor sets on offer. One op
+// is one packet browser→server read plus one server→browser write.
+func BenchmarkInterceptors(b *testing.B) {
+	for _, v := range []struct {
+		name string
+		o    Options
+	}{
+		{"none", Options{}},
+		{"rtcp-reports", Options{RTCPReports: true}},
+		{"pion-defaults", Options{pionDefaults: true}},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			a := newTestAPI(b, v.o)
+			c := newClient(b, PCMU.Codec())
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			p, answer, err := a.Answer(ctx, c.offer(b), PeerOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close()
+			if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+				b.Fatal(err)
+			}
+			pkt := &rtp.Packet{Header: rtp.Header{Version: 2}, Payload: make([]byte, 160)}
+			// Until the remote track fires, keep sending so pion sees the SSRC.
+			got := make(chan *webrtc.TrackRemote, 1)
+			go func() {
+				tr, err := p.RemoteTrack(ctx)
+				if err == nil {
+					got <- tr
+				}
+				close(got)
+			}()
+			var tr *webrtc.TrackRemote
+			for tr == nil {
+				select {
+				case tr = <-got:
+				case <-time.After(20 * time.Millisecond):
+					pkt.SequenceNumber++
+					_ = c.track.WriteRTP(pkt)
+				}
+				if ctx.Err() != nil {
+					b.Fatal("no remote track")
+				}
+			}
+			if _, _, err := tr.Read(make([]byte, 1500)); err != nil {
+				b.Fatal(err)
+			}
+			buf := make([]byte, 1500)
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			for b.Loop() {
+				pkt.SequenceNumber++
+				pkt.Timestamp += 160
+				if err := c.track.WriteRTP(pkt); err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := tr.Read(buf); err != nil {
+					b.Fatal(err)
+				}
+				if err := p.LocalTrack().WriteRTP(pkt); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// cpuTime is the process's user+system CPU time: wall time per op is mostly
+// wake-up latency here, CPU per op is what a packet costs.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkAnswer is the server's share of call setup: offer in, answer
+// with candidates out (ICE-lite on the mux gathers at once), then close.
+func BenchmarkAnswer(b *testing.B) {
+	a := newTestAPI(b, Options{})
+	offer := newClient(b, PCMU.Codec()).offer(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		p, _, err := a.Answer(ctx, offer, PeerOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = p.Close()
+	}
+}

@@ -1,0 +1,210 @@
+package signal
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/pion/webrtc/v4"
+)
+
+func TestDecode(t *testing.T) {
+	offer := testOffer
+	tests := []struct {
+		name   string
+		in     string
+		want   Message // compared with String() plus the fields below
+		code   string  // expected error code, "" for success
+		callID string  // expected CallID on the error
+	}{
+		{name: "auth", in: `{"type":"auth","token":"abc"}`, want: Message{Type: TypeAuth, Token: "abc"}},
+		{name: "auth without token", in: `{"type":"auth"}`, code: CodeUnauthorized},
+		{name: "auth token too long", in: `{"type":"auth","token":"` + strings.Repeat("a", MaxTokenBytes+1) + `"}`, code: CodeUnauthorized},
+		{name: "ping", in: `{"type":"ping","call_id":"zz"}`, want: Message{Type: TypePing}},
+		{name: "call", in: mustJSON(Message{Type: TypeCall, CallID: "a_B-9", To: "+4930123", SDP: offer}), want: Message{Type: TypeCall, CallID: "a_B-9", To: "+4930123", SDP: offer}},
+		{name: "call sip uri", in: mustJSON(Message{Type: TypeCall, CallID: "c", To: "sip:bob@example.com", SDP: offer}), want: Message{Type: TypeCall, CallID: "c", To: "sip:bob@example.com", SDP: offer}},
+		{name: "call without to", in: mustJSON(Message{Type: TypeCall, CallID: "c", SDP: offer}), code: CodeInvalidNumber, callID: "c"},
+		{name: "call to too long", in: mustJSON(Message{Type: TypeCall, CallID: "c", To: strings.Repeat("1", 65), SDP: offer}), code: CodeInvalidNumber, callID: "c"},
+		{name: "call to with newline", in: mustJSON(Message{Type: TypeCall, CallID: "c", To: "600\n", SDP: offer}), code: CodeInvalidNumber, callID: "c"},
+		{name: "call to with comma", in: mustJSON(Message{Type: TypeCall, CallID: "c", To: "600,r", SDP: offer}), code: CodeInvalidNumber, callID: "c"},
+		{name: "call to with ${}", in: mustJSON(Message{Type: TypeCall, CallID: "c", To: "${EXTEN}", SDP: offer}), code: CodeInvalidNumber, callID: "c"},
+		{name: "call without sdp", in: `{"type":"call","call_id":"c","to":"600"}`, code: CodeBadMessage, callID: "c"},
+		{name: "call sdp not sdp", in: `{"type":"call","call_id":"c","to":"600","sdp":"hello"}`, code: CodeBadMessage, callID: "c"},
+		{name: "call sdp too big", in: mustJSON(Message{Type: TypeCall, CallID: "c", To: "600", SDP: offer + strings.Repeat("a=x\r\n", MaxSDPBytes/5)}), code: CodeBadMessage, callID: "c"},
+		{name: "call without call_id", in: mustJSON(Message{Type: TypeCall, To: "600", SDP: offer}), code: CodeBadMessage},
+		{name: "call_id with slash", in: mustJSON(Message{Type: TypeHangup, CallID: "../x"}), code: CodeBadMessage},
+		{name: "call_id 64", in: mustJSON(Message{Type: TypeHangup, CallID: strings.Repeat("z", 64)}), want: Message{Type: TypeHangup, CallID: strings.Repeat("z", 64)}},
+		{name: "call_id unicode", in: `{"type":"hangup","call_id":"cällé"}`, code: CodeBadMessage},
+		{name: "answer", in: mustJSON(Message{Type: TypeAnswer, CallID: "c", SDP: offer}), want: Message{Type: TypeAnswer, CallID: "c", SDP: offer}},
+		{name: "answer without sdp", in: `{"type":"answer","call_id":"c"}`, code: CodeBadMessage, callID: "c"},
+		{name: "reject", in: `{"type":"reject","call_id":"c","cause":"x"}`, want: Message{Type: TypeReject, CallID: "c"}},
+		{name: "hangup", in: `{"type":"hangup","call_id":"c"}`, want: Message{Type: TypeHangup, CallID: "c"}},
+		{name: "dtmf", in: `{"type":"dtmf","call_id":"c","digits":"0123456789*#ABCD"}`, want: Message{Type: TypeDTMF, CallID: "c", Digits: "0123456789*#ABCD"}},
+		{name: "dtmf lowercase", in: `{"type":"dtmf","call_id":"c","digits":"a"}`, code: CodeBadMessage, callID: "c"},
+		{name: "dtmf empty", in: `{"type":"dtmf","call_id":"c"}`, code: CodeBadMessage, callID: "c"},
+		{name: "candidate", in: `{"type":"candidate","call_id":"c","candidate":{"candidate":"candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}`,
+			want: Message{Type: TypeCandidate, CallID: "c", Candidate: &ICECandidate{Candidate: "candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host"}}},
+		{name: "candidate null", in: `{"type":"candidate","call_id":"c","candidate":null}`, want: Message{Type: TypeCandidate, CallID: "c"}},
+		{name: "candidate empty", in: `{"type":"candidate","call_id":"c","candidate":{"candidate":""}}`, want: Message{Type: TypeCandidate, CallID: "c"}},
+		{name: "candidate junk", in: `{"type":"candidate","call_id":"c","candidate":{"candidate":"hello"}}`, code: CodeBadMessage, callID: "c"},
+		{name: "candidate long mid", in: `{"type":"candidate","call_id":"c","candidate":{"candidate":"candidate:1","sdpMid":"` + strings.Repeat("m", 65) + `"}}`, code: CodeBadMessage, callID: "c"},
+		{name: "candidate index overflow", in: `{"type":"candidate","call_id":"c","candidate":{"candidate":"candidate:1","sdpMLineIndex":70000}}`, code: CodeBadMessage},
+		{name: "server-only type", in: `{"type":"incoming","call_id":"c"}`, code: CodeBadMessage, callID: "c"},
+		{name: "no type", in: `{"call_id":"c"}`, code: CodeBadMessage, callID: "c"},
+		{name: "trailing garbage", in: `{"type":"ping"} x`, code: CodeBadMessage},
+		{name: "empty", in: ``, code: CodeBadMessage},
+		{name: "number", in: `42`, code: CodeBadMessage},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Decode([]byte(tc.in))
+			if tc.code != "" {
+				pe, ok := err.(*Error)
+				if !ok {
+					t.Fatalf("got %+v, %v; want *Error %s", got, err, tc.code)
+				}
+				if pe.Code != tc.code || pe.CallID != tc.callID || pe.Message == "" {
+					t.Fatalf("got error %+v, want code %s call_id %q", pe, tc.code, tc.callID)
+				}
+				if ErrorCode(err) != tc.code {
+					t.Fatalf("ErrorCode = %q", ErrorCode(err))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("unexpected error %v", err)
+			}
+			if got.String() != tc.want.String() || got.To != tc.want.To || got.SDP != tc.want.SDP ||
+				got.Digits != tc.want.Digits || got.Token != tc.want.Token || (got.Candidate == nil) != (tc.want.Candidate == nil) {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+			if got.Candidate != nil && got.Candidate.Candidate != tc.want.Candidate.Candidate {
+				t.Fatalf("candidate %+v", got.Candidate)
+			}
+		})
+	}
+}
+
+func mustJSON(m Message) string {
+	b, err := json.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+func TestCauses(t *testing.T) {
+	tests := []struct {
+		cause string
+		code  int
+	}{
+		{CauseNormalClearing, 16}, {CauseUserBusy, 17}, {CauseNoAnswer, 19}, {CauseCallRejected, 21},
+		{CauseUnallocatedNumber, 1}, {CauseAnsweredElsewhere, 26}, {CauseTemporaryFailure, 41},
+		{CauseCongestion, 34}, {CauseInterworking, 127},
+	}
+	for _, tc := range tests {
+		if got := CauseCode(tc.cause); got != tc.code {
+			t.Errorf("CauseCode(%s) = %d, want %d", tc.cause, got, tc.code)
+		}
+		if got := CauseName(tc.code); got != tc.cause {
+			t.Errorf("CauseName(%d) = %s, want %s", tc.code, got, tc.cause)
+		}
+	}
+	if CauseCode("nonsense") != 31 || CauseName(9999) != CauseNormalUnspecified {
+		t.Error("unknown causes must map to normal_unspecified (31)")
+	}
+	if m := HangupMessage("c", CauseUserBusy); m.Code != 17 || m.Cause != "user_busy" || m.Type != TypeHangup {
+		t.Errorf("HangupMessage = %+v", m)
+	}
+}
+
+func TestErrorMessageRoundTrip(t *testing.T) {
+	m := ErrorMessage("c1", CodeUnknownCall, "no such call")
+	err := m.Err()
+	if ErrorCode(err) != CodeUnknownCall || !strings.Contains(err.Error(), "c1") {
+		t.Fatalf("Err() = %v", err)
+	}
+	if (Message{Type: TypePong}).Err() != nil {
+		t.Fatal("pong is not an error")
+	}
+	if s := (Message{Type: TypeAuth, Token: "secret-token"}).String(); strings.Contains(s, "secret") {
+		t.Fatalf("String() leaks the token: %s", s)
+	}
+}
+
+// The media layer converts candidates without copying; this breaks the build
+// if the field set ever drifts from pion's.
+func TestICECandidateMatchesPion(t *testing.T) {
+	mid, idx := "0", uint16(0)
+	c := ICECandidate{Candidate: "candidate:1", SDPMid: &mid, SDPMLineIndex: &idx}
+	p := webrtc.ICECandidateInit(c)
+	if p.Candidate != c.Candidate || *p.SDPMid != "0" {
+		t.Fatal(p)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	seeds := []string{
+		`{"type":"auth","token":"x.y.z"}`,
+		`{"type":"ping"}`,
+		mustJSON(Message{Type: TypeCall, CallID: "c1", To: "600", SDP: testOffer}),
+		`{"type":"candidate","call_id":"c","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host","sdpMid":"0","sdpMLineIndex":0}}`,
+		`{"type":"candidate","call_id":"c","candidate":null}`,
+		`{"type":"dtmf","call_id":"c","digits":"12#"}`,
+		`{"type":"hangup","call_id":"c"}`, `{"type":"reject","call_id":"c"}`,
+		mustJSON(Message{Type: TypeAnswer, CallID: "c", SDP: testOffer}),
+		`{"type":"call","call_id":"c","to":"500&SIP/x"}`, `{`, `[]`, `null`, `"x"`, "\xff",
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := Decode(data)
+		if err != nil {
+			pe, ok := err.(*Error)
+			if !ok || pe.Code == "" || pe.Message == "" {
+				t.Fatalf("error %v is not a coded *Error", err)
+			}
+			if pe.CallID != "" && !validCallID(pe.CallID) {
+				t.Fatalf("error carries invalid call_id %q", pe.CallID)
+			}
+			return
+		}
+		// Invariants of every accepted message.
+		switch m.Type {
+		case TypeAuth, TypePing:
+			if m.CallID != "" {
+				t.Fatalf("%s kept a call_id", m.Type)
+			}
+		default:
+			if !validCallID(m.CallID) {
+				t.Fatalf("accepted call_id %q", m.CallID)
+			}
+		}
+		if m.Digits != "" && !ValidDigits(m.Digits) {
+			t.Fatalf("accepted digits %q", m.Digits)
+		}
+		if len(m.To) > MaxToLen || strings.ContainsAny(m.To, dialMeta+" \r\n\t") {
+			t.Fatalf("accepted to %q", m.To)
+		}
+		if len(m.SDP) > MaxSDPBytes {
+			t.Fatalf("accepted %d-byte SDP", len(m.SDP))
+		}
+		if m.From != "" || m.User != "" || m.Error != "" || m.ICEServers != nil {
+			t.Fatalf("server-only fields survived: %+v", m)
+		}
+		// Decoding is stable: what we accepted, re-encoded, decodes the same.
+		b, err := Encode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m2, err := Decode(b)
+		if err != nil {
+			t.Fatalf("re-decode of accepted %s failed: %v", b, err)
+		}
+		b2, _ := Encode(m2)
+		if string(b) != string(b2) {
+			t.Fatalf("not stable:\n%s\n%s", b, b2)
+		}
+	})
+}

@@ -1,0 +1,461 @@
+package signal
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/patchbay/patchbay/internal/auth"
+)
+
+var errTooLarge = errors.New("frame too large")
+
+// Session is one browser connection. Its reader is the goroutine serving the
+// HTTP request; its writer is the one goroutine that writes to the socket. Both
+// end when the connection ends, before SessionClosed is called.
+type Session struct {
+	id     string
+	srv    *Server
+	conn   *websocket.Conn
+	log    *slog.Logger
+	remote string
+	claims *auth.Claims // written by the reader once, before the session is published
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	send   chan Message
+
+	mu        sync.Mutex // guards closed and closeCode against Send and Close
+	closed    bool
+	closeCode string
+
+	// Owned by the reader goroutine (control-frame handlers run on it too).
+	bucket  *bucket
+	dropped int // frames dropped in a row by the rate limit
+
+	closing    chan struct{} // closed by closeWith: the writer flushes and says goodbye
+	readerDone chan struct{}
+	writerDone chan struct{}
+}
+
+func newSession(srv *Server, conn *websocket.Conn, log *slog.Logger) *Session {
+	id := "s-" + rand.Text()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Session{
+		id:         id,
+		srv:        srv,
+		conn:       conn,
+		log:        log.With("session", id),
+		remote:     conn.RemoteAddr().String(),
+		ctx:        ctx,
+		cancel:     cancel,
+		send:       make(chan Message, srv.opts.SendQueue),
+		bucket:     newBucket(srv.opts.RateLimit, time.Now()),
+		closing:    make(chan struct{}),
+		readerDone: make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+}
+
+// ID is the server-chosen session identifier, also sent in "authed".
+func (s *Session) ID() string { return s.id }
+
+// Claims are the verified token claims; the caller must not modify them.
+func (s *Session) Claims() *auth.Claims { return s.claims }
+
+// User is the token's subject.
+func (s *Session) User() string {
+	if s.claims == nil {
+		return ""
+	}
+	return s.claims.Subject
+}
+
+// Display is the token's display name.
+func (s *Session) Display() string {
+	if s.claims == nil {
+		return ""
+	}
+	return s.claims.Name
+}
+
+// RemoteAddr is the peer address of the WebSocket connection.
+func (s *Session) RemoteAddr() string { return s.remote }
+
+// Context is cancelled as soon as the session starts closing.
+func (s *Session) Context() context.Context { return s.ctx }
+
+// Logger returns a logger carrying the session and user fields.
+func (s *Session) Logger() *slog.Logger { return s.log.With("user", s.User()) }
+
+// Send queues m for the browser without blocking. It fails if the session is
+// closed or ctx is done. A full queue means the browser stopped reading: the
+// message cannot be delivered in order any more, so the session is closed with
+// "unavailable" and ErrQueueFull is returned.
+func (s *Session) Send(ctx context.Context, m Message) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("send %s to session %s: %w", m.Type, s.id, err)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("send %s to session %s: %w", m.Type, s.id, ErrSessionClosed)
+	}
+	select {
+	case s.send <- m:
+		s.mu.Unlock()
+		return nil
+	default:
+	}
+	s.mu.Unlock()
+	s.log.Warn("send queue full, closing session", "queue", cap(s.send), "type", m.Type, "call", m.CallID)
+	s.closeWith(CodeUnavailable, "send queue overflow")
+	return fmt.Errorf("send %s to session %s: %w", m.Type, s.id, ErrQueueFull)
+}
+
+// Close ends the session. A non-empty code (one of the Code* constants) is
+// sent as an "error" message first and becomes the close frame's reason.
+// Safe to call more than once and from any goroutine; only the first counts.
+func (s *Session) Close(code string) { s.closeWith(code, "") }
+
+func (s *Session) closeWith(code, text string) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.closeCode = code
+	if code != "" {
+		if text == "" {
+			text = closeText[code]
+		}
+		select {
+		case s.send <- ErrorMessage("", code, text):
+		default: // the queue is full; the close frame still carries the code
+		}
+	}
+	s.mu.Unlock()
+	s.cancel()
+	close(s.closing)
+	if code != "" {
+		s.log.Info("closing session", "code", code, "reason", text)
+	}
+}
+
+// closeText explains a Close(code) that came without words of its own.
+var closeText = map[string]string{
+	CodeUnauthorized:         "not allowed on this connection",
+	CodeTokenExpired:         "token expired: get a new token and reconnect",
+	CodeForbiddenDestination: "destination not allowed for this token",
+	CodeRateLimited:          "too many messages",
+	CodeUnavailable:          "service unavailable: reconnect later",
+	CodeInternal:             "internal error: reconnect",
+}
+
+func closeStatus(code string) int {
+	switch code {
+	case "":
+		return websocket.CloseNormalClosure
+	case CodeTooLarge:
+		return websocket.CloseMessageTooBig
+	case CodeUnavailable:
+		return websocket.CloseGoingAway
+	case CodeInternal:
+		return websocket.CloseInternalServerErr
+	default:
+		return websocket.ClosePolicyViolation
+	}
+}
+
+// serve runs the connection to its end, then unpublishes the session and tells
+// the Handler.
+func (s *Session) serve() {
+	go s.writeLoop()
+	authed := s.readLoop()
+	close(s.readerDone)
+	s.closeWith("", "")
+	<-s.writerDone
+	s.srv.forget(s)
+	if authed {
+		s.srv.opts.Handler.SessionClosed(s)
+	}
+	s.log.Debug("session ended", "user", s.User())
+}
+
+// read returns the next frame, or errTooLarge without reading past the limit.
+func (s *Session) read() (int, []byte, error) {
+	kind, r, err := s.conn.NextReader()
+	if err != nil {
+		return 0, nil, err
+	}
+	limit := s.srv.opts.MaxMessageBytes
+	data, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(data) > limit {
+		return kind, nil, errTooLarge
+	}
+	return kind, data, nil
+}
+
+// drain reads and discards until the connection fails, which the writer
+// guarantees within CloseGrace. Reading on lets the peer's close reply arrive
+// and avoids a TCP reset that could destroy our last error message.
+func (s *Session) drain() {
+	for {
+		if _, _, err := s.conn.NextReader(); err != nil {
+			return
+		}
+	}
+}
+
+func (s *Session) readLoop() (authed bool) {
+	o := s.srv.opts
+	alive := func() { _ = s.conn.SetReadDeadline(time.Now().Add(o.PingInterval + o.PongTimeout)) }
+	// Pongs only count once authenticated: unsolicited pongs must not stretch
+	// the auth deadline.
+	s.conn.SetPongHandler(func(string) error {
+		if authed && s.ctx.Err() == nil {
+			alive()
+		}
+		return nil
+	})
+	// WebSocket pings count against the rate limit too: each costs us a pong.
+	s.conn.SetPingHandler(func(data string) error {
+		if s.limit() {
+			// A failed pong surfaces as a read or write error elsewhere.
+			_ = s.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(o.WriteTimeout))
+		}
+		return nil
+	})
+	_ = s.conn.SetReadDeadline(time.Now().Add(o.AuthTimeout))
+
+	if !s.authenticate() {
+		s.drain()
+		return false
+	}
+	authed = true
+	alive()
+	if exp := s.claims.ExpiresAt; exp != nil {
+		t := time.AfterFunc(time.Until(exp.Time), func() {
+			s.closeWith(CodeTokenExpired, "token expired: get a new token and reconnect")
+		})
+		defer t.Stop()
+	}
+
+	for {
+		kind, data, err := s.read()
+		switch {
+		case errors.Is(err, errTooLarge):
+			s.closeWith(CodeTooLarge, fmt.Sprintf("frame larger than %d bytes", o.MaxMessageBytes))
+			s.drain()
+			return true
+		case err != nil:
+			s.logReadError(err)
+			return true
+		case s.ctx.Err() != nil: // closing: keep reading only to see the peer's close
+			s.drain()
+			return true
+		}
+		alive()
+		if !s.limit() {
+			if s.ctx.Err() != nil {
+				s.drain()
+				return true
+			}
+			continue
+		}
+		if kind != websocket.TextMessage {
+			s.reply(ErrorMessage("", CodeBadMessage, "binary frames are not accepted: send JSON text frames"))
+			continue
+		}
+		m, err := Decode(data)
+		if err != nil {
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Code == CodeUnauthorized {
+				pe = &Error{Code: CodeBadMessage, Message: "invalid message"}
+			}
+			s.reply(ErrorMessage(pe.CallID, pe.Code, pe.Message))
+			continue
+		}
+		switch m.Type {
+		case TypePing:
+			s.reply(Message{Type: TypePong})
+		case TypeAuth:
+			s.reply(ErrorMessage("", CodeBadMessage, "already authenticated"))
+		default:
+			o.Handler.HandleMessage(s.ctx, s, m)
+		}
+	}
+}
+
+// limit applies the token bucket to one inbound frame and reports whether it
+// may be processed. The first drop in a row is answered with rate_limited;
+// MaxDropped in a row close the session.
+func (s *Session) limit() bool {
+	if s.bucket.allow(time.Now()) {
+		s.dropped = 0
+		return true
+	}
+	s.dropped++
+	if s.dropped == 1 {
+		s.reply(ErrorMessage("", CodeRateLimited, "too many messages: slow down; further messages are dropped"))
+	}
+	if s.dropped >= s.srv.opts.RateLimit.MaxDropped {
+		s.closeWith(CodeRateLimited, "sustained flooding")
+	}
+	return false
+}
+
+// authenticate reads the first frame, which must be a valid auth, and
+// registers the session. On failure the session is already closing.
+func (s *Session) authenticate() bool {
+	o := s.srv.opts
+	kind, data, err := s.read()
+	var ne net.Error
+	switch {
+	case errors.Is(err, errTooLarge):
+		s.closeWith(CodeTooLarge, fmt.Sprintf("frame larger than %d bytes", o.MaxMessageBytes))
+		return false
+	case errors.As(err, &ne) && ne.Timeout():
+		s.closeWith(CodeUnauthorized, fmt.Sprintf("no auth message within %s", o.AuthTimeout))
+		return false
+	case err != nil:
+		s.logReadError(err)
+		return false
+	case s.ctx.Err() != nil: // closed while we waited (rate limit, shutdown)
+		return false
+	}
+	var m Message
+	if kind == websocket.TextMessage {
+		m, err = Decode(data)
+	}
+	if kind != websocket.TextMessage || err != nil || m.Type != TypeAuth {
+		s.closeWith(CodeUnauthorized, "the first message must be {\"type\":\"auth\",\"token\":...}")
+		return false
+	}
+	claims, err := o.Verifier.Verify(m.Token)
+	switch {
+	case errors.Is(err, auth.ErrExpired):
+		s.closeWith(CodeTokenExpired, "token expired: get a new token")
+		return false
+	case err != nil:
+		s.log.Info("token refused", "err", err) // err never contains the token itself
+		s.closeWith(CodeUnauthorized, "token not valid")
+		return false
+	case claims == nil || claims.Subject == "":
+		s.closeWith(CodeUnauthorized, "token names no user")
+		return false
+	case claims.ExpiresAt == nil:
+		s.closeWith(CodeUnauthorized, "token has no expiry")
+		return false
+	}
+	s.claims = claims
+	if !s.srv.register(s) {
+		s.closeWith(CodeUnavailable, "server shutting down")
+		return false
+	}
+	var ice []ICEServer
+	if o.ICEServers != nil {
+		ice = o.ICEServers()
+	}
+	s.reply(Message{Type: TypeAuthed, User: claims.Subject, Display: claims.Name, Session: s.id, ICEServers: ice})
+	s.log.Info("session authenticated", "user", claims.Subject, "remote", s.remote)
+	return true
+}
+
+// reply sends from the reader; a failure already closed the session.
+func (s *Session) reply(m Message) { _ = s.Send(s.ctx, m) }
+
+func (s *Session) logReadError(err error) {
+	var ne net.Error
+	switch {
+	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
+		s.log.Debug("browser closed the connection")
+	case errors.As(err, &ne) && ne.Timeout():
+		s.log.Info("connection silent past the pong timeout, dropping it")
+	default:
+		s.log.Info("connection read failed", "err", err)
+	}
+}
+
+// writeLoop is the only writer of the socket. On close it flushes what is
+// queued (the final error among it), sends the close frame, waits up to
+// CloseGrace for the reader to see the peer's reply, then closes the socket.
+func (s *Session) writeLoop() {
+	defer close(s.writerDone)
+	o := s.srv.opts
+	ping := time.NewTicker(o.PingInterval)
+	defer ping.Stop()
+	broken := false
+loop:
+	for {
+		select {
+		case m := <-s.send:
+			if err := s.write(m); err != nil {
+				broken = true
+				break loop
+			}
+		case <-ping.C:
+			if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(o.WriteTimeout)); err != nil {
+				broken = true
+				break loop
+			}
+		case <-s.closing:
+			break loop
+		}
+	}
+	if broken {
+		s.closeWith("", "")
+		_ = s.conn.Close()
+		return
+	}
+flush:
+	for {
+		select {
+		case m := <-s.send:
+			if err := s.write(m); err != nil {
+				_ = s.conn.Close()
+				return
+			}
+		default:
+			break flush
+		}
+	}
+	s.mu.Lock()
+	code := s.closeCode
+	s.mu.Unlock()
+	_ = s.conn.WriteControl(websocket.CloseMessage,
+		websocket.FormatCloseMessage(closeStatus(code), code), time.Now().Add(o.WriteTimeout))
+	grace := time.NewTimer(o.CloseGrace)
+	select {
+	case <-s.readerDone:
+	case <-grace.C:
+	}
+	grace.Stop()
+	_ = s.conn.Close()
+}
+
+func (s *Session) write(m Message) error {
+	b, err := Encode(m)
+	if err != nil {
+		s.log.Error("dropping unencodable message", "msg", m.String(), "err", err)
+		return nil
+	}
+	_ = s.conn.SetWriteDeadline(time.Now().Add(s.srv.opts.WriteTimeout))
+	if err := s.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+		s.log.Info("write to browser failed", "type", m.Type, "err", err)
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,442 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/patchbay/patchbay/internal/auth"
+	"github.com/patchbay/patchbay/webrtc/signal"
+)
+
+const chromiumPath = "/usr/lib/chromium/chromium"
+
+// pionCoordinator answers the page's calls with a real pion peer connection,
+// restricted to loopback, so the test proves patchbay.js negotiates, trickles
+// and sends audio with a real browser.
+type pionCoordinator struct {
+	t       *testing.T
+	api     *webrtc.API
+	mu      sync.Mutex
+	pcs     map[string]*webrtc.PeerConnection
+	got     []signal.Message
+	packets atomic.Int64 // RTP packets from the browser, PCMU only
+}
+
+func newPionCoordinator(t *testing.T) *pionCoordinator {
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000, Channels: 1},
+		PayloadType:        0,
+	}, webrtc.RTPCodecTypeAudio); err != nil {
+		t.Fatal(err)
+	}
+	var se webrtc.SettingEngine
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	return &pionCoordinator{t: t, pcs: map[string]*webrtc.PeerConnection{},
+		api: webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se))}
+}
+
+func (c *pionCoordinator) messages() []signal.Message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]signal.Message(nil), c.got...)
+}
+
+func (c *pionCoordinator) HandleMessage(ctx context.Context, s *signal.Session, m signal.Message) {
+	c.mu.Lock()
+	c.got = append(c.got, m)
+	pc := c.pcs[m.CallID]
+	c.mu.Unlock()
+	fail := func(err error) {
+		c.t.Errorf("call %s: %v", m.CallID, err)
+		_ = s.Send(ctx, signal.ErrorMessage(m.CallID, signal.CodeInternal, err.Error()))
+	}
+	switch m.Type {
+	case signal.TypeCall:
+		if m.To == "999" {
+			_ = s.Send(ctx, signal.ErrorMessage(m.CallID, signal.CodeForbiddenDestination, "not in your dial list"))
+			return
+		}
+		if err := c.answer(ctx, s, m); err != nil {
+			fail(err)
+		}
+	case signal.TypeCandidate:
+		if pc == nil || m.Candidate == nil || !loopbackCandidate(m.Candidate.Candidate) {
+			return // only loopback may be a network target here
+		}
+		if err := pc.AddICECandidate(webrtc.ICECandidateInit(*m.Candidate)); err != nil {
+			fail(err)
+		}
+	case signal.TypeAnswer:
+		if pc == nil {
+			fail(errors.New("answer for a call we did not offer"))
+			return
+		}
+		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m.SDP}); err != nil {
+			fail(err)
+		}
+	case signal.TypeDTMF:
+		_ = s.Send(ctx, signal.Message{Type: signal.TypeDTMF, CallID: m.CallID, Digits: "7"})
+	case signal.TypeHangup:
+		c.closeCall(m.CallID)
+	}
+}
+
+// pionCall holds back our trickled candidates until the offer or answer that
+// names the call has gone out: the browser drops candidates of unknown calls.
+type pionCall struct {
+	pc      *webrtc.PeerConnection
+	mu      sync.Mutex
+	ready   bool
+	pending []signal.Message
+}
+
+func (pcall *pionCall) sendCandidate(ctx context.Context, s *signal.Session, m signal.Message) {
+	pcall.mu.Lock()
+	defer pcall.mu.Unlock()
+	if !pcall.ready {
+		pcall.pending = append(pcall.pending, m)
+		return
+	}
+	_ = s.Send(ctx, m)
+}
+
+func (pcall *pionCall) markReady(ctx context.Context, s *signal.Session) {
+	pcall.mu.Lock()
+	defer pcall.mu.Unlock()
+	pcall.ready = true
+	for _, m := range pcall.pending {
+		_ = s.Send(ctx, m)
+	}
+	pcall.pending = nil
+}
+
+func (c *pionCoordinator) newCall(ctx context.Context, s *signal.Session, id string) (*pionCall, error) {
+	pc, err := c.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	pcall := &pionCall{pc: pc}
+	c.mu.Lock()
+	c.pcs[id] = pc
+	c.mu.Unlock()
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		for {
+			p, _, err := tr.ReadRTP()
+			if err != nil {
+				return // ends when the peer connection closes
+			}
+			if p.PayloadType == 0 {
+				c.packets.Add(1)
+			}
+		}
+	})
+	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
+		msg := signal.Message{Type: signal.TypeCandidate, CallID: id}
+		if cand != nil {
+			ci := signal.ICECandidate(cand.ToJSON())
+			msg.Candidate = &ci
+		}
+		pcall.sendCandidate(ctx, s, msg)
+	})
+	return pcall, nil
+}
+
+func (c *pionCoordinator) answer(ctx context.Context, s *signal.Session, m signal.Message) error {
+	pcall, err := c.newCall(ctx, s, m.CallID)
+	if err != nil {
+		return err
+	}
+	pc := pcall.pc
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio,
+		webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		return err
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}); err != nil {
+		return err
+	}
+	ans, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return err
+	}
+	if err := pc.SetLocalDescription(ans); err != nil {
+		return err
+	}
+	for _, r := range []signal.Message{
+		{Type: signal.TypeAnswer, CallID: m.CallID, SDP: pc.LocalDescription().SDP},
+		{Type: signal.TypeRinging, CallID: m.CallID},
+		{Type: signal.TypeAnswered, CallID: m.CallID},
+	} {
+		if err := s.Send(ctx, r); err != nil {
+			return err
+		}
+	}
+	pcall.markReady(ctx, s)
+	return nil
+}
+
+// ring offers a call to the browser, as the call layer does for each session
+// of the called user.
+func (c *pionCoordinator) ring(ctx context.Context, s *signal.Session, id string) error {
+	pcall, err := c.newCall(ctx, s, id)
+	if err != nil {
+		return err
+	}
+	pc := pcall.pc
+	track, err := webrtc.NewTrackLocalStaticSample(
+		webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000, Channels: 1}, "audio", "patchbay")
+	if err != nil {
+		return err
+	}
+	if _, err := pc.AddTrack(track); err != nil {
+		return err
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return err
+	}
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return err
+	}
+	if err := s.Send(ctx, signal.Message{Type: signal.TypeIncoming, CallID: id, From: "100", FromName: "Front desk",
+		SDP: pc.LocalDescription().SDP}); err != nil {
+		return err
+	}
+	pcall.markReady(ctx, s)
+	return nil
+}
+
+func (c *pionCoordinator) closeCall(id string) {
+	c.mu.Lock()
+	pc := c.pcs[id]
+	delete(c.pcs, id)
+	c.mu.Unlock()
+	if pc != nil {
+		_ = pc.Close()
+	}
+}
+
+func (c *pionCoordinator) SessionClosed(*signal.Session) {
+	c.mu.Lock()
+	ids := make([]string, 0, len(c.pcs))
+	for id := range c.pcs {
+		ids = append(ids, id)
+	}
+	c.mu.Unlock()
+	for _, id := range ids {
+		c.closeCall(id)
+	}
+}
+
+func loopbackCandidate(s string) bool {
+	f := strings.Fields(s)
+	if len(f) < 5 {
+		return false
+	}
+	ip := net.ParseIP(f[4])
+	return ip != nil && ip.IsLoopback()
+}
+
+// TestPageInChromium drives the real page in headless Chromium: sign in from
+// ?token=, call, media flows to pion, DTMF both ways, mute, hang up, and a
+// refused destination shows its stable error code.
+func TestPageInChromium(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test skipped in -short mode")
+	}
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Skip("chromium not installed")
+	}
+	signer, err := auth.NewSigner([]byte("browser-secret-0123456789abcdef-0123456789"), "patchbay-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	coord := newPionCoordinator(t)
+	srv, err := signal.NewServer(signal.ServerOptions{Verifier: signer, Handler: coord,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/ws", srv)
+	mux.Handle("/", Handler())
+	ts := httptest.NewServer(mux)
+	defer ts.Close()
+	defer srv.Close()
+	defer coord.SessionClosed(nil)
+
+	tok, err := signer.Mint(auth.Claims{Name: "Alice", RegisteredClaims: jwtSubject("alice")}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("allow-loopback-in-peer-connection", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	if err := chromedp.Do(bctx); err != nil { // start the browser without a timeout
+		t.Fatalf("start chromium: %v", err)
+	}
+
+	// Collect console errors and exceptions (CSP violations land here too).
+	var consoleMu sync.Mutex
+	var consoleErrs []string
+	cctx, stopConsole := context.WithCancel(bctx)
+	consoleDone := make(chan struct{})
+	msgs := chromedp.Console(cctx)
+	go func() {
+		defer close(consoleDone)
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.IsException() {
+				consoleMu.Lock()
+				consoleErrs = append(consoleErrs, m.String())
+				consoleMu.Unlock()
+			}
+		}
+	}()
+	defer func() { stopConsole(); <-consoleDone }()
+
+	ctx, cancel := context.WithTimeout(bctx, 45*time.Second)
+	defer cancel()
+	poll := func(what, expr string) {
+		t.Helper()
+		if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+			state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify(window.patchbayState)`))
+			t.Fatalf("%s: %v; state %s", what, err, state)
+		}
+	}
+	eval := func(expr string) {
+		t.Helper()
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void](expr)); err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+	}
+
+	page := ts.URL + "/?token=" + tok + "&echoCancellation=0&noiseSuppression=0&autoGainControl=0"
+	if err := chromedp.Do(ctx, chromedp.Navigate(page)); err != nil {
+		t.Fatal(err)
+	}
+	poll("sign in", `window.patchbayState && window.patchbayState.status === "connected" && window.patchbayState.user === "Alice"`)
+	loc, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href`))
+	if err != nil || strings.Contains(loc, tok) {
+		t.Fatalf("token still in the address bar: %s %v", loc, err)
+	}
+	if st, _ := chromedp.Run(ctx, chromedp.Evaluate[map[string]bool](`window.patchbayState.audio`)); st["echoCancellation"] {
+		t.Errorf("echoCancellation=0 not applied: %v", st)
+	}
+
+	// Dial through the form, as a user would.
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("number"), "600"),
+		chromedp.Click(chromedp.ID("call")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	poll("answered", `window.patchbayState.callState === "answered"`)
+	deadline := time.Now().Add(10 * time.Second)
+	for coord.packets.Load() < 25 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := coord.packets.Load(); n < 25 {
+		t.Fatalf("pion got %d PCMU packets from the browser, want a flow", n)
+	}
+
+	// Keypad during a call sends DTMF; the far end's reply shows up.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#keypad button[data-key="5"]`))); err != nil {
+		t.Fatal(err)
+	}
+	poll("far-end dtmf", `window.patchbayState.dtmfReceived === "7"`)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("mute"))); err != nil {
+		t.Fatal(err)
+	}
+	poll("muted", `window.patchbayState.muted === true && document.getElementById("mute").getAttribute("aria-pressed") === "true"`)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("hangup"))); err != nil {
+		t.Fatal(err)
+	}
+	poll("hung up", `window.patchbayState.callState === "ended" && window.patchbayState.code === 16`)
+
+	// A refused destination: the stable code is shown and exposed.
+	eval(`window.patchbayApp.call("999")`)
+	poll("forbidden", `window.patchbayState.lastError === "forbidden_destination" && !document.getElementById("error").hidden`)
+
+	// An incoming call rings every session of the user; answer it on the page.
+	sessions := srv.SessionsOf("alice")
+	if len(sessions) != 1 {
+		t.Fatalf("alice has %d sessions, want 1", len(sessions))
+	}
+	before := coord.packets.Load()
+	if err := coord.ring(ctx, sessions[0], "in-1"); err != nil {
+		t.Fatal(err)
+	}
+	poll("incoming shown", `window.patchbayState.callState === "incoming" && !document.getElementById("incoming").hidden &&
+		document.getElementById("incoming-text").textContent.includes("Front desk")`)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("answer"))); err != nil {
+		t.Fatal(err)
+	}
+	poll("incoming answered", `window.patchbayState.callState === "answered" && window.patchbayState.direction === "incoming"`)
+	deadline = time.Now().Add(10 * time.Second)
+	for coord.packets.Load() < before+25 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := coord.packets.Load() - before; n < 25 {
+		t.Fatalf("incoming call: pion got %d PCMU packets from the browser, want a flow", n)
+	}
+	if err := sessions[0].Send(ctx, signal.HangupMessage("in-1", signal.CauseNormalClearing)); err != nil {
+		t.Fatal(err)
+	}
+	coord.closeCall("in-1")
+	poll("far end hung up", `window.patchbayState.callState === "ended" && window.patchbayState.cause === "normal_clearing"`)
+
+	var sawDTMF, sawHangup, sawCandidate bool
+	for _, m := range coord.messages() {
+		switch {
+		case m.Type == signal.TypeDTMF && m.Digits == "5":
+			sawDTMF = true
+		case m.Type == signal.TypeHangup:
+			sawHangup = true
+		case m.Type == signal.TypeCandidate && m.Candidate != nil:
+			sawCandidate = true
+		}
+	}
+	if !sawDTMF || !sawHangup || !sawCandidate {
+		t.Errorf("coordinator saw dtmf %v hangup %v trickled candidate %v", sawDTMF, sawHangup, sawCandidate)
+	}
+	consoleMu.Lock()
+	defer consoleMu.Unlock()
+	for _, e := range consoleErrs {
+		t.Errorf("browser console: %s", e)
+	}
+}
