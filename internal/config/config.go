@@ -11,7 +11,7 @@ import (
 // Config is everything Patchbay reads at start.
 type Config struct {
 	// PublicHost is the name (or address) browsers use to reach Patchbay; it goes into the certificate.
-	PublicHost string `mapstructure:"public_host" yaml:"public_host"`
+	PublicHost string   `mapstructure:"public_host" yaml:"public_host"`
 	HTTP       HTTP     `mapstructure:"http" yaml:"http"`
 	ARI        ARI      `mapstructure:"ari" yaml:"ari"`
 	Asterisk   Asterisk `mapstructure:"asterisk" yaml:"asterisk"`

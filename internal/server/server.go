@@ -20,6 +20,7 @@ import (
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/certs"
 	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/internal/api"
 	"github.com/patchbay/patchbay/internal/auth"
 	"github.com/patchbay/patchbay/internal/call"
 	"github.com/patchbay/patchbay/internal/config"
@@ -39,6 +40,7 @@ type Server struct {
 	calls  *call.Manager
 	signal *signal.Server
 	signer *auth.Signer
+	api    *api.Server
 	http   *http.Server
 	ln     net.Listener
 	ready  atomic.Bool
@@ -113,8 +115,21 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s.calls.SetDirectory(s.signal)
 
+	keyMap := map[string]string{}
+	for name, k := range cfg.Auth.APIKeys {
+		keyMap[name] = k.Reveal()
+	}
+	var keys *auth.APIKeys
+	if len(keyMap) > 0 {
+		if keys, err = auth.NewAPIKeys(keyMap); err != nil {
+			return nil, fmt.Errorf("auth.api_keys: %w", err)
+		}
+	}
+	s.api = api.New(keys, log.With("component", "api"))
+
 	mux := http.NewServeMux()
 	mux.Handle("/ws", s.signal)
+	mux.Handle(api.Prefix+"/", s.api)
 	mux.HandleFunc("/healthz", s.healthz)
 	mux.Handle("/", web.Handler())
 	s.http = &http.Server{

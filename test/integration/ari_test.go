@@ -177,7 +177,11 @@ func toneFrames(t *testing.T, n int) [][]byte {
 }
 
 func TestARI(t *testing.T) {
-	a := testenv.StartAsterisk(t, testenv.AsteriskOptions{})
+	a := testenv.StartAsterisk(t, testenv.AsteriskOptions{
+		// The rendered modules.conf does not load chan_websocket (needed for
+		// externalMedia transport=websocket); load it for this test.
+		Extra: map[string]string{"modules.conf": "\nload = chan_websocket.so\n"},
+	})
 	baseAri, _ := ariGoroutines()
 
 	c := ariTestClient(t, a.ARIURL(), a.ARIUser, a.ARIPassword, a.App)

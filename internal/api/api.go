@@ -1,0 +1,199 @@
+// Package api is Patchbay's REST API for trusted backends under /api/v1. Every request carries an API key
+// (Authorization: Bearer KEY); each feature registers its routes and an OpenAPI fragment of its own.
+package api
+
+import (
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/patchbay/patchbay/internal/auth"
+)
+
+// Prefix is where the API lives.
+const Prefix = "/api/v1"
+
+// MaxBody bounds request bodies.
+const MaxBody = 64 << 10
+
+// Error is a JSON error reply with a stable code.
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"error"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Errorf makes an *Error.
+func Errorf(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// HandlerFunc serves one authenticated request; caller is the API key's name. A returned *Error is sent as is;
+// any other error is logged and answered with 500 internal, without its text (it may hold internals).
+type HandlerFunc func(w http.ResponseWriter, r *http.Request, caller string) error
+
+// Server routes /api/v1.
+type Server struct {
+	keys *auth.APIKeys
+	log  *slog.Logger
+	mux  *http.ServeMux
+}
+
+// New returns an API server; with no keys configured every request is refused (the API is off).
+func New(keys *auth.APIKeys, log *slog.Logger) *Server {
+	s := &Server{keys: keys, log: log, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET "+Prefix+"/openapi.json", s.openAPI)
+	return s
+}
+
+// Handle registers h for a Go 1.22 pattern relative to Prefix, e.g. Handle("POST /rooms", h).
+func (s *Server) Handle(pattern string, h HandlerFunc) {
+	method, path, ok := strings.Cut(pattern, " ")
+	if !ok {
+		panic("api: pattern needs a method: " + pattern) // a programming error at start-up, never input
+	}
+	s.mux.HandleFunc(method+" "+Prefix+path, func(w http.ResponseWriter, r *http.Request) {
+		caller, ok := s.authenticate(r)
+		if !ok {
+			s.log.Warn("security: API request with a missing or wrong key", "remote", r.RemoteAddr, "path", r.URL.Path)
+			WriteError(w, Errorf(http.StatusUnauthorized, "unauthorized", "send a valid API key as 'Authorization: Bearer KEY'"))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+		if err := h(w, r, caller); err != nil {
+			var ae *Error
+			if !errors.As(err, &ae) {
+				s.log.Error("API request failed", "path", r.URL.Path, "caller", caller, "err", err)
+				ae = Errorf(http.StatusInternalServerError, "internal", "internal error; see Patchbay's log")
+			}
+			WriteError(w, ae)
+		}
+	})
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) authenticate(r *http.Request) (string, bool) {
+	if s.keys == nil {
+		return "", false
+	}
+	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		key = r.Header.Get("X-API-Key")
+	}
+	if key == "" {
+		return "", false
+	}
+	return s.keys.Check(key)
+}
+
+// WriteJSON writes v with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// WriteError writes e as JSON.
+func WriteError(w http.ResponseWriter, e *Error) { WriteJSON(w, e.Status, e) }
+
+// DecodeJSON reads a JSON body into v, refusing unknown fields and trailing data.
+func DecodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return Errorf(http.StatusRequestEntityTooLarge, "too_large", "request body over %d bytes", MaxBody)
+		}
+		return Errorf(http.StatusBadRequest, "bad_request", "request body is not valid JSON for this endpoint: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Errorf(http.StatusBadRequest, "bad_request", "request body has data after the JSON object")
+	}
+	return nil
+}
+
+//go:embed openapi/*.json
+var fragments embed.FS
+
+// openAPI serves one OpenAPI 3.1 document merged from the fragments in openapi/: base.json holds the header and
+// components, each feature's file adds "paths" (and "components.schemas").
+func (s *Server) openAPI(w http.ResponseWriter, _ *http.Request) {
+	doc, err := mergeFragments(fragments)
+	if err != nil {
+		s.log.Error("OpenAPI fragments do not merge", "err", err)
+		WriteError(w, Errorf(http.StatusInternalServerError, "internal", "OpenAPI document unavailable"))
+		return
+	}
+	WriteJSON(w, http.StatusOK, doc)
+}
+
+func mergeFragments(fsys fs.FS) (map[string]any, error) {
+	names, err := fs.Glob(fsys, "openapi/*.json")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	doc := map[string]any{}
+	paths := map[string]any{}
+	schemas := map[string]any{}
+	for _, n := range names {
+		b, err := fs.ReadFile(fsys, n)
+		if err != nil {
+			return nil, err
+		}
+		var frag map[string]any
+		if err := json.Unmarshal(b, &frag); err != nil {
+			return nil, fmt.Errorf("%s: %w", n, err)
+		}
+		for k, v := range frag {
+			switch k {
+			case "paths":
+				for p, item := range v.(map[string]any) {
+					if _, dup := paths[p]; dup {
+						return nil, fmt.Errorf("%s: path %s defined twice", n, p)
+					}
+					paths[p] = item
+				}
+			case "components":
+				if sc, ok := v.(map[string]any)["schemas"].(map[string]any); ok {
+					for name, s := range sc {
+						schemas[name] = s
+					}
+				}
+				for ck, cv := range v.(map[string]any) {
+					if ck != "schemas" {
+						comps, _ := doc["components"].(map[string]any)
+						if comps == nil {
+							comps = map[string]any{}
+							doc["components"] = comps
+						}
+						comps[ck] = cv
+					}
+				}
+			default:
+				doc[k] = v
+			}
+		}
+	}
+	doc["paths"] = paths
+	comps, _ := doc["components"].(map[string]any)
+	if comps == nil {
+		comps = map[string]any{}
+		doc["components"] = comps
+	}
+	comps["schemas"] = schemas
+	return doc, nil
+}
