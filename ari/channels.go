@@ -222,7 +222,9 @@ const stasisWait = 10 * time.Second
 // Asterisk answers before the channel has entered Stasis, and addChannel on it
 // fails with 422 until it has; so when App is ours and the events socket is
 // up, ExternalMedia returns only after the channel's StasisStart, and the
-// channel can be bridged at once. An empty ChannelID is filled with NewID.
+// channel can be bridged at once (except with ConnectionType "server", where
+// StasisStart follows the media WebSocket's connection). An empty ChannelID
+// is filled with NewID.
 func (a *ChannelsAPI) ExternalMedia(ctx context.Context, r ExternalMediaRequest) (*ExternalMedia, error) {
 	if r.ChannelID == "" {
 		r.ChannelID = NewID()
@@ -232,7 +234,9 @@ func (a *ChannelsAPI) ExternalMedia(ctx context.Context, r ExternalMediaRequest)
 		return nil, fmt.Errorf("ari: %w", err)
 	}
 	var sub *Subscription
-	if r.App == a.c.cfg.Application && a.c.Connected() {
+	// In websocket server mode the channel enters Stasis only once the media
+	// WebSocket connects, so there is nothing to wait for here.
+	if r.App == a.c.cfg.Application && r.ConnectionType != "server" && a.c.Connected() {
 		// Subscribe before creating, so the StasisStart cannot slip past.
 		sub = a.c.Subscribe(Filter{
 			Name:      "externalMedia " + r.ChannelID,

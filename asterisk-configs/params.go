@@ -64,7 +64,8 @@ type Params struct {
 	// Required; never logged.
 	ARIPassword string
 	// ARIPasswordFormat is "plain" (default) or "crypt". To store a hash instead of the password:
-	// `mkpasswd -m sha-512` (Debian package whois) and put the $6$... output in ARIPassword.
+	// `mkpasswd -m sha-512` (Debian package whois) or `openssl passwd -6`, and put the $6$...
+	// output in ARIPassword (Patchbay itself still needs the clear password to log in).
 	ARIPasswordFormat string
 	// App is the Stasis application name used in the dialplan. Default "patchbay".
 	App string

@@ -20,6 +20,8 @@ type Config struct {
 	Redis      Redis    `mapstructure:"redis" yaml:"redis"`
 	Certs      Certs    `mapstructure:"certs" yaml:"certs"`
 	Log        Log      `mapstructure:"log" yaml:"log"`
+	// Users maps numbers phones can dial (e.g. "7001", matching the dialplan's _7XXX) to browser user names.
+	Users map[string]string `mapstructure:"users" yaml:"users"`
 }
 
 // HTTP is Patchbay's own listener: the page, /ws signalling and /api.

@@ -12,10 +12,12 @@ import (
 )
 
 var (
-	appNameRe   = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
-	phoneNameRe = regexp.MustCompile(`^[0-9]{2,8}$`)
-	trunkNameRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,31}$`)
-	ariUserRe   = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
+	appNameRe    = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
+	phoneNameRe  = regexp.MustCompile(`^[0-9]{2,8}$`)
+	trunkNameRe  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,31}$`)
+	ariUserRe    = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
+	userNumberRe = regexp.MustCompile(`^[0-9]{2,15}$`)
+	userNameRe   = regexp.MustCompile(`^[a-z][a-z0-9._-]{0,31}$`)
 )
 
 // fillDerived sets values that default from other values.
@@ -183,6 +185,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Redis.DB < 0 {
 		bad("redis.db", "must not be negative")
+	}
+	for num, user := range c.Users {
+		if !userNumberRe.MatchString(num) {
+			bad("users."+num, "the number must be 2–15 digits")
+		}
+		if !userNameRe.MatchString(user) {
+			bad("users."+num, "%q is not a browser user name (lower-case letters, digits, . _ -; starting with a letter)", user)
+		}
 	}
 	if c.Certs.Dir == "" {
 		bad("certs.dir", "must be set")

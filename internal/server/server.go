@@ -98,6 +98,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		Media:  s.media,
 		Ports:  s.ports,
 		Router: router,
+		Users:  cfg.Users,
 		Logger: log.With("component", "calls"),
 	})
 	if err != nil {

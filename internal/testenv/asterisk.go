@@ -37,7 +37,7 @@ const astInstancesDir = "/var/lib/patchbay-test"
 // AsteriskOptions tunes one test instance.
 type AsteriskOptions struct {
 	// Params edits the instance's parameters after the harness filled in ports, password,
-	// directories and the sample phones (101-105).
+	// directories and the sample phones (101-106, see SamplePhones).
 	Params func(*asteriskconfigs.Params)
 	// Extra appends text to rendered files (or creates files), keyed by file name, e.g.
 	// {"extensions.conf": "[test]\nexten => 1,1,Hangup()\n"}.
@@ -79,6 +79,7 @@ var SamplePhones = []struct {
 	{"103", asteriskconfigs.TransportTLS, true},
 	{"104", asteriskconfigs.TransportTLS, true},
 	{"105", asteriskconfigs.TransportTCP, false},
+	{"106", asteriskconfigs.TransportWSS, false}, // Asterisk-native WebRTC (webrtc=yes, DTLS)
 }
 
 // AsteriskRoot returns the chroot path, building it with scripts/asterisk-root.sh when missing.

@@ -432,6 +432,32 @@ func (b *Baresip) RecordingPath() string {
 	return matches[len(matches)-1]
 }
 
+// Recording waits until the latest recording has stopped growing (sndfile finishes it when the
+// call closes) and returns its samples and rate. Call it after CALL_CLOSED.
+func (b *Baresip) Recording(ctx context.Context) ([]int16, int, error) {
+	var lastSize int64 = -1
+	for {
+		path := b.RecordingPath()
+		if path != "" {
+			if st, err := os.Stat(path); err == nil {
+				if st.Size() == lastSize && st.Size() > 44 {
+					s, rate, err := audio.ReadWAV(path)
+					if err != nil {
+						return nil, 0, fmt.Errorf("baresip %s: read recording: %w", b.Name, err)
+					}
+					return s, rate, nil
+				}
+				lastSize = st.Size()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("baresip %s: no finished recording in %s: %w", b.Name, b.recordDir(), ctx.Err())
+		case <-time.After(150 * time.Millisecond):
+		}
+	}
+}
+
 // Close stops baresip (SIGTERM, then SIGKILL after 3 s). Safe to call more than once.
 func (b *Baresip) Close() {
 	if b.conn != nil {

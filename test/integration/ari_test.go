@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/internal/audio"
 	"github.com/patchbay/patchbay/internal/testenv"
@@ -435,7 +436,10 @@ func TestARI(t *testing.T) {
 			t.Errorf("subscribe to bridge = %+v, %v", app, err)
 		}
 
-		wsm, err := c.Channels().ExternalMedia(ctx, ari.ExternalMediaRequest{App: a.App, Format: "ulaw",
+		wsID := ari.NewID()
+		wsSub := c.Channel(wsID).Subscribe(ari.TypeStasisStart)
+		defer wsSub.Close()
+		wsm, err := c.Channels().ExternalMedia(ctx, ari.ExternalMediaRequest{App: a.App, Format: "ulaw", ChannelID: wsID,
 			Transport: "websocket", Encapsulation: "none", ConnectionType: "server"})
 		if err != nil {
 			t.Fatalf("websocket externalMedia: %v", err)
@@ -444,6 +448,14 @@ func TestARI(t *testing.T) {
 		if wsm.ConnectionID == "" {
 			t.Errorf("websocket externalMedia without MEDIA_WEBSOCKET_CONNECTION_ID: %+v", wsm.Channel.ChannelVars)
 		}
+		// The channel enters Stasis once we connect to /media/<id>.
+		mediaURL := strings.Replace(a.ARIURL(), "http://", "ws://", 1) + "/media/" + wsm.ConnectionID
+		mconn, resp, err := (&websocket.Dialer{Subprotocols: []string{"media"}}).DialContext(ctx, mediaURL, nil)
+		if err != nil {
+			t.Fatalf("connect media WebSocket %s: %v (%v)", mediaURL, err, resp)
+		}
+		defer mconn.Close()
+		ariWait(t, wsSub, 5*time.Second, "StasisStart of websocket media channel", func(ari.Event) bool { return true })
 		if err := c.Channel(wsm.Channel.ID).Hangup(ctx, ""); err != nil {
 			t.Errorf("hang up websocket media channel: %v", err)
 		}

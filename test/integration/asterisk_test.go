@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,17 +24,21 @@ import (
 // TestAsteriskTwoInstances runs two instances side by side and checks each one's ARI, PJSIP
 // endpoints, transports and dialplan contexts.
 func TestAsteriskTwoInstances(t *testing.T) {
-	var (
-		wg   sync.WaitGroup
-		asts [2]*testenv.Asterisk
-	)
-	start := time.Now()
-	for i := range asts {
-		wg.Go(func() { asts[i] = testenv.StartAsterisk(t, testenv.AsteriskOptions{}) })
+	var asts [2]*testenv.Asterisk
+	// An ARI user stored as a crypt(3) hash, as ari.conf's comment tells admins to do.
+	const cryptClear = "crypt-Secret-9"
+	hash, err := exec.Command("openssl", "passwd", "-6", cryptClear).Output()
+	if err != nil {
+		t.Fatalf("openssl passwd -6 (apt-get install openssl): %v", err)
 	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
+	start := time.Now()
+	// Started one after the other (t.Fatalf belongs to the test goroutine), then run side by side.
+	for i := range asts {
+		asts[i] = testenv.StartAsterisk(t, testenv.AsteriskOptions{Extra: map[string]string{
+			"extensions.conf": fmt.Sprintf("[test-extra]\nexten => %d,1,Hangup()\n", 900+i),
+			"ari.conf": "[cryptuser]\ntype = user\nread_only = yes\npassword_format = crypt\npassword = " +
+				strings.TrimSpace(string(hash)) + "\n",
+		}})
 	}
 	t.Logf("two instances ready in %v", time.Since(start).Round(time.Millisecond))
 	if asts[0].HTTPPort == asts[1].HTTPPort || asts[0].SIPPort == asts[1].SIPPort {
@@ -48,6 +51,22 @@ func TestAsteriskTwoInstances(t *testing.T) {
 		info := astAriGet(ctx, t, a, "/ari/asterisk/info")
 		if sys, _ := info["system"].(map[string]any); sys == nil || !strings.HasPrefix(sys["version"].(string), "22.") {
 			t.Errorf("instance %d: not Asterisk 22: %v", i, info["system"])
+		}
+
+		for _, c := range []struct {
+			pass string
+			want int
+		}{{cryptClear, http.StatusOK}, {"wrong", http.StatusUnauthorized}} {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.ARIURL()+"/ari/asterisk/info", nil)
+			req.SetBasicAuth("cryptuser", c.pass)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != c.want {
+				t.Errorf("instance %d: crypt ARI user with password %q: %s, want %d", i, c.pass, resp.Status, c.want)
+			}
 		}
 
 		out, err := a.CLI(ctx, "pjsip show endpoints")
@@ -74,6 +93,22 @@ func TestAsteriskTwoInstances(t *testing.T) {
 			out, err := a.CLI(ctx, "dialplan show "+ctxName)
 			if err != nil || !strings.Contains(out, "'"+ctxName+"'") {
 				t.Errorf("instance %d: context %s not loaded: %v\n%s", i, ctxName, err, out)
+			}
+		}
+
+		out, err = a.CLI(ctx, "dialplan show test-extra")
+		if err != nil || !strings.Contains(out, fmt.Sprintf("'%d' =>", 900+i)) {
+			t.Errorf("instance %d: Extra dialplan not loaded: %v\n%s", i, err, out)
+		}
+
+		// A clean start: no errors in the log.
+		logData, err := os.ReadFile(a.LogPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(logData), "\n") {
+			if strings.Contains(l, "ERROR[") {
+				t.Errorf("instance %d logged an error at startup: %s", i, l)
 			}
 		}
 
@@ -156,8 +191,7 @@ func TestDialplanExtensions(t *testing.T) {
 			if _, err := phone.WaitEvent(ctx, "CALL_CLOSED"); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(300 * time.Millisecond)
-			s, rate, err := audio.ReadWAV(phone.RecordingPath())
+			s, rate, err := phone.Recording(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}

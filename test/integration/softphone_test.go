@@ -99,18 +99,12 @@ func TestSoftphones(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			// Let sndfile finish its WAV header.
-			time.Sleep(300 * time.Millisecond)
-
 			check := func(b *testenv.Baresip, want, other float64) {
-				path := b.RecordingPath()
-				if path == "" {
-					t.Fatalf("%s recorded nothing (dir %s)", b.Name, b.Dir)
-				}
-				s, r, err := audio.ReadWAV(path)
+				s, r, err := b.Recording(ctx)
 				if err != nil {
 					t.Fatal(err)
 				}
+				path := b.RecordingPath()
 				rep := audio.Detect(s, r, want)
 				wrong := audio.Detect(s, r, other)
 				t.Logf("%s heard: %d Hz in %d/%d voiced windows (fraction %.2f); %d Hz fraction %.2f",
