@@ -116,3 +116,31 @@ func TestHandleSubscribe(t *testing.T) {
 		t.Errorf("channel sub got %d, bridge sub got %d; want 1 and 1", len(chSub.Events()), len(brSub.Events()))
 	}
 }
+
+// BenchmarkDispatch: decode one ChannelDtmfReceived and fan it out to 500
+// per-call subscriptions (one matches), as the read loop does.
+func BenchmarkDispatch(b *testing.B) {
+	c, err := New(Config{URL: "http://127.0.0.1:1", Username: "u", Password: "p", Application: "patchbay-test",
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range 500 {
+		s := c.Subscribe(Filter{IDs: []string{NewID(), NewID()}})
+		defer s.Close()
+		if i == 0 {
+			s.Close()
+		}
+	}
+	hit := c.Subscribe(Filter{IDs: []string{"pb-c1"}, QueueSize: 1})
+	defer hit.Close()
+	msg := []byte(`{"type":"ChannelDtmfReceived",` + evCommon + `,"digit":"5","duration_ms":100,"channel":` + evChan + `}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		c.dispatch(msg)
+		select {
+		case <-hit.Events():
+		default:
+		}
+	}
+}

@@ -50,6 +50,27 @@ type Config struct {
 	MaxBackoff time.Duration
 }
 
+// LogValue lets a Config be logged with slog without its password.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("url", c.URL), slog.String("username", c.Username), slog.String("password", redact(c.Password)),
+		slog.String("application", c.Application), slog.Duration("ping_interval", c.PingInterval),
+		slog.Duration("max_backoff", c.MaxBackoff))
+}
+
+// String formats a Config without its password.
+func (c Config) String() string {
+	return fmt.Sprintf("ari.Config{URL:%s Username:%s Password:%s Application:%s PingInterval:%v MaxBackoff:%v}",
+		c.URL, c.Username, redact(c.Password), c.Application, c.PingInterval, c.MaxBackoff)
+}
+
+func redact(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
 // Client talks to one Asterisk for one Stasis application. It is safe for
 // concurrent use. REST calls work without Run; events need Run.
 type Client struct {

@@ -3,6 +3,8 @@ package ari
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -332,6 +334,21 @@ func TestBackoff(t *testing.T) {
 			if d < want/2 || d > want {
 				t.Fatalf("backoff(%d) = %v, want in [%v, %v]", n, d, want/2, want)
 			}
+		}
+	}
+}
+
+func TestConfigNeverShowsPassword(t *testing.T) {
+	cfg := Config{URL: "http://127.0.0.1:8088", Username: "u", Password: testPass, Application: "a"}
+	lb := &logBuf{}
+	slog.New(slog.NewTextHandler(lb, nil)).Info("config", "ari", cfg)
+	slog.New(slog.NewJSONHandler(lb, nil)).Info("config", "ari", cfg)
+	for _, s := range []string{lb.String(), fmt.Sprint(cfg), fmt.Sprintf("%v %+v %s", cfg, cfg, cfg)} {
+		if strings.Contains(s, testPass) {
+			t.Errorf("password shown: %s", s)
+		}
+		if !strings.Contains(s, "[redacted]") {
+			t.Errorf("no redaction marker: %s", s)
 		}
 	}
 }

@@ -66,7 +66,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		Username:    cfg.ARI.User,
 		Password:    cfg.ARI.Password.Reveal(),
 		Application: cfg.ARI.App,
-		Logger:      log.With("component", "ari"),
+		Logger:      log,
 	})
 	if err != nil {
 		return nil, err
@@ -109,7 +109,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		Handler:        s.calls,
 		AllowedOrigins: cfg.HTTP.AllowedOrigins,
 		ICEServers:     s.iceServersForBrowsers,
-		Logger:         log.With("component", "signal"),
+		Logger:         log,
 	})
 	if err != nil {
 		return nil, err

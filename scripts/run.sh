@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# run.sh [start [--detach] | stop]: what `make run` does. Starts Asterisk 22 (Debian sid chroot), Redis and Patchbay
+# on this machine with a generated config (.run/patchbay.yaml, fresh secrets, kept across runs), prints the page URL
+# with a browser token and the sample softphones' SIP credentials. In the foreground, Ctrl-C stops all three;
+# with --detach they keep running (PIDs and settings in .run/env) until `run.sh stop`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN="${RUNDIR:-.run}"
+BIN="${PATCHBAY_BIN:-bin/patchbay}"
+REDIS_PORT="${PATCHBAY_REDIS_PORT:-6390}"
+export PATCHBAY_CONFIG="$PWD/$RUN/patchbay.yaml"
+
+stop_all() {
+	if [[ -f "$RUN/patchbay.pid" ]]; then
+		kill "$(cat "$RUN/patchbay.pid")" 2>/dev/null || true
+		rm -f "$RUN/patchbay.pid"
+	fi
+	if [[ -f "$RUN/redis.pid" ]]; then
+		kill "$(cat "$RUN/redis.pid")" 2>/dev/null || true
+		rm -f "$RUN/redis.pid"
+	fi
+	scripts/asterisk.sh stop >/dev/null 2>&1 || true
+}
+
+case "${1:-start}" in
+stop)
+	stop_all
+	echo "run.sh: stopped"
+	exit 0
+	;;
+start) ;;
+*)
+	echo "usage: scripts/run.sh [start [--detach] | stop]" >&2
+	exit 2
+	;;
+esac
+detach=false
+[[ "${2:-}" == "--detach" ]] && detach=true
+
+[[ -x "$BIN" ]] || { echo "run.sh: $BIN missing: run 'make build' (or 'make run')" >&2; exit 1; }
+mkdir -p "$RUN"
+"$BIN" config init --out "$PATCHBAY_CONFIG" --certs-dir "$PWD/$RUN/certs" --redis "127.0.0.1:$REDIS_PORT"
+"$BIN" certs init >/dev/null
+# Asterisk reads its certificates at /etc/asterisk/keys inside the chroot; asterisk.sh installs them there.
+"$BIN" asterisk-config --out "$RUN/asterisk" --cert-dir /etc/asterisk/keys >/dev/null
+ASTERISK_CONF_DIR="$RUN/asterisk" ASTERISK_CERT_DIR="$RUN/certs" scripts/asterisk.sh start
+
+if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+	redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no --daemonize yes \
+		--pidfile "$PWD/$RUN/redis.pid" --logfile "$PWD/$RUN/redis.log"
+fi
+trap 'stop_all' EXIT INT TERM
+
+token=$("$BIN" token --user alice --name Alice --dial ext,user,room --ttl 12h)
+listen=$(sed -nE 's/^ *listen: *"?([^"]*)"?/\1/p' "$PATCHBAY_CONFIG" | head -n1)
+port="${listen##*:}"; port="${port:-8443}"
+url="https://localhost:${port}/?token=${token}"
+phones=$(sed -n '/phones:/,/^[a-z]/p' "$PATCHBAY_CONFIG" | grep -E 'name|password|transport|srtp' | paste -sd' ' | sed 's/- /\n  /g')
+
+cat <<MSG
+
+Patchbay is starting. Open this page (the CA is $RUN/certs/ca.crt; trust it or accept the warning):
+
+  $url
+
+It is signed in as alice: dial 600 (echo), 601 (440 Hz tone), 602 (DTMF read), or a softphone.
+Softphones register to 127.0.0.1 (SIP 5060 UDP/TCP, 5061 TLS) with these accounts:
+$phones
+A softphone dialling "alice" (or a number mapped under users: in the config) rings the page.
+Config: $PATCHBAY_CONFIG   Asterisk CLI: scripts/asterisk.sh cli 'core show channels'
+MSG
+
+if $detach; then
+	trap - EXIT INT TERM
+	nohup "$BIN" serve >"$RUN/patchbay.log" 2>&1 &
+	echo $! >"$RUN/patchbay.pid"
+	{
+		echo "PATCHBAY_CONFIG=$PATCHBAY_CONFIG"
+		echo "PATCHBAY_PID=$(cat "$RUN/patchbay.pid")"
+		echo "ASTERISK_PID=$(scripts/asterisk.sh status 2>/dev/null | grep -oE '[0-9]+' | head -n1)"
+		echo "PATCHBAY_URL=wss://localhost:${port}/ws"
+		echo "PATCHBAY_TOKEN=$token"
+	} >"$RUN/env"
+	echo "Detached: logs in $RUN/patchbay.log; stop with scripts/run.sh stop"
+	exit 0
+fi
+echo "Ctrl-C stops Patchbay, Asterisk and Redis."
+"$BIN" serve
