@@ -22,25 +22,9 @@ type Filter struct {
 	QueueSize int
 }
 
-func (f *Filter) match(ev Event) bool {
-	t := ev.EventType()
-	if len(f.Types) > 0 && !slices.Contains(f.Types, t) {
-		return false
-	}
-	if len(f.IDs) == 0 || isSynthetic(t) {
-		return true
-	}
-	for _, id := range ev.ChannelIDs() {
-		if slices.Contains(f.IDs, id) {
-			return true
-		}
-	}
-	for _, id := range ev.BridgeIDs() {
-		if slices.Contains(f.IDs, id) {
-			return true
-		}
-	}
-	return false
+// matchType reports whether the filter's type list admits t.
+func (f *Filter) matchType(t string) bool {
+	return len(f.Types) == 0 || slices.Contains(f.Types, t)
 }
 
 // Subscription receives the events matching its filter, in order, through a
@@ -101,15 +85,20 @@ func (s *Subscription) deliver(ev Event, log *slog.Logger) {
 	}
 }
 
-// bus fans events out to subscriptions.
+// bus fans events out to subscriptions. Subscriptions with IDs are indexed by
+// ID, so an event costs work only for the subscriptions it concerns, not for
+// every call on the system.
 type bus struct {
 	log  *slog.Logger
 	mu   sync.RWMutex
-	subs map[*Subscription]struct{}
+	all  map[*Subscription]struct{}            // every subscription
+	any  map[*Subscription]struct{}            // subscriptions without an ID filter
+	byID map[string]map[*Subscription]struct{} // ID → subscriptions naming it
 }
 
 func newBus(log *slog.Logger) *bus {
-	return &bus{log: log, subs: make(map[*Subscription]struct{})}
+	return &bus{log: log, all: map[*Subscription]struct{}{}, any: map[*Subscription]struct{}{},
+		byID: map[string]map[*Subscription]struct{}{}}
 }
 
 func (b *bus) subscribe(f Filter) *Subscription {
@@ -121,25 +110,75 @@ func (b *bus) subscribe(f Filter) *Subscription {
 	f.IDs = slices.Clone(f.IDs)
 	s := &Subscription{bus: b, filter: f, ch: make(chan Event, n)}
 	b.mu.Lock()
-	b.subs[s] = struct{}{}
-	b.mu.Unlock()
+	defer b.mu.Unlock()
+	b.all[s] = struct{}{}
+	if len(f.IDs) == 0 {
+		b.any[s] = struct{}{}
+	}
+	for _, id := range f.IDs {
+		m := b.byID[id]
+		if m == nil {
+			m = map[*Subscription]struct{}{}
+			b.byID[id] = m
+		}
+		m[s] = struct{}{}
+	}
 	return s
 }
 
 func (b *bus) remove(s *Subscription) {
 	b.mu.Lock()
-	delete(b.subs, s)
-	b.mu.Unlock()
+	defer b.mu.Unlock()
+	delete(b.all, s)
+	delete(b.any, s)
+	for _, id := range s.filter.IDs {
+		if m := b.byID[id]; m != nil {
+			delete(m, s)
+			if len(m) == 0 {
+				delete(b.byID, id)
+			}
+		}
+	}
 }
 
 func (b *bus) publish(ev Event) {
+	t := ev.EventType()
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	for s := range b.subs {
-		if s.filter.match(ev) {
+	if isSynthetic(t) { // connection state goes to everyone
+		for s := range b.all {
+			if s.filter.matchType(t) {
+				s.deliver(ev, b.log)
+			}
+		}
+		return
+	}
+	for s := range b.any {
+		if s.filter.matchType(t) {
 			s.deliver(ev, b.log)
 		}
 	}
+	ids := slices.Concat(ev.ChannelIDs(), ev.BridgeIDs())
+	for i, id := range ids {
+		for s := range b.byID[id] {
+			// Deliver once even if the event names several of s's IDs.
+			if !s.filter.matchType(t) || namesEarlier(s, ids[:i]) {
+				continue
+			}
+			s.deliver(ev, b.log)
+		}
+	}
+}
+
+// namesEarlier reports whether s also subscribed to one of the earlier IDs
+// (and so already got the event).
+func namesEarlier(s *Subscription, earlier []string) bool {
+	for _, id := range earlier {
+		if slices.Contains(s.filter.IDs, id) {
+			return true
+		}
+	}
+	return false
 }
 
 // Subscribe returns a subscription to events matching f. Subscribe to a

@@ -34,6 +34,7 @@ func TestBusFilter(t *testing.T) {
 		{"by bridge", Filter{IDs: []string{"b1"}}, []string{"ChannelEnteredBridge", "Connected"}},
 		{"by channel and type", Filter{IDs: []string{"c2"}, Types: []string{TypeChannelEnteredBridge}}, []string{"ChannelEnteredBridge"}},
 		{"unknown id", Filter{IDs: []string{"zzz"}}, []string{"Connected"}},
+		{"two ids of one event, delivered once", Filter{IDs: []string{"c2", "b1"}}, []string{"ChannelDtmfReceived", "ChannelEnteredBridge", "Connected"}},
 	}
 	subs := make([]*Subscription, len(tests))
 	for i, tt := range tests {
@@ -54,8 +55,8 @@ func TestBusFilter(t *testing.T) {
 		}
 		s.Close() // twice is fine
 	}
-	if len(b.subs) != 0 {
-		t.Errorf("%d subscriptions left after Close", len(b.subs))
+	if len(b.all)+len(b.any)+len(b.byID) != 0 {
+		t.Errorf("subscriptions left after Close: %d %d %d", len(b.all), len(b.any), len(b.byID))
 	}
 }
 

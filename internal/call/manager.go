@@ -15,6 +15,7 @@ import (
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/dialplan"
 	"github.com/patchbay/patchbay/internal/relay"
+	"github.com/patchbay/patchbay/internal/rooms"
 	"github.com/patchbay/patchbay/webrtc/media"
 	"github.com/patchbay/patchbay/webrtc/signal"
 )
@@ -36,6 +37,14 @@ type Options struct {
 	// the far end. MaxDuration, if set, ends any call that lasts longer.
 	RingTimeout, DialTimeout, MaxDuration time.Duration
 	Logger                                *slog.Logger
+	// Rooms holds the rooms browsers (join) and phones (Stasis args room/did) enter; nil disables rooms.
+	Rooms *rooms.Registry
+	// Numbers maps DIDs, room numbers and caller IDs to rooms; nil: phones cannot reach rooms.
+	Numbers dialplan.Store
+	// Tickets redeems one-time join tickets; nil: joins with a ticket are refused.
+	Tickets rooms.TicketRedeemer
+	// RoomPeers, if set, is handed every browser peer that joined a room (video between browsers).
+	RoomPeers RoomPeerHook
 }
 
 // Manager owns every call.
@@ -97,7 +106,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		case ev := <-sub.Events():
 			switch e := ev.(type) {
 			case *ari.StasisStart:
-				m.stasisStart(ctx, e)
+				if !m.roomStasisStart(ctx, e) {
+					m.stasisStart(ctx, e)
+				}
 			case *ari.Reconciled:
 				// Calls whose resources vanished while the events socket was down see it in their own
 				// subscriptions; here it is only logged.
@@ -131,6 +142,8 @@ func (m *Manager) HandleMessage(ctx context.Context, s *signal.Session, msg sign
 	switch msg.Type {
 	case signal.TypeCall:
 		m.placeCall(s, msg)
+	case signal.TypeJoin:
+		m.joinRoom(s, msg)
 	case signal.TypeCandidate, signal.TypeDTMF, signal.TypeHangup, signal.TypeAnswer, signal.TypeReject:
 		c := m.lookup(s.ID(), msg.CallID)
 		if c == nil {

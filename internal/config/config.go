@@ -22,6 +22,11 @@ type Config struct {
 	Log        Log      `mapstructure:"log" yaml:"log"`
 	// Users maps numbers phones can dial (e.g. "7001", matching the dialplan's _7XXX) to browser user names.
 	Users map[string]string `mapstructure:"users" yaml:"users"`
+	// Dialplan, API, Limits and Webhook configure outside calls, click-to-call and their limits (calls.go).
+	Dialplan Dialplan `mapstructure:"dialplan" yaml:"dialplan"`
+	API      API      `mapstructure:"api" yaml:"api"`
+	Limits   Limits   `mapstructure:"limits" yaml:"limits"`
+	Webhook  Webhook  `mapstructure:"webhook" yaml:"webhook"`
 }
 
 // HTTP is Patchbay's own listener: the page, /ws signalling and /api.
@@ -43,6 +48,8 @@ type ARI struct {
 	User     string `mapstructure:"user" yaml:"user"`
 	Password Secret `mapstructure:"password" yaml:"password"`
 	App      string `mapstructure:"app" yaml:"app"` // Stasis application name
+	// ConnectTimeout is how long `serve` waits for Asterisk at start before giving up with the reason.
+	ConnectTimeout time.Duration `mapstructure:"connect_timeout" yaml:"connect_timeout"`
 }
 
 // Asterisk describes the Asterisk side, used to render its configuration files.
@@ -140,7 +147,7 @@ func Defaults() Config {
 			TLS:             true,
 			ShutdownTimeout: 30 * time.Second,
 		},
-		ARI: ARI{URL: "http://127.0.0.1:8088", User: "patchbay", App: "patchbay"},
+		ARI: ARI{URL: "http://127.0.0.1:8088", User: "patchbay", App: "patchbay", ConnectTimeout: 15 * time.Second},
 		Asterisk: Asterisk{
 			BindAddress: "127.0.0.1",
 			HTTPPort:    8088,
@@ -162,5 +169,9 @@ func Defaults() Config {
 		Redis: Redis{Prefix: "patchbay:"},
 		Certs: Certs{Dir: "/var/lib/patchbay/certs"},
 		Log:   Log{Level: "info", Format: "text"},
+
+		Dialplan: DefaultDialplan(),
+		API:      API{TicketTTL: time.Minute},
+		Limits:   DefaultLimits(),
 	}
 }

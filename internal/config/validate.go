@@ -71,6 +71,9 @@ func (c *Config) Validate() error {
 	} else if len(c.ARI.Password) < 12 {
 		bad("ari.password", "is too short: use at least 12 characters (e.g. `openssl rand -hex 16`)")
 	}
+	if c.ARI.ConnectTimeout <= 0 {
+		bad("ari.connect_timeout", "must be positive, e.g. 15s")
+	}
 	if !appNameRe.MatchString(c.ARI.App) {
 		bad("ari.app", "%q must start with a letter and hold only letters, digits, '-' or '_'", c.ARI.App)
 	}
@@ -194,6 +197,7 @@ func (c *Config) Validate() error {
 			bad("users."+num, "%q is not a browser user name (lower-case letters, digits, . _ -; starting with a letter)", user)
 		}
 	}
+	c.validateCalls(bad)
 	if c.Certs.Dir == "" {
 		bad("certs.dir", "must be set")
 	}

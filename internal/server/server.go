@@ -185,6 +185,11 @@ func (s *Server) ActiveCalls() int { return s.calls.Active() }
 // connections, calls get http.shutdown_timeout to end, everything closes.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.closeParts()
+	stopPprof, err := s.startPprof() // off unless PATCHBAY_PPROF_LISTEN names a loopback address
+	if err != nil {
+		return err
+	}
+	defer stopPprof()
 	ariCtx, stopARI := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopARI()
 	callCtx, stopCalls := context.WithCancel(context.WithoutCancel(ctx))
@@ -199,13 +204,10 @@ func (s *Server) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("ARI: %w", err)
 		}
 	}()
-	waitCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	err := s.ari.WaitConnected(waitCtx)
-	cancel()
-	if err != nil {
+	if err := s.connectARI(ctx); err != nil {
 		stopARI()
 		wg.Wait()
-		return fmt.Errorf("connect to Asterisk ARI at %s: %w", s.cfg.ARI.URL, err)
+		return err
 	}
 	wg.Add(2)
 	go func() {
@@ -254,6 +256,36 @@ func (s *Server) Run(ctx context.Context) error {
 	stopARI()
 	wg.Wait()
 	return runErr
+}
+
+// connectARI waits until Asterisk answers ARI and the events socket (which registers the Stasis application) is
+// up. A refused password ends the wait at once; otherwise the last reason is reported when the time is up, so the
+// admin reads "Asterisk not reachable at …" rather than a bare timeout.
+func (s *Server) connectARI(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ARI.ConnectTimeout)
+	defer cancel()
+	var last error
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := s.ari.Asterisk().Info(pctx)
+		pcancel()
+		if err == nil {
+			if err = s.ari.WaitConnected(ctx); err == nil {
+				return nil
+			}
+		}
+		if ari.IsUnauthorized(err) {
+			return fmt.Errorf("connect to Asterisk ARI at %s: %w", s.cfg.ARI.URL, err)
+		}
+		if ctx.Err() == nil || last == nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("connect to Asterisk ARI at %s (gave up after ari.connect_timeout %v): %w", s.cfg.ARI.URL, s.cfg.ARI.ConnectTimeout, last)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

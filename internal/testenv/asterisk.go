@@ -142,7 +142,8 @@ func StartAsterisk(t testing.TB, opts AsteriskOptions) *Asterisk {
 	if err := os.MkdirAll(filepath.Join(root, "var/lib/asterisk/keys"), 0o755); err != nil {
 		t.Fatalf("create the chroot's key dir: %v", err)
 	}
-	for _, sub := range []string{"etc", "run", "db", "log", "spool", "keys"} {
+	// spool/recording: ARI records into <astspooldir>/recording and fails with 500 when it is missing.
+	for _, sub := range []string{"etc", "run", "db", "log", "spool", "spool/recording", "keys"} {
 		if err := os.MkdirAll(filepath.Join(a.Dir, sub), 0o750); err != nil {
 			t.Fatalf("create Asterisk instance dir: %v", err)
 		}

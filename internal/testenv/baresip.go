@@ -118,12 +118,17 @@ func StartBaresip(t testing.TB, o BaresipOptions) *Baresip {
 	if err := os.MkdirAll(b.recordDir(), 0o755); err != nil {
 		t.Fatalf("baresip %s: %v", o.Name, err)
 	}
-	ports, err := astFreePorts(2)
+	// baresip listens for TLS on the SIP port + 1: keep the control port off it.
+	ports, err := astFreePorts(3)
 	if err != nil {
 		t.Fatalf("baresip %s: pick ports: %v", o.Name, err)
 	}
 	b.SIPPort = ports[0]
-	ctrlAddr := fmt.Sprintf("127.0.0.1:%d", ports[1])
+	ctrlPort := ports[1]
+	if ctrlPort == b.SIPPort+1 {
+		ctrlPort = ports[2]
+	}
+	ctrlAddr := fmt.Sprintf("127.0.0.1:%d", ctrlPort)
 
 	if err := os.WriteFile(filepath.Join(b.Dir, "config"), []byte(b.config(o, ctrlAddr)), 0o600); err != nil {
 		t.Fatalf("baresip %s: write config: %v", o.Name, err)

@@ -12,13 +12,11 @@ import (
 	"math"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -99,24 +97,6 @@ func ariRun(t *testing.T, c *ari.Client) (stop func()) {
 	return stop
 }
 
-// ariEnsureDir creates parent/name owned like parent (Asterisk's user).
-func ariEnsureDir(t *testing.T, parent, name string) {
-	t.Helper()
-	st, err := os.Stat(parent)
-	if err != nil {
-		t.Fatalf("Asterisk spool directory: %v", err)
-	}
-	dir := filepath.Join(parent, name)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-		if err := os.Chown(dir, int(sys.Uid), int(sys.Gid)); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // rtpPacket builds an RTP packet: version 2, PT 0 (PCMU).
 func rtpPacket(seq uint16, ts, ssrc uint32, marker bool, payload []byte) []byte {
 	p := make([]byte, 12+len(payload))
@@ -178,11 +158,7 @@ func toneFrames(t *testing.T, n int) [][]byte {
 }
 
 func TestARI(t *testing.T) {
-	a := testenv.StartAsterisk(t, testenv.AsteriskOptions{
-		// The rendered modules.conf does not load chan_websocket (needed for
-		// externalMedia transport=websocket); load it for this test.
-		Extra: map[string]string{"modules.conf": "\nload = chan_websocket.so\n"},
-	})
+	a := testenv.StartAsterisk(t, testenv.AsteriskOptions{})
 	baseAri, _ := ariGoroutines()
 
 	c := ariTestClient(t, a.ARIURL(), a.ARIUser, a.ARIPassword, a.App)
@@ -392,9 +368,6 @@ func TestARI(t *testing.T) {
 		}
 		ariWait(t, brSub, 5*time.Second, "PlaybackFinished on bridge", func(ev ari.Event) bool { return ev.EventType() == ari.TypePlaybackFinished })
 
-		// ARI records into <astspooldir>/recording; the harness does not create
-		// it (yet), and Asterisk then fails with 500 "No such file or directory".
-		ariEnsureDir(t, filepath.Join(a.Dir, "spool"), "recording")
 		name := "pb-test-" + ari.NewID()
 		if _, err := br.Record(ctx, ari.RecordOptions{Name: name, Format: "wav", MaxDuration: time.Second}); err != nil {
 			t.Fatal(err)

@@ -123,6 +123,30 @@ func TestAsteriskTwoInstances(t *testing.T) {
 		}
 	}
 
+	// Every module modules.conf names exists in the root ("load" lines would fail silently).
+	modConf, err := os.ReadFile(filepath.Join(asts[0].Root, asts[0].Params.EtcDir, "modules.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := 0
+	for _, l := range strings.Split(string(modConf), "\n") {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || strings.HasPrefix(strings.TrimSpace(l), ";") {
+			continue
+		}
+		if k = strings.TrimSpace(k); k != "load" && k != "require" {
+			continue
+		}
+		named++
+		mod := filepath.Join(asts[0].Root, "usr/lib/x86_64-linux-gnu/asterisk/modules", strings.TrimSpace(v))
+		if _, err := os.Stat(mod); err != nil {
+			t.Errorf("modules.conf names %s, which the sid root lacks: %v", strings.TrimSpace(v), err)
+		}
+	}
+	if named < 50 {
+		t.Errorf("only %d modules named in modules.conf; parsing broke?", named)
+	}
+
 	// Restart keeps the ports and credentials.
 	asts[1].Restart(t)
 	astAriGet(ctx, t, asts[1], "/ari/asterisk/info")

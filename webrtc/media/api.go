@@ -31,7 +31,9 @@ type Options struct {
 	// ICEServers (STUN/TURN) are handed to browsers; the server is ICE-lite
 	// and uses none itself.
 	ICEServers []webrtc.ICEServer
-	// Video registers VP8 as well, for rooms.
+	// Video registers VP8 as well, for rooms. A peer only carries video when
+	// the browser's offer has a video section too; audio-only offers cost the
+	// same as without it.
 	Video bool
 	// RTCPReports enables the RTCP sender/receiver report interceptors.
 	// Off by default: G.711 gains nothing from them on the relay path.
@@ -82,11 +84,7 @@ func NewAPI(o Options) (*API, error) {
 		}
 	}
 	if o.Video {
-		vp8 := webrtc.RTPCodecParameters{
-			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
-			PayloadType:        96,
-		}
-		if err := me.RegisterCodec(vp8, webrtc.RTPCodecTypeVideo); err != nil {
+		if err := me.RegisterCodec(VP8Codec(), webrtc.RTPCodecTypeVideo); err != nil {
 			return nil, fmt.Errorf("register VP8: %w", err)
 		}
 	}

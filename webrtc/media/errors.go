@@ -22,6 +22,11 @@ var (
 	ErrInvalidSDP = &Error{Code: "invalid_sdp", msg: "session description could not be parsed"}
 	// ErrClosed: the API or peer was already closed.
 	ErrClosed = errors.New("media: closed")
+	// ErrNoVideo: the peer negotiated no video (the offer had none, or the
+	// API was built without Options.Video).
+	ErrNoVideo = errors.New("media: no video negotiated with this browser")
+	// ErrNotStable: an offer is already outstanding on the peer.
+	ErrNotStable = errors.New("media: an offer is already outstanding")
 )
 
 // ErrorCode returns the stable code of a media error in err's chain, or "".

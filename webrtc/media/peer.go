@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -21,13 +22,17 @@ type PeerOptions struct {
 	OnICEState func(webrtc.ICEConnectionState)
 }
 
-// Peer is the server side of one browser's media: one audio track each way.
+// Peer is the server side of one browser's media: one audio track each way
+// and, in rooms with video enabled, the browser's camera plus any video the
+// SFU forwards to it (see AddTrack and Renegotiate).
 type Peer struct {
 	pc     *webrtc.PeerConnection
 	track  *webrtc.TrackLocalStaticRTP
 	law    Law
 	log    *slog.Logger
 	remote chan *webrtc.TrackRemote
+	video  chan *webrtc.TrackRemote // the browser's camera; only fed when video was negotiated
+	vp8    bool                     // the API registers VP8
 	dead   chan struct{}
 
 	deadOnce  sync.Once
@@ -94,16 +99,19 @@ func (a *API) newPeer(law Law, o PeerOptions) (*Peer, error) {
 		law:    law,
 		log:    log.With("law", law.String()),
 		remote: make(chan *webrtc.TrackRemote, 1),
+		video:  make(chan *webrtc.TrackRemote, 1),
+		vp8:    a.video,
 		dead:   make(chan struct{}),
 	}
 	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		if t.Kind() != webrtc.RTPCodecTypeAudio {
-			return
+		ch, kind := p.remote, "audio"
+		if t.Kind() == webrtc.RTPCodecTypeVideo {
+			ch, kind = p.video, "video"
 		}
 		select {
-		case p.remote <- t:
+		case ch <- t:
 		default:
-			p.log.Warn("extra remote audio track ignored", "ssrc", uint32(t.SSRC()))
+			p.log.Warn("extra remote track ignored", "kind", kind, "ssrc", uint32(t.SSRC()))
 		}
 	})
 	pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
@@ -193,7 +201,8 @@ func (p *Peer) setLocal(ctx context.Context, desc webrtc.SessionDescription) (st
 	return ld.SDP, nil
 }
 
-// SetAnswer applies the browser's answer to an Offer peer.
+// SetAnswer applies the browser's answer to an Offer peer, or to the last
+// Renegotiate offer.
 func (p *Peer) SetAnswer(answer string) error {
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		return fmt.Errorf("apply browser answer: %w: %w", ErrInvalidSDP, err)
@@ -230,6 +239,81 @@ func (p *Peer) RemoteTrack(ctx context.Context) (*webrtc.TrackRemote, error) {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("wait for browser audio track: %w", ctx.Err())
 	}
+}
+
+// Video reports whether the browser negotiated a video section with this
+// peer: the offer had one and the API was built with Options.Video.
+func (p *Peer) Video() bool {
+	if !p.vp8 {
+		return false
+	}
+	for _, t := range p.pc.GetTransceivers() {
+		if t.Kind() == webrtc.RTPCodecTypeVideo && t.Mid() != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// RemoteVideo waits for the browser's camera track. It only ever returns a
+// track for a peer whose Video is true.
+func (p *Peer) RemoteVideo(ctx context.Context) (*webrtc.TrackRemote, error) {
+	select {
+	case t := <-p.video:
+		return t, nil
+	case <-p.dead:
+		return nil, fmt.Errorf("wait for browser video track: %w", ErrClosed)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for browser video track: %w", ctx.Err())
+	}
+}
+
+// AddTrack adds a video track toward the browser (the SFU forwards other
+// members' cameras this way). It reuses a free video transceiver when there
+// is one. The browser sees it after the next Renegotiate/SetAnswer round.
+func (p *Peer) AddTrack(t webrtc.TrackLocal) (*webrtc.RTPSender, error) {
+	if t.Kind() != webrtc.RTPCodecTypeVideo {
+		return nil, fmt.Errorf("add %s track: only video tracks are added after setup", t.Kind())
+	}
+	if !p.Video() {
+		return nil, fmt.Errorf("add video track: %w", ErrNoVideo)
+	}
+	s, err := p.pc.AddTrack(t)
+	if err != nil {
+		return nil, fmt.Errorf("add video track %s: %w", t.StreamID(), err)
+	}
+	return s, nil
+}
+
+// RemoveTrack stops sending a track added with AddTrack; its transceiver is
+// reused by a later AddTrack once the browser has seen the removal.
+func (p *Peer) RemoveTrack(s *webrtc.RTPSender) error {
+	if err := p.pc.RemoveTrack(s); err != nil {
+		return fmt.Errorf("remove video track: %w", err)
+	}
+	return nil
+}
+
+// Renegotiate makes a server-initiated offer on the live connection (after
+// AddTrack/RemoveTrack) and returns its SDP; apply the browser's reply with
+// SetAnswer. Only one offer may be outstanding: the caller serialises.
+func (p *Peer) Renegotiate(ctx context.Context) (string, error) {
+	if s := p.pc.SignalingState(); s != webrtc.SignalingStateStable {
+		return "", fmt.Errorf("renegotiate in signalling state %s: %w", s, ErrNotStable)
+	}
+	offer, err := p.pc.CreateOffer(nil)
+	if err != nil {
+		return "", fmt.Errorf("create renegotiation offer: %w", err)
+	}
+	return p.setLocal(ctx, offer)
+}
+
+// WriteRTCP sends RTCP (e.g. a picture loss indication) to the browser.
+func (p *Peer) WriteRTCP(pkts []rtcp.Packet) error {
+	if err := p.pc.WriteRTCP(pkts); err != nil {
+		return fmt.Errorf("write RTCP: %w", err)
+	}
+	return nil
 }
 
 // Done is closed when ICE or the peer connection fails or closes: the call

@@ -104,6 +104,20 @@ func Validate(m Message) (Message, error) {
 		}
 		return Message{Type: TypeDTMF, CallID: callID, Digits: m.Digits}, nil
 
+	case TypeJoin:
+		if err := needCallID(); err != nil {
+			return Message{}, err
+		}
+		if err := checkJoin(m); err != nil {
+			err.CallID = callID
+			return Message{}, err
+		}
+		if err := checkSDP(m.SDP, "offer"); err != nil {
+			err.CallID = callID
+			return Message{}, err
+		}
+		return Message{Type: TypeJoin, CallID: callID, Room: m.Room, Number: m.Number, Ticket: m.Ticket, SDP: m.SDP}, nil
+
 	case TypeReject, TypeHangup:
 		if err := needCallID(); err != nil {
 			return Message{}, err
@@ -210,4 +224,39 @@ func checkCandidate(c *ICECandidate) (*ICECandidate, *Error) {
 	}
 	cp := *c
 	return &cp, nil
+}
+
+// MaxTicketLen bounds a join ticket.
+const MaxTicketLen = 512
+
+// checkJoin wants exactly one of room, number and ticket, each well formed. Whether the token may use it is the
+// call layer's decision.
+func checkJoin(m Message) *Error {
+	n := 0
+	for _, f := range []string{m.Room, m.Number, m.Ticket} {
+		if f != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return errorf(CodeBadMessage, "", "join needs exactly one of room, number or ticket")
+	}
+	switch {
+	case m.Room != "":
+		if len(m.Room) > 64 || !validCallID(m.Room) {
+			return errorf(CodeBadMessage, "", "room must be 1-64 characters of A-Z a-z 0-9 _ -")
+		}
+	case m.Number != "":
+		return checkNumber(m.Number)
+	default:
+		if len(m.Ticket) > MaxTicketLen {
+			return errorf(CodeBadMessage, "", "ticket longer than %d bytes", MaxTicketLen)
+		}
+		for i := 0; i < len(m.Ticket); i++ {
+			if c := m.Ticket[i]; c <= ' ' || c >= 0x7f {
+				return errorf(CodeBadMessage, "", "ticket must be printable ASCII without spaces")
+			}
+		}
+	}
+	return nil
 }

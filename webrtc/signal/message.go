@@ -29,7 +29,34 @@ const (
 	TypeAnswered  = "answered"  // server→browser: far end picked up
 	TypeIncoming  = "incoming"  // server→browser: a call for this user, with an SDP offer
 	TypeError     = "error"     // server→browser
+	TypeJoin      = "join"      // browser→server: join a room's audio with an SDP offer
+	TypeJoined    = "joined"    // server→browser: in the room; carries the participants
+	TypeRoom      = "room"      // server→browser: a room event (participant joined, left, updated; room ended)
 )
+
+// Room event names carried in Message.Event of a "room" message.
+const (
+	RoomEventJoined  = "joined"
+	RoomEventLeft    = "left"
+	RoomEventUpdated = "updated" // muted or talking changed
+	RoomEventEnded   = "ended"
+)
+
+// CodeUnknownRoom is the error code for a join to a room that does not exist, has ended, or a number that is not
+// mapped to a room. Stable like the codes in errors.go.
+const CodeUnknownRoom = "unknown_room"
+
+// Participant is one member of a room as browsers see it.
+type Participant struct {
+	ID       string `json:"id"`
+	Kind     string `json:"kind"` // "browser" or "phone"
+	Name     string `json:"name,omitempty"`
+	CallerID string `json:"caller_id,omitempty"`
+	Role     string `json:"role,omitempty"`
+	Muted    bool   `json:"muted"`
+	Talking  bool   `json:"talking"`
+	You      bool   `json:"you,omitempty"` // this participant is the receiving browser
+}
 
 // Message is the one object every frame carries. Which fields are meaningful
 // depends on Type; Decode keeps only those.
@@ -51,6 +78,13 @@ type Message struct {
 	Display    string        `json:"display,omitempty"`
 	Session    string        `json:"session,omitempty"`
 	ICEServers []ICEServer   `json:"ice_servers,omitempty"`
+	// Rooms ("join", "joined", "room").
+	Room         string        `json:"room,omitempty"`
+	Number       string        `json:"number,omitempty"`
+	Ticket       string        `json:"ticket,omitempty"`
+	Event        string        `json:"event,omitempty"`
+	Participant  *Participant  `json:"participant,omitempty"`
+	Participants []Participant `json:"participants,omitempty"`
 }
 
 // ICECandidate is the browser's RTCIceCandidateInit. Its fields match pion's

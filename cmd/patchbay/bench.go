@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/patchbay/patchbay/ari"
+	"github.com/patchbay/patchbay/certs"
+	"github.com/patchbay/patchbay/internal/auth"
+	"github.com/patchbay/patchbay/internal/bench"
+)
+
+// runBench load-tests a Patchbay on this host (scripts/bench.sh starts one and runs this) and prints a table of
+// setup times, echo round trips, loss, CPU and memory next to a plain-RTP baseline measured in the same run.
+func runBench(ctx context.Context, args []string) error {
+	fs := pflag.NewFlagSet("bench", pflag.ContinueOnError)
+	load := configFlags(fs)
+	url := fs.String("url", "", "Patchbay signalling URL on this host, e.g. wss://localhost:8443/ws (default: from http.listen)")
+	token := fs.String("token", os.Getenv("PATCHBAY_TOKEN"), "browser token for every call (default: mint one per call with auth.token_secret)")
+	caFile := fs.String("ca", "", "CA certificate to trust (default: certs.dir/ca.crt)")
+	to := fs.String("to", "600", "echo extension to call")
+	n := fs.IntP("calls", "n", 50, "concurrent Patchbay calls")
+	rate := fs.Float64("rate", 20, "calls started per second during the ramp")
+	settle := fs.Duration("settle", 3*time.Second, "pause after the ramp before the steady window")
+	steady := fs.Duration("steady", 60*time.Second, "steady window over which CPU, memory, RTT and loss are measured")
+	baseCalls := fs.Int("baseline-calls", 0, "plain-RTP baseline calls beside the Patchbay calls (default N/10, 1..20; -1: none)")
+	baseEndpoint := fs.String("baseline-endpoint", "", "what baseline calls originate (default Local/<to>@from-patchbay)")
+	ariURL := fs.String("ari-url", "", "Asterisk ARI URL for the baseline (default: ari.url)")
+	ariUser := fs.String("ari-user", "", "ARI user (default: ari.user)")
+	ariPass := fs.String("ari-password", os.Getenv("PATCHBAY_BENCH_ARI_PASSWORD"), "ARI password (default: ari.password; env PATCHBAY_BENCH_ARI_PASSWORD)")
+	ariApp := fs.String("ari-app", "patchbay-bench", "Stasis app of the bench's own ARI connection (not Patchbay's)")
+	pbPID := fs.Int("patchbay-pid", 0, "Patchbay's PID, for its CPU time and memory")
+	astPID := fs.Int("asterisk-pid", 0, "Asterisk's PID, for its CPU time and memory")
+	pbLog := fs.String("patchbay-log", "", "Patchbay's log file: its `answered` lines give server-side setup times")
+	pinServer := fs.String("pin-server", "", "CPUs to pin Patchbay and Asterisk to (taskset list, e.g. 0)")
+	pinLoad := fs.String("pin-load", "", "CPUs to pin this load generator to (e.g. 1)")
+	native := fs.Float64("native-cpu", 0.16, "Asterisk-native WebRTC CPU-s per call-minute, the reference of the goals")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *n < 1 || *n > 5000 {
+		return fmt.Errorf("--calls %d: want 1..5000", *n)
+	}
+	if *steady > 30*time.Minute || *rate > 1000 {
+		return errors.New("--steady is capped at 30m and --rate at 1000/s: the bench must stop by itself")
+	}
+	cfg, err := load()
+	if err != nil && (*token == "" || *url == "") {
+		return fmt.Errorf("%w (or pass --url, --token and the --ari-* flags)", err)
+	}
+	if *url == "" {
+		*url = "wss://localhost" + portOf(cfg.HTTP.Listen) + "/ws"
+	}
+
+	total := time.Duration(float64(*n) / *rate * float64(time.Second)) + *settle + *steady
+	mint := func(int) (string, error) { return *token, nil }
+	if *token == "" {
+		signer, err := auth.NewSigner([]byte(cfg.Auth.TokenSecret.Reveal()), cfg.Auth.TokenIssuer)
+		if err != nil {
+			return err
+		}
+		mint = func(i int) (string, error) {
+			user := "bench-" + strconv.Itoa(i)
+			c := auth.Claims{Name: user, Dial: []string{"ext"}}
+			c.Subject = user
+			return signer.Mint(c, total+10*time.Minute)
+		}
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	ca := *caFile
+	if ca == "" && cfg != nil {
+		ca = certs.PathsIn(cfg.Certs.Dir).CACert
+	}
+	if ca != "" {
+		pool, err := certs.CertPool(ca)
+		if err != nil {
+			return err
+		}
+		tlsCfg.RootCAs = pool
+	}
+	ac := ari.Config{URL: *ariURL, Username: *ariUser, Password: *ariPass, Application: *ariApp,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	if cfg != nil {
+		if ac.URL == "" {
+			ac.URL = cfg.ARI.URL
+		}
+		if ac.Username == "" {
+			ac.Username = cfg.ARI.User
+		}
+		if ac.Password == "" {
+			ac.Password = cfg.ARI.Password.Reveal()
+		}
+		if ac.Application == cfg.ARI.App {
+			return fmt.Errorf("--ari-app %q is Patchbay's own app: pick another name", ac.Application)
+		}
+	}
+
+	if *pinServer != "" {
+		cpus, err := bench.ParseCPUList(*pinServer)
+		if err != nil {
+			return err
+		}
+		for _, pid := range []int{*pbPID, *astPID} {
+			if pid == 0 {
+				return errors.New("--pin-server needs --patchbay-pid and --asterisk-pid")
+			}
+			if err := bench.Pin(pid, cpus); err != nil {
+				return err
+			}
+		}
+	}
+	if *pinLoad != "" {
+		cpus, err := bench.ParseCPUList(*pinLoad)
+		if err != nil {
+			return err
+		}
+		if err := bench.PinSelf(cpus); err != nil {
+			return err
+		}
+	}
+
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	res, err := bench.Run(ctx, bench.Options{
+		URL: *url, Token: mint, TLS: tlsCfg, To: *to,
+		Calls: *n, Rate: *rate, Settle: *settle, Steady: *steady,
+		ARI: ac, BaselineCalls: *baseCalls, BaselineEndpoint: *baseEndpoint,
+		PatchbayPID: *pbPID, AsteriskPID: *astPID, PatchbayLog: *pbLog, NativeCPU: *native,
+		Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	return bench.FormatTable(os.Stdout, res)
+}

@@ -1,0 +1,112 @@
+package bench
+
+import (
+	"time"
+)
+
+type window struct{ from, to time.Time }
+
+func (w window) contains(t time.Time) bool { return !t.Before(w.from) && t.Before(w.to) }
+
+// Result is what one run measured.
+type Result struct {
+	Calls, BaselineCalls int
+	Rate                 float64
+	Steady               time.Duration
+	NativeCPU            float64
+
+	// Patchbay calls: how many lasted the whole steady window, how many failed (with the first errors).
+	InWindow, Failed int
+	Errors           []string
+	// BaselineInWindow baseline calls were up for the whole window.
+	BaselineInWindow int
+
+	// Setup times of the Patchbay calls, measured by the client from sending the offer: answer SDP received, and
+	// first echoed packet. ServerAnswer is from Patchbay's log (offer received → far end answered), if given.
+	Answer, FirstEcho, ServerAnswer Dist
+
+	// RTT of echoed packets arriving in the steady window, through Patchbay and on the baseline.
+	RTT, BaselineRTT Dist
+	// Frames sent and not echoed back, over whole calls (setup and hang-up included).
+	Sent, Unechoed                 uint64
+	BaselineSent, BaselineUnechoed uint64
+	// SeqLost is packets missing from Asterisk's echo stream as the clients received it (RTP sequence gaps).
+	SeqLost int64
+
+	// Per process ("patchbay", "asterisk", "load"): CPU-seconds over the window and per call-minute, RSS growth
+	// from idle to the end of the window, total and per call.
+	CPU           map[string]time.Duration
+	CPUPerCallMin map[string]float64
+	RSSDelta      map[string]int64
+	RSSPerCall    map[string]int64
+}
+
+// summarize turns the calls' reports and the /proc samples into a Result.
+func summarize(o Options, outs []callOutcome, plains []plainResult, w window, idle, start, end map[string]ProcSample) *Result {
+	r := &Result{Calls: o.Calls, BaselineCalls: o.BaselineCalls, Rate: o.Rate, Steady: o.Steady, NativeCPU: o.NativeCPU,
+		CPU: map[string]time.Duration{}, CPUPerCallMin: map[string]float64{}, RSSDelta: map[string]int64{}, RSSPerCall: map[string]int64{}}
+	var answer, echo, rtt, brtt []time.Duration
+	for _, oc := range outs {
+		if oc.err != nil {
+			r.Failed++
+			if len(r.Errors) < 5 {
+				r.Errors = append(r.Errors, oc.err.Error())
+			}
+		}
+		rep := oc.rep
+		if rep == nil {
+			continue
+		}
+		if rep.AnswerAfter > 0 {
+			answer = append(answer, rep.AnswerAfter)
+		}
+		if rep.FirstEchoAfter > 0 {
+			echo = append(echo, rep.FirstEchoAfter)
+			// RTTs are in arrival order, one per 20 ms frame from the first echo on (the sender is clock-paced):
+			// keep those that arrived in the window.
+			first := rep.Start.Add(rep.FirstEchoAfter)
+			for i, d := range rep.RTTs {
+				if w.contains(first.Add(time.Duration(i) * frameInterval)) {
+					rtt = append(rtt, d)
+				}
+			}
+		}
+		r.Sent += rep.Sent
+		r.Unechoed += rep.Sent - min(rep.Sent, uint64(rep.RTT.Count))
+		r.SeqLost += rep.Lost
+		if oc.err == nil && rep.ConnectedAfter > 0 && !rep.Start.Add(rep.ConnectedAfter).After(w.from) &&
+			!rep.Start.Add(rep.Duration).Before(w.to) {
+			r.InWindow++
+		}
+	}
+	for _, p := range plains {
+		r.BaselineSent += p.Sent
+		r.BaselineUnechoed += p.Sent - min(p.Sent, p.Echoed)
+		if len(p.RTTs) > 0 && !p.RTTs[0].At.After(w.from) && !p.RTTs[len(p.RTTs)-1].At.Before(w.to.Add(-time.Second)) {
+			r.BaselineInWindow++
+		}
+		for _, t := range p.RTTs {
+			if w.contains(t.At) {
+				brtt = append(brtt, t.RTT)
+			}
+		}
+	}
+	r.Answer, r.FirstEcho, r.RTT, r.BaselineRTT = Distribution(answer), Distribution(echo), Distribution(rtt), Distribution(brtt)
+
+	minutes := w.to.Sub(w.from).Minutes()
+	perProc := map[string]int{"patchbay": r.InWindow, "asterisk": r.InWindow + r.BaselineInWindow, "load": r.InWindow}
+	for name, calls := range perProc {
+		s, ok1 := start[name]
+		e, ok2 := end[name]
+		if !ok1 || !ok2 {
+			continue
+		}
+		r.CPU[name] = e.CPU - s.CPU
+		r.RSSDelta[name] = e.RSS - idle[name].RSS
+		if calls > 0 {
+			r.CPUPerCallMin[name] = r.CPU[name].Seconds() / (float64(calls) * minutes)
+			r.RSSPerCall[name] = r.RSSDelta[name] / int64(calls)
+		}
+	}
+	return r
+}

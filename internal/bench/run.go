@@ -1,0 +1,312 @@
+// Package bench load-tests a running Patchbay: N concurrent synthetic WebRTC calls (internal/synth) to an echo
+// extension, ramped at a fixed rate and then held for a steady window, beside a few baseline calls that send plain
+// RTP straight into an Asterisk externalMedia channel bridged with the same extension. It measures setup times,
+// echo round trips, loss, and the CPU time and memory of Patchbay, Asterisk and itself over the steady window,
+// and reports them next to the baseline. `patchbay bench` wires it; scripts/bench.sh starts what it measures.
+package bench
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/patchbay/patchbay/ari"
+	"github.com/patchbay/patchbay/internal/synth"
+	"github.com/patchbay/patchbay/webrtc/signal"
+)
+
+// Options shape one benchmark run. Zero values pick the defaults noted.
+type Options struct {
+	// URL is Patchbay's signalling WebSocket (wss://localhost:PORT/ws); it must be a loopback address.
+	URL string
+	// Token returns the browser token for call i.
+	Token func(i int) (string, error)
+	TLS   *tls.Config
+	To    string // number called; default "600" (Echo)
+
+	Calls  int           // concurrent Patchbay calls (N); required
+	Rate   float64       // calls started per second during the ramp; default 20
+	Settle time.Duration // pause between the end of the ramp and the steady window; default 3 s
+	Steady time.Duration // steady window over which CPU, memory, RTT and loss are measured; default 60 s
+
+	// ARI reaches Asterisk for the baseline calls; its Application must differ from Patchbay's.
+	ARI ari.Config
+	// BaselineCalls plain-RTP calls run beside the Patchbay calls; default N/10, at least 1, at most 20; negative: none.
+	BaselineCalls int
+	// BaselineEndpoint is what the baseline calls originate; default Local/<To>@from-patchbay.
+	BaselineEndpoint string
+
+	// PIDs whose CPU time and RSS are measured; 0 skips one. The load generator (this process) is always measured.
+	PatchbayPID, AsteriskPID int
+	// PatchbayLog, when set, is Patchbay's log file: its `answered after=` lines give server-side setup times.
+	PatchbayLog string
+	// NativeCPU is Asterisk-native WebRTC's CPU-seconds per call-minute, the reference the goals compare with.
+	NativeCPU float64
+
+	Logger   *slog.Logger // progress; default: discard
+	CallLogs *slog.Logger // the synthetic calls' own logs; default: warnings to stderr
+}
+
+func (o *Options) defaults() error {
+	if o.Calls < 1 {
+		return errors.New("bench: Calls must be at least 1")
+	}
+	if o.To == "" {
+		o.To = "600"
+	}
+	if o.Rate <= 0 {
+		o.Rate = 20
+	}
+	if o.Settle <= 0 {
+		o.Settle = 3 * time.Second
+	}
+	if o.Steady <= 0 {
+		o.Steady = 60 * time.Second
+	}
+	switch {
+	case o.BaselineCalls == 0:
+		o.BaselineCalls = min(max(o.Calls/10, 1), 20)
+	case o.BaselineCalls < 0:
+		o.BaselineCalls = 0 // no baseline
+	}
+	if o.BaselineEndpoint == "" {
+		o.BaselineEndpoint = "Local/" + o.To + "@from-patchbay"
+	}
+	if o.NativeCPU == 0 {
+		o.NativeCPU = 0.16
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.CallLogs == nil {
+		o.CallLogs = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	if o.Token == nil {
+		return errors.New("bench: Token is required")
+	}
+	if err := requireLoopback("Patchbay URL", o.URL); err != nil {
+		return err
+	}
+	if o.BaselineCalls > 0 {
+		if err := requireLoopback("ARI URL", o.ARI.URL); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// requireLoopback refuses targets off this host: the bench is a load generator and must never aim at others.
+func requireLoopback(what, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Hostname() == "" {
+		return fmt.Errorf("bench: %s %q is not a URL with a host", what, raw)
+	}
+	ips, err := net.LookupIP(u.Hostname())
+	if err != nil {
+		return fmt.Errorf("bench: resolve %s host %q: %w", what, u.Hostname(), err)
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return fmt.Errorf("bench: %s %q resolves to %s: only loopback targets are allowed", what, raw, ip)
+		}
+	}
+	return nil
+}
+
+// callOutcome is one Patchbay call's report and how it ended.
+type callOutcome struct {
+	rep *synth.Report
+	err error // nil when it lasted until the bench ended it
+}
+
+// Run runs one benchmark and returns what it measured. It stops by itself: the ramp, the settle pause and the
+// steady window bound it in time, Calls and BaselineCalls in count.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	log := o.Logger
+	eng, err := synth.NewEngine(synth.EngineOptions{LoopbackOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("bench: synthetic caller: %w", err)
+	}
+
+	var wg sync.WaitGroup // every goroutine Run starts; waited for before it returns
+	defer wg.Wait()
+	var plain *plainCaller
+	if o.BaselineCalls > 0 {
+		a, err := ari.New(o.ARI)
+		if err != nil {
+			return nil, fmt.Errorf("bench: baseline ARI client: %w", err)
+		}
+		ariCtx, stopARI := context.WithCancel(context.WithoutCancel(ctx))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = a.Run(ariCtx)
+		}()
+		defer stopARI() // runs before wg.Wait: the deferred calls unwind in reverse
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = a.WaitConnected(wctx)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("bench: connect to ARI at %s as app %s (baseline): %w", o.ARI.URL, o.ARI.Application, err)
+		}
+		plain = &plainCaller{ari: a, endpoint: o.BaselineEndpoint}
+	}
+
+	procs := map[string]int{"patchbay": o.PatchbayPID, "asterisk": o.AsteriskPID, "load": os.Getpid()}
+	idle, err := sampleAll(procs)
+	if err != nil {
+		return nil, err
+	}
+	var logOff int64
+	if o.PatchbayLog != "" {
+		if logOff, err = LogOffset(o.PatchbayLog); err != nil {
+			return nil, err
+		}
+	}
+
+	ramp := time.Duration(float64(o.Calls) / o.Rate * float64(time.Second))
+	t0 := time.Now()
+	steadyStart := t0.Add(ramp + o.Settle)
+	steadyEnd := steadyStart.Add(o.Steady)
+	callsCtx, stopCalls := context.WithCancel(ctx)
+	defer stopCalls()
+
+	outcomes := make([]callOutcome, o.Calls)
+	plains := make([]plainResult, o.BaselineCalls)
+	var failed atomic.Int64
+	var calls sync.WaitGroup
+	log.Info("ramp", "calls", o.Calls, "baseline_calls", o.BaselineCalls, "rate", o.Rate, "ramp", ramp.Round(time.Millisecond))
+	launchedPlain := 0
+	interval := time.Duration(float64(time.Second) / o.Rate)
+	for i := range o.Calls {
+		if err := sleepUntil(callsCtx, t0.Add(time.Duration(i)*interval)); err != nil {
+			break
+		}
+		calls.Add(1)
+		go func() {
+			defer calls.Done()
+			outcomes[i] = placeCall(callsCtx, eng, o, i)
+			if outcomes[i].err != nil {
+				if failed.Add(1) <= 5 {
+					log.Warn("call failed", "call", i, "err", outcomes[i].err)
+				}
+			}
+		}()
+		// Spread the baseline calls over the ramp, so they see the same load growing.
+		for launchedPlain < o.BaselineCalls && launchedPlain*o.Calls <= i*o.BaselineCalls {
+			k := launchedPlain
+			launchedPlain++
+			calls.Add(1)
+			go func() {
+				defer calls.Done()
+				plains[k] = plain.call(callsCtx)
+				if plains[k].Err != nil && callsCtx.Err() == nil {
+					log.Warn("baseline call failed", "call", k, "err", plains[k].Err)
+				}
+			}()
+		}
+		if (i+1)%50 == 0 {
+			log.Info("ramp progress", "launched", i+1, "failed", failed.Load())
+		}
+	}
+
+	var start, end map[string]ProcSample
+	if err := sleepUntil(ctx, steadyStart); err == nil {
+		start, err = sampleAll(procs)
+		if err != nil {
+			log.Warn("sample at steady start", "err", err)
+		}
+		log.Info("steady window", "for", o.Steady, "failed_so_far", failed.Load())
+		if err := sleepUntil(ctx, steadyEnd); err == nil {
+			end, err = sampleAll(procs)
+			if err != nil {
+				log.Warn("sample at steady end", "err", err)
+			}
+		}
+	}
+	stopCalls()
+	log.Info("hanging up")
+	done := make(chan struct{})
+	go func() { calls.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		return nil, errors.New("bench: calls did not end within 60 s of hanging up; Patchbay or Asterisk may be stuck")
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("bench: interrupted: %w", ctx.Err())
+	}
+	if start == nil || end == nil {
+		return nil, errors.New("bench: /proc samples missing for the steady window (did a process exit?)")
+	}
+
+	res := summarize(o, outcomes, plains, window{steadyStart, steadyEnd}, idle, start, end)
+	if o.PatchbayLog != "" {
+		ds, err := ReadAnswered(o.PatchbayLog, logOff)
+		if err != nil {
+			log.Warn("server-side setup times unavailable", "err", err)
+		}
+		res.ServerAnswer = Distribution(ds)
+	}
+	return res, nil
+}
+
+// placeCall dials Patchbay's signalling and runs one echo call until ctx ends.
+func placeCall(ctx context.Context, eng *synth.Engine, o Options, i int) callOutcome {
+	tok, err := o.Token(i)
+	if err != nil {
+		return callOutcome{err: fmt.Errorf("token for call %d: %w", i, err)}
+	}
+	conn, err := signal.Dial(ctx, o.URL, tok, signal.DialOptions{TLSConfig: o.TLS})
+	if err != nil {
+		return callOutcome{err: fmt.Errorf("connect to %s: %w", o.URL, err)}
+	}
+	defer conn.Close()
+	rep, err := eng.Call(ctx, conn, synth.CallOptions{To: o.To, Duration: -1, RecordMax: time.Second, Logger: o.CallLogs})
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = nil // the bench ended it
+	}
+	return callOutcome{rep: rep, err: err}
+}
+
+func sleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func sampleAll(procs map[string]int) (map[string]ProcSample, error) {
+	out := map[string]ProcSample{}
+	for name, pid := range procs {
+		if pid == 0 {
+			continue
+		}
+		s, err := ReadProc(pid)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %s: %w", name, err)
+		}
+		out[name] = s
+	}
+	return out, nil
+}

@@ -1,0 +1,86 @@
+package bench
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Patchbay logs `answered after=D` (text) or {"msg":"answered","after":NANOS} (JSON) when the far end of an
+// outgoing call answers, with D measured from the offer's arrival. For the echo extension that is the server's
+// offer → answer-sent time plus the dial and Echo's Answer (about a millisecond on loopback): an upper bound on
+// the server-side setup time, measured without the client's scheduling delays.
+
+// LogOffset returns the current size of the log file, so that only lines written afterwards are read.
+func LogOffset(path string) (int64, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, fmt.Errorf("Patchbay log %s: %w", path, err)
+	}
+	return fi.Size(), nil
+}
+
+// ReadAnswered reads the server-side answer times logged in path from offset on.
+func ReadAnswered(path string, offset int64) ([]time.Duration, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open Patchbay log: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("seek Patchbay log: %w", err)
+	}
+	return ParseAnswered(f)
+}
+
+// ParseAnswered extracts the `answered` times from Patchbay log lines, text or JSON.
+func ParseAnswered(r io.Reader) ([]time.Duration, error) {
+	var out []time.Duration
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		if d, ok := parseAnsweredLine(sc.Text()); ok {
+			out = append(out, d)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return out, fmt.Errorf("read Patchbay log: %w", err)
+	}
+	return out, nil
+}
+
+func parseAnsweredLine(line string) (time.Duration, bool) {
+	if strings.HasPrefix(line, "{") {
+		var rec struct {
+			Msg   string          `json:"msg"`
+			After json.RawMessage `json:"after"`
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil || rec.Msg != "answered" || rec.After == nil {
+			return 0, false
+		}
+		if ns, err := strconv.ParseInt(string(rec.After), 10, 64); err == nil {
+			return time.Duration(ns), true
+		}
+		var s string
+		if json.Unmarshal(rec.After, &s) == nil {
+			d, err := time.ParseDuration(s)
+			return d, err == nil
+		}
+		return 0, false
+	}
+	if !strings.Contains(line, " msg=answered ") {
+		return 0, false
+	}
+	for f := range strings.FieldsSeq(line) {
+		if v, ok := strings.CutPrefix(f, "after="); ok {
+			d, err := time.ParseDuration(v)
+			return d, err == nil
+		}
+	}
+	return 0, false
+}

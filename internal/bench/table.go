@@ -1,0 +1,171 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Goals the table checks (issue "Browsers call extensions", item 9).
+const (
+	GoalPatchbayCPU   = 0.07             // CPU-s per call-minute
+	GoalBelowNative   = 0.20             // Patchbay+Asterisk at least this fraction below native WebRTC
+	GoalRSSPerCall    = 300 << 10        // bytes
+	GoalAddedRTTP99   = time.Millisecond // at GoalCallsForRTT calls
+	GoalCallsForRTT   = 200
+	GoalServerAnswer  = 15 * time.Millisecond // p50
+	mib, kib          = 1 << 20, 1 << 10
+	notMeasured       = "–"
+	goalOK, goalMiss  = "met", "MISSED"
+	cpuPerCallMinUnit = "CPU-s/call-min"
+)
+
+// FormatTable writes the result as an aligned table, with each goal met or missed.
+func FormatTable(w io.Writer, r *Result) error {
+	fmt.Fprintf(w, "patchbay bench: %d calls (+%d baseline plain-RTP calls), ramp %.0f calls/s, steady window %v\n",
+		r.Calls, r.BaselineCalls, r.Rate, r.Steady)
+	fmt.Fprintf(w, "calls up for the whole window: %d of %d (baseline %d of %d); failed: %d\n",
+		r.InWindow, r.Calls, r.BaselineInWindow, r.BaselineCalls, r.Failed)
+	for _, e := range r.Errors {
+		fmt.Fprintf(w, "  error: %s\n", e)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(cols ...string) { fmt.Fprintln(tw, strings.Join(cols, "\t")+"\t") }
+	row("metric", "Patchbay", "baseline", "vs baseline", "goal")
+	row("setup offer→answer (client)", pq(r.Answer), "", "", "")
+	srv, srvGoal := notMeasured, "p50 ≤ 15 ms (server side)"
+	if r.ServerAnswer.N > 0 {
+		srv = pq(r.ServerAnswer)
+		srvGoal += " " + verdict(r.ServerAnswer.P50 <= GoalServerAnswer, fmtDur(r.ServerAnswer.P50-GoalServerAnswer))
+	} else if r.Answer.N > 0 {
+		srvGoal += " (client-side: " + verdict(r.Answer.P50 <= GoalServerAnswer, fmtDur(r.Answer.P50-GoalServerAnswer)) + ")"
+	}
+	row("setup offer→far answered (server log)", srv, "", "", srvGoal)
+	row("setup offer→first echo (client)", pq(r.FirstEcho), "", "", "")
+	added := r.RTT.P99 - r.BaselineRTT.P99
+	rttGoal := "added p99 ≤ 1 ms at 200 calls"
+	if r.RTT.N > 0 && r.BaselineRTT.N > 0 {
+		rttGoal += " " + verdict(added <= GoalAddedRTTP99, fmtDur(added-GoalAddedRTTP99))
+	}
+	row("echo RTT (steady window)", pq(r.RTT), pq(r.BaselineRTT), vsRTT(r.RTT, r.BaselineRTT), rttGoal)
+	row("frames not echoed (whole calls)", lossStr(r.Unechoed, r.Sent), lossStr(r.BaselineUnechoed, r.BaselineSent), "",
+		"0 at 200 calls "+verdict(r.Unechoed == 0, fmt.Sprint(r.Unechoed, " frames")))
+	row("RTP sequence gaps Asterisk→client", fmt.Sprint(r.SeqLost), "", "", "")
+	row(cpuPerCallMinUnit+" Patchbay", cpuStr(r, "patchbay"), "", "",
+		fmt.Sprintf("≤ %.2f %s", GoalPatchbayCPU, cpuVerdict(r, "patchbay", GoalPatchbayCPU)))
+	row(cpuPerCallMinUnit+" Asterisk", cpuStr(r, "asterisk"), "", "", "")
+	both, okBoth := r.CPUPerCallMin["patchbay"]+r.CPUPerCallMin["asterisk"], hasBoth(r)
+	bothStr, vsNative, nativeGoal := notMeasured, "", fmt.Sprintf("≥ %.0f %% below native WebRTC", 100*GoalBelowNative)
+	if okBoth {
+		limit := r.NativeCPU * (1 - GoalBelowNative)
+		bothStr = fmt.Sprintf("%.3f", both)
+		vsNative = fmt.Sprintf("%+.0f %% vs native %.2f", 100*(both/r.NativeCPU-1), r.NativeCPU)
+		nativeGoal += fmt.Sprintf(" (≤ %.3f) %s", limit, verdict(both <= limit, fmt.Sprintf("%.3f", both-limit)))
+	}
+	row(cpuPerCallMinUnit+" Patchbay+Asterisk", bothStr, "", vsNative, nativeGoal)
+	row(cpuPerCallMinUnit+" load generator", cpuStr(r, "load"), "", "", "")
+	rssGoal := "≤ 300 KiB"
+	if _, ok := r.RSSPerCall["patchbay"]; ok {
+		rssGoal += " " + verdict(r.RSSPerCall["patchbay"] <= GoalRSSPerCall, fmtBytes(r.RSSPerCall["patchbay"]-GoalRSSPerCall))
+	}
+	row("memory/call Patchbay", rssStr(r, "patchbay"), "", "", rssGoal)
+	row("memory/call Asterisk", rssStr(r, "asterisk"), "", "", "")
+	row("memory/call load generator", rssStr(r, "load"), "", "", "")
+	row("CPU-s in window (Patchbay / Asterisk / load)", fmt.Sprintf("%.1f / %.1f / %.1f",
+		r.CPU["patchbay"].Seconds(), r.CPU["asterisk"].Seconds(), r.CPU["load"].Seconds()), "", "", "")
+	return tw.Flush()
+}
+
+func hasBoth(r *Result) bool {
+	_, a := r.CPUPerCallMin["patchbay"]
+	_, b := r.CPUPerCallMin["asterisk"]
+	return a && b
+}
+
+func verdict(ok bool, over string) string {
+	if ok {
+		return goalOK
+	}
+	return goalMiss + " by " + over
+}
+
+func cpuVerdict(r *Result, name string, limit float64) string {
+	v, ok := r.CPUPerCallMin[name]
+	if !ok {
+		return ""
+	}
+	return verdict(v <= limit, fmt.Sprintf("%.3f", v-limit))
+}
+
+func pq(d Dist) string {
+	if d.N == 0 {
+		return notMeasured
+	}
+	return fmt.Sprintf("p50 %s p99 %s", fmtDur(d.P50), fmtDur(d.P99))
+}
+
+func vsRTT(pb, base Dist) string {
+	if pb.N == 0 || base.N == 0 || base.P50 == 0 || base.P99 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("p50 %s (×%.1f) p99 %s (×%.1f)", signed(pb.P50-base.P50), float64(pb.P50)/float64(base.P50),
+		signed(pb.P99-base.P99), float64(pb.P99)/float64(base.P99))
+}
+
+func signed(d time.Duration) string {
+	if d >= 0 {
+		return "+" + fmtDur(d)
+	}
+	return "-" + fmtDur(-d)
+}
+
+// fmtDur prints milliseconds with a precision that suits the size.
+func fmtDur(d time.Duration) string {
+	ms := float64(d) / float64(time.Millisecond)
+	switch {
+	case ms < 0:
+		return "-" + fmtDur(-d)
+	case ms < 10:
+		return fmt.Sprintf("%.2f ms", ms)
+	case ms < 100:
+		return fmt.Sprintf("%.1f ms", ms)
+	default:
+		return fmt.Sprintf("%.0f ms", ms)
+	}
+}
+
+func lossStr(lost, sent uint64) string {
+	if sent == 0 {
+		return notMeasured
+	}
+	return fmt.Sprintf("%.3f %% (%d of %d)", 100*float64(lost)/float64(sent), lost, sent)
+}
+
+func cpuStr(r *Result, name string) string {
+	v, ok := r.CPUPerCallMin[name]
+	if !ok {
+		return notMeasured
+	}
+	return fmt.Sprintf("%.3f", v)
+}
+
+func rssStr(r *Result, name string) string {
+	v, ok := r.RSSPerCall[name]
+	if !ok {
+		return notMeasured
+	}
+	return fmtBytes(v)
+}
+
+func fmtBytes(b int64) string {
+	switch {
+	case b < 0:
+		return "-" + fmtBytes(-b)
+	case b >= 10*mib:
+		return fmt.Sprintf("%.1f MiB", float64(b)/mib)
+	default:
+		return fmt.Sprintf("%.0f KiB", float64(b)/kib)
+	}
+}

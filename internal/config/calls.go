@@ -1,0 +1,209 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/patchbay/patchbay/dialplan"
+)
+
+// Dialplan is what dialled numbers may become: outside (PSTN) numbers, their trunks, caller IDs and DIDs.
+type Dialplan struct {
+	PSTN PSTN `mapstructure:"pstn" yaml:"pstn"`
+	// PhoneCallerIDs maps a softphone (asterisk.phones[].name) to the E.164 number the carrier sees when it calls
+	// out; phones without one use pstn.default_caller_id, or are refused.
+	PhoneCallerIDs map[string]string `mapstructure:"phone_caller_ids" yaml:"phone_caller_ids"`
+	// DIDs routes inbound numbers from the trunk: "user:NAME" rings a browser user, "ext:NUMBER" an extension.
+	// Numbers not listed here go to the number→room store.
+	DIDs map[string]string `mapstructure:"dids" yaml:"dids"`
+}
+
+// PSTN configures outside calls. Prefixes are E.164 prefixes starting with '+'.
+type PSTN struct {
+	// InternationalPrefixes are dialled before a country code (e.g. "00"); they become '+'.
+	InternationalPrefixes []string `mapstructure:"international_prefixes" yaml:"international_prefixes"`
+	// NationalPrefix and CountryCode turn national numbers into E.164 ("0" and "44": 020… → +4420…).
+	NationalPrefix string `mapstructure:"national_prefix" yaml:"national_prefix"`
+	CountryCode    string `mapstructure:"country_code" yaml:"country_code"`
+	// Allow lists prefixes that may be called (empty: PSTN off); Deny prefixes refused even when allowed.
+	Allow []string `mapstructure:"allow" yaml:"allow"`
+	Deny  []string `mapstructure:"deny" yaml:"deny"`
+	// Trunks maps a prefix to the trunk serving it (longest prefix wins). Empty: every number goes to
+	// asterisk.trunk.name.
+	Trunks map[string]string `mapstructure:"trunks" yaml:"trunks"`
+	// DefaultCallerID is sent when the caller has no caller ID of its own (a softphone without
+	// dialplan.phone_caller_ids). Empty: such calls are refused.
+	DefaultCallerID string `mapstructure:"default_caller_id" yaml:"default_caller_id"`
+}
+
+// API configures the REST API's calls.
+type API struct {
+	// CallerIDs maps an API key's name (auth.api_keys) to the caller IDs its calls may present. A request may
+	// pick one; without a choice the first is used. A key with none cannot call PSTN numbers.
+	CallerIDs map[string][]string `mapstructure:"caller_ids" yaml:"caller_ids"`
+	// Dial maps an API key's name to its grants, as in a token's dial claim ("ext", "pstn", "user", "*", or
+	// exact numbers). A key with none may call extensions and browser users only.
+	Dial map[string][]string `mapstructure:"dial" yaml:"dial"`
+	// TicketTTL is the lifetime of one-time join tickets the API returns.
+	TicketTTL time.Duration `mapstructure:"ticket_ttl" yaml:"ticket_ttl"`
+}
+
+// Limits bound calls per browser user (token subject), per API key and per softphone.
+type Limits struct {
+	PerToken  LimitSet `mapstructure:"per_token" yaml:"per_token"`
+	PerAPIKey LimitSet `mapstructure:"per_api_key" yaml:"per_api_key"`
+	PerPhone  LimitSet `mapstructure:"per_phone" yaml:"per_phone"`
+	// MaxCallDuration ends any call that lasts longer; 0: no limit.
+	MaxCallDuration time.Duration `mapstructure:"max_call_duration" yaml:"max_call_duration"`
+}
+
+// LimitSet is one set of limits; 0 means unlimited.
+type LimitSet struct {
+	CallsPerMinute float64 `mapstructure:"calls_per_minute" yaml:"calls_per_minute"`
+	Burst          int     `mapstructure:"burst" yaml:"burst"`
+	MaxConcurrent  int     `mapstructure:"max_concurrent" yaml:"max_concurrent"`
+	// DailyMinutes is the budget of outbound (PSTN) minutes per UTC day.
+	DailyMinutes int `mapstructure:"daily_minutes" yaml:"daily_minutes"`
+}
+
+// Webhook is where call progress events are posted, signed with HMAC-SHA256.
+type Webhook struct {
+	URL         string        `mapstructure:"url" yaml:"url"` // empty: no webhooks
+	Secret      Secret        `mapstructure:"secret" yaml:"secret"`
+	MaxAttempts int           `mapstructure:"max_attempts" yaml:"max_attempts"`
+	Timeout     time.Duration `mapstructure:"timeout" yaml:"timeout"`
+}
+
+// DefaultDialplan is PSTN to everything except premium-rate and fraud-prone ranges, through the configured trunk.
+func DefaultDialplan() Dialplan {
+	r := dialplan.DefaultRules().PSTN
+	return Dialplan{PSTN: PSTN{
+		InternationalPrefixes: r.InternationalPrefixes,
+		Allow:                 r.Allow,
+		Deny:                  r.Deny,
+	}}
+}
+
+// DefaultLimits are generous enough for people and tight enough to slow a stolen token down.
+func DefaultLimits() Limits {
+	return Limits{
+		PerToken:        LimitSet{CallsPerMinute: 10, Burst: 5, MaxConcurrent: 4, DailyMinutes: 600},
+		PerAPIKey:       LimitSet{CallsPerMinute: 120, Burst: 40, MaxConcurrent: 100, DailyMinutes: 10000},
+		PerPhone:        LimitSet{CallsPerMinute: 10, Burst: 5, MaxConcurrent: 4, DailyMinutes: 600},
+		MaxCallDuration: 4 * time.Hour,
+	}
+}
+
+// Rules returns the router rules this configuration describes.
+func (c *Config) Rules() dialplan.Rules {
+	r := dialplan.DefaultRules()
+	p := c.Dialplan.PSTN
+	r.PSTN.InternationalPrefixes = p.InternationalPrefixes
+	r.PSTN.NationalPrefix, r.PSTN.CountryCode = p.NationalPrefix, p.CountryCode
+	r.PSTN.Allow, r.PSTN.Deny = p.Allow, p.Deny
+	r.PSTN.Trunks = p.Trunks
+	if len(p.Trunks) == 0 {
+		r.PSTN.Trunks = map[string]string{"+": c.Asterisk.Trunk.Name}
+	}
+	return r
+}
+
+var (
+	e164Re   = regexp.MustCompile(`^\+[1-9][0-9]{7,14}$`)
+	didDstRe = regexp.MustCompile(`^(user:[a-z][a-z0-9._-]{0,31}|ext:[0-9]{1,15})$`)
+)
+
+// validateCalls checks the keys of this file; bad is Validate's reporter.
+func (c *Config) validateCalls(bad func(key, format string, args ...any)) {
+	if _, err := dialplan.NewRouter(c.Rules()); err != nil {
+		bad("dialplan.pstn", "%v", err)
+	}
+	for _, pre := range sortedKeys(c.Dialplan.PSTN.Trunks) {
+		if t := c.Dialplan.PSTN.Trunks[pre]; t != c.Asterisk.Trunk.Name {
+			bad("dialplan.pstn.trunks."+pre, "trunk %q is not configured; the only trunk is asterisk.trunk.name %q", t, c.Asterisk.Trunk.Name)
+		}
+	}
+	if id := c.Dialplan.PSTN.DefaultCallerID; id != "" && !e164Re.MatchString(id) {
+		bad("dialplan.pstn.default_caller_id", "%q must be E.164: '+' and 8-15 digits", id)
+	}
+	phones := map[string]bool{}
+	for _, p := range c.Asterisk.Phones {
+		phones[p.Name] = true
+	}
+	for _, ph := range sortedKeys(c.Dialplan.PhoneCallerIDs) {
+		if !phones[ph] {
+			bad("dialplan.phone_caller_ids."+ph, "no phone %q in asterisk.phones", ph)
+		}
+		if id := c.Dialplan.PhoneCallerIDs[ph]; !e164Re.MatchString(id) {
+			bad("dialplan.phone_caller_ids."+ph, "%q must be E.164: '+' and 8-15 digits", id)
+		}
+	}
+	for _, did := range sortedKeys(c.Dialplan.DIDs) {
+		if _, err := dialplan.NormalizeNumber(did); err != nil {
+			bad("dialplan.dids."+did, "the DID is not a number: %v", err)
+		}
+		if dst := c.Dialplan.DIDs[did]; !didDstRe.MatchString(dst) {
+			bad("dialplan.dids."+did, "%q must be user:NAME or ext:NUMBER", dst)
+		}
+	}
+	for _, name := range sortedKeys(c.API.CallerIDs) {
+		if _, ok := c.Auth.APIKeys[name]; !ok {
+			bad("api.caller_ids."+name, "no API key %q in auth.api_keys", name)
+		}
+		for i, id := range c.API.CallerIDs[name] {
+			if !e164Re.MatchString(id) {
+				bad(fmt.Sprintf("api.caller_ids.%s[%d]", name, i), "%q must be E.164: '+' and 8-15 digits", id)
+			}
+		}
+	}
+	for _, name := range sortedKeys(c.API.Dial) {
+		if _, ok := c.Auth.APIKeys[name]; !ok {
+			bad("api.dial."+name, "no API key %q in auth.api_keys", name)
+		}
+	}
+	if c.API.TicketTTL <= 0 || c.API.TicketTTL > 10*time.Minute {
+		bad("api.ticket_ttl", "%v must be above 0 and at most 10m (tickets are short-lived)", c.API.TicketTTL)
+	}
+	for key, l := range map[string]LimitSet{"limits.per_token": c.Limits.PerToken, "limits.per_api_key": c.Limits.PerAPIKey, "limits.per_phone": c.Limits.PerPhone} {
+		if l.CallsPerMinute < 0 || l.Burst < 0 || l.MaxConcurrent < 0 || l.DailyMinutes < 0 {
+			bad(key, "values must not be negative (0 means unlimited)")
+		}
+	}
+	if c.Limits.MaxCallDuration < 0 {
+		bad("limits.max_call_duration", "must not be negative (0 means unlimited)")
+	}
+	if w := c.Webhook; w.URL != "" {
+		u, err := url.Parse(w.URL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("webhook.url", "%q is not an http(s) URL", w.URL)
+		}
+		if len(w.Secret) < 32 {
+			bad("webhook.secret", "must be at least 32 characters when webhook.url is set (e.g. `openssl rand -hex 32`)")
+		}
+		if w.MaxAttempts < 0 || w.MaxAttempts > 20 {
+			bad("webhook.max_attempts", "%d must be 0 (default 6) to 20", w.MaxAttempts)
+		}
+		if w.Timeout < 0 {
+			bad("webhook.timeout", "must not be negative")
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// DIDTarget splits a dialplan.dids value into its kind ("user" or "ext") and name.
+func DIDTarget(v string) (kind, name string) {
+	kind, name, _ = strings.Cut(v, ":")
+	return kind, name
+}

@@ -1,0 +1,103 @@
+package rooms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/webrtc/signal"
+)
+
+// JoinRequest is what a browser asked to join: exactly one of Room, Number (agents only) or Ticket.
+type JoinRequest struct {
+	Room, Number, Ticket string
+}
+
+// Grant is what the browser's token allows for rooms.
+type Grant struct {
+	User string
+	Room string // the token's room claim; must equal the room joined
+	Role string
+}
+
+// Admission is the decision on a join, as a value: either Accept with the room and role, or a refusal with a
+// stable signalling error code and a reason for the browser.
+type Admission struct {
+	Accept bool
+	Room   string
+	Role   string
+	Via    string // "room", "number" or "ticket"
+	Code   string // when refused: a signal.Code*
+	Reason string
+}
+
+func refuse(code, format string, args ...any) Admission {
+	return Admission{Code: code, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Admitter decides joins. Store and Tickets may be nil (then joins by number or ticket are refused).
+type Admitter struct {
+	Rooms   interface{ Exists(id string) bool }
+	Store   dialplan.Store
+	Tickets TicketRedeemer
+}
+
+// Admit decides whether g may join what r names. It never acts: the caller joins on Accept.
+func (a Admitter) Admit(ctx context.Context, g Grant, r JoinRequest) Admission {
+	var ad Admission
+	switch {
+	case r.Ticket != "":
+		if a.Tickets == nil {
+			return refuse(signal.CodeForbiddenDestination, "this server does not accept join tickets; join with a token for the room")
+		}
+		room, role, err := a.Tickets.Redeem(ctx, r.Ticket)
+		if err != nil {
+			return refuse(signal.CodeForbiddenDestination, "ticket refused: %v; ask for a new one", err)
+		}
+		if dialplan.ValidateRoomID(room) != nil || !ValidRole(role) {
+			return refuse(signal.CodeInternal, "the ticket names no valid room or role")
+		}
+		ad = Admission{Room: room, Role: role, Via: "ticket"}
+	case r.Number != "":
+		if g.Role != RoleAgent {
+			return refuse(signal.CodeForbiddenDestination, "only agents may join a room by number; your token's role is %q", g.Role)
+		}
+		if a.Store == nil {
+			return refuse(signal.CodeUnavailable, "no number store is configured")
+		}
+		m, err := a.Store.Lookup(ctx, r.Number)
+		switch {
+		case errors.Is(err, dialplan.ErrNotMapped):
+			return refuse(signal.CodeUnknownRoom, "number %s is not mapped to a room (or the mapping expired)", r.Number)
+		case errors.Is(err, dialplan.ErrInvalidNumber):
+			return refuse(signal.CodeInvalidNumber, "%v", err)
+		case errors.Is(err, dialplan.ErrStoreUnavailable):
+			return refuse(signal.CodeUnavailable, "the number store is unavailable; try again shortly")
+		case err != nil:
+			return refuse(signal.CodeUnavailable, "number lookup failed; try again shortly")
+		}
+		ad = Admission{Room: m.Room, Role: RoleAgent, Via: "number"}
+	case r.Room != "":
+		if g.Room == "" {
+			return refuse(signal.CodeForbiddenDestination, "your token is not for any room; get a token for room %s", r.Room)
+		}
+		if g.Room != r.Room {
+			return refuse(signal.CodeForbiddenDestination, "your token is for another room, not %s", r.Room)
+		}
+		if !ValidRole(g.Role) {
+			return refuse(signal.CodeForbiddenDestination, "your token's role %q is not a room role", g.Role)
+		}
+		ad = Admission{Room: r.Room, Role: g.Role, Via: "room"}
+	default:
+		return refuse(signal.CodeBadMessage, "join needs a room, number or ticket")
+	}
+	if ad.Role == "" {
+		ad.Role = RoleParticipant
+	}
+	if a.Rooms == nil || !a.Rooms.Exists(ad.Room) {
+		return refuse(signal.CodeUnknownRoom, "room %s does not exist or has ended", ad.Room)
+	}
+	ad.Accept = true
+	return ad
+}

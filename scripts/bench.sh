@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# bench.sh [N ...]: load-test Patchbay on this host. For each N (default: 1 50 200 450) it starts a fresh Asterisk
+# (scripts/asterisk.sh, config rendered by `patchbay asterisk-config`) and a fresh `patchbay serve` (config from
+# `patchbay config init`, certificates from `patchbay certs init`) as two separate processes pinned to the server
+# CPUs, runs `patchbay bench` pinned to the load CPUs with both PIDs, prints its table, and stops everything.
+# A fresh pair per N keeps the idle RSS (the memory-per-call reference) honest. Needs root (chroot).
+#
+#   SERVER_CPUS=0 LOAD_CPUS=1   taskset lists; empty SERVER_CPUS and LOAD_CPUS: no pinning
+#   RATE=20 STEADY=60s SETTLE=3s  ramp rate (calls/s), steady window, pause between them
+#   PROFILE_N=200                also take a 30 s CPU profile of Patchbay in the steady window of that N
+#   BENCH_DIR=/tmp/patchbay-bench  where configs, logs, tables and profiles go (kept)
+#   BENCH_ARGS="..."             extra flags for `patchbay bench`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HERE="$PWD"
+
+[[ $(id -u) -eq 0 ]] || { echo "bench.sh: needs root (Asterisk runs in a chroot); rerun with sudo" >&2; exit 1; }
+export PATH="$PATH:/usr/local/go/bin"
+ROOT="${PATCHBAY_ASTERISK_ROOT:-/var/cache/patchbay/asterisk-root}"
+DIR="${BENCH_DIR:-/tmp/patchbay-bench}"
+SERVER_CPUS="${SERVER_CPUS-0}"
+LOAD_CPUS="${LOAD_CPUS-1}"
+RATE="${RATE:-20}"
+STEADY="${STEADY:-60s}"
+SETTLE="${SETTLE:-3s}"
+PROFILE_N="${PROFILE_N:-}"
+NS=("$@")
+((${#NS[@]})) || NS=(1 50 200 450)
+
+# Ports of this bench's own instances, away from the defaults used by `make run` and the tests.
+export PATCHBAY_HTTP_LISTEN=127.0.0.1:18443
+export PATCHBAY_ARI_URL=http://127.0.0.1:18088
+export PATCHBAY_ASTERISK_HTTP_PORT=18088
+export PATCHBAY_ASTERISK_HTTPS_PORT=18089
+export PATCHBAY_ASTERISK_SIP_PORT=15060
+export PATCHBAY_ASTERISK_SIP_TLS_PORT=15061
+# Limits the load needs: one externalMedia RTP port per call in Asterisk, one relay socket per call in Patchbay
+# (held RELAY_DRAIN after hang-up), a file descriptor per socket and per WebSocket everywhere.
+export PATCHBAY_ASTERISK_RTP_START=20000
+export PATCHBAY_ASTERISK_RTP_END=39999
+export PATCHBAY_MEDIA_ICE_PORT=18500
+export PATCHBAY_MEDIA_RELAY_PORT_START=40000
+export PATCHBAY_MEDIA_RELAY_PORT_END=47999
+export PATCHBAY_MEDIA_INCLUDE_LOOPBACK=true
+PPROF=127.0.0.1:16060
+want_fds=65536 hard_fds="$(ulimit -Hn)"
+[[ "$hard_fds" == unlimited ]] || ((hard_fds >= want_fds)) || { echo "bench.sh: open files capped at $hard_fds here (hard limit)" >&2; want_fds=$hard_fds; }
+ulimit -n "$want_fds"
+
+pin() { if [[ -n "$1" ]]; then echo taskset -c "$1"; fi; }
+
+[[ -f "$ROOT.run-state" ]] && { echo "bench.sh: an Asterisk started by scripts/asterisk.sh is running ($ROOT.run-state); stop it first (make stop)" >&2; exit 1; }
+
+mkdir -p "$DIR"
+BIN="$DIR/patchbay"
+go build -o "$BIN" ./cmd/patchbay
+CFG="$DIR/patchbay.yaml"
+rm -f "$CFG"
+"$BIN" config init --out "$CFG" --certs-dir "$DIR/certs" >/dev/null
+"$BIN" certs init --config "$CFG" >/dev/null
+
+# Asterisk's files go to their own directories in the chroot, so a `make run` instance's are never touched.
+AST_DIR=/var/lib/patchbay-bench
+rm -rf "$DIR/asterisk-etc"
+"$BIN" asterisk-config --config "$CFG" --out "$DIR/asterisk-etc" --cert-dir "$AST_DIR/keys" >/dev/null
+sed -i -E \
+	-e "s#^(astetcdir =>).*#\1 $AST_DIR/etc#" -e "s#^(astrundir =>).*#\1 $AST_DIR/run#" \
+	-e "s#^(astdbdir =>).*#\1 $AST_DIR/db#" -e "s#^(astlogdir =>).*#\1 $AST_DIR/log#" \
+	-e "s#^(astspooldir =>).*#\1 $AST_DIR/spool#" -e "s#^((astvarlibdir|astkeydir) =>).*#\1 $AST_DIR/lib#" \
+	"$DIR/asterisk-etc/asterisk.conf"
+# Each Patchbay call holds an ARI request or two; the bench's baseline its own. Keep HTTP sessions plentiful.
+sed -i -E 's/^sessionlimit *=.*/sessionlimit = 4000/' "$DIR/asterisk-etc/http.conf"
+
+PB_PID=""
+stop_all() {
+	if [[ -n "$PB_PID" ]] && kill -0 "$PB_PID" 2>/dev/null; then
+		kill -TERM "$PB_PID"
+		for _ in $(seq 1 150); do kill -0 "$PB_PID" 2>/dev/null || break; sleep 0.2; done
+		kill -0 "$PB_PID" 2>/dev/null && { echo "bench.sh: Patchbay ignored SIGTERM; killing it" >&2; kill -KILL "$PB_PID"; }
+		wait "$PB_PID" 2>/dev/null || true
+	fi
+	PB_PID=""
+	if [[ -f "$ROOT.run-state" ]]; then scripts/asterisk.sh stop >/dev/null; fi
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+
+for n in "${NS[@]}"; do
+	echo "=== N=$n: starting Asterisk and Patchbay (server CPUs ${SERVER_CPUS:-any}, load CPUs ${LOAD_CPUS:-any})"
+	ASTERISK_CONF_DIR="$DIR/asterisk-etc" ASTERISK_CERT_DIR="$DIR/certs" $(pin "$SERVER_CPUS") scripts/asterisk.sh start >/dev/null
+	AST_PID="$(cat "$ROOT$AST_DIR/run/asterisk.pid")"
+	LOG="$DIR/patchbay-$n.log"
+	PATCHBAY_PPROF_LISTEN=$PPROF $(pin "$SERVER_CPUS") "$BIN" serve --config "$CFG" 2>"$LOG" &
+	PB_PID=$!
+	for i in $(seq 1 100); do
+		curl -fsS --cacert "$DIR/certs/ca.crt" https://localhost:18443/healthz >/dev/null 2>&1 && break
+		kill -0 "$PB_PID" 2>/dev/null || { echo "bench.sh: Patchbay exited; see $LOG" >&2; tail -5 "$LOG" >&2; exit 1; }
+		((i < 100)) || { echo "bench.sh: Patchbay not healthy within 20 s; see $LOG" >&2; exit 1; }
+		sleep 0.2
+	done
+	PROF_JOB=""
+	if [[ "$n" == "$PROFILE_N" ]]; then
+		# Into the middle of the steady window: after the ramp, the settle pause and 10 s more.
+		delay=$(awk -v n="$n" -v r="$RATE" -v s="${SETTLE%s}" 'BEGIN { printf "%d", n / r + s + 10 }')
+		(sleep "$delay" && curl -fsS -o "$DIR/cpu-$n.pprof" "http://$PPROF/debug/pprof/profile?seconds=30") &
+		PROF_JOB=$!
+	fi
+	# shellcheck disable=SC2086
+	$(pin "$LOAD_CPUS") "$BIN" bench --config "$CFG" --calls "$n" --rate "$RATE" --steady "$STEADY" --settle "$SETTLE" \
+		--patchbay-pid "$PB_PID" --asterisk-pid "$AST_PID" --patchbay-log "$LOG" ${BENCH_ARGS:-} | tee "$DIR/bench-$n.txt"
+	if [[ -n "$PROF_JOB" ]]; then
+		wait "$PROF_JOB" && echo "CPU profile: go tool pprof -top $BIN $DIR/cpu-$n.pprof"
+	fi
+	stop_all
+done
+echo "bench.sh: tables in $DIR/bench-*.txt"

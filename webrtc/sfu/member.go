@@ -1,0 +1,250 @@
+package sfu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/patchbay/patchbay/webrtc/media"
+)
+
+// member is one browser in the room. Fields without a comment belong to the
+// room goroutine.
+type member struct {
+	id   string
+	peer *media.Peer
+	o    MemberOptions
+	log  *slog.Logger
+
+	ctx    context.Context // ends when the member leaves
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the member's goroutines: camera wait+forward, RTCP readers of its subscriptions
+
+	pub  *publication             // its camera, once it arrived
+	subs map[string]*subscription // publisher id → what this member receives of it
+
+	inFlight bool      // an offer awaits the browser's answer
+	deadline time.Time // when that answer is overdue
+	dirty    bool      // something changed since that offer: offer again after the answer
+	broken   bool      // Failed was reported (or the room is closing): no more offers
+	offers   int
+}
+
+// subscription is one camera sent to one viewer.
+type subscription struct {
+	pub    *publication
+	sender *webrtc.RTPSender
+	live   bool // the viewer answered an offer carrying it
+}
+
+func (r *Room) join(id string, p *media.Peer, o MemberOptions) error {
+	if _, dup := r.members[id]; dup {
+		return fmt.Errorf("join %s: %w", id, ErrDuplicateMember)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &member{
+		id:     id,
+		peer:   p,
+		o:      o,
+		log:    r.log.With("member", id),
+		ctx:    ctx,
+		cancel: cancel,
+		subs:   map[string]*subscription{},
+	}
+	r.members[id] = m
+	if !p.Video() {
+		m.log.Info("joined without video")
+		return nil
+	}
+	for _, other := range r.members {
+		if other.pub != nil {
+			r.subscribe(m, other.pub)
+		}
+	}
+	r.renegotiate(m)
+	m.wg.Add(1)
+	go r.publish(m)
+	m.log.Info("joined with video", "cameras", len(m.subs))
+	return nil
+}
+
+func (r *Room) leave(id string) *member {
+	m := r.members[id]
+	if m == nil {
+		return nil
+	}
+	delete(r.members, id)
+	m.cancel()
+	if m.pub != nil {
+		m.pub.stopReading()
+		for _, other := range r.members {
+			if r.unsubscribe(other, id) {
+				r.renegotiate(other)
+			}
+		}
+	}
+	for pid := range m.subs {
+		r.unsubscribe(m, pid)
+	}
+	m.log.Info("left")
+	return m
+}
+
+// subscribe adds pub's track to viewer's peer; the viewer needs an offer.
+func (r *Room) subscribe(viewer *member, pub *publication) {
+	if viewer == pub.owner || viewer.subs[pub.owner.id] != nil {
+		return
+	}
+	sender, err := viewer.peer.AddTrack(pub.local)
+	if err != nil {
+		viewer.log.Warn("cannot forward camera", "from", pub.owner.id, "err", err)
+		return
+	}
+	viewer.subs[pub.owner.id] = &subscription{pub: pub, sender: sender}
+	viewer.wg.Add(1)
+	go func() {
+		defer viewer.wg.Done()
+		readViewerRTCP(sender, pub)
+	}()
+}
+
+// unsubscribe stops sending publisher pid's camera to viewer; it reports
+// whether anything changed.
+func (r *Room) unsubscribe(viewer *member, pid string) bool {
+	s := viewer.subs[pid]
+	if s == nil {
+		return false
+	}
+	delete(viewer.subs, pid)
+	// Stopping the sender also ends its RTCP reader and unbinds the shared
+	// track from this peer. On a closed peer pion has stopped it already.
+	if err := viewer.peer.RemoveTrack(s.sender); err != nil {
+		_ = s.sender.Stop()
+	}
+	return true
+}
+
+// renegotiate sends m an offer now, or after the outstanding one is answered.
+func (r *Room) renegotiate(m *member) {
+	if m.broken || !m.peer.Video() {
+		return
+	}
+	if m.inFlight {
+		m.dirty = true
+		return
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
+	defer cancel()
+	sdp, err := m.peer.Renegotiate(ctx)
+	if err == nil {
+		err = m.o.Offer(sdp)
+	}
+	if err != nil {
+		r.fail(m, fmt.Errorf("renegotiate with %s: %w", m.id, err))
+		return
+	}
+	m.inFlight, m.dirty = true, false
+	m.deadline = time.Now().Add(r.o.AnswerTimeout)
+	m.offers++
+	m.log.Debug("offer sent", "cameras", len(m.subs))
+}
+
+func (r *Room) answer(id, sdp string) error {
+	m := r.members[id]
+	if m == nil {
+		return fmt.Errorf("answer from %s: %w", id, ErrUnknownMember)
+	}
+	if !m.inFlight {
+		return fmt.Errorf("answer from %s: %w", id, ErrNoOffer)
+	}
+	m.inFlight = false
+	if err := m.peer.SetAnswer(sdp); err != nil {
+		err = fmt.Errorf("answer from %s: %w", id, err)
+		r.fail(m, err)
+		return err
+	}
+	now := time.Now()
+	for _, s := range m.subs {
+		if !s.live {
+			s.live = true
+			// A new viewer needs a key frame before it can show anything.
+			s.pub.burstUntil = now.Add(r.o.KeyframeBurst)
+			s.pub.requestKeyframe(now)
+		}
+	}
+	if m.dirty {
+		r.renegotiate(m)
+	}
+	return nil
+}
+
+func (r *Room) fail(m *member, err error) {
+	if m.broken {
+		return
+	}
+	m.broken = true
+	m.log.Warn("member can no longer be served", "err", err)
+	if m.o.Failed != nil {
+		m.o.Failed(err)
+	}
+}
+
+// tick repeats key frame requests for new viewers and times out answers.
+func (r *Room) tick(now time.Time) {
+	for _, m := range r.members {
+		if m.pub != nil && now.Before(m.pub.burstUntil) {
+			m.pub.requestKeyframe(now)
+		}
+		if m.inFlight && now.After(m.deadline) {
+			r.fail(m, fmt.Errorf("member %s: %w within %v", m.id, ErrAnswerTimeout, r.o.AnswerTimeout))
+		}
+	}
+}
+
+// publish waits for m's camera, offers it to everyone and forwards it until
+// m leaves or its peer ends. It is one of m's goroutines.
+func (r *Room) publish(m *member) {
+	defer m.wg.Done()
+	remote, err := m.peer.RemoteVideo(m.ctx)
+	if err != nil {
+		return // left, or the peer ended before any camera frame
+	}
+	pub, err := newPublication(m, remote, r.o.MinKeyframeGap)
+	if err != nil {
+		m.log.Error("cannot forward camera", "err", err)
+		return
+	}
+	published := make(chan bool, 1)
+	r.post(m.ctx, func() {
+		if r.members[m.id] != m { // left meanwhile: leave did not see pub, so nothing would stop its reads
+			published <- false
+			return
+		}
+		published <- true
+		m.pub = pub
+		for _, viewer := range r.members {
+			if viewer != m && viewer.peer.Video() {
+				r.subscribe(viewer, pub)
+				r.renegotiate(viewer)
+			}
+		}
+		pub.requestKeyframe(time.Now())
+		m.log.Info("camera published", "ssrc", uint32(remote.SSRC()), "codec", remote.Codec().MimeType)
+	})
+	select {
+	case ok := <-published:
+		if !ok {
+			return
+		}
+	case <-m.ctx.Done():
+		return
+	}
+	if err := pub.forward(m.ctx); err != nil && !errors.Is(err, context.Canceled) {
+		m.log.Debug("camera forwarding ended", "err", err)
+	}
+}

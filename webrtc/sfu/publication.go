@@ -1,0 +1,142 @@
+package sfu
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/patchbay/patchbay/webrtc/media"
+)
+
+// publication is one browser's camera and the one local track every viewer's
+// peer is bound to: a packet is read once and written once, and pion sends
+// it to each bound viewer with that viewer's SSRC.
+type publication struct {
+	owner  *member
+	remote *webrtc.TrackRemote
+	local  *webrtc.TrackLocalStaticRTP
+	pli    []rtcp.Packet // preallocated: PLI for remote's SSRC
+	gap    int64         // minimum nanoseconds between PLIs
+
+	lastPLI atomic.Int64 // unix nanoseconds of the last PLI sent
+	packets atomic.Uint64
+	plis    atomic.Uint64
+
+	burstUntil time.Time // room goroutine only: ask for key frames until then
+}
+
+func newPublication(m *member, remote *webrtc.TrackRemote, gap time.Duration) (*publication, error) {
+	if remote.Codec().MimeType != webrtc.MimeTypeVP8 {
+		return nil, fmt.Errorf("camera codec %s: only VP8 is forwarded", remote.Codec().MimeType)
+	}
+	// The stream id is the member id: the browser maps a track to its tile by it.
+	local, err := webrtc.NewTrackLocalStaticRTP(media.VP8Codec().RTPCodecCapability, "video-"+m.id, m.id)
+	if err != nil {
+		return nil, fmt.Errorf("create forwarding track for %s: %w", m.id, err)
+	}
+	return &publication{
+		owner:  m,
+		remote: remote,
+		local:  local,
+		pli:    []rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(remote.SSRC())}},
+		gap:    int64(gap),
+	}, nil
+}
+
+// forward copies the camera's RTP to the shared track until ctx ends or
+// the track does. No allocation per packet: one buffer, one reused packet.
+func (p *publication) forward(ctx context.Context) error {
+	buf := make([]byte, 1500)
+	var pkt rtp.Packet
+	var writeErrs uint64
+	for {
+		n, _, err := p.remote.Read(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("read camera of %s: %w", p.owner.id, err)
+		}
+		if err := p.forwardPacket(&pkt, buf[:n]); err != nil {
+			// A viewer's transport failing must not stop the others; say so now and then.
+			if writeErrs++; writeErrs&(writeErrs-1) == 0 && !errors.Is(err, io.ErrClosedPipe) {
+				p.owner.log.Debug("forward camera packet", "errors", writeErrs, "err", err)
+			}
+		}
+	}
+}
+
+// forwardPacket parses b into pkt and writes it to every viewer. Header
+// extensions are dropped: none is negotiated toward viewers.
+func (p *publication) forwardPacket(pkt *rtp.Packet, b []byte) error {
+	if err := pkt.Unmarshal(b); err != nil {
+		return nil // not RTP: nothing to forward
+	}
+	pkt.Extension = false
+	pkt.Extensions = pkt.Extensions[:0]
+	p.packets.Add(1)
+	return p.local.WriteRTP(pkt)
+}
+
+// stopReading unblocks forward without closing the owner's peer.
+func (p *publication) stopReading() {
+	_ = p.remote.SetReadDeadline(time.Unix(1, 0))
+}
+
+// requestKeyframe sends a PLI to the camera unless one went out less than
+// the minimum gap ago. Safe from any goroutine.
+func (p *publication) requestKeyframe(now time.Time) {
+	last := p.lastPLI.Load()
+	if now.UnixNano()-last < p.gap || !p.lastPLI.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	if err := p.owner.peer.WriteRTCP(p.pli); err != nil {
+		p.owner.log.Debug("send PLI", "err", err)
+		return
+	}
+	p.plis.Add(1)
+}
+
+// readViewerRTCP reads a viewer's RTCP for one forwarded camera and passes
+// its key frame requests (PLI, FIR) on to the camera. It ends when the
+// sender stops (unsubscribe) or the viewer's peer closes.
+func readViewerRTCP(s *webrtc.RTPSender, pub *publication) {
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := s.Read(buf)
+		if err != nil {
+			return
+		}
+		if wantsKeyframe(buf[:n]) {
+			pub.requestKeyframe(time.Now())
+		}
+	}
+}
+
+// wantsKeyframe walks a compound RTCP packet for a PLI or FIR without
+// decoding it (RFC 4585 PT 206 FMT 1, RFC 5104 FMT 4).
+func wantsKeyframe(b []byte) bool {
+	for len(b) >= 4 {
+		if b[0]>>6 != 2 {
+			return false
+		}
+		fmt, pt := b[0]&0x1f, b[1]
+		size := (int(binary.BigEndian.Uint16(b[2:4])) + 1) * 4
+		if pt == 206 && (fmt == 1 || fmt == 4) {
+			return true
+		}
+		if size > len(b) {
+			return false
+		}
+		b = b[size:]
+	}
+	return false
+}
