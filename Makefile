@@ -46,3 +46,10 @@ stop:
 
 clean:
 	rm -rf bin
+
+# End-to-end load test (root): fresh Asterisk + Patchbay pinned to CPU 0, `patchbay bench` on CPU 1, for each
+# N in BENCH_N; tables and logs in /tmp/patchbay-bench. See docs/benchmarks.md.
+BENCH_N ?= 1 50 200 450
+.PHONY: bench-e2e
+bench-e2e:
+	scripts/bench.sh $(BENCH_N)

@@ -7,6 +7,11 @@
 #
 #   SERVER_CPUS=0 LOAD_CPUS=1   taskset lists; empty SERVER_CPUS and LOAD_CPUS: no pinning
 #   RATE=20 STEADY=60s SETTLE=3s  ramp rate (calls/s), steady window, pause between them
+#   GROUP_NICE=-20               niceness of the scheduler autogroups of this script (Patchbay, the load
+#                                generator) and of Asterisk, so that other work on a shared host (builds, tests)
+#                                blurs the figures less; the table reports how much CPU others still took. With
+#                                autogroups, a plain `nice` only ranks threads within their own session. Real-time
+#                                scheduling was tried and is worse: it starves ksoftirqd, which carries loopback UDP.
 #   PROFILE_N=200                also take a 30 s CPU profile of Patchbay in the steady window of that N
 #   BENCH_DIR=/tmp/patchbay-bench  where configs, logs, tables and profiles go (kept)
 #   BENCH_ARGS="..."             extra flags for `patchbay bench`
@@ -15,6 +20,8 @@ cd "$(dirname "$0")/.."
 HERE="$PWD"
 
 [[ $(id -u) -eq 0 ]] || { echo "bench.sh: needs root (Asterisk runs in a chroot); rerun with sudo" >&2; exit 1; }
+# Own session, so that our scheduler autogroup (see GROUP_NICE) holds only what this script starts.
+[[ "$(ps -o sess= -p $$ | tr -d ' ')" == "$$" ]] || exec setsid -w "$0" "$@"
 export PATH="$PATH:/usr/local/go/bin"
 ROOT="${PATCHBAY_ASTERISK_ROOT:-/var/cache/patchbay/asterisk-root}"
 DIR="${BENCH_DIR:-/tmp/patchbay-bench}"
@@ -24,6 +31,7 @@ RATE="${RATE:-20}"
 STEADY="${STEADY:-60s}"
 SETTLE="${SETTLE:-3s}"
 PROFILE_N="${PROFILE_N:-}"
+GROUP_NICE="${GROUP_NICE--20}"
 NS=("$@")
 ((${#NS[@]})) || NS=(1 50 200 450)
 
@@ -48,6 +56,9 @@ want_fds=65536 hard_fds="$(ulimit -Hn)"
 ulimit -n "$want_fds"
 
 pin() { if [[ -n "$1" ]]; then echo taskset -c "$1"; fi; }
+# group_nice PID: set the niceness of PID's autogroup (its session), if the kernel has autogroups.
+group_nice() { if [[ -n "$GROUP_NICE" && -w /proc/$1/autogroup ]]; then echo "$GROUP_NICE" >"/proc/$1/autogroup"; fi; }
+group_nice $$
 
 [[ -f "$ROOT.run-state" ]] && { echo "bench.sh: an Asterisk started by scripts/asterisk.sh is running ($ROOT.run-state); stop it first (make stop)" >&2; exit 1; }
 
@@ -86,9 +97,10 @@ trap stop_all EXIT
 trap 'exit 130' INT TERM
 
 for n in "${NS[@]}"; do
-	echo "=== N=$n: starting Asterisk and Patchbay (server CPUs ${SERVER_CPUS:-any}, load CPUs ${LOAD_CPUS:-any})"
+	echo "=== N=$n: starting Asterisk and Patchbay (server CPUs ${SERVER_CPUS:-any}, load CPUs ${LOAD_CPUS:-any}, autogroup nice ${GROUP_NICE:-0})"
 	ASTERISK_CONF_DIR="$DIR/asterisk-etc" ASTERISK_CERT_DIR="$DIR/certs" $(pin "$SERVER_CPUS") scripts/asterisk.sh start >/dev/null
 	AST_PID="$(cat "$ROOT$AST_DIR/run/asterisk.pid")"
+	group_nice "$AST_PID" # Asterisk runs in its own session (setsid), so in its own autogroup
 	LOG="$DIR/patchbay-$n.log"
 	PATCHBAY_PPROF_LISTEN=$PPROF $(pin "$SERVER_CPUS") "$BIN" serve --config "$CFG" 2>"$LOG" &
 	PB_PID=$!

@@ -23,6 +23,7 @@ declare -A want=(
   [iproute2]=/usr/sbin/ip
   [ca-certificates]=/etc/ssl/certs/ca-certificates.crt
   [make]=/usr/bin/make
+  [nodejs]=/usr/bin/node
 )
 missing=()
 for pkg in "${!want[@]}"; do

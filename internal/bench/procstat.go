@@ -84,3 +84,33 @@ func ParseStatusRSS(status string) (int64, error) {
 	}
 	return 0, errors.New("no VmRSS in /proc status (kernel thread or zombie?)")
 }
+
+// ReadHostBusy returns the CPU time all CPUs of the host spent busy (not idle or waiting for I/O), from /proc/stat.
+func ReadHostBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, fmt.Errorf("read host CPU time: %w", err)
+	}
+	return ParseHostBusy(string(b))
+}
+
+// ParseHostBusy parses the aggregate "cpu" line of /proc/stat: user nice system idle iowait irq softirq steal
+// (guest time is already counted in user). Busy is everything but idle and iowait.
+func ParseHostBusy(stat string) (time.Duration, error) {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, errors.New("malformed /proc/stat: first line is not the aggregate cpu line")
+	}
+	var busy int64
+	for i, s := range f[1:min(len(f), 9)] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("malformed /proc/stat: %q", s)
+		}
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return time.Duration(busy) * time.Second / clockTicks, nil
+}

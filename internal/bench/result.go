@@ -13,7 +13,7 @@ type Result struct {
 	Calls, BaselineCalls int
 	Rate                 float64
 	Steady               time.Duration
-	NativeCPU            float64
+	NativeCPU, PlainCPU  float64
 
 	// Patchbay calls: how many lasted the whole steady window, how many failed (with the first errors).
 	InWindow, Failed int
@@ -27,7 +27,8 @@ type Result struct {
 
 	// RTT of echoed packets arriving in the steady window, through Patchbay and on the baseline.
 	RTT, BaselineRTT Dist
-	// Frames sent and not echoed back, over whole calls (setup and hang-up included).
+	// Frames sent and not echoed back, over whole calls. For Patchbay calls the last frame of each call is not
+	// counted: it may be in flight when the synthetic caller hangs up.
 	Sent, Unechoed                 uint64
 	BaselineSent, BaselineUnechoed uint64
 	// SeqLost is packets missing from Asterisk's echo stream as the clients received it (RTP sequence gaps).
@@ -39,11 +40,13 @@ type Result struct {
 	CPUPerCallMin map[string]float64
 	RSSDelta      map[string]int64
 	RSSPerCall    map[string]int64
+	// OtherCPU is CPU time the host spent on other processes during the window: the noise in the figures.
+	OtherCPU time.Duration
 }
 
 // summarize turns the calls' reports and the /proc samples into a Result.
 func summarize(o Options, outs []callOutcome, plains []plainResult, w window, idle, start, end map[string]ProcSample) *Result {
-	r := &Result{Calls: o.Calls, BaselineCalls: o.BaselineCalls, Rate: o.Rate, Steady: o.Steady, NativeCPU: o.NativeCPU,
+	r := &Result{Calls: o.Calls, BaselineCalls: o.BaselineCalls, Rate: o.Rate, Steady: o.Steady, NativeCPU: o.NativeCPU, PlainCPU: o.PlainCPU,
 		CPU: map[string]time.Duration{}, CPUPerCallMin: map[string]float64{}, RSSDelta: map[string]int64{}, RSSPerCall: map[string]int64{}}
 	var answer, echo, rtt, brtt []time.Duration
 	for _, oc := range outs {
@@ -72,7 +75,9 @@ func summarize(o Options, outs []callOutcome, plains []plainResult, w window, id
 			}
 		}
 		r.Sent += rep.Sent
-		r.Unechoed += rep.Sent - min(rep.Sent, uint64(rep.RTT.Count))
+		if rep.Sent > uint64(rep.RTT.Count)+1 {
+			r.Unechoed += rep.Sent - uint64(rep.RTT.Count) - 1
+		}
 		r.SeqLost += rep.Lost
 		if oc.err == nil && rep.ConnectedAfter > 0 && !rep.Start.Add(rep.ConnectedAfter).After(w.from) &&
 			!rep.Start.Add(rep.Duration).Before(w.to) {
@@ -108,5 +113,10 @@ func summarize(o Options, outs []callOutcome, plains []plainResult, w window, id
 			r.RSSPerCall[name] = r.RSSDelta[name] / int64(calls)
 		}
 	}
+	var ours time.Duration
+	for _, name := range []string{"patchbay", "asterisk", "load"} {
+		ours += r.CPU[name]
+	}
+	r.OtherCPU = max(end[hostKey].CPU-start[hostKey].CPU-ours, 0)
 	return r
 }

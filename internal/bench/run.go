@@ -49,8 +49,11 @@ type Options struct {
 	PatchbayPID, AsteriskPID int
 	// PatchbayLog, when set, is Patchbay's log file: its `answered after=` lines give server-side setup times.
 	PatchbayLog string
-	// NativeCPU is Asterisk-native WebRTC's CPU-seconds per call-minute, the reference the goals compare with.
-	NativeCPU float64
+	// NativeCPU is Asterisk-native WebRTC's CPU-seconds per call-minute, the reference the goals compare with;
+	// PlainCPU is Asterisk's cost of a plain-RTP echo call measured at the same time (default 0.16 and 0.06, from
+	// the field notes). This run measures Asterisk's plain-RTP cost again, and NativeCPU/PlainCPU scales the native
+	// reference to this host and moment, so the goals can be checked as same-run ratios too.
+	NativeCPU, PlainCPU float64
 
 	Logger   *slog.Logger // progress; default: discard
 	CallLogs *slog.Logger // the synthetic calls' own logs; default: warnings to stderr
@@ -83,6 +86,9 @@ func (o *Options) defaults() error {
 	}
 	if o.NativeCPU == 0 {
 		o.NativeCPU = 0.16
+	}
+	if o.PlainCPU == 0 {
+		o.PlainCPU = 0.06
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -296,8 +302,16 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 	}
 }
 
+// hostKey holds the whole host's busy CPU time in a sample set.
+const hostKey = "host"
+
 func sampleAll(procs map[string]int) (map[string]ProcSample, error) {
 	out := map[string]ProcSample{}
+	busy, err := ReadHostBusy()
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	out[hostKey] = ProcSample{CPU: busy}
 	for name, pid := range procs {
 		if pid == 0 {
 			continue

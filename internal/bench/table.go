@@ -50,7 +50,7 @@ func FormatTable(w io.Writer, r *Result) error {
 		rttGoal += " " + verdict(added <= GoalAddedRTTP99, fmtDur(added-GoalAddedRTTP99))
 	}
 	row("echo RTT (steady window)", pq(r.RTT), pq(r.BaselineRTT), vsRTT(r.RTT, r.BaselineRTT), rttGoal)
-	row("frames not echoed (whole calls)", lossStr(r.Unechoed, r.Sent), lossStr(r.BaselineUnechoed, r.BaselineSent), "",
+	row("frames not echoed (whole calls, †)", lossStr(r.Unechoed, r.Sent), lossStr(r.BaselineUnechoed, r.BaselineSent), "",
 		"0 at 200 calls "+verdict(r.Unechoed == 0, fmt.Sprint(r.Unechoed, " frames")))
 	row("RTP sequence gaps Asterisk→client", fmt.Sprint(r.SeqLost), "", "", "")
 	row(cpuPerCallMinUnit+" Patchbay", cpuStr(r, "patchbay"), "", "",
@@ -65,6 +65,18 @@ func FormatTable(w io.Writer, r *Result) error {
 		nativeGoal += fmt.Sprintf(" (≤ %.3f) %s", limit, verdict(both <= limit, fmt.Sprintf("%.3f", both-limit)))
 	}
 	row(cpuPerCallMinUnit+" Patchbay+Asterisk", bothStr, "", vsNative, nativeGoal)
+	if okBoth && r.CPUPerCallMin["asterisk"] > 0 && r.PlainCPU > 0 {
+		// Same-run ratios: Asterisk's cost per call here is the plain-RTP cost the references were measured against.
+		ast := r.CPUPerCallMin["asterisk"]
+		scale := ast / r.PlainCPU
+		pbRatio, pbLimit := r.CPUPerCallMin["patchbay"]/ast, GoalPatchbayCPU/r.PlainCPU
+		row("  Patchbay ÷ Asterisk's plain-RTP call", fmt.Sprintf("%.2f", pbRatio), "", fmt.Sprintf("host speed ×%.1f of notes", scale),
+			fmt.Sprintf("≤ %.2f (%.2f÷%.2f) %s", pbLimit, GoalPatchbayCPU, r.PlainCPU, verdict(pbRatio <= pbLimit, fmt.Sprintf("%.2f", pbRatio-pbLimit))))
+		native := r.NativeCPU * scale
+		limit := native * (1 - GoalBelowNative)
+		row("  Patchbay+Asterisk vs native, same run", bothStr, "", fmt.Sprintf("%+.0f %% vs native×%.1f = %.3f", 100*(both/native-1), scale, native),
+			fmt.Sprintf("≤ %.3f %s", limit, verdict(both <= limit, fmt.Sprintf("%.3f", both-limit))))
+	}
 	row(cpuPerCallMinUnit+" load generator", cpuStr(r, "load"), "", "", "")
 	rssGoal := "≤ 300 KiB"
 	if _, ok := r.RSSPerCall["patchbay"]; ok {
@@ -75,7 +87,12 @@ func FormatTable(w io.Writer, r *Result) error {
 	row("memory/call load generator", rssStr(r, "load"), "", "", "")
 	row("CPU-s in window (Patchbay / Asterisk / load)", fmt.Sprintf("%.1f / %.1f / %.1f",
 		r.CPU["patchbay"].Seconds(), r.CPU["asterisk"].Seconds(), r.CPU["load"].Seconds()), "", "", "")
-	return tw.Flush()
+	row("CPU-s in window, other processes (noise)", fmt.Sprintf("%.1f", r.OtherCPU.Seconds()), "", "", "")
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w, "† Patchbay calls: the last frame of each call is not counted (it may be in flight at hang-up).")
+	return err
 }
 
 func hasBoth(r *Result) bool {

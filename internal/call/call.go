@@ -49,8 +49,12 @@ type Call struct {
 	emID     string
 	farID    string // the Asterisk channel of the far party
 	farGone  bool
-	answered bool
-	started  time.Time
+	// farFromDialplan: farID entered Stasis from the dialplan (an incoming call). Asterisk reports nothing about
+	// such a channel once it leaves the application, not even ChannelDestroyed, so StasisEnd is its hang-up.
+	farFromDialplan bool
+	farCause        int // Q.850 cause of the far end's hang-up request, if one was seen
+	answered        bool
+	started         time.Time
 }
 
 func (m *Manager) newCall(parent context.Context, log *slog.Logger) *Call {

@@ -56,18 +56,19 @@ func routePhone(ctx context.Context, store dialplan.Store, exists func(string) b
 	if store == nil {
 		return phoneRoute{treatment: TreatmentUnallocated, reason: "no number store configured"}
 	}
-	var lastErr error
-	for _, n := range []string{dialled, callerID} {
+	var dialledErr error // why the dialled number itself was no good; a caller ID that is no number is normal
+	for i, n := range []string{dialled, callerID} {
 		if n == "" {
 			continue
 		}
 		if _, err := dialplan.NormalizeNumber(n); err != nil {
-			lastErr = err
+			if i == 0 {
+				dialledErr = err
+			}
 			continue
 		}
 		mp, err := store.Lookup(ctx, n)
 		if errors.Is(err, dialplan.ErrNotMapped) {
-			lastErr = err
 			continue
 		}
 		if err != nil {
@@ -79,8 +80,8 @@ func routePhone(ctx context.Context, store dialplan.Store, exists func(string) b
 		return phoneRoute{room: mp.Room, mapped: mp.Number}
 	}
 	reason := "neither the dialled number nor the caller's number is mapped to a room (or the mapping expired)"
-	if lastErr != nil && !errors.Is(lastErr, dialplan.ErrNotMapped) {
-		reason += ": " + lastErr.Error()
+	if dialledErr != nil {
+		reason = "the dialled number is not valid: " + dialledErr.Error()
 	}
 	return phoneRoute{treatment: TreatmentUnallocated, reason: reason}
 }

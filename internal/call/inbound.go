@@ -68,7 +68,7 @@ func (m *Manager) incoming(ctx context.Context, ch ari.Channel, target string, l
 		return
 	}
 	c := m.newCall(ctx, m.log.With("channel", ch.ID, "user", user))
-	c.farID = ch.ID
+	c.farID, c.farFromDialplan = ch.ID, true
 	if err := m.register(c); err != nil {
 		hangupAsync(ctx, m.o.ARI, ch.ID, "congestion", log)
 		return

@@ -45,6 +45,8 @@ type Options struct {
 	Tickets rooms.TicketRedeemer
 	// RoomPeers, if set, is handed every browser peer that joined a room (video between browsers).
 	RoomPeers RoomPeerHook
+	// PSTN configures outside calls, click-to-call and call limits (pstn.go, originate.go).
+	PSTN PSTNOptions
 }
 
 // Manager owns every call.
@@ -58,6 +60,9 @@ type Manager struct {
 	calls     map[string]*Call
 	bySession map[string]map[string]*Call // session ID → browser call_id → call
 	wg        sync.WaitGroup
+
+	pstnOnce sync.Once
+	pstnSt   *pstnState // limits and API calls (pstn.go)
 }
 
 // New checks the options and returns a Manager; Run starts it.
@@ -106,6 +111,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		case ev := <-sub.Events():
 			switch e := ev.(type) {
 			case *ari.StasisStart:
+				if m.pstnStasisStart(ctx, e) { // softphones' outside calls; DIDs of users and extensions
+					break
+				}
 				if !m.roomStasisStart(ctx, e) {
 					m.stasisStart(ctx, e)
 				}

@@ -43,22 +43,30 @@ func (m *Manager) placeCall(s *signal.Session, msg signal.Message) {
 		fail(signal.CodeForbiddenDestination, "calls to "+string(d.Kind)+" destinations are not available on this server yet")
 		return
 	}
+	lease, ok := m.admitBrowserCall(s, msg, d) // limits and caller ID (pstn.go)
+	if !ok {
+		return
+	}
 	runCtx := m.runCtx()
-	if runCtx == nil || runCtx.Err() != nil {
+	if runCtx == nil || runCtx.Err() != nil || !m.o.ARI.Connected() {
+		lease.End(0)
 		fail(signal.CodeUnavailable, "Patchbay is not connected to Asterisk or is shutting down; try again shortly")
 		return
 	}
 	c := m.newCall(runCtx, s.Logger().With("session", s.ID(), "client_call", msg.CallID))
 	c.browser, c.clientID = s, msg.CallID
 	if !m.bind(s, msg.CallID, c) {
+		lease.End(0)
 		fail(signal.CodeDuplicateCall, "call_id already used on this connection")
 		return
 	}
 	if err := m.register(c); err != nil {
+		lease.End(0)
 		m.unbind(s, msg.CallID)
 		fail(signal.CodeUnavailable, err.Error())
 		return
 	}
+	m.holdLease(c.id, lease)
 	go c.runOutbound(msg.SDP, d)
 }
 
@@ -68,6 +76,7 @@ func (c *Call) runOutbound(offer string, d dialplan.Decision) {
 	c.ctx = ctx
 	defer func() {
 		cancel()
+		c.m.endCall(c.id)
 		c.m.unbind(c.browser, c.clientID)
 		c.m.unregister(c)
 	}()
@@ -129,7 +138,24 @@ func (c *Call) runOutbound(offer string, d dialplan.Decision) {
 func (c *Call) createFar(ctx context.Context, d dialplan.Decision, sub *ari.Subscription) error {
 	a := c.m.o.ARI
 	vars := map[string]string{}
-	if cl := c.browser.Claims(); cl != nil {
+	if d.Kind == dialplan.KindPSTN {
+		// Outside calls present only the token's caller ID (checked in admitBrowserCall), in From and PAI.
+		num, err := c.m.browserCallerID(c.browser.Claims())
+		if err != nil {
+			return err
+		}
+		name := ""
+		if cl := c.browser.Claims(); cl != nil {
+			name = cl.Name
+		}
+		vars = callerVars(num, name)
+		c.log = c.log.With("caller_id", num, "trunk", d.Trunk)
+		// Joining the bridge copies the peer's caller ID into the far leg's connected line, which is what PJSIP
+		// sends in From and PAI: the externalMedia peer must present the same identity.
+		if err := presentAs(ctx, a, c.emID, num, name); err != nil {
+			return err
+		}
+	} else if cl := c.browser.Claims(); cl != nil {
 		if cl.Name != "" {
 			vars["CALLERID(name)"] = cl.Name
 		}
@@ -140,7 +166,7 @@ func (c *Call) createFar(ctx context.Context, d dialplan.Decision, sub *ari.Subs
 		}
 	}
 	if _, err := a.Channels().Create(ctx, ari.CreateRequest{
-		Endpoint:  d.Endpoint,
+		Endpoint:  farEndpoint(d),
 		App:       a.Application(),
 		AppArgs:   "leg," + c.id,
 		ChannelID: c.farID,
@@ -182,8 +208,8 @@ func waitStasisStart(ctx context.Context, sub *ari.Subscription, id string) erro
 func (c *Call) loop(sub *ari.Subscription, iceDead <-chan struct{}) string {
 	a := c.m.o.ARI
 	var maxDur <-chan time.Time
-	if c.m.o.MaxDuration > 0 {
-		t := time.NewTimer(c.m.o.MaxDuration)
+	if dur := c.m.maxDuration(c.id); dur > 0 { // max_call_duration, shortened by the daily budget
+		t := time.NewTimer(dur)
 		defer t.Stop()
 		maxDur = t.C
 	}
@@ -193,7 +219,8 @@ func (c *Call) loop(sub *ari.Subscription, iceDead <-chan struct{}) string {
 			c.send(c.browser, signal.HangupMessage(c.clientID, signal.CauseNormalClearing))
 			return signal.CauseNormalClearing
 		case <-maxDur:
-			c.log.Warn("security: call reached the maximum duration", "max", c.m.o.MaxDuration)
+			c.log.Warn("security: call reached the maximum duration", "max", c.m.maxDuration(c.id))
+			c.send(c.browser, signal.ErrorMessage(c.clientID, signal.CodeMaxDuration, "the call reached its maximum duration"))
 			c.send(c.browser, signal.HangupMessage(c.clientID, signal.CauseNormalClearing))
 			return signal.CauseNormalClearing
 		case <-iceDead:
@@ -271,6 +298,20 @@ func (c *Call) farEvent(ev ari.Event) (cause string, done bool) {
 			c.send(c.browser, signal.HangupMessage(c.clientID, signal.CauseTemporaryFailure))
 			return signal.CauseTemporaryFailure, true
 		}
+	case *ari.ChannelHangupRequest:
+		if e.Channel.ID == c.farID && e.Cause != 0 {
+			c.farCause = e.Cause
+		}
+	case *ari.StasisEnd:
+		if e.Channel.ID == c.farID && c.farFromDialplan {
+			c.farGone = true
+			cause := signal.CauseName(c.farCause)
+			if c.farCause == 0 || cause == "" {
+				cause = signal.CauseNormalClearing
+			}
+			c.send(c.browser, signal.HangupMessage(c.clientID, cause))
+			return cause, true
+		}
 	case *ari.BridgeDestroyed:
 		c.log.Warn("bridge destroyed under the call")
 		c.send(c.browser, signal.HangupMessage(c.clientID, signal.CauseTemporaryFailure))
@@ -290,6 +331,7 @@ func (c *Call) markAnswered() {
 		return
 	}
 	c.answered = true
+	c.m.noteAnswered(c.id)
 	c.log.Info("answered", "after", time.Since(c.started).Round(time.Millisecond))
 	c.send(c.browser, signal.Message{Type: signal.TypeAnswered, CallID: c.clientID})
 }

@@ -24,6 +24,14 @@ type RoomPeer struct {
 	Room, Participant, User, CallID string
 	Peer                            *media.Peer
 	Send                            func(signal.Message)
+	// End asks the call to end (e.g. its browser stopped answering renegotiation offers); it does not block.
+	End func(reason string)
+}
+
+// RoomPeerAnswers is implemented by a RoomPeerHook that sends the browser server-initiated offers ("offer"):
+// the browser's "answer" messages on the room call go to it, in order, from the call goroutine.
+type RoomPeerAnswers interface {
+	PeerAnswer(ctx context.Context, p RoomPeer, sdp string) error
 }
 
 // RoomPeerHook is told about every browser peer in a room once its audio is in the room's mix. The returned
@@ -130,11 +138,21 @@ func (c *Call) runRoom(msg signal.Message) {
 	c.send(s, signal.Message{Type: signal.TypeJoined, CallID: c.clientID, Room: ad.Room,
 		Participant: wireParticipant(participantOf(mem), mem.ID()), Participants: wireParticipants(mem.Participants(), mem.ID())})
 	var left func()
+	var onAnswer func(sdp string)
 	if h := c.m.o.RoomPeers; h != nil {
-		left = h.PeerJoined(ctx, RoomPeer{Room: ad.Room, Participant: mem.ID(), User: s.User(), CallID: c.clientID, Peer: peer,
-			Send: func(m signal.Message) { m.CallID = c.clientID; c.send(s, m) }})
+		rp := RoomPeer{Room: ad.Room, Participant: mem.ID(), User: s.User(), CallID: c.clientID, Peer: peer,
+			Send: func(m signal.Message) { m.CallID = c.clientID; c.send(s, m) },
+			End:  func(reason string) { c.post(inbound{kind: kindKicked, cause: reason}) }}
+		left = h.PeerJoined(ctx, rp)
+		if a, ok := h.(RoomPeerAnswers); ok {
+			onAnswer = func(sdp string) {
+				if err := a.PeerAnswer(ctx, rp, sdp); err != nil {
+					c.send(s, signal.ErrorMessage(c.clientID, signal.CodeBadMessage, err.Error()))
+				}
+			}
+		}
 	}
-	cause := c.roomLoop(sub, mem)
+	cause := c.roomLoop(sub, mem, onAnswer)
 	if left != nil {
 		left()
 	}
@@ -154,7 +172,7 @@ func participantOf(m *rooms.Member) rooms.Participant {
 }
 
 // roomLoop runs a browser's room membership until it hangs up, is kicked, the room ends or media fails.
-func (c *Call) roomLoop(sub *ari.Subscription, mem *rooms.Member) string {
+func (c *Call) roomLoop(sub *ari.Subscription, mem *rooms.Member, onAnswer func(sdp string)) string {
 	var maxDur <-chan time.Time
 	if c.m.o.MaxDuration > 0 {
 		t := time.NewTimer(c.m.o.MaxDuration)
@@ -198,6 +216,12 @@ func (c *Call) roomLoop(sub *ari.Subscription, mem *rooms.Member) string {
 							c.log.Debug("add browser candidate", "err", err)
 						}
 					}
+				case signal.TypeAnswer: // to a server-initiated "offer" (video renegotiation)
+					if onAnswer == nil {
+						c.send(s, signal.ErrorMessage(c.clientID, signal.CodeBadMessage, "no offer is outstanding on this call"))
+						continue
+					}
+					onAnswer(in.msg.SDP)
 				}
 			}
 		case ev := <-sub.Events():

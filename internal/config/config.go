@@ -27,6 +27,9 @@ type Config struct {
 	API      API      `mapstructure:"api" yaml:"api"`
 	Limits   Limits   `mapstructure:"limits" yaml:"limits"`
 	Webhook  Webhook  `mapstructure:"webhook" yaml:"webhook"`
+
+	// Rooms configures conferences of browsers and phones (rooms.go).
+	Rooms Rooms `mapstructure:"rooms" yaml:"rooms"`
 }
 
 // HTTP is Patchbay's own listener: the page, /ws signalling and /api.
@@ -94,6 +97,9 @@ type Media struct {
 	PublicIPs []string `mapstructure:"public_ips" yaml:"public_ips"`
 	// IncludeLoopback offers loopback candidates: only for single-host tests.
 	IncludeLoopback bool `mapstructure:"include_loopback" yaml:"include_loopback"`
+	// Video lets browsers in a room see each other's cameras (VP8 through Patchbay's SFU). Audio-only calls
+	// cost the same either way: video is only negotiated when a browser's offer has it.
+	Video bool `mapstructure:"video" yaml:"video"`
 	// RelayHost is where Patchbay's per-call RTP sockets toward Asterisk bind (Asterisk's external_host).
 	RelayHost      string        `mapstructure:"relay_host" yaml:"relay_host"`
 	RelayPortStart int           `mapstructure:"relay_port_start" yaml:"relay_port_start"`
@@ -167,6 +173,7 @@ func Defaults() Config {
 		},
 		Auth:  Auth{TokenIssuer: "patchbay", TokenTTL: time.Hour},
 		Redis: Redis{Prefix: "patchbay:"},
+		Rooms: DefaultRooms(),
 		Certs: Certs{Dir: "/var/lib/patchbay/certs"},
 		Log:   Log{Level: "info", Format: "text"},
 

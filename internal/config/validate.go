@@ -189,6 +189,7 @@ func (c *Config) Validate() error {
 	if c.Redis.DB < 0 {
 		bad("redis.db", "must not be negative")
 	}
+	c.validateRooms(bad)
 	for num, user := range c.Users {
 		if !userNumberRe.MatchString(num) {
 			bad("users."+num, "the number must be 2–15 digits")

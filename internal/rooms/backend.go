@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,10 @@ const ConfBridgeContext = "patchbay-confbridge"
 func ignoreGone(err error) error {
 	var ae *ari.Error
 	if err == nil || ari.IsNotFound(err) || (errors.As(err, &ae) && (ae.Status == 422 || ae.Status == 409)) {
+		return nil
+	}
+	// removeChannel answers 400 "Channel not found" for a channel that has already hung up.
+	if errors.As(err, &ae) && ae.Status == 400 && strings.Contains(strings.ToLower(ae.Message), "not found") {
 		return nil
 	}
 	return err

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	pion "github.com/pion/webrtc/v4"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/certs"
@@ -25,7 +26,11 @@ import (
 	"github.com/patchbay/patchbay/internal/call"
 	"github.com/patchbay/patchbay/internal/config"
 	"github.com/patchbay/patchbay/internal/relay"
+	"github.com/patchbay/patchbay/internal/rooms"
+	"github.com/patchbay/patchbay/internal/tickets"
+	"github.com/patchbay/patchbay/internal/webhook"
 	"github.com/patchbay/patchbay/webrtc/media"
+	"github.com/patchbay/patchbay/webrtc/sfu"
 	"github.com/patchbay/patchbay/webrtc/signal"
 	"github.com/patchbay/patchbay/webrtc/web"
 )
@@ -44,6 +49,14 @@ type Server struct {
 	http   *http.Server
 	ln     net.Listener
 	ready  atomic.Bool
+
+	rooms   *rooms.Registry
+	numbers dialplan.Store
+	redis   *redis.Client // nil without redis.addr
+	sfu     *sfu.Hub      // nil unless media.video (video.go)
+
+	tickets  tickets.Store   // one-time join tickets (calls.go)
+	webhooks *webhook.Sender // nil without webhook.url
 }
 
 // New builds everything and binds the listeners, so that a bad port, certificate or secret fails here with a
@@ -79,6 +92,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		ICEPort:         cfg.Media.ICEPort,
 		PublicIPs:       cfg.Media.PublicIPs,
 		IncludeLoopback: cfg.Media.IncludeLoopback,
+		Video:           cfg.Media.Video,
 		ICEServers:      iceServers,
 		Logger:          log.With("component", "media"),
 	})
@@ -89,9 +103,15 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay ports (media.relay_*): %w", err)
 	}
-	router, err := dialplan.NewRouter(dialplan.DefaultRules())
+	router, err := dialplan.NewRouter(cfg.Rules())
 	if err != nil {
-		return nil, fmt.Errorf("dialplan rules: %w", err)
+		return nil, fmt.Errorf("dialplan rules (dialplan.pstn): %w", err)
+	}
+	s.numbers = s.numberStore(cfg, log)
+	s.rooms = rooms.New(rooms.Options{ARI: s.ari, Grace: cfg.Rooms.Grace, MaxRooms: cfg.Rooms.MaxRooms, Logger: log.With("component", "rooms")})
+	pstnOpts, err := s.pstnOptions(cfg, log)
+	if err != nil {
+		return nil, err
 	}
 	s.calls, err = call.New(call.Options{
 		ARI:    s.ari,
@@ -100,6 +120,14 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		Router: router,
 		Users:  cfg.Users,
 		Logger: log.With("component", "calls"),
+
+		Rooms:     s.rooms,
+		Numbers:   s.numbers,
+		RoomPeers: s.videoRooms(cfg, log),
+
+		Tickets:     s.tickets,
+		PSTN:        pstnOpts,
+		MaxDuration: cfg.Limits.MaxCallDuration,
 	})
 	if err != nil {
 		return nil, err
@@ -127,11 +155,15 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		}
 	}
 	s.api = api.New(keys, log.With("component", "api"))
+	s.api.RegisterRooms(api.RoomsDeps{Rooms: s.rooms, Numbers: s.numbers, Signer: s.signer, TokenTTL: cfg.Auth.TokenTTL,
+		NumberTTL: cfg.Rooms.NumberTTL, Logger: log.With("component", "api")})
+	s.api.RegisterCalls(s.calls)
 
 	mux := http.NewServeMux()
 	mux.Handle("/ws", s.signal)
 	mux.Handle(api.Prefix+"/", s.api)
 	mux.HandleFunc("/healthz", s.healthz)
+	mux.Handle("/agent", rooms.AgentPage())
 	mux.Handle("/", web.Handler())
 	s.http = &http.Server{
 		Handler:           mux,
@@ -214,6 +246,13 @@ func (s *Server) Run(ctx context.Context) error {
 		defer wg.Done()
 		_ = s.calls.Run(callCtx)
 	}()
+	if s.webhooks != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.webhooks.Run(callCtx)
+		}()
+	}
 	go func() {
 		defer wg.Done()
 		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -253,6 +292,10 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-waitCalls:
 	case <-time.After(10 * time.Second):
 	}
+	// Rooms' bridges go after their participants' calls, before ARI stops.
+	roomsCtx, roomsCancel := context.WithTimeout(context.Background(), 5*time.Second)
+	s.rooms.Close(roomsCtx)
+	roomsCancel()
 	stopARI()
 	wg.Wait()
 	return runErr
@@ -308,7 +351,49 @@ func (s *Server) closeParts() {
 	if s.ports != nil {
 		_ = s.ports.Close()
 	}
+	if s.sfu != nil { // its rooms are empty once the calls have ended
+		_ = s.sfu.Close()
+	}
 	if s.media != nil {
 		_ = s.media.Close()
 	}
+	if s.redis != nil {
+		_ = s.redis.Close()
+	}
 }
+
+// numberStore is the number→room store: Redis when redis.addr is set (shared by every instance), else in
+// memory. A Redis that is down at start is not fatal: lookups fail with a clear error until it is back.
+func (s *Server) numberStore(cfg *config.Config, log *slog.Logger) dialplan.Store {
+	if cfg.Redis.Addr == "" {
+		log.Info("number store: in memory (set redis.addr to share mappings and keep them across restarts)")
+		return dialplan.NewMemoryStore()
+	}
+	redis.SetLogger(redisLogger{log.With("component", "redis")})
+	opts := dialplan.RedisOptions(cfg.Redis.Addr)
+	opts.Password = cfg.Redis.Password.Reveal()
+	opts.DB = cfg.Redis.DB
+	s.redis = redis.NewClient(opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.redis.Ping(ctx).Err(); err != nil {
+		log.Warn("number store: Redis not reachable at start; calls to mapped numbers get the unavailable treatment until it is",
+			"addr", cfg.Redis.Addr, "err", err)
+	} else {
+		log.Info("number store: Redis", "addr", cfg.Redis.Addr, "db", cfg.Redis.DB)
+	}
+	return dialplan.NewRedisStore(s.redis, cfg.Redis.Prefix+"dialplan:")
+}
+
+// redisLogger routes go-redis's own log lines (reconnects, pool trouble) through slog.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, fmt.Sprintf(format, v...))
+}
+
+// Rooms is the room registry (tests and the admin API use it).
+func (s *Server) Rooms() *rooms.Registry { return s.rooms }
+
+// Numbers is the number→room store.
+func (s *Server) Numbers() dialplan.Store { return s.numbers }

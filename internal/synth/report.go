@@ -6,6 +6,7 @@ import (
 
 	"github.com/patchbay/patchbay/internal/audio"
 	"github.com/patchbay/patchbay/webrtc/media"
+	"github.com/patchbay/patchbay/webrtc/signal"
 )
 
 // Event is a signalling message from the far end, with when it arrived
@@ -17,6 +18,12 @@ type Event struct {
 	Code   int           `json:"code,omitempty"`
 	Digits string        `json:"digits,omitempty"`
 	Error  string        `json:"error,omitempty"`
+	// Rooms: the room, the event ("joined", "left", "updated", "ended") and who it is about; Participants is the
+	// room's membership in "joined".
+	Room         string               `json:"room,omitempty"`
+	RoomEvent    string               `json:"room_event,omitempty"`
+	Participant  *signal.Participant  `json:"participant,omitempty"`
+	Participants []signal.Participant `json:"participants,omitempty"`
 }
 
 // RTTSummary condenses the echo round-trip times of one call.

@@ -34,6 +34,11 @@ type BaresipOptions struct {
 	// call when the file ends. Empty: 10 minutes of silence.
 	PlayWAV    string
 	AutoAnswer bool
+	// LocalAddr is the loopback address the phone binds (SIP and RTP); default 127.0.0.1. A carrier test uses
+	// 127.0.0.2 so Asterisk identifies it as the trunk by source IP.
+	LocalAddr string
+	// NoRegister keeps the account from registering (regint=0): a carrier that only places calls.
+	NoRegister bool
 }
 
 // BaresipEvent is one ctrl_tcp event, e.g. Type "CALL_ESTABLISHED".
@@ -185,7 +190,7 @@ func (b *Baresip) recordDir() string { return filepath.Join(b.Dir, "recordings")
 func (b *Baresip) config(o BaresipOptions, ctrlAddr string) string {
 	lines := []string{
 		"poll_method epoll",
-		fmt.Sprintf("sip_listen 127.0.0.1:%d", b.SIPPort),
+		fmt.Sprintf("sip_listen %s:%d", o.localAddr(), b.SIPPort),
 		"call_local_timeout 120",
 		"call_max_calls 4",
 		// No sound card: play into ALSA's null device; send the WAV; record what is heard.
@@ -196,7 +201,7 @@ func (b *Baresip) config(o BaresipOptions, ctrlAddr string) string {
 		"jitter_buffer_delay 5-10",
 		"rtp_stats no",
 		// "lo" fails as an interface name; the address works.
-		"net_interface 127.0.0.1",
+		"net_interface " + o.localAddr(),
 		"module_path /usr/lib/baresip/modules",
 		"module g711.so",
 		"module alsa.so",
@@ -213,13 +218,24 @@ func (b *Baresip) config(o BaresipOptions, ctrlAddr string) string {
 	return strings.Join(lines, "\n") + "\n"
 }
 
+func (o BaresipOptions) localAddr() string {
+	if o.LocalAddr == "" {
+		return "127.0.0.1"
+	}
+	return o.LocalAddr
+}
+
 func (b *Baresip) account(o BaresipOptions) string {
 	answer := "manual"
 	if o.AutoAnswer {
 		answer = "auto"
 	}
-	acc := fmt.Sprintf("<sip:%s@%s;transport=%s>;auth_pass=%s;answermode=%s;regint=300;audio_codecs=PCMU,PCMA",
-		o.User, o.Registrar, o.Transport, o.Password, answer)
+	regint := 300
+	if o.NoRegister {
+		regint = 0
+	}
+	acc := fmt.Sprintf("<sip:%s@%s;transport=%s>;auth_pass=%s;answermode=%s;regint=%d;audio_codecs=PCMU,PCMA",
+		o.User, o.Registrar, o.Transport, o.Password, answer, regint)
 	if o.SRTP {
 		acc += ";mediaenc=srtp-mand"
 	}

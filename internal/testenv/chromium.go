@@ -228,7 +228,27 @@ func (c *Chromium) Close() {
 		}
 		c.killStragglers() // children that outlived the browser process
 		_ = c.logf.Close()
+		if c.t.Failed() {
+			c.keepLogs()
+		}
 	})
+}
+
+// keepLogs copies the browser's and the pages' logs into ArtifactsDir()/<test>-<name>/, since the
+// test's temp dir is removed.
+func (c *Chromium) keepLogs() {
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(c.t.Name()) + "-" + c.Name
+	dst := filepath.Join(ArtifactsDir(), name)
+	logs, _ := filepath.Glob(filepath.Join(c.Dir, "*.log"))
+	if len(logs) == 0 || os.MkdirAll(dst, 0o755) != nil {
+		return
+	}
+	for _, l := range logs {
+		if data, err := os.ReadFile(l); err == nil {
+			_ = os.WriteFile(filepath.Join(dst, filepath.Base(l)), data, 0o644)
+		}
+	}
+	c.t.Logf("%s: logs kept in %s", c.Name, dst)
 }
 
 func (c *Chromium) logTail() string {

@@ -422,3 +422,110 @@ func TestDoneWhenICEDies(t *testing.T) {
 		t.Fatalf("Done never closed; ICE states %v", states)
 	}
 }
+
+// TestRenegotiationAPI: video tracks are added only to peers that negotiated
+// video, and only one server offer may be outstanding.
+func TestRenegotiationAPI(t *testing.T) {
+	a := newTestAPI(t, Options{Video: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	vp8 := VP8Codec()
+	fwd, err := webrtc.NewTrackLocalStaticRTP(vp8.RTPCodecCapability, "v", "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Audio-only offer on a video-enabled API: no video, nothing to add.
+	audioOnly, _, err := a.Answer(ctx, newClient(t, PCMU.Codec()).offer(t), PeerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer audioOnly.Close()
+	if audioOnly.Video() {
+		t.Fatal("audio-only peer reports video")
+	}
+	if _, err := audioOnly.AddTrack(fwd); !errors.Is(err, ErrNoVideo) {
+		t.Fatalf("AddTrack on audio-only peer: %v", err)
+	}
+
+	// A browser offering audio and video.
+	me := &webrtc.MediaEngine{}
+	_ = me.RegisterCodec(PCMU.Codec(), webrtc.RTPCodecTypeAudio)
+	_ = me.RegisterCodec(vp8, webrtc.RTPCodecTypeVideo)
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+		if _, err := pc.AddTransceiverFromKind(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	p, answer, err := a.Answer(ctx, offer.SDP, PeerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	if !p.Video() {
+		t.Fatal("audio+video peer reports no video")
+	}
+	audioTrack, err := webrtc.NewTrackLocalStaticRTP(PCMU.Codec().RTPCodecCapability, "a", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.AddTrack(audioTrack); err == nil {
+		t.Fatal("AddTrack accepted an audio track")
+	}
+	sender, err := p.AddTrack(fwd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reoffer, err := p.Renegotiate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(reoffer, "msid:other v") || !strings.Contains(reoffer, "VP8/90000") || !strings.Contains(reoffer, "a=sendrecv") {
+		t.Fatalf("renegotiation offer lacks the forwarded track:\n%s", reoffer)
+	}
+	if _, err := p.Renegotiate(ctx); !errors.Is(err, ErrNotStable) {
+		t.Fatalf("second offer while one is outstanding: %v", err)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: reoffer}); err != nil {
+		t.Fatal(err)
+	}
+	ans, err := pc.CreateAnswer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetLocalDescription(ans); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetAnswer(ans.SDP); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.RemoveTrack(sender); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Renegotiate(ctx); err != nil {
+		t.Fatalf("offer after the answer: %v", err)
+	}
+	// RemoteVideo gives up when the peer closes.
+	_ = p.Close()
+	if _, err := p.RemoteVideo(ctx); !errors.Is(err, ErrClosed) {
+		t.Fatalf("RemoteVideo after close: %v", err)
+	}
+}

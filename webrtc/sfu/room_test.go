@@ -135,6 +135,16 @@ func newBrowser(t testing.TB, a *media.API, id string, camera bool) *browser {
 // connect makes the join offer, has the server answer it and joins the room.
 func (b *browser) connect(ctx context.Context, a *media.API, r *Room) {
 	b.t.Helper()
+	b.connectPeer(ctx, a)
+	b.startAnswering(func(ctx context.Context, sdp string) error { return r.Answer(ctx, b.id, sdp) })
+	if err := r.Join(ctx, b.id, b.peer, b.memberOptions()); err != nil {
+		b.t.Fatalf("%s: Join: %v", b.id, err)
+	}
+}
+
+// connectPeer makes the join offer and has the server answer it.
+func (b *browser) connectPeer(ctx context.Context, a *media.API) {
+	b.t.Helper()
 	o, err := b.pc.CreateOffer(nil)
 	if err != nil {
 		b.t.Fatal(err)
@@ -152,22 +162,26 @@ func (b *browser) connect(ctx context.Context, a *media.API, r *Room) {
 	if err := b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		b.t.Fatal(err)
 	}
+}
+
+func (b *browser) startAnswering(answer func(ctx context.Context, sdp string) error) {
 	b.wg.Add(2)
-	go b.answerOffers(r)
+	go b.answerOffers(answer)
 	go b.send()
-	if err := r.Join(ctx, b.id, p, MemberOptions{Offer: func(sdp string) error {
+}
+
+func (b *browser) memberOptions() MemberOptions {
+	return MemberOptions{Offer: func(sdp string) error {
 		select {
 		case b.offer <- sdp:
 			return nil
 		default:
 			return errors.New("offer queue full")
 		}
-	}}); err != nil {
-		b.t.Fatalf("%s: Join: %v", b.id, err)
-	}
+	}}
 }
 
-func (b *browser) answerOffers(r *Room) {
+func (b *browser) answerOffers(answer func(ctx context.Context, sdp string) error) {
 	defer b.wg.Done()
 	for {
 		select {
@@ -186,7 +200,7 @@ func (b *browser) answerOffers(r *Room) {
 				b.t.Errorf("%s: answer server offer: %v", b.id, err)
 				return
 			}
-			if err := r.Answer(context.Background(), b.id, b.pc.LocalDescription().SDP); err != nil && !errors.Is(err, ErrRoomClosed) {
+			if err := answer(context.Background(), b.pc.LocalDescription().SDP); err != nil && !errors.Is(err, ErrRoomClosed) {
 				b.t.Errorf("%s: room.Answer: %v", b.id, err)
 			}
 			b.answers.Add(1)

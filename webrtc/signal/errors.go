@@ -29,6 +29,7 @@ var Codes = []string{
 	CodeBadMessage, CodeTooLarge, CodeRateLimited, CodeUnauthorized, CodeTokenExpired,
 	CodeForbiddenDestination, CodeInvalidNumber, CodeUnknownCall, CodeDuplicateCall,
 	CodeUnsupportedMedia, CodeNoAudio, CodeUnavailable, CodeInternal,
+	CodeCallRateLimited, CodeTooManyCalls, CodeBudgetExhausted, CodeMaxDuration, CodeForbiddenCallerID,
 }
 
 // Hangup causes: Asterisk's cause names in snake case, each with its Q.850

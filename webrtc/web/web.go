@@ -42,7 +42,7 @@ func Handler() http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		// The page may carry ?token=: never leak it in a Referer.
 		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Permissions-Policy", "microphone=(self), camera=(), geolocation=()")
+		h.Set("Permissions-Policy", "microphone=(self), camera=(self), geolocation=()")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		// patchbay.js may be imported by other sites' pages.
 		if r.URL.Path == "/patchbay.js" {

@@ -118,7 +118,7 @@ func needNode(t *testing.T) string {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node not installed")
+		t.Fatalf("node is needed to check patchbay.js: apt-get install nodejs (scripts/provision.sh does)")
 	}
 	return node
 }
@@ -134,7 +134,7 @@ func nodeWithWebSocket(ctx context.Context, t *testing.T, node string) []string 
 	if exec.CommandContext(ctx, node, "--experimental-websocket", "-e", probe).Run() == nil {
 		return []string{"--experimental-websocket"}
 	}
-	t.Skip("this node has no WebSocket")
+	t.Fatalf("this node has no WebSocket: install Node 20 or newer")
 	return nil
 }
 

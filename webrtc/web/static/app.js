@@ -1,5 +1,6 @@
-// The Patchbay page: sign in, dial, answer, hang up. All state a test needs is
-// mirrored in window.patchbayState; window.patchbayApp drives the page.
+// The Patchbay page: sign in, dial, answer, hang up, join a room. All state a
+// test needs is mirrored in window.patchbayState; window.patchbayApp drives
+// the page.
 import { Patchbay, PatchbayError } from "./patchbay.js";
 
 const $ = (id) => document.getElementById(id);
@@ -16,6 +17,9 @@ const audio = {
   autoGainControl: flag("autoGainControl", true),
 };
 const autoAnswer = flag("autoanswer", false);
+// ?room=NAME joins that room once signed in; ?video=0 joins without the camera.
+const autoRoom = params.get("room") || "";
+const withVideo = flag("video", true);
 
 const HELP = {
   bad_message: "The page sent something the server did not understand.",
@@ -31,6 +35,7 @@ const HELP = {
   no_audio: "No audio: check the microphone permission and the network.",
   unavailable: "The phone system is not available right now.",
   internal: "Something went wrong on the server.",
+  unknown_room: "That room does not exist or has ended.",
 };
 
 const state = {
@@ -47,12 +52,24 @@ const state = {
   muted: false,
   dtmfReceived: "",
   audio,
+  // The room view.
+  roomState: "idle", // idle | connecting | joined | ended
+  room: "",
+  you: "",
+  participants: [], // {id, kind, name, callerId, muted, talking, you, video}
+  speaking: [], // ids of participants talking now
+  videoTiles: 0, // tiles showing another browser's camera
+  camera: false,
+  roomMuted: false,
+  roomCause: "",
 };
 window.patchbayState = state;
 
 let pb = null;
 let current = null; // the one call this page shows
 let dialing = false; // between the Call click and the offer going out
+let room = null; // the room this page is in
+const tiles = new Map(); // participant id → its <li>
 
 function showError(err) {
   const code = (err && err.code) || "internal";
@@ -89,6 +106,192 @@ function render() {
   $("call").disabled = Boolean(current);
   $("mute").setAttribute("aria-pressed", String(state.muted));
   $("mute").textContent = state.muted ? "Unmute" : "Mute";
+
+  const inRoom = Boolean(room);
+  document.querySelector("main").classList.toggle("wide", inRoom);
+  $("room-view").hidden = !inRoom;
+  for (const id of ["dial-form", "keypad", "join-form"]) $(id).hidden = inRoom;
+  $("join").disabled = inRoom || Boolean(current);
+  if (connected && inRoom) $("status").textContent = `Room ${state.roomState}`;
+  $("room-label").textContent = state.room;
+  $("room-mute").setAttribute("aria-pressed", String(state.roomMuted));
+  $("room-mute").textContent = state.roomMuted ? "Unmute" : "Mute";
+  $("room-camera").setAttribute("aria-pressed", String(state.camera));
+  $("room-camera").textContent = state.camera ? "Camera off" : "Camera on";
+  $("room-camera").disabled = !(room && room.localVideo);
+}
+
+// --- the room view ---
+
+function initials(name) {
+  const parts = String(name || "?").trim().split(/\s+/).filter(Boolean);
+  return (parts.length > 1 ? parts[0][0] + parts[parts.length - 1][0] : (parts[0] || "?").slice(0, 2)).toUpperCase();
+}
+
+function tileFor(p) {
+  let li = tiles.get(p.id);
+  if (!li) {
+    li = document.createElement("li");
+    li.className = "tile";
+    li.dataset.participant = p.id;
+    const avatar = document.createElement("div");
+    avatar.className = "avatar";
+    avatar.setAttribute("aria-hidden", "true");
+    const label = document.createElement("div");
+    label.className = "label";
+    li.append(avatar, label);
+    tiles.set(p.id, li);
+  }
+  return li;
+}
+
+function setVideo(li, stream, { mirror = false } = {}) {
+  let v = li.querySelector("video");
+  if (!stream) {
+    if (v) v.remove();
+    li.querySelector(".avatar").hidden = false;
+    return;
+  }
+  if (!v) {
+    v = document.createElement("video");
+    v.autoplay = true;
+    v.playsInline = true;
+    v.muted = true; // sound comes from the room's mix in #remote
+    li.prepend(v);
+  }
+  if (v.srcObject !== stream) v.srcObject = stream;
+  if (mirror) v.style.transform = "scaleX(-1)";
+  li.querySelector(".avatar").hidden = true;
+  v.play().catch(() => { /* the next user gesture starts it */ });
+}
+
+function renderRoom() {
+  if (!room) {
+    for (const li of tiles.values()) li.remove();
+    tiles.clear();
+    Object.assign(state, { participants: [], speaking: [], videoTiles: 0 });
+    $("speaking").textContent = "";
+    return;
+  }
+  const list = room.participantList;
+  const ul = $("tiles");
+  const seen = new Set();
+  let videoTiles = 0;
+  for (const p of list) {
+    seen.add(p.id);
+    const li = tileFor(p);
+    const stream = p.you ? (room.cameraOn ? room.localVideo : null) : room.tracks.get(p.id) || null;
+    setVideo(li, stream, { mirror: p.you });
+    if (stream && !p.you) videoTiles++;
+    li.classList.toggle("talking", Boolean(p.talking));
+    li.classList.toggle("phone", p.kind === "phone");
+    li.querySelector(".avatar").textContent = p.kind === "phone" ? "☎" : initials(p.name || p.caller_id);
+    const label = li.querySelector(".label");
+    label.replaceChildren();
+    label.append(p.you ? `${p.name || "You"} (you)` : p.name || p.caller_id || "Guest");
+    if (p.kind === "phone" && p.caller_id && p.caller_id !== p.name) {
+      const cid = document.createElement("span");
+      cid.className = "cid";
+      cid.textContent = p.caller_id;
+      label.append(cid);
+    }
+    if (p.muted || (p.you && state.roomMuted)) {
+      const m = document.createElement("span");
+      m.className = "muted";
+      m.textContent = "🔇";
+      m.setAttribute("aria-label", "muted");
+      label.append(m);
+    }
+    li.setAttribute("aria-label", `${p.name || p.caller_id || "Guest"}${p.kind === "phone" ? ", phone" : ""}${p.talking ? ", speaking" : ""}`);
+    ul.append(li); // keeps the list order
+  }
+  for (const [id, li] of tiles) {
+    if (!seen.has(id)) {
+      li.remove();
+      tiles.delete(id);
+    }
+  }
+  const speaking = list.filter((p) => p.talking);
+  Object.assign(state, {
+    participants: list.map((p) => ({
+      id: p.id, kind: p.kind, name: p.name || "", callerId: p.caller_id || "", muted: Boolean(p.muted),
+      talking: Boolean(p.talking), you: Boolean(p.you), video: p.you ? Boolean(room.cameraOn) : room.tracks.has(p.id),
+    })),
+    speaking: speaking.map((p) => p.id),
+    videoTiles,
+    camera: room.cameraOn,
+  });
+  $("speaking").textContent = speaking.length
+    ? `Speaking: ${speaking.map((p) => (p.you ? "you" : p.name || p.caller_id || "guest")).join(", ")}`
+    : "";
+}
+
+function trackRoom(r) {
+  room = r;
+  Object.assign(state, { roomState: r.state, room: r.room || r.peer, you: "", roomMuted: false, roomCause: "", camera: r.cameraOn });
+  const redraw = () => {
+    if (room !== r) return;
+    renderRoom();
+    render();
+  };
+  r.on("statechange", ({ state: s }) => {
+    if (room === r) state.roomState = s;
+    redraw();
+  });
+  r.on("joined", ({ room: name, you }) => {
+    Object.assign(state, { room: name, you });
+    redraw();
+  });
+  r.on("participants", redraw);
+  r.on("video", redraw);
+  r.on("videoended", redraw);
+  r.on("audio", ({ stream }) => {
+    const el = $("remote");
+    el.srcObject = stream;
+    el.play().catch(() => { /* autoplay refused: the user's next click starts it */ });
+  });
+  r.on("error", showError);
+  r.on("hangup", ({ cause }) => {
+    if (room !== r) return;
+    Object.assign(state, { roomState: "ended", roomCause: cause, roomMuted: false, camera: false });
+    room = null;
+    $("remote").srcObject = null;
+    renderRoom();
+    render();
+  });
+  redraw();
+}
+
+async function join(target, opts = {}) {
+  if (!pb || room || current) return null;
+  clearError();
+  state.roomState = "connecting";
+  try {
+    const r = await pb.join(target, { video: withVideo, ...opts });
+    if (r.state !== "ended") trackRoom(r);
+    return r.id;
+  } catch (err) {
+    state.roomState = "ended";
+    showError(err);
+    return null;
+  } finally {
+    render();
+  }
+}
+
+function roomMute(on) {
+  if (!room) return;
+  room.mute(on);
+  state.roomMuted = room.muted;
+  renderRoom();
+  render();
+}
+
+function camera(on) {
+  if (!room) return;
+  room.camera(on);
+  renderRoom();
+  render();
 }
 
 function track(call) {
@@ -136,7 +339,7 @@ async function connect(token) {
     if (reason) showError(new PatchbayError(reason));
   });
   pb.on("incoming", (call) => {
-    if (current) return; // busy: leave it ringing on the user's other devices
+    if (current || room) return; // busy: leave it ringing on the user's other devices
     track(call);
     if (autoAnswer) answer();
   });
@@ -144,14 +347,15 @@ async function connect(token) {
     const authed = await pb.connect();
     state.user = authed.display || authed.user || "";
     render();
-    $("number").focus();
+    if (autoRoom) join(autoRoom);
+    else $("number").focus();
   } catch (err) {
     showError(err);
   }
 }
 
 async function call(to) {
-  if (!pb || current || dialing) return;
+  if (!pb || current || room || dialing) return;
   clearError();
   dialing = true;
   $("call").disabled = true;
@@ -203,6 +407,11 @@ window.patchbayApp = {
   hangup: () => current && current.hangup(),
   reject: () => current && current.reject(),
   disconnect: () => pb && pb.close(),
+  join,
+  leave: () => room && room.leave(),
+  roomMute,
+  camera,
+  roomStats: () => (room ? room.stats() : null),
 };
 
 $("login-form").addEventListener("submit", (e) => {
@@ -225,6 +434,13 @@ $("reject").addEventListener("click", () => current && current.reject());
 $("hangup").addEventListener("click", () => current && current.hangup());
 $("mute").addEventListener("click", () => mute(!state.muted));
 $("disconnect").addEventListener("click", () => pb && pb.close());
+$("join-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  join($("room-name").value.trim());
+});
+$("room-mute").addEventListener("click", () => roomMute(!state.roomMuted));
+$("room-camera").addEventListener("click", () => camera(!state.camera));
+$("room-leave").addEventListener("click", () => room && room.leave());
 
 // A token in the URL signs in at once; it is removed from the address bar and
 // history so it is not shared by copy-paste or kept in history.

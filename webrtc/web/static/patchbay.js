@@ -7,13 +7,18 @@
 //   call.on("answered", () => ...).on("hangup", ({ cause, code }) => ...);
 //   pb.on("incoming", (c) => c.answer());
 //
+//   const room = await pb.join("standup");            // or {ticket}, or {number}
+//   room.on("participants", (list) => ...).on("video", ({ participantId, stream }) => ...)
+//       .on("audio", ({ stream }) => ...);              // the room's mix, from Asterisk
+//   room.mute(true); room.camera(false); room.leave();
+//
 // The wire protocol is described in docs/signalling.md.
 
 /** Stable error codes the server sends; branch on these, never on the text. */
 export const ERROR_CODES = Object.freeze([
   "bad_message", "too_large", "rate_limited", "unauthorized", "token_expired",
   "forbidden_destination", "invalid_number", "unknown_call", "duplicate_call",
-  "unsupported_media", "no_audio", "unavailable", "internal",
+  "unsupported_media", "no_audio", "unavailable", "internal", "unknown_room",
 ]);
 
 /** Q.850 codes of the hangup causes this client itself produces. */
@@ -30,6 +35,7 @@ const CALL_ENDING = Object.freeze({
   unknown_call: "temporary_failure",
   duplicate_call: "temporary_failure",
   unsupported_media: "bearer_capability_not_available",
+  unknown_room: "unallocated_number",
   no_audio: "temporary_failure",
   unavailable: "temporary_failure",
   internal: "temporary_failure",
@@ -91,6 +97,7 @@ export class PatchbayCall extends Emitter {
   #sendReady = false; // our offer/answer went out: candidates may follow
   #localCandidates = [];
   #remoteCandidates = [];
+  #sdpChain = Promise.resolve(); // remote descriptions are applied one at a time, in arrival order
 
   constructor(pb, id, direction, peer) {
     super();
@@ -233,14 +240,46 @@ export class PatchbayCall extends Emitter {
     for (const m of this.#localCandidates.splice(0)) this.#pb._send(m);
   }
 
-  async _onServerAnswer(sdp) {
-    if (!this.#pc || this.state === "ended") return;
-    try {
-      await this.#pc.setRemoteDescription({ type: "answer", sdp });
-      await this.#flushRemoteCandidates();
-    } catch (err) {
-      this._fail(new PatchbayError("unsupported_media", `answer not accepted: ${err.message || err}`, this.id));
-    }
+  _onServerAnswer(sdp) {
+    return this.#serially(async () => {
+      if (!this.#pc || this.state === "ended") return;
+      try {
+        await this.#pc.setRemoteDescription({ type: "answer", sdp });
+        await this.#flushRemoteCandidates();
+      } catch (err) {
+        this._fail(new PatchbayError("unsupported_media", `answer not accepted: ${err.message || err}`, this.id));
+      }
+    });
+  }
+
+  // A server-initiated offer on the live call (a room adding or removing
+  // cameras): apply it and answer. Only the server offers after setup; were
+  // an offer of ours in flight, we are the polite peer and roll it back.
+  _onServerOffer(sdp) {
+    return this.#serially(async () => {
+      const pc = this.#pc;
+      if (!pc || this.state === "ended") return;
+      try {
+        if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
+        await pc.setRemoteDescription({ type: "offer", sdp });
+        await this.#flushRemoteCandidates();
+        await pc.setLocalDescription(await pc.createAnswer());
+        if (this.state === "ended") return;
+        this.#pb._send({ type: "answer", call_id: this.id, sdp: pc.localDescription.sdp });
+      } catch (err) {
+        this.emit("error", new PatchbayError("unsupported_media", `server offer not accepted: ${err.message || err}`, this.id));
+      }
+    });
+  }
+
+  #serially(fn) {
+    this.#sdpChain = this.#sdpChain.then(fn, fn);
+    return this.#sdpChain;
+  }
+
+  /** The peer connection's getStats(), or null before it exists. */
+  async getStats() {
+    return this.#pc ? this.#pc.getStats() : null;
   }
 
   async _onServerCandidate(c) {
@@ -321,10 +360,186 @@ export class PatchbayCall extends Emitter {
     this.emit("hangup", { cause, code, ...extra });
   }
 
+  _setState(s) {
+    this.#setState(s);
+  }
+
   #setState(s) {
     if (this.state === s) return;
     this.state = s;
     this.emit("statechange", { state: s, muted: this.muted });
+  }
+}
+
+/**
+ * A room membership: the room's mixed audio (from Asterisk) both ways, and
+ * the other browsers' cameras through Patchbay's SFU. Made by Patchbay.join().
+ *
+ * state: "connecting" | "joined" | "ended" (and the PatchbayCall states it
+ * passes through). participants: Map id → {id, kind "browser"|"phone", name,
+ * caller_id, role, muted, talking, you}. tracks: Map participant id →
+ * MediaStream of that participant's camera. localVideo: our camera or null.
+ * Events: joined {room, participants, you}, participants (array, after any
+ * change), participant {event "joined"|"left"|"updated", participant},
+ * video {participantId, stream, track}, videoended {participantId}, audio
+ * {stream}, speaking {participantId, talking}, hangup, error, statechange.
+ */
+export class PatchbayRoom extends PatchbayCall {
+  constructor(pb, id, target) {
+    super(pb, id, "outgoing", target.room || target.number || "ticket");
+    this._patchbay = pb;
+    this._ownsVideo = false;
+    this.target = target;
+    this.room = target.room || "";
+    this.participants = new Map();
+    this.tracks = new Map();
+    this.you = "";
+    this.localVideo = null;
+    this.cameraOn = false;
+    this.audioStream = null;
+    this.on("track", ({ track, stream }) => this.#onTrack(track, stream));
+  }
+
+  /** Participants as an array, you first, then in joining order. */
+  get participantList() {
+    return [...this.participants.values()].sort((a, b) => (b.you ? 1 : 0) - (a.you ? 1 : 0));
+  }
+
+  /** Leave the room. */
+  leave() {
+    this.hangup();
+  }
+
+  /** Turn our camera off (true: on); the video slot stays, sending black. */
+  camera(on = true) {
+    this.cameraOn = Boolean(on) && Boolean(this.localVideo);
+    if (this.localVideo) for (const t of this.localVideo.getVideoTracks()) t.enabled = this.cameraOn;
+    this.emit("statechange", { state: this.state, muted: this.muted, camera: this.cameraOn });
+  }
+
+  /**
+   * Receive statistics: {video: [{participantId, framesDecoded, framesReceived,
+   * bytesReceived, width, height}], audio: {packetsReceived, bytesReceived,
+   * audioLevel}}.
+   */
+  async stats() {
+    const out = { video: [], audio: { packetsReceived: 0, bytesReceived: 0, audioLevel: 0 } };
+    const report = await this.getStats();
+    if (!report) return out;
+    const owner = new Map();
+    for (const [pid, s] of this.tracks) for (const t of s.getVideoTracks()) owner.set(t.id, pid);
+    report.forEach((r) => {
+      if (r.type !== "inbound-rtp") return;
+      if (r.kind === "video") {
+        out.video.push({
+          participantId: owner.get(r.trackIdentifier) || "", framesDecoded: r.framesDecoded || 0,
+          framesReceived: r.framesReceived || 0, bytesReceived: r.bytesReceived || 0,
+          width: r.frameWidth || 0, height: r.frameHeight || 0,
+        });
+      } else if (r.kind === "audio") {
+        out.audio.packetsReceived += r.packetsReceived || 0;
+        out.audio.bytesReceived += r.bytesReceived || 0;
+        out.audio.audioLevel = Math.max(out.audio.audioLevel, r.audioLevel || 0);
+      }
+    });
+    return out;
+  }
+
+  // --- used by Patchbay ---
+
+  async _attachCamera(video) {
+    if (video === false) return;
+    let stream = video instanceof Object && typeof video.getVideoTracks === "function" ? video : null;
+    const owned = !stream;
+    if (owned) stream = await this._pb()._getCamera();
+    if (!stream || stream.getVideoTracks().length === 0) return;
+    if (this.state === "ended") {
+      if (owned) for (const t of stream.getTracks()) t.stop();
+      return;
+    }
+    this.localVideo = stream;
+    this._ownsVideo = owned;
+    this.cameraOn = true;
+  }
+
+  // A video section always: our camera both ways, or receive-only.
+  _addVideo(pc) {
+    const cam = this.localVideo && this.localVideo.getVideoTracks()[0];
+    if (cam) pc.addTransceiver(cam, { direction: "sendrecv", streams: [this.localVideo] });
+    else pc.addTransceiver("video", { direction: "recvonly" });
+  }
+
+  _pb() {
+    return this._patchbay;
+  }
+
+  _onServerMessage(m) {
+    switch (m.type) {
+      case "joined": {
+        this.room = m.room || this.room;
+        this.participants.clear();
+        for (const p of m.participants || []) this.participants.set(p.id, { ...p });
+        if (m.participant) {
+          this.you = m.participant.id;
+          this.participants.set(m.participant.id, { ...m.participant, you: true });
+        }
+        this._setState("joined");
+        this.emit("joined", { room: this.room, participants: this.participantList, you: this.you });
+        this.emit("participants", this.participantList);
+        return;
+      }
+      case "room": {
+        const p = m.participant;
+        if (m.event === "ended") {
+          this.emit("participant", { event: "ended", participant: null });
+          return;
+        }
+        if (!p || !p.id) return;
+        if (m.event === "left") {
+          this.participants.delete(p.id);
+          this.#dropVideo(p.id);
+        } else {
+          const before = this.participants.get(p.id);
+          this.participants.set(p.id, { ...p, you: p.id === this.you });
+          if (!before || before.talking !== p.talking) this.emit("speaking", { participantId: p.id, talking: Boolean(p.talking) });
+        }
+        this.emit("participant", { event: m.event, participant: p });
+        this.emit("participants", this.participantList);
+        return;
+      }
+      case "answered": // a room has no far end to pick up
+        return;
+    }
+    super._onServerMessage(m);
+  }
+
+  _end(cause, code, extra = {}) {
+    if (this.state === "ended") return;
+    if (this._ownsVideo && this.localVideo) for (const t of this.localVideo.getTracks()) t.stop();
+    for (const id of [...this.tracks.keys()]) this.#dropVideo(id);
+    super._end(cause, code, extra);
+  }
+
+  #onTrack(track, stream) {
+    if (track.kind === "audio") {
+      this.audioStream = stream;
+      this.emit("audio", { stream });
+      return;
+    }
+    // The SFU names each forwarded camera's stream after its participant.
+    const pid = stream && stream.id;
+    if (!pid || pid === this.you) return;
+    this.tracks.set(pid, stream);
+    stream.onremovetrack = () => {
+      if (this.tracks.get(pid) === stream && stream.getVideoTracks().length === 0) this.#dropVideo(pid);
+    };
+    this.emit("video", { participantId: pid, stream, track });
+  }
+
+  #dropVideo(pid) {
+    if (!this.tracks.has(pid)) return;
+    this.tracks.delete(pid);
+    this.emit("videoended", { participantId: pid });
   }
 }
 
@@ -464,6 +679,40 @@ export class Patchbay extends Emitter {
     return call;
   }
 
+  /**
+   * Join a room: target is a room name, or { room }, { ticket } or
+   * { number }. opts.stream: a MediaStream whose audio goes to the room (else
+   * the microphone); opts.video: false for no camera, a MediaStream to send,
+   * or true (default) to open the camera, falling back to receive-only video.
+   * Resolves with the PatchbayRoom once the join is sent; "joined" follows.
+   */
+  async join(target, opts = {}) {
+    if (this.status !== "connected") throw new PatchbayError("unavailable", "not connected");
+    const t = typeof target === "string" ? { room: target } : { ...(target || {}) };
+    const fields = {};
+    for (const k of ["room", "ticket", "number"]) if (t[k]) fields[k] = String(t[k]).trim();
+    if (Object.keys(fields).length !== 1) throw new PatchbayError("bad_message", "join needs exactly one of room, ticket or number");
+    const room = new PatchbayRoom(this, newCallId(), fields);
+    this.#calls.set(room.id, room);
+    try {
+      if (!(await room._attachStream(opts))) return room;
+      await room._attachCamera(opts.video ?? true);
+      if (room.state === "ended") return room;
+      const pc = room._createPeerConnection();
+      room._addLocalTracks();
+      room._addVideo(pc);
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      if (room.state === "ended") return room;
+      this._send({ type: "join", call_id: room.id, ...fields, sdp: pc.localDescription.sdp });
+      room._sendReady();
+    } catch (err) {
+      room._fail(err);
+      throw err;
+    }
+    return room;
+  }
+
   /** Hang up every call and close the connection. */
   close() {
     for (const c of this.#calls.values()) c.hangup();
@@ -481,6 +730,18 @@ export class Patchbay extends Emitter {
     if (!ws || ws.readyState !== 1) return false;
     ws.send(JSON.stringify(msg));
     return true;
+  }
+
+  async _getCamera() {
+    const constraints = { audio: false, video: { width: { ideal: 640 }, height: { ideal: 360 } } };
+    if (this._gum) return this._gum(constraints);
+    const md = globalThis.navigator && globalThis.navigator.mediaDevices;
+    if (!md || !md.getUserMedia) return null;
+    try {
+      return await md.getUserMedia(constraints);
+    } catch {
+      return null; // no camera or no permission: the room is still seen and heard
+    }
   }
 
   async _getUserMedia(audio) {
@@ -525,6 +786,9 @@ export class Patchbay extends Emitter {
     switch (m.type) {
       case "answer":
         call._onServerAnswer(m.sdp || "");
+        break;
+      case "offer":
+        call._onServerOffer(m.sdp || "");
         break;
       case "candidate":
         call._onServerCandidate(m.candidate);

@@ -1,4 +1,6 @@
-package web
+//go:build integration
+
+package integration
 
 import (
 	"context"
@@ -8,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,14 +17,15 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/patchbay/patchbay/internal/auth"
+	"github.com/patchbay/patchbay/internal/testenv"
 	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/webrtc/web"
 )
-
-const chromiumPath = "/usr/lib/chromium/chromium"
 
 // pionCoordinator answers the page's calls with a real pion peer connection,
 // restricted to loopback, so the test proves patchbay.js negotiates, trickles
@@ -255,16 +257,12 @@ func loopbackCandidate(s string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// TestPageInChromium drives the real page in headless Chromium: sign in from
-// ?token=, call, media flows to pion, DTMF both ways, mute, hang up, and a
-// refused destination shows its stable error code.
+// TestPageInChromium drives the real page (webrtc/web) in headless Chromium against the signalling
+// server and a pion stand-in for the call layer: sign in from ?token=, call, media flows to pion,
+// DTMF both ways, mute, hang up, a refused destination shows its stable error code, and an
+// incoming call is answered. (It lived in webrtc/web, where it skipped without Chromium; here a
+// missing Chromium fails.)
 func TestPageInChromium(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test skipped in -short mode")
-	}
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skip("chromium not installed")
-	}
 	signer, err := auth.NewSigner([]byte("browser-secret-0123456789abcdef-0123456789"), "patchbay-test")
 	if err != nil {
 		t.Fatal(err)
@@ -277,89 +275,50 @@ func TestPageInChromium(t *testing.T) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/ws", srv)
-	mux.Handle("/", Handler())
+	mux.Handle("/", web.Handler())
 	ts := httptest.NewServer(mux)
 	defer ts.Close()
 	defer srv.Close()
 	defer coord.SessionClosed(nil)
 
-	tok, err := signer.Mint(auth.Claims{Name: "Alice", RegisteredClaims: jwtSubject("alice")}, time.Hour)
+	tok, err := signer.Mint(auth.Claims{Name: "Alice", RegisteredClaims: jwt.RegisteredClaims{Subject: "alice"}}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("use-fake-ui-for-media-stream", true),
-		chromedp.Flag("use-fake-device-for-media-stream", true),
-		chromedp.Flag("allow-loopback-in-peer-connection", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-	if err := chromedp.Do(bctx); err != nil { // start the browser without a timeout
-		t.Fatalf("start chromium: %v", err)
-	}
-
-	// Collect console errors and exceptions (CSP violations land here too).
-	var consoleMu sync.Mutex
-	var consoleErrs []string
-	cctx, stopConsole := context.WithCancel(bctx)
-	consoleDone := make(chan struct{})
-	msgs := chromedp.Console(cctx)
-	go func() {
-		defer close(consoleDone)
-		for m, err := range msgs {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.IsException() {
-				consoleMu.Lock()
-				consoleErrs = append(consoleErrs, m.String())
-				consoleMu.Unlock()
-			}
-		}
-	}()
-	defer func() { stopConsole(); <-consoleDone }()
-
-	ctx, cancel := context.WithTimeout(bctx, 45*time.Second)
+	chrome := testenv.StartChromium(t, testenv.ChromiumOptions{}) // Chromium's own fake microphone
+	pg := chrome.NewPage(t, "page")
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	poll := func(what, expr string) {
 		t.Helper()
-		if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
-			state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify(window.patchbayState)`))
-			t.Fatalf("%s: %v; state %s", what, err, state)
+		if err := pg.WaitFor(ctx, what, expr, 10*time.Second); err != nil {
+			t.Fatal(err)
 		}
 	}
 	eval := func(expr string) {
 		t.Helper()
-		if _, err := chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void](expr)); err != nil {
-			t.Fatalf("%s: %v", expr, err)
+		if err := pg.Eval(ctx, expr, nil); err != nil {
+			t.Fatal(err)
 		}
 	}
 
 	page := ts.URL + "/?token=" + tok + "&echoCancellation=0&noiseSuppression=0&autoGainControl=0"
-	if err := chromedp.Do(ctx, chromedp.Navigate(page)); err != nil {
+	if err := pg.Navigate(ctx, page); err != nil {
 		t.Fatal(err)
 	}
 	poll("sign in", `window.patchbayState && window.patchbayState.status === "connected" && window.patchbayState.user === "Alice"`)
-	loc, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href`))
-	if err != nil || strings.Contains(loc, tok) {
+	var loc string
+	if err := pg.Eval(ctx, `location.href`, &loc); err != nil || strings.Contains(loc, tok) {
 		t.Fatalf("token still in the address bar: %s %v", loc, err)
 	}
-	if st, _ := chromedp.Run(ctx, chromedp.Evaluate[map[string]bool](`window.patchbayState.audio`)); st["echoCancellation"] {
+	var st map[string]bool
+	if _ = pg.Eval(ctx, `window.patchbayState.audio`, &st); st["echoCancellation"] {
 		t.Errorf("echoCancellation=0 not applied: %v", st)
 	}
 
 	// Dial through the form, as a user would.
-	if err := chromedp.Do(ctx,
+	if err := pg.Do(ctx,
 		chromedp.SendKeys(chromedp.ID("number"), "600"),
 		chromedp.Click(chromedp.ID("call")),
 	); err != nil {
@@ -375,15 +334,15 @@ func TestPageInChromium(t *testing.T) {
 	}
 
 	// Keypad during a call sends DTMF; the far end's reply shows up.
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#keypad button[data-key="5"]`))); err != nil {
+	if err := pg.Do(ctx, chromedp.Click(chromedp.CSS(`#keypad button[data-key="5"]`))); err != nil {
 		t.Fatal(err)
 	}
 	poll("far-end dtmf", `window.patchbayState.dtmfReceived === "7"`)
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("mute"))); err != nil {
+	if err := pg.Do(ctx, chromedp.Click(chromedp.ID("mute"))); err != nil {
 		t.Fatal(err)
 	}
 	poll("muted", `window.patchbayState.muted === true && document.getElementById("mute").getAttribute("aria-pressed") === "true"`)
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("hangup"))); err != nil {
+	if err := pg.Do(ctx, chromedp.Click(chromedp.ID("hangup"))); err != nil {
 		t.Fatal(err)
 	}
 	poll("hung up", `window.patchbayState.callState === "ended" && window.patchbayState.code === 16`)
@@ -403,7 +362,7 @@ func TestPageInChromium(t *testing.T) {
 	}
 	poll("incoming shown", `window.patchbayState.callState === "incoming" && !document.getElementById("incoming").hidden &&
 		document.getElementById("incoming-text").textContent.includes("Front desk")`)
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("answer"))); err != nil {
+	if err := pg.Do(ctx, chromedp.Click(chromedp.ID("answer"))); err != nil {
 		t.Fatal(err)
 	}
 	poll("incoming answered", `window.patchbayState.callState === "answered" && window.patchbayState.direction === "incoming"`)
@@ -434,9 +393,7 @@ func TestPageInChromium(t *testing.T) {
 	if !sawDTMF || !sawHangup || !sawCandidate {
 		t.Errorf("coordinator saw dtmf %v hangup %v trickled candidate %v", sawDTMF, sawHangup, sawCandidate)
 	}
-	consoleMu.Lock()
-	defer consoleMu.Unlock()
-	for _, e := range consoleErrs {
+	for _, e := range pg.ConsoleErrors() {
 		t.Errorf("browser console: %s", e)
 	}
 }

@@ -1,0 +1,119 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/patchbay/patchbay/internal/call"
+	"github.com/patchbay/patchbay/webrtc/signal"
+)
+
+// CallService is what the /calls endpoints drive (the call manager).
+type CallService interface {
+	Originate(ctx context.Context, r call.OriginateRequest) (call.OriginateResult, error)
+	APICall(id, apiKey string) (call.APICall, bool)
+	HangupAPICall(id, apiKey string) error
+}
+
+type callsAPI struct{ svc CallService }
+
+// RegisterCalls adds click-to-call: POST /calls, GET and DELETE /calls/{id} (see openapi/calls.json).
+func (s *Server) RegisterCalls(svc CallService) {
+	h := &callsAPI{svc: svc}
+	s.Handle("POST /calls", h.create)
+	s.Handle("GET /calls/{id}", h.get)
+	s.Handle("DELETE /calls/{id}", h.hangup)
+}
+
+type createCallBody struct {
+	To       string `json:"to"`
+	CallerID string `json:"caller_id"`
+	Connect  struct {
+		User       string `json:"user"`
+		Room       string `json:"room"`
+		CreateRoom bool   `json:"create_room"`
+	} `json:"connect"`
+	Ticket *struct {
+		Role string `json:"role"`
+		User string `json:"user"`
+	} `json:"ticket"`
+	MapCallerID   bool `json:"map_caller_id"`
+	MapTTLSeconds int  `json:"map_ttl_seconds"`
+}
+
+func (h *callsAPI) create(w http.ResponseWriter, r *http.Request, caller string) error {
+	var b createCallBody
+	if err := DecodeJSON(r, &b); err != nil {
+		return err
+	}
+	if b.MapTTLSeconds < 0 || b.MapTTLSeconds > 7*24*3600 {
+		return Errorf(http.StatusBadRequest, "bad_request", "map_ttl_seconds must be 0 (default 1 hour) to 604800")
+	}
+	req := call.OriginateRequest{
+		APIKey: caller, To: b.To, CallerID: b.CallerID,
+		ConnectUser: b.Connect.User, Room: b.Connect.Room, CreateRoom: b.Connect.CreateRoom,
+		MapCallerID: b.MapCallerID, MapTTL: time.Duration(b.MapTTLSeconds) * time.Second,
+	}
+	if b.Ticket != nil {
+		req.TicketRole, req.TicketUser = b.Ticket.Role, b.Ticket.User
+		if req.TicketRole == "" {
+			req.TicketRole = "participant"
+		}
+	}
+	res, err := h.svc.Originate(r.Context(), req)
+	if err != nil {
+		return callError(err)
+	}
+	w.Header().Set("Location", Prefix+"/calls/"+res.ID)
+	WriteJSON(w, http.StatusCreated, res)
+	return nil
+}
+
+func (h *callsAPI) get(w http.ResponseWriter, r *http.Request, caller string) error {
+	c, ok := h.svc.APICall(r.PathValue("id"), caller)
+	if !ok {
+		return Errorf(http.StatusNotFound, signal.CodeUnknownCall, "no call with this id for this API key (ended calls are kept 10 minutes)")
+	}
+	WriteJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (h *callsAPI) hangup(w http.ResponseWriter, r *http.Request, caller string) error {
+	if err := h.svc.HangupAPICall(r.PathValue("id"), caller); err != nil {
+		return callError(err)
+	}
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// callStatus is the HTTP status of each refusal code.
+var callStatus = map[string]int{
+	signal.CodeBadMessage:           http.StatusBadRequest,
+	signal.CodeInvalidNumber:        http.StatusBadRequest,
+	signal.CodeForbiddenDestination: http.StatusForbidden,
+	signal.CodeForbiddenCallerID:    http.StatusForbidden,
+	signal.CodeCallRateLimited:      http.StatusTooManyRequests,
+	signal.CodeTooManyCalls:         http.StatusTooManyRequests,
+	signal.CodeBudgetExhausted:      http.StatusTooManyRequests,
+	signal.CodeUnknownRoom:          http.StatusNotFound,
+	signal.CodeUnknownCall:          http.StatusNotFound,
+	signal.CodeUnavailable:          http.StatusServiceUnavailable,
+}
+
+func callError(err error) error {
+	var ref *call.Refusal
+	if !errors.As(err, &ref) {
+		return err // logged, answered 500 internal
+	}
+	code := ref.Code
+	if code == signal.CodeBadMessage {
+		code = "bad_request"
+	}
+	st, ok := callStatus[ref.Code]
+	if !ok {
+		st = http.StatusBadRequest
+	}
+	return Errorf(st, code, "%s", ref.Message)
+}

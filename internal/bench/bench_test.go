@@ -1,0 +1,186 @@
+package bench
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPercentileNearestRank(t *testing.T) {
+	ms := func(ns ...int) []time.Duration {
+		out := make([]time.Duration, len(ns))
+		for i, n := range ns {
+			out[i] = time.Duration(n) * time.Millisecond
+		}
+		return out
+	}
+	hundred := make([]int, 100)
+	for i := range hundred {
+		hundred[i] = 100 - i // unsorted on purpose: Distribution sorts
+	}
+	cases := []struct {
+		name          string
+		in            []time.Duration
+		p50, p99, max time.Duration
+	}{
+		{"empty", nil, 0, 0, 0},
+		{"one", ms(7), 7 * time.Millisecond, 7 * time.Millisecond, 7 * time.Millisecond},
+		{"two", ms(2, 1), 1 * time.Millisecond, 2 * time.Millisecond, 2 * time.Millisecond},
+		{"hundred", ms(hundred...), 50 * time.Millisecond, 99 * time.Millisecond, 100 * time.Millisecond},
+	}
+	for _, c := range cases {
+		d := Distribution(c.in)
+		if d.N != len(c.in) || d.P50 != c.p50 || d.P99 != c.p99 || d.Max != c.max {
+			t.Errorf("%s: got %+v, want p50 %v p99 %v max %v", c.name, d, c.p50, c.p99, c.max)
+		}
+	}
+	if in := ms(3, 1, 2); Distribution(in).P50 != 2*time.Millisecond || in[0] != 3*time.Millisecond {
+		t.Errorf("Distribution must not reorder its input: %v", in)
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	// A command name with spaces and a ')' must not shift the fields.
+	stat := "4242 (my (odd) proc) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 12 0 100 1000000 500 " +
+		"18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 0 0 0 0 0"
+	got, err := ParseStatCPU(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 3250 * time.Millisecond; got != want { // (250+75) ticks of 10 ms
+		t.Errorf("CPU %v, want %v", got, want)
+	}
+	for _, bad := range []string{"", "1 (x) S 1 2", "1 (x) S 1 2 3 4 5 6 7 8 9 10 ten 12"} {
+		if _, err := ParseStatCPU(bad); err == nil {
+			t.Errorf("ParseStatCPU(%q): no error", bad)
+		}
+	}
+}
+
+func TestParseStatusRSS(t *testing.T) {
+	status := "Name:\tasterisk\nVmPeak:\t 900000 kB\nVmRSS:\t   53248 kB\nThreads:\t80\n"
+	got, err := ParseStatusRSS(status)
+	if err != nil || got != 53248*1024 {
+		t.Errorf("RSS %d, %v; want %d", got, err, 53248*1024)
+	}
+	if _, err := ParseStatusRSS("Name:\tkthreadd\n"); err == nil {
+		t.Error("no VmRSS line: no error")
+	}
+	if _, err := ParseStatusRSS("VmRSS:\t12 MB\n"); err == nil {
+		t.Error("unexpected unit: no error")
+	}
+}
+
+func TestParseHostBusy(t *testing.T) {
+	stat := "cpu  100 5 50 1000 20 3 2 1 0 0\ncpu0 50 2 25 500 10 1 1 0 0 0\n"
+	got, err := ParseHostBusy(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 1610 * time.Millisecond; got != want { // 100+5+50+3+2+1 ticks
+		t.Errorf("busy %v, want %v", got, want)
+	}
+	if _, err := ParseHostBusy("intr 1 2 3\n"); err == nil {
+		t.Error("no cpu line: no error")
+	}
+}
+
+func TestParseAnswered(t *testing.T) {
+	log := strings.Join([]string{
+		`time=2026-11-21T09:33:06.480Z level=INFO msg="outgoing call" component=calls to=600`,
+		`time=2026-11-21T09:33:06.488Z level=INFO msg=answered component=calls to=600 after=8ms`,
+		`time=2026-11-21T09:33:06.489Z level=INFO msg="call ended" reason=normal duration=3s`,
+		`{"time":"2026-11-21T09:33:07Z","level":"INFO","msg":"answered","after":12000000}`,
+		`{"time":"2026-11-21T09:33:07Z","level":"INFO","msg":"answered","after":"1.5ms"}`,
+		`{"time":"2026-11-21T09:33:07Z","level":"INFO","msg":"call ended","after":5}`,
+		`not a log line`,
+	}, "\n")
+	got, err := ParseAnswered(strings.NewReader(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []time.Duration{8 * time.Millisecond, 12 * time.Millisecond, 1500 * time.Microsecond}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("[%d] = %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestParseCPUList(t *testing.T) {
+	got, err := ParseCPUList("0,2-3")
+	if err != nil || len(got) != 3 || got[0] != 0 || got[1] != 2 || got[2] != 3 {
+		t.Errorf("ParseCPUList(0,2-3) = %v, %v", got, err)
+	}
+	for _, bad := range []string{"", "a", "3-1", "-1", ","} {
+		if _, err := ParseCPUList(bad); err == nil {
+			t.Errorf("ParseCPUList(%q): no error", bad)
+		}
+	}
+}
+
+func TestRequireLoopback(t *testing.T) {
+	for _, ok := range []string{"wss://127.0.0.1:8443/ws", "http://127.0.0.1:8088", "wss://[::1]:1/ws"} {
+		if err := requireLoopback("x", ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"wss://10.0.0.1:8443/ws", "wss://192.0.2.7/ws", "not a url", ""} {
+		if err := requireLoopback("x", bad); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
+	}
+}
+
+func TestFormatTable(t *testing.T) {
+	r := &Result{
+		Calls: 200, BaselineCalls: 20, Rate: 20, Steady: time.Minute, NativeCPU: 0.16,
+		InWindow: 200, BaselineInWindow: 20,
+		Answer:       Dist{N: 200, P50: 9 * time.Millisecond, P99: 30 * time.Millisecond},
+		ServerAnswer: Dist{N: 200, P50: 20 * time.Millisecond, P99: 40 * time.Millisecond},
+		FirstEcho:    Dist{N: 200, P50: 215 * time.Millisecond, P99: 260 * time.Millisecond},
+		RTT:          Dist{N: 1000, P50: 800 * time.Microsecond, P99: 2500 * time.Millisecond / 1000},
+		BaselineRTT:  Dist{N: 100, P50: 400 * time.Microsecond, P99: 2 * time.Millisecond},
+		Sent:         600000, Unechoed: 0, BaselineSent: 60000,
+		CPU:           map[string]time.Duration{"patchbay": 10 * time.Second, "asterisk": 12 * time.Second, "load": 30 * time.Second},
+		CPUPerCallMin: map[string]float64{"patchbay": 0.05, "asterisk": 0.055, "load": 0.15},
+		RSSPerCall:    map[string]int64{"patchbay": 200 << 10, "asterisk": 130 << 10, "load": 400 << 10},
+	}
+	var buf bytes.Buffer
+	if err := FormatTable(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{
+		"200 calls (+20 baseline",
+		"p50 9.00 ms p99 30.0 ms",
+		"p50 ≤ 15 ms (server side) MISSED by 5.00 ms",
+		"p50 +0.40 ms (×2.0) p99 +0.50 ms (×1.2)",
+		"added p99 ≤ 1 ms at 200 calls met",
+		"0.000 % (0 of 600000)",
+		"0.105", "-34 % vs native 0.16", "(≤ 0.128) met",
+		"≤ 0.07 met",
+		"200 KiB", "≤ 300 KiB met",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	// Every row has the same column starts (tabwriter alignment): the header's "Patchbay" column lines up.
+	lines := strings.Split(out, "\n")
+	var col int
+	for _, l := range lines {
+		if strings.HasPrefix(l, "metric") {
+			col = strings.Index(l, "Patchbay")
+		}
+	}
+	for _, l := range lines {
+		if strings.HasPrefix(l, "CPU-s/call-min Patchbay ") && strings.Index(l, "0.050") != col {
+			t.Errorf("misaligned row %q (want column %d)", l, col)
+		}
+	}
+}

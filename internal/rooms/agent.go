@@ -1,0 +1,59 @@
+package rooms
+
+import (
+	"bytes"
+	"io/fs"
+	"net/http"
+
+	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/webrtc/web"
+)
+
+// AgentPageMeta is the flag AgentPage puts in the page's head; the page script reads it and, with ?number=,
+// joins the room mapped to that number ({"type":"join","number":...}) with the agent's token.
+const AgentPageMeta = `<meta name="patchbay-mode" content="agent">`
+
+// AgentPage serves /agent?number=X: the browser page with the agent flag. The number is checked here so a bad
+// link fails at once with a clear message; whether it is mapped is decided at join, by the token's role.
+func AgentPage() http.Handler {
+	page := web.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		if n := r.URL.Query().Get("number"); n != "" {
+			if _, err := dialplan.NormalizeNumber(n); err != nil {
+				http.Error(w, "bad number in the link: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
+		index, err := fs.ReadFile(web.FS(), "index.html")
+		if err != nil {
+			http.Error(w, "page not available", http.StatusInternalServerError)
+			return
+		}
+		// The page's own headers (CSP and the rest) come from the web handler: serve index.html through it into
+		// a recorder-free writer by setting them the same way, then write the flagged page.
+		rw := &headerOnly{h: w.Header()}
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = "/"
+		r2.Method = http.MethodHead
+		page.ServeHTTP(rw, r2)
+		w.Header().Del("Content-Length")
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		out := bytes.Replace(index, []byte("<head>"), []byte("<head>\n"+AgentPageMeta), 1)
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodGet {
+			_, _ = w.Write(out)
+		}
+	})
+}
+
+// headerOnly lets the web handler set its security headers without writing a body or status.
+type headerOnly struct{ h http.Header }
+
+func (h *headerOnly) Header() http.Header         { return h.h }
+func (h *headerOnly) Write(b []byte) (int, error) { return len(b), nil }
+func (h *headerOnly) WriteHeader(int)             {}

@@ -1,0 +1,79 @@
+package synth
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/patchbay/patchbay/webrtc/media"
+	"github.com/patchbay/patchbay/webrtc/signal"
+)
+
+// JoinOptions say which room to join: exactly one of Room, Number (agents) or Ticket.
+type JoinOptions struct {
+	Room, Number, Ticket string
+}
+
+// Join joins a room through sig like a browser ({"type":"join",...} with an offer) and runs the membership to the
+// end as Call does: it plays o.ToneHz and records what the room sends. Room events ("joined", "room") are in the
+// report's Events.
+func (e *Engine) Join(ctx context.Context, sig Signaller, j JoinOptions, o CallOptions) (*Report, error) {
+	c, err := e.newCall(o)
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
+	law := c.o.Law
+	if law != media.PCMA {
+		law = media.PCMU
+	}
+	if err := c.addTrack(law); err != nil {
+		return c.report(), err
+	}
+	offer, err := c.pc.CreateOffer(nil)
+	if err != nil {
+		return c.report(), fmt.Errorf("synth: create offer: %w", err)
+	}
+	sdp, err := c.localSDP(ctx, offer)
+	if err != nil {
+		return c.report(), err
+	}
+	c.start = time.Now()
+	c.rep.Start = c.start
+	m := signal.Message{Type: signal.TypeJoin, CallID: c.o.CallID, Room: j.Room, Number: j.Number, Ticket: j.Ticket, SDP: sdp}
+	if err := sig.Send(ctx, m); err != nil {
+		return c.report(), fmt.Errorf("synth: send join: %w", err)
+	}
+	return c.run(ctx, sig)
+}
+
+// ToneShare is the mean share of energy at hz over the voiced 100 ms windows of pcm (8 kHz): about 1 for a lone
+// tone, about 1/n for one of n equal tones mixed, about 0 when hz is absent. Voiced is how many windows counted.
+func ToneShare(pcm []int16, hz float64) (share float64, voiced int) {
+	const win = sampleRate / 10
+	var sum float64
+	for start := 0; start+win <= len(pcm); start += win {
+		w := pcm[start : start+win]
+		var energy float64
+		for _, v := range w {
+			energy += float64(v) * float64(v)
+		}
+		if math.Sqrt(energy/win) < 100 {
+			continue
+		}
+		coeff := 2 * math.Cos(2*math.Pi*hz/sampleRate)
+		var s1, s2 float64
+		for _, v := range w {
+			s0 := float64(v) + coeff*s1 - s2
+			s2, s1 = s1, s0
+		}
+		power := s1*s1 + s2*s2 - coeff*s1*s2
+		sum += min(2*power/(win*energy), 1)
+		voiced++
+	}
+	if voiced == 0 {
+		return 0, 0
+	}
+	return sum / float64(voiced), voiced
+}
