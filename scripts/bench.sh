@@ -7,12 +7,13 @@
 #
 #   SERVER_CPUS=0 LOAD_CPUS=1   taskset lists; empty SERVER_CPUS and LOAD_CPUS: no pinning
 #   RATE=20 STEADY=60s SETTLE=3s  ramp rate (calls/s), steady window, pause between them
-#   GROUP_NICE=-20               niceness of the scheduler autogroups of this script (Patchbay, the load
-#                                generator) and of Asterisk, so that other work on a shared host (builds, tests)
+#   GROUP_NICE=-20               niceness of the scheduler autogroups of Asterisk, Patchbay and the load
+#                                generator (each in its own session), so that other work on a shared host (builds, tests)
 #                                blurs the figures less; the table reports how much CPU others still took. With
 #                                autogroups, a plain `nice` only ranks threads within their own session. Real-time
 #                                scheduling was tried and is worse: it starves ksoftirqd, which carries loopback UDP.
-#   PROFILE_N=200                also take a 30 s CPU profile of Patchbay in the steady window of that N
+#   PROFILE_N=200                also take a 30 s CPU profile and then a heap profile of Patchbay in the steady
+#                                window of that N (cpu-N.pprof, heap-N.pprof)
 #   BENCH_DIR=/tmp/patchbay-bench  where configs, logs, tables and profiles go (kept)
 #   BENCH_ARGS="..."             extra flags for `patchbay bench`
 set -euo pipefail
@@ -20,8 +21,6 @@ cd "$(dirname "$0")/.."
 HERE="$PWD"
 
 [[ $(id -u) -eq 0 ]] || { echo "bench.sh: needs root (Asterisk runs in a chroot); rerun with sudo" >&2; exit 1; }
-# Own session, so that our scheduler autogroup (see GROUP_NICE) holds only what this script starts.
-[[ "$(ps -o sess= -p $$ | tr -d ' ')" == "$$" ]] || exec setsid -w "$0" "$@"
 export PATH="$PATH:/usr/local/go/bin"
 ROOT="${PATCHBAY_ASTERISK_ROOT:-/var/cache/patchbay/asterisk-root}"
 DIR="${BENCH_DIR:-/tmp/patchbay-bench}"
@@ -56,9 +55,9 @@ want_fds=65536 hard_fds="$(ulimit -Hn)"
 ulimit -n "$want_fds"
 
 pin() { if [[ -n "$1" ]]; then echo taskset -c "$1"; fi; }
-# group_nice PID: set the niceness of PID's autogroup (its session), if the kernel has autogroups.
+# group_nice PID: set the niceness of PID's autogroup, if the kernel has autogroups. Every process measured runs
+# in a session of its own (setsid), so the autogroup holds only that process.
 group_nice() { if [[ -n "$GROUP_NICE" && -w /proc/$1/autogroup ]]; then echo "$GROUP_NICE" >"/proc/$1/autogroup"; fi; }
-group_nice $$
 
 [[ -f "$ROOT.run-state" ]] && { echo "bench.sh: an Asterisk started by scripts/asterisk.sh is running ($ROOT.run-state); stop it first (make stop)" >&2; exit 1; }
 
@@ -82,8 +81,13 @@ sed -i -E \
 # Each Patchbay call holds an ARI request or two; the bench's baseline its own. Keep HTTP sessions plentiful.
 sed -i -E 's/^sessionlimit *=.*/sessionlimit = 4000/' "$DIR/asterisk-etc/http.conf"
 
-PB_PID=""
+PB_PID="" BENCH_PID=""
 stop_all() {
+	if [[ -n "$BENCH_PID" ]] && kill -0 "$BENCH_PID" 2>/dev/null; then
+		kill -TERM "$BENCH_PID" # it hangs its calls up and exits
+		wait "$BENCH_PID" 2>/dev/null || true
+	fi
+	BENCH_PID=""
 	if [[ -n "$PB_PID" ]] && kill -0 "$PB_PID" 2>/dev/null; then
 		kill -TERM "$PB_PID"
 		for _ in $(seq 1 150); do kill -0 "$PB_PID" 2>/dev/null || break; sleep 0.2; done
@@ -102,8 +106,10 @@ for n in "${NS[@]}"; do
 	AST_PID="$(cat "$ROOT$AST_DIR/run/asterisk.pid")"
 	group_nice "$AST_PID" # Asterisk runs in its own session (setsid), so in its own autogroup
 	LOG="$DIR/patchbay-$n.log"
-	PATCHBAY_PPROF_LISTEN=$PPROF $(pin "$SERVER_CPUS") "$BIN" serve --config "$CFG" 2>"$LOG" &
+	# setsid execs in place (a background job is no group leader), so $! is Patchbay itself.
+	PATCHBAY_PPROF_LISTEN=$PPROF setsid $(pin "$SERVER_CPUS") "$BIN" serve --config "$CFG" 2>"$LOG" &
 	PB_PID=$!
+	group_nice "$PB_PID"
 	for i in $(seq 1 100); do
 		curl -fsS --cacert "$DIR/certs/ca.crt" https://localhost:18443/healthz >/dev/null 2>&1 && break
 		kill -0 "$PB_PID" 2>/dev/null || { echo "bench.sh: Patchbay exited; see $LOG" >&2; tail -5 "$LOG" >&2; exit 1; }
@@ -114,14 +120,22 @@ for n in "${NS[@]}"; do
 	if [[ "$n" == "$PROFILE_N" ]]; then
 		# Into the middle of the steady window: after the ramp, the settle pause and 10 s more.
 		delay=$(awk -v n="$n" -v r="$RATE" -v s="${SETTLE%s}" 'BEGIN { printf "%d", n / r + s + 10 }')
-		(sleep "$delay" && curl -fsS -o "$DIR/cpu-$n.pprof" "http://$PPROF/debug/pprof/profile?seconds=30") &
+		(sleep "$delay" && curl -fsS -o "$DIR/cpu-$n.pprof" "http://$PPROF/debug/pprof/profile?seconds=30" &&
+			curl -fsS -o "$DIR/heap-$n.pprof" "http://$PPROF/debug/pprof/heap") &
 		PROF_JOB=$!
 	fi
 	# shellcheck disable=SC2086
-	$(pin "$LOAD_CPUS") "$BIN" bench --config "$CFG" --calls "$n" --rate "$RATE" --steady "$STEADY" --settle "$SETTLE" \
-		--patchbay-pid "$PB_PID" --asterisk-pid "$AST_PID" --patchbay-log "$LOG" ${BENCH_ARGS:-} | tee "$DIR/bench-$n.txt"
+	setsid $(pin "$LOAD_CPUS") "$BIN" bench --config "$CFG" --calls "$n" --rate "$RATE" --steady "$STEADY" --settle "$SETTLE" \
+		--patchbay-pid "$PB_PID" --asterisk-pid "$AST_PID" --patchbay-log "$LOG" ${BENCH_ARGS:-} >"$DIR/bench-$n.txt" &
+	BENCH_PID=$!
+	group_nice "$BENCH_PID"
+	rc=0
+	wait "$BENCH_PID" || rc=$?
+	BENCH_PID=""
+	cat "$DIR/bench-$n.txt"
+	((rc == 0)) || { echo "bench.sh: patchbay bench failed (exit $rc)" >&2; exit "$rc"; }
 	if [[ -n "$PROF_JOB" ]]; then
-		wait "$PROF_JOB" && echo "CPU profile: go tool pprof -top $BIN $DIR/cpu-$n.pprof"
+		wait "$PROF_JOB" && echo "profiles: go tool pprof -top $BIN $DIR/cpu-$n.pprof (and heap-$n.pprof)"
 	fi
 	stop_all
 done

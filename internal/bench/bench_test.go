@@ -72,6 +72,15 @@ func TestParseStatusRSS(t *testing.T) {
 	}
 }
 
+func TestParseStatusCPUs(t *testing.T) {
+	if n := ParseStatusCPUs("Name:\tx\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\n"); n != 2 {
+		t.Errorf("CPUs %d, want 2", n)
+	}
+	if n := ParseStatusCPUs("Name:\tx\n"); n != 0 {
+		t.Errorf("no list: CPUs %d, want 0", n)
+	}
+}
+
 func TestParseHostBusy(t *testing.T) {
 	stat := "cpu  100 5 50 1000 20 3 2 1 0 0\ncpu0 50 2 25 500 10 1 1 0 0 0\n"
 	got, err := ParseHostBusy(stat)
@@ -138,7 +147,7 @@ func TestRequireLoopback(t *testing.T) {
 
 func TestFormatTable(t *testing.T) {
 	r := &Result{
-		Calls: 200, BaselineCalls: 20, Rate: 20, Steady: time.Minute, NativeCPU: 0.16,
+		Calls: 200, BaselineCalls: 20, ServerBusy: 0.95, LoadBusy: 0.5, Rate: 20, Steady: time.Minute, NativeCPU: 0.16,
 		InWindow: 200, BaselineInWindow: 20,
 		Answer:       Dist{N: 200, P50: 9 * time.Millisecond, P99: 30 * time.Millisecond},
 		ServerAnswer: Dist{N: 200, P50: 20 * time.Millisecond, P99: 40 * time.Millisecond},
@@ -157,6 +166,7 @@ func TestFormatTable(t *testing.T) {
 	out := buf.String()
 	for _, want := range []string{
 		"200 calls (+20 baseline",
+		"Patchbay+Asterisk 95 % of their CPUs, load generator 50 %", "SATURATED",
 		"p50 9.00 ms p99 30.0 ms",
 		"p50 ≤ 15 ms (server side) MISSED by 5.00 ms",
 		"p50 +0.40 ms (×2.0) p99 +0.50 ms (×1.2)",

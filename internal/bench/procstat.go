@@ -16,8 +16,9 @@ const clockTicks = 100
 
 // ProcSample is one reading of a process's CPU time and resident memory.
 type ProcSample struct {
-	CPU time.Duration // utime + stime of every thread
-	RSS int64         // VmRSS, bytes
+	CPU  time.Duration // utime + stime of every thread
+	RSS  int64         // VmRSS, bytes
+	CPUs int           // CPUs the process may run on (Cpus_allowed_list)
 }
 
 // ReadProc reads /proc/PID/stat and /proc/PID/status.
@@ -38,7 +39,7 @@ func ReadProc(pid int) (ProcSample, error) {
 	if err != nil {
 		return ProcSample{}, fmt.Errorf("pid %d: %w", pid, err)
 	}
-	return ProcSample{CPU: cpu, RSS: rss}, nil
+	return ProcSample{CPU: cpu, RSS: rss, CPUs: ParseStatusCPUs(string(status))}, nil
 }
 
 // ParseStatCPU returns utime+stime from the text of /proc/PID/stat. The command name (field 2) is in parentheses
@@ -113,4 +114,18 @@ func ParseHostBusy(stat string) (time.Duration, error) {
 		}
 	}
 	return time.Duration(busy) * time.Second / clockTicks, nil
+}
+
+// ParseStatusCPUs counts the CPUs in the Cpus_allowed_list line of /proc/PID/status; 0 when absent or malformed.
+func ParseStatusCPUs(status string) int {
+	for line := range strings.Lines(status) {
+		if rest, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			cpus, err := ParseCPUList(strings.TrimSpace(rest))
+			if err != nil {
+				return 0
+			}
+			return len(cpus)
+		}
+	}
+	return 0
 }

@@ -40,6 +40,10 @@ type Result struct {
 	CPUPerCallMin map[string]float64
 	RSSDelta      map[string]int64
 	RSSPerCall    map[string]int64
+	// ServerBusy and LoadBusy are the fraction of the CPUs they may use that Patchbay+Asterisk and the load
+	// generator kept busy over the window; near 1 the host is saturated and the per-call figures understate the
+	// cost, since work was dropped (see loss).
+	ServerBusy, LoadBusy float64
 	// OtherCPU is CPU time the host spent on other processes during the window: the noise in the figures.
 	OtherCPU time.Duration
 }
@@ -116,6 +120,13 @@ func summarize(o Options, outs []callOutcome, plains []plainResult, w window, id
 	var ours time.Duration
 	for _, name := range []string{"patchbay", "asterisk", "load"} {
 		ours += r.CPU[name]
+	}
+	window := w.to.Sub(w.from)
+	if n := max(end["patchbay"].CPUs, end["asterisk"].CPUs); n > 0 {
+		r.ServerBusy = (r.CPU["patchbay"] + r.CPU["asterisk"]).Seconds() / (window.Seconds() * float64(n))
+	}
+	if n := end["load"].CPUs; n > 0 {
+		r.LoadBusy = r.CPU["load"].Seconds() / (window.Seconds() * float64(n))
 	}
 	r.OtherCPU = max(end[hostKey].CPU-start[hostKey].CPU-ours, 0)
 	return r

@@ -10,12 +10,14 @@ import (
 
 // Goals the table checks (issue "Browsers call extensions", item 9).
 const (
-	GoalPatchbayCPU   = 0.07             // CPU-s per call-minute
-	GoalBelowNative   = 0.20             // Patchbay+Asterisk at least this fraction below native WebRTC
-	GoalRSSPerCall    = 300 << 10        // bytes
-	GoalAddedRTTP99   = time.Millisecond // at GoalCallsForRTT calls
-	GoalCallsForRTT   = 200
-	GoalServerAnswer  = 15 * time.Millisecond // p50
+	GoalPatchbayCPU  = 0.07             // CPU-s per call-minute
+	GoalBelowNative  = 0.20             // Patchbay+Asterisk at least this fraction below native WebRTC
+	GoalRSSPerCall   = 300 << 10        // bytes
+	GoalAddedRTTP99  = time.Millisecond // at GoalCallsForRTT calls
+	GoalCallsForRTT  = 200
+	GoalServerAnswer = 15 * time.Millisecond // p50
+	// SaturatedBusy is the CPU share above which a side counts as saturated.
+	SaturatedBusy     = 0.9
 	mib, kib          = 1 << 20, 1 << 10
 	notMeasured       = "–"
 	goalOK, goalMiss  = "met", "MISSED"
@@ -28,6 +30,13 @@ func FormatTable(w io.Writer, r *Result) error {
 		r.Calls, r.BaselineCalls, r.Rate, r.Steady)
 	fmt.Fprintf(w, "calls up for the whole window: %d of %d (baseline %d of %d); failed: %d\n",
 		r.InWindow, r.Calls, r.BaselineInWindow, r.BaselineCalls, r.Failed)
+	if r.ServerBusy > 0 || r.LoadBusy > 0 {
+		fmt.Fprintf(w, "busy over the window: Patchbay+Asterisk %.0f %% of their CPUs, load generator %.0f %% of its CPUs\n",
+			100*r.ServerBusy, 100*r.LoadBusy)
+	}
+	if r.ServerBusy >= SaturatedBusy || r.LoadBusy >= SaturatedBusy {
+		fmt.Fprintln(w, "SATURATED: work was queued or dropped, so latency and loss show overload and the per-call CPU and memory figures understate the cost")
+	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "  error: %s\n", e)
 	}

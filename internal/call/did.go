@@ -19,7 +19,7 @@ const TreatmentContext = "patchbay-treatment"
 // Treatment extensions in TreatmentContext.
 const (
 	TreatmentUnallocated = "unallocated" // unmapped or expired number, ended room: cause 1
-	TreatmentUnavailable = "unavailable" // number store down, room join failed: cause 41
+	TreatmentUnavailable = "unavailable" // number store down, room join failed: cause 34 (SIP 503)
 )
 
 // roomStasisStart takes phones that the dialplan sent to a room: args "room,<dialled number>" (extensions _8XXX)
@@ -212,7 +212,7 @@ func (c *Call) treat(ctx context.Context, treatment, reason string) {
 	c.log.Warn("send phone to treatment: hanging up instead", "err", err)
 	hr := "unallocated"
 	if treatment == TreatmentUnavailable {
-		hr = "failure"
+		hr = "congestion"
 	}
 	if err := c.m.o.ARI.Channel(c.farID).Hangup(hctx, hr); err != nil && !ari.IsNotFound(err) {
 		c.log.Warn("hang up refused phone", "err", err)

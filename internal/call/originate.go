@@ -200,6 +200,15 @@ func (m *Manager) Originate(ctx context.Context, r OriginateRequest) (OriginateR
 			return OriginateResult{}, fmt.Errorf("create room for API call: %w", err)
 		}
 		room = rm.ID
+		defer func() {
+			if !ok { // a room made for a call that never started is ended again
+				ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				if err := m.o.Rooms.End(ectx, room, "call setup failed"); err != nil {
+					log.Warn("end room of failed API call", "room", room, "err", err)
+				}
+			}
+		}()
 		if r.TicketRole == "" {
 			r.TicketRole = rooms.RoleParticipant
 		}

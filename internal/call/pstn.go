@@ -316,7 +316,9 @@ func (c *Call) runPhoneOutbound(ch ari.Channel, d dialplan.Decision, callerID st
 	}()
 
 	setupCtx, setupCancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err := a.Bridges().Create(setupCtx, ari.BridgeRequest{ID: c.bridgeID, Type: "mixing", Name: "patchbay-" + c.id})
+	// proxy_media keeps the audio in Asterisk's core: a native RTP bridge set up while the phone is still
+	// ringing sometimes left a plain-RTP phone hearing nothing once answered.
+	_, err := a.Bridges().Create(setupCtx, ari.BridgeRequest{ID: c.bridgeID, Type: "mixing,proxy_media", Name: "patchbay-" + c.id})
 	if err == nil {
 		bridged = true
 		// The phone presents the configured caller ID toward the trunk leg (see presentAs), never its extension.
@@ -399,6 +401,13 @@ func (c *Call) runPhoneOutbound(ch ari.Channel, d dialplan.Decision, callerID st
 					}
 					return
 				case ch.ID:
+					phoneGone = true
+					return
+				}
+			case *ari.StasisEnd:
+				// The phone came from the dialplan: Asterisk reports nothing more about it once it leaves the
+				// application (not even ChannelDestroyed), so StasisEnd is its hang-up.
+				if e.Channel.ID == ch.ID {
 					phoneGone = true
 					return
 				}

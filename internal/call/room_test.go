@@ -11,7 +11,7 @@ import (
 	"github.com/patchbay/patchbay/webrtc/signal"
 )
 
-type downStore struct{ dialplan.MemoryStore }
+type downStore struct{ dialplan.Store }
 
 func (downStore) Lookup(context.Context, string) (dialplan.Mapping, error) {
 	return dialplan.Mapping{}, dialplan.ErrStoreUnavailable
@@ -44,7 +44,7 @@ func TestRoutePhone(t *testing.T) {
 			t.Errorf("routePhone(%q, %q) = %+v, want room %q treatment %q", tc.dialled, tc.caller, got, tc.room, tc.treatment)
 		}
 	}
-	got := routePhone(ctx, &downStore{}, exists, "8001", "")
+	got := routePhone(ctx, downStore{}, exists, "8001", "")
 	if got.treatment != TreatmentUnavailable || !strings.Contains(got.reason, "unavailable") {
 		t.Errorf("store down: %+v", got)
 	}

@@ -46,7 +46,7 @@ type API struct {
 	// pick one; without a choice the first is used. A key with none cannot call PSTN numbers.
 	CallerIDs map[string][]string `mapstructure:"caller_ids" yaml:"caller_ids"`
 	// Dial maps an API key's name to its grants, as in a token's dial claim ("ext", "pstn", "user", "*", or
-	// exact numbers). A key with none may call extensions and browser users only.
+	// exact numbers). A key with none may call extensions only. (Browser users are reached with connect.user.)
 	Dial map[string][]string `mapstructure:"dial" yaml:"dial"`
 	// TicketTTL is the lifetime of one-time join tickets the API returns.
 	TicketTTL time.Duration `mapstructure:"ticket_ttl" yaml:"ticket_ttl"`

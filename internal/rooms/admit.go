@@ -53,7 +53,7 @@ func (a Admitter) Admit(ctx context.Context, g Grant, r JoinRequest) Admission {
 		}
 		room, role, err := a.Tickets.Redeem(ctx, r.Ticket)
 		if err != nil {
-			return refuse(signal.CodeForbiddenDestination, "ticket refused: %v; ask for a new one", err)
+			return refuse(signal.CodeForbiddenDestination, "ticket refused: %v", err)
 		}
 		if dialplan.ValidateRoomID(room) != nil || !ValidRole(role) {
 			return refuse(signal.CodeInternal, "the ticket names no valid room or role")

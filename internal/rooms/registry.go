@@ -176,7 +176,9 @@ func (r *Registry) Participants(id string) ([]Participant, error) {
 func (rm *room) snapshotLocked() []Participant {
 	out := make([]Participant, 0, len(rm.members))
 	for _, m := range rm.members {
-		out = append(out, m.p)
+		if m.att != nil { // still attaching: not in the mix yet
+			out = append(out, m.p)
+		}
 	}
 	slices.SortFunc(out, func(a, b Participant) int {
 		if c := a.Joined.Compare(b.Joined); c != 0 {
@@ -448,8 +450,12 @@ func (r *Registry) End(ctx context.Context, id, reason string) error {
 		rm.timer.Stop()
 	}
 	members := make([]*Member, 0, len(rm.members))
+	var atts []Attachment // a member still attaching sees the room ended and detaches itself
 	for _, m := range rm.members {
 		members = append(members, m)
+		if m.att != nil {
+			atts = append(atts, m.att)
+		}
 	}
 	r.publishLocked(rm, Event{Type: EventEnded, Room: id})
 	r.mu.Unlock()
@@ -459,11 +465,9 @@ func (r *Registry) End(ctx context.Context, id, reason string) error {
 	}
 	// Take the channels out now: a member's own Leave will find its attachment already detached.
 	var errs []error
-	for _, m := range members {
-		if m.att != nil {
-			if err := m.att.Detach(ctx); err != nil {
-				errs = append(errs, err)
-			}
+	for _, a := range atts {
+		if err := a.Detach(ctx); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := rm.backend.Close(ctx); err != nil {

@@ -31,6 +31,7 @@ const (
 // Roles a browser token may carry for rooms.
 const (
 	RoleParticipant = "participant"
+	RoleCustomer    = "customer" // a participant by another name: the contact-center side's word for it
 	RoleModerator   = "moderator"
 	RoleAgent       = "agent" // may also join by number (agent lookup)
 )
@@ -38,7 +39,7 @@ const (
 // ValidRole reports whether role is one this package knows ("" counts as participant).
 func ValidRole(role string) bool {
 	switch role {
-	case "", RoleParticipant, RoleModerator, RoleAgent:
+	case "", RoleParticipant, RoleCustomer, RoleModerator, RoleAgent:
 		return true
 	}
 	return false

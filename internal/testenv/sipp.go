@@ -362,3 +362,45 @@ func sippPorts(ip string) (sip, media int, err error) {
 	}
 	return 0, 0, errors.New("no free media ports")
 }
+
+// SIPpCall is one call placed by RunSIPpUAC.
+type SIPpCall struct {
+	// Target is the host:port called (Asterisk's SIP port); Service the number dialled (a DID).
+	Target, Service string
+	// IP to send from; default 127.0.0.2, so Asterisk identifies the call as coming from the trunk.
+	IP string
+	// Hold is how long the call stays up after the answer before SIPp hangs up; default 3 s.
+	Hold time.Duration
+}
+
+// RunSIPpUAC places one call with SIPp's built-in UAC scenario (INVITE with PCMU SDP, ACK, pause, BYE) and
+// waits for it; it returns an error with SIPp's output unless the call was answered and ended normally.
+func RunSIPpUAC(ctx context.Context, t testing.TB, c SIPpCall) error {
+	t.Helper()
+	bin, err := exec.LookPath("sipp")
+	if err != nil {
+		t.Fatalf("sipp not found in PATH: install it with `apt-get install -y sip-tester` (%v)", err)
+	}
+	if c.IP == "" {
+		c.IP = "127.0.0.2"
+	}
+	if c.Hold <= 0 {
+		c.Hold = 3 * time.Second
+	}
+	dir := t.TempDir()
+	sip, media, err := sippPorts(c.IP)
+	if err != nil {
+		return err
+	}
+	args := []string{c.Target, "-sn", "uac", "-s", c.Service, "-i", c.IP, "-p", strconv.Itoa(sip), "-t", "u1",
+		"-mi", c.IP, "-mp", strconv.Itoa(media), "-m", "1", "-d", strconv.Itoa(int(c.Hold / time.Millisecond)),
+		"-nostdin", "-timeout", "30s", "-trace_msg", "-message_file", filepath.Join(dir, "messages.log")}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		msgs, _ := os.ReadFile(filepath.Join(dir, "messages.log"))
+		return fmt.Errorf("sipp UAC call to %s@%s failed: %w\n%s\n%s", c.Service, c.Target, err, astTail(string(out), 25), astTail(string(msgs), 60))
+	}
+	return nil
+}

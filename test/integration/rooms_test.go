@@ -15,9 +15,10 @@ import (
 	"testing"
 	"time"
 
-	asteriskconfigs "github.com/patchbay/patchbay/asterisk-configs"
 	"github.com/patchbay/patchbay/ari"
+	asteriskconfigs "github.com/patchbay/patchbay/asterisk-configs"
 	"github.com/patchbay/patchbay/internal/audio"
+	"github.com/patchbay/patchbay/internal/auth"
 	"github.com/patchbay/patchbay/internal/config"
 	"github.com/patchbay/patchbay/internal/synth"
 	"github.com/patchbay/patchbay/internal/testenv"
@@ -399,7 +400,9 @@ func TestRoomDIDCallerJoinsThenUnmappedAndExpired(t *testing.T) {
 	// Expired: a mapping with a TTL stops working when it runs out.
 	const did2 = "+442079460001"
 	e.api(t, "PUT", "/numbers/"+did2, map[string]any{"room": rm.ID, "ttl_seconds": 1}, http.StatusOK, nil)
-	var listed struct{ Numbers []struct{ Number, Room, Expires string } }
+	var listed struct {
+		Numbers []struct{ Number, Room, Expires string }
+	}
 	e.api(t, "GET", "/numbers", nil, http.StatusOK, &listed)
 	if len(listed.Numbers) != 1 || listed.Numbers[0].Number != did2 || listed.Numbers[0].Expires == "" {
 		t.Errorf("numbers: %+v", listed)
@@ -440,9 +443,16 @@ func TestRoomConfBridgePhoneAndBrowser(t *testing.T) {
 	if ps[1].Kind != "phone" || ps[1].CallerID != "101" {
 		t.Errorf("phone participant: %+v", ps[1])
 	}
-	out, err := e.ast.CLI(ctx, "confbridge list")
-	if err != nil || !strings.Contains(out, "board") {
-		t.Errorf("ConfBridge board not running: %v\n%q", err, out)
+	// Both legs are in Asterisk's conference named after the room.
+	var out string
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		out, _ = e.ast.CLI(ctx, "confbridge list board")
+		if strings.Count(out, "Local/s@patchbay-confbridge") == 2 {
+			break
+		}
+	}
+	if strings.Count(out, "Local/s@patchbay-confbridge") != 2 {
+		t.Errorf("ConfBridge board does not hold both participants' legs:\n%s", out)
 	}
 	r := <-browser
 	if r.err != nil {
@@ -456,6 +466,261 @@ func TestRoomConfBridgePhoneAndBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	phoneHeard(t, ctx, phone, 440, 1000)
+	e.api(t, "DELETE", "/rooms/"+rm.ID, nil, http.StatusNoContent, nil)
+	e.assertClean(t)
+}
+
+func TestRoomRedisDownKeepsCallsAndRecovers(t *testing.T) {
+	e := newRoomEnv(t, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	rm := e.createRoom(t, map[string]any{"id": "ops", "grace_seconds": 600})
+	const did = "+442079460100"
+	e.api(t, "PUT", "/numbers/"+did, map[string]any{"room": rm.ID}, http.StatusOK, nil)
+
+	browser := e.joinInBackground(t, ctx, rm.ID, "carol", 440, 16*time.Second)
+	e.waitParticipants(t, rm.ID, 1)
+	callerA := e.carrier(t, "carrierA", 1000)
+	e.callDID(t, ctx, callerA, did)
+	if _, err := callerA.WaitEvent(ctx, "CALL_ESTABLISHED"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitParticipants(t, rm.ID, 2)
+
+	e.redis.Stop()
+	t.Log("redis stopped")
+	start := time.Now()
+	body := e.api(t, "GET", "/numbers/"+did, nil, http.StatusServiceUnavailable, nil)
+	t.Logf("lookup with Redis down answered in %v: %s", time.Since(start).Round(time.Millisecond), body)
+	if !strings.Contains(string(body), "unavailable") || !strings.Contains(string(body), "Redis") {
+		t.Errorf("lookup error does not say the store (Redis) is unavailable: %s", body)
+	}
+	// A new call gets the unavailable treatment (cause 41 → 503), not silence.
+	callerB := e.carrier(t, "carrierB", 1700)
+	e.expectTreatment(t, ctx, callerB, did, "503")
+
+	// The call already in the room kept its audio through all this.
+	r := <-browser
+	if r.err != nil {
+		t.Fatalf("browser: %v", r.err)
+	}
+	heardShares(t, "browser (after Redis stopped)", lastSeconds(r.rep.Audio, 3*time.Second), []float64{1000}, []float64{440})
+	if err := callerA.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := callerA.WaitEvent(ctx, "CALL_CLOSED"); err != nil {
+		t.Fatal(err)
+	}
+	phoneHeard(t, ctx, callerA, 440, 1000)
+
+	// Redis back (empty: it keeps nothing on disk): mapping and lookups work again without restarting Patchbay.
+	e.redis.Start()
+	start = time.Now()
+	for {
+		req, _ := http.NewRequest("PUT", e.pb.BaseURL+"/api/v1/numbers/"+did, strings.NewReader(`{"room":"ops"}`))
+		req.Header.Set("Authorization", "Bearer "+roomAPIKey)
+		resp, err := e.http.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("number store did not recover within 10 s of Redis coming back (last: %v %v)", resp, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("number store recovered %v after Redis came back", time.Since(start).Round(time.Millisecond))
+	e.callDID(t, ctx, callerB, did)
+	if _, err := callerB.WaitEvent(ctx, "CALL_ESTABLISHED"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitParticipants(t, rm.ID, 1)
+	if err := callerB.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := callerB.WaitEvent(ctx, "CALL_CLOSED"); err != nil {
+		t.Fatal(err)
+	}
+	e.api(t, "DELETE", "/rooms/"+rm.ID, nil, http.StatusNoContent, nil)
+	e.assertClean(t)
+}
+
+func TestRoomBadInputIsRefusedAndNothingJoins(t *testing.T) {
+	e := newRoomEnv(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alpha := e.createRoom(t, map[string]any{"id": "alpha", "grace_seconds": 600})
+	e.createRoom(t, map[string]any{"id": "beta", "grace_seconds": 600})
+	const sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:0 PCMU/8000\r\n"
+
+	mint := func(room, role string) string {
+		c := auth.Claims{Name: "Mallory", Room: room, Role: role}
+		c.Subject = "mallory"
+		tok, err := e.pb.Server.Signer().Mint(c, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	var agent struct{ Token string }
+	e.api(t, "POST", "/agent-tokens", map[string]any{"user": "agent7", "name": "Agent Seven"}, http.StatusCreated, &agent)
+	e.api(t, "PUT", "/numbers/8005", map[string]any{"room": "alpha", "ttl_seconds": 1}, http.StatusOK, nil)
+	time.Sleep(1200 * time.Millisecond)
+
+	for i, tc := range []struct {
+		name, token string
+		msg         signal.Message
+		want        string
+	}{
+		{"token for another room", e.token(t, "beta", "mallory"), signal.Message{Room: "alpha"}, signal.CodeForbiddenDestination},
+		{"token without room", mint("", ""), signal.Message{Room: "alpha"}, signal.CodeForbiddenDestination},
+		{"unknown room", mint("ghost", ""), signal.Message{Room: "ghost"}, signal.CodeUnknownRoom},
+		{"room injection", mint("alpha", ""), signal.Message{Room: "alpha&PJSIP/x"}, signal.CodeBadMessage},
+		{"number by non-agent", mint("alpha", ""), signal.Message{Number: "8005"}, signal.CodeForbiddenDestination},
+		{"number injection", agent.Token, signal.Message{Number: "8001&PJSIP/carrier/900"}, signal.CodeInvalidNumber},
+		{"number with dialplan variable", agent.Token, signal.Message{Number: "${EXTEN}"}, signal.CodeInvalidNumber},
+		{"expired mapping", agent.Token, signal.Message{Number: "8005"}, signal.CodeUnknownRoom},
+		{"unmapped number", agent.Token, signal.Message{Number: "+442079469999"}, signal.CodeUnknownRoom},
+		{"ticket without redeemer", mint("", ""), signal.Message{Ticket: "t-123"}, signal.CodeForbiddenDestination},
+	} {
+		conn := e.dial(t, ctx, tc.token)
+		m := tc.msg
+		m.Type, m.CallID, m.SDP = signal.TypeJoin, fmt.Sprintf("bad-%d", i), sdp
+		if err := conn.Send(ctx, m); err != nil {
+			t.Fatalf("%s: send: %v", tc.name, err)
+		}
+		got := recvType(t, ctx, conn, signal.TypeError)
+		t.Logf("%s: %s: %s", tc.name, got.Error, got.Message)
+		if got.Error != tc.want || got.Message == "" {
+			t.Errorf("%s: error %q (%s), want %q", tc.name, got.Error, got.Message, tc.want)
+		}
+	}
+
+	// The REST API refuses bad input with clear errors.
+	for _, tc := range []struct {
+		method, path string
+		body         any
+		status       int
+		code         string
+	}{
+		{"PUT", "/numbers/8001%26PJSIP%2Fx", map[string]any{"room": "alpha"}, 400, "invalid_number"},
+		{"PUT", "/numbers/8001", map[string]any{"room": "ghost"}, 404, "not_found"},
+		{"PUT", "/numbers/8001", map[string]any{"room": "a;b"}, 400, "bad_request"},
+		{"PUT", "/numbers/8001", map[string]any{"room": "alpha", "extra": 1}, 400, "bad_request"},
+		{"POST", "/rooms", map[string]any{"id": "x y"}, 400, "bad_request"},
+		{"POST", "/rooms", map[string]any{"backend": "sfu"}, 400, "bad_request"},
+		{"POST", "/rooms", map[string]any{"id": "alpha"}, 409, "conflict"},
+		{"GET", "/rooms/ghost", nil, 404, "not_found"},
+		{"DELETE", "/rooms/ghost/participants/p-x", nil, 404, "not_found"},
+		{"POST", "/rooms/alpha/participants/p-x/mute", map[string]any{"muted": true}, 404, "not_found"},
+		{"POST", "/rooms/alpha/tokens", map[string]any{"user": "Bad User"}, 400, "bad_request"},
+		{"POST", "/rooms/alpha/tokens", map[string]any{"user": "bob", "role": "agent"}, 400, "bad_request"},
+		{"GET", "/numbers/8005", nil, 404, "not_mapped"},
+	} {
+		var out struct{ Error, Message string }
+		e.api(t, tc.method, tc.path, tc.body, tc.status, &out)
+		if out.Error != tc.code || out.Message == "" {
+			t.Errorf("%s %s: %+v, want code %s", tc.method, tc.path, out, tc.code)
+		}
+	}
+	req, _ := http.NewRequest("GET", e.pb.BaseURL+"/api/v1/rooms", nil)
+	if resp, err := e.http.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("no API key: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if resp, err := e.http.Get(e.pb.BaseURL + "/agent?number=8001%26PJSIP"); err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("/agent with a bad number: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	for _, id := range []string{"alpha", "beta"} {
+		if ps := e.participants(t, id); len(ps) != 0 {
+			t.Errorf("room %s has participants after refused joins: %+v", id, ps)
+		}
+	}
+	e.assertClean(t)
+
+	// The agent lookup itself works: /agent?number= is served, and the join by number lands in the room.
+	resp, err := e.http.Get(e.pb.BaseURL + "/agent?number=8001")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/agent: %v %v", resp, err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), `name="patchbay-mode" content="agent"`) {
+		t.Errorf("/agent page has no agent flag")
+	}
+	e.api(t, "PUT", "/numbers/8001", map[string]any{"room": alpha.ID}, http.StatusOK, nil)
+	conn := e.dial(t, ctx, agent.Token)
+	rep, err := e.eng.Join(ctx, conn, synth.JoinOptions{Number: "8001"}, synth.CallOptions{Duration: time.Second})
+	if err != nil {
+		t.Fatalf("agent join by number: %v", err)
+	}
+	if j, ok := rep.Event(signal.TypeJoined); !ok || j.Room != alpha.ID || j.Participant == nil || j.Participant.Role != "agent" {
+		t.Errorf("agent joined: %+v", j)
+	}
+	for _, id := range []string{"alpha", "beta"} {
+		e.api(t, "DELETE", "/rooms/"+id, nil, http.StatusNoContent, nil)
+	}
+	e.assertClean(t)
+}
+
+func TestRoomMuteKickAndTalkEvents(t *testing.T) {
+	e := newRoomEnv(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rm := e.createRoom(t, map[string]any{"id": "modroom", "grace_seconds": 600})
+	a := e.joinInBackground(t, ctx, rm.ID, "anna", 440, 7*time.Second)
+	e.waitParticipants(t, rm.ID, 1)
+	b := e.joinInBackground(t, ctx, rm.ID, "bert", 1000, 20*time.Second)
+	ps := e.waitParticipants(t, rm.ID, 2)
+	bID := ps[1].ID
+	time.Sleep(1500 * time.Millisecond)
+	var muted apiParticipant
+	e.api(t, "POST", "/rooms/"+rm.ID+"/participants/"+bID+"/mute", map[string]any{"muted": true}, http.StatusOK, &muted)
+	if !muted.Muted {
+		t.Errorf("mute reply: %+v", muted)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	e.api(t, "DELETE", "/rooms/"+rm.ID+"/participants/"+bID, nil, http.StatusNoContent, nil)
+	rb := <-b
+	if rb.err != nil || rb.rep.HungUpBy != "remote" {
+		t.Errorf("kicked browser: err %v hung up by %q", rb.err, rb.rep.HungUpBy)
+	}
+	ra := <-a
+	if ra.err != nil {
+		t.Fatalf("browser a: %v", ra.err)
+	}
+	// Anna heard Bert for the ~1.5 s before the mute, not for the 2.5 s between mute and kick (a muted
+	// participant's audio stops at the bridge: Asterisk then sends Anna silence or nothing).
+	heardShares(t, "anna", ra.rep.Audio, []float64{1000}, []float64{440})
+	got := audio.Detect(ra.rep.Audio, 8000, 1000)
+	t.Logf("anna heard 1000 Hz in %d windows of 100 ms (Bert was unmuted ~15 windows, muted ~25)", got.Matching)
+	if got.Matching < 8 || got.Matching > 25 {
+		t.Errorf("anna heard bert's 1000 Hz in %d windows: the mute did not take effect", got.Matching)
+	}
+	var sawMuted, sawLeft, sawTalking bool
+	for _, ev := range ra.rep.Events {
+		if ev.Type != signal.TypeRoom || ev.Participant == nil || ev.Participant.ID != bID {
+			continue
+		}
+		switch ev.RoomEvent {
+		case signal.RoomEventUpdated:
+			sawMuted = sawMuted || ev.Participant.Muted
+			sawTalking = sawTalking || ev.Participant.Talking
+		case signal.RoomEventLeft:
+			sawLeft = true
+		}
+	}
+	if !sawMuted || !sawLeft {
+		t.Errorf("anna's events about bert: muted %v left %v: %+v", sawMuted, sawLeft, ra.rep.Events)
+	}
+	if !sawTalking {
+		t.Errorf("no talking event for bert (TALK_DETECT): %+v", ra.rep.Events)
+	}
 	e.api(t, "DELETE", "/rooms/"+rm.ID, nil, http.StatusNoContent, nil)
 	e.assertClean(t)
 }

@@ -9,6 +9,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,10 +20,12 @@ import (
 
 	"github.com/patchbay/patchbay/ari"
 	asteriskconfigs "github.com/patchbay/patchbay/asterisk-configs"
+	"github.com/patchbay/patchbay/internal/audio"
 	"github.com/patchbay/patchbay/internal/auth"
 	"github.com/patchbay/patchbay/internal/config"
 	"github.com/patchbay/patchbay/internal/synth"
 	"github.com/patchbay/patchbay/internal/testenv"
+	"github.com/patchbay/patchbay/internal/webhook"
 	"github.com/patchbay/patchbay/webrtc/signal"
 )
 
@@ -94,6 +100,18 @@ func (e *trunkEnv) dial(t *testing.T, ctx context.Context, user string, callerID
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// waitNoCalls waits until Patchbay has torn every call down (a browser learns of the end before teardown).
+func (e *trunkEnv) waitNoCalls(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.pb.Server.ActiveCalls() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls still active after 10 s", e.pb.Server.ActiveCalls())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func (e *trunkEnv) assertClean(t *testing.T) {
@@ -297,10 +315,12 @@ func TestTrunkLimitsTrip(t *testing.T) {
 	if took > 6*time.Second {
 		t.Errorf("first call lasted %v; max_call_duration is 2s", took)
 	}
+	e.waitNoCalls(t)
 	// Rate: 2 per minute with a burst of 2; the first call used one token, the refused one none.
 	if _, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "+14155550102", Duration: 500 * time.Millisecond}); err != nil && signal.ErrorCode(err) != signal.CodeMaxDuration {
 		t.Errorf("third call within the rate: %v", err)
 	}
+	e.waitNoCalls(t)
 	_, err = e.eng.Call(ctx, conn, synth.CallOptions{To: "+14155550103", Duration: time.Second})
 	if code := signal.ErrorCode(err); code != signal.CodeCallRateLimited {
 		t.Errorf("fourth call in a minute: %v, want %s", err, signal.CodeCallRateLimited)
@@ -448,48 +468,244 @@ func TestAPICallRingsSoftphoneIntoNewRoomAndTicketIsSingleUse(t *testing.T) {
 }
 
 func TestSoftphoneCallsPSTNThroughPatchbay(t *testing.T) {
-	const phoneID = "+442071239101"
-	var e *trunkEnv
-	e = newTrunkEnv(t, testenv.SIPpOptions{RTPEcho: true}, func(c *config.Config) {
-		c.Asterisk.Phones = []config.Phone{{Name: "101", Password: config.Secret("unused-in-patchbay-0"), Transport: "udp"}}
-		c.Dialplan.PhoneCallerIDs = map[string]string{"101": phoneID}
+	callerIDs := map[string]string{"101": "+442071239101", "103": "+442071239103"}
+	e := newTrunkEnv(t, testenv.SIPpOptions{RTPEcho: true}, func(c *config.Config) {
+		for ph := range callerIDs {
+			c.Asterisk.Phones = append(c.Asterisk.Phones, config.Phone{Name: ph, Password: config.Secret("unused-in-patchbay-0"), Transport: "udp"})
+		}
+		c.Dialplan.PhoneCallerIDs = callerIDs
+	})
+	tone := filepath.Join(t.TempDir(), "1000.wav")
+	if err := audio.WriteWAV(tone, audio.Sine(1000, 8000, 60*time.Second, 0.3), 8000); err != nil {
+		t.Fatal(err)
+	}
+	invites := 0
+	for _, tc := range []struct {
+		name, phone, transport string
+		port                   int
+		srtp                   bool
+	}{
+		{"udp", "101", "udp", e.ast.SIPPort, false},
+		{"tls-srtp", "103", "tls", e.ast.SIPTLSPort, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			registrar := fmt.Sprintf("127.0.0.1:%d", tc.port)
+			phone := testenv.StartBaresip(t, testenv.BaresipOptions{Name: tc.phone, Registrar: registrar, User: tc.phone,
+				Password: e.ast.Phone(t, tc.phone).Password, Transport: tc.transport, SRTP: tc.srtp, PlayWAV: tone})
+			if err := phone.WaitRegistered(ctx); err != nil {
+				t.Fatal(err)
+			}
+			uri := func(num string) string {
+				u := "sip:" + num + "@" + registrar
+				if tc.transport != "udp" {
+					u += ";transport=" + tc.transport
+				}
+				return u
+			}
+			// Refused first: a premium-rate number gets a clear cause (21, 403 Forbidden) and never reaches the carrier.
+			if err := phone.Dial(ctx, uri("+19005550100")); err != nil {
+				t.Fatal(err)
+			}
+			ev, err := phone.WaitEvent(ctx, "CALL_CLOSED")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(ev.Param, "403") {
+				t.Errorf("refused premium-rate call closed with %q, want 403 Forbidden", ev.Param)
+			}
+			if err := phone.Dial(ctx, uri("+14155550100")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := phone.WaitEvent(ctx, "CALL_ESTABLISHED"); err != nil {
+				t.Fatalf("outside call never connected: %v", err)
+			}
+			invites++
+			inv, err := e.sipp.WaitInvites(ctx, invites)
+			if err != nil {
+				t.Fatal(err)
+			}
+			last := inv[len(inv)-1]
+			want := callerIDs[tc.phone]
+			if len(inv) != invites || numberOf(last.Header("From")) != want || numberOf(last.Header("P-Asserted-Identity")) != want {
+				t.Errorf("carrier INVITEs %d; From %q PAI %q, want %s", len(inv), last.Header("From"), last.Header("P-Asserted-Identity"), want)
+			}
+			time.Sleep(3 * time.Second)
+			if err := phone.Hangup(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := phone.WaitEvent(ctx, "CALL_CLOSED"); err != nil {
+				t.Fatal(err)
+			}
+			// The carrier echoes: the phone hears its own tone back through Asterisk and the trunk.
+			rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+			defer rcancel()
+			pcm, rate, err := phone.Recording(rctx)
+			if err != nil {
+				out, _ := exec.Command("ls", "-la", phone.Dir, filepath.Join(phone.Dir, "recordings")).CombinedOutput()
+				t.Logf("%s", out)
+				t.Fatal(err)
+			}
+			if rep := audio.Detect(pcm, rate, 1000); !rep.Detected(20) {
+				t.Errorf("phone did not hear its tone echoed by the carrier: %+v (%s)", rep, phone.RecordingPath())
+			}
+			e.assertClean(t)
+		})
+	}
+}
+
+func TestTrunkDIDsReachBrowserUserAndExtension(t *testing.T) {
+	e := newTrunkEnv(t, testenv.SIPpOptions{}, func(c *config.Config) {
+		c.Dialplan.DIDs = map[string]string{"+442071230500": "user:frank", "442071230600": "ext:600"}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	registrar := fmt.Sprintf("127.0.0.1:%d", e.ast.SIPPort)
-	phone := testenv.StartBaresip(t, testenv.BaresipOptions{Name: "101", Registrar: registrar,
-		User: "101", Password: e.ast.Phone(t, "101").Password})
-	if err := phone.WaitRegistered(ctx); err != nil {
-		t.Fatal(err)
+	target := fmt.Sprintf("127.0.0.1:%d", e.ast.SIPPort)
+
+	// DID → browser user: frank's browser rings with the carrier's caller and answers.
+	conn := e.dial(t, ctx, "frank", nil)
+	got := make(chan error, 1)
+	var rep *synth.Report
+	go func() {
+		var err error
+		rep, err = e.eng.Receive(ctx, conn, synth.CallOptions{Duration: -1})
+		got <- err
+	}()
+	if err := testenv.RunSIPpUAC(ctx, t, testenv.SIPpCall{Target: target, Service: "+442071230500", Hold: 2 * time.Second}); err != nil {
+		t.Fatalf("DID for a browser user: %v", err)
 	}
-	// Refused first: a premium-rate number gets a clear cause and never reaches the carrier.
-	if err := phone.Dial(ctx, "sip:+19005550100@"+registrar); err != nil {
-		t.Fatal(err)
+	if err := <-got; err != nil {
+		t.Fatalf("browser frank: %v", err)
 	}
-	ev, err := phone.WaitEvent(ctx, "CALL_CLOSED")
-	if err != nil {
-		t.Fatal(err)
+	if rep == nil || !rep.Incoming || rep.ConnectedAfter == 0 {
+		t.Errorf("frank's browser did not take the DID call: %+v", rep)
 	}
-	t.Logf("refused call closed: %+v", ev)
-	if !strings.Contains(ev.Param, "403") && !strings.Contains(strings.ToLower(ev.Param), "forbidden") {
-		t.Errorf("refused premium-rate call closed with %q, want 403 Forbidden (cause 21)", ev.Param)
+	e.waitNoCalls(t)
+
+	// DID → extension: the echo test answers.
+	if err := testenv.RunSIPpUAC(ctx, t, testenv.SIPpCall{Target: target, Service: "442071230600", Hold: time.Second}); err != nil {
+		t.Fatalf("DID for extension 600: %v", err)
 	}
-	if err := phone.Dial(ctx, "sip:+14155550100@"+registrar); err != nil {
-		t.Fatal(err)
+	e.assertClean(t)
+}
+
+// webhookSink receives Patchbay's webhooks and checks their signatures.
+type webhookSink struct {
+	mu     sync.Mutex
+	events []webhook.Event
+	bad    int
+}
+
+func (w *webhookSink) types(callID string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for _, ev := range w.events {
+		if ev.CallID == callID {
+			out = append(out, ev.Type)
+		}
 	}
-	if _, err := phone.WaitEvent(ctx, "CALL_ESTABLISHED"); err != nil {
-		t.Fatalf("outside call never connected: %v", err)
+	return out
+}
+
+func TestAPICallToPSTNRingsBrowserUserWithProgressAndWebhooks(t *testing.T) {
+	const key = "crm-key-0123456789abcdef0123"
+	secret := strings.Repeat("w", 40)
+	sink := &webhookSink{}
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		if err := webhook.Verify([]byte(secret), r.Header.Get(webhook.HeaderTimestamp), r.Header.Get(webhook.HeaderSignature), body, time.Now(), time.Minute); err != nil {
+			sink.bad++
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var ev webhook.Event
+		if err := json.Unmarshal(body, &ev); err == nil {
+			sink.events = append(sink.events, ev)
+		}
+	}))
+	defer hook.Close()
+	e := newTrunkEnv(t, testenv.SIPpOptions{RTPEcho: true, RingFor: 500 * time.Millisecond}, func(c *config.Config) {
+		c.Auth.APIKeys = map[string]config.Secret{"crm": key}
+		c.API.CallerIDs = map[string][]string{"crm": {"+442071230100", "+442071230101"}}
+		c.API.Dial = map[string][]string{"crm": {"pstn"}}
+		c.Webhook.URL = hook.URL
+		c.Webhook.Secret = config.Secret(secret)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	answerer := e.dial(t, ctx, "gina", nil)
+	watcher := e.dial(t, ctx, "gina", nil) // a second tab that only watches
+
+	// A key without the pstn grant for extensions, a caller ID not allowed: refused before anything is dialled.
+	var apiErr struct{ Error string }
+	if st := apiDo(t, e.pb, "POST", "/calls", key, map[string]any{"to": "600", "connect": map[string]any{"user": "gina"}}, &apiErr); st != 403 || apiErr.Error != signal.CodeForbiddenDestination {
+		t.Errorf("extension without grant: %d %s", st, apiErr.Error)
+	}
+
+	got := make(chan error, 1)
+	var rep *synth.Report
+	go func() {
+		var err error
+		rep, err = e.eng.Receive(ctx, answerer, synth.CallOptions{ToneHz: 1000, Duration: 3 * time.Second})
+		got <- err
+	}()
+	var res struct{ ID, CallerID string }
+	if st := apiDo(t, e.pb, "POST", "/calls", key, map[string]any{"to": "+14155550199", "caller_id": "+442071230101",
+		"connect": map[string]any{"user": "gina"}}, &res); st != 201 {
+		t.Fatalf("POST /calls: %d", st)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("gina's browser: %v", err)
+	}
+	if !rep.Heard.Detected(10) {
+		t.Errorf("browser did not hear its tone echoed by the carrier: %+v", rep.Heard)
+	}
+	// The watching tab saw the progress of the API call, then the incoming call.
+	var seen []string
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && !slices.Contains(seen, "progress:ended") {
+		rctx, rcancel := context.WithTimeout(ctx, time.Until(deadline))
+		m, err := watcher.Recv(rctx)
+		rcancel()
+		if err != nil {
+			break
+		}
+		if m.Type == signal.TypeProgress {
+			seen = append(seen, "progress:"+m.Event)
+			if m.CallID != res.ID {
+				t.Errorf("progress for call %s, want %s", m.CallID, res.ID)
+			}
+		} else {
+			seen = append(seen, m.Type)
+		}
+	}
+	t.Logf("watching tab saw %v", seen)
+	for _, want := range []string{"progress:ringing", "progress:answered", signal.TypeIncoming, "progress:ended"} {
+		if !slices.Contains(seen, want) {
+			t.Errorf("watching tab did not see %s: %v", want, seen)
+		}
 	}
 	inv, err := e.sipp.WaitInvites(ctx, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(inv) != 1 || numberOf(inv[0].Header("From")) != phoneID || numberOf(inv[0].Header("P-Asserted-Identity")) != phoneID {
-		t.Errorf("carrier INVITEs %d; From %q PAI %q, want %s", len(inv), inv[0].Header("From"), inv[0].Header("P-Asserted-Identity"), phoneID)
+	if from, pai := numberOf(inv[0].Header("From")), numberOf(inv[0].Header("P-Asserted-Identity")); from != "+442071230101" || pai != from {
+		t.Errorf("carrier saw From %s PAI %s, want the requested allowed caller ID +442071230101", from, pai)
 	}
-	time.Sleep(time.Second)
-	if err := phone.Hangup(ctx); err != nil {
-		t.Fatal(err)
+	deadline = time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && !slices.Contains(sink.types(res.ID), webhook.EventEnded) {
+		time.Sleep(100 * time.Millisecond)
 	}
+	if got := sink.types(res.ID); !slices.Equal(got, []string{webhook.EventRinging, webhook.EventAnswered, webhook.EventEnded}) {
+		t.Errorf("webhooks for %s: %v, want ringing, answered, ended", res.ID, got)
+	}
+	if sink.bad > 0 {
+		t.Errorf("%d webhooks had a bad signature", sink.bad)
+	}
+	e.waitNoCalls(t)
 	e.assertClean(t)
 }

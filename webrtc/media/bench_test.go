@@ -104,3 +104,19 @@ func BenchmarkAnswer(b *testing.B) {
 		_ = p.Close()
 	}
 }
+
+// BenchmarkAnswerAudioOnVideoAPI is BenchmarkAnswer on an API built with
+// Options.Video: an audio-only offer must cost the same as without it.
+func BenchmarkAnswerAudioOnVideoAPI(b *testing.B) {
+	a := newTestAPI(b, Options{Video: true})
+	offer := newClient(b, PCMU.Codec()).offer(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		p, _, err := a.Answer(ctx, offer, PeerOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = p.Close()
+	}
+}

@@ -33,7 +33,10 @@ type Peer struct {
 	remote chan *webrtc.TrackRemote
 	video  chan *webrtc.TrackRemote // the browser's camera; only fed when video was negotiated
 	vp8    bool                     // the API registers VP8
+	up     chan struct{}            // closed when the connection first reaches connected
 	dead   chan struct{}
+
+	upOnce sync.Once
 
 	deadOnce  sync.Once
 	closeErr  error
@@ -101,6 +104,7 @@ func (a *API) newPeer(law Law, o PeerOptions) (*Peer, error) {
 		remote: make(chan *webrtc.TrackRemote, 1),
 		video:  make(chan *webrtc.TrackRemote, 1),
 		vp8:    a.video,
+		up:     make(chan struct{}),
 		dead:   make(chan struct{}),
 	}
 	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
@@ -127,6 +131,9 @@ func (a *API) newPeer(law Law, o PeerOptions) (*Peer, error) {
 		p.log.Debug("peer state", "state", s.String())
 		if o.OnState != nil {
 			o.OnState(s)
+		}
+		if s == webrtc.PeerConnectionStateConnected {
+			p.upOnce.Do(func() { close(p.up) })
 		}
 		if s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateClosed {
 			p.markDead()
@@ -315,6 +322,9 @@ func (p *Peer) WriteRTCP(pkts []rtcp.Packet) error {
 	}
 	return nil
 }
+
+// Connected is closed once ICE and DTLS are first up.
+func (p *Peer) Connected() <-chan struct{} { return p.up }
 
 // Done is closed when ICE or the peer connection fails or closes: the call
 // owner ends the call then.

@@ -28,11 +28,15 @@ type member struct {
 	pub  *publication             // its camera, once it arrived
 	subs map[string]*subscription // publisher id → what this member receives of it
 
-	inFlight bool      // an offer awaits the browser's answer
-	deadline time.Time // when that answer is overdue
-	dirty    bool      // something changed since that offer: offer again after the answer
-	broken   bool      // Failed was reported (or the room is closing): no more offers
-	offers   int
+	connected  bool      // its peer has been connected: offers go out (before, they wait)
+	inFlight   bool      // an offer awaits the browser's answer
+	lastOffer  string    // that offer, sent once more if the answer is slow
+	resendAt   time.Time // when to send it once more
+	deadline   time.Time // when the answer is overdue
+	lastAnswer string    // the last answer applied: a duplicate of it is ignored
+	dirty      bool      // something changed since the last offer: offer (again) when possible
+	broken     bool      // Failed was reported (or the room is closing): no more offers
+	offers     int
 }
 
 // subscription is one camera sent to one viewer.
@@ -61,12 +65,19 @@ func (r *Room) join(id string, p *media.Peer, o MemberOptions) error {
 		m.log.Info("joined without video")
 		return nil
 	}
+	select {
+	case <-p.Connected():
+		m.connected = true
+	default: // publish marks it connected when it is
+	}
 	for _, other := range r.members {
 		if other.pub != nil {
 			r.subscribe(m, other.pub)
 		}
 	}
-	r.renegotiate(m)
+	if len(m.subs) > 0 {
+		r.renegotiate(m)
+	}
 	m.wg.Add(1)
 	go r.publish(m)
 	m.log.Info("joined with video", "cameras", len(m.subs))
@@ -129,12 +140,14 @@ func (r *Room) unsubscribe(viewer *member, pid string) bool {
 	return true
 }
 
-// renegotiate sends m an offer now, or after the outstanding one is answered.
+// renegotiate sends m an offer now, or once its peer is connected and no
+// other offer is outstanding. Offering before ICE and DTLS are up gains
+// nothing and gives a slow browser two descriptions to juggle at once.
 func (r *Room) renegotiate(m *member) {
 	if m.broken || !m.peer.Video() {
 		return
 	}
-	if m.inFlight {
+	if m.inFlight || !m.connected {
 		m.dirty = true
 		return
 	}
@@ -148,8 +161,9 @@ func (r *Room) renegotiate(m *member) {
 		r.fail(m, fmt.Errorf("renegotiate with %s: %w", m.id, err))
 		return
 	}
-	m.inFlight, m.dirty = true, false
-	m.deadline = time.Now().Add(r.o.AnswerTimeout)
+	m.inFlight, m.dirty, m.lastOffer = true, false, sdp
+	now := time.Now()
+	m.resendAt, m.deadline = now.Add(r.o.AnswerTimeout/2), now.Add(r.o.AnswerTimeout)
 	m.offers++
 	m.log.Debug("offer sent", "cameras", len(m.subs))
 }
@@ -160,9 +174,12 @@ func (r *Room) answer(id, sdp string) error {
 		return fmt.Errorf("answer from %s: %w", id, ErrUnknownMember)
 	}
 	if !m.inFlight {
+		if sdp == m.lastAnswer {
+			return nil // the browser answered an offer sent twice twice
+		}
 		return fmt.Errorf("answer from %s: %w", id, ErrNoOffer)
 	}
-	m.inFlight = false
+	m.inFlight, m.lastAnswer = false, sdp
 	if err := m.peer.SetAnswer(sdp); err != nil {
 		err = fmt.Errorf("answer from %s: %w", id, err)
 		r.fail(m, err)
@@ -200,8 +217,20 @@ func (r *Room) tick(now time.Time) {
 		if m.pub != nil && now.Before(m.pub.burstUntil) {
 			m.pub.requestKeyframe(now)
 		}
-		if m.inFlight && now.After(m.deadline) {
+		if !m.inFlight || m.broken {
+			continue
+		}
+		switch {
+		case now.After(m.deadline):
 			r.fail(m, fmt.Errorf("member %s: %w within %v", m.id, ErrAnswerTimeout, r.o.AnswerTimeout))
+		case !m.resendAt.IsZero() && now.After(m.resendAt):
+			// Lost or stuck? The same offer again is harmless: a browser that already
+			// answered it answers again, and the duplicate answer is ignored.
+			m.resendAt = time.Time{}
+			m.log.Info("no answer yet: offer sent again")
+			if err := m.o.Offer(m.lastOffer); err != nil {
+				r.fail(m, fmt.Errorf("resend offer to %s: %w", m.id, err))
+			}
 		}
 	}
 }
@@ -210,6 +239,21 @@ func (r *Room) tick(now time.Time) {
 // m leaves or its peer ends. It is one of m's goroutines.
 func (r *Room) publish(m *member) {
 	defer m.wg.Done()
+	select {
+	case <-m.peer.Connected():
+		r.post(m.ctx, func() {
+			if r.members[m.id] == m && !m.connected {
+				m.connected = true
+				if m.dirty {
+					r.renegotiate(m)
+				}
+			}
+		})
+	case <-m.peer.Done():
+		return
+	case <-m.ctx.Done():
+		return
+	}
 	remote, err := m.peer.RemoteVideo(m.ctx)
 	if err != nil {
 		return // left, or the peer ended before any camera frame

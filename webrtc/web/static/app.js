@@ -19,6 +19,10 @@ const audio = {
 const autoAnswer = flag("autoanswer", false);
 // ?room=NAME joins that room once signed in; ?video=0 joins without the camera.
 const autoRoom = params.get("room") || "";
+// /agent?number=X (served with <meta name="patchbay-mode" content="agent">): an agent who answered a call from X
+// is taken to the room mapped to X. The server checks the token's agent role; the page only asks.
+const agentMode = document.querySelector('meta[name="patchbay-mode"]')?.getAttribute("content") === "agent";
+const agentNumber = agentMode ? params.get("number") || "" : "";
 const withVideo = flag("video", true);
 
 const HELP = {
@@ -165,6 +169,11 @@ function setVideo(li, stream, { mirror = false } = {}) {
   v.play().catch(() => { /* the next user gesture starts it */ });
 }
 
+// pinRank orders tiles: another participant who is an agent first, then everyone else.
+function pinRank(p) {
+  return !p.you && p.role === "agent" && p.kind !== "phone" ? 0 : 1;
+}
+
 function renderRoom() {
   if (!room) {
     for (const li of tiles.values()) li.remove();
@@ -173,7 +182,9 @@ function renderRoom() {
     $("speaking").textContent = "";
     return;
   }
-  const list = room.participantList;
+  // The agent's tile is pinned first and large for everyone else (a customer looks at the agent, not at the
+  // audio-only phone tile); the rest keep the server's order.
+  const list = [...room.participantList].sort((a, b) => pinRank(a) - pinRank(b));
   const ul = $("tiles");
   const seen = new Set();
   let videoTiles = 0;
@@ -184,6 +195,7 @@ function renderRoom() {
     setVideo(li, stream, { mirror: p.you });
     if (stream && !p.you) videoTiles++;
     li.classList.toggle("talking", Boolean(p.talking));
+    li.classList.toggle("pinned", pinRank(p) === 0);
     li.classList.toggle("phone", p.kind === "phone");
     li.querySelector(".avatar").textContent = p.kind === "phone" ? "☎" : initials(p.name || p.caller_id);
     const label = li.querySelector(".label");
@@ -216,6 +228,7 @@ function renderRoom() {
     participants: list.map((p) => ({
       id: p.id, kind: p.kind, name: p.name || "", callerId: p.caller_id || "", muted: Boolean(p.muted),
       talking: Boolean(p.talking), you: Boolean(p.you), video: p.you ? Boolean(room.cameraOn) : room.tracks.has(p.id),
+      role: p.role || "", pinned: pinRank(p) === 0,
     })),
     speaking: speaking.map((p) => p.id),
     videoTiles,
@@ -347,7 +360,8 @@ async function connect(token) {
     const authed = await pb.connect();
     state.user = authed.display || authed.user || "";
     render();
-    if (autoRoom) join(autoRoom);
+    if (agentNumber) join({ number: agentNumber });
+    else if (autoRoom) join(autoRoom);
     else $("number").focus();
   } catch (err) {
     showError(err);

@@ -98,6 +98,8 @@ export class PatchbayCall extends Emitter {
   #localCandidates = [];
   #remoteCandidates = [];
   #sdpChain = Promise.resolve(); // remote descriptions are applied one at a time, in arrival order
+  #lastOffer = ""; // the server's last renegotiation offer and our answer to it
+  #lastAnswer = "";
 
   constructor(pb, id, direction, peer) {
     super();
@@ -260,12 +262,19 @@ export class PatchbayCall extends Emitter {
       const pc = this.#pc;
       if (!pc || this.state === "ended") return;
       try {
+        // The server sends an offer again when our answer is slow: answer it the same way.
+        if (sdp === this.#lastOffer && pc.signalingState === "stable") {
+          this.#pb._send({ type: "answer", call_id: this.id, sdp: this.#lastAnswer });
+          return;
+        }
         if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
         await pc.setRemoteDescription({ type: "offer", sdp });
         await this.#flushRemoteCandidates();
         await pc.setLocalDescription(await pc.createAnswer());
         if (this.state === "ended") return;
-        this.#pb._send({ type: "answer", call_id: this.id, sdp: pc.localDescription.sdp });
+        this.#lastOffer = sdp;
+        this.#lastAnswer = pc.localDescription.sdp;
+        this.#pb._send({ type: "answer", call_id: this.id, sdp: this.#lastAnswer });
       } catch (err) {
         this.emit("error", new PatchbayError("unsupported_media", `server offer not accepted: ${err.message || err}`, this.id));
       }
