@@ -116,8 +116,10 @@ func NewAPI(o Options) (*API, error) {
 	se.SetLite(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetIncludeLoopbackCandidate(o.IncludeLoopback)
-	// mDNS would announce .local names; a server has real addresses.
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeQueryOnly)
+	// No mDNS at all: a server has real addresses to announce, and as an ICE-lite agent it only answers the
+	// browser's checks, learning the browser's address from them (peer-reflexive), so a browser's .local
+	// candidates need no resolving. QueryOnly cost a socket and a goroutine per call.
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	mux := webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("ice-mux"), conn)
 	se.SetICEUDPMux(mux)
 	if len(o.PublicIPs) > 0 {
