@@ -2,6 +2,7 @@ package call
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -90,9 +91,23 @@ func (c *Call) send(s *signal.Session, msg signal.Message) {
 	}
 }
 
-// attachMedia connects c.peer to Asterisk: a relay socket, a mixing bridge and an externalMedia channel in the
-// peer's G.711 law, so nothing is transcoded. The relay's goroutines belong to the call and stop in teardown.
+// attachMedia connects c.peer to Asterisk for a two-party call: a mixing bridge of its own holding the browser's
+// externalMedia channel, into which the far leg is added.
 func (c *Call) attachMedia(ctx context.Context) error {
+	a := c.m.o.ARI
+	if _, err := a.Bridges().Create(ctx, ari.BridgeRequest{ID: c.bridgeID, Type: "mixing", Name: "patchbay-" + c.id}); err != nil {
+		return err
+	}
+	if err := c.attachExternalMedia(ctx); err != nil {
+		return err
+	}
+	return a.Bridge(c.bridgeID).AddChannel(ctx, ari.AddChannelOptions{}, c.emID)
+}
+
+// attachExternalMedia makes the browser's externalMedia channel, in the peer's G.711 law so nothing is transcoded,
+// and the relay between it and the peer, without a bridge: a two-party call or a room's backend bridges it. The
+// relay's goroutines belong to the call and stop in teardown.
+func (c *Call) attachExternalMedia(ctx context.Context) error {
 	a := c.m.o.ARI
 	law := c.peer.Law()
 	sock, err := c.m.o.Ports.Acquire()
@@ -105,9 +120,6 @@ func (c *Call) attachMedia(ctx context.Context) error {
 		return err
 	}
 	c.rl = rl
-	if _, err := a.Bridges().Create(ctx, ari.BridgeRequest{ID: c.bridgeID, Type: "mixing", Name: "patchbay-" + c.id}); err != nil {
-		return err
-	}
 	em, err := a.Channels().ExternalMedia(ctx, ari.ExternalMediaRequest{
 		App:          a.Application(),
 		ExternalHost: sock.ExternalHost(),
@@ -119,7 +131,7 @@ func (c *Call) attachMedia(ctx context.Context) error {
 	}
 	ap, err := netip.ParseAddrPort(em.LocalAddrPort())
 	if err != nil {
-		return err
+		return fmt.Errorf("externalMedia channel %s gave no usable UNICASTRTP address %q: %w", c.emID, em.LocalAddrPort(), err)
 	}
 	rl.SetAsterisk(ap)
 	c.relayWG.Add(2)
@@ -137,7 +149,7 @@ func (c *Call) attachMedia(ctx context.Context) error {
 			c.log.Debug("attach browser track", "err", err)
 		}
 	}()
-	return a.Bridge(c.bridgeID).AddChannel(ctx, ari.AddChannelOptions{}, c.emID)
+	return nil
 }
 
 // teardown releases everything the call made, in an order that keeps stale media out of the next call. It runs

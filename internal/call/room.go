@@ -3,13 +3,11 @@ package call
 import (
 	"context"
 	"errors"
-	"net/netip"
 	"time"
 
 	pion "github.com/pion/webrtc/v4"
 
 	"github.com/patchbay/patchbay/ari"
-	"github.com/patchbay/patchbay/internal/relay"
 	"github.com/patchbay/patchbay/internal/rooms"
 	"github.com/patchbay/patchbay/webrtc/media"
 	"github.com/patchbay/patchbay/webrtc/signal"
@@ -245,53 +243,6 @@ func (c *Call) roomLoop(sub *ari.Subscription, mem *rooms.Member, onAnswer func(
 			}
 		}
 	}
-}
-
-// attachExternalMedia makes the browser's externalMedia channel and its relay, without a bridge: the room's
-// backend bridges it.
-func (c *Call) attachExternalMedia(ctx context.Context) error {
-	a := c.m.o.ARI
-	law := c.peer.Law()
-	sock, err := c.m.o.Ports.Acquire()
-	if err != nil {
-		return err
-	}
-	c.sock = sock
-	rl, err := relay.New(sock.Conn(), c.peer.LocalTrack(), relay.Options{PayloadType: law.PayloadType(), Logger: c.log})
-	if err != nil {
-		return err
-	}
-	c.rl = rl
-	em, err := a.Channels().ExternalMedia(ctx, ari.ExternalMediaRequest{
-		App:          a.Application(),
-		ExternalHost: sock.ExternalHost(),
-		Format:       law.Format(),
-		ChannelID:    c.emID,
-	})
-	if err != nil {
-		return err
-	}
-	ap, err := netip.ParseAddrPort(em.LocalAddrPort())
-	if err != nil {
-		return err
-	}
-	rl.SetAsterisk(ap)
-	c.relayWG.Add(2)
-	go func() {
-		defer c.relayWG.Done()
-		_ = rl.Run(c.ctx)
-	}()
-	go func() {
-		defer c.relayWG.Done()
-		track, err := c.peer.RemoteTrack(c.ctx)
-		if err != nil {
-			return
-		}
-		if err := rl.Attach(track); err != nil {
-			c.log.Debug("attach browser track", "err", err)
-		}
-	}()
-	return nil
 }
 
 // setTalkDetect turns on Asterisk's talk detection on a channel (ChannelTalkingStarted/Finished events); rooms
