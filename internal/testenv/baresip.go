@@ -3,6 +3,7 @@ package testenv
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -453,22 +454,28 @@ func (b *Baresip) RecordingPath() string {
 	return matches[len(matches)-1]
 }
 
-// Recording waits until the latest recording has stopped growing (sndfile finishes it when the
-// call closes) and returns its samples and rate. Call it after CALL_CLOSED.
+// Recording waits until the latest recording is finished and returns its samples and rate. Call it after
+// CALL_CLOSED. sndfile writes the RIFF size into the header only when it closes the file, and it buffers writes,
+// so a file that merely stopped growing for a moment may still be half written: finished means the header's size
+// matches the file, or (for a recorder that never fixes the header) no growth for a whole second.
 func (b *Baresip) Recording(ctx context.Context) ([]int16, int, error) {
-	var lastSize int64 = -1
+	var (
+		lastSize int64 = -1
+		stableAt time.Time
+	)
 	for {
-		path := b.RecordingPath()
-		if path != "" {
-			if st, err := os.Stat(path); err == nil {
-				if st.Size() == lastSize && st.Size() > 44 {
+		if path := b.RecordingPath(); path != "" {
+			if st, err := os.Stat(path); err == nil && st.Size() > 44 {
+				if st.Size() != lastSize {
+					lastSize, stableAt = st.Size(), time.Now()
+				}
+				if wavHeaderComplete(path, st.Size()) || time.Since(stableAt) >= time.Second {
 					s, rate, err := audio.ReadWAV(path)
 					if err != nil {
 						return nil, 0, fmt.Errorf("baresip %s: read recording: %w", b.Name, err)
 					}
 					return s, rate, nil
 				}
-				lastSize = st.Size()
 			}
 		}
 		select {
@@ -477,6 +484,20 @@ func (b *Baresip) Recording(ctx context.Context) ([]int16, int, error) {
 		case <-time.After(150 * time.Millisecond):
 		}
 	}
+}
+
+// wavHeaderComplete reports whether the RIFF chunk size in path's header accounts for the whole file of size.
+func wavHeaderComplete(path string, size int64) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var hdr [8]byte
+	if _, err := io.ReadFull(f, hdr[:]); err != nil || string(hdr[:4]) != "RIFF" {
+		return false
+	}
+	return int64(binary.LittleEndian.Uint32(hdr[4:]))+8 == size
 }
 
 // Close stops baresip (SIGTERM, then SIGKILL after 3 s). Safe to call more than once.
