@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/internal/tickets"
 	"github.com/patchbay/patchbay/webrtc/signal"
 )
 
@@ -52,8 +53,11 @@ func (a Admitter) Admit(ctx context.Context, g Grant, r JoinRequest) Admission {
 			return refuse(signal.CodeForbiddenDestination, "this server does not accept join tickets; join with a token for the room")
 		}
 		room, role, err := a.Tickets.Redeem(ctx, r.Ticket)
+		if errors.Is(err, tickets.ErrUnavailable) {
+			return refuse(signal.CodeUnavailable, "tickets cannot be checked right now; try again shortly")
+		}
 		if err != nil {
-			return refuse(signal.CodeForbiddenDestination, "ticket refused: %v", err)
+			return refuse(signal.CodeInvalidTicket, "ticket refused: unknown, expired or already used; ask for a new one")
 		}
 		if dialplan.ValidateRoomID(room) != nil || !ValidRole(role) {
 			return refuse(signal.CodeInternal, "the ticket names no valid room or role")

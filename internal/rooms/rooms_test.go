@@ -265,7 +265,7 @@ func TestAdmit(t *testing.T) {
 		{"agent injection", Grant{Role: RoleAgent}, JoinRequest{Number: "100&PJSIP/x"}, signal.CodeInvalidNumber, ""},
 		{"agent mapped to ended room", Grant{Role: RoleAgent}, JoinRequest{Number: "8001"}, signal.CodeUnknownRoom, ""},
 		{"ticket", Grant{}, JoinRequest{Ticket: "tk1"}, "", "sales"},
-		{"bad ticket", Grant{}, JoinRequest{Ticket: "zzz"}, signal.CodeForbiddenDestination, ""},
+		{"bad ticket", Grant{}, JoinRequest{Ticket: "zzz"}, signal.CodeInvalidTicket, ""},
 		{"ticket for unknown room", Grant{}, JoinRequest{Ticket: "tk2"}, signal.CodeUnknownRoom, ""},
 	} {
 		got := ad.Admit(ctx, tc.g, tc.req)

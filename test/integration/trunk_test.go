@@ -441,8 +441,8 @@ func TestAPICallRingsSoftphoneIntoNewRoomAndTicketIsSingleUse(t *testing.T) {
 	}
 	again := e.dial(t, ctx, "eve", nil)
 	_, err = e.eng.Join(ctx, again, synth.JoinOptions{Ticket: res.Ticket}, synth.CallOptions{Duration: time.Second})
-	if err == nil || signal.ErrorCode(err) == "" {
-		t.Errorf("second use of the ticket: %v, want a refusal", err)
+	if err == nil || signal.ErrorCode(err) != signal.CodeInvalidTicket {
+		t.Errorf("second use of the ticket: %v, want %s", err, signal.CodeInvalidTicket)
 	} else {
 		t.Logf("second use of the ticket refused: %v", err)
 	}

@@ -30,6 +30,7 @@ var Codes = []string{
 	CodeForbiddenDestination, CodeInvalidNumber, CodeUnknownCall, CodeDuplicateCall,
 	CodeUnsupportedMedia, CodeNoAudio, CodeUnavailable, CodeInternal,
 	CodeCallRateLimited, CodeTooManyCalls, CodeBudgetExhausted, CodeMaxDuration, CodeForbiddenCallerID,
+	CodeUnknownRoom, CodeInvalidTicket,
 }
 
 // Hangup causes: Asterisk's cause names in snake case, each with its Q.850

@@ -46,6 +46,9 @@ const (
 // mapped to a room. Stable like the codes in errors.go.
 const CodeUnknownRoom = "unknown_room"
 
+// CodeInvalidTicket is the error code for a join with a one-time ticket that is unknown, expired or already used.
+const CodeInvalidTicket = "invalid_ticket"
+
 // Participant is one member of a room as browsers see it.
 type Participant struct {
 	ID       string `json:"id"`
