@@ -583,7 +583,7 @@ func TestRoomBadInputIsRefusedAndNothingJoins(t *testing.T) {
 		{"number with dialplan variable", agent.Token, signal.Message{Number: "${EXTEN}"}, signal.CodeInvalidNumber},
 		{"expired mapping", agent.Token, signal.Message{Number: "8005"}, signal.CodeUnknownRoom},
 		{"unmapped number", agent.Token, signal.Message{Number: "+442079469999"}, signal.CodeUnknownRoom},
-		{"ticket without redeemer", mint("", ""), signal.Message{Ticket: "t-123"}, signal.CodeForbiddenDestination},
+		{"unknown ticket", mint("", ""), signal.Message{Ticket: "t-123"}, signal.CodeInvalidTicket},
 	} {
 		conn := e.dial(t, ctx, tc.token)
 		m := tc.msg
