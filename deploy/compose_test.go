@@ -84,33 +84,49 @@ func TestAsteriskImageFromDebianSid(t *testing.T) {
 			t.Errorf("asterisk Dockerfile lacks %q", want)
 		}
 	}
-	// The rendered configs and the certificates sit where the rendered files point.
+	// The rendered configs are mounted at /etc/asterisk; the certificates are mounted where the entrypoint copies
+	// them from, and it installs them where the header's --cert-dir points, for the asterisk user.
 	vols := c.Services["asterisk"].Volumes
 	if !slices.ContainsFunc(vols, func(v string) bool { return strings.HasSuffix(v, ":/etc/asterisk:ro") }) {
 		t.Error("rendered Asterisk configs are not mounted at /etc/asterisk")
 	}
-	if !slices.ContainsFunc(vols, func(v string) bool { return strings.HasSuffix(v, ":/etc/asterisk/keys:ro") }) {
-		t.Error("certificates are not mounted at /etc/asterisk/keys (the --cert-dir in the compose header)")
+	if !slices.ContainsFunc(vols, func(v string) bool { return strings.HasSuffix(v, ":/run/patchbay-certs:ro") }) {
+		t.Error("certificates are not mounted at /run/patchbay-certs, where the entrypoint reads them")
+	}
+	entry, err := os.ReadFile("asterisk-entrypoint.sh")
+	if err != nil {
+		t.Fatal(err)
 	}
 	header, _ := os.ReadFile("../docker-compose.yml")
-	if !strings.Contains(string(header), "--cert-dir /etc/asterisk/keys") {
-		t.Error("compose header must render the Asterisk configs with --cert-dir /etc/asterisk/keys")
+	if !strings.Contains(string(header), "--cert-dir /var/lib/asterisk/keys") || !strings.Contains(string(entry), "/var/lib/asterisk/keys/") {
+		t.Error("the header's --cert-dir and the entrypoint's install directory must both be /var/lib/asterisk/keys")
+	}
+	if !strings.Contains(string(entry), "-U asterisk -G asterisk") {
+		t.Error("Asterisk must drop to the asterisk user")
 	}
 }
 
 func TestPatchbayServiceMatchesConfig(t *testing.T) {
 	c := load(t)
 	p := c.Services["patchbay"]
-	if len(p.Command) < 3 || p.Command[0] != "serve" || p.Command[1] != "--config" {
-		t.Fatalf("patchbay command %v, want serve --config FILE", p.Command)
+	if len(p.Command) < 1 || p.Command[0] != "serve" {
+		t.Fatalf("patchbay command %v, want serve", p.Command)
 	}
-	cfgPath := p.Command[2]
-	if !slices.ContainsFunc(p.Volumes, func(v string) bool { return strings.HasSuffix(v, ":"+cfgPath+":ro") }) {
-		t.Errorf("config file %s is not mounted read-only", cfgPath)
+	entry, err := os.ReadFile("patchbay-entrypoint.sh")
+	if err != nil {
+		t.Fatal(err)
 	}
-	certDir := p.Environment["PATCHBAY_CERTS_DIR"]
-	if !slices.ContainsFunc(p.Volumes, func(v string) bool { return strings.HasSuffix(v, ":"+certDir+":ro") }) {
-		t.Errorf("certs.dir %s is not mounted", certDir)
+	// The entrypoint reads the config and certificates from these mounts, then drops to the patchbay user.
+	for _, mount := range []string{"/etc/patchbay/patchbay.yaml", "/etc/patchbay/certs"} {
+		if !slices.ContainsFunc(p.Volumes, func(v string) bool { return strings.HasSuffix(v, ":"+mount+":ro") }) {
+			t.Errorf("%s is not mounted read-only", mount)
+		}
+		if !strings.Contains(string(entry), mount) {
+			t.Errorf("the entrypoint does not read %s", mount)
+		}
+	}
+	if !strings.Contains(string(entry), "--reuid=patchbay") {
+		t.Error("the entrypoint must drop to the patchbay user")
 	}
 	// Patchbay's defaults talk to the services as compose starts them.
 	def := config.Defaults()
