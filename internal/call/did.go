@@ -36,7 +36,7 @@ func (m *Manager) roomStasisStart(ctx context.Context, e *ari.StasisStart) bool 
 	c := m.newCall(ctx, log)
 	c.farID = e.Channel.ID
 	if err := m.register(c); err != nil {
-		hangupAsync(ctx, m.o.ARI, e.Channel.ID, "congestion", log)
+		m.hangupAsync(ctx, e.Channel.ID, "congestion", log)
 		return true
 	}
 	go c.runPhone(e.Channel, number)

@@ -29,15 +29,19 @@ func (m *Manager) stasisStart(ctx context.Context, e *ari.StasisStart) {
 	case "leg":
 	default:
 		log.Warn("channel entered Stasis for a purpose this version does not handle; hanging up", "args", strings.Join(e.Args, ","))
-		hangupAsync(ctx, m.o.ARI, e.Channel.ID, "unallocated", log)
+		m.hangupAsync(ctx, e.Channel.ID, "unallocated", log)
 	}
 }
 
-func hangupAsync(ctx context.Context, a *ari.Client, id, reason string, log interface{ Warn(string, ...any) }) {
+// hangupAsync hangs up a channel Patchbay refuses, without holding up the event dispatcher. The goroutine is the
+// manager's: Run waits for it at shutdown.
+func (m *Manager) hangupAsync(ctx context.Context, id, reason string, log interface{ Warn(string, ...any) }) {
+	m.wg.Add(1)
 	go func() {
+		defer m.wg.Done()
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := a.Channel(id).Hangup(hctx, reason); err != nil && !ari.IsNotFound(err) {
+		if err := m.o.ARI.Channel(id).Hangup(hctx, reason); err != nil && !ari.IsNotFound(err) {
 			log.Warn("hang up", "channel", id, "err", err)
 		}
 	}()
@@ -54,7 +58,7 @@ func (m *Manager) incoming(ctx context.Context, ch ari.Channel, target string, l
 	}
 	if err != nil {
 		log.Warn("incoming call for no browser user", "target", target, "err", err)
-		hangupAsync(ctx, m.o.ARI, ch.ID, "unallocated", log)
+		m.hangupAsync(ctx, ch.ID, "unallocated", log)
 		return
 	}
 	dir := m.directory()
@@ -64,13 +68,13 @@ func (m *Manager) incoming(ctx context.Context, ch ari.Channel, target string, l
 	}
 	if len(sessions) == 0 {
 		log.Warn("incoming call: user has no browser online", "user", user)
-		hangupAsync(ctx, m.o.ARI, ch.ID, "busy", log)
+		m.hangupAsync(ctx, ch.ID, "busy", log)
 		return
 	}
 	c := m.newCall(ctx, m.log.With("channel", ch.ID, "user", user))
 	c.farID, c.farFromDialplan = ch.ID, true
 	if err := m.register(c); err != nil {
-		hangupAsync(ctx, m.o.ARI, ch.ID, "congestion", log)
+		m.hangupAsync(ctx, ch.ID, "congestion", log)
 		return
 	}
 	go c.runIncoming(ch, sessions)

@@ -233,7 +233,7 @@ func (m *Manager) phoneOutbound(ctx context.Context, ch ari.Channel, number stri
 	log := m.log.With("channel", ch.ID, "phone", phone, "dialled", number)
 	refuse := func(code, reason, text string) {
 		log.Warn("security: phone's outside call refused", "code", code, "cause", reason, "reason", text)
-		hangupAsync(ctx, m.o.ARI, ch.ID, reason, log)
+		m.hangupAsync(ctx, ch.ID, reason, log)
 	}
 	d, err := m.o.Router.Route(number)
 	if err != nil {
@@ -271,7 +271,7 @@ func (m *Manager) phoneOutbound(ctx context.Context, ch ari.Channel, number stri
 	c.farID = "pb-trunk-" + c.id
 	if err := m.register(c); err != nil {
 		lease.End(0)
-		hangupAsync(ctx, m.o.ARI, ch.ID, "congestion", log)
+		m.hangupAsync(ctx, ch.ID, "congestion", log)
 		return
 	}
 	m.holdLease(c.id, lease)
@@ -447,7 +447,7 @@ func (m *Manager) didToUserOrExt(ctx context.Context, ch ari.Channel, did string
 		d, err := m.o.Router.Route(name)
 		if err != nil || d.Kind != dialplan.KindExtension {
 			log.Error("DID maps to something that is not an extension; fix dialplan.dids", "err", err)
-			hangupAsync(ctx, m.o.ARI, ch.ID, "unallocated", log)
+			m.hangupAsync(ctx, ch.ID, "unallocated", log)
 			return true
 		}
 		log.Info("DID continues to an extension")
@@ -456,12 +456,12 @@ func (m *Manager) didToUserOrExt(ctx context.Context, ch ari.Channel, did string
 			defer cancel()
 			if err := m.o.ARI.Channel(ch.ID).Continue(cctx, ari.ContinueOptions{Context: "internal", Extension: d.Number, Priority: 1}); err != nil && !ari.IsNotFound(err) {
 				log.Warn("continue DID to extension", "err", err)
-				hangupAsync(ctx, m.o.ARI, ch.ID, "failure", log)
+				m.hangupAsync(ctx, ch.ID, "failure", log)
 			}
 		}()
 	default:
 		log.Error("unknown DID target; fix dialplan.dids")
-		hangupAsync(ctx, m.o.ARI, ch.ID, "unallocated", log)
+		m.hangupAsync(ctx, ch.ID, "unallocated", log)
 	}
 	return true
 }

@@ -4,6 +4,8 @@ package integration
 
 import (
 	"context"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -75,6 +77,13 @@ func TestBrowserCallsEchoAndHearsItself(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn := e.pb.Dial(t, ctx, "alice", "ext")
+	// Warm up once (pion and the HTTP client start pools lazily), then count: the measured call must leave no
+	// goroutine behind in Patchbay, the relay or the synthetic caller.
+	if _, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "600", Duration: 500 * time.Millisecond}); err != nil {
+		t.Fatalf("warm-up call: %v", err)
+	}
+	e.assertClean(t)
+	before := settledGoroutines()
 	rep, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "600", ToneHz: 1000, Duration: 3 * time.Second})
 	if err != nil {
 		t.Fatalf("call 600: %v", err)
@@ -91,6 +100,40 @@ func TestBrowserCallsEchoAndHearsItself(t *testing.T) {
 		t.Errorf("no 'answered' event; events: %+v", rep.Events)
 	}
 	e.assertClean(t)
+	assertGoroutinesBack(t, before)
+}
+
+// settledGoroutines counts goroutines once the count stops moving for a moment.
+func settledGoroutines() int {
+	n := runtime.NumGoroutine()
+	for i := 0; i < 20; i++ {
+		time.Sleep(50 * time.Millisecond)
+		m := runtime.NumGoroutine()
+		if m == n {
+			return n
+		}
+		n = m
+	}
+	return n
+}
+
+// assertGoroutinesBack fails, with the stacks, if the goroutine count does not return to before within 5 s.
+func assertGoroutinesBack(t *testing.T, before int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= before {
+			t.Logf("goroutines back to %d (were %d before the call)", n, before)
+			return
+		}
+		if time.Now().After(deadline) {
+			var b strings.Builder
+			_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
+			t.Fatalf("%d goroutines left behind by one call (%d before, %d after):\n%s", n-before, before, n, b.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func TestBrowserCallsToneExtension(t *testing.T) {
