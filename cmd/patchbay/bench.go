@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,7 +12,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/patchbay/patchbay/ari"
-	"github.com/patchbay/patchbay/certs"
 	"github.com/patchbay/patchbay/internal/auth"
 	"github.com/patchbay/patchbay/internal/bench"
 )
@@ -58,7 +56,7 @@ func runBench(ctx context.Context, args []string) error {
 		return fmt.Errorf("%w (or pass --url, --token and the --ari-* flags)", err)
 	}
 	if *url == "" {
-		*url = "wss://localhost" + portOf(cfg.HTTP.Listen) + "/ws"
+		*url = localSignalURL(cfg)
 	}
 
 	total := time.Duration(float64(*n) / *rate * float64(time.Second)) + *settle + *steady
@@ -75,17 +73,9 @@ func runBench(ctx context.Context, args []string) error {
 			return signer.Mint(c, total+10*time.Minute)
 		}
 	}
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	ca := *caFile
-	if ca == "" && cfg != nil {
-		ca = certs.PathsIn(cfg.Certs.Dir).CACert
-	}
-	if ca != "" {
-		pool, err := certs.CertPool(ca)
-		if err != nil {
-			return err
-		}
-		tlsCfg.RootCAs = pool
+	tlsCfg, err := clientTLS(*caFile, cfg)
+	if err != nil {
+		return err
 	}
 	ac := ari.Config{URL: *ariURL, Username: *ariUser, Password: *ariPass, Application: *ariApp,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}

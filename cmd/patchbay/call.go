@@ -12,6 +12,7 @@ import (
 
 	"github.com/patchbay/patchbay/certs"
 	"github.com/patchbay/patchbay/internal/auth"
+	"github.com/patchbay/patchbay/internal/config"
 	"github.com/patchbay/patchbay/internal/synth"
 	"github.com/patchbay/patchbay/webrtc/signal"
 )
@@ -42,7 +43,7 @@ func runCall(ctx context.Context, args []string) error {
 		if cfg == nil {
 			return errors.New("--url is required without a config")
 		}
-		*url = "wss://localhost" + portOf(cfg.HTTP.Listen) + "/ws"
+		*url = localSignalURL(cfg)
 	}
 	if *token == "" {
 		signer, err := auth.NewSigner([]byte(cfg.Auth.TokenSecret.Reveal()), cfg.Auth.TokenIssuer)
@@ -55,17 +56,9 @@ func runCall(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	ca := *caFile
-	if ca == "" && cfg != nil {
-		ca = certs.PathsIn(cfg.Certs.Dir).CACert
-	}
-	if ca != "" {
-		pool, err := certs.CertPool(ca)
-		if err != nil {
-			return err
-		}
-		tlsCfg.RootCAs = pool
+	tlsCfg, err := clientTLS(*caFile, cfg)
+	if err != nil {
+		return err
 	}
 	eng, err := synth.NewEngine(synth.EngineOptions{IncludeLoopback: *loopback})
 	if err != nil {
@@ -99,6 +92,27 @@ func runCall(ctx context.Context, args []string) error {
 		return fmt.Errorf("expected tone %.0f Hz not heard", rep.HeardHz)
 	}
 	return nil
+}
+
+// localSignalURL is the signalling URL of the Patchbay that cfg describes, on this host.
+func localSignalURL(cfg *config.Config) string {
+	return "wss://localhost" + portOf(cfg.HTTP.Listen) + "/ws"
+}
+
+// clientTLS trusts caFile, or the CA in cfg's certs.dir, or the system roots when neither is given.
+func clientTLS(caFile string, cfg *config.Config) (*tls.Config, error) {
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile == "" && cfg != nil {
+		caFile = certs.PathsIn(cfg.Certs.Dir).CACert
+	}
+	if caFile != "" {
+		pool, err := certs.CertPool(caFile)
+		if err != nil {
+			return nil, err
+		}
+		tlsCfg.RootCAs = pool
+	}
+	return tlsCfg, nil
 }
 
 func portOf(hostport string) string {

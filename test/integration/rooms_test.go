@@ -478,7 +478,9 @@ func TestRoomRedisDownKeepsCallsAndRecovers(t *testing.T) {
 	const did = "+442079460100"
 	e.api(t, "PUT", "/numbers/"+did, map[string]any{"room": rm.ID}, http.StatusOK, nil)
 
-	browser := e.joinInBackground(t, ctx, rm.ID, "carol", 440, 16*time.Second)
+	// 30 s: the browser must still be in the room when the refused call's treatment is over, and that took from
+	// 2 s to 25 s across runs (Asterisk's announcement as early media).
+	browser := e.joinInBackground(t, ctx, rm.ID, "carol", 440, 30*time.Second)
 	e.waitParticipants(t, rm.ID, 1)
 	callerA := e.carrier(t, "carrierA", 1000)
 	e.callDID(t, ctx, callerA, did)
