@@ -200,6 +200,14 @@ func (c *call) localSDP(ctx context.Context, desc webrtc.SessionDescription) (st
 
 // Call places a call to o.To through sig and runs it to the end.
 func (e *Engine) Call(ctx context.Context, sig Signaller, o CallOptions) (*Report, error) {
+	return e.offerAndRun(ctx, sig, o, "call", func(c *call, sdp string) signal.Message {
+		return signal.Message{Type: signal.TypeCall, CallID: c.o.CallID, To: c.o.To, SDP: sdp}
+	})
+}
+
+// offerAndRun makes an offer like a browser, sends it in the message first builds (a call or a room join),
+// and runs the call to the end.
+func (e *Engine) offerAndRun(ctx context.Context, sig Signaller, o CallOptions, what string, first func(c *call, sdp string) signal.Message) (*Report, error) {
 	c, err := e.newCall(o)
 	if err != nil {
 		return nil, err
@@ -222,8 +230,8 @@ func (e *Engine) Call(ctx context.Context, sig Signaller, o CallOptions) (*Repor
 	}
 	c.start = time.Now()
 	c.rep.Start = c.start
-	if err := sig.Send(ctx, signal.Message{Type: signal.TypeCall, CallID: c.o.CallID, To: c.o.To, SDP: sdp}); err != nil {
-		return c.report(), fmt.Errorf("synth: send call: %w", err)
+	if err := sig.Send(ctx, first(c, sdp)); err != nil {
+		return c.report(), fmt.Errorf("synth: send %s: %w", what, err)
 	}
 	return c.run(ctx, sig)
 }

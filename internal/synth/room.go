@@ -2,11 +2,8 @@ package synth
 
 import (
 	"context"
-	"fmt"
 	"math"
-	"time"
 
-	"github.com/patchbay/patchbay/webrtc/media"
 	"github.com/patchbay/patchbay/webrtc/signal"
 )
 
@@ -19,33 +16,9 @@ type JoinOptions struct {
 // end as Call does: it plays o.ToneHz and records what the room sends. Room events ("joined", "room") are in the
 // report's Events.
 func (e *Engine) Join(ctx context.Context, sig Signaller, j JoinOptions, o CallOptions) (*Report, error) {
-	c, err := e.newCall(o)
-	if err != nil {
-		return nil, err
-	}
-	defer c.close()
-	law := c.o.Law
-	if law != media.PCMA {
-		law = media.PCMU
-	}
-	if err := c.addTrack(law); err != nil {
-		return c.report(), err
-	}
-	offer, err := c.pc.CreateOffer(nil)
-	if err != nil {
-		return c.report(), fmt.Errorf("synth: create offer: %w", err)
-	}
-	sdp, err := c.localSDP(ctx, offer)
-	if err != nil {
-		return c.report(), err
-	}
-	c.start = time.Now()
-	c.rep.Start = c.start
-	m := signal.Message{Type: signal.TypeJoin, CallID: c.o.CallID, Room: j.Room, Number: j.Number, Ticket: j.Ticket, SDP: sdp}
-	if err := sig.Send(ctx, m); err != nil {
-		return c.report(), fmt.Errorf("synth: send join: %w", err)
-	}
-	return c.run(ctx, sig)
+	return e.offerAndRun(ctx, sig, o, "join", func(c *call, sdp string) signal.Message {
+		return signal.Message{Type: signal.TypeJoin, CallID: c.o.CallID, Room: j.Room, Number: j.Number, Ticket: j.Ticket, SDP: sdp}
+	})
 }
 
 // ToneShare is the mean share of energy at hz over the voiced 100 ms windows of pcm (8 kHz): about 1 for a lone
