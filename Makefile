@@ -21,6 +21,7 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./test/...
+	@$(GO) mod tidy -diff >/dev/null || { echo "go mod tidy would change go.mod/go.sum: run it and commit"; exit 1; }
 
 test-unit:
 	$(GO) test -count=1 -race ./...
@@ -36,7 +37,7 @@ test-integration: provision
 test: vet test-unit fuzz test-integration
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/relay ./internal/audio
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/relay ./tools/audio
 
 run: provision build
 	scripts/run.sh

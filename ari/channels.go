@@ -257,21 +257,26 @@ func (a *ChannelsAPI) ExternalMedia(ctx context.Context, r ExternalMediaRequest)
 	if err != nil || sub == nil {
 		return m, err
 	}
-	if err := waitStasisStart(ctx, sub, ch.ID); err != nil {
-		return m, fmt.Errorf("externalMedia channel %s: %w", ch.ID, err)
+	if err := WaitStasisStart(ctx, sub, ch.ID); err != nil {
+		return m, fmt.Errorf("externalMedia: %w", err)
 	}
 	return m, nil
 }
 
-// waitStasisStart waits on sub for channel id's StasisStart.
-func waitStasisStart(ctx context.Context, sub *Subscription, id string) error {
+// WaitStasisStart waits on sub (which must include channel id) until channel id enters the Stasis application.
+// It is the one way to wait for that: a channel created with CreateRequest or ExternalMedia may reach the app
+// after the REST reply, and bridging it earlier fails with 422. Other events on sub are consumed and let go, so
+// subscribe to the channel alone or only wait before anything else can happen to it. The wait ends with an
+// error when the channel is destroyed first, the events socket drops (the StasisStart may be lost for good), the
+// subscription closes, ctx ends, or no StasisStart arrives within 10 s (is the app's events socket open?).
+func WaitStasisStart(ctx context.Context, sub *Subscription, id string) error {
 	t := time.NewTimer(stasisWait)
 	defer t.Stop()
 	for {
 		select {
 		case ev, ok := <-sub.Events():
 			if !ok {
-				return errors.New("subscription closed while waiting for StasisStart")
+				return fmt.Errorf("channel %s: subscription closed while waiting for StasisStart", id)
 			}
 			switch e := ev.(type) {
 			case *StasisStart:
@@ -279,14 +284,16 @@ func waitStasisStart(ctx context.Context, sub *Subscription, id string) error {
 					return nil
 				}
 			case *ChannelDestroyed:
-				return fmt.Errorf("channel destroyed before entering Stasis: %s", e.CauseTxt)
+				if e.Channel.ID == id {
+					return fmt.Errorf("channel %s was destroyed before entering Stasis (cause %d %s)", id, e.Cause, e.CauseTxt)
+				}
 			case *Disconnected:
-				return errors.New("events socket lost before StasisStart; check the channel after reconnect")
+				return fmt.Errorf("channel %s: events socket lost before StasisStart; check the channel after reconnect", id)
 			}
 		case <-t.C:
-			return fmt.Errorf("no StasisStart within %v: is the Stasis app registered (events socket open)?", stasisWait)
+			return fmt.Errorf("channel %s: no StasisStart within %v: is the Stasis app registered (events socket open)?", id, stasisWait)
 		case <-ctx.Done():
-			return fmt.Errorf("wait for StasisStart: %w", context.Cause(ctx))
+			return fmt.Errorf("channel %s: wait for StasisStart: %w", id, context.Cause(ctx))
 		}
 	}
 }

@@ -4,18 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-)
 
-// Codes carried by RouteError. They are stable: API clients may switch on them.
-const (
-	CodeInvalidNumber        = "invalid_number"
-	CodeForbiddenDestination = "forbidden_destination"
+	"github.com/patchbay/patchbay/wire"
 )
 
 // Sentinels matching RouteError by code, for errors.Is.
 var (
-	ErrInvalidNumber        = errors.New("dialplan: " + CodeInvalidNumber)
-	ErrForbiddenDestination = errors.New("dialplan: " + CodeForbiddenDestination)
+	ErrInvalidNumber        = errors.New("dialplan: " + wire.CodeInvalidNumber)
+	ErrForbiddenDestination = errors.New("dialplan: " + wire.CodeForbiddenDestination)
 	// ErrInvalidRoom is returned when a room ID is not [A-Za-z0-9_-]{1,64}.
 	ErrInvalidRoom = errors.New("dialplan: invalid room id")
 	// ErrNotMapped is returned by a Store for a number with no live mapping.
@@ -31,7 +27,7 @@ const maxQuotedInput = 40
 // RouteError explains why an input was refused. Input is already quoted and
 // truncated, so it is safe to log and to return to the caller.
 type RouteError struct {
-	Code   string // CodeInvalidNumber or CodeForbiddenDestination
+	Code   string // wire.CodeInvalidNumber or wire.CodeForbiddenDestination
 	Input  string // quoted, truncated, ASCII-only
 	Reason string
 }
@@ -45,9 +41,9 @@ func (e *RouteError) Error() string {
 func (e *RouteError) Is(target error) bool {
 	switch target {
 	case ErrInvalidNumber:
-		return e.Code == CodeInvalidNumber
+		return e.Code == wire.CodeInvalidNumber
 	case ErrForbiddenDestination:
-		return e.Code == CodeForbiddenDestination
+		return e.Code == wire.CodeForbiddenDestination
 	}
 	return false
 }
@@ -57,11 +53,11 @@ func newRouteError(code, input, reason string) *RouteError {
 }
 
 func invalidNumber(input, format string, args ...any) *RouteError {
-	return newRouteError(CodeInvalidNumber, input, fmt.Sprintf(format, args...))
+	return newRouteError(wire.CodeInvalidNumber, input, fmt.Sprintf(format, args...))
 }
 
 func forbidden(input, format string, args ...any) *RouteError {
-	return newRouteError(CodeForbiddenDestination, input, fmt.Sprintf(format, args...))
+	return newRouteError(wire.CodeForbiddenDestination, input, fmt.Sprintf(format, args...))
 }
 
 // quoteInput quotes s with every non-ASCII or control byte escaped, cut to

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/patchbay/patchbay/wire"
 )
 
 func defaultRouter(t testing.TB) *Router {
@@ -51,41 +53,41 @@ func TestRouteRefuses(t *testing.T) {
 	tests := []struct {
 		name, in, code string
 	}{
-		{"dial string injection", "100&PJSIP/trunk/900", CodeInvalidNumber},
-		{"asterisk bestpractices example", "500&SIP/itsp/14165551212", CodeInvalidNumber},
-		{"context injection", "600@internal", CodeInvalidNumber},
-		{"variable expansion", "${EXTEN}", CodeInvalidNumber},
-		{"function", "100,1", CodeInvalidNumber},
-		{"semicolon", "100;x", CodeInvalidNumber},
-		{"slash", "100/200", CodeInvalidNumber},
-		{"braces", "{100}", CodeInvalidNumber},
-		{"newline", "\n", CodeInvalidNumber},
-		{"trailing newline", "100\n", CodeInvalidNumber},
-		{"tab", "100\t", CodeInvalidNumber},
-		{"NUL", "100\x00", CodeInvalidNumber},
-		{"arabic-indic digits", "١٠٠", CodeInvalidNumber},
-		{"fullwidth digits", "１００", CodeInvalidNumber},
-		{"invalid utf8", "\xff100", CodeInvalidNumber},
-		{"empty", "", CodeInvalidNumber},
-		{"spaces only", "   ", CodeInvalidNumber},
-		{"200 chars", strings.Repeat("1", 200), CodeInvalidNumber},
-		{"star", "*97", CodeInvalidNumber},
-		{"hash", "100#", CodeInvalidNumber},
-		{"letter in number", "10O", CodeInvalidNumber},
-		{"uppercase name", "Alice", CodeInvalidNumber},
-		{"name with @", "alice@example", CodeInvalidNumber},
-		{"name too long", "a" + strings.Repeat("b", 32), CodeInvalidNumber},
-		{"plus in middle", "44+20", CodeInvalidNumber},
-		{"unknown short number", "555", CodeInvalidNumber},
-		{"E.164 too short", "+4412", CodeInvalidNumber},
-		{"E.164 too long", "+1234567890123456", CodeInvalidNumber},
-		{"country code 0", "+0123456789", CodeInvalidNumber},
-		{"only plus", "+", CodeInvalidNumber},
-		{"US premium", "+1 900 555 0100", CodeForbiddenDestination},
-		{"US 976", "+19765550100", CodeForbiddenDestination},
-		{"UK premium via 00", "00449098790000", CodeForbiddenDestination},
-		{"UK 087", "+448712345678", CodeForbiddenDestination},
-		{"satellite", "+870123456789", CodeForbiddenDestination},
+		{"dial string injection", "100&PJSIP/trunk/900", wire.CodeInvalidNumber},
+		{"asterisk bestpractices example", "500&SIP/itsp/14165551212", wire.CodeInvalidNumber},
+		{"context injection", "600@internal", wire.CodeInvalidNumber},
+		{"variable expansion", "${EXTEN}", wire.CodeInvalidNumber},
+		{"function", "100,1", wire.CodeInvalidNumber},
+		{"semicolon", "100;x", wire.CodeInvalidNumber},
+		{"slash", "100/200", wire.CodeInvalidNumber},
+		{"braces", "{100}", wire.CodeInvalidNumber},
+		{"newline", "\n", wire.CodeInvalidNumber},
+		{"trailing newline", "100\n", wire.CodeInvalidNumber},
+		{"tab", "100\t", wire.CodeInvalidNumber},
+		{"NUL", "100\x00", wire.CodeInvalidNumber},
+		{"arabic-indic digits", "١٠٠", wire.CodeInvalidNumber},
+		{"fullwidth digits", "１００", wire.CodeInvalidNumber},
+		{"invalid utf8", "\xff100", wire.CodeInvalidNumber},
+		{"empty", "", wire.CodeInvalidNumber},
+		{"spaces only", "   ", wire.CodeInvalidNumber},
+		{"200 chars", strings.Repeat("1", 200), wire.CodeInvalidNumber},
+		{"star", "*97", wire.CodeInvalidNumber},
+		{"hash", "100#", wire.CodeInvalidNumber},
+		{"letter in number", "10O", wire.CodeInvalidNumber},
+		{"uppercase name", "Alice", wire.CodeInvalidNumber},
+		{"name with @", "alice@example", wire.CodeInvalidNumber},
+		{"name too long", "a" + strings.Repeat("b", 32), wire.CodeInvalidNumber},
+		{"plus in middle", "44+20", wire.CodeInvalidNumber},
+		{"unknown short number", "555", wire.CodeInvalidNumber},
+		{"E.164 too short", "+4412", wire.CodeInvalidNumber},
+		{"E.164 too long", "+1234567890123456", wire.CodeInvalidNumber},
+		{"country code 0", "+0123456789", wire.CodeInvalidNumber},
+		{"only plus", "+", wire.CodeInvalidNumber},
+		{"US premium", "+1 900 555 0100", wire.CodeForbiddenDestination},
+		{"US 976", "+19765550100", wire.CodeForbiddenDestination},
+		{"UK premium via 00", "00449098790000", wire.CodeForbiddenDestination},
+		{"UK 087", "+448712345678", wire.CodeForbiddenDestination},
+		{"satellite", "+870123456789", wire.CodeForbiddenDestination},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,7 +109,7 @@ func TestRouteRefuses(t *testing.T) {
 				t.Errorf("error echoes input unsafely: %q", err.Error())
 			}
 			sentinel := ErrInvalidNumber
-			if tt.code == CodeForbiddenDestination {
+			if tt.code == wire.CodeForbiddenDestination {
 				sentinel = ErrForbiddenDestination
 			}
 			if !errors.Is(err, sentinel) {
@@ -134,8 +136,8 @@ func TestRouteNationalAndTrunks(t *testing.T) {
 		{"020 7946 0000", "+442079460000", "london", ""},
 		{"0161 496 0000", "+441614960000", "uk", ""},
 		{"011 1 416 555 1212", "+14165551212", "default", ""},
-		{"+33 1 23 45 67 89", "", "", CodeForbiddenDestination}, // not allowed
-		{"09098790000", "", "", CodeForbiddenDestination},       // +449 denied
+		{"+33 1 23 45 67 89", "", "", wire.CodeForbiddenDestination}, // not allowed
+		{"09098790000", "", "", wire.CodeForbiddenDestination},       // +449 denied
 	}
 	for _, tt := range tests {
 		d, err := r.Route(tt.in)
@@ -260,7 +262,7 @@ func FuzzRoute(f *testing.F) {
 		d, err := r.Route(in)
 		if err != nil {
 			var re *RouteError
-			if !errors.As(err, &re) || (re.Code != CodeInvalidNumber && re.Code != CodeForbiddenDestination) {
+			if !errors.As(err, &re) || (re.Code != wire.CodeInvalidNumber && re.Code != wire.CodeForbiddenDestination) {
 				t.Fatalf("Route(%q): untyped error %v", in, err)
 			}
 			if d != (Decision{}) {

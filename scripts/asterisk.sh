@@ -9,7 +9,7 @@
 #   PATCHBAY_ASTERISK_ROOT  the chroot (default /var/cache/patchbay/asterisk-root).
 #
 # proc and /dev are mounted into the chroot and shared, reference-counted, with the Go test
-# harness (internal/testenv) through ROOT.mounts and ROOT.mounts.lock.
+# harness (test/testenv) through ROOT.mounts and ROOT.mounts.lock.
 set -euo pipefail
 
 ROOT="${PATCHBAY_ASTERISK_ROOT:-/var/cache/patchbay/asterisk-root}"

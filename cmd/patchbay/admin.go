@@ -16,7 +16,7 @@ import (
 
 	asteriskconfigs "github.com/patchbay/patchbay/asterisk-configs"
 	"github.com/patchbay/patchbay/certs"
-	"github.com/patchbay/patchbay/internal/auth"
+	"github.com/patchbay/patchbay/auth"
 )
 
 func runAsteriskConfig(_ context.Context, args []string) error {

@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/patchbay/patchbay/ari"
-	"github.com/patchbay/patchbay/internal/auth"
-	"github.com/patchbay/patchbay/internal/bench"
+	"github.com/patchbay/patchbay/auth"
+	"github.com/patchbay/patchbay/tools/bench"
 )
 
 // runBench load-tests a Patchbay on this host (scripts/bench.sh starts one and runs this) and prints a table of

@@ -11,9 +11,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/patchbay/patchbay/certs"
-	"github.com/patchbay/patchbay/internal/auth"
+	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/internal/config"
-	"github.com/patchbay/patchbay/internal/synth"
+	"github.com/patchbay/patchbay/tools/synth"
 	"github.com/patchbay/patchbay/webrtc/signal"
 )
 

@@ -14,7 +14,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/patchbay/patchbay/internal/auth"
+	"github.com/patchbay/patchbay/auth"
+	"github.com/patchbay/patchbay/wire"
 )
 
 // Prefix is where the API lives.
@@ -65,7 +66,7 @@ func (s *Server) Handle(pattern string, h HandlerFunc) {
 		caller, ok := s.authenticate(r)
 		if !ok {
 			s.log.Warn("security: API request with a missing or wrong key", "remote", r.RemoteAddr, "path", r.URL.Path)
-			WriteError(w, Errorf(http.StatusUnauthorized, "unauthorized", "send a valid API key as 'Authorization: Bearer KEY'"))
+			WriteError(w, Errorf(http.StatusUnauthorized, wire.CodeUnauthorized, "send a valid API key as 'Authorization: Bearer KEY'"))
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
@@ -73,7 +74,7 @@ func (s *Server) Handle(pattern string, h HandlerFunc) {
 			var ae *Error
 			if !errors.As(err, &ae) {
 				s.log.Error("API request failed", "path", r.URL.Path, "caller", caller, "err", err)
-				ae = Errorf(http.StatusInternalServerError, "internal", "internal error; see Patchbay's log")
+				ae = Errorf(http.StatusInternalServerError, wire.CodeInternal, "internal error; see Patchbay's log")
 			}
 			WriteError(w, ae)
 		}
@@ -115,12 +116,12 @@ func DecodeJSON(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return Errorf(http.StatusRequestEntityTooLarge, "too_large", "request body over %d bytes", MaxBody)
+			return Errorf(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "request body over %d bytes", MaxBody)
 		}
-		return Errorf(http.StatusBadRequest, "bad_request", "request body is not valid JSON for this endpoint: %v", err)
+		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "request body is not valid JSON for this endpoint: %v", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return Errorf(http.StatusBadRequest, "bad_request", "request body has data after the JSON object")
+		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "request body has data after the JSON object")
 	}
 	return nil
 }
@@ -134,7 +135,7 @@ func (s *Server) openAPI(w http.ResponseWriter, _ *http.Request) {
 	doc, err := mergeFragments(fragments)
 	if err != nil {
 		s.log.Error("OpenAPI fragments do not merge", "err", err)
-		WriteError(w, Errorf(http.StatusInternalServerError, "internal", "OpenAPI document unavailable"))
+		WriteError(w, Errorf(http.StatusInternalServerError, wire.CodeInternal, "OpenAPI document unavailable"))
 		return
 	}
 	WriteJSON(w, http.StatusOK, doc)

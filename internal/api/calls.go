@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/patchbay/patchbay/internal/call"
-	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
 )
 
 // CallService is what the /calls endpoints drive (the call manager).
@@ -49,7 +49,7 @@ func (h *callsAPI) create(w http.ResponseWriter, r *http.Request, caller string)
 		return err
 	}
 	if b.MapTTLSeconds < 0 || b.MapTTLSeconds > 7*24*3600 {
-		return Errorf(http.StatusBadRequest, "bad_request", "map_ttl_seconds must be 0 (default 1 hour) to 604800")
+		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "map_ttl_seconds must be 0 (default 1 hour) to 604800")
 	}
 	req := call.OriginateRequest{
 		APIKey: caller, To: b.To, CallerID: b.CallerID,
@@ -74,7 +74,7 @@ func (h *callsAPI) create(w http.ResponseWriter, r *http.Request, caller string)
 func (h *callsAPI) get(w http.ResponseWriter, r *http.Request, caller string) error {
 	c, ok := h.svc.APICall(r.PathValue("id"), caller)
 	if !ok {
-		return Errorf(http.StatusNotFound, signal.CodeUnknownCall, "no call with this id for this API key (ended calls are kept 10 minutes)")
+		return Errorf(http.StatusNotFound, wire.CodeUnknownCall, "no call with this id for this API key (ended calls are kept 10 minutes)")
 	}
 	WriteJSON(w, http.StatusOK, c)
 	return nil
@@ -90,16 +90,16 @@ func (h *callsAPI) hangup(w http.ResponseWriter, r *http.Request, caller string)
 
 // callStatus is the HTTP status of each refusal code.
 var callStatus = map[string]int{
-	signal.CodeBadMessage:           http.StatusBadRequest,
-	signal.CodeInvalidNumber:        http.StatusBadRequest,
-	signal.CodeForbiddenDestination: http.StatusForbidden,
-	signal.CodeForbiddenCallerID:    http.StatusForbidden,
-	signal.CodeCallRateLimited:      http.StatusTooManyRequests,
-	signal.CodeTooManyCalls:         http.StatusTooManyRequests,
-	signal.CodeBudgetExhausted:      http.StatusTooManyRequests,
-	signal.CodeUnknownRoom:          http.StatusNotFound,
-	signal.CodeUnknownCall:          http.StatusNotFound,
-	signal.CodeUnavailable:          http.StatusServiceUnavailable,
+	wire.CodeBadMessage:           http.StatusBadRequest,
+	wire.CodeInvalidNumber:        http.StatusBadRequest,
+	wire.CodeForbiddenDestination: http.StatusForbidden,
+	wire.CodeForbiddenCallerID:    http.StatusForbidden,
+	wire.CodeCallRateLimited:      http.StatusTooManyRequests,
+	wire.CodeTooManyCalls:         http.StatusTooManyRequests,
+	wire.CodeBudgetExhausted:      http.StatusTooManyRequests,
+	wire.CodeUnknownRoom:          http.StatusNotFound,
+	wire.CodeUnknownCall:          http.StatusNotFound,
+	wire.CodeUnavailable:          http.StatusServiceUnavailable,
 }
 
 func callError(err error) error {
@@ -108,8 +108,8 @@ func callError(err error) error {
 		return err // logged, answered 500 internal
 	}
 	code := ref.Code
-	if code == signal.CodeBadMessage {
-		code = "bad_request"
+	if code == wire.CodeBadMessage {
+		code = wire.CodeBadRequest
 	}
 	st, ok := callStatus[ref.Code]
 	if !ok {

@@ -10,9 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/patchbay/patchbay/internal/auth"
+	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/internal/call"
-	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
 )
 
 type fakeCalls struct{ last call.OriginateRequest }
@@ -21,9 +21,9 @@ func (f *fakeCalls) Originate(_ context.Context, r call.OriginateRequest) (call.
 	f.last = r
 	switch r.To {
 	case "+19005550100":
-		return call.OriginateResult{}, &call.Refusal{Code: signal.CodeForbiddenDestination, Message: "blocked"}
+		return call.OriginateResult{}, &call.Refusal{Code: wire.CodeForbiddenDestination, Message: "blocked"}
 	case "busy":
-		return call.OriginateResult{}, &call.Refusal{Code: signal.CodeTooManyCalls, Message: "limit"}
+		return call.OriginateResult{}, &call.Refusal{Code: wire.CodeTooManyCalls, Message: "limit"}
 	}
 	return call.OriginateResult{ID: "c1", State: call.StateDialing, Room: "r1", Ticket: "pbt_x"}, nil
 }
@@ -37,7 +37,7 @@ func (f *fakeCalls) APICall(id, key string) (call.APICall, bool) {
 
 func (f *fakeCalls) HangupAPICall(id, key string) error {
 	if _, ok := f.APICall(id, key); !ok {
-		return &call.Refusal{Code: call.CodeUnknownCall, Message: "no such call"}
+		return &call.Refusal{Code: wire.CodeUnknownCall, Message: "no such call"}
 	}
 	return nil
 }
@@ -70,8 +70,8 @@ func TestCallsEndpoints(t *testing.T) {
 		status int
 		code   string
 	}{
-		`{"to":"+19005550100","connect":{"create_room":true}}`: {403, signal.CodeForbiddenDestination},
-		`{"to":"busy","connect":{"create_room":true}}`:         {429, signal.CodeTooManyCalls},
+		`{"to":"+19005550100","connect":{"create_room":true}}`: {403, wire.CodeForbiddenDestination},
+		`{"to":"busy","connect":{"create_room":true}}`:         {429, wire.CodeTooManyCalls},
 		`{"to":"101","from":"+1"}`:                             {400, "bad_request"},
 		`{"to":"101","map_ttl_seconds":-1}`:                    {400, "bad_request"},
 	} {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/wire"
 )
 
 // numberError turns number store errors into API errors.
@@ -14,20 +15,20 @@ func numberError(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, dialplan.ErrInvalidNumber):
-		return Errorf(http.StatusBadRequest, "invalid_number", "%v", err)
+		return Errorf(http.StatusBadRequest, wire.CodeInvalidNumber, "%v", err)
 	case errors.Is(err, dialplan.ErrInvalidRoom):
-		return Errorf(http.StatusBadRequest, "bad_request", "%v", err)
+		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "%v", err)
 	case errors.Is(err, dialplan.ErrNotMapped):
-		return Errorf(http.StatusNotFound, "not_mapped", "%v", err)
+		return Errorf(http.StatusNotFound, wire.CodeNotMapped, "%v", err)
 	case errors.Is(err, dialplan.ErrStoreUnavailable):
-		return Errorf(http.StatusServiceUnavailable, "unavailable", "the number store is unavailable: %v", err)
+		return Errorf(http.StatusServiceUnavailable, wire.CodeUnavailable, "the number store is unavailable: %v", err)
 	}
 	return err
 }
 
 func (h *roomsAPI) store() (dialplan.Store, error) {
 	if h.Numbers == nil {
-		return nil, Errorf(http.StatusServiceUnavailable, "unavailable", "no number store is configured")
+		return nil, Errorf(http.StatusServiceUnavailable, wire.CodeUnavailable, "no number store is configured")
 	}
 	return h.Numbers, nil
 }
@@ -54,12 +55,12 @@ func (h *roomsAPI) mapNumber(w http.ResponseWriter, r *http.Request, caller stri
 		return numberError(err)
 	}
 	if !h.Rooms.Exists(req.Room) {
-		return Errorf(http.StatusNotFound, "not_found", "room %s does not exist; create it first (POST /rooms)", req.Room)
+		return Errorf(http.StatusNotFound, wire.CodeNotFound, "room %s does not exist; create it first (POST /rooms)", req.Room)
 	}
 	ttl := h.NumberTTL
 	if req.TTLSeconds != nil {
 		if *req.TTLSeconds < 0 || *req.TTLSeconds > 366*86400 {
-			return Errorf(http.StatusBadRequest, "bad_request", "ttl_seconds must be 0 (no expiry) up to a year")
+			return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "ttl_seconds must be 0 (no expiry) up to a year")
 		}
 		ttl = time.Duration(*req.TTLSeconds * float64(time.Second))
 	}

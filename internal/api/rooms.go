@@ -6,9 +6,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/dialplan"
-	"github.com/patchbay/patchbay/internal/auth"
 	"github.com/patchbay/patchbay/internal/rooms"
+	"github.com/patchbay/patchbay/wire"
 )
 
 // RoomsDeps is what the rooms, numbers and token endpoints work on.
@@ -61,15 +62,15 @@ func roomError(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, rooms.ErrNotFound):
-		return Errorf(http.StatusNotFound, "not_found", "%v", err)
+		return Errorf(http.StatusNotFound, wire.CodeNotFound, "%v", err)
 	case errors.Is(err, rooms.ErrNoParticipant):
-		return Errorf(http.StatusNotFound, "not_found", "%v", err)
+		return Errorf(http.StatusNotFound, wire.CodeNotFound, "%v", err)
 	case errors.Is(err, rooms.ErrExists):
-		return Errorf(http.StatusConflict, "conflict", "%v", err)
+		return Errorf(http.StatusConflict, wire.CodeConflict, "%v", err)
 	case errors.Is(err, rooms.ErrInvalid):
-		return Errorf(http.StatusBadRequest, "bad_request", "%v", err)
+		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "%v", err)
 	case errors.Is(err, rooms.ErrEnded):
-		return Errorf(http.StatusServiceUnavailable, "unavailable", "%v", err)
+		return Errorf(http.StatusServiceUnavailable, wire.CodeUnavailable, "%v", err)
 	}
 	return err
 }
@@ -92,7 +93,7 @@ func (h *roomsAPI) create(w http.ResponseWriter, r *http.Request, caller string)
 		return err
 	}
 	if req.GraceSeconds < 0 || req.GraceSeconds > 86400 {
-		return Errorf(http.StatusBadRequest, "bad_request", "grace_seconds must be 0 (the default) to 86400")
+		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "grace_seconds must be 0 (the default) to 86400")
 	}
 	rm, err := h.Rooms.Create(r.Context(), rooms.CreateOptions{ID: req.ID, Name: req.Name, Backend: req.Backend,
 		Grace: time.Duration(req.GraceSeconds * float64(time.Second))})
@@ -153,7 +154,7 @@ func (h *roomsAPI) mute(w http.ResponseWriter, r *http.Request, caller string) e
 		return err
 	}
 	if req.Muted == nil {
-		return Errorf(http.StatusBadRequest, "bad_request", `send {"muted": true} or {"muted": false}`)
+		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, `send {"muted": true} or {"muted": false}`)
 	}
 	p, err := h.Rooms.Mute(r.Context(), r.PathValue("room"), r.PathValue("participant"), *req.Muted)
 	if err != nil {

@@ -5,8 +5,9 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/patchbay/patchbay/internal/auth"
+	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/internal/rooms"
+	"github.com/patchbay/patchbay/wire"
 )
 
 var tokenUserRe = regexp.MustCompile(`^[a-z][a-z0-9._-]{0,31}$`)
@@ -28,19 +29,19 @@ type tokenReply struct {
 
 func (h *roomsAPI) mint(w http.ResponseWriter, req tokenRequest, room, caller string) error {
 	if h.Signer == nil {
-		return Errorf(http.StatusServiceUnavailable, "unavailable", "token signing is not configured")
+		return Errorf(http.StatusServiceUnavailable, wire.CodeUnavailable, "token signing is not configured")
 	}
 	if !tokenUserRe.MatchString(req.User) {
-		return Errorf(http.StatusBadRequest, "bad_request", "user must be 1-32 of a-z 0-9 . _ -, starting with a letter")
+		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "user must be 1-32 of a-z 0-9 . _ -, starting with a letter")
 	}
 	if len(req.Name) > 64 {
-		return Errorf(http.StatusBadRequest, "bad_request", "name longer than 64 characters")
+		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "name longer than 64 characters")
 	}
 	ttl := h.TokenTTL
 	if req.TTLSeconds != 0 {
 		ttl = time.Duration(req.TTLSeconds * float64(time.Second))
 		if ttl < time.Second || ttl > h.MaxTokenTTL {
-			return Errorf(http.StatusBadRequest, "bad_request", "ttl_seconds must be 1 to %d", int(h.MaxTokenTTL.Seconds()))
+			return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "ttl_seconds must be 1 to %d", int(h.MaxTokenTTL.Seconds()))
 		}
 	}
 	c := auth.Claims{Name: req.Name, Room: room, Role: req.Role}
@@ -62,13 +63,13 @@ func (h *roomsAPI) roomToken(w http.ResponseWriter, r *http.Request, caller stri
 	}
 	id := r.PathValue("room")
 	if !h.Rooms.Exists(id) {
-		return Errorf(http.StatusNotFound, "not_found", "room %s does not exist", id)
+		return Errorf(http.StatusNotFound, wire.CodeNotFound, "room %s does not exist", id)
 	}
 	if req.Role == "" {
 		req.Role = rooms.RoleParticipant
 	}
 	if req.Role != rooms.RoleParticipant && req.Role != rooms.RoleModerator {
-		return Errorf(http.StatusBadRequest, "bad_request", "role must be %q or %q; agents get tokens from POST /agent-tokens", rooms.RoleParticipant, rooms.RoleModerator)
+		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "role must be %q or %q; agents get tokens from POST /agent-tokens", rooms.RoleParticipant, rooms.RoleModerator)
 	}
 	return h.mint(w, req, id, caller)
 }
@@ -80,7 +81,7 @@ func (h *roomsAPI) agentToken(w http.ResponseWriter, r *http.Request, caller str
 		return err
 	}
 	if req.Role != "" && req.Role != rooms.RoleAgent {
-		return Errorf(http.StatusBadRequest, "bad_request", "agent tokens have role %q", rooms.RoleAgent)
+		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "agent tokens have role %q", rooms.RoleAgent)
 	}
 	req.Role = rooms.RoleAgent
 	return h.mint(w, req, "", caller)

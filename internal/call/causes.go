@@ -1,22 +1,22 @@
 package call
 
-import "github.com/patchbay/patchbay/webrtc/signal"
+import "github.com/patchbay/patchbay/wire"
 
 // dialStatusCause maps ARI's DIALSTATUS to the hangup cause the browser sees.
 func dialStatusCause(status string) string {
 	switch status {
 	case "BUSY":
-		return signal.CauseUserBusy
+		return wire.CauseUserBusy
 	case "NOANSWER":
-		return signal.CauseNoAnswer
+		return wire.CauseNoAnswer
 	case "CONGESTION":
-		return signal.CauseCongestion
+		return wire.CauseCongestion
 	case "CHANUNAVAIL":
-		return signal.CauseSubscriberAbsent
+		return wire.CauseSubscriberAbsent
 	case "CANCEL":
-		return signal.CauseNormalClearing
+		return wire.CauseNormalClearing
 	default:
-		return signal.CauseTemporaryFailure
+		return wire.CauseTemporaryFailure
 	}
 }
 
@@ -24,19 +24,19 @@ func dialStatusCause(status string) string {
 // Q.850 cause the far party sees.
 func ariReason(cause string) string {
 	switch cause {
-	case signal.CauseUserBusy:
+	case wire.CauseUserBusy:
 		return "busy"
-	case signal.CauseNoAnswer, signal.CauseNoUserResponse:
+	case wire.CauseNoAnswer, wire.CauseNoUserResponse:
 		return "no_answer"
-	case signal.CauseCongestion, signal.CauseSwitchCongestion, signal.CauseSubscriberAbsent:
+	case wire.CauseCongestion, wire.CauseSwitchCongestion, wire.CauseSubscriberAbsent:
 		return "congestion"
-	case signal.CauseCallRejected:
+	case wire.CauseCallRejected:
 		return "rejected"
-	case signal.CauseUnallocatedNumber:
+	case wire.CauseUnallocatedNumber:
 		return "unallocated"
-	case signal.CauseAnsweredElsewhere:
+	case wire.CauseAnsweredElsewhere:
 		return "answered_elsewhere"
-	case signal.CauseTemporaryFailure:
+	case wire.CauseTemporaryFailure:
 		return "failure"
 	default:
 		return "normal"

@@ -4,17 +4,17 @@ import (
 	"testing"
 
 	"github.com/patchbay/patchbay/dialplan"
-	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
 )
 
 func TestDialStatusCause(t *testing.T) {
 	for status, want := range map[string]string{
-		"BUSY":        signal.CauseUserBusy,
-		"NOANSWER":    signal.CauseNoAnswer,
-		"CONGESTION":  signal.CauseCongestion,
-		"CHANUNAVAIL": signal.CauseSubscriberAbsent,
-		"CANCEL":      signal.CauseNormalClearing,
-		"TORTURE":     signal.CauseTemporaryFailure,
+		"BUSY":        wire.CauseUserBusy,
+		"NOANSWER":    wire.CauseNoAnswer,
+		"CONGESTION":  wire.CauseCongestion,
+		"CHANUNAVAIL": wire.CauseSubscriberAbsent,
+		"CANCEL":      wire.CauseNormalClearing,
+		"TORTURE":     wire.CauseTemporaryFailure,
 	} {
 		if got := dialStatusCause(status); got != want {
 			t.Errorf("dialStatusCause(%s) = %s, want %s", status, got, want)
@@ -26,9 +26,9 @@ func TestARIReasonRoundTrip(t *testing.T) {
 	// Every cause the browser can be told maps to a hangup reason ARI accepts.
 	valid := map[string]bool{"normal": true, "busy": true, "congestion": true, "no_answer": true, "rejected": true,
 		"unallocated": true, "answered_elsewhere": true, "failure": true}
-	for _, cause := range []string{signal.CauseUserBusy, signal.CauseNoAnswer, signal.CauseCongestion,
-		signal.CauseCallRejected, signal.CauseUnallocatedNumber, signal.CauseAnsweredElsewhere,
-		signal.CauseTemporaryFailure, signal.CauseNormalClearing, "something_new"} {
+	for _, cause := range []string{wire.CauseUserBusy, wire.CauseNoAnswer, wire.CauseCongestion,
+		wire.CauseCallRejected, wire.CauseUnallocatedNumber, wire.CauseAnsweredElsewhere,
+		wire.CauseTemporaryFailure, wire.CauseNormalClearing, "something_new"} {
 		if r := ariReason(cause); !valid[r] {
 			t.Errorf("ariReason(%s) = %q, not an ARI hangup reason", cause, r)
 		}

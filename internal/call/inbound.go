@@ -10,6 +10,7 @@ import (
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/webrtc/media"
 	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
 )
 
 // stasisStart takes a channel the dialplan handed to Patchbay. Args say why: "inbound,<user or number>" rings a
@@ -150,11 +151,11 @@ func (c *Call) runIncoming(ch ari.Channel, sessions []*signal.Session) {
 	for c.browser == nil {
 		select {
 		case <-ctx.Done():
-			closeOthers("", signal.CauseNormalClearing)
+			closeOthers("", wire.CauseNormalClearing)
 			c.teardown("normal")
 			return
 		case <-ringTimer.C:
-			closeOthers("", signal.CauseNoAnswer)
+			closeOthers("", wire.CauseNoAnswer)
 			c.teardown("no_answer")
 			return
 		case ev := <-sub.Events():
@@ -162,14 +163,14 @@ func (c *Call) runIncoming(ch ari.Channel, sessions []*signal.Session) {
 			case *ari.ChannelDestroyed, *ari.StasisEnd:
 				_ = e
 				c.farGone = true
-				closeOthers("", signal.CauseNormalClearing)
+				closeOthers("", wire.CauseNormalClearing)
 				c.teardown("normal")
 				return
 			}
 		case in := <-c.inbox:
 			switch in.kind {
 			case kindShutdown:
-				closeOthers("", signal.CauseNormalClearing)
+				closeOthers("", wire.CauseNormalClearing)
 				c.teardown("congestion")
 				return
 			case kindSessionGone:
@@ -193,12 +194,12 @@ func (c *Call) runIncoming(ch ari.Channel, sessions []*signal.Session) {
 					}
 				case signal.TypeAnswer:
 					if err := r.peer.SetAnswer(in.msg.SDP); err != nil {
-						c.send(r.s, signal.ErrorMessage(c.id, signal.CodeBadMessage, err.Error()))
+						c.send(r.s, signal.ErrorMessage(c.id, wire.CodeBadMessage, err.Error()))
 						continue
 					}
 					c.browser, c.clientID, c.peer = r.s, c.id, r.peer
 					delete(offered, in.session.ID())
-					closeOthers("", signal.CauseAnsweredElsewhere)
+					closeOthers("", wire.CauseAnsweredElsewhere)
 				}
 			}
 			if c.browser == nil && len(offered) == 0 {
@@ -221,7 +222,7 @@ func (c *Call) runIncoming(ch ari.Channel, sessions []*signal.Session) {
 	setupCancel()
 	if err != nil {
 		c.log.Error("connect answered call", "err", err)
-		c.send(c.browser, signal.HangupMessage(c.clientID, signal.CauseTemporaryFailure))
+		c.send(c.browser, signal.HangupMessage(c.clientID, wire.CauseTemporaryFailure))
 		c.teardown("failure")
 		return
 	}

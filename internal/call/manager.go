@@ -18,6 +18,7 @@ import (
 	"github.com/patchbay/patchbay/internal/rooms"
 	"github.com/patchbay/patchbay/webrtc/media"
 	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
 )
 
 // Directory finds the live signalling sessions of a browser user (to ring all of them).
@@ -155,7 +156,7 @@ func (m *Manager) HandleMessage(ctx context.Context, s *signal.Session, msg sign
 	case signal.TypeCandidate, signal.TypeDTMF, signal.TypeHangup, signal.TypeAnswer, signal.TypeReject:
 		c := m.lookup(s.ID(), msg.CallID)
 		if c == nil {
-			_ = s.Send(ctx, signal.ErrorMessage(msg.CallID, signal.CodeUnknownCall, "no call with this call_id on this connection"))
+			_ = s.Send(ctx, signal.ErrorMessage(msg.CallID, wire.CodeUnknownCall, "no call with this call_id on this connection"))
 			return
 		}
 		c.post(inbound{kind: kindBrowser, session: s, msg: msg})

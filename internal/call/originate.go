@@ -14,6 +14,7 @@ import (
 	"github.com/patchbay/patchbay/internal/tickets"
 	"github.com/patchbay/patchbay/internal/webhook"
 	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
 )
 
 // TicketIssuer issues one-time join tickets (internal/tickets).
@@ -102,9 +103,6 @@ func refused(code, format string, args ...any) *Refusal {
 	return &Refusal{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// CodeUnknownCall is returned for an API call ID that does not exist (or belongs to another key).
-const CodeUnknownCall = signal.CodeUnknownCall
-
 var userRe = regexp.MustCompile(`^[a-z][a-z0-9._-]{0,31}$`)
 
 // keepEnded is how long an ended API call stays visible to GET.
@@ -121,7 +119,7 @@ func (m *Manager) Originate(ctx context.Context, r OriginateRequest) (OriginateR
 	}
 	d, err := m.o.Router.Route(r.To)
 	if err != nil {
-		code := signal.CodeInvalidNumber
+		code := wire.CodeInvalidNumber
 		var re *dialplan.RouteError
 		if errors.As(err, &re) {
 			code = re.Code
@@ -133,10 +131,10 @@ func (m *Manager) Originate(ctx context.Context, r OriginateRequest) (OriginateR
 		grants = []string{"ext"}
 	}
 	if !dialplan.Allowed(d, grants) {
-		return refuse(signal.CodeForbiddenDestination, "API key %s may not call %s destinations (api.dial)", r.APIKey, d.Kind)
+		return refuse(wire.CodeForbiddenDestination, "API key %s may not call %s destinations (api.dial)", r.APIKey, d.Kind)
 	}
 	if d.Kind != dialplan.KindExtension && d.Kind != dialplan.KindPSTN {
-		return refuse(signal.CodeForbiddenDestination, "the API calls extensions and outside numbers; browsers join with connect.user or a room ticket")
+		return refuse(wire.CodeForbiddenDestination, "the API calls extensions and outside numbers; browsers join with connect.user or a room ticket")
 	}
 	targets := 0
 	for _, set := range []bool{r.ConnectUser != "", r.Room != "", r.CreateRoom} {
@@ -145,36 +143,36 @@ func (m *Manager) Originate(ctx context.Context, r OriginateRequest) (OriginateR
 		}
 	}
 	if targets != 1 {
-		return refuse(signal.CodeBadMessage, "give exactly one of connect.user, connect.room and connect.create_room")
+		return refuse(wire.CodeBadMessage, "give exactly one of connect.user, connect.room and connect.create_room")
 	}
 	if r.ConnectUser != "" && !userRe.MatchString(r.ConnectUser) {
-		return refuse(signal.CodeBadMessage, "connect.user is not a browser user name")
+		return refuse(wire.CodeBadMessage, "connect.user is not a browser user name")
 	}
 	if (r.Room != "" || r.CreateRoom) && m.o.Rooms == nil {
-		return refuse(signal.CodeUnavailable, "rooms are not enabled on this server")
+		return refuse(wire.CodeUnavailable, "rooms are not enabled on this server")
 	}
 	if r.Room != "" && !m.o.Rooms.Exists(r.Room) {
-		return refuse(signal.CodeUnknownRoom, "room %s does not exist or has ended", r.Room)
+		return refuse(wire.CodeUnknownRoom, "room %s does not exist or has ended", r.Room)
 	}
 	if r.ConnectUser != "" && (r.TicketRole != "" || r.MapCallerID) {
-		return refuse(signal.CodeBadMessage, "ticket and map_caller_id apply to room calls only")
+		return refuse(wire.CodeBadMessage, "ticket and map_caller_id apply to room calls only")
 	}
 	if r.TicketRole != "" && !rooms.ValidRole(r.TicketRole) {
-		return refuse(signal.CodeBadMessage, "ticket_role %q is not a room role", r.TicketRole)
+		return refuse(wire.CodeBadMessage, "ticket_role %q is not a room role", r.TicketRole)
 	}
 	allowed := m.o.PSTN.APICallerIDs[r.APIKey]
 	callerID := r.CallerID
 	switch {
 	case callerID != "" && !slices.Contains(allowed, callerID):
-		return refuse(signal.CodeForbiddenCallerID, "caller ID %q is not among this key's allowed caller IDs (api.caller_ids)", clip(callerID))
+		return refuse(wire.CodeForbiddenCallerID, "caller ID %q is not among this key's allowed caller IDs (api.caller_ids)", clip(callerID))
 	case callerID == "" && len(allowed) > 0:
 		callerID = allowed[0]
 	}
 	if d.Kind == dialplan.KindPSTN && callerID == "" {
-		return refuse(signal.CodeForbiddenCallerID, "outside calls need a caller ID: configure api.caller_ids for key %s", r.APIKey)
+		return refuse(wire.CodeForbiddenCallerID, "outside calls need a caller ID: configure api.caller_ids for key %s", r.APIKey)
 	}
 	if r.MapCallerID && (callerID == "" || m.o.Numbers == nil) {
-		return refuse(signal.CodeBadMessage, "map_caller_id needs a caller ID and a number store")
+		return refuse(wire.CodeBadMessage, "map_caller_id needs a caller ID and a number store")
 	}
 	lease, err := m.o.PSTN.APIKeyLimits.Start("apikey:"+r.APIKey, d.Kind == dialplan.KindPSTN)
 	if err != nil {
@@ -189,7 +187,7 @@ func (m *Manager) Originate(ctx context.Context, r OriginateRequest) (OriginateR
 	}()
 	runCtx := m.runCtx()
 	if runCtx == nil || runCtx.Err() != nil || !m.o.ARI.Connected() {
-		return OriginateResult{}, refused(signal.CodeUnavailable, "Patchbay is not connected to Asterisk or is shutting down; try again shortly")
+		return OriginateResult{}, refused(wire.CodeUnavailable, "Patchbay is not connected to Asterisk or is shutting down; try again shortly")
 	}
 
 	res := OriginateResult{State: StateDialing, CallerID: callerID}
@@ -216,7 +214,7 @@ func (m *Manager) Originate(ctx context.Context, r OriginateRequest) (OriginateR
 	res.Room = room
 	if room != "" && r.TicketRole != "" {
 		if m.o.PSTN.Tickets == nil {
-			return OriginateResult{}, refused(signal.CodeUnavailable, "join tickets are not enabled on this server")
+			return OriginateResult{}, refused(wire.CodeUnavailable, "join tickets are not enabled on this server")
 		}
 		ttl := m.o.PSTN.TicketTTL
 		if ttl <= 0 {
@@ -242,7 +240,7 @@ func (m *Manager) Originate(ctx context.Context, r OriginateRequest) (OriginateR
 	c := m.newCall(runCtx, m.log.With("api_key", r.APIKey))
 	c.farID = "pb-far-" + c.id
 	if err := m.register(c); err != nil {
-		return OriginateResult{}, refused(signal.CodeUnavailable, "%v", err)
+		return OriginateResult{}, refused(wire.CodeUnavailable, "%v", err)
 	}
 	ok = true
 	m.holdLease(c.id, lease)
@@ -289,7 +287,7 @@ func (m *Manager) HangupAPICall(id, apiKey string) error {
 	ac := st.api[id]
 	st.mu.Unlock()
 	if ac == nil || ac.info.apiKey != apiKey {
-		return refused(CodeUnknownCall, "no call %s for this API key", clip(id))
+		return refused(wire.CodeUnknownCall, "no call %s for this API key", clip(id))
 	}
 	ac.c.post(inbound{kind: kindAPIHangup})
 	return nil
@@ -310,7 +308,7 @@ func (m *Manager) progress(ac *apiCall, state, cause string) {
 		ac.info.Answered = now
 	case StateEnded:
 		ac.info.Ended = now
-		ac.info.Cause, ac.info.Code = cause, signal.CauseCode(cause)
+		ac.info.Cause, ac.info.Code = cause, wire.CauseCode(cause)
 	}
 	info := ac.info
 	st.mu.Unlock()
@@ -350,7 +348,7 @@ func (c *Call) runAPI(ac *apiCall, d dialplan.Decision) {
 	ctx, cancel := context.WithCancel(c.ctx)
 	c.ctx = ctx
 	a := c.m.o.ARI
-	cause := signal.CauseNormalClearing
+	cause := wire.CauseNormalClearing
 	var mem *rooms.Member
 	sub := a.Subscribe(ari.Filter{Name: "api-call-" + c.id, IDs: []string{c.farID}})
 	defer func() {
@@ -386,7 +384,7 @@ func (c *Call) runAPI(ac *apiCall, d dialplan.Decision) {
 	}
 	if err != nil {
 		c.log.Error("API call setup failed", "err", err)
-		cause = signal.CauseTemporaryFailure
+		cause = wire.CauseTemporaryFailure
 		return
 	}
 	var maxDur <-chan time.Time
@@ -415,7 +413,7 @@ func (c *Call) runAPI(ac *apiCall, d dialplan.Decision) {
 			})
 			if err != nil {
 				c.log.Error("put answered call in the room", "room", ac.info.Room, "err", err)
-				cause = signal.CauseTemporaryFailure
+				cause = wire.CauseTemporaryFailure
 				return false
 			}
 			c.log.Info("answered call is in the room", "room", ac.info.Room, "participant", mem.ID())
@@ -423,7 +421,7 @@ func (c *Call) runAPI(ac *apiCall, d dialplan.Decision) {
 			ch, err := a.Channel(c.farID).Get(jctx)
 			if err != nil {
 				c.log.Error("get answered channel", "err", err)
-				cause = signal.CauseTemporaryFailure
+				cause = wire.CauseTemporaryFailure
 				return false
 			}
 			// The far channel now also belongs to an incoming call ringing the user's browsers; this call keeps
@@ -448,7 +446,7 @@ func (c *Call) runAPI(ac *apiCall, d dialplan.Decision) {
 		case in := <-c.inbox:
 			switch in.kind {
 			case kindShutdown:
-				cause = signal.CauseCongestion
+				cause = wire.CauseCongestion
 				return
 			case kindAPIHangup:
 				c.log.Info("API asked to hang up")
@@ -478,15 +476,15 @@ func (c *Call) runAPI(ac *apiCall, d dialplan.Decision) {
 			case *ari.ChannelDestroyed:
 				if e.Channel.ID == c.farID {
 					c.farGone = true
-					if cause = signal.CauseName(e.Cause); e.Cause == 0 {
-						cause = signal.CauseNormalClearing
+					if cause = wire.CauseName(e.Cause); e.Cause == 0 {
+						cause = wire.CauseNormalClearing
 					}
 					return
 				}
 			case *ari.Reconciled:
 				if goneAny(e, c.farID) {
 					c.farGone = true
-					cause = signal.CauseTemporaryFailure
+					cause = wire.CauseTemporaryFailure
 					return
 				}
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/patchbay/patchbay/dialplan"
 	"github.com/patchbay/patchbay/webrtc/media"
 	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
 )
 
 // placeCall starts a browser's outgoing call after checking, before any ARI request, that the number routes and
@@ -24,7 +25,7 @@ func (m *Manager) placeCall(s *signal.Session, msg signal.Message) {
 	}
 	d, err := m.o.Router.Route(msg.To)
 	if err != nil {
-		code := signal.CodeInvalidNumber
+		code := wire.CodeInvalidNumber
 		var re *dialplan.RouteError
 		if errors.As(err, &re) {
 			code = re.Code
@@ -36,11 +37,11 @@ func (m *Manager) placeCall(s *signal.Session, msg signal.Message) {
 	claims := s.Claims()
 	if claims == nil || !dialplan.Allowed(d, claims.Dial) {
 		m.log.Warn("security: destination not granted by token", "session", s.ID(), "user", s.User(), "kind", d.Kind, "number", d.Number)
-		fail(signal.CodeForbiddenDestination, "your token does not allow calling "+string(d.Kind)+" destinations")
+		fail(wire.CodeForbiddenDestination, "your token does not allow calling "+string(d.Kind)+" destinations")
 		return
 	}
 	if d.Kind != dialplan.KindExtension && d.Kind != dialplan.KindPSTN {
-		fail(signal.CodeForbiddenDestination, "calls to "+string(d.Kind)+" destinations are not available on this server yet")
+		fail(wire.CodeForbiddenDestination, "calls to "+string(d.Kind)+" destinations are not available on this server yet")
 		return
 	}
 	lease, ok := m.admitBrowserCall(s, msg, d) // limits and caller ID (pstn.go)
@@ -50,20 +51,20 @@ func (m *Manager) placeCall(s *signal.Session, msg signal.Message) {
 	runCtx := m.runCtx()
 	if runCtx == nil || runCtx.Err() != nil || !m.o.ARI.Connected() {
 		lease.End(0)
-		fail(signal.CodeUnavailable, "Patchbay is not connected to Asterisk or is shutting down; try again shortly")
+		fail(wire.CodeUnavailable, "Patchbay is not connected to Asterisk or is shutting down; try again shortly")
 		return
 	}
 	c := m.newCall(runCtx, s.Logger().With("session", s.ID(), "client_call", msg.CallID))
 	c.browser, c.clientID = s, msg.CallID
 	if !m.bind(s, msg.CallID, c) {
 		lease.End(0)
-		fail(signal.CodeDuplicateCall, "call_id already used on this connection")
+		fail(wire.CodeDuplicateCall, "call_id already used on this connection")
 		return
 	}
 	if err := m.register(c); err != nil {
 		lease.End(0)
 		m.unbind(s, msg.CallID)
-		fail(signal.CodeUnavailable, err.Error())
+		fail(wire.CodeUnavailable, err.Error())
 		return
 	}
 	m.holdLease(c.id, lease)
@@ -101,8 +102,8 @@ func (c *Call) runOutbound(offer string, d dialplan.Decision) {
 	})
 	if err != nil {
 		code := media.ErrorCode(err)
-		if code == "" || code == "invalid_sdp" {
-			code = signal.CodeBadMessage
+		if code == "" {
+			code = wire.CodeBadMessage
 		}
 		c.send(c.browser, signal.ErrorMessage(c.clientID, code, err.Error()))
 		c.teardown("failure")
@@ -117,15 +118,15 @@ func (c *Call) runOutbound(offer string, d dialplan.Decision) {
 	setupCancel()
 	if err != nil {
 		c.log.Error("call setup failed", "err", err)
-		c.send(c.browser, signal.ErrorMessage(c.clientID, signal.CodeUnavailable, "could not set the call up in Asterisk; try again"))
-		c.send(c.browser, signal.HangupMessage(c.clientID, signal.CauseTemporaryFailure))
+		c.send(c.browser, signal.ErrorMessage(c.clientID, wire.CodeUnavailable, "could not set the call up in Asterisk; try again"))
+		c.send(c.browser, signal.HangupMessage(c.clientID, wire.CauseTemporaryFailure))
 		c.teardown("failure")
 		return
 	}
 	c.send(c.browser, signal.Message{Type: signal.TypeAnswer, CallID: c.clientID, SDP: answer})
 	if err := a.Channel(c.farID).Dial(ctx, "", c.m.o.DialTimeout); err != nil {
 		c.log.Error("dial far end", "err", err)
-		c.send(c.browser, signal.HangupMessage(c.clientID, signal.CauseTemporaryFailure))
+		c.send(c.browser, signal.HangupMessage(c.clientID, wire.CauseTemporaryFailure))
 		c.teardown("failure")
 		return
 	}
@@ -216,28 +217,28 @@ func (c *Call) loop(sub *ari.Subscription, iceDead <-chan struct{}) string {
 	for {
 		select {
 		case <-c.ctx.Done():
-			c.send(c.browser, signal.HangupMessage(c.clientID, signal.CauseNormalClearing))
-			return signal.CauseNormalClearing
+			c.send(c.browser, signal.HangupMessage(c.clientID, wire.CauseNormalClearing))
+			return wire.CauseNormalClearing
 		case <-maxDur:
 			c.log.Warn("security: call reached the maximum duration", "max", c.m.maxDuration(c.id))
-			c.send(c.browser, signal.ErrorMessage(c.clientID, signal.CodeMaxDuration, "the call reached its maximum duration"))
-			c.send(c.browser, signal.HangupMessage(c.clientID, signal.CauseNormalClearing))
-			return signal.CauseNormalClearing
+			c.send(c.browser, signal.ErrorMessage(c.clientID, wire.CodeMaxDuration, "the call reached its maximum duration"))
+			c.send(c.browser, signal.HangupMessage(c.clientID, wire.CauseNormalClearing))
+			return wire.CauseNormalClearing
 		case <-iceDead:
 			c.log.Warn("browser media (ICE) failed")
-			c.send(c.browser, signal.HangupMessage(c.clientID, signal.CauseTemporaryFailure))
-			return signal.CauseTemporaryFailure
+			c.send(c.browser, signal.HangupMessage(c.clientID, wire.CauseTemporaryFailure))
+			return wire.CauseTemporaryFailure
 		case in := <-c.inbox:
 			switch in.kind {
 			case kindShutdown:
-				c.send(c.browser, signal.HangupMessage(c.clientID, signal.CauseNormalClearing))
-				return signal.CauseNormalClearing
+				c.send(c.browser, signal.HangupMessage(c.clientID, wire.CauseNormalClearing))
+				return wire.CauseNormalClearing
 			case kindSessionGone:
-				return signal.CauseNormalClearing
+				return wire.CauseNormalClearing
 			case kindBrowser:
 				switch in.msg.Type {
 				case signal.TypeHangup:
-					return signal.CauseNormalClearing
+					return wire.CauseNormalClearing
 				case signal.TypeCandidate:
 					if in.msg.Candidate != nil && in.msg.Candidate.Candidate != "" {
 						if err := c.peer.AddICECandidate(pion.ICECandidateInit(*in.msg.Candidate)); err != nil {
@@ -286,17 +287,17 @@ func (c *Call) farEvent(ev ari.Event) (cause string, done bool) {
 	case *ari.ChannelDestroyed:
 		if e.Channel.ID == c.farID {
 			c.farGone = true
-			cause := signal.CauseName(e.Cause)
+			cause := wire.CauseName(e.Cause)
 			if cause == "" {
-				cause = signal.CauseNormalClearing
+				cause = wire.CauseNormalClearing
 			}
 			c.send(c.browser, signal.HangupMessage(c.clientID, cause))
 			return cause, true
 		}
 		if e.Channel.ID == c.emID {
 			c.log.Warn("externalMedia channel destroyed under the call")
-			c.send(c.browser, signal.HangupMessage(c.clientID, signal.CauseTemporaryFailure))
-			return signal.CauseTemporaryFailure, true
+			c.send(c.browser, signal.HangupMessage(c.clientID, wire.CauseTemporaryFailure))
+			return wire.CauseTemporaryFailure, true
 		}
 	case *ari.ChannelHangupRequest:
 		if e.Channel.ID == c.farID && e.Cause != 0 {
@@ -305,22 +306,22 @@ func (c *Call) farEvent(ev ari.Event) (cause string, done bool) {
 	case *ari.StasisEnd:
 		if e.Channel.ID == c.farID && c.farFromDialplan {
 			c.farGone = true
-			cause := signal.CauseName(c.farCause)
+			cause := wire.CauseName(c.farCause)
 			if c.farCause == 0 || cause == "" {
-				cause = signal.CauseNormalClearing
+				cause = wire.CauseNormalClearing
 			}
 			c.send(c.browser, signal.HangupMessage(c.clientID, cause))
 			return cause, true
 		}
 	case *ari.BridgeDestroyed:
 		c.log.Warn("bridge destroyed under the call")
-		c.send(c.browser, signal.HangupMessage(c.clientID, signal.CauseTemporaryFailure))
-		return signal.CauseTemporaryFailure, true
+		c.send(c.browser, signal.HangupMessage(c.clientID, wire.CauseTemporaryFailure))
+		return wire.CauseTemporaryFailure, true
 	case *ari.Reconciled:
 		if goneAny(e, c.farID, c.emID, c.bridgeID) {
 			c.log.Warn("call resources vanished while the ARI socket was down")
-			c.send(c.browser, signal.HangupMessage(c.clientID, signal.CauseTemporaryFailure))
-			return signal.CauseTemporaryFailure, true
+			c.send(c.browser, signal.HangupMessage(c.clientID, wire.CauseTemporaryFailure))
+			return wire.CauseTemporaryFailure, true
 		}
 	}
 	return "", false

@@ -10,10 +10,11 @@ import (
 	"time"
 
 	"github.com/patchbay/patchbay/ari"
+	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/dialplan"
-	"github.com/patchbay/patchbay/internal/auth"
 	"github.com/patchbay/patchbay/internal/limits"
 	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
 )
 
 // PSTNOptions configure outside calls through the trunk, click-to-call and the limits on both. The zero value
@@ -60,7 +61,7 @@ func refusalCode(err error) (code, text string) {
 	if errors.As(err, &r) {
 		return r.Code, r.Message
 	}
-	return signal.CodeInternal, err.Error()
+	return wire.CodeInternal, err.Error()
 }
 
 // admitBrowserCall applies the token's limits and, for outside numbers, checks that the token carries a caller
@@ -73,7 +74,7 @@ func (m *Manager) admitBrowserCall(s *signal.Session, msg signal.Message, d dial
 	}
 	if d.Kind == dialplan.KindPSTN {
 		if _, err := m.browserCallerID(s.Claims()); err != nil {
-			fail(signal.CodeForbiddenCallerID, err.Error())
+			fail(wire.CodeForbiddenCallerID, err.Error())
 			return nil, false
 		}
 	}
@@ -238,15 +239,15 @@ func (m *Manager) phoneOutbound(ctx context.Context, ch ari.Channel, number stri
 	d, err := m.o.Router.Route(number)
 	if err != nil {
 		var re *dialplan.RouteError
-		if errors.As(err, &re) && re.Code == dialplan.CodeForbiddenDestination {
+		if errors.As(err, &re) && re.Code == wire.CodeForbiddenDestination {
 			refuse(re.Code, "rejected", err.Error())
 		} else {
-			refuse(signal.CodeInvalidNumber, "number_incomplete", err.Error())
+			refuse(wire.CodeInvalidNumber, "number_incomplete", err.Error())
 		}
 		return
 	}
 	if d.Kind != dialplan.KindPSTN {
-		refuse(signal.CodeInvalidNumber, "unallocated", "only outside numbers reach Patchbay this way")
+		refuse(wire.CodeInvalidNumber, "unallocated", "only outside numbers reach Patchbay this way")
 		return
 	}
 	callerID := m.o.PSTN.PhoneCallerIDs[phone]
@@ -254,14 +255,14 @@ func (m *Manager) phoneOutbound(ctx context.Context, ch ari.Channel, number stri
 		callerID = m.o.PSTN.DefaultCallerID
 	}
 	if callerID == "" {
-		refuse(signal.CodeForbiddenCallerID, "rejected", "no caller ID configured for this phone (dialplan.phone_caller_ids)")
+		refuse(wire.CodeForbiddenCallerID, "rejected", "no caller ID configured for this phone (dialplan.phone_caller_ids)")
 		return
 	}
 	lease, err := m.o.PSTN.PhoneLimits.Start("phone:"+phone, true)
 	if err != nil {
 		code, text := refusalCode(err)
 		reason := "congestion"
-		if code == limits.CodeBudgetExhausted {
+		if code == wire.CodeBudgetExhausted {
 			reason = "rejected"
 		}
 		refuse(code, reason, text)
@@ -293,7 +294,7 @@ func (c *Call) runPhoneOutbound(ch ari.Channel, d dialplan.Decision, callerID st
 	sub := a.Subscribe(ari.Filter{Name: "phone-pstn-" + c.id, IDs: []string{ch.ID, c.farID, c.bridgeID}})
 	defer sub.Close()
 	phoneGone, bridged := false, false
-	cause := signal.CauseNormalClearing
+	cause := wire.CauseNormalClearing
 	defer func() {
 		hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer hcancel()
@@ -345,7 +346,7 @@ func (c *Call) runPhoneOutbound(ch ari.Channel, d dialplan.Decision, callerID st
 	}
 	if err != nil {
 		c.log.Error("set up trunk leg", "err", err)
-		cause = signal.CauseTemporaryFailure
+		cause = wire.CauseTemporaryFailure
 		return
 	}
 	var maxDur <-chan time.Time
@@ -364,7 +365,7 @@ func (c *Call) runPhoneOutbound(ch ari.Channel, d dialplan.Decision, callerID st
 			return
 		case in := <-c.inbox:
 			if in.kind == kindShutdown {
-				cause = signal.CauseCongestion
+				cause = wire.CauseCongestion
 				return
 			}
 		case ev := <-sub.Events():
@@ -396,8 +397,8 @@ func (c *Call) runPhoneOutbound(ch ari.Channel, d dialplan.Decision, callerID st
 				switch e.Channel.ID {
 				case c.farID:
 					c.farGone = true
-					if cause = signal.CauseName(e.Cause); e.Cause == 0 {
-						cause = signal.CauseNormalClearing
+					if cause = wire.CauseName(e.Cause); e.Cause == 0 {
+						cause = wire.CauseNormalClearing
 					}
 					return
 				case ch.ID:
@@ -413,11 +414,11 @@ func (c *Call) runPhoneOutbound(ch ari.Channel, d dialplan.Decision, callerID st
 				}
 			case *ari.BridgeDestroyed:
 				bridged = false
-				cause = signal.CauseTemporaryFailure
+				cause = wire.CauseTemporaryFailure
 				return
 			case *ari.Reconciled:
 				if goneAny(e, ch.ID, c.farID, c.bridgeID) {
-					cause = signal.CauseTemporaryFailure
+					cause = wire.CauseTemporaryFailure
 					return
 				}
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/patchbay/patchbay/internal/rooms"
 	"github.com/patchbay/patchbay/webrtc/media"
 	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
 )
 
 // kindKicked asks a room participant's call to end: kicked, or its room ended.
@@ -44,23 +45,23 @@ func (m *Manager) joinRoom(s *signal.Session, msg signal.Message) {
 	ctx := s.Context()
 	fail := func(code, text string) { _ = s.Send(ctx, signal.ErrorMessage(msg.CallID, code, text)) }
 	if m.o.Rooms == nil {
-		fail(signal.CodeUnavailable, "rooms are not enabled on this server")
+		fail(wire.CodeUnavailable, "rooms are not enabled on this server")
 		return
 	}
 	runCtx := m.runCtx()
 	if runCtx == nil || runCtx.Err() != nil {
-		fail(signal.CodeUnavailable, "Patchbay is not connected to Asterisk or is shutting down; try again shortly")
+		fail(wire.CodeUnavailable, "Patchbay is not connected to Asterisk or is shutting down; try again shortly")
 		return
 	}
 	c := m.newCall(runCtx, s.Logger().With("session", s.ID(), "client_call", msg.CallID))
 	c.browser, c.clientID = s, msg.CallID
 	if !m.bind(s, msg.CallID, c) {
-		fail(signal.CodeDuplicateCall, "call_id already used on this connection")
+		fail(wire.CodeDuplicateCall, "call_id already used on this connection")
 		return
 	}
 	if err := m.register(c); err != nil {
 		m.unbind(s, msg.CallID)
-		fail(signal.CodeUnavailable, err.Error())
+		fail(wire.CodeUnavailable, err.Error())
 		return
 	}
 	go c.runRoom(msg)
@@ -96,8 +97,8 @@ func (c *Call) runRoom(msg signal.Message) {
 	peer, answer, err := c.m.o.Media.Answer(ctx, msg.SDP, media.PeerOptions{Logger: c.log})
 	if err != nil {
 		code := media.ErrorCode(err)
-		if code == "" || code == "invalid_sdp" {
-			code = signal.CodeBadMessage
+		if code == "" {
+			code = wire.CodeBadMessage
 		}
 		c.send(s, signal.ErrorMessage(c.clientID, code, err.Error()))
 		c.teardown("failure")
@@ -122,12 +123,12 @@ func (c *Call) runRoom(msg signal.Message) {
 	setupCancel()
 	if err != nil {
 		c.log.Error("join room failed", "err", err)
-		code, text := signal.CodeUnavailable, "could not put you in the room; try again"
+		code, text := wire.CodeUnavailable, "could not put you in the room; try again"
 		if errors.Is(err, rooms.ErrNotFound) || errors.Is(err, rooms.ErrEnded) {
-			code, text = signal.CodeUnknownRoom, "room "+ad.Room+" does not exist or has ended"
+			code, text = wire.CodeUnknownRoom, "room "+ad.Room+" does not exist or has ended"
 		}
 		c.send(s, signal.ErrorMessage(c.clientID, code, text))
-		c.send(s, signal.HangupMessage(c.clientID, signal.CauseTemporaryFailure))
+		c.send(s, signal.HangupMessage(c.clientID, wire.CauseTemporaryFailure))
 		c.teardown("failure")
 		return
 	}
@@ -145,7 +146,7 @@ func (c *Call) runRoom(msg signal.Message) {
 		if a, ok := h.(RoomPeerAnswers); ok {
 			onAnswer = func(sdp string) {
 				if err := a.PeerAnswer(ctx, rp, sdp); err != nil {
-					c.send(s, signal.ErrorMessage(c.clientID, signal.CodeBadMessage, err.Error()))
+					c.send(s, signal.ErrorMessage(c.clientID, wire.CodeBadMessage, err.Error()))
 				}
 			}
 		}
@@ -181,33 +182,33 @@ func (c *Call) roomLoop(sub *ari.Subscription, mem *rooms.Member, onAnswer func(
 	for {
 		select {
 		case <-c.ctx.Done():
-			c.send(s, signal.HangupMessage(c.clientID, signal.CauseNormalClearing))
-			return signal.CauseNormalClearing
+			c.send(s, signal.HangupMessage(c.clientID, wire.CauseNormalClearing))
+			return wire.CauseNormalClearing
 		case <-maxDur:
 			c.log.Warn("security: room call reached the maximum duration", "max", c.m.o.MaxDuration)
-			c.send(s, signal.HangupMessage(c.clientID, signal.CauseNormalClearing))
-			return signal.CauseNormalClearing
+			c.send(s, signal.HangupMessage(c.clientID, wire.CauseNormalClearing))
+			return wire.CauseNormalClearing
 		case <-c.peer.Done():
 			c.log.Warn("browser media (ICE/DTLS) failed or closed")
-			c.send(s, signal.HangupMessage(c.clientID, signal.CauseTemporaryFailure))
-			return signal.CauseTemporaryFailure
+			c.send(s, signal.HangupMessage(c.clientID, wire.CauseTemporaryFailure))
+			return wire.CauseTemporaryFailure
 		case ev := <-mem.Events():
 			c.send(s, roomMessage(c.clientID, ev, mem.ID()))
 		case in := <-c.inbox:
 			switch in.kind {
 			case kindShutdown:
-				c.send(s, signal.HangupMessage(c.clientID, signal.CauseNormalClearing))
-				return signal.CauseNormalClearing
+				c.send(s, signal.HangupMessage(c.clientID, wire.CauseNormalClearing))
+				return wire.CauseNormalClearing
 			case kindKicked:
 				c.log.Info("removed from the room", "reason", in.cause)
-				c.send(s, signal.HangupMessage(c.clientID, signal.CauseNormalClearing))
-				return signal.CauseNormalClearing
+				c.send(s, signal.HangupMessage(c.clientID, wire.CauseNormalClearing))
+				return wire.CauseNormalClearing
 			case kindSessionGone:
-				return signal.CauseNormalClearing
+				return wire.CauseNormalClearing
 			case kindBrowser:
 				switch in.msg.Type {
 				case signal.TypeHangup:
-					return signal.CauseNormalClearing
+					return wire.CauseNormalClearing
 				case signal.TypeCandidate:
 					if in.msg.Candidate != nil && in.msg.Candidate.Candidate != "" {
 						if err := c.peer.AddICECandidate(pion.ICECandidateInit(*in.msg.Candidate)); err != nil {
@@ -216,7 +217,7 @@ func (c *Call) roomLoop(sub *ari.Subscription, mem *rooms.Member, onAnswer func(
 					}
 				case signal.TypeAnswer: // to a server-initiated "offer" (video renegotiation)
 					if onAnswer == nil {
-						c.send(s, signal.ErrorMessage(c.clientID, signal.CodeBadMessage, "no offer is outstanding on this call"))
+						c.send(s, signal.ErrorMessage(c.clientID, wire.CodeBadMessage, "no offer is outstanding on this call"))
 						continue
 					}
 					onAnswer(in.msg.SDP)
@@ -231,14 +232,14 @@ func (c *Call) roomLoop(sub *ari.Subscription, mem *rooms.Member, onAnswer func(
 			case *ari.ChannelDestroyed:
 				if e.Channel.ID == c.emID {
 					c.log.Warn("externalMedia channel destroyed under the room call")
-					c.send(s, signal.HangupMessage(c.clientID, signal.CauseTemporaryFailure))
-					return signal.CauseTemporaryFailure
+					c.send(s, signal.HangupMessage(c.clientID, wire.CauseTemporaryFailure))
+					return wire.CauseTemporaryFailure
 				}
 			case *ari.Reconciled:
 				if goneAny(e, c.emID) {
 					c.log.Warn("room call's channel vanished while the ARI socket was down")
-					c.send(s, signal.HangupMessage(c.clientID, signal.CauseTemporaryFailure))
-					return signal.CauseTemporaryFailure
+					c.send(s, signal.HangupMessage(c.clientID, wire.CauseTemporaryFailure))
+					return wire.CauseTemporaryFailure
 				}
 			}
 		}

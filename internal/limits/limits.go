@@ -8,13 +8,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
-)
 
-// Stable refusal codes. Browsers and API clients branch on these; never rename one.
-const (
-	CodeCallRateLimited = "call_rate_limited" // more new calls than the configured rate
-	CodeTooManyCalls    = "too_many_calls"    // as many calls in progress as allowed
-	CodeBudgetExhausted = "budget_exhausted"  // today's outbound minutes are used up
+	"github.com/patchbay/patchbay/wire"
 )
 
 // Config is one set of limits. A zero field means "no limit" for that dimension.
@@ -114,7 +109,7 @@ func (l *Limiter) Start(key string, outbound bool) (*Lease, error) {
 	}
 	s.touched = now
 	if l.cfg.MaxConcurrent > 0 && s.active >= l.cfg.MaxConcurrent {
-		return nil, &Refusal{Code: CodeTooManyCalls, Message: fmt.Sprintf("%d calls already in progress, the most allowed; end one first", s.active)}
+		return nil, &Refusal{Code: wire.CodeTooManyCalls, Message: fmt.Sprintf("%d calls already in progress, the most allowed; end one first", s.active)}
 	}
 	var budget time.Duration
 	if outbound && l.cfg.DailyMinutes > 0 {
@@ -124,7 +119,7 @@ func (l *Limiter) Start(key string, outbound bool) (*Lease, error) {
 		}
 		budget = time.Duration(l.cfg.DailyMinutes)*time.Minute - s.used
 		if budget <= 0 {
-			return nil, &Refusal{Code: CodeBudgetExhausted, Message: fmt.Sprintf("the daily budget of %d outbound minutes is used up; it renews at 00:00 UTC", l.cfg.DailyMinutes)}
+			return nil, &Refusal{Code: wire.CodeBudgetExhausted, Message: fmt.Sprintf("the daily budget of %d outbound minutes is used up; it renews at 00:00 UTC", l.cfg.DailyMinutes)}
 		}
 	}
 	if l.cfg.CallsPerMinute > 0 {
@@ -135,7 +130,7 @@ func (l *Limiter) Start(key string, outbound bool) (*Lease, error) {
 		s.last = now
 		if s.tokens < 1 {
 			wait := time.Duration((1 - s.tokens) / l.cfg.CallsPerMinute * float64(time.Minute))
-			return nil, &Refusal{Code: CodeCallRateLimited, Message: fmt.Sprintf("more than %g new calls per minute; retry in %v", l.cfg.CallsPerMinute, wait.Round(time.Second))}
+			return nil, &Refusal{Code: wire.CodeCallRateLimited, Message: fmt.Sprintf("more than %g new calls per minute; retry in %v", l.cfg.CallsPerMinute, wait.Round(time.Second))}
 		}
 		s.tokens--
 	}

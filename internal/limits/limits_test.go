@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/patchbay/patchbay/wire"
 )
 
 type clock struct{ t time.Time }
@@ -29,8 +31,8 @@ func TestRate(t *testing.T) {
 		}
 		le.End(0)
 	}
-	if _, err := l.Start("k", false); code(err) != CodeCallRateLimited || !errors.Is(err, ErrRefused) {
-		t.Fatalf("third call: %v, want %s", err, CodeCallRateLimited)
+	if _, err := l.Start("k", false); code(err) != wire.CodeCallRateLimited || !errors.Is(err, ErrRefused) {
+		t.Fatalf("third call: %v, want %s", err, wire.CodeCallRateLimited)
 	}
 	if _, err := l.Start("other", false); err != nil {
 		t.Fatalf("another key is limited separately: %v", err)
@@ -47,7 +49,7 @@ func TestConcurrency(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Start("k", false); code(err) != CodeTooManyCalls {
+	if _, err := l.Start("k", false); code(err) != wire.CodeTooManyCalls {
 		t.Fatalf("second concurrent: %v", err)
 	}
 	a.End(0)
@@ -56,7 +58,7 @@ func TestConcurrency(t *testing.T) {
 	if err != nil {
 		t.Fatalf("after End: %v", err)
 	}
-	if _, err := l.Start("k", false); code(err) != CodeTooManyCalls {
+	if _, err := l.Start("k", false); code(err) != wire.CodeTooManyCalls {
 		t.Fatalf("double End freed two slots: %v", err)
 	}
 	b.End(0)
@@ -76,7 +78,7 @@ func TestBudget(t *testing.T) {
 		t.Fatalf("second: %v budget %v", err, b.Budget)
 	}
 	b.End(30 * time.Second)
-	if _, err := l.Start("k", true); code(err) != CodeBudgetExhausted {
+	if _, err := l.Start("k", true); code(err) != wire.CodeBudgetExhausted {
 		t.Fatalf("over budget: %v", err)
 	}
 	if _, err := l.Start("k", false); err != nil {

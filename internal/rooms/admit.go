@@ -7,7 +7,7 @@ import (
 
 	"github.com/patchbay/patchbay/dialplan"
 	"github.com/patchbay/patchbay/internal/tickets"
-	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
 )
 
 // JoinRequest is what a browser asked to join: exactly one of Room, Number (agents only) or Ticket.
@@ -29,7 +29,7 @@ type Admission struct {
 	Room   string
 	Role   string
 	Via    string // "room", "number" or "ticket"
-	Code   string // when refused: a signal.Code*
+	Code   string // when refused: a wire.Code*
 	Reason string
 }
 
@@ -50,57 +50,57 @@ func (a Admitter) Admit(ctx context.Context, g Grant, r JoinRequest) Admission {
 	switch {
 	case r.Ticket != "":
 		if a.Tickets == nil {
-			return refuse(signal.CodeForbiddenDestination, "this server does not accept join tickets; join with a token for the room")
+			return refuse(wire.CodeForbiddenDestination, "this server does not accept join tickets; join with a token for the room")
 		}
 		room, role, err := a.Tickets.Redeem(ctx, r.Ticket)
 		if errors.Is(err, tickets.ErrUnavailable) {
-			return refuse(signal.CodeUnavailable, "tickets cannot be checked right now; try again shortly")
+			return refuse(wire.CodeUnavailable, "tickets cannot be checked right now; try again shortly")
 		}
 		if err != nil {
-			return refuse(signal.CodeInvalidTicket, "ticket refused: unknown, expired or already used; ask for a new one")
+			return refuse(wire.CodeInvalidTicket, "ticket refused: unknown, expired or already used; ask for a new one")
 		}
 		if dialplan.ValidateRoomID(room) != nil || !ValidRole(role) {
-			return refuse(signal.CodeInternal, "the ticket names no valid room or role")
+			return refuse(wire.CodeInternal, "the ticket names no valid room or role")
 		}
 		ad = Admission{Room: room, Role: role, Via: "ticket"}
 	case r.Number != "":
 		if g.Role != RoleAgent {
-			return refuse(signal.CodeForbiddenDestination, "only agents may join a room by number; your token's role is %q", g.Role)
+			return refuse(wire.CodeForbiddenDestination, "only agents may join a room by number; your token's role is %q", g.Role)
 		}
 		if a.Store == nil {
-			return refuse(signal.CodeUnavailable, "no number store is configured")
+			return refuse(wire.CodeUnavailable, "no number store is configured")
 		}
 		m, err := a.Store.Lookup(ctx, r.Number)
 		switch {
 		case errors.Is(err, dialplan.ErrNotMapped):
-			return refuse(signal.CodeUnknownRoom, "number %s is not mapped to a room (or the mapping expired)", r.Number)
+			return refuse(wire.CodeUnknownRoom, "number %s is not mapped to a room (or the mapping expired)", r.Number)
 		case errors.Is(err, dialplan.ErrInvalidNumber):
-			return refuse(signal.CodeInvalidNumber, "%v", err)
+			return refuse(wire.CodeInvalidNumber, "%v", err)
 		case errors.Is(err, dialplan.ErrStoreUnavailable):
-			return refuse(signal.CodeUnavailable, "the number store is unavailable; try again shortly")
+			return refuse(wire.CodeUnavailable, "the number store is unavailable; try again shortly")
 		case err != nil:
-			return refuse(signal.CodeUnavailable, "number lookup failed; try again shortly")
+			return refuse(wire.CodeUnavailable, "number lookup failed; try again shortly")
 		}
 		ad = Admission{Room: m.Room, Role: RoleAgent, Via: "number"}
 	case r.Room != "":
 		if g.Room == "" {
-			return refuse(signal.CodeForbiddenDestination, "your token is not for any room; get a token for room %s", r.Room)
+			return refuse(wire.CodeForbiddenDestination, "your token is not for any room; get a token for room %s", r.Room)
 		}
 		if g.Room != r.Room {
-			return refuse(signal.CodeForbiddenDestination, "your token is for another room, not %s", r.Room)
+			return refuse(wire.CodeForbiddenDestination, "your token is for another room, not %s", r.Room)
 		}
 		if !ValidRole(g.Role) {
-			return refuse(signal.CodeForbiddenDestination, "your token's role %q is not a room role", g.Role)
+			return refuse(wire.CodeForbiddenDestination, "your token's role %q is not a room role", g.Role)
 		}
 		ad = Admission{Room: r.Room, Role: g.Role, Via: "room"}
 	default:
-		return refuse(signal.CodeBadMessage, "join needs a room, number or ticket")
+		return refuse(wire.CodeBadMessage, "join needs a room, number or ticket")
 	}
 	if ad.Role == "" {
 		ad.Role = RoleParticipant
 	}
 	if a.Rooms == nil || !a.Rooms.Exists(ad.Room) {
-		return refuse(signal.CodeUnknownRoom, "room %s does not exist or has ended", ad.Room)
+		return refuse(wire.CodeUnknownRoom, "room %s does not exist or has ended", ad.Room)
 	}
 	ad.Accept = true
 	return ad

@@ -145,7 +145,7 @@ func (c *confBackend) Attach(ctx context.Context, pid, channelID, format string)
 		return nil, fmt.Errorf("create Local channel into ConfBridge %s: %w", c.room, err)
 	}
 	t.localMade = true
-	if err := waitStasis(ctx, sub, t.local); err != nil {
+	if err := ari.WaitStasisStart(ctx, sub, t.local); err != nil {
 		return nil, err
 	}
 	if err := c.a.Bridge(t.bridge).AddChannel(ctx, ari.AddChannelOptions{}, channelID, t.local); err != nil {
@@ -182,27 +182,4 @@ func (t *confAttachment) Detach(ctx context.Context) error {
 		}
 	})
 	return errors.Join(errs...)
-}
-
-func waitStasis(ctx context.Context, sub *ari.Subscription, id string) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("channel %s never entered Stasis: %w", id, ctx.Err())
-		case ev, ok := <-sub.Events():
-			if !ok {
-				return fmt.Errorf("channel %s: ARI subscription closed", id)
-			}
-			switch e := ev.(type) {
-			case *ari.StasisStart:
-				if e.Channel.ID == id {
-					return nil
-				}
-			case *ari.ChannelDestroyed:
-				if e.Channel.ID == id {
-					return fmt.Errorf("channel %s was destroyed before entering Stasis (cause %d %s)", id, e.Cause, e.CauseTxt)
-				}
-			}
-		}
-	}
 }

@@ -3,15 +3,13 @@ package rooms
 import (
 	"context"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/patchbay/patchbay/dialplan"
-	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
 )
 
 type fakeBackend struct {
@@ -255,18 +253,18 @@ func TestAdmit(t *testing.T) {
 		room string
 	}{
 		{"own room", Grant{Room: "sales"}, JoinRequest{Room: "sales"}, "", "sales"},
-		{"other room", Grant{Room: "support"}, JoinRequest{Room: "sales"}, signal.CodeForbiddenDestination, ""},
-		{"no room claim", Grant{}, JoinRequest{Room: "sales"}, signal.CodeForbiddenDestination, ""},
-		{"unknown room", Grant{Room: "ghost"}, JoinRequest{Room: "ghost"}, signal.CodeUnknownRoom, ""},
-		{"bad role", Grant{Room: "sales", Role: "admin"}, JoinRequest{Room: "sales"}, signal.CodeForbiddenDestination, ""},
+		{"other room", Grant{Room: "support"}, JoinRequest{Room: "sales"}, wire.CodeForbiddenDestination, ""},
+		{"no room claim", Grant{}, JoinRequest{Room: "sales"}, wire.CodeForbiddenDestination, ""},
+		{"unknown room", Grant{Room: "ghost"}, JoinRequest{Room: "ghost"}, wire.CodeUnknownRoom, ""},
+		{"bad role", Grant{Room: "sales", Role: "admin"}, JoinRequest{Room: "sales"}, wire.CodeForbiddenDestination, ""},
 		{"agent by number", Grant{Role: RoleAgent}, JoinRequest{Number: "+44 20 7946 0000"}, "", "sales"},
-		{"non-agent by number", Grant{Room: "sales"}, JoinRequest{Number: "+442079460000"}, signal.CodeForbiddenDestination, ""},
-		{"agent unmapped", Grant{Role: RoleAgent}, JoinRequest{Number: "+442079461111"}, signal.CodeUnknownRoom, ""},
-		{"agent injection", Grant{Role: RoleAgent}, JoinRequest{Number: "100&PJSIP/x"}, signal.CodeInvalidNumber, ""},
-		{"agent mapped to ended room", Grant{Role: RoleAgent}, JoinRequest{Number: "8001"}, signal.CodeUnknownRoom, ""},
+		{"non-agent by number", Grant{Room: "sales"}, JoinRequest{Number: "+442079460000"}, wire.CodeForbiddenDestination, ""},
+		{"agent unmapped", Grant{Role: RoleAgent}, JoinRequest{Number: "+442079461111"}, wire.CodeUnknownRoom, ""},
+		{"agent injection", Grant{Role: RoleAgent}, JoinRequest{Number: "100&PJSIP/x"}, wire.CodeInvalidNumber, ""},
+		{"agent mapped to ended room", Grant{Role: RoleAgent}, JoinRequest{Number: "8001"}, wire.CodeUnknownRoom, ""},
 		{"ticket", Grant{}, JoinRequest{Ticket: "tk1"}, "", "sales"},
-		{"bad ticket", Grant{}, JoinRequest{Ticket: "zzz"}, signal.CodeInvalidTicket, ""},
-		{"ticket for unknown room", Grant{}, JoinRequest{Ticket: "tk2"}, signal.CodeUnknownRoom, ""},
+		{"bad ticket", Grant{}, JoinRequest{Ticket: "zzz"}, wire.CodeInvalidTicket, ""},
+		{"ticket for unknown room", Grant{}, JoinRequest{Ticket: "tk2"}, wire.CodeUnknownRoom, ""},
 	} {
 		got := ad.Admit(ctx, tc.g, tc.req)
 		if tc.code == "" && (!got.Accept || got.Room != tc.room) {
@@ -276,25 +274,11 @@ func TestAdmit(t *testing.T) {
 			t.Errorf("%s: %+v, want refusal %s", tc.name, got, tc.code)
 		}
 	}
-	if got := (Admitter{Rooms: r}).Admit(ctx, Grant{}, JoinRequest{Ticket: "tk1"}); got.Accept || got.Code != signal.CodeForbiddenDestination {
+	if got := (Admitter{Rooms: r}).Admit(ctx, Grant{}, JoinRequest{Ticket: "tk1"}); got.Accept || got.Code != wire.CodeForbiddenDestination {
 		t.Errorf("ticket without redeemer: %+v", got)
 	}
-	if got := (Admitter{Rooms: r}).Admit(ctx, Grant{Role: RoleAgent}, JoinRequest{Number: "8001"}); got.Accept || got.Code != signal.CodeUnavailable {
+	if got := (Admitter{Rooms: r}).Admit(ctx, Grant{Role: RoleAgent}, JoinRequest{Number: "8001"}); got.Accept || got.Code != wire.CodeUnavailable {
 		t.Errorf("number without store: %+v", got)
 	}
 	r.Close(ctx)
-}
-
-func TestAgentPage(t *testing.T) {
-	h := AgentPage()
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/agent?number=%2B442079460000", nil))
-	if rec.Code != 200 || !strings.Contains(rec.Body.String(), AgentPageMeta) || rec.Header().Get("Content-Security-Policy") == "" {
-		t.Errorf("agent page: %d csp=%q flag=%v", rec.Code, rec.Header().Get("Content-Security-Policy"), strings.Contains(rec.Body.String(), AgentPageMeta))
-	}
-	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/agent?number=100%26PJSIP", nil))
-	if rec.Code != http.StatusBadRequest {
-		t.Errorf("bad number: %d", rec.Code)
-	}
 }

@@ -19,10 +19,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/patchbay/patchbay/ari"
+	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/certs"
 	"github.com/patchbay/patchbay/dialplan"
 	"github.com/patchbay/patchbay/internal/api"
-	"github.com/patchbay/patchbay/internal/auth"
 	"github.com/patchbay/patchbay/internal/call"
 	"github.com/patchbay/patchbay/internal/config"
 	"github.com/patchbay/patchbay/internal/relay"
@@ -163,7 +163,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	mux.Handle("/ws", s.signal)
 	mux.Handle(api.Prefix+"/", s.api)
 	mux.HandleFunc("/healthz", s.healthz)
-	mux.Handle("/agent", rooms.AgentPage())
+	mux.Handle("/agent", web.AgentPage(func(n string) error {
+		_, err := dialplan.NormalizeNumber(n)
+		return err
+	}))
 	mux.Handle("/", web.Handler())
 	s.http = &http.Server{
 		Handler:           mux,

@@ -20,16 +20,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/patchbay/patchbay/wire"
 	"github.com/redis/go-redis/v9"
 )
-
-// Stable error code for a refused ticket (signalling and API).
-const CodeInvalidTicket = "invalid_ticket"
 
 var (
 	// ErrInvalid is returned for a ticket that is malformed, unknown, expired or already used. The cases are
 	// not told apart, so a guesser learns nothing.
-	ErrInvalid = errors.New("tickets: " + CodeInvalidTicket + ": unknown, expired or already used; ask the backend for a new one")
+	ErrInvalid = errors.New("tickets: " + wire.CodeInvalidTicket + ": unknown, expired or already used; ask the backend for a new one")
 	// ErrUnavailable wraps a store that cannot be reached.
 	ErrUnavailable = errors.New("tickets: store unavailable")
 )

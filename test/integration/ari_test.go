@@ -22,8 +22,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/patchbay/patchbay/ari"
-	"github.com/patchbay/patchbay/internal/audio"
-	"github.com/patchbay/patchbay/internal/testenv"
+	"github.com/patchbay/patchbay/tools/audio"
+	"github.com/patchbay/patchbay/test/testenv"
 )
 
 // ariTestClient builds a client for a with a short backoff cap so reconnects are quick.

@@ -11,9 +11,10 @@ import (
 	"time"
 
 	"github.com/patchbay/patchbay/ari"
-	"github.com/patchbay/patchbay/internal/synth"
-	"github.com/patchbay/patchbay/internal/testenv"
+	"github.com/patchbay/patchbay/tools/synth"
+	"github.com/patchbay/patchbay/test/testenv"
 	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
 )
 
 // browserCallEnv is one Asterisk, one Patchbay and a synthetic-caller engine.
@@ -182,12 +183,12 @@ func TestHostileCallsAreRefusedAndServerKeepsServing(t *testing.T) {
 	for i, tc := range []struct {
 		name, to, sdp, want string
 	}{
-		{"injection", "100&PJSIP/carrier/900", opusOnly, signal.CodeInvalidNumber},
-		{"context escape", "600@internal", opusOnly, signal.CodeInvalidNumber},
-		{"variable", "${EXTEN}", opusOnly, signal.CodeInvalidNumber},
-		{"pstn not granted", "+441234567890", opusOnly, signal.CodeForbiddenDestination},
+		{"injection", "100&PJSIP/carrier/900", opusOnly, wire.CodeInvalidNumber},
+		{"context escape", "600@internal", opusOnly, wire.CodeInvalidNumber},
+		{"variable", "${EXTEN}", opusOnly, wire.CodeInvalidNumber},
+		{"pstn not granted", "+441234567890", opusOnly, wire.CodeForbiddenDestination},
 		{"no audio", "600", offerless, ""},
-		{"opus only", "600", opusOnly, signal.CodeUnsupportedMedia},
+		{"opus only", "600", opusOnly, wire.CodeUnsupportedMedia},
 	} {
 		id := "hostile-" + string(rune('a'+i))
 		if err := conn.Send(ctx, signal.Message{Type: signal.TypeCall, CallID: id, To: tc.to, SDP: tc.sdp}); err != nil {

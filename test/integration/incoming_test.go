@@ -10,11 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchbay/patchbay/internal/audio"
+	"github.com/patchbay/patchbay/tools/audio"
 	"github.com/patchbay/patchbay/internal/config"
-	"github.com/patchbay/patchbay/internal/synth"
-	"github.com/patchbay/patchbay/internal/testenv"
+	"github.com/patchbay/patchbay/tools/synth"
+	"github.com/patchbay/patchbay/test/testenv"
 	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
 )
 
 // TestPhoneCallsBrowserUser: a softphone dials a browser user by name and by number; every session of that user
@@ -65,8 +66,8 @@ func TestPhoneCallsBrowserUser(t *testing.T) {
 				t.Errorf("incoming from %q, want 101", in.From)
 			}
 			hup := recvType(t, ctx, second, signal.TypeHangup)
-			if hup.Cause != signal.CauseAnsweredElsewhere {
-				t.Errorf("second session hangup cause %q, want %s", hup.Cause, signal.CauseAnsweredElsewhere)
+			if hup.Cause != wire.CauseAnsweredElsewhere {
+				t.Errorf("second session hangup cause %q, want %s", hup.Cause, wire.CauseAnsweredElsewhere)
 			}
 			r := <-done
 			if r.err != nil {

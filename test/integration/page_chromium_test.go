@@ -21,10 +21,11 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 
-	"github.com/patchbay/patchbay/internal/auth"
-	"github.com/patchbay/patchbay/internal/testenv"
+	"github.com/patchbay/patchbay/auth"
+	"github.com/patchbay/patchbay/test/testenv"
 	"github.com/patchbay/patchbay/webrtc/signal"
 	"github.com/patchbay/patchbay/webrtc/web"
+	"github.com/patchbay/patchbay/wire"
 )
 
 // pionCoordinator answers the page's calls with a real pion peer connection,
@@ -69,12 +70,12 @@ func (c *pionCoordinator) HandleMessage(ctx context.Context, s *signal.Session, 
 	c.mu.Unlock()
 	fail := func(err error) {
 		c.t.Errorf("call %s: %v", m.CallID, err)
-		_ = s.Send(ctx, signal.ErrorMessage(m.CallID, signal.CodeInternal, err.Error()))
+		_ = s.Send(ctx, signal.ErrorMessage(m.CallID, wire.CodeInternal, err.Error()))
 	}
 	switch m.Type {
 	case signal.TypeCall:
 		if m.To == "999" {
-			_ = s.Send(ctx, signal.ErrorMessage(m.CallID, signal.CodeForbiddenDestination, "not in your dial list"))
+			_ = s.Send(ctx, signal.ErrorMessage(m.CallID, wire.CodeForbiddenDestination, "not in your dial list"))
 			return
 		}
 		if err := c.answer(ctx, s, m); err != nil {
@@ -373,7 +374,7 @@ func TestPageInChromium(t *testing.T) {
 	if n := coord.packets.Load() - before; n < 25 {
 		t.Fatalf("incoming call: pion got %d PCMU packets from the browser, want a flow", n)
 	}
-	if err := sessions[0].Send(ctx, signal.HangupMessage("in-1", signal.CauseNormalClearing)); err != nil {
+	if err := sessions[0].Send(ctx, signal.HangupMessage("in-1", wire.CauseNormalClearing)); err != nil {
 		t.Fatal(err)
 	}
 	coord.closeCall("in-1")

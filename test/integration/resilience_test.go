@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchbay/patchbay/internal/synth"
+	"github.com/patchbay/patchbay/tools/synth"
 	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
 )
 
 // TestAsteriskRestartMidCall: Asterisk goes away under a live call. The browser is told the call ended, Patchbay
@@ -53,7 +54,7 @@ func TestAsteriskRestartMidCall(t *testing.T) {
 		if err == nil {
 			break
 		}
-		if signal.ErrorCode(err) != signal.CodeUnavailable {
+		if signal.ErrorCode(err) != wire.CodeUnavailable {
 			break
 		}
 		time.Sleep(250 * time.Millisecond)

@@ -17,12 +17,13 @@ import (
 
 	"github.com/patchbay/patchbay/ari"
 	asteriskconfigs "github.com/patchbay/patchbay/asterisk-configs"
-	"github.com/patchbay/patchbay/internal/audio"
-	"github.com/patchbay/patchbay/internal/auth"
+	"github.com/patchbay/patchbay/tools/audio"
+	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/internal/config"
-	"github.com/patchbay/patchbay/internal/synth"
-	"github.com/patchbay/patchbay/internal/testenv"
+	"github.com/patchbay/patchbay/tools/synth"
+	"github.com/patchbay/patchbay/test/testenv"
 	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
 )
 
 const roomAPIKey = "room-test-key-0123456789abcdef"
@@ -576,16 +577,16 @@ func TestRoomBadInputIsRefusedAndNothingJoins(t *testing.T) {
 		msg         signal.Message
 		want        string
 	}{
-		{"token for another room", e.token(t, "beta", "mallory"), signal.Message{Room: "alpha"}, signal.CodeForbiddenDestination},
-		{"token without room", mint("", ""), signal.Message{Room: "alpha"}, signal.CodeForbiddenDestination},
-		{"unknown room", mint("ghost", ""), signal.Message{Room: "ghost"}, signal.CodeUnknownRoom},
-		{"room injection", mint("alpha", ""), signal.Message{Room: "alpha&PJSIP/x"}, signal.CodeBadMessage},
-		{"number by non-agent", mint("alpha", ""), signal.Message{Number: "8005"}, signal.CodeForbiddenDestination},
-		{"number injection", agent.Token, signal.Message{Number: "8001&PJSIP/carrier/900"}, signal.CodeInvalidNumber},
-		{"number with dialplan variable", agent.Token, signal.Message{Number: "${EXTEN}"}, signal.CodeInvalidNumber},
-		{"expired mapping", agent.Token, signal.Message{Number: "8005"}, signal.CodeUnknownRoom},
-		{"unmapped number", agent.Token, signal.Message{Number: "+442079469999"}, signal.CodeUnknownRoom},
-		{"unknown ticket", mint("", ""), signal.Message{Ticket: "t-123"}, signal.CodeInvalidTicket},
+		{"token for another room", e.token(t, "beta", "mallory"), signal.Message{Room: "alpha"}, wire.CodeForbiddenDestination},
+		{"token without room", mint("", ""), signal.Message{Room: "alpha"}, wire.CodeForbiddenDestination},
+		{"unknown room", mint("ghost", ""), signal.Message{Room: "ghost"}, wire.CodeUnknownRoom},
+		{"room injection", mint("alpha", ""), signal.Message{Room: "alpha&PJSIP/x"}, wire.CodeBadMessage},
+		{"number by non-agent", mint("alpha", ""), signal.Message{Number: "8005"}, wire.CodeForbiddenDestination},
+		{"number injection", agent.Token, signal.Message{Number: "8001&PJSIP/carrier/900"}, wire.CodeInvalidNumber},
+		{"number with dialplan variable", agent.Token, signal.Message{Number: "${EXTEN}"}, wire.CodeInvalidNumber},
+		{"expired mapping", agent.Token, signal.Message{Number: "8005"}, wire.CodeUnknownRoom},
+		{"unmapped number", agent.Token, signal.Message{Number: "+442079469999"}, wire.CodeUnknownRoom},
+		{"unknown ticket", mint("", ""), signal.Message{Ticket: "t-123"}, wire.CodeInvalidTicket},
 	} {
 		conn := e.dial(t, ctx, tc.token)
 		m := tc.msg

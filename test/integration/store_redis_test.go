@@ -13,7 +13,7 @@ import (
 
 	"github.com/patchbay/patchbay/dialplan"
 	"github.com/patchbay/patchbay/dialplan/storetest"
-	"github.com/patchbay/patchbay/internal/testenv"
+	"github.com/patchbay/patchbay/test/testenv"
 )
 
 // storeUnavailableWithin is how fast an outage must surface, given the short

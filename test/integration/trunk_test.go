@@ -20,13 +20,14 @@ import (
 
 	"github.com/patchbay/patchbay/ari"
 	asteriskconfigs "github.com/patchbay/patchbay/asterisk-configs"
-	"github.com/patchbay/patchbay/internal/audio"
-	"github.com/patchbay/patchbay/internal/auth"
+	"github.com/patchbay/patchbay/tools/audio"
+	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/internal/config"
-	"github.com/patchbay/patchbay/internal/synth"
-	"github.com/patchbay/patchbay/internal/testenv"
+	"github.com/patchbay/patchbay/tools/synth"
+	"github.com/patchbay/patchbay/test/testenv"
 	"github.com/patchbay/patchbay/internal/webhook"
 	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
 )
 
 const trunkName = "pstn"
@@ -233,22 +234,22 @@ func TestTrunkRefusesInjectionAndTollFraudBeforeARI(t *testing.T) {
 	defer cancel()
 	conn := e.dial(t, ctx, "mallory", []string{"+442071230009"}, "*")
 	for i, tc := range []struct{ to, want string }{
-		{"100&PJSIP/" + trunkName + "/900", signal.CodeInvalidNumber},
-		{"+14155550100&PJSIP/" + trunkName + "/+19005550100", signal.CodeInvalidNumber},
-		{"*", signal.CodeInvalidNumber},
-		{"#", signal.CodeInvalidNumber},
-		{"*67+14155550100", signal.CodeInvalidNumber},
-		{"+1415555#0100", signal.CodeInvalidNumber},
-		{"+44ABC4567890", signal.CodeInvalidNumber},
-		{"+" + strings.Repeat("1", 40), signal.CodeInvalidNumber},
-		{"+1415555010012345", signal.CodeInvalidNumber},
-		{"${EXTEN}", signal.CodeInvalidNumber},
-		{"+14155550100@internal", signal.CodeInvalidNumber},
-		{"+19005550100", signal.CodeForbiddenDestination},
-		{"0019005550100", signal.CodeForbiddenDestination},
-		{"+447012345678", signal.CodeForbiddenDestination},
-		{"+88212345678", signal.CodeForbiddenDestination},
-		{"+870123456789", signal.CodeForbiddenDestination},
+		{"100&PJSIP/" + trunkName + "/900", wire.CodeInvalidNumber},
+		{"+14155550100&PJSIP/" + trunkName + "/+19005550100", wire.CodeInvalidNumber},
+		{"*", wire.CodeInvalidNumber},
+		{"#", wire.CodeInvalidNumber},
+		{"*67+14155550100", wire.CodeInvalidNumber},
+		{"+1415555#0100", wire.CodeInvalidNumber},
+		{"+44ABC4567890", wire.CodeInvalidNumber},
+		{"+" + strings.Repeat("1", 40), wire.CodeInvalidNumber},
+		{"+1415555010012345", wire.CodeInvalidNumber},
+		{"${EXTEN}", wire.CodeInvalidNumber},
+		{"+14155550100@internal", wire.CodeInvalidNumber},
+		{"+19005550100", wire.CodeForbiddenDestination},
+		{"0019005550100", wire.CodeForbiddenDestination},
+		{"+447012345678", wire.CodeForbiddenDestination},
+		{"+88212345678", wire.CodeForbiddenDestination},
+		{"+870123456789", wire.CodeForbiddenDestination},
 	} {
 		id := fmt.Sprintf("fraud-%d", i)
 		if err := conn.Send(ctx, signal.Message{Type: signal.TypeCall, CallID: id, To: tc.to, SDP: hostileSDP}); err != nil {
@@ -264,8 +265,8 @@ func TestTrunkRefusesInjectionAndTollFraudBeforeARI(t *testing.T) {
 	if err := noID.Send(ctx, signal.Message{Type: signal.TypeCall, CallID: "noid", To: "+14155550100", SDP: hostileSDP}); err != nil {
 		t.Fatal(err)
 	}
-	if m := recvType(t, ctx, noID, signal.TypeError); m.Error != signal.CodeForbiddenCallerID {
-		t.Errorf("call without caller ID: %q (%s), want %s", m.Error, m.Message, signal.CodeForbiddenCallerID)
+	if m := recvType(t, ctx, noID, signal.TypeError); m.Error != wire.CodeForbiddenCallerID {
+		t.Errorf("call without caller ID: %q (%s), want %s", m.Error, m.Message, wire.CodeForbiddenCallerID)
 	}
 	e.assertClean(t) // no channel or bridge was ever made
 	e.sipp.Stop()    // flush its trace
@@ -303,27 +304,27 @@ func TestTrunkLimitsTrip(t *testing.T) {
 	}
 	// Concurrency: the user's second call while the first is up.
 	_, err := e.eng.Call(ctx, second, synth.CallOptions{To: "+14155550101", Duration: time.Second})
-	if code := signal.ErrorCode(err); code != signal.CodeTooManyCalls {
-		t.Errorf("concurrent call: %v, want %s", err, signal.CodeTooManyCalls)
+	if code := signal.ErrorCode(err); code != wire.CodeTooManyCalls {
+		t.Errorf("concurrent call: %v, want %s", err, wire.CodeTooManyCalls)
 	}
 	// Duration: the first call is ended at 2 s although the browser wanted 10 s.
 	r := <-first
 	took := time.Since(start)
-	if code := signal.ErrorCode(r.err); code != signal.CodeMaxDuration {
-		t.Errorf("first call ended with %v, want %s", r.err, signal.CodeMaxDuration)
+	if code := signal.ErrorCode(r.err); code != wire.CodeMaxDuration {
+		t.Errorf("first call ended with %v, want %s", r.err, wire.CodeMaxDuration)
 	}
 	if took > 6*time.Second {
 		t.Errorf("first call lasted %v; max_call_duration is 2s", took)
 	}
 	e.waitNoCalls(t)
 	// Rate: 2 per minute with a burst of 2; the first call used one token, the refused one none.
-	if _, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "+14155550102", Duration: 500 * time.Millisecond}); err != nil && signal.ErrorCode(err) != signal.CodeMaxDuration {
+	if _, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "+14155550102", Duration: 500 * time.Millisecond}); err != nil && signal.ErrorCode(err) != wire.CodeMaxDuration {
 		t.Errorf("third call within the rate: %v", err)
 	}
 	e.waitNoCalls(t)
 	_, err = e.eng.Call(ctx, conn, synth.CallOptions{To: "+14155550103", Duration: time.Second})
-	if code := signal.ErrorCode(err); code != signal.CodeCallRateLimited {
-		t.Errorf("fourth call in a minute: %v, want %s", err, signal.CodeCallRateLimited)
+	if code := signal.ErrorCode(err); code != wire.CodeCallRateLimited {
+		t.Errorf("fourth call in a minute: %v, want %s", err, wire.CodeCallRateLimited)
 	}
 	e.assertClean(t)
 }
@@ -382,9 +383,9 @@ func TestAPICallRingsSoftphoneIntoNewRoomAndTicketIsSingleUse(t *testing.T) {
 		status int
 		code   string
 	}{
-		{map[string]any{"to": "100&PJSIP/" + trunkName + "/900", "connect": map[string]any{"create_room": true}}, 400, signal.CodeInvalidNumber},
-		{map[string]any{"to": "+19005550100", "connect": map[string]any{"create_room": true}}, 403, signal.CodeForbiddenDestination},
-		{map[string]any{"to": "+14155550100", "caller_id": "+15555550000", "connect": map[string]any{"create_room": true}}, 403, signal.CodeForbiddenCallerID},
+		{map[string]any{"to": "100&PJSIP/" + trunkName + "/900", "connect": map[string]any{"create_room": true}}, 400, wire.CodeInvalidNumber},
+		{map[string]any{"to": "+19005550100", "connect": map[string]any{"create_room": true}}, 403, wire.CodeForbiddenDestination},
+		{map[string]any{"to": "+14155550100", "caller_id": "+15555550000", "connect": map[string]any{"create_room": true}}, 403, wire.CodeForbiddenCallerID},
 		{map[string]any{"to": "101", "connect": map[string]any{}}, 400, "bad_request"},
 	} {
 		apiErr.Error = ""
@@ -441,8 +442,8 @@ func TestAPICallRingsSoftphoneIntoNewRoomAndTicketIsSingleUse(t *testing.T) {
 	}
 	again := e.dial(t, ctx, "eve", nil)
 	_, err = e.eng.Join(ctx, again, synth.JoinOptions{Ticket: res.Ticket}, synth.CallOptions{Duration: time.Second})
-	if err == nil || signal.ErrorCode(err) != signal.CodeInvalidTicket {
-		t.Errorf("second use of the ticket: %v, want %s", err, signal.CodeInvalidTicket)
+	if err == nil || signal.ErrorCode(err) != wire.CodeInvalidTicket {
+		t.Errorf("second use of the ticket: %v, want %s", err, wire.CodeInvalidTicket)
 	} else {
 		t.Logf("second use of the ticket refused: %v", err)
 	}
@@ -642,7 +643,7 @@ func TestAPICallToPSTNRingsBrowserUserWithProgressAndWebhooks(t *testing.T) {
 
 	// A key without the pstn grant for extensions, a caller ID not allowed: refused before anything is dialled.
 	var apiErr struct{ Error string }
-	if st := apiDo(t, e.pb, "POST", "/calls", key, map[string]any{"to": "600", "connect": map[string]any{"user": "gina"}}, &apiErr); st != 403 || apiErr.Error != signal.CodeForbiddenDestination {
+	if st := apiDo(t, e.pb, "POST", "/calls", key, map[string]any{"to": "600", "connect": map[string]any{"user": "gina"}}, &apiErr); st != 403 || apiErr.Error != wire.CodeForbiddenDestination {
 		t.Errorf("extension without grant: %d %s", st, apiErr.Error)
 	}
 

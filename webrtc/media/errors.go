@@ -1,6 +1,10 @@
 package media
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/patchbay/patchbay/wire"
+)
 
 // Error is a media negotiation failure with a stable code that the signalling
 // layer sends to the browser unchanged.
@@ -15,11 +19,11 @@ func (e *Error) Error() string { return e.msg }
 // ErrorCode.
 var (
 	// ErrNoAudio: the offer has no usable audio section.
-	ErrNoAudio = &Error{Code: "no_audio", msg: "offer carries no audio: add an audio track (getUserMedia audio or addTransceiver('audio'))"}
+	ErrNoAudio = &Error{Code: wire.CodeNoAudio, msg: "offer carries no audio: add an audio track (getUserMedia audio or addTransceiver('audio'))"}
 	// ErrUnsupportedMedia: audio is offered, but in no codec Patchbay forwards.
-	ErrUnsupportedMedia = &Error{Code: "unsupported_media", msg: "offer has no PCMU or PCMA audio: Patchbay forwards G.711 untouched, enable PCMU/PCMA in the client"}
+	ErrUnsupportedMedia = &Error{Code: wire.CodeUnsupportedMedia, msg: "offer has no PCMU or PCMA audio: Patchbay forwards G.711 untouched, enable PCMU/PCMA in the client"}
 	// ErrInvalidSDP: the SDP could not be parsed.
-	ErrInvalidSDP = &Error{Code: "invalid_sdp", msg: "session description could not be parsed"}
+	ErrInvalidSDP = &Error{Code: wire.CodeBadMessage, msg: "session description could not be parsed"}
 	// ErrClosed: the API or peer was already closed.
 	ErrClosed = errors.New("media: closed")
 	// ErrNoVideo: the peer negotiated no video (the offer had none, or the

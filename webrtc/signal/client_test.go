@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/patchbay/patchbay/wire"
 )
 
 func TestClientRoundTrip(t *testing.T) {
@@ -25,7 +27,7 @@ func TestClientRoundTrip(t *testing.T) {
 		case TypeDTMF:
 			_ = s.Send(ctx, Message{Type: TypeDTMF, CallID: m.CallID, Digits: m.Digits})
 		case TypeHangup:
-			_ = s.Send(ctx, HangupMessage(m.CallID, CauseNormalClearing))
+			_ = s.Send(ctx, HangupMessage(m.CallID, wire.CauseNormalClearing))
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -61,7 +63,7 @@ func TestClientRoundTrip(t *testing.T) {
 			if m.Type != w {
 				t.Fatalf("after %s got %+v, want %s", st.send.Type, m, w)
 			}
-			if m.Type == TypeHangup && (m.Cause != CauseNormalClearing || m.Code != 16) {
+			if m.Type == TypeHangup && (m.Cause != wire.CauseNormalClearing || m.Code != 16) {
 				t.Fatalf("hangup %+v", m)
 			}
 		}
@@ -90,9 +92,9 @@ func TestClientDialErrors(t *testing.T) {
 		name, token, code string
 		opts              DialOptions
 	}{
-		{"expired", "expired-token", CodeTokenExpired, DialOptions{}},
-		{"forged", "a.b.c", CodeUnauthorized, DialOptions{}},
-		{"empty", "", CodeUnauthorized, DialOptions{}},
+		{"expired", "expired-token", wire.CodeTokenExpired, DialOptions{}},
+		{"forged", "a.b.c", wire.CodeUnauthorized, DialOptions{}},
+		{"empty", "", wire.CodeUnauthorized, DialOptions{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -130,10 +132,10 @@ func TestClientServerGoneAndContext(t *testing.T) {
 	ctx, cancel2 := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel2()
 	m, err := c.Recv(ctx)
-	if err != nil || m.Error != CodeUnavailable {
+	if err != nil || m.Error != wire.CodeUnavailable {
 		t.Fatalf("got %+v, %v; want the unavailable error", m, err)
 	}
-	if _, err := c.Recv(ctx); ErrorCode(err) != CodeUnavailable {
+	if _, err := c.Recv(ctx); ErrorCode(err) != wire.CodeUnavailable {
 		t.Fatalf("Recv after server close = %v, want an error with code unavailable", err)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/patchbay/patchbay/wire"
 )
 
 // Limits on single fields. The whole frame is capped by ServerOptions.MaxMessageBytes.
@@ -13,7 +15,7 @@ const (
 	MaxToLen         = 64
 	MaxDigits        = 32
 	MaxSDPBytes      = 32 << 10 // an audio offer from Chrome is 3–6 KiB
-	MaxTokenBytes    = 8 << 10  // as internal/auth accepts
+	MaxTokenBytes    = 8 << 10  // as auth accepts
 	MaxCandidateLen  = 1024
 	MaxSDPMidLen     = 64
 	MaxUfragLen      = 256
@@ -27,7 +29,7 @@ const (
 func Decode(data []byte) (Message, error) {
 	var raw Message
 	if err := json.Unmarshal(data, &raw); err != nil {
-		return Message{}, errorf(CodeBadMessage, "", "frame is not a JSON message object: %v", err)
+		return Message{}, errorf(wire.CodeBadMessage, "", "frame is not a JSON message object: %v", err)
 	}
 	return Validate(raw)
 }
@@ -40,20 +42,20 @@ func Validate(m Message) (Message, error) {
 	}
 	needCallID := func() error {
 		if m.CallID == "" {
-			return errorf(CodeBadMessage, "", "%s needs a call_id", m.Type)
+			return errorf(wire.CodeBadMessage, "", "%s needs a call_id", m.Type)
 		}
 		if callID == "" {
-			return errorf(CodeBadMessage, "", "call_id must be 1-%d characters of A-Z a-z 0-9 _ -", MaxCallIDLen)
+			return errorf(wire.CodeBadMessage, "", "call_id must be 1-%d characters of A-Z a-z 0-9 _ -", MaxCallIDLen)
 		}
 		return nil
 	}
 	switch m.Type {
 	case TypeAuth:
 		if m.Token == "" {
-			return Message{}, errorf(CodeUnauthorized, "", "auth needs a token")
+			return Message{}, errorf(wire.CodeUnauthorized, "", "auth needs a token")
 		}
 		if len(m.Token) > MaxTokenBytes {
-			return Message{}, errorf(CodeUnauthorized, "", "token longer than %d bytes", MaxTokenBytes)
+			return Message{}, errorf(wire.CodeUnauthorized, "", "token longer than %d bytes", MaxTokenBytes)
 		}
 		return Message{Type: TypeAuth, Token: m.Token}, nil
 
@@ -100,7 +102,7 @@ func Validate(m Message) (Message, error) {
 			return Message{}, err
 		}
 		if !validDigits(m.Digits) {
-			return Message{}, errorf(CodeBadMessage, callID, "digits must be 1-%d of 0-9 * # A-D", MaxDigits)
+			return Message{}, errorf(wire.CodeBadMessage, callID, "digits must be 1-%d of 0-9 * # A-D", MaxDigits)
 		}
 		return Message{Type: TypeDTMF, CallID: callID, Digits: m.Digits}, nil
 
@@ -125,13 +127,13 @@ func Validate(m Message) (Message, error) {
 		return Message{Type: m.Type, CallID: callID}, nil
 
 	case "":
-		return Message{}, errorf(CodeBadMessage, callID, "message has no type")
+		return Message{}, errorf(wire.CodeBadMessage, callID, "message has no type")
 	default:
 		t := m.Type
 		if len(t) > 32 || !utf8.ValidString(t) {
 			t = "(unprintable)"
 		}
-		return Message{}, errorf(CodeBadMessage, callID, "unknown message type %q", t)
+		return Message{}, errorf(wire.CodeBadMessage, callID, "unknown message type %q", t)
 	}
 }
 
@@ -171,20 +173,20 @@ const dialMeta = "&,|$(){}[];/\\\"'<>`^~"
 func checkNumber(to string) *Error {
 	switch {
 	case to == "":
-		return errorf(CodeInvalidNumber, "", "call needs a destination in \"to\"")
+		return errorf(wire.CodeInvalidNumber, "", "call needs a destination in \"to\"")
 	case len(to) > MaxToLen:
-		return errorf(CodeInvalidNumber, "", "destination longer than %d bytes", MaxToLen)
+		return errorf(wire.CodeInvalidNumber, "", "destination longer than %d bytes", MaxToLen)
 	case !utf8.ValidString(to):
-		return errorf(CodeInvalidNumber, "", "destination is not valid UTF-8")
+		return errorf(wire.CodeInvalidNumber, "", "destination is not valid UTF-8")
 	}
 	for _, r := range to {
 		if unicode.IsSpace(r) || unicode.IsControl(r) || !unicode.IsPrint(r) {
-			return errorf(CodeInvalidNumber, "", "destination contains spaces or control characters")
+			return errorf(wire.CodeInvalidNumber, "", "destination contains spaces or control characters")
 		}
 		// Dial-string and dialplan metacharacters never belong in a number,
 		// name or SIP URI; refusing them here is defence in depth.
 		if strings.ContainsRune(dialMeta, r) {
-			return errorf(CodeInvalidNumber, "", "destination contains %q", r)
+			return errorf(wire.CodeInvalidNumber, "", "destination contains %q", r)
 		}
 	}
 	return nil
@@ -193,13 +195,13 @@ func checkNumber(to string) *Error {
 func checkSDP(sdp, what string) *Error {
 	switch {
 	case sdp == "":
-		return errorf(CodeBadMessage, "", "%s SDP missing", what)
+		return errorf(wire.CodeBadMessage, "", "%s SDP missing", what)
 	case len(sdp) > MaxSDPBytes:
-		return errorf(CodeBadMessage, "", "%s SDP longer than %d bytes", what, MaxSDPBytes)
+		return errorf(wire.CodeBadMessage, "", "%s SDP longer than %d bytes", what, MaxSDPBytes)
 	case !utf8.ValidString(sdp) || !strings.HasPrefix(sdp, "v=0"):
-		return errorf(CodeBadMessage, "", "%s is not an SDP session description", what)
+		return errorf(wire.CodeBadMessage, "", "%s is not an SDP session description", what)
 	case !strings.Contains(sdp, "\nm=audio "):
-		return errorf(CodeUnsupportedMedia, "", "%s SDP has no audio section", what)
+		return errorf(wire.CodeUnsupportedMedia, "", "%s SDP has no audio section", what)
 	}
 	return nil
 }
@@ -211,16 +213,16 @@ func checkCandidate(c *ICECandidate) (*ICECandidate, *Error) {
 		return nil, nil
 	}
 	if len(c.Candidate) > MaxCandidateLen || !utf8.ValidString(c.Candidate) {
-		return nil, errorf(CodeBadMessage, "", "candidate longer than %d bytes or not UTF-8", MaxCandidateLen)
+		return nil, errorf(wire.CodeBadMessage, "", "candidate longer than %d bytes or not UTF-8", MaxCandidateLen)
 	}
 	if !strings.HasPrefix(c.Candidate, "candidate:") {
-		return nil, errorf(CodeBadMessage, "", "candidate must start with \"candidate:\"")
+		return nil, errorf(wire.CodeBadMessage, "", "candidate must start with \"candidate:\"")
 	}
 	if c.SDPMid != nil && (len(*c.SDPMid) > MaxSDPMidLen || !utf8.ValidString(*c.SDPMid)) {
-		return nil, errorf(CodeBadMessage, "", "sdpMid longer than %d bytes", MaxSDPMidLen)
+		return nil, errorf(wire.CodeBadMessage, "", "sdpMid longer than %d bytes", MaxSDPMidLen)
 	}
 	if c.UsernameFragment != nil && (len(*c.UsernameFragment) > MaxUfragLen || !utf8.ValidString(*c.UsernameFragment)) {
-		return nil, errorf(CodeBadMessage, "", "usernameFragment longer than %d bytes", MaxUfragLen)
+		return nil, errorf(wire.CodeBadMessage, "", "usernameFragment longer than %d bytes", MaxUfragLen)
 	}
 	cp := *c
 	return &cp, nil
@@ -239,22 +241,22 @@ func checkJoin(m Message) *Error {
 		}
 	}
 	if n != 1 {
-		return errorf(CodeBadMessage, "", "join needs exactly one of room, number or ticket")
+		return errorf(wire.CodeBadMessage, "", "join needs exactly one of room, number or ticket")
 	}
 	switch {
 	case m.Room != "":
 		if len(m.Room) > 64 || !validCallID(m.Room) {
-			return errorf(CodeBadMessage, "", "room must be 1-64 characters of A-Z a-z 0-9 _ -")
+			return errorf(wire.CodeBadMessage, "", "room must be 1-64 characters of A-Z a-z 0-9 _ -")
 		}
 	case m.Number != "":
 		return checkNumber(m.Number)
 	default:
 		if len(m.Ticket) > MaxTicketLen {
-			return errorf(CodeBadMessage, "", "ticket longer than %d bytes", MaxTicketLen)
+			return errorf(wire.CodeBadMessage, "", "ticket longer than %d bytes", MaxTicketLen)
 		}
 		for i := 0; i < len(m.Ticket); i++ {
 			if c := m.Ticket[i]; c <= ' ' || c >= 0x7f {
-				return errorf(CodeBadMessage, "", "ticket must be printable ASCII without spaces")
+				return errorf(wire.CodeBadMessage, "", "ticket must be printable ASCII without spaces")
 			}
 		}
 	}

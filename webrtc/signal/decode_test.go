@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/patchbay/patchbay/wire"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -18,42 +19,42 @@ func TestDecode(t *testing.T) {
 		callID string  // expected CallID on the error
 	}{
 		{name: "auth", in: `{"type":"auth","token":"abc"}`, want: Message{Type: TypeAuth, Token: "abc"}},
-		{name: "auth without token", in: `{"type":"auth"}`, code: CodeUnauthorized},
-		{name: "auth token too long", in: `{"type":"auth","token":"` + strings.Repeat("a", MaxTokenBytes+1) + `"}`, code: CodeUnauthorized},
+		{name: "auth without token", in: `{"type":"auth"}`, code: wire.CodeUnauthorized},
+		{name: "auth token too long", in: `{"type":"auth","token":"` + strings.Repeat("a", MaxTokenBytes+1) + `"}`, code: wire.CodeUnauthorized},
 		{name: "ping", in: `{"type":"ping","call_id":"zz"}`, want: Message{Type: TypePing}},
 		{name: "call", in: mustJSON(Message{Type: TypeCall, CallID: "a_B-9", To: "+4930123", SDP: offer}), want: Message{Type: TypeCall, CallID: "a_B-9", To: "+4930123", SDP: offer}},
 		{name: "call sip uri", in: mustJSON(Message{Type: TypeCall, CallID: "c", To: "sip:bob@example.com", SDP: offer}), want: Message{Type: TypeCall, CallID: "c", To: "sip:bob@example.com", SDP: offer}},
-		{name: "call without to", in: mustJSON(Message{Type: TypeCall, CallID: "c", SDP: offer}), code: CodeInvalidNumber, callID: "c"},
-		{name: "call to too long", in: mustJSON(Message{Type: TypeCall, CallID: "c", To: strings.Repeat("1", 65), SDP: offer}), code: CodeInvalidNumber, callID: "c"},
-		{name: "call to with newline", in: mustJSON(Message{Type: TypeCall, CallID: "c", To: "600\n", SDP: offer}), code: CodeInvalidNumber, callID: "c"},
-		{name: "call to with comma", in: mustJSON(Message{Type: TypeCall, CallID: "c", To: "600,r", SDP: offer}), code: CodeInvalidNumber, callID: "c"},
-		{name: "call to with ${}", in: mustJSON(Message{Type: TypeCall, CallID: "c", To: "${EXTEN}", SDP: offer}), code: CodeInvalidNumber, callID: "c"},
-		{name: "call without sdp", in: `{"type":"call","call_id":"c","to":"600"}`, code: CodeBadMessage, callID: "c"},
-		{name: "call sdp not sdp", in: `{"type":"call","call_id":"c","to":"600","sdp":"hello"}`, code: CodeBadMessage, callID: "c"},
-		{name: "call sdp too big", in: mustJSON(Message{Type: TypeCall, CallID: "c", To: "600", SDP: offer + strings.Repeat("a=x\r\n", MaxSDPBytes/5)}), code: CodeBadMessage, callID: "c"},
-		{name: "call without call_id", in: mustJSON(Message{Type: TypeCall, To: "600", SDP: offer}), code: CodeBadMessage},
-		{name: "call_id with slash", in: mustJSON(Message{Type: TypeHangup, CallID: "../x"}), code: CodeBadMessage},
+		{name: "call without to", in: mustJSON(Message{Type: TypeCall, CallID: "c", SDP: offer}), code: wire.CodeInvalidNumber, callID: "c"},
+		{name: "call to too long", in: mustJSON(Message{Type: TypeCall, CallID: "c", To: strings.Repeat("1", 65), SDP: offer}), code: wire.CodeInvalidNumber, callID: "c"},
+		{name: "call to with newline", in: mustJSON(Message{Type: TypeCall, CallID: "c", To: "600\n", SDP: offer}), code: wire.CodeInvalidNumber, callID: "c"},
+		{name: "call to with comma", in: mustJSON(Message{Type: TypeCall, CallID: "c", To: "600,r", SDP: offer}), code: wire.CodeInvalidNumber, callID: "c"},
+		{name: "call to with ${}", in: mustJSON(Message{Type: TypeCall, CallID: "c", To: "${EXTEN}", SDP: offer}), code: wire.CodeInvalidNumber, callID: "c"},
+		{name: "call without sdp", in: `{"type":"call","call_id":"c","to":"600"}`, code: wire.CodeBadMessage, callID: "c"},
+		{name: "call sdp not sdp", in: `{"type":"call","call_id":"c","to":"600","sdp":"hello"}`, code: wire.CodeBadMessage, callID: "c"},
+		{name: "call sdp too big", in: mustJSON(Message{Type: TypeCall, CallID: "c", To: "600", SDP: offer + strings.Repeat("a=x\r\n", MaxSDPBytes/5)}), code: wire.CodeBadMessage, callID: "c"},
+		{name: "call without call_id", in: mustJSON(Message{Type: TypeCall, To: "600", SDP: offer}), code: wire.CodeBadMessage},
+		{name: "call_id with slash", in: mustJSON(Message{Type: TypeHangup, CallID: "../x"}), code: wire.CodeBadMessage},
 		{name: "call_id 64", in: mustJSON(Message{Type: TypeHangup, CallID: strings.Repeat("z", 64)}), want: Message{Type: TypeHangup, CallID: strings.Repeat("z", 64)}},
-		{name: "call_id unicode", in: `{"type":"hangup","call_id":"cällé"}`, code: CodeBadMessage},
+		{name: "call_id unicode", in: `{"type":"hangup","call_id":"cällé"}`, code: wire.CodeBadMessage},
 		{name: "answer", in: mustJSON(Message{Type: TypeAnswer, CallID: "c", SDP: offer}), want: Message{Type: TypeAnswer, CallID: "c", SDP: offer}},
-		{name: "answer without sdp", in: `{"type":"answer","call_id":"c"}`, code: CodeBadMessage, callID: "c"},
+		{name: "answer without sdp", in: `{"type":"answer","call_id":"c"}`, code: wire.CodeBadMessage, callID: "c"},
 		{name: "reject", in: `{"type":"reject","call_id":"c","cause":"x"}`, want: Message{Type: TypeReject, CallID: "c"}},
 		{name: "hangup", in: `{"type":"hangup","call_id":"c"}`, want: Message{Type: TypeHangup, CallID: "c"}},
 		{name: "dtmf", in: `{"type":"dtmf","call_id":"c","digits":"0123456789*#ABCD"}`, want: Message{Type: TypeDTMF, CallID: "c", Digits: "0123456789*#ABCD"}},
-		{name: "dtmf lowercase", in: `{"type":"dtmf","call_id":"c","digits":"a"}`, code: CodeBadMessage, callID: "c"},
-		{name: "dtmf empty", in: `{"type":"dtmf","call_id":"c"}`, code: CodeBadMessage, callID: "c"},
+		{name: "dtmf lowercase", in: `{"type":"dtmf","call_id":"c","digits":"a"}`, code: wire.CodeBadMessage, callID: "c"},
+		{name: "dtmf empty", in: `{"type":"dtmf","call_id":"c"}`, code: wire.CodeBadMessage, callID: "c"},
 		{name: "candidate", in: `{"type":"candidate","call_id":"c","candidate":{"candidate":"candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}`,
 			want: Message{Type: TypeCandidate, CallID: "c", Candidate: &ICECandidate{Candidate: "candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host"}}},
 		{name: "candidate null", in: `{"type":"candidate","call_id":"c","candidate":null}`, want: Message{Type: TypeCandidate, CallID: "c"}},
 		{name: "candidate empty", in: `{"type":"candidate","call_id":"c","candidate":{"candidate":""}}`, want: Message{Type: TypeCandidate, CallID: "c"}},
-		{name: "candidate junk", in: `{"type":"candidate","call_id":"c","candidate":{"candidate":"hello"}}`, code: CodeBadMessage, callID: "c"},
-		{name: "candidate long mid", in: `{"type":"candidate","call_id":"c","candidate":{"candidate":"candidate:1","sdpMid":"` + strings.Repeat("m", 65) + `"}}`, code: CodeBadMessage, callID: "c"},
-		{name: "candidate index overflow", in: `{"type":"candidate","call_id":"c","candidate":{"candidate":"candidate:1","sdpMLineIndex":70000}}`, code: CodeBadMessage},
-		{name: "server-only type", in: `{"type":"incoming","call_id":"c"}`, code: CodeBadMessage, callID: "c"},
-		{name: "no type", in: `{"call_id":"c"}`, code: CodeBadMessage, callID: "c"},
-		{name: "trailing garbage", in: `{"type":"ping"} x`, code: CodeBadMessage},
-		{name: "empty", in: ``, code: CodeBadMessage},
-		{name: "number", in: `42`, code: CodeBadMessage},
+		{name: "candidate junk", in: `{"type":"candidate","call_id":"c","candidate":{"candidate":"hello"}}`, code: wire.CodeBadMessage, callID: "c"},
+		{name: "candidate long mid", in: `{"type":"candidate","call_id":"c","candidate":{"candidate":"candidate:1","sdpMid":"` + strings.Repeat("m", 65) + `"}}`, code: wire.CodeBadMessage, callID: "c"},
+		{name: "candidate index overflow", in: `{"type":"candidate","call_id":"c","candidate":{"candidate":"candidate:1","sdpMLineIndex":70000}}`, code: wire.CodeBadMessage},
+		{name: "server-only type", in: `{"type":"incoming","call_id":"c"}`, code: wire.CodeBadMessage, callID: "c"},
+		{name: "no type", in: `{"call_id":"c"}`, code: wire.CodeBadMessage, callID: "c"},
+		{name: "trailing garbage", in: `{"type":"ping"} x`, code: wire.CodeBadMessage},
+		{name: "empty", in: ``, code: wire.CodeBadMessage},
+		{name: "number", in: `42`, code: wire.CodeBadMessage},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -98,30 +99,30 @@ func TestCauses(t *testing.T) {
 		cause string
 		code  int
 	}{
-		{CauseNormalClearing, 16}, {CauseUserBusy, 17}, {CauseNoAnswer, 19}, {CauseCallRejected, 21},
-		{CauseUnallocatedNumber, 1}, {CauseAnsweredElsewhere, 26}, {CauseTemporaryFailure, 41},
-		{CauseCongestion, 34}, {CauseInterworking, 127},
+		{wire.CauseNormalClearing, 16}, {wire.CauseUserBusy, 17}, {wire.CauseNoAnswer, 19}, {wire.CauseCallRejected, 21},
+		{wire.CauseUnallocatedNumber, 1}, {wire.CauseAnsweredElsewhere, 26}, {wire.CauseTemporaryFailure, 41},
+		{wire.CauseCongestion, 34}, {wire.CauseInterworking, 127},
 	}
 	for _, tc := range tests {
-		if got := CauseCode(tc.cause); got != tc.code {
-			t.Errorf("CauseCode(%s) = %d, want %d", tc.cause, got, tc.code)
+		if got := wire.CauseCode(tc.cause); got != tc.code {
+			t.Errorf("wire.CauseCode(%s) = %d, want %d", tc.cause, got, tc.code)
 		}
-		if got := CauseName(tc.code); got != tc.cause {
-			t.Errorf("CauseName(%d) = %s, want %s", tc.code, got, tc.cause)
+		if got := wire.CauseName(tc.code); got != tc.cause {
+			t.Errorf("wire.CauseName(%d) = %s, want %s", tc.code, got, tc.cause)
 		}
 	}
-	if CauseCode("nonsense") != 31 || CauseName(9999) != CauseNormalUnspecified {
+	if wire.CauseCode("nonsense") != 31 || wire.CauseName(9999) != wire.CauseNormalUnspecified {
 		t.Error("unknown causes must map to normal_unspecified (31)")
 	}
-	if m := HangupMessage("c", CauseUserBusy); m.Code != 17 || m.Cause != "user_busy" || m.Type != TypeHangup {
+	if m := HangupMessage("c", wire.CauseUserBusy); m.Code != 17 || m.Cause != "user_busy" || m.Type != TypeHangup {
 		t.Errorf("HangupMessage = %+v", m)
 	}
 }
 
 func TestErrorMessageRoundTrip(t *testing.T) {
-	m := ErrorMessage("c1", CodeUnknownCall, "no such call")
+	m := ErrorMessage("c1", wire.CodeUnknownCall, "no such call")
 	err := m.Err()
-	if ErrorCode(err) != CodeUnknownCall || !strings.Contains(err.Error(), "c1") {
+	if ErrorCode(err) != wire.CodeUnknownCall || !strings.Contains(err.Error(), "c1") {
 		t.Fatalf("Err() = %v", err)
 	}
 	if (Message{Type: TypePong}).Err() != nil {

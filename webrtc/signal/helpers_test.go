@@ -17,7 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
-	"github.com/patchbay/patchbay/internal/auth"
+	"github.com/patchbay/patchbay/auth"
 )
 
 const testSecret = "0123456789abcdef0123456789abcdef-test-secret-not-for-production"

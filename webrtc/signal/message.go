@@ -10,6 +10,8 @@ package signal
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/patchbay/patchbay/wire"
 )
 
 // Message types. Some names are used in both directions with different meaning
@@ -41,13 +43,6 @@ const (
 	RoomEventUpdated = "updated" // muted or talking changed
 	RoomEventEnded   = "ended"
 )
-
-// CodeUnknownRoom is the error code for a join to a room that does not exist, has ended, or a number that is not
-// mapped to a room. Stable like the codes in errors.go.
-const CodeUnknownRoom = "unknown_room"
-
-// CodeInvalidTicket is the error code for a join with a one-time ticket that is unknown, expired or already used.
-const CodeInvalidTicket = "invalid_ticket"
 
 // Participant is one member of a room as browsers see it.
 type Participant struct {
@@ -146,7 +141,7 @@ func ErrorMessage(callID, code, text string) Message {
 // HangupMessage builds a "hangup" message for the browser, filling in the
 // Q.850 code of cause.
 func HangupMessage(callID, cause string) Message {
-	return Message{Type: TypeHangup, CallID: callID, Cause: cause, Code: CauseCode(cause)}
+	return Message{Type: TypeHangup, CallID: callID, Cause: cause, Code: wire.CauseCode(cause)}
 }
 
 // Encode marshals m for the wire.

@@ -13,7 +13,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/patchbay/patchbay/internal/auth"
+	"github.com/patchbay/patchbay/auth"
+	"github.com/patchbay/patchbay/wire"
 )
 
 // TokenVerifier checks a browser token; *auth.Signer implements it. Errors
@@ -182,7 +183,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	srv.conns[s] = struct{}{}
 	srv.mu.Unlock()
 	if closed {
-		s.closeWith(CodeUnavailable, "server shutting down")
+		s.closeWith(wire.CodeUnavailable, "server shutting down")
 	}
 	s.serve()
 }
@@ -261,7 +262,7 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 	}
 	srv.mu.Unlock()
 	for _, s := range all {
-		s.closeWith(CodeUnavailable, "server shutting down")
+		s.closeWith(wire.CodeUnavailable, "server shutting down")
 	}
 	done := make(chan struct{})
 	go func() { // ends with the last connection, bounded by CloseGrace and WriteTimeout

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/patchbay/patchbay/wire"
 )
 
 func TestNewServerNeedsVerifierAndHandler(t *testing.T) {
@@ -43,30 +44,30 @@ func TestHostileInput(t *testing.T) {
 		callID    string
 		wantClose int // 0: the connection must stay usable
 	}{
-		{name: "malformed JSON", frames: []frame{text(`{"type":"call",`)}, code: CodeBadMessage},
-		{name: "not an object", frames: []frame{text(`["call"]`)}, code: CodeBadMessage},
-		{name: "null", frames: []frame{text(`null`)}, code: CodeBadMessage},
-		{name: "wrong field type", frames: []frame{text(`{"type":"dtmf","call_id":"c1","digits":5}`)}, code: CodeBadMessage},
-		{name: "binary frame", frames: []frame{{websocket.BinaryMessage, `{"type":"ping"}`}}, code: CodeBadMessage},
-		{name: "unknown type", frames: []frame{text(`{"type":"teleport","call_id":"c1"}`)}, code: CodeBadMessage, callID: "c1"},
-		{name: "bad call_id", frames: []frame{text(`{"type":"hangup","call_id":"c 1;DROP"}`)}, code: CodeBadMessage},
-		{name: "call_id too long", frames: []frame{text(`{"type":"hangup","call_id":"` + strings.Repeat("a", 65) + `"}`)}, code: CodeBadMessage},
-		{name: "digits with junk", frames: []frame{text(`{"type":"dtmf","call_id":"c1","digits":"12&Dial(SIP/x)"}`)}, code: CodeBadMessage, callID: "c1"},
-		{name: "too many digits", frames: []frame{text(`{"type":"dtmf","call_id":"c1","digits":"` + strings.Repeat("1", 33) + `"}`)}, code: CodeBadMessage, callID: "c1"},
-		{name: "injection in to", frames: []frame{text(`{"type":"call","call_id":"c1","to":"500&SIP/itsp/1416","sdp":"v=0\nm=audio 9"}`)}, code: CodeInvalidNumber, callID: "c1"},
-		{name: "to with space", frames: []frame{text(`{"type":"call","call_id":"c1","to":"500 &x","sdp":"v=0\nm=audio 9"}`)}, code: CodeInvalidNumber, callID: "c1"},
-		{name: "offer without audio", frames: []frame{text(`{"type":"call","call_id":"c1","to":"600","sdp":"v=0\r\nm=video 9 X 96\r\n"}`)}, code: CodeUnsupportedMedia, callID: "c1"},
-		{name: "second auth", frames: []frame{text(`{"type":"auth","token":"x"}`)}, code: CodeBadMessage},
-		{name: "oversized frame", frames: []frame{text(big)}, code: CodeTooLarge, wantClose: websocket.CloseMessageTooBig},
-		{name: "no auth first", preAuth: true, frames: []frame{text(`{"type":"ping"}`)}, code: CodeUnauthorized, wantClose: websocket.ClosePolicyViolation},
-		{name: "garbage first", preAuth: true, frames: []frame{text(`{{{`)}, code: CodeUnauthorized, wantClose: websocket.ClosePolicyViolation},
-		{name: "binary first", preAuth: true, frames: []frame{{websocket.BinaryMessage, "\x00\x01"}}, code: CodeUnauthorized, wantClose: websocket.ClosePolicyViolation},
-		{name: "oversized first", preAuth: true, frames: []frame{text(big)}, code: CodeTooLarge, wantClose: websocket.CloseMessageTooBig},
-		{name: "expired token", preAuth: true, frames: []frame{text(`{"type":"auth","token":"expired-token"}`)}, code: CodeTokenExpired, wantClose: websocket.ClosePolicyViolation},
-		{name: "forged token", preAuth: true, frames: []frame{text(`{"type":"auth","token":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.c2lnbmF0dXJl"}`)}, code: CodeUnauthorized, wantClose: websocket.ClosePolicyViolation},
-		{name: "alg none token", preAuth: true, frames: []frame{text(`{"type":"auth","token":"eyJhbGciOiJub25lIn0.eyJzdWIiOiJtYWxsb3J5In0."}`)}, code: CodeUnauthorized, wantClose: websocket.ClosePolicyViolation},
-		{name: "token without exp", preAuth: true, frames: []frame{text(`{"type":"auth","token":"no-exp-token"}`)}, code: CodeUnauthorized, wantClose: websocket.ClosePolicyViolation},
-		{name: "empty token", preAuth: true, frames: []frame{text(`{"type":"auth"}`)}, code: CodeUnauthorized, wantClose: websocket.ClosePolicyViolation},
+		{name: "malformed JSON", frames: []frame{text(`{"type":"call",`)}, code: wire.CodeBadMessage},
+		{name: "not an object", frames: []frame{text(`["call"]`)}, code: wire.CodeBadMessage},
+		{name: "null", frames: []frame{text(`null`)}, code: wire.CodeBadMessage},
+		{name: "wrong field type", frames: []frame{text(`{"type":"dtmf","call_id":"c1","digits":5}`)}, code: wire.CodeBadMessage},
+		{name: "binary frame", frames: []frame{{websocket.BinaryMessage, `{"type":"ping"}`}}, code: wire.CodeBadMessage},
+		{name: "unknown type", frames: []frame{text(`{"type":"teleport","call_id":"c1"}`)}, code: wire.CodeBadMessage, callID: "c1"},
+		{name: "bad call_id", frames: []frame{text(`{"type":"hangup","call_id":"c 1;DROP"}`)}, code: wire.CodeBadMessage},
+		{name: "call_id too long", frames: []frame{text(`{"type":"hangup","call_id":"` + strings.Repeat("a", 65) + `"}`)}, code: wire.CodeBadMessage},
+		{name: "digits with junk", frames: []frame{text(`{"type":"dtmf","call_id":"c1","digits":"12&Dial(SIP/x)"}`)}, code: wire.CodeBadMessage, callID: "c1"},
+		{name: "too many digits", frames: []frame{text(`{"type":"dtmf","call_id":"c1","digits":"` + strings.Repeat("1", 33) + `"}`)}, code: wire.CodeBadMessage, callID: "c1"},
+		{name: "injection in to", frames: []frame{text(`{"type":"call","call_id":"c1","to":"500&SIP/itsp/1416","sdp":"v=0\nm=audio 9"}`)}, code: wire.CodeInvalidNumber, callID: "c1"},
+		{name: "to with space", frames: []frame{text(`{"type":"call","call_id":"c1","to":"500 &x","sdp":"v=0\nm=audio 9"}`)}, code: wire.CodeInvalidNumber, callID: "c1"},
+		{name: "offer without audio", frames: []frame{text(`{"type":"call","call_id":"c1","to":"600","sdp":"v=0\r\nm=video 9 X 96\r\n"}`)}, code: wire.CodeUnsupportedMedia, callID: "c1"},
+		{name: "second auth", frames: []frame{text(`{"type":"auth","token":"x"}`)}, code: wire.CodeBadMessage},
+		{name: "oversized frame", frames: []frame{text(big)}, code: wire.CodeTooLarge, wantClose: websocket.CloseMessageTooBig},
+		{name: "no auth first", preAuth: true, frames: []frame{text(`{"type":"ping"}`)}, code: wire.CodeUnauthorized, wantClose: websocket.ClosePolicyViolation},
+		{name: "garbage first", preAuth: true, frames: []frame{text(`{{{`)}, code: wire.CodeUnauthorized, wantClose: websocket.ClosePolicyViolation},
+		{name: "binary first", preAuth: true, frames: []frame{{websocket.BinaryMessage, "\x00\x01"}}, code: wire.CodeUnauthorized, wantClose: websocket.ClosePolicyViolation},
+		{name: "oversized first", preAuth: true, frames: []frame{text(big)}, code: wire.CodeTooLarge, wantClose: websocket.CloseMessageTooBig},
+		{name: "expired token", preAuth: true, frames: []frame{text(`{"type":"auth","token":"expired-token"}`)}, code: wire.CodeTokenExpired, wantClose: websocket.ClosePolicyViolation},
+		{name: "forged token", preAuth: true, frames: []frame{text(`{"type":"auth","token":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.c2lnbmF0dXJl"}`)}, code: wire.CodeUnauthorized, wantClose: websocket.ClosePolicyViolation},
+		{name: "alg none token", preAuth: true, frames: []frame{text(`{"type":"auth","token":"eyJhbGciOiJub25lIn0.eyJzdWIiOiJtYWxsb3J5In0."}`)}, code: wire.CodeUnauthorized, wantClose: websocket.ClosePolicyViolation},
+		{name: "token without exp", preAuth: true, frames: []frame{text(`{"type":"auth","token":"no-exp-token"}`)}, code: wire.CodeUnauthorized, wantClose: websocket.ClosePolicyViolation},
+		{name: "empty token", preAuth: true, frames: []frame{text(`{"type":"auth"}`)}, code: wire.CodeUnauthorized, wantClose: websocket.ClosePolicyViolation},
 	}
 	e := newEnv(t, nil)
 	for _, tc := range tests {
@@ -109,7 +110,7 @@ func TestAuthTimeout(t *testing.T) {
 	ws := e.rawDial(nil)
 	start := time.Now()
 	m := readMsg(t, ws)
-	if m.Error != CodeUnauthorized {
+	if m.Error != wire.CodeUnauthorized {
 		t.Fatalf("got %+v, want unauthorized", m)
 	}
 	if ce := expectClosed(t, ws); ce.Code != websocket.ClosePolicyViolation {
@@ -139,7 +140,7 @@ func TestAuthTimeoutNotExtendedByPongs(t *testing.T) {
 		}
 	}()
 	defer func() { close(stop); <-done }()
-	if m := readMsg(t, ws); m.Error != CodeUnauthorized {
+	if m := readMsg(t, ws); m.Error != wire.CodeUnauthorized {
 		t.Fatalf("got %+v, want unauthorized", m)
 	}
 }
@@ -199,7 +200,7 @@ func TestRateLimit(t *testing.T) {
 		switch m := readMsg(t, ws); {
 		case m.Type == TypePong:
 			pongs++
-		case m.Error == CodeRateLimited:
+		case m.Error == wire.CodeRateLimited:
 			limited++
 		default:
 			t.Fatalf("unexpected %+v", m)
@@ -215,10 +216,10 @@ func TestRateLimit(t *testing.T) {
 		}
 	}
 	m := readMsg(t, ws)
-	if m.Error != CodeRateLimited {
+	if m.Error != wire.CodeRateLimited {
 		t.Fatalf("got %+v, want the closing rate_limited error", m)
 	}
-	if ce := expectClosed(t, ws); ce.Text != CodeRateLimited {
+	if ce := expectClosed(t, ws); ce.Text != wire.CodeRateLimited {
 		t.Fatalf("closed with %q", ce.Text)
 	}
 	select {
@@ -237,14 +238,14 @@ func TestTokenExpiryClosesSession(t *testing.T) {
 	}
 	start := time.Now()
 	m, err := tryRead(ws, 4*time.Second)
-	if err != nil || m.Error != CodeTokenExpired {
+	if err != nil || m.Error != wire.CodeTokenExpired {
 		t.Fatalf("got %+v, %v; want token_expired", m, err)
 	}
 	// jwt exp has one-second resolution.
 	if el := time.Since(start); el > 2500*time.Millisecond {
 		t.Errorf("closed %v after auth, want about 1.5 s", el)
 	}
-	if ce := expectClosed(t, ws); ce.Text != CodeTokenExpired {
+	if ce := expectClosed(t, ws); ce.Text != wire.CodeTokenExpired {
 		t.Fatalf("closed with %q", ce.Text)
 	}
 	select {
@@ -327,15 +328,15 @@ func TestSessionCloseFromHandler(t *testing.T) {
 	e := newEnv(t, nil)
 	e.h.onMessage = func(ctx context.Context, s *Session, m Message) {
 		if m.Type == TypeCall && m.To == "999" {
-			s.Close(CodeForbiddenDestination)
+			s.Close(wire.CodeForbiddenDestination)
 		}
 	}
 	ws := e.authedRaw("alice")
 	writeJSON(t, ws, Message{Type: TypeCall, CallID: "c1", To: "999", SDP: testOffer})
-	if m := readMsg(t, ws); m.Error != CodeForbiddenDestination {
+	if m := readMsg(t, ws); m.Error != wire.CodeForbiddenDestination {
 		t.Fatalf("got %+v", m)
 	}
-	if ce := expectClosed(t, ws); ce.Code != websocket.ClosePolicyViolation || ce.Text != CodeForbiddenDestination {
+	if ce := expectClosed(t, ws); ce.Code != websocket.ClosePolicyViolation || ce.Text != wire.CodeForbiddenDestination {
 		t.Fatalf("closed with %d %q", ce.Code, ce.Text)
 	}
 	s := <-e.h.closed
@@ -352,7 +353,7 @@ func TestShutdownClosesSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ws := range []*websocket.Conn{a, pre} {
-		if m := readMsg(t, ws); m.Error != CodeUnavailable {
+		if m := readMsg(t, ws); m.Error != wire.CodeUnavailable {
 			t.Fatalf("got %+v, want unavailable", m)
 		}
 		if ce := expectClosed(t, ws); ce.Code != websocket.CloseGoingAway {
@@ -533,10 +534,10 @@ func TestPingFloodIsRateLimited(t *testing.T) {
 			break
 		}
 	}
-	if m := readMsg(t, ws); m.Error != CodeRateLimited {
+	if m := readMsg(t, ws); m.Error != wire.CodeRateLimited {
 		t.Fatalf("got %+v, want rate_limited", m)
 	}
-	if ce := expectClosed(t, ws); ce.Text != CodeRateLimited {
+	if ce := expectClosed(t, ws); ce.Text != wire.CodeRateLimited {
 		t.Fatalf("closed with %q", ce.Text)
 	}
 	if pongs > 5 {

@@ -13,7 +13,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/patchbay/patchbay/internal/auth"
+	"github.com/patchbay/patchbay/auth"
+	"github.com/patchbay/patchbay/wire"
 )
 
 var errTooLarge = errors.New("frame too large")
@@ -117,7 +118,7 @@ func (s *Session) Send(ctx context.Context, m Message) error {
 	}
 	s.mu.Unlock()
 	s.log.Warn("send queue full, closing session", "queue", cap(s.send), "type", m.Type, "call", m.CallID)
-	s.closeWith(CodeUnavailable, "send queue overflow")
+	s.closeWith(wire.CodeUnavailable, "send queue overflow")
 	return fmt.Errorf("send %s to session %s: %w", m.Type, s.id, ErrQueueFull)
 }
 
@@ -153,23 +154,23 @@ func (s *Session) closeWith(code, text string) {
 
 // closeText explains a Close(code) that came without words of its own.
 var closeText = map[string]string{
-	CodeUnauthorized:         "not allowed on this connection",
-	CodeTokenExpired:         "token expired: get a new token and reconnect",
-	CodeForbiddenDestination: "destination not allowed for this token",
-	CodeRateLimited:          "too many messages",
-	CodeUnavailable:          "service unavailable: reconnect later",
-	CodeInternal:             "internal error: reconnect",
+	wire.CodeUnauthorized:         "not allowed on this connection",
+	wire.CodeTokenExpired:         "token expired: get a new token and reconnect",
+	wire.CodeForbiddenDestination: "destination not allowed for this token",
+	wire.CodeRateLimited:          "too many messages",
+	wire.CodeUnavailable:          "service unavailable: reconnect later",
+	wire.CodeInternal:             "internal error: reconnect",
 }
 
 func closeStatus(code string) int {
 	switch code {
 	case "":
 		return websocket.CloseNormalClosure
-	case CodeTooLarge:
+	case wire.CodeTooLarge:
 		return websocket.CloseMessageTooBig
-	case CodeUnavailable:
+	case wire.CodeUnavailable:
 		return websocket.CloseGoingAway
-	case CodeInternal:
+	case wire.CodeInternal:
 		return websocket.CloseInternalServerErr
 	default:
 		return websocket.ClosePolicyViolation
@@ -248,7 +249,7 @@ func (s *Session) readLoop() (authed bool) {
 	alive()
 	if exp := s.claims.ExpiresAt; exp != nil {
 		t := time.AfterFunc(time.Until(exp.Time), func() {
-			s.closeWith(CodeTokenExpired, "token expired: get a new token and reconnect")
+			s.closeWith(wire.CodeTokenExpired, "token expired: get a new token and reconnect")
 		})
 		defer t.Stop()
 	}
@@ -257,7 +258,7 @@ func (s *Session) readLoop() (authed bool) {
 		kind, data, err := s.read()
 		switch {
 		case errors.Is(err, errTooLarge):
-			s.closeWith(CodeTooLarge, fmt.Sprintf("frame larger than %d bytes", o.MaxMessageBytes))
+			s.closeWith(wire.CodeTooLarge, fmt.Sprintf("frame larger than %d bytes", o.MaxMessageBytes))
 			s.drain()
 			return true
 		case err != nil:
@@ -276,14 +277,14 @@ func (s *Session) readLoop() (authed bool) {
 			continue
 		}
 		if kind != websocket.TextMessage {
-			s.reply(ErrorMessage("", CodeBadMessage, "binary frames are not accepted: send JSON text frames"))
+			s.reply(ErrorMessage("", wire.CodeBadMessage, "binary frames are not accepted: send JSON text frames"))
 			continue
 		}
 		m, err := Decode(data)
 		if err != nil {
 			var pe *Error
-			if !errors.As(err, &pe) || pe.Code == CodeUnauthorized {
-				pe = &Error{Code: CodeBadMessage, Message: "invalid message"}
+			if !errors.As(err, &pe) || pe.Code == wire.CodeUnauthorized {
+				pe = &Error{Code: wire.CodeBadMessage, Message: "invalid message"}
 			}
 			s.reply(ErrorMessage(pe.CallID, pe.Code, pe.Message))
 			continue
@@ -292,7 +293,7 @@ func (s *Session) readLoop() (authed bool) {
 		case TypePing:
 			s.reply(Message{Type: TypePong})
 		case TypeAuth:
-			s.reply(ErrorMessage("", CodeBadMessage, "already authenticated"))
+			s.reply(ErrorMessage("", wire.CodeBadMessage, "already authenticated"))
 		default:
 			o.Handler.HandleMessage(s.ctx, s, m)
 		}
@@ -309,10 +310,10 @@ func (s *Session) limit() bool {
 	}
 	s.dropped++
 	if s.dropped == 1 {
-		s.reply(ErrorMessage("", CodeRateLimited, "too many messages: slow down; further messages are dropped"))
+		s.reply(ErrorMessage("", wire.CodeRateLimited, "too many messages: slow down; further messages are dropped"))
 	}
 	if s.dropped >= s.srv.opts.RateLimit.MaxDropped {
-		s.closeWith(CodeRateLimited, "sustained flooding")
+		s.closeWith(wire.CodeRateLimited, "sustained flooding")
 	}
 	return false
 }
@@ -325,10 +326,10 @@ func (s *Session) authenticate() bool {
 	var ne net.Error
 	switch {
 	case errors.Is(err, errTooLarge):
-		s.closeWith(CodeTooLarge, fmt.Sprintf("frame larger than %d bytes", o.MaxMessageBytes))
+		s.closeWith(wire.CodeTooLarge, fmt.Sprintf("frame larger than %d bytes", o.MaxMessageBytes))
 		return false
 	case errors.As(err, &ne) && ne.Timeout():
-		s.closeWith(CodeUnauthorized, fmt.Sprintf("no auth message within %s", o.AuthTimeout))
+		s.closeWith(wire.CodeUnauthorized, fmt.Sprintf("no auth message within %s", o.AuthTimeout))
 		return false
 	case err != nil:
 		s.logReadError(err)
@@ -341,28 +342,28 @@ func (s *Session) authenticate() bool {
 		m, err = Decode(data)
 	}
 	if kind != websocket.TextMessage || err != nil || m.Type != TypeAuth {
-		s.closeWith(CodeUnauthorized, "the first message must be {\"type\":\"auth\",\"token\":...}")
+		s.closeWith(wire.CodeUnauthorized, "the first message must be {\"type\":\"auth\",\"token\":...}")
 		return false
 	}
 	claims, err := o.Verifier.Verify(m.Token)
 	switch {
 	case errors.Is(err, auth.ErrExpired):
-		s.closeWith(CodeTokenExpired, "token expired: get a new token")
+		s.closeWith(wire.CodeTokenExpired, "token expired: get a new token")
 		return false
 	case err != nil:
 		s.log.Info("token refused", "err", err) // err never contains the token itself
-		s.closeWith(CodeUnauthorized, "token not valid")
+		s.closeWith(wire.CodeUnauthorized, "token not valid")
 		return false
 	case claims == nil || claims.Subject == "":
-		s.closeWith(CodeUnauthorized, "token names no user")
+		s.closeWith(wire.CodeUnauthorized, "token names no user")
 		return false
 	case claims.ExpiresAt == nil:
-		s.closeWith(CodeUnauthorized, "token has no expiry")
+		s.closeWith(wire.CodeUnauthorized, "token has no expiry")
 		return false
 	}
 	s.claims = claims
 	if !s.srv.register(s) {
-		s.closeWith(CodeUnavailable, "server shutting down")
+		s.closeWith(wire.CodeUnavailable, "server shutting down")
 		return false
 	}
 	var ice []ICEServer

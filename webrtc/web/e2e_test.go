@@ -15,8 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchbay/patchbay/internal/auth"
+	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
 )
 
 const e2eOffer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=rtpmap:0 PCMU/8000\r\n"
@@ -50,10 +51,10 @@ func (c *scriptedCoordinator) HandleMessage(ctx context.Context, s *signal.Sessi
 			send(signal.Message{Type: signal.TypeRinging, CallID: id})
 			send(signal.Message{Type: signal.TypeAnswered, CallID: id})
 		case "999":
-			send(signal.ErrorMessage(id, signal.CodeForbiddenDestination, "not in your dial list"))
+			send(signal.ErrorMessage(id, wire.CodeForbiddenDestination, "not in your dial list"))
 		case "700":
 			send(signal.Message{Type: signal.TypeAnswer, CallID: id, SDP: e2eOffer})
-			send(signal.HangupMessage(id, signal.CauseUserBusy))
+			send(signal.HangupMessage(id, wire.CauseUserBusy))
 		case "800", "801": // ring the caller back
 			send(signal.Message{Type: signal.TypeAnswer, CallID: id, SDP: e2eOffer})
 			send(signal.Message{Type: signal.TypeIncoming, CallID: "in" + m.To + "-" + id, From: "100", FromName: "Bob", SDP: e2eOffer})
@@ -61,7 +62,7 @@ func (c *scriptedCoordinator) HandleMessage(ctx context.Context, s *signal.Sessi
 	case signal.TypeDTMF:
 		send(signal.Message{Type: signal.TypeDTMF, CallID: id, Digits: "5"})
 	case signal.TypeAnswer: // the browser took our incoming call; the far end hangs up
-		send(signal.HangupMessage(id, signal.CauseNormalClearing))
+		send(signal.HangupMessage(id, wire.CauseNormalClearing))
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchbay/patchbay/internal/auth"
+	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/webrtc/signal"
 )
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/patchbay/patchbay/dialplan"
 )
 
 func TestHandler(t *testing.T) {
@@ -139,3 +140,20 @@ func nodeWithWebSocket(ctx context.Context, t *testing.T, node string) []string 
 }
 
 func jwtSubject(user string) jwt.RegisteredClaims { return jwt.RegisteredClaims{Subject: user} }
+
+func TestAgentPage(t *testing.T) {
+	h := AgentPage(func(n string) error {
+		_, err := dialplan.NormalizeNumber(n)
+		return err
+	})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/agent?number=%2B442079460000", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), AgentPageMeta) || rec.Header().Get("Content-Security-Policy") == "" {
+		t.Errorf("agent page: %d csp=%q flag=%v", rec.Code, rec.Header().Get("Content-Security-Policy"), strings.Contains(rec.Body.String(), AgentPageMeta))
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/agent?number=100%26PJSIP", nil))
+	if rec.Code != http.StatusBadRequest {
+		t.Errorf("bad number: %d", rec.Code)
+	}
+}

@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchbay/patchbay/internal/audio"
+	"github.com/patchbay/patchbay/tools/audio"
 )
 
 // BaresipOptions describes one softphone.

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/patchbay/patchbay/internal/audio"
+	"github.com/patchbay/patchbay/tools/audio"
 	"github.com/patchbay/patchbay/webrtc/media"
 	"github.com/patchbay/patchbay/webrtc/signal"
 )

@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/patchbay/patchbay/internal/audio"
+	"github.com/patchbay/patchbay/tools/audio"
 	"github.com/patchbay/patchbay/webrtc/media"
 )
 

@@ -15,7 +15,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
-	"github.com/patchbay/patchbay/internal/audio"
+	"github.com/patchbay/patchbay/tools/audio"
 	"github.com/patchbay/patchbay/webrtc/media"
 	"github.com/patchbay/patchbay/webrtc/signal"
 )

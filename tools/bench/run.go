@@ -1,4 +1,4 @@
-// Package bench load-tests a running Patchbay: N concurrent synthetic WebRTC calls (internal/synth) to an echo
+// Package bench load-tests a running Patchbay: N concurrent synthetic WebRTC calls (tools/synth) to an echo
 // extension, ramped at a fixed rate and then held for a steady window, beside a few baseline calls that send plain
 // RTP straight into an Asterisk externalMedia channel bridged with the same extension. It measures setup times,
 // echo round trips, loss, and the CPU time and memory of Patchbay, Asterisk and itself over the steady window,
@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/patchbay/patchbay/ari"
-	"github.com/patchbay/patchbay/internal/synth"
+	"github.com/patchbay/patchbay/tools/synth"
 	"github.com/patchbay/patchbay/webrtc/signal"
 )
 

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/patchbay/patchbay/certs"
-	"github.com/patchbay/patchbay/internal/auth"
+	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/internal/config"
 	"github.com/patchbay/patchbay/internal/server"
 	"github.com/patchbay/patchbay/webrtc/signal"

@@ -1,22 +1,20 @@
-package rooms
+package web
 
 import (
 	"bytes"
 	"io/fs"
 	"net/http"
-
-	"github.com/patchbay/patchbay/dialplan"
-	"github.com/patchbay/patchbay/webrtc/web"
 )
 
 // AgentPageMeta is the flag AgentPage puts in the page's head; the page script reads it and, with ?number=,
 // joins the room mapped to that number ({"type":"join","number":...}) with the agent's token.
 const AgentPageMeta = `<meta name="patchbay-mode" content="agent">`
 
-// AgentPage serves /agent?number=X: the browser page with the agent flag. The number is checked here so a bad
-// link fails at once with a clear message; whether it is mapped is decided at join, by the token's role.
-func AgentPage() http.Handler {
-	page := web.Handler()
+// AgentPage serves /agent?number=X: the browser page with the agent flag. The number is checked here with
+// validNumber (the router's normaliser, passed in so the page depends on no call logic) so a bad link fails at once
+// with a clear message; whether it is mapped is decided at join, by the token's role.
+func AgentPage(validNumber func(string) error) http.Handler {
+	page := Handler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -24,12 +22,12 @@ func AgentPage() http.Handler {
 			return
 		}
 		if n := r.URL.Query().Get("number"); n != "" {
-			if _, err := dialplan.NormalizeNumber(n); err != nil {
+			if err := validNumber(n); err != nil {
 				http.Error(w, "bad number in the link: "+err.Error(), http.StatusBadRequest)
 				return
 			}
 		}
-		index, err := fs.ReadFile(web.FS(), "index.html")
+		index, err := fs.ReadFile(FS(), "index.html")
 		if err != nil {
 			http.Error(w, "page not available", http.StatusInternalServerError)
 			return

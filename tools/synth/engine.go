@@ -13,7 +13,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
-	"github.com/patchbay/patchbay/internal/audio"
+	"github.com/patchbay/patchbay/tools/audio"
 	"github.com/patchbay/patchbay/webrtc/media"
 	"github.com/patchbay/patchbay/webrtc/signal"
 )
