@@ -33,6 +33,7 @@ const (
 	TypeConnected    = "Connected"
 	TypeDisconnected = "Disconnected"
 	TypeReconciled   = "Reconciled"
+	TypeSwept        = "Swept"
 )
 
 // Event is one event on the bus: decoded from Asterisk or synthetic.
@@ -306,6 +307,12 @@ func (e *Reconciled) ChannelIDs() []string {
 // BridgeIDs implements Event.
 func (e *Reconciled) BridgeIDs() []string {
 	return append(append([]string(nil), e.GoneBridges...), e.UnknownBridges...)
+}
+
+// Swept is published after each sweep of resources no live call claimed (see Client.Sweep).
+type Swept struct {
+	EventBase
+	Report SweepReport
 }
 
 func isSynthetic(t string) bool {

@@ -167,7 +167,7 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	c.stateMu.Unlock()
 
-	var wg sync.WaitGroup // reconcile goroutines
+	var wg sync.WaitGroup // reconcile and sweep goroutines
 	defer wg.Wait()
 
 	attempt := 0
@@ -200,6 +200,11 @@ func (c *Client) Run(ctx context.Context) error {
 		c.bus.publish(&Connected{EventBase: c.synthetic(TypeConnected), Reconnect: reconnect})
 
 		connCtx, cancelConn := context.WithCancel(ctx)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.sweepLoop(connCtx)
+		}()
 		if reconnect {
 			wg.Add(1)
 			go func() {
@@ -252,7 +257,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 func (c *Client) readLoop(ctx context.Context, conn *websocket.Conn) error {
 	defer conn.Close()
 	ping := c.cfg.PingInterval
-	deadline := 2*ping + ping/2
+	deadline := c.cfg.DeadAfter
 	var closing atomic.Bool
 	_ = conn.SetReadDeadline(time.Now().Add(deadline))
 	conn.SetPongHandler(func(string) error {

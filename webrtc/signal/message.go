@@ -68,6 +68,7 @@ type Message struct {
 	SDP        string        `json:"sdp,omitempty"`
 	Candidate  *ICECandidate `json:"candidate,omitempty"`
 	Digits     string        `json:"digits,omitempty"`
+	CallerID   string        `json:"caller_id,omitempty"` // "call": the caller ID to present, one of the token's`
 	Cause      string        `json:"cause,omitempty"`
 	Code       int           `json:"code,omitempty"`
 	Error      string        `json:"error,omitempty"`
