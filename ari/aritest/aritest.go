@@ -11,6 +11,14 @@
 // Asterisk itself (FailNext, Delay, Freeze, DropEvents, Restart). With
 // WithEchoMedia, RTP externalMedia channels echo real packets on loopback.
 //
+//	s := aritest.New(t)
+//	s.Endpoint("PJSIP/", aritest.Ring(0).Answer(50*time.Millisecond))
+//	client, _ := ari.New(s.Config())
+//	go client.Run(ctx)          // registers the Stasis app, as with Asterisk
+//	... run the code under test against client ...
+//	s.HangupFromFar(farID, aritest.CauseUserBusy)
+//	s.AssertClean(t)            // every channel and bridge was cleaned up
+//
 // Not modelled, because call control cannot see it through ARI or does not
 // use it: the second half of Local channels, real media mixing, playback and
 // recording content, endpoints and device states (subscriptions to them are
@@ -369,7 +377,8 @@ func (s *Server) takeFaults(method, p string) (delay time.Duration, status int) 
 	return delay, status
 }
 
-// Requests returns every request received so far, in arrival order.
+// Requests returns every authenticated request received so far, in arrival
+// order (failed ones included, with their status).
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
