@@ -7,6 +7,7 @@ package ari
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,6 +96,9 @@ type Client struct {
 	bus   *bus
 	track *tracker
 	own   *owner
+	// wsTLS is the events socket's TLS config, copied once from the HTTP transport: reading the transport's
+	// config later would race with REST calls setting it up.
+	wsTLS *tls.Config
 
 	running atomic.Bool
 
@@ -181,6 +185,9 @@ func New(cfg Config) (*Client, error) {
 		log:     log,
 		connCh:  make(chan struct{}),
 		fatalCh: make(chan struct{}),
+	}
+	if tr, ok := cfg.HTTPClient.Transport.(*http.Transport); ok && tr.TLSClientConfig != nil {
+		c.wsTLS = tr.TLSClientConfig.Clone()
 	}
 	c.bus = newBus(log)
 	c.track = newTracker()

@@ -17,6 +17,9 @@ const (
 	TypeChannelEnteredBridge   = "ChannelEnteredBridge"
 	TypeChannelLeftBridge      = "ChannelLeftBridge"
 	TypeChannelVarset          = "ChannelVarset"
+	TypeChannelDialplan        = "ChannelDialplan"
+	TypeChannelHold            = "ChannelHold"
+	TypeChannelUnhold          = "ChannelUnhold"
 	TypeChannelUserevent       = "ChannelUserevent"
 	TypeChannelTalkingStarted  = "ChannelTalkingStarted"
 	TypeChannelTalkingFinished = "ChannelTalkingFinished"
@@ -164,6 +167,22 @@ type ChannelEnteredBridge struct{ bridgeChannelEvent }
 
 // ChannelLeftBridge: a channel left a bridge.
 type ChannelLeftBridge struct{ bridgeChannelEvent }
+
+// ChannelDialplan: a channel moved in the dialplan (after continue): the application it now runs.
+type ChannelDialplan struct {
+	channelEvent
+	DialplanApp     string `json:"dialplan_app"`
+	DialplanAppData string `json:"dialplan_app_data"`
+}
+
+// ChannelHold: the channel's far end put it on hold (a phone's re-INVITE with sendonly/inactive).
+type ChannelHold struct {
+	channelEvent
+	MusicClass string `json:"musicclass,omitempty"`
+}
+
+// ChannelUnhold: the channel was taken off hold.
+type ChannelUnhold struct{ channelEvent }
 
 // ChannelVarset: a variable changed; Channel is nil for global variables.
 type ChannelVarset struct {
@@ -352,6 +371,12 @@ func DecodeEvent(data []byte) (Event, error) {
 		ev = &ChannelLeftBridge{}
 	case TypeChannelVarset:
 		ev = &ChannelVarset{}
+	case TypeChannelDialplan:
+		ev = &ChannelDialplan{}
+	case TypeChannelHold:
+		ev = &ChannelHold{}
+	case TypeChannelUnhold:
+		ev = &ChannelUnhold{}
 	case TypeChannelUserevent:
 		ev = &ChannelUserevent{}
 	case TypeChannelTalkingStarted:

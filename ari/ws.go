@@ -113,11 +113,7 @@ func (c *Client) synthetic(typ string) EventBase {
 
 // dialer builds the WebSocket dialer, reusing the HTTP client's TLS settings.
 func (c *Client) dialer() *websocket.Dialer {
-	d := &websocket.Dialer{HandshakeTimeout: 10 * time.Second}
-	if tr, ok := c.http.Transport.(*http.Transport); ok && tr.TLSClientConfig != nil {
-		d.TLSClientConfig = tr.TLSClientConfig.Clone()
-	}
-	return d
+	return &websocket.Dialer{HandshakeTimeout: 10 * time.Second, TLSClientConfig: c.wsTLS}
 }
 
 // dial opens the events socket. Permanent errors (401/403) are returned as

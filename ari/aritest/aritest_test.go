@@ -103,14 +103,8 @@ func describe(evs []ari.Event) string {
 			p += "(" + itoa(e.Cause) + ")"
 		case *ari.ChannelHangupRequest:
 			p += "(" + itoa(e.Cause) + ")"
-		case *ari.UnknownEvent:
-			if e.Type == "ChannelDialplan" {
-				var d struct {
-					App string `json:"dialplan_app"`
-				}
-				_ = json.Unmarshal(e.Raw, &d)
-				p += "(" + d.App + ")"
-			}
+		case *ari.ChannelDialplan:
+			p += "(" + e.DialplanApp + ")"
 		}
 		parts = append(parts, p)
 	}
@@ -422,9 +416,7 @@ func TestContinue(t *testing.T) {
 		t.Fatal(err)
 	}
 	phone := s.Incoming(aritest.Call{Endpoint: "PJSIP/101", Args: []string{"inbound"}})
-	// ari decodes ChannelDialplan as an UnknownEvent, which names no channel,
-	// so only a subscription without IDs sees it.
-	sub := c.Subscribe(ari.Filter{Types: []string{ari.TypeStasisEnd, "ChannelDialplan", ari.TypeChannelStateChange,
+	sub := c.Subscribe(ari.Filter{Types: []string{ari.TypeStasisEnd, ari.TypeChannelDialplan, ari.TypeChannelStateChange,
 		ari.TypeChannelHangupRequest, ari.TypeChannelDestroyed}})
 	defer sub.Close()
 	// Subscribed, the app keeps hearing about the channel after StasisEnd.
