@@ -75,6 +75,10 @@ func (c *Client) ResourceID(kind string) string {
 	return c.own.prefix + kind + "." + strings.TrimPrefix(NewID(), "pb-")
 }
 
+// NamedID returns the ID of a resource of this instance with a stable name, e.g. a room's bridge:
+// "pb.<instance>.<kind>.<name>". name must be safe in a URL path segment (it is escaped anyway).
+func (c *Client) NamedID(kind, name string) string { return c.own.prefix + kind + "." + name }
+
 // Ours reports whether id was made by ResourceID of this instance.
 func (c *Client) Ours(id string) bool { return strings.HasPrefix(id, c.own.prefix) }
 
@@ -129,7 +133,12 @@ type SweepReport struct {
 // Sweep hangs up the channels and deletes the bridges of this instance that no live call or room claims. A
 // resource created after this client started is left alone until it is SweepMinAge old, so a channel whose
 // StasisStart is still on its way to its call is never taken for an orphan. It publishes a Swept event.
-func (c *Client) Sweep(ctx context.Context) (SweepReport, error) {
+func (c *Client) Sweep(ctx context.Context) (SweepReport, error) { return c.sweep(ctx, false) }
+
+// SweepAll is Sweep without the age rule, for shutdown: with every call closed, nothing of ours is in flight.
+func (c *Client) SweepAll(ctx context.Context) (SweepReport, error) { return c.sweep(ctx, true) }
+
+func (c *Client) sweep(ctx context.Context, all bool) (SweepReport, error) {
 	start := time.Now()
 	var rep SweepReport
 	chans, err := c.Channels().List(ctx)
@@ -142,7 +151,7 @@ func (c *Client) Sweep(ctx context.Context) (SweepReport, error) {
 	}
 	old := func(created Time) bool {
 		// Asterisk's clock is this host's (or a LAN neighbour's); a missing time counts as old.
-		return created.IsZero() || created.Before(c.own.started) || time.Since(created.Time) >= c.cfg.SweepMinAge
+		return all || created.IsZero() || created.Before(c.own.started) || time.Since(created.Time) >= c.cfg.SweepMinAge
 	}
 	var errs []error
 	for _, ch := range chans {
