@@ -254,7 +254,7 @@ func (c *Call) setupAPI() error {
 	ac := c.api
 	ctx, cancel := c.setupCtx()
 	defer cancel()
-	far, err := c.createLeg(ctx, "far", ari.CreateRequest{Endpoint: farEndpoint(ac.d), Formats: "ulaw",
+	far, err := c.createLeg(ctx, "far", ari.CreateRequest{Endpoint: c.m.farEndpoint(ac.d), Formats: "ulaw",
 		Variables: callerVars(ac.info.CallerID, "")})
 	c.far = far
 	if err != nil {

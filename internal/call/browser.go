@@ -46,6 +46,10 @@ func (c *Call) sendDTMF(digits string) {
 	switch {
 	case c.far != nil:
 		target = c.far.id
+	case c.inDialplan != "":
+		c.browser.send(c, signal.ErrorMessage("", wire.CodeBadMessage,
+			"DTMF does not reach extension "+c.inDialplan+": it runs without a bridge (calls.dialplan_extensions)"))
+		return
 	default:
 		c.browser.send(c, signal.ErrorMessage("", wire.CodeBadMessage, "this call has no far party to send DTMF to"))
 		return

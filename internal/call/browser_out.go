@@ -2,6 +2,7 @@ package call
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/dialplan"
@@ -11,9 +12,17 @@ import (
 )
 
 // A browser calls an extension or an outside number. Legs, in order: a relay port; the browser's peer (answer
-// SDP); its externalMedia channel; a two-party bridge holding it; the far leg created in Stasis (a Local channel
-// into the dialplan, or the trunk directly for outside numbers, so the caller ID set on it is what the carrier
-// sees) and added to the bridge. The answer goes to the browser; the far end is dialled only once the browser's
+// SDP); its externalMedia channel; then, by destination, the fewest Asterisk resources that keep Patchbay in
+// control (ringing, answer, DTMF, hang-up causes):
+//
+//   - an extension the dialplan answers itself (calls.dialplan_extensions: echo, announcements): no more legs; the
+//     browser's channel runs the extension as a phone's would ("continue"), and Patchbay follows it through an
+//     application subscription (ChannelDialplan Answer = answered, Dial events = the dialplan ringing someone);
+//   - a phone (calls.endpoint_extensions) or an outside number: a two-party bridge and the endpoint itself, PJSIP/101
+//     or PJSIP/+44…@trunk, created in Stasis (so the caller ID set on it is what the phone or carrier sees);
+//   - any other extension: a two-party bridge and a Local channel into the dialplan.
+//
+// The answer goes to the browser at once; the far end is dialled (or the dialplan entered) only once the browser's
 // media reaches Asterisk, so a browser that never connects never rings anybody.
 
 // placeCall admits a browser's call: everything that can refuse it runs before any ARI request, cheapest first,
@@ -134,13 +143,37 @@ func (c *Call) setupBrowserOut(offer string, d dialplan.Decision, callerID strin
 			vars["CALLERID(num)"] = cl.CallerIDs[0]
 		}
 	}
+	switch how := c.m.extensionLeg(d); how {
+	case legInDialplan:
+		// The browser's channel is the caller: it presents the token's identity to the dialplan.
+		if err := presentAs(ctx, c.a, b.emID, vars["CALLERID(num)"], vars["CALLERID(name)"]); err != nil {
+			return err
+		}
+		// Once it leaves Stasis only an application subscription keeps its events coming.
+		if _, err := c.a.Applications().Subscribe(ctx, c.a.Application(), "channel:"+b.emID); err != nil {
+			return fmt.Errorf("follow the browser's channel into the dialplan: %w", err)
+		}
+		c.inDialplan = d.Number
+		b.send(c, signal.Message{Type: signal.TypeAnswer, SDP: answer})
+		c.armNoMedia()
+		c.onMedia = c.enterDialplan
+		return nil
+	case legEndpoint:
+		if d.Kind == dialplan.KindExtension {
+			// A phone shows the connected line of the channel dialling it, as it does for PSTN callers.
+			vars = callerVars(vars["CALLERID(num)"], vars["CALLERID(name)"])
+			if err := presentAs(ctx, c.a, b.emID, vars["CALLERID(num)"], cl.Name); err != nil {
+				return err
+			}
+		}
+	}
 	if err := c.makeBridge(ctx, "mixing"); err != nil {
 		return err
 	}
 	if err := c.bridgeAdd(ctx, b.emID); err != nil {
 		return err
 	}
-	far, err := c.createLeg(ctx, "far", ari.CreateRequest{Endpoint: farEndpoint(d), Formats: b.peer.Law().Format(), Variables: vars})
+	far, err := c.createLeg(ctx, "far", ari.CreateRequest{Endpoint: c.m.farEndpoint(d), Formats: b.peer.Law().Format(), Variables: vars})
 	c.far = far
 	if err != nil {
 		return err
@@ -152,6 +185,89 @@ func (c *Call) setupBrowserOut(offer string, d dialplan.Decision, callerID strin
 	c.armNoMedia()
 	c.onMedia = func() { c.dialFar() }
 	return nil
+}
+
+// How a browser's call reaches a destination (see the top of this file).
+type legHow int
+
+const (
+	legLocal      legHow = iota // a Local channel into the dialplan, bridged
+	legEndpoint                 // the PJSIP endpoint (phone or trunk) itself, bridged
+	legInDialplan               // the browser's own channel runs the extension
+)
+
+func (m *Manager) extensionLeg(d dialplan.Decision) legHow {
+	switch {
+	case d.Kind == dialplan.KindPSTN && d.Trunk != "":
+		return legEndpoint
+	case d.Kind != dialplan.KindExtension:
+		return legLocal
+	case m.o.DialplanExtensions.Match(d.Number):
+		return legInDialplan
+	case m.o.EndpointExtensions.Match(d.Number):
+		return legEndpoint
+	}
+	return legLocal
+}
+
+// farEndpoint is what Patchbay originates for d: outside numbers go straight to their trunk and phones to their
+// PJSIP endpoint (so the caller ID set on the channel is what the carrier or phone sees), everything else through
+// the router's Local channel. All are built from the router's validated number and trunk names only.
+func (m *Manager) farEndpoint(d dialplan.Decision) string {
+	switch {
+	case d.Kind == dialplan.KindPSTN && d.Trunk != "":
+		return "PJSIP/" + d.Number + "@" + d.Trunk
+	case d.Kind == dialplan.KindExtension && m.o.EndpointExtensions.Match(d.Number):
+		return "PJSIP/" + d.Number
+	}
+	return d.Endpoint
+}
+
+// enterDialplan sends the browser's channel into the extension once its media flows.
+func (c *Call) enterDialplan() {
+	ctx, cancel := c.setupCtx()
+	defer cancel()
+	err := c.a.Channel(c.browser.emID).Continue(ctx, ari.ContinueOptions{Context: c.m.o.DialplanContext, Extension: c.inDialplan, Priority: 1})
+	if err != nil && c.ctx.Err() == nil {
+		c.log.Error("send the browser's channel into the dialplan", "extension", c.inDialplan, "err", err)
+		c.endWith(wire.CauseTemporaryFailure)
+	}
+}
+
+// onDialplanEvent follows a browser's channel that runs an extension itself: the dialplan answering is the call
+// answered; a Dial it makes rings someone; the channel's end is the call's.
+func (c *Call) onDialplanEvent(ev ari.Event) {
+	id := c.browser.emID
+	switch e := ev.(type) {
+	case *ari.ChannelDialplan:
+		if e.Channel.ID == id && e.DialplanApp == "Answer" {
+			c.onFarProgress(legAnswered, "")
+		}
+	case *ari.Dial:
+		if e.Caller == nil || e.Caller.ID != id {
+			return
+		}
+		switch e.Dialstatus {
+		case "RINGING", "PROGRESS":
+			c.onFarProgress(legRinging, "")
+		case "ANSWER":
+			c.onFarProgress(legAnswered, "")
+		}
+	case *ari.ChannelHangupRequest:
+		if e.Channel.ID == id && e.Cause != 0 {
+			c.dialplanCause = e.Cause
+		}
+	case *ari.ChannelDestroyed:
+		if e.Channel.ID == id {
+			c.browser.emMade = false // nothing left to hang up
+			cause := e.Cause
+			if cause == 0 {
+				cause = c.dialplanCause
+			}
+			c.log.Info("the dialplan hung up", "cause", cause, "cause_txt", e.CauseTxt)
+			c.endWith(causeOf(cause))
+		}
+	}
 }
 
 // dialFar rings the far leg; its progress arrives as Dial events.

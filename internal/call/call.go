@@ -89,6 +89,10 @@ type Call struct {
 	far     *chanLeg // the Asterisk channel of the other party, if any
 	phone   *chanLeg // a phone that came from the dialplan (phone_pstn, phone_room), if any
 	bridge  string   // ID of the call's own two-party bridge; "" if it has none
+	// inDialplan is the extension the browser's own channel runs (no far leg, no bridge); dialplanCause the
+	// Q.850 cause of its hang-up request.
+	inDialplan    string
+	dialplanCause int
 	member  *rooms.Member
 	room    roomState
 	lease   *limits.Lease
@@ -301,6 +305,10 @@ func (c *Call) onARI(ev ari.Event) {
 			c.log.Info("phone hung up", "cause", cause)
 			c.end(&ending{cause: cause, quiet: c.kind != KindPhoneIn})
 		}
+	}
+	if c.inDialplan != "" {
+		c.onDialplanEvent(ev)
+		return
 	}
 	switch e := ev.(type) {
 	case *ari.ChannelDestroyed:

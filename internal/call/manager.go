@@ -51,6 +51,12 @@ type Options struct {
 	// MaxSetups bounds calls being set up at once (64): past it new calls are refused at once instead of queuing
 	// behind a slow Asterisk.
 	MaxSetups int
+	// EndpointExtensions are extensions that are PJSIP endpoints of the same name, dialled straight into a
+	// two-party bridge; DialplanExtensions are extensions the dialplan answers itself, which a browser's channel
+	// runs with no bridge. Others go through a Local channel (browser_out.go).
+	EndpointExtensions, DialplanExtensions dialplan.Patterns
+	// DialplanContext is where Patchbay's calls enter the dialplan (the router's context, from-patchbay).
+	DialplanContext string
 	Logger    *slog.Logger
 	// Rooms holds the rooms browsers (join) and phones (Stasis args room/did) enter; nil disables rooms.
 	Rooms *rooms.Registry
@@ -99,6 +105,9 @@ func New(o Options) (*Manager, error) {
 	def(&o.SetupTimeout, 10*time.Second)
 	def(&o.CloseTimeout, 5*time.Second)
 	def(&o.NoMediaTimeout, 10*time.Second)
+	if o.DialplanContext == "" {
+		o.DialplanContext = dialplan.DefaultRules().Context
+	}
 	if o.MaxSetups <= 0 {
 		o.MaxSetups = 64
 	}

@@ -109,7 +109,7 @@ func (c *Call) setupPhonePSTN(d dialplan.Decision, callerID string) error {
 	if err := c.bridgeAdd(ctx, c.phone.id); err != nil {
 		return err
 	}
-	far, err := c.createLeg(ctx, "trunk", ari.CreateRequest{Endpoint: farEndpoint(d), Variables: callerVars(callerID, "")})
+	far, err := c.createLeg(ctx, "trunk", ari.CreateRequest{Endpoint: c.m.farEndpoint(d), Variables: callerVars(callerID, "")})
 	c.far = far
 	if err != nil {
 		return err
@@ -133,16 +133,6 @@ func phoneEndpoint(channelName string) string {
 		return rest[:i]
 	}
 	return rest
-}
-
-// farEndpoint is what Patchbay originates for d: outside numbers go straight to their trunk (so the caller ID
-// set on the channel is what the carrier sees in From and P-Asserted-Identity), everything else through the
-// router's Local channel. Both are built from the router's validated number and trunk names only.
-func farEndpoint(d dialplan.Decision) string {
-	if d.Kind == dialplan.KindPSTN && d.Trunk != "" {
-		return "PJSIP/" + d.Number + "@" + d.Trunk
-	}
-	return d.Endpoint
 }
 
 // callerVars sets the identity a far leg presents. CALLERID is what the dialplan and CDRs see; CONNECTEDLINE on

@@ -3,6 +3,8 @@ package config
 import (
 	"regexp"
 	"time"
+
+	"github.com/patchbay/patchbay/dialplan"
 )
 
 // Lifecycle is how calls are set up, watched and torn down, and how Patchbay owns what it creates in Asterisk.
@@ -16,10 +18,22 @@ type Lifecycle struct {
 	ResumeGrace time.Duration `mapstructure:"resume_grace" yaml:"resume_grace"`
 	// MaxSetups bounds calls being set up at once; past it new calls are refused at once (unavailable).
 	MaxSetups int `mapstructure:"max_setups" yaml:"max_setups"`
+	// EndpointExtensions are extension patterns that are PJSIP endpoints of the same name (phones): a browser's
+	// call to one dials the endpoint straight into a two-party bridge with the browser's channel, with no Local
+	// pair and no dialplan. Leave an extension out to keep its dialplan logic (voicemail on no answer…).
+	EndpointExtensions []string `mapstructure:"endpoint_extensions" yaml:"endpoint_extensions"`
+	// DialplanExtensions are extension patterns the dialplan answers itself (announcements, echo, conferences):
+	// a browser's channel runs that extension like a phone's would, with no bridge and no Local pair. DTMF from
+	// the browser does not reach the dialplan this way (the RTP channel carries no RFC 4733 events): leave IVRs
+	// out.
+	DialplanExtensions []string `mapstructure:"dialplan_extensions" yaml:"dialplan_extensions"`
 }
 
 func defaultLifecycle() Lifecycle {
-	return Lifecycle{SetupTimeout: 10 * time.Second, NoMediaTimeout: 10 * time.Second, ResumeGrace: 20 * time.Second, MaxSetups: 64}
+	return Lifecycle{SetupTimeout: 10 * time.Second, NoMediaTimeout: 10 * time.Second, ResumeGrace: 20 * time.Second, MaxSetups: 64,
+		// The shipped dialplan: phones 1XX are PJSIP endpoints; 600 (echo), 601 and 603 (tones) answer by
+		// themselves; 602 reads DTMF and goes through a Local channel.
+		EndpointExtensions: []string{"_1XX"}, DialplanExtensions: []string{"600", "601", "603"}}
 }
 
 var instanceRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,23}$`)
@@ -37,6 +51,12 @@ func (c *Config) validateLifecycle(bad func(key, format string, args ...any)) {
 	}
 	if l.MaxSetups < 1 {
 		bad("calls.max_setups", "must be at least 1")
+	}
+	if _, err := dialplan.CompilePatterns(l.EndpointExtensions); err != nil {
+		bad("calls.endpoint_extensions", "%v", err)
+	}
+	if _, err := dialplan.CompilePatterns(l.DialplanExtensions); err != nil {
+		bad("calls.dialplan_extensions", "%v", err)
 	}
 	o := c.ARI
 	if o.Instance != "" && !instanceRe.MatchString(o.Instance) {

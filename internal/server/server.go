@@ -125,6 +125,14 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	endpointExts, err := dialplan.CompilePatterns(cfg.Calls.EndpointExtensions)
+	if err != nil {
+		return nil, fmt.Errorf("calls.endpoint_extensions: %w", err)
+	}
+	dialplanExts, err := dialplan.CompilePatterns(cfg.Calls.DialplanExtensions)
+	if err != nil {
+		return nil, fmt.Errorf("calls.dialplan_extensions: %w", err)
+	}
 	s.calls, err = call.New(call.Options{
 		ARI:    s.ari,
 		Media:  s.media,
@@ -145,6 +153,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		NoMediaTimeout: cfg.Calls.NoMediaTimeout,
 		ResumeGrace:    cfg.Calls.ResumeGrace,
 		MaxSetups:      cfg.Calls.MaxSetups,
+
+		EndpointExtensions: endpointExts,
+		DialplanExtensions: dialplanExts,
+		DialplanContext:    cfg.Rules().Context,
 	})
 	if err != nil {
 		return nil, err
