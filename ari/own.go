@@ -131,8 +131,8 @@ type SweepReport struct {
 }
 
 // Sweep hangs up the channels and deletes the bridges of this instance that no live call or room claims. A
-// resource created after this client started is left alone until it is SweepMinAge old, so a channel whose
-// StasisStart is still on its way to its call is never taken for an orphan. It publishes a Swept event.
+// channel the dialplan handed over after this client started is left alone until it is SweepMinAge old, so one
+// whose StasisStart is still on its way to its call is never taken for an orphan. It publishes a Swept event.
 func (c *Client) Sweep(ctx context.Context) (SweepReport, error) { return c.sweep(ctx, false) }
 
 // SweepAll is Sweep without the age rule, for shutdown: with every call closed, nothing of ours is in flight.
@@ -150,12 +150,17 @@ func (c *Client) sweep(ctx context.Context, all bool) (SweepReport, error) {
 		return rep, fmt.Errorf("sweep: list bridges: %w", err)
 	}
 	old := func(created Time) bool {
-		// Asterisk's clock is this host's (or a LAN neighbour's); a missing time counts as old.
-		return all || created.IsZero() || created.Before(c.own.started) || time.Since(created.Time) >= c.cfg.SweepMinAge
+		// Asterisk reports milliseconds from its own clock (this host's, or a LAN neighbour's): "before this client
+		// started" keeps a margin for both. A missing time counts as old.
+		return all || created.IsZero() || created.Before(c.own.started.Add(-2*time.Second)) ||
+			time.Since(created.Time) >= c.cfg.SweepMinAge
 	}
 	var errs []error
 	for _, ch := range chans {
-		if !(c.Ours(ch.ID) || ch.InStasis(c.cfg.Application)) || c.Claimed(ch.ID) || !old(ch.CreationTime) {
+		// Our own IDs are claimed before the request that creates them, so an unclaimed one is an orphan at any
+		// age; a channel the dialplan handed over is claimed only once its StasisStart reached its call.
+		adopted := !c.Ours(ch.ID) && ch.InStasis(c.cfg.Application)
+		if !(c.Ours(ch.ID) || adopted) || c.Claimed(ch.ID) || (adopted && !old(ch.CreationTime)) {
 			continue
 		}
 		err := c.Channel(ch.ID).Hangup(ctx, "normal")
@@ -170,7 +175,7 @@ func (c *Client) sweep(ctx context.Context, all bool) (SweepReport, error) {
 		}
 	}
 	for _, b := range bridges {
-		if !c.Ours(b.ID) || c.Claimed(b.ID) || !old(b.CreationTime) {
+		if !c.Ours(b.ID) || c.Claimed(b.ID) {
 			continue
 		}
 		err := c.Bridge(b.ID).Delete(ctx)

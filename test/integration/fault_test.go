@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -517,7 +518,8 @@ func TestFaultOverloadFailsFastAndLeavesNothing(t *testing.T) {
 	insp := inspector(t, a)
 	pb := testenv.StartPatchbay(t, a, testenv.PatchbayOptions{Config: func(c *config.Config) {
 		c.ARI.SweepInterval = 3 * time.Second
-		c.Calls.SetupTimeout = 2 * time.Second
+		c.Calls.SetupTimeout = time.Second
+		c.ARI.DeadAfter = 5 * time.Second // slow, not dead: calls in progress survive the bursts
 		c.Limits.PerToken = config.LimitSet{}
 	}})
 	eng, err := synth.NewEngine(synth.EngineOptions{LoopbackOnly: true})
@@ -529,7 +531,7 @@ func TestFaultOverloadFailsFastAndLeavesNothing(t *testing.T) {
 	stopBursts := make(chan struct{})
 	var bursts sync.WaitGroup
 	bursts.Add(1)
-	go func() { // 700 ms frozen, 300 ms running
+	go func() { // frozen 1.5 s (past setup_timeout), running 0.5 s
 		defer bursts.Done()
 		for {
 			select {
@@ -538,9 +540,9 @@ func TestFaultOverloadFailsFastAndLeavesNothing(t *testing.T) {
 			default:
 			}
 			a.Freeze(t)
-			time.Sleep(700 * time.Millisecond)
+			time.Sleep(1500 * time.Millisecond)
 			a.Thaw(t)
-			time.Sleep(300 * time.Millisecond)
+			time.Sleep(500 * time.Millisecond)
 		}
 	}()
 	type result struct {
@@ -581,6 +583,10 @@ func TestFaultOverloadFailsFastAndLeavesNothing(t *testing.T) {
 			if r.took > slowest {
 				slowest = r.took
 			}
+			if !strings.Contains(r.err.Error(), "in time") && !strings.Contains(r.err.Error(), "too many calls") &&
+				!strings.Contains(r.err.Error(), "connection to the PBX") {
+				t.Errorf("refusal without a clear cause: %v", r.err)
+			}
 		default:
 			other++
 			t.Logf("call failed otherwise: %v", r.err)
@@ -588,8 +594,11 @@ func TestFaultOverloadFailsFastAndLeavesNothing(t *testing.T) {
 	}
 	t.Logf("MEASURED under freeze/thaw bursts: %d calls completed, %d refused with unavailable (slowest refusal %v), %d other",
 		ok, refused, slowest.Round(time.Millisecond), other)
-	if slowest > 6*time.Second {
-		t.Errorf("a refusal took %v: setup should fail within a few seconds (setup_timeout 2s)", slowest)
+	if refused == 0 {
+		t.Error("no setup failed: the bursts did not slow Asterisk enough for the test to prove anything")
+	}
+	if slowest > 4*time.Second {
+		t.Errorf("a refusal took %v: setup should fail within about setup_timeout (1 s) per step", slowest)
 	}
 	took := waitEmpty(t, insp, "", 8*time.Second)
 	t.Logf("MEASURED Asterisk empty %v after the load ended", took.Round(time.Millisecond))
@@ -656,7 +665,9 @@ func TestFaultAdmission(t *testing.T) {
 
 	t.Run("2000 unauthenticated sockets", func(t *testing.T) {
 		before := p.RSS(t)
-		d := websocket.Dialer{TLSClientConfig: p.TLS, HandshakeTimeout: 5 * time.Second}
+		// The flood comes from 127.0.0.2, the real caller from 127.0.0.1: the cap is per address.
+		nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+		d := websocket.Dialer{TLSClientConfig: p.TLS, HandshakeTimeout: 5 * time.Second, NetDialContext: nd.DialContext}
 		var mu sync.Mutex
 		open, refused := 0, 0
 		var conns []*websocket.Conn
