@@ -30,6 +30,10 @@ type Config struct {
 
 	// Rooms configures conferences of browsers and phones (rooms.go).
 	Rooms Rooms `mapstructure:"rooms" yaml:"rooms"`
+
+	// Metrics and Calls: the Prometheus endpoint and call records (observability.go).
+	Metrics Metrics `mapstructure:"metrics" yaml:"metrics"`
+	Calls   Calls   `mapstructure:"calls" yaml:"calls"`
 }
 
 // HTTP is Patchbay's own listener: the page, /ws signalling and /api.
@@ -180,5 +184,7 @@ func Defaults() Config {
 		Dialplan: DefaultDialplan(),
 		API:      API{TicketTTL: time.Minute},
 		Limits:   DefaultLimits(),
+		Metrics:  DefaultMetrics(),
+		Calls:    DefaultCalls(),
 	}
 }
