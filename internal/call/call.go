@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/patchbay/patchbay/ari"
@@ -56,6 +57,9 @@ type Call struct {
 	farCause        int // Q.850 cause of the far end's hang-up request, if one was seen
 	answered        bool
 	started         time.Time
+
+	obs        callObs      // METRICS-HOOK
+	firstMedia atomic.Int64 // METRICS-HOOK: unix ns of the browser's first RTP packet
 }
 
 func (m *Manager) newCall(parent context.Context, log *slog.Logger) *Call {
@@ -145,6 +149,7 @@ func (c *Call) attachExternalMedia(ctx context.Context) error {
 		if err != nil {
 			return
 		}
+		c.firstMedia.Store(time.Now().UnixNano()) // METRICS-HOOK
 		if err := rl.Attach(track); err != nil {
 			c.log.Debug("attach browser track", "err", err)
 		}
@@ -186,4 +191,5 @@ func (c *Call) teardown(reason string) {
 	} else {
 		c.log.Info("call ended", "reason", reason)
 	}
+	c.obsEnd(reason) // METRICS-HOOK
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/internal/cdr"
 	"github.com/patchbay/patchbay/internal/relay"
 	"github.com/patchbay/patchbay/internal/rooms"
 	"github.com/patchbay/patchbay/webrtc/media"
@@ -48,6 +49,9 @@ type Options struct {
 	RoomPeers RoomPeerHook
 	// PSTN configures outside calls, click-to-call and call limits (pstn.go, originate.go).
 	PSTN PSTNOptions
+
+	Observer    cdr.Observer  // METRICS-HOOK: metrics and call records; nil: nothing observes
+	OneWayAfter time.Duration // METRICS-HOOK: one-way-audio threshold (default 4 s)
 }
 
 // Manager owns every call.

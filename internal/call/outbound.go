@@ -11,6 +11,7 @@ import (
 
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/internal/cdr"
 	"github.com/patchbay/patchbay/webrtc/media"
 	"github.com/patchbay/patchbay/webrtc/signal"
 	"github.com/patchbay/patchbay/wire"
@@ -22,6 +23,7 @@ func (m *Manager) placeCall(s *signal.Session, msg signal.Message) {
 	ctx := s.Context()
 	fail := func(code, text string) {
 		_ = s.Send(ctx, signal.ErrorMessage(msg.CallID, code, text))
+		m.obsRefused(cdr.DirBrowserOut, code, s.User(), msg.To, s.User()) // METRICS-HOOK
 	}
 	d, err := m.o.Router.Route(msg.To)
 	if err != nil {
@@ -68,6 +70,7 @@ func (m *Manager) placeCall(s *signal.Session, msg signal.Message) {
 		return
 	}
 	m.holdLease(c.id, lease)
+	c.obsStart(cdr.DirBrowserOut, s.User(), msg.To, s.User()) // METRICS-HOOK
 	go c.runOutbound(msg.SDP, d)
 }
 
@@ -106,6 +109,7 @@ func (c *Call) runOutbound(offer string, d dialplan.Decision) {
 			code = wire.CodeBadMessage
 		}
 		c.send(c.browser, signal.ErrorMessage(c.clientID, code, err.Error()))
+		c.obs.rec.Cause = wire.CauseIncompatibleDest // METRICS-HOOK
 		c.teardown("failure")
 		return
 	}
@@ -124,6 +128,7 @@ func (c *Call) runOutbound(offer string, d dialplan.Decision) {
 		return
 	}
 	c.send(c.browser, signal.Message{Type: signal.TypeAnswer, CallID: c.clientID, SDP: answer})
+	c.obs.rec.AnswerSentAt = time.Now() // METRICS-HOOK
 	if err := a.Channel(c.farID).Dial(ctx, "", c.m.o.DialTimeout); err != nil {
 		c.log.Error("dial far end", "err", err)
 		c.send(c.browser, signal.HangupMessage(c.clientID, wire.CauseTemporaryFailure))
@@ -131,6 +136,7 @@ func (c *Call) runOutbound(offer string, d dialplan.Decision) {
 		return
 	}
 	cause := c.loop(sub, iceDead)
+	c.obs.rec.Cause = cause // METRICS-HOOK
 	c.teardown(ariReason(cause))
 }
 
@@ -214,8 +220,12 @@ func (c *Call) loop(sub *ari.Subscription, iceDead <-chan struct{}) string {
 		defer t.Stop()
 		maxDur = t.C
 	}
+	tick := time.NewTicker(time.Second) // METRICS-HOOK
+	defer tick.Stop()                   // METRICS-HOOK
 	for {
 		select {
+		case now := <-tick.C: // METRICS-HOOK
+			c.obsTick(now)
 		case <-c.ctx.Done():
 			c.send(c.browser, signal.HangupMessage(c.clientID, wire.CauseNormalClearing))
 			return wire.CauseNormalClearing
@@ -332,6 +342,7 @@ func (c *Call) markAnswered() {
 		return
 	}
 	c.answered = true
+	c.obs.rec.FarAnsweredAt = time.Now() // METRICS-HOOK
 	c.m.noteAnswered(c.id)
 	c.log.Info("answered", "after", time.Since(c.started).Round(time.Millisecond))
 	c.send(c.browser, signal.Message{Type: signal.TypeAnswered, CallID: c.clientID})

@@ -12,6 +12,7 @@ import (
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/internal/cdr"
 	"github.com/patchbay/patchbay/internal/limits"
 	"github.com/patchbay/patchbay/webrtc/signal"
 	"github.com/patchbay/patchbay/wire"
@@ -71,6 +72,7 @@ func (m *Manager) admitBrowserCall(s *signal.Session, msg signal.Message, d dial
 	fail := func(code, text string) {
 		m.log.Warn("security: call refused", "session", s.ID(), "user", s.User(), "code", code, "kind", d.Kind, "number", d.Number, "reason", text)
 		_ = s.Send(ctx, signal.ErrorMessage(msg.CallID, code, text))
+		m.obsRefused(cdr.DirBrowserOut, code, s.User(), msg.To, s.User()) // METRICS-HOOK
 	}
 	if d.Kind == dialplan.KindPSTN {
 		if _, err := m.browserCallerID(s.Claims()); err != nil {

@@ -64,7 +64,6 @@ type Metrics struct {
 	videoTracks          prometheus.Gauge
 	keyframeRequests     prometheus.Counter
 	limitTrips           *prometheus.CounterVec
-	recordsDropped       prometheus.Counter
 	byDir                map[string]*dirSeries // pre-resolved per-direction series: Media runs every second per call
 	knownCauses, knownCd map[string]bool
 }
@@ -114,7 +113,6 @@ func New(o Options) *Metrics {
 	m.videoTracks = f.gauge("sfu_video_tracks", "Browser cameras being forwarded by the SFU.", nil).WithLabelValues()
 	m.keyframeRequests = f.counter("sfu_keyframe_requests_total", "Key-frame requests (PLI) sent to browser cameras.", nil).WithLabelValues()
 	m.limitTrips = f.counter("limit_trips_total", "Calls a limit refused, by scope (token, api_key, phone) and code.", []string{"scope", "code"})
-	m.recordsDropped = f.counter("call_records_dropped_total", "Call records that could not be written or queued.", nil).WithLabelValues()
 
 	m.knownCauses = map[string]bool{}
 	for _, c := range wire.Causes() {
@@ -192,6 +190,15 @@ func (m *Metrics) GaugeFunc(name, help string, f func() float64) {
 		return
 	}
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help}, f))
+}
+
+// CounterFunc registers a counter read at each scrape from a count another part keeps (e.g. call records
+// dropped). name is without the namespace and should end in _total.
+func (m *Metrics) CounterFunc(name, help string, f func() float64) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help}, f))
 }
 
 func (m *Metrics) dir(d string) string {
@@ -368,14 +375,6 @@ func (m *Metrics) LimitTrip(scope, code string) {
 		scope = Other
 	}
 	m.limitTrips.WithLabelValues(scope, m.code(code)).Inc()
-}
-
-// RecordsDropped counts call records lost (queue full or write error).
-func (m *Metrics) RecordsDropped(n int) {
-	if m == nil || n <= 0 {
-		return
-	}
-	m.recordsDropped.Add(float64(n))
 }
 
 var _ cdr.Observer = (*Metrics)(nil)

@@ -102,7 +102,7 @@ func TestNilMetricsIsOff(t *testing.T) {
 	m.KeyframeRequest()
 	m.LimitTrip("token", wire.CodeTooManyCalls)
 	m.GaugeFunc("x", "y", func() float64 { return 0 })
-	m.RecordsDropped(1)
+	m.CounterFunc("y_total", "z", func() float64 { return 0 })
 }
 
 // BenchmarkMedia is the per-call, per-second cost metrics add to a running call.

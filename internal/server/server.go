@@ -57,6 +57,7 @@ type Server struct {
 
 	tickets  tickets.Store   // one-time join tickets (calls.go)
 	webhooks *webhook.Sender // nil without webhook.url
+	obs      *observability  // metrics and call records (metrics.go)
 }
 
 // New builds everything and binds the listeners, so that a bad port, certificate or secret fails here with a
@@ -69,6 +70,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			s.closeParts()
 		}
 	}()
+	if err := s.newObservability(cfg, log); err != nil {
+		return nil, err
+	}
 	var err error
 	s.signer, err = auth.NewSigner([]byte(cfg.Auth.TokenSecret.Reveal()), cfg.Auth.TokenIssuer)
 	if err != nil {
@@ -80,6 +84,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		Password:    cfg.ARI.Password.Reveal(),
 		Application: cfg.ARI.App,
 		Logger:      log,
+		Observe:     s.obs.ariObserve(),
 	})
 	if err != nil {
 		return nil, err
@@ -128,6 +133,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		Tickets:     s.tickets,
 		PSTN:        pstnOpts,
 		MaxDuration: cfg.Limits.MaxCallDuration,
+
+		Observer:    s.obs.observer,        // METRICS-HOOK
+		OneWayAfter: cfg.Calls.OneWayAfter, // METRICS-HOOK
 	})
 	if err != nil {
 		return nil, err
@@ -158,6 +166,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s.api.RegisterRooms(api.RoomsDeps{Rooms: s.rooms, Numbers: s.numbers, Signer: s.signer, TokenTTL: cfg.Auth.TokenTTL,
 		NumberTTL: cfg.Rooms.NumberTTL, Logger: log.With("component", "api")})
 	s.api.RegisterCalls(s.calls)
+	s.wireObservability()
 
 	mux := http.NewServeMux()
 	mux.Handle("/ws", s.signal)
@@ -220,7 +229,8 @@ func (s *Server) ActiveCalls() int { return s.calls.Active() }
 // connections, calls get http.shutdown_timeout to end, everything closes.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.closeParts()
-	stopPprof, err := s.startPprof() // off unless PATCHBAY_PPROF_LISTEN names a loopback address
+	defer s.startObservability(ctx)() // stops after the calls ended, so their last records are written
+	stopPprof, err := s.startPprof()  // off unless PATCHBAY_PPROF_LISTEN names a loopback address
 	if err != nil {
 		return err
 	}
@@ -345,6 +355,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) closeParts() {
+	s.closeObservability()
 	if s.ln != nil {
 		_ = s.ln.Close()
 	}
