@@ -24,6 +24,8 @@ declare -A want=(
   [ca-certificates]=/etc/ssl/certs/ca-certificates.crt
   [make]=/usr/bin/make
   [nodejs]=/usr/bin/node
+  [prometheus]=/usr/bin/prometheus
+  [docker-compose]=/usr/bin/docker-compose
 )
 missing=()
 for pkg in "${!want[@]}"; do

@@ -61,6 +61,7 @@ func StartPatchbay(t testing.TB, a *Asterisk, opts PatchbayOptions) *Patchbay {
 	cfg.HTTP.CertFile = filepath.Join(a.CertDir, certs.CertFile)
 	cfg.HTTP.KeyFile = filepath.Join(a.CertDir, certs.KeyFile)
 	cfg.Log.Level = "debug"
+	cfg.Metrics.Listen = "127.0.0.1:0" // a free port per instance; Server.MetricsAddr tells which
 	if opts.Config != nil {
 		opts.Config(&cfg)
 	}
