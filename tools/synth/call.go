@@ -41,6 +41,10 @@ type CallOptions struct {
 	DTMF      string
 	DTMFAfter time.Duration
 
+	// SendFor stops sending media this long after sending starts (the call goes on, silent toward the far end):
+	// a browser whose uplink dies mid-call. Zero: send for the whole call; negative: never send.
+	SendFor time.Duration
+
 	// NoTrickle gathers every candidate before sending the SDP.
 	NoTrickle bool
 	// Reject declines an incoming call instead of answering it.
@@ -428,6 +432,15 @@ func (c *call) startSender() {
 		tick := time.NewTicker(frameInterval)
 		defer tick.Stop()
 		begin := time.Now()
+		if c.o.SendFor < 0 {
+			return
+		}
+		var stopAt <-chan time.Time
+		if c.o.SendFor > 0 {
+			t := time.NewTimer(c.o.SendFor)
+			defer t.Stop()
+			stopAt = t.C
+		}
 		var n uint32
 		for {
 			due := uint32(time.Since(begin)/frameInterval) + 1
@@ -451,6 +464,8 @@ func (c *call) startSender() {
 			}
 			select {
 			case <-tick.C:
+			case <-stopAt:
+				return
 			case <-c.stopTx:
 				return
 			}

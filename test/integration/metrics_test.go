@@ -1,0 +1,363 @@
+//go:build integration
+
+package integration
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/patchbay/patchbay/internal/cdr"
+	"github.com/patchbay/patchbay/internal/config"
+	"github.com/patchbay/patchbay/test/testenv"
+	"github.com/patchbay/patchbay/tools/synth"
+	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
+)
+
+// obsDialplan adds test extensions to [internal] (reached from from-patchbay): 690 rejects as busy, 691 answers
+// and plays a tone for 2 s then sends nothing (Asterisk stops sending toward the browser), 692 answers in
+// silence.
+const obsDialplan = `
+[internal](+)
+exten => 690,1,NoOp(Reject as busy)
+ same => n,Hangup(17)
+exten => 691,1,NoOp(Tone for 2 s, then silence)
+ same => n,Answer()
+ same => n,Playtones(440)
+ same => n,Wait(2)
+ same => n,StopPlaytones()
+ same => n,Wait(120)
+exten => 692,1,NoOp(Answer in silence)
+ same => n,Answer()
+ same => n,Wait(120)
+`
+
+const obsAPIKey = "obs-test-key-0123456789abcdef"
+
+// obsEnv is an Asterisk with the test extensions, a Patchbay with metrics, records in a file and an API key.
+type obsEnv struct {
+	ast     *testenv.Asterisk
+	pb      *testenv.Patchbay
+	eng     *synth.Engine
+	http    *http.Client
+	records string // the JSON-lines file
+}
+
+func newObsEnv(t *testing.T, edit func(*config.Config)) *obsEnv {
+	t.Helper()
+	e := &obsEnv{records: filepath.Join(t.TempDir(), "calls.jsonl")}
+	e.ast = testenv.StartAsterisk(t, testenv.AsteriskOptions{Extra: map[string]string{"extensions.conf": obsDialplan}})
+	e.pb = testenv.StartPatchbay(t, e.ast, testenv.PatchbayOptions{Config: func(c *config.Config) {
+		c.Auth.APIKeys = map[string]config.Secret{"test": obsAPIKey}
+		c.Calls.Records.File = e.records
+		c.Rooms.Grace = time.Second
+		if edit != nil {
+			edit(c)
+		}
+	}})
+	var err error
+	if e.eng, err = synth.NewEngine(synth.EngineOptions{LoopbackOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	e.http = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: e.pb.TLS}}
+	return e
+}
+
+func (e *obsEnv) dial(t *testing.T, ctx context.Context, user string, grants ...string) *signal.Conn {
+	t.Helper()
+	return e.pb.Dial(t, ctx, user, grants...)
+}
+
+// get fetches path (from the API with the key, or a plain URL) into out.
+func (e *obsEnv) get(t *testing.T, url string, out any) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+obsAPIKey)
+	resp, err := e.http.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatalf("GET %s: %v: %s", url, err, b)
+	}
+}
+
+// post calls the REST API and expects 201.
+func (e *obsEnv) post(t *testing.T, path string, body, out any) {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest("POST", e.pb.BaseURL+"/api/v1"+path, strings.NewReader(string(b)))
+	req.Header.Set("Authorization", "Bearer "+obsAPIKey)
+	resp, err := e.http.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST %s: %d %s", path, resp.StatusCode, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+	}
+}
+
+// apiRecords returns the records GET /api/v1/calls lists.
+func (e *obsEnv) apiRecords(t *testing.T, since time.Time) []cdr.Record {
+	t.Helper()
+	var out struct{ Calls []cdr.Record }
+	e.get(t, e.pb.BaseURL+"/api/v1/calls?since="+since.UTC().Format(time.RFC3339), &out)
+	return out.Calls
+}
+
+// waitRecords polls the records file until n records are there, and returns them.
+func (e *obsEnv) waitRecords(t *testing.T, n int) []cdr.Record {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var recs []cdr.Record
+		if f, err := os.Open(e.records); err == nil {
+			sc := bufio.NewScanner(f)
+			sc.Buffer(make([]byte, 64<<10), 1<<20)
+			for sc.Scan() {
+				var r cdr.Record
+				if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+					t.Fatalf("records file has a line that is not a record: %v: %s", err, sc.Bytes())
+				}
+				recs = append(recs, r)
+			}
+			f.Close()
+		}
+		if len(recs) >= n {
+			return recs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("records file has %d records, want %d", len(recs), n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func byTo(recs []cdr.Record, to string) *cdr.Record {
+	for i := range recs {
+		if recs[i].To == to {
+			return &recs[i]
+		}
+	}
+	return nil
+}
+
+// TestMetricsDashboardAgainstPrometheus: a real Prometheus scrapes Patchbay and Asterisk's res_prometheus during
+// a few calls, a refused call and a room; then every expression of the Grafana dashboard returns data, and the
+// named families count what happened.
+func TestMetricsDashboardAgainstPrometheus(t *testing.T) {
+	e := newObsEnv(t, nil)
+	prom := testenv.StartPrometheus(t,
+		testenv.ScrapeTarget{Job: "patchbay", Addr: e.pb.Server.MetricsAddr().String(), Path: "/metrics"},
+		testenv.ScrapeTarget{Job: "asterisk", Addr: fmt.Sprintf("127.0.0.1:%d", e.ast.HTTPPort), Path: "/metrics"})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := prom.TargetsUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Three echo calls at once, one refused call, and a room with two browsers.
+	const calls = 3
+	var wg sync.WaitGroup
+	errs := make(chan error, calls+2)
+	for i := range calls {
+		conn := e.dial(t, ctx, fmt.Sprintf("caller%d", i), "ext")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "600", Duration: 3 * time.Second}); err != nil {
+				errs <- fmt.Errorf("echo call %d: %w", i, err)
+			}
+		}()
+	}
+	refusedConn := e.dial(t, ctx, "refused", "ext")
+	if _, err := e.eng.Call(ctx, refusedConn, synth.CallOptions{To: "+442079460000", Duration: time.Second}); err == nil {
+		t.Error("a token without the pstn grant placed an outside call")
+	}
+	room := "obs-room"
+	e.post(t, "/rooms", map[string]any{"id": room}, nil)
+	for i := range 2 {
+		var tok struct{ Token string }
+		e.post(t, "/rooms/"+room+"/tokens", map[string]any{"user": fmt.Sprintf("member%d", i)}, &tok)
+		conn, err := signal.Dial(ctx, e.pb.URL, tok.Token, signal.DialOptions{TLSConfig: e.pb.TLS})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := e.eng.Join(ctx, conn, synth.JoinOptions{Room: room}, synth.CallOptions{Duration: 3 * time.Second}); err != nil {
+				errs <- fmt.Errorf("room member %d: %w", i, err)
+			}
+		}()
+	}
+	// While the calls run: rooms and participants are visible.
+	waitQuery(t, ctx, prom, "patchbay_room_participants", func(v float64) bool { return v == 2 })
+	waitQuery(t, ctx, prom, `sum(patchbay_calls_active{direction="browser_out"})`, func(v float64) bool { return v == calls })
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	waitQuery(t, ctx, prom, `sum(patchbay_calls_ended_total{direction="browser_out"})`, func(v float64) bool { return v == calls })
+
+	for _, tc := range []struct {
+		expr string
+		want float64
+	}{
+		{`sum(patchbay_calls_started_total{direction="browser_out"})`, calls},
+		{`sum(patchbay_calls_refused_total{code="forbidden_destination"})`, 1},
+		{`sum(patchbay_call_setup_seconds_count{stage="answer_sent"})`, calls},
+		{`sum(patchbay_call_setup_seconds_count{stage="far_answered"})`, calls},
+		{`sum(patchbay_calls_active)`, 0},
+	} {
+		waitQuery(t, ctx, prom, tc.expr, func(v float64) bool { return v == tc.want })
+	}
+	if s, err := prom.Query(ctx, `sum(patchbay_media_packets_total{towards="to_browser"})`); err != nil || len(s) != 1 || s[0].Value < 100 {
+		t.Errorf("packets toward browsers: %v %v", s, err)
+	}
+	if s, err := prom.Query(ctx, `sum(patchbay_ari_request_duration_seconds_count{route="POST /channels/{id}/dial"})`); err != nil || len(s) != 1 || s[0].Value < calls {
+		t.Errorf("ARI dial requests: %v %v", s, err)
+	}
+
+	// Every dashboard expression returns data.
+	b, err := os.ReadFile("../../deploy/grafana/patchbay.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			expr := strings.ReplaceAll(tg.Expr, "$__rate_interval", "2m")
+			s, err := prom.Query(ctx, expr)
+			n++
+			if err != nil {
+				t.Errorf("panel %q: %v", p.Title, err)
+				continue
+			}
+			if len(s) == 0 {
+				t.Errorf("panel %q: no data for %s", p.Title, expr)
+			}
+		}
+	}
+	t.Logf("%d dashboard expressions checked", n)
+}
+
+// waitQuery polls an instant query until its single value satisfies ok.
+func waitQuery(t *testing.T, ctx context.Context, prom *testenv.Prometheus, expr string, ok func(float64) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	var last []testenv.Sample
+	var err error
+	for {
+		last, err = prom.Query(ctx, expr)
+		if err == nil && len(last) == 1 && ok(last[0].Value) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Errorf("%s: last %v (err %v)", expr, last, err)
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// TestCallRecordKinds: records for a completed call, a refused call, a call the far end rejected and a call
+// without audio, in the file and from GET /api/v1/calls.
+func TestCallRecordKinds(t *testing.T) {
+	e := newObsEnv(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	since := time.Now().Add(-time.Second)
+	conn := e.dial(t, ctx, "alice", "ext")
+
+	if _, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "600", Duration: 2 * time.Second}); err != nil {
+		t.Fatalf("echo call: %v", err)
+	}
+	if _, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "+442079460000"}); err == nil {
+		t.Fatal("refused call went through")
+	}
+	rep, _ := e.eng.Call(ctx, conn, synth.CallOptions{To: "690", Duration: -1})
+	if rep == nil || !hasHangup(rep) {
+		t.Fatalf("rejected call: no hangup (%+v)", rep)
+	}
+	// No audio: the browser never sends, the far end answers in silence; the browser hangs up after 7 s.
+	if _, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "692", SendFor: -1, Duration: 7 * time.Second}); err != nil {
+		t.Fatalf("silent call: %v", err)
+	}
+
+	recs := e.waitRecords(t, 4)
+	ok := byTo(recs, "600")
+	if ok == nil || ok.Direction != cdr.DirBrowserOut || ok.User != "alice" || ok.Cause != wire.CauseNormalClearing || ok.Code != 16 ||
+		ok.SetupAnswerMS == nil || ok.SetupFirstMediaMS == nil || ok.SetupFarAnsweredMS == nil || ok.Codec != "PCMU/8000" ||
+		ok.ToBrowser.Packets < 50 || ok.ToAsterisk.Packets < 50 || ok.DurationS < 1 || len(ok.Flags) != 0 || ok.Instance == "" {
+		t.Errorf("completed call record: %+v", ok)
+	}
+	ref := byTo(recs, "+442079460000")
+	if ref == nil || ref.Refusal != wire.CodeForbiddenDestination || ref.Cause != wire.CauseCallRejected || ref.CallID != "" {
+		t.Errorf("refused call record: %+v", ref)
+	}
+	rej := byTo(recs, "690")
+	if rej == nil || rej.Refusal != "" || rej.Code == 16 || rej.Cause == "" || !rej.FarAnsweredAt.IsZero() || rej.SetupFarAnsweredMS != nil {
+		t.Errorf("far-end-rejected call record: %+v", rej)
+	}
+	silent := byTo(recs, "692")
+	if silent == nil || !silent.Has(wire.QualityNoAudio) || silent.ToAsterisk.Packets != 0 {
+		t.Errorf("no-audio call record: %+v", silent)
+	}
+	for _, r := range recs {
+		b, _ := json.Marshal(r)
+		t.Logf("record: %s", b)
+	}
+
+	api := e.apiRecords(t, since)
+	if len(api) != 4 {
+		t.Fatalf("GET /api/v1/calls listed %d records, want 4", len(api))
+	}
+	if later := e.apiRecords(t, time.Now().Add(time.Minute)); len(later) != 0 {
+		t.Errorf("since in the future listed %d records", len(later))
+	}
+}
+
+func hasHangup(r *synth.Report) bool {
+	for _, ev := range r.Events {
+		if ev.Type == signal.TypeHangup {
+			return true
+		}
+	}
+	return false
+}
