@@ -86,7 +86,7 @@ type Record struct {
 	SetupAnswerMS      *float64 `json:"setup_answer_ms,omitempty"`
 	SetupFirstMediaMS  *float64 `json:"setup_first_media_ms,omitempty"`
 	SetupFarAnsweredMS *float64 `json:"setup_far_answered_ms,omitempty"`
-	// DurationS is the talk time: from the far answer (or the answer sent, when there is no far end) to the end.
+	// DurationS is the talk time: from the far answer (for a browser in a room, the answer sent) to the end.
 	DurationS float64 `json:"duration_s"`
 
 	// Cause is the hangup cause (wire.Cause*) and Code its Q.850 number; Finish fills Code.
@@ -143,8 +143,8 @@ func (r *Record) Finish(now time.Time) {
 	r.SetupFirstMediaMS = ms(r.FirstMediaAt)
 	r.SetupFarAnsweredMS = ms(r.FarAnsweredAt)
 	talkFrom := r.FarAnsweredAt
-	if talkFrom.IsZero() {
-		talkFrom = r.AnswerSentAt
+	if talkFrom.IsZero() && r.Direction == DirRoom {
+		talkFrom = r.AnswerSentAt // a browser in a room talks from its answer: there is no far end
 	}
 	r.DurationS = 0
 	if !talkFrom.IsZero() && r.EndAt.After(talkFrom) {

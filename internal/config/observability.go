@@ -49,7 +49,7 @@ func (c *Config) validateObservability(bad func(key, format string, args ...any)
 	if l := c.Metrics.Listen; l != "" {
 		if _, _, err := net.SplitHostPort(l); err != nil {
 			bad("metrics.listen", "%q is not host:port (e.g. 127.0.0.1:9464), or empty to turn metrics off: %v", l, err)
-		} else if l == c.HTTP.Listen {
+		} else if _, port, _ := net.SplitHostPort(l); l == c.HTTP.Listen && port != "0" {
 			bad("metrics.listen", "%q is also http.listen: metrics need a listener of their own", l)
 		}
 	}

@@ -135,6 +135,10 @@ func New(o Options) *Metrics {
 	for _, d := range cdr.Directions() {
 		m.callsActive.WithLabelValues(d)
 		m.callsStarted.WithLabelValues(d)
+		m.callsEnded.WithLabelValues(d, wire.CauseNormalClearing)
+		for _, st := range []string{StageAnswerSent, StageFirstMedia, StageFarAnswered} {
+			m.setup.WithLabelValues(d, st)
+		}
 	}
 	return m
 }

@@ -64,8 +64,8 @@ func TestCallFamilies(t *testing.T) {
 			t.Errorf("%s = %v, want %v", tc.what, tc.got, tc.want)
 		}
 	}
-	if n := testutil.CollectAndCount(m.setup); n != 2 {
-		t.Errorf("setup series %d, want 2 (answer_sent, first_media)", n)
+	if n := testutil.CollectAndCount(m.setup); n != 3*len(cdr.Directions()) {
+		t.Errorf("setup series %d, want every direction and stage from the start", n)
 	}
 
 	rec := httptest.NewRecorder()

@@ -24,20 +24,20 @@ import (
 	"github.com/patchbay/patchbay/wire"
 )
 
-// obsDialplan adds test extensions to [internal] (reached from from-patchbay): 690 rejects as busy, 691 answers
-// and plays a tone for 2 s then sends nothing (Asterisk stops sending toward the browser), 692 answers in
+// obsDialplan adds test extensions to [internal] (reached from from-patchbay; exact matches win over _1XX): 190 rejects as busy, 191 answers
+// and plays a tone for 2 s then sends nothing (Asterisk stops sending toward the browser), 192 answers in
 // silence.
 const obsDialplan = `
 [internal](+)
-exten => 690,1,NoOp(Reject as busy)
+exten => 190,1,NoOp(Reject as busy)
  same => n,Hangup(17)
-exten => 691,1,NoOp(Tone for 2 s, then silence)
+exten => 191,1,NoOp(Tone for 2 s, then silence)
  same => n,Answer()
  same => n,Playtones(440)
  same => n,Wait(2)
  same => n,StopPlaytones()
  same => n,Wait(120)
-exten => 692,1,NoOp(Answer in silence)
+exten => 192,1,NoOp(Answer in silence)
  same => n,Answer()
  same => n,Wait(120)
 `
@@ -260,15 +260,24 @@ func TestMetricsDashboardAgainstPrometheus(t *testing.T) {
 	n := 0
 	for _, p := range dash.Panels {
 		for _, tg := range p.Targets {
+			// Rates need two scrapes of a series: poll briefly before calling an expression empty.
 			expr := strings.ReplaceAll(tg.Expr, "$__rate_interval", "2m")
-			s, err := prom.Query(ctx, expr)
 			n++
-			if err != nil {
-				t.Errorf("panel %q: %v", p.Title, err)
-				continue
-			}
-			if len(s) == 0 {
-				t.Errorf("panel %q: no data for %s", p.Title, expr)
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				s, err := prom.Query(ctx, expr)
+				if err != nil {
+					t.Errorf("panel %q: %v", p.Title, err)
+					break
+				}
+				if len(s) > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Errorf("panel %q: no data for %s", p.Title, expr)
+					break
+				}
+				time.Sleep(500 * time.Millisecond)
 			}
 		}
 	}
@@ -311,12 +320,12 @@ func TestCallRecordKinds(t *testing.T) {
 	if _, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "+442079460000"}); err == nil {
 		t.Fatal("refused call went through")
 	}
-	rep, _ := e.eng.Call(ctx, conn, synth.CallOptions{To: "690", Duration: -1})
+	rep, _ := e.eng.Call(ctx, conn, synth.CallOptions{To: "190", Duration: -1})
 	if rep == nil || !hasHangup(rep) {
 		t.Fatalf("rejected call: no hangup (%+v)", rep)
 	}
 	// No audio: the browser never sends, the far end answers in silence; the browser hangs up after 7 s.
-	if _, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "692", SendFor: -1, Duration: 7 * time.Second}); err != nil {
+	if _, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "192", SendFor: -1, Duration: 7 * time.Second}); err != nil {
 		t.Fatalf("silent call: %v", err)
 	}
 
@@ -331,11 +340,11 @@ func TestCallRecordKinds(t *testing.T) {
 	if ref == nil || ref.Refusal != wire.CodeForbiddenDestination || ref.Cause != wire.CauseCallRejected || ref.CallID != "" {
 		t.Errorf("refused call record: %+v", ref)
 	}
-	rej := byTo(recs, "690")
+	rej := byTo(recs, "190")
 	if rej == nil || rej.Refusal != "" || rej.Code == 16 || rej.Cause == "" || !rej.FarAnsweredAt.IsZero() || rej.SetupFarAnsweredMS != nil {
 		t.Errorf("far-end-rejected call record: %+v", rej)
 	}
-	silent := byTo(recs, "692")
+	silent := byTo(recs, "192")
 	if silent == nil || !silent.Has(wire.QualityNoAudio) || silent.ToAsterisk.Packets != 0 {
 		t.Errorf("no-audio call record: %+v", silent)
 	}
