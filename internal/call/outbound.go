@@ -220,8 +220,8 @@ func (c *Call) loop(sub *ari.Subscription, iceDead <-chan struct{}) string {
 		defer t.Stop()
 		maxDur = t.C
 	}
-	tick := time.NewTicker(time.Second) // METRICS-HOOK
-	defer tick.Stop()                   // METRICS-HOOK
+	tick := time.NewTicker(500 * time.Millisecond) // METRICS-HOOK
+	defer tick.Stop()                              // METRICS-HOOK
 	for {
 		select {
 		case now := <-tick.C: // METRICS-HOOK

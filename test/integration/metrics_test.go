@@ -370,3 +370,78 @@ func hasHangup(r *synth.Report) bool {
 	}
 	return false
 }
+
+// TestOneWayAudio: a browser that stops sending mid-call, and an Asterisk side that stops sending toward the
+// browser, each produce the quality message within 5 s of the silence, the metric and the record flag.
+func TestOneWayAudio(t *testing.T) {
+	e := newObsEnv(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn := e.dial(t, ctx, "bob", "ext")
+	for _, tc := range []struct {
+		name, to, towards string
+		opts              synth.CallOptions
+		silentFrom        func(r *synth.Report) time.Duration // when the silent direction stopped, since the offer
+	}{
+		{"browser stops sending", "603", wire.ToAsterisk, synth.CallOptions{To: "603", ExpectHz: 1000, SendFor: 2 * time.Second, Duration: 9 * time.Second},
+			func(r *synth.Report) time.Duration { return r.ConnectedAfter + 2*time.Second }},
+		{"nothing comes back from Asterisk", "191", wire.ToBrowser, synth.CallOptions{To: "191", ExpectHz: 440, Duration: 9 * time.Second},
+			func(r *synth.Report) time.Duration { return eventAt(r, signal.TypeAnswered) + 2*time.Second }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := e.eng.Call(ctx, conn, tc.opts)
+			if err != nil {
+				t.Fatalf("call: %v", err)
+			}
+			var q *synth.Event
+			for i := range rep.Events {
+				if rep.Events[i].Type == signal.TypeQuality {
+					q = &rep.Events[i]
+				}
+			}
+			if q == nil || q.Issue != wire.QualityOneWayAudio || q.Direction != tc.towards {
+				t.Fatalf("quality message %+v, want one_way_audio %s (events %+v)", q, tc.towards, rep.Events)
+			}
+			if after := q.At - tc.silentFrom(rep); after > 5*time.Second || after < 3*time.Second {
+				t.Errorf("quality message %v after the silence began, want 4-5 s", after)
+			} else {
+				t.Logf("quality message %v after the silence began", after.Round(time.Millisecond))
+			}
+		})
+	}
+	recs := e.waitRecords(t, 2)
+	for to, towards := range map[string]string{"603": wire.ToAsterisk, "191": wire.ToBrowser} {
+		r := byTo(recs, to)
+		if r == nil || !r.Has(wire.QualityOneWayAudio) || r.OneWay != towards || r.Has(wire.QualityNoAudio) {
+			t.Errorf("record of the call to %s: %+v", to, r)
+		}
+	}
+	body := scrape(t, e)
+	for _, towards := range []string{wire.ToAsterisk, wire.ToBrowser} {
+		want := `patchbay_quality_issues_total{direction="browser_out",issue="one_way_audio",towards="` + towards + `"} 1`
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+func eventAt(r *synth.Report, typ string) time.Duration {
+	for _, ev := range r.Events {
+		if ev.Type == typ {
+			return ev.At
+		}
+	}
+	return 0
+}
+
+// scrape reads Patchbay's /metrics.
+func scrape(t *testing.T, e *obsEnv) string {
+	t.Helper()
+	resp, err := http.Get("http://" + e.pb.Server.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
