@@ -167,7 +167,7 @@ func checkDialplan(ctx context.Context, d *run) Result {
 			"run doctor on the Asterisk host as a user allowed to run `asterisk -rx`, or pass --extensions FILE")
 	}
 	app := regexp.QuoteMeta(d.cfg.ARI.App)
-	entries := len(regexp.MustCompile(`(?i)\bStasis\(\s*` + app + `\s*[,)]`).FindAllString(text, -1))
+	entries := len(regexp.MustCompile(`(?i)\bStasis\(\s*`+app+`\s*[,)]`).FindAllString(text, -1))
 	fallbacks := strings.Count(text, "STASISSTATUS")
 	failed := regexp.MustCompile(`(?m)(^\s*exten\s*=>\s*FAILED\s*,|'FAILED'\s*=>)`).MatchString(text)
 	switch {
