@@ -26,6 +26,7 @@ declare -A want=(
   [nodejs]=/usr/bin/node
   [prometheus]=/usr/bin/prometheus
   [docker-compose]=/usr/bin/docker-compose
+  [python3]=/usr/bin/python3
 )
 missing=()
 for pkg in "${!want[@]}"; do

@@ -138,7 +138,14 @@ func (d *run) dialplanText(ctx context.Context) (text, from string, err error) {
 	if len(d.o.AsteriskCLI) > 0 {
 		out, err := d.cli(ctx, "dialplan show")
 		if err == nil && strings.Contains(out, "[ Context") {
-			return out, "the running Asterisk (`dialplan show`)", nil
+			// res_stasis adds a stasis-<app> context of its own while the app is connected: not the admin's.
+			var keep []string
+			for _, line := range strings.Split(out, "\n") {
+				if !strings.HasSuffix(strings.TrimSpace(line), "[res_stasis]") {
+					keep = append(keep, line)
+				}
+			}
+			return strings.Join(keep, "\n"), "the running Asterisk (`dialplan show`)", nil
 		}
 	}
 	path := d.o.ExtensionsConf
