@@ -62,6 +62,10 @@ type Config struct {
 	// SweepMinAge spares resources younger than this that appeared after the client started (their owner may
 	// not have claimed them yet). Zero means DefaultSweepMinAge.
 	SweepMinAge time.Duration
+	// Observe, if set, is told about every REST request once it is answered or failed: route is a bounded
+	// template such as "/channels/{id}/dial" (see Route), status the HTTP status or 0 for a transport error.
+	// It runs on the caller's goroutine: keep it quick (a metrics update).
+	Observe func(method, route string, status int, d time.Duration)
 }
 
 // LogValue lets a Config be logged with slog without its password.
@@ -233,11 +237,18 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if c.cfg.Observe != nil {
+			c.cfg.Observe(method, Route(path), 0, time.Since(start))
+		}
 		return c.transportError(ctx, method, path, err)
 	}
 	defer resp.Body.Close()
+	if c.cfg.Observe != nil {
+		c.cfg.Observe(method, Route(path), resp.StatusCode, time.Since(start))
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 		var m struct {
@@ -258,6 +269,31 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 		return fmt.Errorf("ari: decode reply of %s %s: %w", method, path, err)
 	}
 	return nil
+}
+
+// routeWords are the literal segments of ARI's REST paths; any other segment is an ID or name.
+var routeWords = map[string]bool{
+	"channels": true, "bridges": true, "playbacks": true, "recordings": true, "live": true, "stored": true,
+	"applications": true, "asterisk": true, "endpoints": true, "sounds": true, "deviceStates": true, "events": true,
+	"mailboxes": true, "externalMedia": true, "create": true, "dial": true, "answer": true, "ring": true,
+	"hold": true, "moh": true, "mute": true, "dtmf": true, "continue": true, "variable": true, "play": true,
+	"record": true, "snoop": true, "redirect": true, "move": true, "silence": true, "addChannel": true,
+	"removeChannel": true, "videoSource": true, "subscription": true, "control": true, "info": true, "ping": true,
+	"modules": true, "config": true, "dynamic": true, "logging": true, "rotate": true, "copy": true, "stop": true,
+	"pause": true, "unpause": true, "unmute": true, "file": true, "sendMessage": true, "rtp_statistics": true,
+	"transfer_progress": true, "eventFilter": true, "user": true,
+}
+
+// Route turns a REST path into a bounded template for metrics: "/channels/pb-far-1/dial" becomes
+// "/channels/{id}/dial". Every segment that is not one of ARI's literal words becomes {id}.
+func Route(path string) string {
+	segs := strings.Split(strings.Trim(path, "/"), "/")
+	for i, s := range segs {
+		if !routeWords[s] {
+			segs[i] = "{id}"
+		}
+	}
+	return "/" + strings.Join(segs, "/")
 }
 
 // transportError turns a failed HTTP round trip into an error that says what to do.

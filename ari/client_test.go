@@ -352,3 +352,43 @@ func TestConfigNeverShowsPassword(t *testing.T) {
 		}
 	}
 }
+
+func TestRoute(t *testing.T) {
+	for in, want := range map[string]string{
+		"/channels/pb-far-1/dial":             "/channels/{id}/dial",
+		"/channels/externalMedia":             "/channels/externalMedia",
+		"/bridges/pb-br-x/addChannel":         "/bridges/{id}/addChannel",
+		"/asterisk/info":                      "/asterisk/info",
+		"/asterisk/modules/res_ari.so":        "/asterisk/modules/{id}",
+		"/applications/patchbay/subscription": "/applications/{id}/subscription",
+		"/recordings/live/rec-1/stop":         "/recordings/live/{id}/stop",
+		"/channels/Local%2F600@x-00000001;1":  "/channels/{id}",
+		"/endpoints/PJSIP/101":                "/endpoints/{id}/{id}",
+	} {
+		if got := Route(in); got != want {
+			t.Errorf("Route(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestObserveHook(t *testing.T) {
+	f := newFakeARI(t)
+	type seen struct {
+		method, route string
+		status        int
+	}
+	var got []seen
+	c, _ := newTestClient(t, f, func(cfg *Config) {
+		cfg.Observe = func(method, route string, status int, d time.Duration) {
+			if d < 0 {
+				t.Errorf("negative duration")
+			}
+			got = append(got, seen{method, route, status})
+		}
+	})
+	f.handle("GET /ari/channels/pb-far-9", replyJSON(404, map[string]string{"message": "Channel not found"}))
+	_, _ = c.Channel("pb-far-9").Get(context.Background())
+	if len(got) != 1 || got[0] != (seen{"GET", "/channels/{id}", 404}) {
+		t.Errorf("observed %+v", got)
+	}
+}

@@ -91,7 +91,8 @@ type Params struct {
 	// run side by side. Defaults are Debian's paths.
 	EtcDir, RunDir, DBDir, LogDir, SpoolDir, VarLibDir string
 
-	// Prometheus loads res_prometheus (metrics under /metrics on the HTTP server). Default false.
+	// Prometheus loads res_prometheus (Asterisk's own metrics under /metrics on its loopback HTTP server, see
+	// prometheus.conf). Default true.
 	Prometheus bool
 	// Verbose is the console/log verbosity. Default 3.
 	Verbose int
@@ -156,6 +157,7 @@ func DefaultParams() Params {
 		SpoolDir:          "/var/spool/asterisk",
 		VarLibDir:         "/var/lib/asterisk",
 		Verbose:           3,
+		Prometheus:        true,
 	}
 }
 

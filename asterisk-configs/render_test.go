@@ -35,7 +35,7 @@ func TestRenderFSAllTemplates(t *testing.T) {
 	}
 	want := []string{"asterisk.conf", "modules.conf", "http.conf", "ari.conf", "pjsip.conf", "rtp.conf",
 		"extensions.conf", "confbridge.conf", "logger.conf", "manager.conf", "cdr.conf", "features.conf",
-		"indications.conf"}
+		"indications.conf", "prometheus.conf"}
 	for _, n := range want {
 		if len(files[n]) == 0 {
 			t.Errorf("%s not rendered", n)
@@ -133,11 +133,30 @@ func TestPJSIPContents(t *testing.T) {
 	}
 }
 
+func TestPrometheusByDefault(t *testing.T) {
+	p := DefaultParams()
+	p.ARIPassword = "x"
+	files, err := RenderFS(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(files["modules.conf"]), "load = res_prometheus.so") {
+		t.Error("modules.conf does not load res_prometheus")
+	}
+	prom := string(files["prometheus.conf"])
+	for _, want := range []string{"enabled = yes", "uri = metrics", "http://127.0.0.1:8088/metrics"} {
+		if !strings.Contains(prom, want) {
+			t.Errorf("prometheus.conf lacks %q:\n%s", want, prom)
+		}
+	}
+}
+
 func TestOptionalParts(t *testing.T) {
 	p := DefaultParams()
 	p.ARIPassword = "x"
 	p.HTTPSPort = 0
 	p.SIPTLSPort = 0
+	p.Prometheus = false
 	files, err := RenderFS(p)
 	if err != nil {
 		t.Fatal(err)
@@ -151,8 +170,8 @@ func TestOptionalParts(t *testing.T) {
 	if !strings.Contains(string(files["http.conf"]), "tlsenable = no") {
 		t.Error("http.conf should disable TLS when HTTPSPort is 0")
 	}
-	if strings.Contains(string(files["modules.conf"]), "res_prometheus") {
-		t.Error("res_prometheus loaded though Prometheus is false")
+	if strings.Contains(string(files["modules.conf"]), "res_prometheus") || !strings.Contains(string(files["prometheus.conf"]), "enabled = no") {
+		t.Error("res_prometheus loaded or enabled though Prometheus is false")
 	}
 	ext := string(files["extensions.conf"])
 	if !strings.Contains(ext, "same => n,Hangup(3)") {

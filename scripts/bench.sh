@@ -16,6 +16,10 @@
 #                                window of that N (cpu-N.pprof, heap-N.pprof)
 #   BENCH_DIR=/tmp/patchbay-bench  where configs, logs, tables and profiles go (kept)
 #   BENCH_ARGS="..."             extra flags for `patchbay bench`
+#   METRICS=on                   on: Patchbay serves /metrics (127.0.0.1:19464) and the bench scrapes it every
+#                                SCRAPE=15s during the run; off: metrics.listen empty (no registry at all); both: for
+#                                each N a run off then a run on, and the Patchbay CPU-s per call-minute of each, with
+#                                the cost of metrics as a ratio (same host, same N, back to back)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HERE="$PWD"
@@ -30,6 +34,10 @@ RATE="${RATE:-20}"
 STEADY="${STEADY:-60s}"
 SETTLE="${SETTLE:-3s}"
 PROFILE_N="${PROFILE_N:-}"
+METRICS="${METRICS:-on}"
+SCRAPE="${SCRAPE:-15s}"
+METRICS_ADDR=127.0.0.1:19464
+case "$METRICS" in on) MODES=(on) ;; off) MODES=(off) ;; both) MODES=(off on) ;; *) echo "bench.sh: METRICS=$METRICS: want on, off or both" >&2; exit 2 ;; esac
 GROUP_NICE="${GROUP_NICE--20}"
 NS=("$@")
 ((${#NS[@]})) || NS=(1 50 200 450)
@@ -100,12 +108,25 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
+# cpu_per_call_min TABLE: Patchbay's CPU-s per call-minute from a bench table.
+cpu_per_call_min() { awk '/^CPU-s\/call-min Patchbay/ { print $3; exit }' "$1"; }
+
 for n in "${NS[@]}"; do
-	echo "=== N=$n: starting Asterisk and Patchbay (server CPUs ${SERVER_CPUS:-any}, load CPUs ${LOAD_CPUS:-any}, autogroup nice ${GROUP_NICE:-0})"
+for mode in "${MODES[@]}"; do
+	TAG="$n"
+	[[ "$METRICS" == both ]] && TAG="$n-metrics-$mode"
+	METRICS_ARGS=()
+	if [[ "$mode" == on ]]; then
+		export PATCHBAY_METRICS_LISTEN=$METRICS_ADDR
+		METRICS_ARGS=(--metrics-url "http://$METRICS_ADDR/metrics" --scrape-interval "$SCRAPE")
+	else
+		export PATCHBAY_METRICS_LISTEN=
+	fi
+	echo "=== N=$n, metrics $mode: starting Asterisk and Patchbay (server CPUs ${SERVER_CPUS:-any}, load CPUs ${LOAD_CPUS:-any}, autogroup nice ${GROUP_NICE:-0})"
 	ASTERISK_CONF_DIR="$DIR/asterisk-etc" ASTERISK_CERT_DIR="$DIR/certs" $(pin "$SERVER_CPUS") scripts/asterisk.sh start >/dev/null
 	AST_PID="$(cat "$ROOT$AST_DIR/run/asterisk.pid")"
 	group_nice "$AST_PID" # Asterisk runs in its own session (setsid), so in its own autogroup
-	LOG="$DIR/patchbay-$n.log"
+	LOG="$DIR/patchbay-$TAG.log"
 	# setsid execs in place (a background job is no group leader), so $! is Patchbay itself.
 	PATCHBAY_PPROF_LISTEN=$PPROF setsid $(pin "$SERVER_CPUS") "$BIN" serve --config "$CFG" 2>"$LOG" &
 	PB_PID=$!
@@ -126,17 +147,24 @@ for n in "${NS[@]}"; do
 	fi
 	# shellcheck disable=SC2086
 	setsid $(pin "$LOAD_CPUS") "$BIN" bench --config "$CFG" --calls "$n" --rate "$RATE" --steady "$STEADY" --settle "$SETTLE" \
-		--patchbay-pid "$PB_PID" --asterisk-pid "$AST_PID" --patchbay-log "$LOG" ${BENCH_ARGS:-} >"$DIR/bench-$n.txt" &
+		--patchbay-pid "$PB_PID" --asterisk-pid "$AST_PID" --patchbay-log "$LOG" "${METRICS_ARGS[@]}" ${BENCH_ARGS:-} >"$DIR/bench-$TAG.txt" &
 	BENCH_PID=$!
 	group_nice "$BENCH_PID"
 	rc=0
 	wait "$BENCH_PID" || rc=$?
 	BENCH_PID=""
-	cat "$DIR/bench-$n.txt"
+	cat "$DIR/bench-$TAG.txt"
 	((rc == 0)) || { echo "bench.sh: patchbay bench failed (exit $rc)" >&2; exit "$rc"; }
 	if [[ -n "$PROF_JOB" ]]; then
 		wait "$PROF_JOB" && echo "profiles: go tool pprof -top $BIN $DIR/cpu-$n.pprof (and heap-$n.pprof)"
 	fi
 	stop_all
+done
+if [[ "$METRICS" == both ]]; then
+	off=$(cpu_per_call_min "$DIR/bench-$n-metrics-off.txt") on=$(cpu_per_call_min "$DIR/bench-$n-metrics-on.txt")
+	awk -v n="$n" -v off="$off" -v on="$on" 'BEGIN {
+		if (off > 0) printf "=== N=%s metrics cost: Patchbay %.4f CPU-s/call-min with metrics, %.4f without: %+.1f %% (goal < 3 %%)\n", n, on, off, 100 * (on - off) / off
+		else print "=== N=" n " metrics cost: not measured" }' | tee -a "$DIR/metrics-cost.txt"
+fi
 done
 echo "bench.sh: tables in $DIR/bench-*.txt"

@@ -24,6 +24,9 @@ declare -A want=(
   [ca-certificates]=/etc/ssl/certs/ca-certificates.crt
   [make]=/usr/bin/make
   [nodejs]=/usr/bin/node
+  [prometheus]=/usr/bin/prometheus
+  [docker-compose]=/usr/bin/docker-compose
+  [python3]=/usr/bin/python3
 )
 missing=()
 for pkg in "${!want[@]}"; do

@@ -39,6 +39,18 @@ detach=false
 
 [[ -x "$BIN" ]] || { echo "run.sh: $BIN missing: run 'make build' (or 'make run')" >&2; exit 1; }
 mkdir -p "$RUN"
+# One `make run` at a time: the lock is held by this script in the foreground and handed to the detached Patchbay
+# (fd 9 is inherited), so a second run says so instead of starting a Patchbay that loses the first one's PID.
+exec 9>>"$RUN/run.lock"
+if ! flock -n 9; then
+	pid=$(cat "$RUN/patchbay.pid" 2>/dev/null || true)
+	echo "run.sh: Patchbay from 'make run' is already running${pid:+ (PID $pid)}: use it, or stop it first with 'make stop'" >&2
+	exit 1
+fi
+if [[ -f "$RUN/patchbay.pid" ]] && kill -0 "$(cat "$RUN/patchbay.pid")" 2>/dev/null; then
+	echo "run.sh: Patchbay is already running (PID $(cat "$RUN/patchbay.pid")): stop it first with 'make stop'" >&2
+	exit 1
+fi
 "$BIN" config init --out "$PATCHBAY_CONFIG" --certs-dir "$PWD/$RUN/certs" --redis "127.0.0.1:$REDIS_PORT"
 "$BIN" certs init >/dev/null
 # Asterisk reads its certificates at /etc/asterisk/keys inside the chroot; asterisk.sh installs them there.
@@ -74,6 +86,9 @@ if $detach; then
 	trap - EXIT INT TERM
 	nohup "$BIN" serve >"$RUN/patchbay.log" 2>&1 &
 	echo $! >"$RUN/patchbay.pid"
+	# .run/env holds a browser token: only this user may read it.
+	rm -f "$RUN/env"
+	(umask 077 && : >"$RUN/env")
 	{
 		echo "PATCHBAY_CONFIG=$PATCHBAY_CONFIG"
 		echo "PATCHBAY_PID=$(cat "$RUN/patchbay.pid")"
@@ -85,4 +100,4 @@ if $detach; then
 	exit 0
 fi
 echo "Ctrl-C stops Patchbay, Asterisk and Redis."
-"$BIN" serve
+"$BIN" serve 9>&-

@@ -41,6 +41,8 @@ func runBench(ctx context.Context, args []string) error {
 	pinServer := fs.String("pin-server", "", "CPUs to pin Patchbay and Asterisk to (taskset list, e.g. 0)")
 	pinLoad := fs.String("pin-load", "", "CPUs to pin this load generator to (e.g. 1)")
 	native := fs.Float64("native-cpu", 0.16, "Asterisk-native WebRTC CPU-s per call-minute, the reference of the goals")
+	metricsURL := fs.String("metrics-url", "", "Patchbay's /metrics on this host, scraped during the run like Prometheus would (e.g. http://127.0.0.1:9464/metrics)")
+	scrapeEvery := fs.Duration("scrape-interval", 15*time.Second, "how often --metrics-url is scraped")
 	plainRef := fs.Float64("plain-cpu", 0.06, "Asterisk's plain-RTP CPU-s per call-minute measured with --native-cpu (scales it to this run)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -124,6 +126,7 @@ func runBench(ctx context.Context, args []string) error {
 		Calls: *n, Rate: *rate, Settle: *settle, Steady: *steady,
 		ARI: ac, BaselineCalls: *baseCalls, BaselineEndpoint: *baseEndpoint,
 		PatchbayPID: *pbPID, AsteriskPID: *astPID, PatchbayLog: *pbLog, NativeCPU: *native, PlainCPU: *plainRef,
+		MetricsURL: *metricsURL, ScrapeInterval: *scrapeEvery,
 		Logger: log,
 	})
 	if err != nil {

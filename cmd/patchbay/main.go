@@ -31,6 +31,7 @@ func commands() []command {
 		{"token", "mint a browser token", runToken},
 		{"call", "place a synthetic call through Patchbay and report what was heard", runCall},
 		{"bench", "load-test Patchbay with concurrent synthetic calls", runBench},
+		{"doctor", "check the installation: config, certificates, ports, Asterisk, dialplan, NAT, Redis, TURN (--call)", runDoctor},
 	}
 }
 

@@ -129,3 +129,23 @@ func TestAsteriskConfigNeedsOut(t *testing.T) {
 		t.Fatalf("code %d, out %q", code, out)
 	}
 }
+
+// TestDoctorExitStatus: doctor prints ✗ with a hint for a bad config and exits 1; --json is JSON.
+func TestDoctorExitStatus(t *testing.T) {
+	env := baseEnv(t)
+	env["PATCHBAY_ARI_PASSWORD"] = "short"
+	stdout := os.Stdout
+	r, w, _ := os.Pipe()
+	os.Stdout = w
+	code, stderr := run(t, env, "doctor", "--json")
+	w.Close()
+	os.Stdout = stdout
+	var out bytes.Buffer
+	_, _ = out.ReadFrom(r)
+	if code != 1 || !strings.Contains(stderr, "check(s) failed") {
+		t.Errorf("code %d, stderr %q", code, stderr)
+	}
+	if !strings.Contains(out.String(), `"ok": false`) || !strings.Contains(out.String(), "ari.password") {
+		t.Errorf("json output:\n%s", out.String())
+	}
+}

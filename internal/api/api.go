@@ -162,11 +162,20 @@ func mergeFragments(fsys fs.FS) (map[string]any, error) {
 		for k, v := range frag {
 			switch k {
 			case "paths":
+				// Two fragments may describe one path (POST /calls for click-to-call, GET /calls for records),
+				// never the same operation of it.
 				for p, item := range v.(map[string]any) {
-					if _, dup := paths[p]; dup {
-						return nil, fmt.Errorf("%s: path %s defined twice", n, p)
+					prev, ok := paths[p].(map[string]any)
+					if !ok {
+						paths[p] = item
+						continue
 					}
-					paths[p] = item
+					for op, spec := range item.(map[string]any) {
+						if _, dup := prev[op]; dup {
+							return nil, fmt.Errorf("%s: %s %s defined twice", n, op, p)
+						}
+						prev[op] = spec
+					}
 				}
 			case "components":
 				if sc, ok := v.(map[string]any)["schemas"].(map[string]any); ok {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/internal/cdr"
 	"github.com/patchbay/patchbay/internal/limits"
 	"github.com/patchbay/patchbay/webrtc/signal"
 	"github.com/patchbay/patchbay/wire"
@@ -68,7 +69,8 @@ func refusalCause(code string) string {
 
 // refuseBrowser tells a browser its call or join is refused: an error with the code, then a hangup with a cause,
 // so every call_id a client opened ends with a hangup. A refusal is a security event in the log.
-func (m *Manager) refuseBrowser(s *signal.Session, callID string, r *Refusal, attrs ...any) {
+func (m *Manager) refuseBrowser(kind Kind, s *signal.Session, callID string, r *Refusal, attrs ...any) {
+	m.observeRefused(kind, r.Code, cdr.Record{User: s.User(), From: s.User()})
 	attrs = append([]any{"session", s.ID(), "user", s.User(), "call_id", callID, "code", r.Code, "reason", r.Message}, attrs...)
 	if r.Code == wire.CodeUnavailable {
 		m.log.Warn("call refused: server unavailable", attrs...)

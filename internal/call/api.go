@@ -9,6 +9,7 @@ import (
 
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/internal/cdr"
 	"github.com/patchbay/patchbay/internal/rooms"
 	"github.com/patchbay/patchbay/internal/tickets"
 	"github.com/patchbay/patchbay/internal/webhook"
@@ -107,6 +108,7 @@ func (m *Manager) Originate(ctx context.Context, r OriginateRequest) (OriginateR
 	log := m.log.With("api_key", r.APIKey, "to", r.To)
 	deny := func(rf *Refusal) (OriginateResult, error) {
 		log.Warn("security: API call refused", "code", rf.Code, "reason", rf.Message)
+		m.observeRefused(KindAPI, rf.Code, cdr.Record{APIKey: r.APIKey, To: r.To})
 		return OriginateResult{}, rf
 	}
 	d, err := m.o.Router.Route(r.To)
@@ -221,6 +223,8 @@ func (m *Manager) Originate(ctx context.Context, r OriginateRequest) (OriginateR
 		Room: room, User: r.ConnectUser, Created: time.Now().UTC(), apiKey: r.APIKey}}
 	c.api = ac
 	c.near = apiParty{ac}
+	rec := &c.obs.rec
+	rec.To, rec.CallerID, rec.Room, rec.User, rec.APIKey, rec.Trunk = d.Number, callerID, room, r.ConnectUser, r.APIKey, d.Trunk
 	c.onFarAnswered = c.connectAPIAnswered
 	m.apiMu.Lock()
 	for id, old := range m.api {

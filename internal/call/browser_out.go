@@ -3,9 +3,11 @@ package call
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/internal/cdr"
 	"github.com/patchbay/patchbay/webrtc/media"
 	"github.com/patchbay/patchbay/webrtc/signal"
 	"github.com/patchbay/patchbay/wire"
@@ -29,54 +31,57 @@ import (
 // and a duplicate call_id spends no budget.
 func (m *Manager) placeCall(s *signal.Session, msg signal.Message) {
 	if m.lookup(s.ID(), msg.CallID) != nil {
+		m.observeRefused(KindBrowserOut, wire.CodeDuplicateCall, cdr.Record{User: s.User(), From: s.User()})
 		_ = s.Send(s.Context(), signal.ErrorMessage(msg.CallID, wire.CodeDuplicateCall, "call_id already used on this connection"))
 		return
 	}
 	d, err := m.o.Router.Route(msg.To)
 	if err != nil {
-		m.refuseBrowser(s, msg.CallID, routeRefusal(err))
+		m.refuseBrowser(KindBrowserOut, s, msg.CallID, routeRefusal(err))
 		return
 	}
 	cl := browserClaims(s)
 	if !dialplan.Allowed(d, cl.Dial) {
-		m.refuseBrowser(s, msg.CallID, refuse(wire.CodeForbiddenDestination, "your token does not allow calling %s destinations", d.Kind), "kind", d.Kind, "number", d.Number)
+		m.refuseBrowser(KindBrowserOut, s, msg.CallID, refuse(wire.CodeForbiddenDestination, "your token does not allow calling %s destinations", d.Kind), "kind", d.Kind, "number", d.Number)
 		return
 	}
 	if d.Kind != dialplan.KindExtension && d.Kind != dialplan.KindPSTN {
-		m.refuseBrowser(s, msg.CallID, refuse(wire.CodeForbiddenDestination, "calls to %s destinations are not available from a browser", d.Kind))
+		m.refuseBrowser(KindBrowserOut, s, msg.CallID, refuse(wire.CodeForbiddenDestination, "calls to %s destinations are not available from a browser", d.Kind))
 		return
 	}
 	var callerID string
 	if d.Kind == dialplan.KindPSTN {
 		id, r := pickCallerID(msg.CallerID, cl.CallerIDs, m.o.PSTN.DefaultCallerID)
 		if r != nil {
-			m.refuseBrowser(s, msg.CallID, r, "kind", d.Kind, "number", d.Number)
+			m.refuseBrowser(KindBrowserOut, s, msg.CallID, r, "kind", d.Kind, "number", d.Number)
 			return
 		}
 		callerID = id
 	} else if msg.CallerID != "" {
-		m.refuseBrowser(s, msg.CallID, refuse(wire.CodeBadMessage, "caller_id applies to outside calls only"))
+		m.refuseBrowser(KindBrowserOut, s, msg.CallID, refuse(wire.CodeBadMessage, "caller_id applies to outside calls only"))
 		return
 	}
 	if why := m.unavailable(); why != "" {
-		m.refuseBrowser(s, msg.CallID, refuse(wire.CodeUnavailable, "%s", why))
+		m.refuseBrowser(KindBrowserOut, s, msg.CallID, refuse(wire.CodeUnavailable, "%s", why))
 		return
 	}
 	lease, err := m.o.PSTN.TokenLimits.Start("token:"+s.User(), d.Kind == dialplan.KindPSTN)
 	if err != nil {
-		m.refuseBrowser(s, msg.CallID, limitRefusal(err), "kind", d.Kind, "number", d.Number)
+		m.refuseBrowser(KindBrowserOut, s, msg.CallID, limitRefusal(err), "kind", d.Kind, "number", d.Number)
 		return
 	}
 	release, ok := m.setupSlot()
 	if !ok {
 		lease.End(0)
-		m.refuseBrowser(s, msg.CallID, refuse(wire.CodeUnavailable, "the server is setting up too many calls at once; try again in a moment"))
+		m.refuseBrowser(KindBrowserOut, s, msg.CallID, refuse(wire.CodeUnavailable, "the server is setting up too many calls at once; try again in a moment"))
 		return
 	}
 	c := m.newCall(KindBrowserOut, s.Logger().With("client_call", msg.CallID, "to", d.Number, "dest", string(d.Kind)))
 	c.browser = newBrowserLeg(s, msg.CallID)
 	c.near = c.browser
 	c.lease = lease
+	r := &c.obs.rec
+	r.From, r.To, r.User, r.CallerID, r.Trunk = s.User(), d.Number, s.User(), callerID, d.Trunk
 	if !m.bind(s, msg.CallID, c) { // cannot happen: this session's messages are handled one at a time
 		release()
 		lease.End(0)
@@ -89,7 +94,7 @@ func (m *Manager) placeCall(s *signal.Session, msg signal.Message) {
 		release()
 		lease.End(0)
 		m.unbind(s, msg.CallID)
-		m.refuseBrowser(s, msg.CallID, refuse(wire.CodeUnavailable, "the server is shutting down; try again in a moment"))
+		m.refuseBrowser(KindBrowserOut, s, msg.CallID, refuse(wire.CodeUnavailable, "the server is shutting down; try again in a moment"))
 	}
 }
 
@@ -155,6 +160,7 @@ func (c *Call) setupBrowserOut(offer string, d dialplan.Decision, callerID strin
 		}
 		c.inDialplan = d.Number
 		b.send(c, signal.Message{Type: signal.TypeAnswer, SDP: answer})
+		c.obs.rec.AnswerSentAt = time.Now()
 		c.armNoMedia()
 		c.onMedia = c.enterDialplan
 		return nil
@@ -182,6 +188,7 @@ func (c *Call) setupBrowserOut(offer string, d dialplan.Decision, callerID strin
 		return err
 	}
 	b.send(c, signal.Message{Type: signal.TypeAnswer, SDP: answer})
+	c.obs.rec.AnswerSentAt = time.Now()
 	c.armNoMedia()
 	c.onMedia = func() { c.dialFar() }
 	return nil

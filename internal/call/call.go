@@ -93,10 +93,11 @@ type Call struct {
 	// Q.850 cause of its hang-up request.
 	inDialplan    string
 	dialplanCause int
-	member  *rooms.Member
-	room    roomState
-	lease   *limits.Lease
-	api     *apiCall
+	member        *rooms.Member
+	room          roomState
+	lease         *limits.Lease
+	api           *apiCall
+	obs           obs
 
 	// Flow hooks: what the far end's progress means for this kind of call.
 	onFarAnswered func() // after the generic handling (browser told, time noted)
@@ -214,7 +215,7 @@ func (c *Call) loop() {
 		c.maxDur = time.NewTimer(d)
 		defer c.maxDur.Stop()
 	}
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		var peerDone <-chan struct{}
@@ -366,6 +367,7 @@ func (c *Call) onFarProgress(st legState, cause string) {
 			return
 		}
 		c.answered = time.Now()
+		c.obs.rec.FarAnsweredAt = c.answered
 		c.log.Info("answered", "after", c.answered.Sub(c.started).Round(time.Millisecond))
 		if c.near != nil {
 			c.near.answered(c)
@@ -379,11 +381,12 @@ func (c *Call) onFarProgress(st legState, cause string) {
 	}
 }
 
-// onTick runs once a second: the media watchdog.
+// onTick runs twice a second: the media watchdog and what the observer learns of the media.
 func (c *Call) onTick() {
 	if c.browser != nil {
 		c.browser.watch(c)
 	}
+	c.observeTick(time.Now())
 }
 
 // maxDuration is how long the call may last: the configured maximum, shortened to what is left of the caller's
@@ -443,6 +446,7 @@ func (c *Call) close() {
 	if failed {
 		c.a.SweepSoon()
 	}
+	c.observeEnd(e)
 	c.finish(e)
 }
 

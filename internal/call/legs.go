@@ -171,6 +171,7 @@ func (c *Call) onFirstMedia() {
 	b := c.browser
 	b.mediaSeen = true
 	b.lastInAt = time.Now()
+	c.obs.rec.FirstMediaAt = b.lastInAt
 	if c.noMedia != nil {
 		c.noMedia.Stop()
 		c.noMedia = nil

@@ -18,6 +18,7 @@ import (
 
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/internal/cdr"
 	"github.com/patchbay/patchbay/internal/relay"
 	"github.com/patchbay/patchbay/internal/rooms"
 	"github.com/patchbay/patchbay/webrtc/media"
@@ -57,7 +58,7 @@ type Options struct {
 	EndpointExtensions, DialplanExtensions dialplan.Patterns
 	// DialplanContext is where Patchbay's calls enter the dialplan (the router's context, from-patchbay).
 	DialplanContext string
-	Logger    *slog.Logger
+	Logger          *slog.Logger
 	// Rooms holds the rooms browsers (join) and phones (Stasis args room/did) enter; nil disables rooms.
 	Rooms *rooms.Registry
 	// Numbers maps DIDs, room numbers and caller IDs to rooms; nil: phones cannot reach rooms.
@@ -68,6 +69,12 @@ type Options struct {
 	RoomPeers RoomPeerHook
 	// PSTN configures outside calls, click-to-call and call limits (admit.go, api.go).
 	PSTN PSTNOptions
+
+	// Observer is told about every call (metrics and call records, internal/cdr); nil: nothing observes.
+	Observer cdr.Observer
+	// OneWayAfter is how long one media direction may be silent while the other flows before the call is
+	// flagged one_way_audio (4 s).
+	OneWayAfter time.Duration
 }
 
 // Manager owns every call.
@@ -301,6 +308,7 @@ func (m *Manager) start(c *Call, setup func() error) error {
 	m.calls[c.id] = c
 	m.wg.Add(1)
 	m.mu.Unlock()
+	c.observeStart()
 	go c.run(setup)
 	return nil
 }

@@ -37,6 +37,7 @@ func (m *Manager) ringUser(ctx context.Context, ch ari.Channel, user string, log
 	}
 	c := m.newCall(KindPhoneIn, m.log.With("channel", ch.ID, "user", user, "from", ch.Caller.Number))
 	c.far = c.adoptLater(ch)
+	c.obs.rec.From, c.obs.rec.To, c.obs.rec.User = ch.Caller.Number, user, user
 	if err := m.start(c, func() error { return c.setupPhoneIn(ch, sessions) }); err != nil {
 		m.hangupAsync(ctx, ch.ID, "congestion", log)
 	}
@@ -133,6 +134,7 @@ func (c *Call) browserAnswered(o *offer) {
 		c.near = c.browser
 	}
 	c.log = c.log.With("session", o.s.ID())
+	c.obs.rec.AnswerSentAt = time.Now()
 	if err := c.connectAnswered(); err != nil {
 		c.setupFailed(err)
 		return

@@ -8,6 +8,7 @@ import (
 
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/internal/cdr"
 	"github.com/patchbay/patchbay/wire"
 )
 
@@ -44,6 +45,7 @@ func (m *Manager) phoneDialsOut(ctx context.Context, ch ari.Channel, number stri
 	log := m.log.With("channel", ch.ID, "phone", phone, "dialled", number)
 	refuseWith := func(code, reason, text string) {
 		log.Warn("security: phone's outside call refused", "code", code, "cause", reason, "reason", text)
+		m.observeRefused(KindPhonePSTN, code, cdr.Record{From: phone, To: number})
 		m.hangupAsync(ctx, ch.ID, reason, log)
 	}
 	d, err := m.o.Router.Route(number)
@@ -86,6 +88,7 @@ func (m *Manager) phoneDialsOut(ctx context.Context, ch ari.Channel, number stri
 	c.phone = c.adoptLater(ch)
 	c.near = phoneParty{id: ch.ID}
 	c.lease = lease
+	c.obs.rec.From, c.obs.rec.To, c.obs.rec.CallerID, c.obs.rec.Trunk = phone, d.Number, callerID, d.Trunk
 	if err := m.start(c, func() error { return c.setupPhonePSTN(d, callerID) }); err != nil {
 		lease.End(0)
 		m.hangupAsync(ctx, ch.ID, "congestion", log)

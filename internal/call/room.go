@@ -9,6 +9,7 @@ import (
 
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/internal/cdr"
 	"github.com/patchbay/patchbay/internal/rooms"
 	"github.com/patchbay/patchbay/webrtc/media"
 	"github.com/patchbay/patchbay/webrtc/signal"
@@ -53,32 +54,34 @@ type roomState struct {
 // the call goroutine.
 func (m *Manager) joinRoom(s *signal.Session, msg signal.Message) {
 	if m.lookup(s.ID(), msg.CallID) != nil {
+		m.observeRefused(KindRoom, wire.CodeDuplicateCall, cdr.Record{User: s.User(), From: s.User()})
 		_ = s.Send(s.Context(), signal.ErrorMessage(msg.CallID, wire.CodeDuplicateCall, "call_id already used on this connection"))
 		return
 	}
 	if m.o.Rooms == nil {
-		m.refuseBrowser(s, msg.CallID, refuse(wire.CodeUnavailable, "rooms are not enabled on this server"))
+		m.refuseBrowser(KindRoom, s, msg.CallID, refuse(wire.CodeUnavailable, "rooms are not enabled on this server"))
 		return
 	}
 	if why := m.unavailable(); why != "" {
-		m.refuseBrowser(s, msg.CallID, refuse(wire.CodeUnavailable, "%s", why))
+		m.refuseBrowser(KindRoom, s, msg.CallID, refuse(wire.CodeUnavailable, "%s", why))
 		return
 	}
 	// A join holds media and an Asterisk channel like a call: it counts against the same per-token limits.
 	lease, err := m.o.PSTN.TokenLimits.Start("token:"+s.User(), false)
 	if err != nil {
-		m.refuseBrowser(s, msg.CallID, limitRefusal(err), "room", msg.Room)
+		m.refuseBrowser(KindRoom, s, msg.CallID, limitRefusal(err), "room", msg.Room)
 		return
 	}
 	release, ok := m.setupSlot()
 	if !ok {
 		lease.End(0)
-		m.refuseBrowser(s, msg.CallID, refuse(wire.CodeUnavailable, "the server is setting up too many calls at once; try again in a moment"))
+		m.refuseBrowser(KindRoom, s, msg.CallID, refuse(wire.CodeUnavailable, "the server is setting up too many calls at once; try again in a moment"))
 		return
 	}
 	c := m.newCall(KindRoom, s.Logger().With("client_call", msg.CallID))
 	c.browser = newBrowserLeg(s, msg.CallID)
 	c.lease = lease
+	c.obs.rec.From, c.obs.rec.User, c.obs.rec.To = s.User(), s.User(), msg.Room
 	m.bind(s, msg.CallID, c)
 	if err := m.start(c, func() error {
 		defer release()
@@ -87,7 +90,7 @@ func (m *Manager) joinRoom(s *signal.Session, msg signal.Message) {
 		release()
 		lease.End(0)
 		m.unbind(s, msg.CallID)
-		m.refuseBrowser(s, msg.CallID, refuse(wire.CodeUnavailable, "the server is shutting down; try again in a moment"))
+		m.refuseBrowser(KindRoom, s, msg.CallID, refuse(wire.CodeUnavailable, "the server is shutting down; try again in a moment"))
 	}
 }
 
@@ -103,6 +106,7 @@ func (c *Call) setupRoom(msg signal.Message) error {
 		return &ending{cause: refusalCause(ad.Code), code: ad.Code, text: ad.Reason}
 	}
 	c.log = c.log.With("room", ad.Room, "via", ad.Via, "role", ad.Role)
+	c.obs.rec.Room, c.obs.rec.To = ad.Room, ad.Room
 	if err := b.acquirePort(c); err != nil {
 		return err
 	}
@@ -136,6 +140,7 @@ func (c *Call) setupRoom(msg signal.Message) error {
 	c.answered = time.Now()
 	c.log = c.log.With("participant", mem.ID())
 	b.send(c, signal.Message{Type: signal.TypeAnswer, SDP: answer})
+	c.obs.rec.AnswerSentAt = time.Now()
 	b.send(c, signal.Message{Type: signal.TypeJoined, Room: ad.Room,
 		Participant: wireParticipant(participantOf(mem), mem.ID()), Participants: wireParticipants(mem.Participants(), mem.ID())})
 	c.armNoMedia()
@@ -210,6 +215,7 @@ func (m *Manager) phoneToRoom(ctx context.Context, ch ari.Channel, number string
 	}
 	c := m.newCall(KindPhoneRoom, m.log.With("channel", ch.ID, "from", ch.Caller.Number, "number", number))
 	c.phone = c.adoptLater(ch)
+	c.obs.rec.From, c.obs.rec.To = ch.Caller.Number, number
 	if err := m.start(c, func() error { return c.setupPhoneRoom(ch, number) }); err != nil {
 		m.hangupAsync(ctx, ch.ID, "congestion", log)
 	}
@@ -229,6 +235,7 @@ func (c *Call) setupPhoneRoom(ch ari.Channel, number string) error {
 		return nil
 	}
 	c.log = c.log.With("room", rt.room, "mapped", rt.mapped)
+	c.obs.rec.Room = rt.room
 	format := "ulaw"
 	ctx, cancel := c.setupCtx()
 	defer cancel()

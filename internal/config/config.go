@@ -31,8 +31,10 @@ type Config struct {
 	// Rooms configures conferences of browsers and phones (rooms.go).
 	Rooms Rooms `mapstructure:"rooms" yaml:"rooms"`
 
-	// Calls sets how calls are set up, watched and torn down (lifecycle.go).
-	Calls Lifecycle `mapstructure:"calls" yaml:"calls"`
+	// Metrics is the Prometheus endpoint (observability.go).
+	Metrics Metrics `mapstructure:"metrics" yaml:"metrics"`
+	// Calls sets how calls are set up, watched, torn down and recorded (lifecycle.go, observability.go).
+	Calls Calls `mapstructure:"calls" yaml:"calls"`
 }
 
 // HTTP is Patchbay's own listener: the page, /ws signalling and /api.
@@ -204,6 +206,7 @@ func Defaults() Config {
 		Dialplan: DefaultDialplan(),
 		API:      API{TicketTTL: time.Minute},
 		Limits:   DefaultLimits(),
-		Calls:    defaultLifecycle(),
+		Metrics:  DefaultMetrics(),
+		Calls:    DefaultCalls(),
 	}
 }

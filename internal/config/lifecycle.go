@@ -7,8 +7,13 @@ import (
 	"github.com/patchbay/patchbay/dialplan"
 )
 
-// Lifecycle is how calls are set up, watched and torn down, and how Patchbay owns what it creates in Asterisk.
-type Lifecycle struct {
+// Calls is how calls are set up, watched, torn down and recorded (records: observability.go).
+type Calls struct {
+	// OneWayAfter is how long one media direction may be silent while the other flows before the call is
+	// flagged one_way_audio (quality event to the browser, metric, record flag). Default 4s.
+	OneWayAfter time.Duration `mapstructure:"one_way_after" yaml:"one_way_after"`
+	Records     Records       `mapstructure:"records" yaml:"records"`
+
 	// SetupTimeout bounds each setup step in Asterisk: a slow or frozen Asterisk fails the call with a clear cause.
 	SetupTimeout time.Duration `mapstructure:"setup_timeout" yaml:"setup_timeout"`
 	// NoMediaTimeout: browser media must reach Asterisk within this of the answer (the far end is dialled only
@@ -29,8 +34,8 @@ type Lifecycle struct {
 	DialplanExtensions []string `mapstructure:"dialplan_extensions" yaml:"dialplan_extensions"`
 }
 
-func defaultLifecycle() Lifecycle {
-	return Lifecycle{SetupTimeout: 10 * time.Second, NoMediaTimeout: 10 * time.Second, ResumeGrace: 20 * time.Second, MaxSetups: 64,
+func defaultLifecycle() Calls {
+	return Calls{SetupTimeout: 10 * time.Second, NoMediaTimeout: 10 * time.Second, ResumeGrace: 20 * time.Second, MaxSetups: 64,
 		// The shipped dialplan: phones 1XX are PJSIP endpoints; 600 (echo), 601 and 603 (tones) answer by
 		// themselves; 602 reads DTMF and goes through a Local channel.
 		EndpointExtensions: []string{"_1XX"}, DialplanExtensions: []string{"600", "601", "603"}}

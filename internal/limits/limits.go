@@ -22,6 +22,8 @@ type Config struct {
 	MaxConcurrent int
 	// DailyMinutes is the budget of outbound call minutes per UTC day. Only calls started with Outbound count.
 	DailyMinutes int
+	// OnRefuse, if set, hears the code of every refusal (metrics); it must return at once.
+	OnRefuse func(code string)
 }
 
 // Refusal says why a call was not allowed. Code is one of the Code* constants.
@@ -98,6 +100,15 @@ func (l *Limiter) Start(key string, outbound bool) (*Lease, error) {
 	if l == nil {
 		return &Lease{}, nil
 	}
+	lease, err := l.start(key, outbound)
+	var r *Refusal
+	if l.cfg.OnRefuse != nil && errors.As(err, &r) {
+		l.cfg.OnRefuse(r.Code)
+	}
+	return lease, err
+}
+
+func (l *Limiter) start(key string, outbound bool) (*Lease, error) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()

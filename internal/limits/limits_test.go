@@ -98,3 +98,17 @@ func TestNilLimiterAdmits(t *testing.T) {
 	}
 	le.End(time.Minute)
 }
+
+func TestOnRefuse(t *testing.T) {
+	var codes []string
+	l := New(Config{MaxConcurrent: 1, OnRefuse: func(code string) { codes = append(codes, code) }})
+	if _, err := l.Start("k", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Start("k", false); err == nil {
+		t.Fatal("second call admitted")
+	}
+	if len(codes) != 1 || codes[0] != wire.CodeTooManyCalls {
+		t.Errorf("OnRefuse heard %v", codes)
+	}
+}

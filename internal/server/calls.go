@@ -15,8 +15,9 @@ import (
 // pstnOptions builds the call limits, join tickets and webhook sender of outside calls and click-to-call. It runs
 // after numberStore, whose Redis client the tickets share.
 func (s *Server) pstnOptions(cfg *config.Config, log *slog.Logger) (call.PSTNOptions, error) {
-	set := func(l config.LimitSet) *limits.Limiter {
-		return limits.New(limits.Config{CallsPerMinute: l.CallsPerMinute, Burst: l.Burst, MaxConcurrent: l.MaxConcurrent, DailyMinutes: l.DailyMinutes})
+	set := func(l config.LimitSet, scope string) *limits.Limiter {
+		return limits.New(limits.Config{CallsPerMinute: l.CallsPerMinute, Burst: l.Burst, MaxConcurrent: l.MaxConcurrent, DailyMinutes: l.DailyMinutes,
+			OnRefuse: s.obs.limitRefused(scope)})
 	}
 	if s.redis != nil {
 		s.tickets = tickets.NewRedis(s.redis, cfg.Redis.Prefix)
@@ -24,9 +25,9 @@ func (s *Server) pstnOptions(cfg *config.Config, log *slog.Logger) (call.PSTNOpt
 		s.tickets = tickets.NewMemory()
 	}
 	o := call.PSTNOptions{
-		TokenLimits:     set(cfg.Limits.PerToken),
-		APIKeyLimits:    set(cfg.Limits.PerAPIKey),
-		PhoneLimits:     set(cfg.Limits.PerPhone),
+		TokenLimits:     set(cfg.Limits.PerToken, "token"),
+		APIKeyLimits:    set(cfg.Limits.PerAPIKey, "api_key"),
+		PhoneLimits:     set(cfg.Limits.PerPhone, "phone"),
 		PhoneCallerIDs:  cfg.Dialplan.PhoneCallerIDs,
 		DefaultCallerID: cfg.Dialplan.PSTN.DefaultCallerID,
 		DIDs:            map[string]string{},

@@ -62,6 +62,7 @@ type Server struct {
 
 	tickets  tickets.Store   // one-time join tickets (calls.go)
 	webhooks *webhook.Sender // nil without webhook.url
+	obs      *observability  // metrics and call records (metrics.go)
 }
 
 // New builds everything and binds the listeners, so that a bad port, certificate or secret fails here with a
@@ -74,6 +75,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			s.closeParts()
 		}
 	}()
+	if err := s.newObservability(cfg, log); err != nil {
+		return nil, err
+	}
 	var err error
 	s.signer, err = auth.NewSigner([]byte(cfg.Auth.TokenSecret.Reveal()), cfg.Auth.TokenIssuer)
 	if err != nil {
@@ -92,6 +96,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		DeadAfter:     cfg.ARI.DeadAfter,
 		// A restarted Asterisk is back in about 2 s: retry often enough to take calls again soon after.
 		MaxBackoff: 2 * time.Second,
+		Observe:    s.obs.ariObserve(),
 	})
 	if err != nil {
 		return nil, err
@@ -157,6 +162,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		EndpointExtensions: endpointExts,
 		DialplanExtensions: dialplanExts,
 		DialplanContext:    cfg.Rules().Context,
+
+		Observer:    s.obs.observer,
+		OneWayAfter: cfg.Calls.OneWayAfter,
 	})
 	if err != nil {
 		return nil, err
@@ -190,6 +198,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s.api.RegisterRooms(api.RoomsDeps{Rooms: s.rooms, Numbers: s.numbers, Signer: s.signer, TokenTTL: cfg.Auth.TokenTTL,
 		NumberTTL: cfg.Rooms.NumberTTL, Logger: log.With("component", "api")})
 	s.api.RegisterCalls(s.calls)
+	s.wireObservability()
 
 	mux := http.NewServeMux()
 	mux.Handle("/ws", s.signal)
@@ -253,7 +262,8 @@ func (s *Server) ActiveCalls() int { return s.calls.Active() }
 func (s *Server) Run(ctx context.Context) error {
 	defer close(s.done)
 	defer s.closeParts()
-	stopPprof, err := s.startPprof() // off unless PATCHBAY_PPROF_LISTEN names a loopback address
+	defer s.startObservability(ctx)() // stops after the calls ended, so their last records are written
+	stopPprof, err := s.startPprof()  // off unless PATCHBAY_PPROF_LISTEN names a loopback address
 	if err != nil {
 		return err
 	}
@@ -403,6 +413,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) closeParts() {
+	s.closeObservability()
 	if s.ln != nil {
 		_ = s.ln.Close()
 	}

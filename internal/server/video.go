@@ -29,7 +29,11 @@ func (s *Server) videoRooms(cfg *config.Config, log *slog.Logger) call.RoomPeerH
 	if !cfg.Media.Video {
 		return nil
 	}
-	s.sfu = sfu.NewHub(sfu.Options{Logger: log.With("component", "sfu")})
+	o := sfu.Options{Logger: log.With("component", "sfu")}
+	if m := s.obs.metrics; m != nil {
+		o.OnVideoTrack, o.OnKeyframeRequest = m.VideoTrack, m.KeyframeRequest
+	}
+	s.sfu = sfu.NewHub(o)
 	return &videoRooms{hub: s.sfu, log: log.With("component", "sfu"), ms: map[string]*sfu.Membership{}}
 }
 

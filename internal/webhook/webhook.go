@@ -47,6 +47,8 @@ const (
 	EventRinging  = "call.ringing"
 	EventAnswered = "call.answered"
 	EventEnded    = "call.ended"
+	// EventRecord carries a call record (internal/cdr) as the body, on the records webhook.
+	EventRecord = "call.record"
 )
 
 // Event is one call progress event.
@@ -149,6 +151,10 @@ func (s *Sender) Notify(ev Event) {
 		s.o.Logger.Error("webhook: encode event", "call", ev.CallID, "err", err)
 		return
 	}
+	s.enqueue(ev, body)
+}
+
+func (s *Sender) enqueue(ev Event, body []byte) {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	select {
@@ -157,6 +163,20 @@ func (s *Sender) Notify(ev Event) {
 		n := s.dropped.Add(1)
 		s.o.Logger.Warn("webhook queue full: event dropped", "call", ev.CallID, "type", ev.Type, "dropped_total", n)
 	}
+}
+
+// NotifyJSON enqueues any JSON body (e.g. a call record) as an event of type typ without blocking; it is signed,
+// retried and bounded like Notify's. A nil Sender does nothing.
+func (s *Sender) NotifyJSON(typ, callID string, v any) {
+	if s == nil {
+		return
+	}
+	body, err := json.Marshal(v)
+	if err != nil {
+		s.o.Logger.Error("webhook: encode event", "call", callID, "type", typ, "err", err)
+		return
+	}
+	s.enqueue(Event{Type: typ, CallID: callID}, body)
 }
 
 // Stats returns counts of events delivered, given up on and dropped.

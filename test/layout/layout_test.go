@@ -60,6 +60,8 @@ func TestLayers(t *testing.T) {
 		{"internal/call", []string{"internal/api", "internal/server", "webrtc/web", "tools/", "test/"}, "call control sits below the API and the wiring"},
 		{"dialplan", []string{"internal/", "webrtc/", "ari"}, "number rules are pure logic"},
 		{"wire", []string{mod}, "wire codes are a leaf"},
+		{"internal/cdr", []string{"internal/", "webrtc/", "ari", "dialplan", "auth", "certs", "tools/", "test/"}, "call records are a leaf: the standard library and wire only"},
+		{"internal/metrics", []string{"internal/call", "internal/server", "internal/api", "webrtc/", "ari", "tools/", "test/"}, "metrics know records, not the parts that feed them"},
 	}
 	for _, p := range list(t, mod+"...") {
 		rel := strings.TrimPrefix(p.ImportPath, mod)

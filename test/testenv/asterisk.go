@@ -248,6 +248,11 @@ func (a *Asterisk) PID() int {
 	return a.cmd.Process.Pid
 }
 
+// CLICommand is the command prefix that runs this instance's CLI; the command follows "-rx".
+func (a *Asterisk) CLICommand() []string {
+	return []string{"chroot", a.Root, "asterisk", "-C", a.confPath}
+}
+
 // CLI runs one Asterisk CLI command (asterisk -rx) and returns its output.
 func (a *Asterisk) CLI(ctx context.Context, cmd string) (string, error) {
 	out, err := exec.CommandContext(ctx, "chroot", a.Root, "asterisk", "-C", a.confPath, "-rx", cmd).CombinedOutput()

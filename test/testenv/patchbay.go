@@ -119,6 +119,7 @@ func testConfig(a *Asterisk) config.Config {
 	cfg.HTTP.CertFile = filepath.Join(a.CertDir, certs.CertFile)
 	cfg.HTTP.KeyFile = filepath.Join(a.CertDir, certs.KeyFile)
 	cfg.Log.Level = "debug"
+	cfg.Metrics.Listen = "127.0.0.1:0" // a free port per instance; Server.MetricsAddr tells which
 	return cfg
 }
 

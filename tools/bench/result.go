@@ -46,6 +46,8 @@ type Result struct {
 	ServerBusy, LoadBusy float64
 	// OtherCPU is CPU time the host spent on other processes during the window: the noise in the figures.
 	OtherCPU time.Duration
+	// Scrapes of Patchbay's /metrics during the run (Options.MetricsURL), and how many failed.
+	Scrapes, ScrapeErrors int
 }
 
 // summarize turns the calls' reports and the /proc samples into a Result.

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"sync"
@@ -54,6 +55,11 @@ type Options struct {
 	// the field notes). This run measures Asterisk's plain-RTP cost again, and NativeCPU/PlainCPU scales the native
 	// reference to this host and moment, so the goals can be checked as same-run ratios too.
 	NativeCPU, PlainCPU float64
+
+	// MetricsURL, when set, is Patchbay's /metrics (a loopback URL), scraped every ScrapeInterval (default 15 s,
+	// Prometheus's usual) for the whole run, so the cost of metrics measured includes being scraped.
+	MetricsURL     string
+	ScrapeInterval time.Duration
 
 	Logger   *slog.Logger // progress; default: discard
 	CallLogs *slog.Logger // the synthetic calls' own logs; default: warnings to stderr
@@ -105,6 +111,14 @@ func (o *Options) defaults() error {
 	if o.BaselineCalls > 0 {
 		if err := requireLoopback("ARI URL", o.ARI.URL); err != nil {
 			return err
+		}
+	}
+	if o.MetricsURL != "" {
+		if err := requireLoopback("metrics URL", o.MetricsURL); err != nil {
+			return err
+		}
+		if o.ScrapeInterval <= 0 {
+			o.ScrapeInterval = 15 * time.Second
 		}
 	}
 	return nil
@@ -188,6 +202,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	steadyEnd := steadyStart.Add(o.Steady)
 	callsCtx, stopCalls := context.WithCancel(ctx)
 	defer stopCalls()
+	var scrapes, scrapeErrs atomic.Int64
+	if o.MetricsURL != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			scrape(callsCtx, o.MetricsURL, o.ScrapeInterval, &scrapes, &scrapeErrs)
+		}()
+	}
 
 	outcomes := make([]callOutcome, o.Calls)
 	plains := make([]plainResult, o.BaselineCalls)
@@ -259,6 +281,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 
 	res := summarize(o, outcomes, plains, window{steadyStart, steadyEnd}, idle, start, end)
+	res.Scrapes, res.ScrapeErrors = int(scrapes.Load()), int(scrapeErrs.Load())
 	if o.PatchbayLog != "" {
 		ds, err := ReadAnswered(o.PatchbayLog, logOff)
 		if err != nil {
@@ -285,6 +308,31 @@ func placeCall(ctx context.Context, eng *synth.Engine, o Options, i int) callOut
 		err = nil // the bench ended it
 	}
 	return callOutcome{rep: rep, err: err}
+}
+
+// scrape GETs Patchbay's /metrics every interval until ctx ends, as Prometheus would, and throws the body away.
+func scrape(ctx context.Context, url string, every time.Duration, n, errs *atomic.Int64) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		if err != nil && ctx.Err() == nil {
+			errs.Add(1)
+		} else if err == nil {
+			n.Add(1)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 func sleepUntil(ctx context.Context, t time.Time) error {

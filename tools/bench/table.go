@@ -33,6 +33,9 @@ func FormatTable(w io.Writer, r *Result) error {
 		r.Calls, r.BaselineCalls, r.Rate, r.Steady)
 	fmt.Fprintf(w, "calls up for the whole window: %d of %d (baseline %d of %d); failed: %d\n",
 		r.InWindow, r.Calls, r.BaselineInWindow, r.BaselineCalls, r.Failed)
+	if r.Scrapes > 0 || r.ScrapeErrors > 0 {
+		fmt.Fprintf(w, "metrics: /metrics scraped %d times (%d failed)\n", r.Scrapes, r.ScrapeErrors)
+	}
 	if r.ServerBusy > 0 || r.LoadBusy > 0 {
 		fmt.Fprintf(w, "busy over the window: Patchbay+Asterisk %.0f %% of their CPUs, load generator %.0f %% of its CPUs\n",
 			100*r.ServerBusy, 100*r.LoadBusy)

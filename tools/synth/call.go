@@ -41,6 +41,10 @@ type CallOptions struct {
 	DTMF      string
 	DTMFAfter time.Duration
 
+	// SendFor stops sending media this long after sending starts (the call goes on, silent toward the far end):
+	// a browser whose uplink dies mid-call. Zero: send for the whole call; negative: never send.
+	SendFor time.Duration
+
 	// NoTrickle gathers every candidate before sending the SDP.
 	NoTrickle bool
 	// Reject declines an incoming call instead of answering it.
@@ -383,7 +387,7 @@ func (c *call) run(ctx context.Context, sig Signaller) (*Report, error) {
 						c.log.Warn("bad remote candidate", "err", err)
 					}
 				}
-			case signal.TypeRinging, signal.TypeAnswered, signal.TypeDTMF, signal.TypeJoined, signal.TypeRoom:
+			case signal.TypeRinging, signal.TypeAnswered, signal.TypeDTMF, signal.TypeJoined, signal.TypeRoom, signal.TypeQuality:
 				c.event(m)
 			case signal.TypeHangup:
 				c.event(m)
@@ -402,7 +406,8 @@ func (c *call) run(ctx context.Context, sig Signaller) (*Report, error) {
 func (c *call) event(m signal.Message) {
 	c.rep.Events = append(c.rep.Events, Event{Type: m.Type, At: time.Since(c.start), Cause: m.Cause,
 		Code: m.Code, Digits: m.Digits, Error: m.Error,
-		Room: m.Room, RoomEvent: m.Event, Participant: m.Participant, Participants: m.Participants})
+		Room: m.Room, RoomEvent: m.Event, Participant: m.Participant, Participants: m.Participants,
+		Issue: m.Issue, Direction: m.Direction})
 }
 
 // startSender plays the tone, one stamped frame per 20 ms of wall clock.
@@ -428,6 +433,15 @@ func (c *call) startSender() {
 		tick := time.NewTicker(frameInterval)
 		defer tick.Stop()
 		begin := time.Now()
+		if c.o.SendFor < 0 {
+			return
+		}
+		var stopAt <-chan time.Time
+		if c.o.SendFor > 0 {
+			t := time.NewTimer(c.o.SendFor)
+			defer t.Stop()
+			stopAt = t.C
+		}
 		var n uint32
 		for {
 			due := uint32(time.Since(begin)/frameInterval) + 1
@@ -451,6 +465,8 @@ func (c *call) startSender() {
 			}
 			select {
 			case <-tick.C:
+			case <-stopAt:
+				return
 			case <-c.stopTx:
 				return
 			}

@@ -24,6 +24,9 @@ type Event struct {
 	RoomEvent    string               `json:"room_event,omitempty"`
 	Participant  *signal.Participant  `json:"participant,omitempty"`
 	Participants []signal.Participant `json:"participants,omitempty"`
+	// Quality: the issue and the silent direction of a "quality" message.
+	Issue     string `json:"issue,omitempty"`
+	Direction string `json:"direction,omitempty"`
 }
 
 // RTTSummary condenses the echo round-trip times of one call.

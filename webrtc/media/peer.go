@@ -41,6 +41,9 @@ type Peer struct {
 	deadOnce  sync.Once
 	closeErr  error
 	closeOnce sync.Once
+
+	rr     legReports     // what the browser's RTCP receiver reports say (quality.go)
+	readWG sync.WaitGroup // the RTCP reader of the audio sender; Close waits for it
 }
 
 // Answer creates a peer for a browser's offer and returns the answer SDP with
@@ -147,9 +150,11 @@ func (p *Peer) answer(ctx context.Context, offer string) (string, error) {
 		return "", fmt.Errorf("apply browser offer: %w: %w", ErrInvalidSDP, err)
 	}
 	// AddTrack reuses the audio transceiver the offer created.
-	if _, err := p.pc.AddTrack(p.track); err != nil {
+	sender, err := p.pc.AddTrack(p.track)
+	if err != nil {
 		return "", fmt.Errorf("attach %s track: %w", p.law, err)
 	}
+	p.readReports(sender)
 	if err := p.preferLaw(); err != nil {
 		return "", err
 	}
@@ -161,11 +166,13 @@ func (p *Peer) answer(ctx context.Context, offer string) (string, error) {
 }
 
 func (p *Peer) offer(ctx context.Context) (string, error) {
-	if _, err := p.pc.AddTransceiverFromTrack(p.track, webrtc.RTPTransceiverInit{
+	tr, err := p.pc.AddTransceiverFromTrack(p.track, webrtc.RTPTransceiverInit{
 		Direction: webrtc.RTPTransceiverDirectionSendrecv,
-	}); err != nil {
+	})
+	if err != nil {
 		return "", fmt.Errorf("add %s transceiver: %w", p.law, err)
 	}
+	p.readReports(tr.Sender())
 	if err := p.preferLaw(); err != nil {
 		return "", err
 	}
@@ -343,6 +350,7 @@ func (p *Peer) Close() error {
 	p.closeOnce.Do(func() {
 		p.closeErr = p.pc.Close()
 		p.markDead()
+		p.readWG.Wait() // closing the connection ends the RTCP reader
 	})
 	return p.closeErr
 }

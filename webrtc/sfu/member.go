@@ -93,6 +93,9 @@ func (r *Room) leave(id string) *member {
 	m.cancel()
 	if m.pub != nil {
 		m.pub.stopReading()
+		if r.o.OnVideoTrack != nil {
+			r.o.OnVideoTrack(-1)
+		}
 		for _, other := range r.members {
 			if r.unsubscribe(other, id) {
 				r.renegotiate(other)
@@ -258,7 +261,7 @@ func (r *Room) publish(m *member) {
 	if err != nil {
 		return // left, or the peer ended before any camera frame
 	}
-	pub, err := newPublication(m, remote, r.o.MinKeyframeGap)
+	pub, err := newPublication(m, remote, r.o.MinKeyframeGap, r.o.OnKeyframeRequest)
 	if err != nil {
 		m.log.Error("cannot forward camera", "err", err)
 		return
@@ -271,6 +274,9 @@ func (r *Room) publish(m *member) {
 		}
 		published <- true
 		m.pub = pub
+		if r.o.OnVideoTrack != nil {
+			r.o.OnVideoTrack(1)
+		}
 		for _, viewer := range r.members {
 			if viewer != m && viewer.peer.Video() {
 				r.subscribe(viewer, pub)

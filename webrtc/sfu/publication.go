@@ -25,6 +25,7 @@ type publication struct {
 	local  *webrtc.TrackLocalStaticRTP
 	pli    []rtcp.Packet // preallocated: PLI for remote's SSRC
 	gap    int64         // minimum nanoseconds between PLIs
+	onPLI  func()        // Options.OnKeyframeRequest, or nil
 
 	lastPLI atomic.Int64 // unix nanoseconds of the last PLI sent
 	packets atomic.Uint64
@@ -33,7 +34,7 @@ type publication struct {
 	burstUntil time.Time // room goroutine only: ask for key frames until then
 }
 
-func newPublication(m *member, remote *webrtc.TrackRemote, gap time.Duration) (*publication, error) {
+func newPublication(m *member, remote *webrtc.TrackRemote, gap time.Duration, onPLI func()) (*publication, error) {
 	if remote.Codec().MimeType != webrtc.MimeTypeVP8 {
 		return nil, fmt.Errorf("camera codec %s: only VP8 is forwarded", remote.Codec().MimeType)
 	}
@@ -48,6 +49,7 @@ func newPublication(m *member, remote *webrtc.TrackRemote, gap time.Duration) (*
 		local:  local,
 		pli:    []rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(remote.SSRC())}},
 		gap:    int64(gap),
+		onPLI:  onPLI,
 	}, nil
 }
 
@@ -103,6 +105,9 @@ func (p *publication) requestKeyframe(now time.Time) {
 		return
 	}
 	p.plis.Add(1)
+	if p.onPLI != nil {
+		p.onPLI()
+	}
 }
 
 // readViewerRTCP reads a viewer's RTCP for one forwarded camera and passes

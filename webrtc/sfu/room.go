@@ -66,6 +66,11 @@ type Options struct {
 	// MinKeyframeGap rate-limits PLIs toward one camera, whoever asks
 	// (default 250 ms).
 	MinKeyframeGap time.Duration
+	// OnVideoTrack, if set, hears +1 when a camera starts being forwarded and
+	// -1 when it stops; OnKeyframeRequest, each PLI sent to a camera. Both
+	// are for metrics: they must return at once.
+	OnVideoTrack      func(delta int)
+	OnKeyframeRequest func()
 }
 
 // MemberOptions are the hooks of one member. Both run on the room's

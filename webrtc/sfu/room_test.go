@@ -367,8 +367,10 @@ func TestRoomForwardsAndRenegotiatesOnJoinAndLeave(t *testing.T) {
 func TestKeyframesOnJoinAndForwardedFromViewers(t *testing.T) {
 	checkGoroutines(t)
 	a := newAPI(t)
+	var hookPLIs, tracks atomic.Int64
 	r := NewRoom("r2", Options{Logger: quietLog(), KeyframeInterval: 100 * time.Millisecond,
-		KeyframeBurst: 300 * time.Millisecond, MinKeyframeGap: 50 * time.Millisecond})
+		KeyframeBurst: 300 * time.Millisecond, MinKeyframeGap: 50 * time.Millisecond,
+		OnKeyframeRequest: func() { hookPLIs.Add(1) }, OnVideoTrack: func(d int) { tracks.Add(int64(d)) }})
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -391,6 +393,8 @@ func TestKeyframesOnJoinAndForwardedFromViewers(t *testing.T) {
 	waitFor(t, "PLIs for bob", 5*time.Second, func() bool { return alice.plis.Load() >= quiet+2 })
 	if st := stats(t, r)["alice"]; st.KeyframeRequests < 3 || st.ForwardedPackets == 0 {
 		t.Fatalf("alice stats %+v", st)
+	} else if hookPLIs.Load() < int64(st.KeyframeRequests) || tracks.Load() != 1 {
+		t.Fatalf("hooks heard %d PLIs and %d tracks; stats say %d PLIs and one camera", hookPLIs.Load(), tracks.Load(), st.KeyframeRequests)
 	}
 	if st := stats(t, r)["bob"]; st.Publishing {
 		t.Fatalf("bob has no camera but publishes: %+v", st)
@@ -417,6 +421,9 @@ func TestKeyframesOnJoinAndForwardedFromViewers(t *testing.T) {
 	r.Close()
 	alice.close()
 	bob.close()
+	if tracks.Load() != 0 {
+		t.Errorf("track gauge %d after the room closed", tracks.Load())
+	}
 }
 
 func TestAudioOnlyMemberGetsNoOffers(t *testing.T) {

@@ -209,3 +209,16 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestQualityMessageEncoding(t *testing.T) {
+	b, err := Encode(QualityMessage("c1", wire.QualityOneWayAudio, wire.ToBrowser))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"type":"quality","call_id":"c1","issue":"one_way_audio","direction":"to_browser"}`; string(b) != want {
+		t.Errorf("got %s, want %s", b, want)
+	}
+	if _, err := Decode(b); err == nil {
+		t.Error("a browser may not send quality: it is server→browser only")
+	}
+}

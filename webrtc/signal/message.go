@@ -34,6 +34,7 @@ const (
 	TypeJoin      = "join"      // browser→server: join a room's audio with an SDP offer
 	TypeJoined    = "joined"    // server→browser: in the room; carries the participants
 	TypeRoom      = "room"      // server→browser: a room event (participant joined, left, updated; room ended)
+	TypeQuality   = "quality"   // server→browser: a media quality issue on a call (e.g. one-way audio)
 )
 
 // Room event names carried in Message.Event of a "room" message.
@@ -84,6 +85,10 @@ type Message struct {
 	Event        string        `json:"event,omitempty"`
 	Participant  *Participant  `json:"participant,omitempty"`
 	Participants []Participant `json:"participants,omitempty"`
+	// Quality ("quality"): the issue (wire.QualityOneWayAudio, wire.QualityNoAudio) and the silent media
+	// direction (wire.ToBrowser, wire.ToAsterisk, or "both").
+	Issue     string `json:"issue,omitempty"`
+	Direction string `json:"direction,omitempty"`
 }
 
 // ICECandidate is the browser's RTCIceCandidateInit. Its fields match pion's
@@ -118,6 +123,9 @@ func (m Message) String() string {
 	if m.Cause != "" {
 		s += fmt.Sprintf(" cause=%s/%d", m.Cause, m.Code)
 	}
+	if m.Issue != "" {
+		s += " issue=" + m.Issue + "/" + m.Direction
+	}
 	if m.SDP != "" {
 		s += fmt.Sprintf(" sdp=%dB", len(m.SDP))
 	}
@@ -143,6 +151,13 @@ func ErrorMessage(callID, code, text string) Message {
 // Q.850 code of cause.
 func HangupMessage(callID, cause string) Message {
 	return Message{Type: TypeHangup, CallID: callID, Cause: cause, Code: wire.CauseCode(cause)}
+}
+
+// QualityMessage builds a "quality" message: issue is wire.QualityOneWayAudio or wire.QualityNoAudio, direction
+// the media direction that is silent (wire.ToBrowser: the browser hears nothing; wire.ToAsterisk: the far end
+// hears nothing; "both").
+func QualityMessage(callID, issue, direction string) Message {
+	return Message{Type: TypeQuality, CallID: callID, Issue: issue, Direction: direction}
 }
 
 // Encode marshals m for the wire.

@@ -56,6 +56,13 @@ const state = {
   muted: false,
   dtmfReceived: "",
   audio,
+  // The call panel: talk time since the far end answered, and quality from getStats (good | fair | poor |
+  // unknown) with the numbers behind it; qualityIssue/qualityDirection from the server's "quality" message.
+  callSeconds: 0,
+  quality: "unknown",
+  qualityStats: null, // {loss, jitterMs, rttMs, received}
+  qualityIssue: "",
+  qualityDirection: "",
   // The room view.
   roomState: "idle", // idle | connecting | joined | ended
   room: "",
@@ -307,6 +314,107 @@ function camera(on) {
   render();
 }
 
+// --- the call panel: timer, quality indicator, quality messages ---
+
+// What a "quality" message means to the person on the call.
+const QUALITY_WORDS = {
+  "one_way_audio/to_browser": "You cannot hear the other side: no audio is reaching you from the phone system. The call is still up; the other side may still hear you.",
+  "one_way_audio/to_asterisk": "The other side cannot hear you: your audio is not reaching the phone system (network or firewall). Check your connection or try another network.",
+  "no_audio/both": "No audio in either direction: check your network connection; the call is still up.",
+};
+
+// Thresholds of the indicator, on what the browser measures of the audio it receives: packet loss over the last
+// few seconds, jitter and round-trip time (ITU-T G.114 puts one-way delay above 150 ms as noticeable).
+function qualityLevel({ loss, jitterMs, rttMs, received }) {
+  if (received === 0) return "poor";
+  if (loss > 0.05 || jitterMs > 50 || rttMs > 400) return "poor";
+  if (loss > 0.01 || jitterMs > 30 || rttMs > 250) return "fair";
+  return "good";
+}
+
+let panelTimer = null; // the 1 s timer that runs while a call is shown
+let answeredAt = 0;
+let lastInbound = null; // previous inbound-rtp counters, for loss over the last interval
+
+async function sampleQuality(call) {
+  let report;
+  try {
+    report = await call.getStats();
+  } catch {
+    return;
+  }
+  if (!report || current !== call) return;
+  let inbound = null;
+  let rtt = NaN;
+  report.forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "audio") inbound = s;
+    if (s.type === "remote-inbound-rtp" && s.kind === "audio" && typeof s.roundTripTime === "number") rtt = s.roundTripTime;
+    if (s.type === "candidate-pair" && s.nominated && Number.isNaN(rtt) && typeof s.currentRoundTripTime === "number") rtt = s.currentRoundTripTime;
+  });
+  if (!inbound) return;
+  const prev = lastInbound || { packetsReceived: 0, packetsLost: 0 };
+  const received = inbound.packetsReceived - prev.packetsReceived;
+  const lost = Math.max(0, inbound.packetsLost - prev.packetsLost);
+  lastInbound = { packetsReceived: inbound.packetsReceived, packetsLost: inbound.packetsLost };
+  const stats = {
+    loss: received + lost > 0 ? lost / (received + lost) : 0,
+    jitterMs: (inbound.jitter || 0) * 1000,
+    rttMs: Number.isNaN(rtt) ? 0 : rtt * 1000,
+    received,
+  };
+  Object.assign(state, { qualityStats: stats, quality: qualityLevel(stats) });
+  renderPanel();
+}
+
+function renderPanel() {
+  const m = Math.floor(state.callSeconds / 60);
+  const sec = state.callSeconds % 60;
+  $("call-timer").textContent = `${String(m).padStart(2, "0")}:${String(sec).padStart(2, "0")}`;
+  const q = $("call-quality");
+  q.dataset.level = state.quality;
+  q.textContent = `Quality: ${state.quality === "unknown" ? "measuring…" : state.quality}`;
+  const st = state.qualityStats;
+  q.title = st ? `loss ${(st.loss * 100).toFixed(1)} %, jitter ${st.jitterMs.toFixed(0)} ms, round trip ${st.rttMs ? st.rttMs.toFixed(0) + " ms" : "unknown"}` : "Measured from the browser's call statistics";
+  const notice = $("call-notice");
+  const words = QUALITY_WORDS[`${state.qualityIssue}/${state.qualityDirection}`];
+  notice.hidden = !words;
+  notice.textContent = words || "";
+}
+
+function startPanel(call) {
+  stopPanel();
+  answeredAt = 0;
+  lastInbound = null;
+  Object.assign(state, { callSeconds: 0, quality: "unknown", qualityStats: null, qualityIssue: "", qualityDirection: "" });
+  if (call.state === "answered") answeredAt = Date.now();
+  let n = 0;
+  panelTimer = setInterval(() => {
+    if (current !== call) return stopPanel();
+    if (answeredAt) state.callSeconds = Math.floor((Date.now() - answeredAt) / 1000);
+    if (call.state === "answered" && n++ % 2 === 0) sampleQuality(call); // every 2 s
+    renderPanel();
+  }, 1000);
+  renderPanel();
+}
+
+function stopPanel() {
+  if (panelTimer) clearInterval(panelTimer);
+  panelTimer = null;
+}
+
+// The server's "quality" message reaches the call as an event once patchbay.js emits it; until then this passes
+// the message on from the call's message handler. Handling it twice is harmless: the handler only sets state.
+function relayQualityMessages(call) {
+  const proto = Object.getPrototypeOf(call);
+  if (proto.__patchbayQuality || typeof proto._onServerMessage !== "function") return;
+  const orig = proto._onServerMessage;
+  proto._onServerMessage = function (m) {
+    if (m && m.type === "quality") this.emit("quality", { issue: m.issue || "", direction: m.direction || "" });
+    return orig.call(this, m);
+  };
+  proto.__patchbayQuality = true;
+}
+
 function track(call) {
   current = call;
   Object.assign(state, {
@@ -314,9 +422,17 @@ function track(call) {
     cause: "", code: 0, muted: false, dtmfReceived: "",
   });
   $("dtmf-log").textContent = "";
+  relayQualityMessages(call);
+  startPanel(call);
   call.on("statechange", ({ state: s }) => {
     if (current === call) state.callState = s;
+    if (s === "answered" && !answeredAt) answeredAt = Date.now();
     render();
+  });
+  call.on("quality", ({ issue, direction }) => {
+    if (current !== call) return;
+    Object.assign(state, { qualityIssue: issue, qualityDirection: direction, quality: "poor" });
+    renderPanel();
   });
   call.on("track", ({ stream }) => {
     const el = $("remote");
@@ -332,6 +448,7 @@ function track(call) {
     if (current !== call) return;
     Object.assign(state, { callState: "ended", cause, code, muted: false });
     current = null;
+    stopPanel();
     $("remote").srcObject = null;
     render();
   });

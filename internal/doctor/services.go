@@ -1,0 +1,153 @@
+package doctor
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/pion/turn/v5"
+	"github.com/redis/go-redis/v9"
+)
+
+func checkRedis(ctx context.Context, d *run) Result {
+	c := d.cfg
+	if c.Redis.Addr == "" {
+		return skip("redis.addr not set: number mappings and tickets live in memory (lost on restart, not shared)", "set redis.addr to share them between instances")
+	}
+	cl := redis.NewClient(&redis.Options{Addr: c.Redis.Addr, Password: c.Redis.Password.Reveal(), DB: c.Redis.DB,
+		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, MaxRetries: -1})
+	defer cl.Close()
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := cl.Ping(pctx).Err(); err != nil {
+		fix := "start Redis (`systemctl start redis-server`) or fix redis.addr"
+		if strings.Contains(err.Error(), "NOAUTH") || strings.Contains(err.Error(), "WRONGPASS") {
+			fix = "set redis.password to Redis's requirepass"
+		}
+		return fail(fmt.Sprintf("Redis at %s: %v", c.Redis.Addr, err), fix)
+	}
+	return pass("Redis at %s answers", c.Redis.Addr)
+}
+
+// checkTURN allocates a relay on every turn: server browsers are given, with the credentials they get.
+func checkTURN(ctx context.Context, d *run) Result {
+	var checked []string
+	for _, is := range d.cfg.Media.ICEServers {
+		for _, raw := range is.URLs {
+			if !strings.HasPrefix(raw, "turn:") {
+				continue
+			}
+			addr, err := turnAddr(raw)
+			if err != nil {
+				return fail(fmt.Sprintf("media.ice_servers URL %q: %v", raw, err), "write TURN URLs as turn:HOST:PORT[?transport=udp]")
+			}
+			if err := allocate(ctx, addr, is.Username, is.Credential.Reveal()); err != nil {
+				return fail(fmt.Sprintf("TURN %s: %v", raw, err),
+					"check that the TURN server runs and UDP reaches it, and that media.ice_servers' username and credential are valid there (for coturn's use-auth-secret, mint time-limited credentials)")
+			}
+			checked = append(checked, raw)
+		}
+	}
+	if len(checked) == 0 {
+		return skip("no turn: server in media.ice_servers", "browsers behind strict NATs may need one")
+	}
+	return pass("relay allocated on %s", strings.Join(checked, ", "))
+}
+
+// turnAddr turns turn:host[:port][?transport=udp] into host:port. Only UDP is checked.
+func turnAddr(raw string) (string, error) {
+	rest := strings.TrimPrefix(raw, "turn:")
+	rest, query, _ := strings.Cut(rest, "?")
+	if q, err := url.ParseQuery(query); err == nil && q.Get("transport") != "" && q.Get("transport") != "udp" {
+		return "", fmt.Errorf("only transport=udp is checked")
+	}
+	if _, _, err := net.SplitHostPort(rest); err != nil {
+		rest = net.JoinHostPort(rest, "3478")
+	}
+	return rest, nil
+}
+
+func allocate(ctx context.Context, addr, user, pass string) error {
+	conn, err := net.ListenPacket("udp4", "0.0.0.0:0")
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	c, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: addr, TURNServerAddr: addr, Username: user, Password: pass,
+		Conn: conn, RTO: 500 * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Listen(); err != nil {
+		return err
+	}
+	type res struct {
+		relay net.PacketConn
+		err   error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		r, err := c.Allocate()
+		ch <- res{r, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return fmt.Errorf("allocate: %w", r.err)
+		}
+		return r.relay.Close()
+	case <-ctx.Done():
+		conn.Close() // ends Allocate's wait
+		<-ch
+		return ctx.Err()
+	case <-time.After(5 * time.Second):
+		conn.Close()
+		<-ch
+		return fmt.Errorf("no answer to Allocate within 5 s")
+	}
+}
+
+func checkCall(ctx context.Context, d *run) Result {
+	rep, err := d.o.Call(ctx)
+	if err != nil {
+		return fail("synthetic call failed: "+err.Error(), "see the checks above and Patchbay's log for the call")
+	}
+	mos := MOS(rep.RTT, rep.Loss)
+	detail := fmt.Sprintf("setup %v, RTT %v, loss %.1f %%, MOS %.1f (G.711, E-model)",
+		rep.Setup.Round(time.Millisecond), rep.RTT.Round(100*time.Microsecond), 100*rep.Loss, mos)
+	switch {
+	case !rep.Heard:
+		return fail(detail+"; the echo was not heard", "the media path is broken: check the one-way-audio hints in Patchbay's log (external_host, RTP range, ICE/NAT)")
+	case mos < 3.6:
+		return fail(detail, "calls will sound poor: look for loss or delay on the path (CPU load, network)")
+	}
+	return pass("%s", detail)
+}
+
+// MOS estimates the listening quality of a G.711 call (1..4.5) from its echo round-trip time and packet loss
+// with the ITU-T G.107 E-model, simplified: R = 93.2 − Id − Ie,eff, where Id is the delay impairment of the
+// one-way mouth-to-ear delay (half the round trip plus 40 ms for packetisation and a jitter buffer) and Ie,eff
+// the loss impairment of G.711 with packet loss concealment (Ie 0, Bpl 25.1, random loss).
+func MOS(rtt time.Duration, loss float64) float64 {
+	d := float64(rtt.Microseconds())/2000 + 40 // ms
+	id := 0.024 * d
+	if d > 177.3 {
+		id += 0.11 * (d - 177.3)
+	}
+	ppl := 100 * math.Min(math.Max(loss, 0), 1)
+	const ie, bpl = 0.0, 25.1
+	ieEff := ie + (95-ie)*ppl/(ppl+bpl)
+	r := 93.2 - id - ieEff
+	switch {
+	case r <= 0:
+		return 1
+	case r >= 100:
+		return 4.5
+	}
+	return 1 + 0.035*r + r*(r-60)*(100-r)*7e-6
+}
