@@ -69,8 +69,13 @@ func refusalCause(code string) string {
 
 // refuseBrowser tells a browser its call or join is refused: an error with the code, then a hangup with a cause,
 // so every call_id a client opened ends with a hangup. A refusal is a security event in the log.
-func (m *Manager) refuseBrowser(kind Kind, s *signal.Session, callID string, r *Refusal, attrs ...any) {
-	m.observeRefused(kind, r.Code, cdr.Record{User: s.User(), From: s.User()})
+func (m *Manager) refuseBrowser(kind Kind, s *signal.Session, msg signal.Message, r *Refusal, attrs ...any) {
+	to := msg.To
+	if kind == KindRoom {
+		to = msg.Room
+	}
+	m.observeRefused(kind, r.Code, cdr.Record{User: s.User(), From: s.User(), To: to})
+	callID := msg.CallID
 	attrs = append([]any{"session", s.ID(), "user", s.User(), "call_id", callID, "code", r.Code, "reason", r.Message}, attrs...)
 	if r.Code == wire.CodeUnavailable {
 		m.log.Warn("call refused: server unavailable", attrs...)

@@ -31,49 +31,49 @@ import (
 // and a duplicate call_id spends no budget.
 func (m *Manager) placeCall(s *signal.Session, msg signal.Message) {
 	if m.lookup(s.ID(), msg.CallID) != nil {
-		m.observeRefused(KindBrowserOut, wire.CodeDuplicateCall, cdr.Record{User: s.User(), From: s.User()})
+		m.observeRefused(KindBrowserOut, wire.CodeDuplicateCall, cdr.Record{User: s.User(), From: s.User(), To: msg.To})
 		_ = s.Send(s.Context(), signal.ErrorMessage(msg.CallID, wire.CodeDuplicateCall, "call_id already used on this connection"))
 		return
 	}
 	d, err := m.o.Router.Route(msg.To)
 	if err != nil {
-		m.refuseBrowser(KindBrowserOut, s, msg.CallID, routeRefusal(err))
+		m.refuseBrowser(KindBrowserOut, s, msg, routeRefusal(err))
 		return
 	}
 	cl := browserClaims(s)
 	if !dialplan.Allowed(d, cl.Dial) {
-		m.refuseBrowser(KindBrowserOut, s, msg.CallID, refuse(wire.CodeForbiddenDestination, "your token does not allow calling %s destinations", d.Kind), "kind", d.Kind, "number", d.Number)
+		m.refuseBrowser(KindBrowserOut, s, msg, refuse(wire.CodeForbiddenDestination, "your token does not allow calling %s destinations", d.Kind), "kind", d.Kind, "number", d.Number)
 		return
 	}
 	if d.Kind != dialplan.KindExtension && d.Kind != dialplan.KindPSTN {
-		m.refuseBrowser(KindBrowserOut, s, msg.CallID, refuse(wire.CodeForbiddenDestination, "calls to %s destinations are not available from a browser", d.Kind))
+		m.refuseBrowser(KindBrowserOut, s, msg, refuse(wire.CodeForbiddenDestination, "calls to %s destinations are not available from a browser", d.Kind))
 		return
 	}
 	var callerID string
 	if d.Kind == dialplan.KindPSTN {
 		id, r := pickCallerID(msg.CallerID, cl.CallerIDs, m.o.PSTN.DefaultCallerID)
 		if r != nil {
-			m.refuseBrowser(KindBrowserOut, s, msg.CallID, r, "kind", d.Kind, "number", d.Number)
+			m.refuseBrowser(KindBrowserOut, s, msg, r, "kind", d.Kind, "number", d.Number)
 			return
 		}
 		callerID = id
 	} else if msg.CallerID != "" {
-		m.refuseBrowser(KindBrowserOut, s, msg.CallID, refuse(wire.CodeBadMessage, "caller_id applies to outside calls only"))
+		m.refuseBrowser(KindBrowserOut, s, msg, refuse(wire.CodeBadMessage, "caller_id applies to outside calls only"))
 		return
 	}
 	if why := m.unavailable(); why != "" {
-		m.refuseBrowser(KindBrowserOut, s, msg.CallID, refuse(wire.CodeUnavailable, "%s", why))
+		m.refuseBrowser(KindBrowserOut, s, msg, refuse(wire.CodeUnavailable, "%s", why))
 		return
 	}
 	lease, err := m.o.PSTN.TokenLimits.Start("token:"+s.User(), d.Kind == dialplan.KindPSTN)
 	if err != nil {
-		m.refuseBrowser(KindBrowserOut, s, msg.CallID, limitRefusal(err), "kind", d.Kind, "number", d.Number)
+		m.refuseBrowser(KindBrowserOut, s, msg, limitRefusal(err), "kind", d.Kind, "number", d.Number)
 		return
 	}
 	release, ok := m.setupSlot()
 	if !ok {
 		lease.End(0)
-		m.refuseBrowser(KindBrowserOut, s, msg.CallID, refuse(wire.CodeUnavailable, "the server is setting up too many calls at once; try again in a moment"))
+		m.refuseBrowser(KindBrowserOut, s, msg, refuse(wire.CodeUnavailable, "the server is setting up too many calls at once; try again in a moment"))
 		return
 	}
 	c := m.newCall(KindBrowserOut, s.Logger().With("client_call", msg.CallID, "to", d.Number, "dest", string(d.Kind)))
@@ -94,7 +94,7 @@ func (m *Manager) placeCall(s *signal.Session, msg signal.Message) {
 		release()
 		lease.End(0)
 		m.unbind(s, msg.CallID)
-		m.refuseBrowser(KindBrowserOut, s, msg.CallID, refuse(wire.CodeUnavailable, "the server is shutting down; try again in a moment"))
+		m.refuseBrowser(KindBrowserOut, s, msg, refuse(wire.CodeUnavailable, "the server is shutting down; try again in a moment"))
 	}
 }
 

@@ -84,9 +84,6 @@ func (c *Call) observeMedia(st relay.Stats) {
 func (c *Call) observeEnd(e *ending) {
 	r := &c.obs.rec
 	r.Cause = e.cause
-	if !c.answered.IsZero() && r.FarAnsweredAt.IsZero() {
-		r.FarAnsweredAt = c.answered
-	}
 	if b := c.browser; b != nil {
 		if b.rl != nil {
 			st := b.rl.Stats()

@@ -54,28 +54,28 @@ type roomState struct {
 // the call goroutine.
 func (m *Manager) joinRoom(s *signal.Session, msg signal.Message) {
 	if m.lookup(s.ID(), msg.CallID) != nil {
-		m.observeRefused(KindRoom, wire.CodeDuplicateCall, cdr.Record{User: s.User(), From: s.User()})
+		m.observeRefused(KindRoom, wire.CodeDuplicateCall, cdr.Record{User: s.User(), From: s.User(), To: msg.Room})
 		_ = s.Send(s.Context(), signal.ErrorMessage(msg.CallID, wire.CodeDuplicateCall, "call_id already used on this connection"))
 		return
 	}
 	if m.o.Rooms == nil {
-		m.refuseBrowser(KindRoom, s, msg.CallID, refuse(wire.CodeUnavailable, "rooms are not enabled on this server"))
+		m.refuseBrowser(KindRoom, s, msg, refuse(wire.CodeUnavailable, "rooms are not enabled on this server"))
 		return
 	}
 	if why := m.unavailable(); why != "" {
-		m.refuseBrowser(KindRoom, s, msg.CallID, refuse(wire.CodeUnavailable, "%s", why))
+		m.refuseBrowser(KindRoom, s, msg, refuse(wire.CodeUnavailable, "%s", why))
 		return
 	}
 	// A join holds media and an Asterisk channel like a call: it counts against the same per-token limits.
 	lease, err := m.o.PSTN.TokenLimits.Start("token:"+s.User(), false)
 	if err != nil {
-		m.refuseBrowser(KindRoom, s, msg.CallID, limitRefusal(err), "room", msg.Room)
+		m.refuseBrowser(KindRoom, s, msg, limitRefusal(err), "room", msg.Room)
 		return
 	}
 	release, ok := m.setupSlot()
 	if !ok {
 		lease.End(0)
-		m.refuseBrowser(KindRoom, s, msg.CallID, refuse(wire.CodeUnavailable, "the server is setting up too many calls at once; try again in a moment"))
+		m.refuseBrowser(KindRoom, s, msg, refuse(wire.CodeUnavailable, "the server is setting up too many calls at once; try again in a moment"))
 		return
 	}
 	c := m.newCall(KindRoom, s.Logger().With("client_call", msg.CallID))
@@ -90,7 +90,7 @@ func (m *Manager) joinRoom(s *signal.Session, msg signal.Message) {
 		release()
 		lease.End(0)
 		m.unbind(s, msg.CallID)
-		m.refuseBrowser(KindRoom, s, msg.CallID, refuse(wire.CodeUnavailable, "the server is shutting down; try again in a moment"))
+		m.refuseBrowser(KindRoom, s, msg, refuse(wire.CodeUnavailable, "the server is shutting down; try again in a moment"))
 	}
 }
 

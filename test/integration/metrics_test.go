@@ -63,6 +63,9 @@ func newObsEnv(t *testing.T, edit func(*config.Config)) *obsEnv {
 		c.Auth.APIKeys = map[string]config.Secret{"test": obsAPIKey}
 		c.Calls.Records.File = e.records
 		c.Rooms.Grace = time.Second
+		// 190-192 are dialplan extensions of this test, not phones: reach them through a Local channel.
+		c.Calls.EndpointExtensions = []string{"_10X"}
+		c.Calls.NoMediaTimeout = 4 * time.Second // the no-audio call ends sooner
 		if edit != nil {
 			edit(c)
 		}
@@ -232,7 +235,7 @@ func TestMetricsDashboardAgainstPrometheus(t *testing.T) {
 	}{
 		{`sum(patchbay_calls_started_total{direction="browser_out"})`, calls},
 		{`sum(patchbay_calls_refused_total{code="forbidden_destination"})`, 1},
-		{`sum(patchbay_call_setup_seconds_count{stage="answer_sent"})`, calls},
+		{`sum(patchbay_call_setup_seconds_count{stage="answer_sent"})`, calls + 2}, // and the two room members
 		{`sum(patchbay_call_setup_seconds_count{stage="far_answered"})`, calls},
 		{`sum(patchbay_calls_active)`, 0},
 	} {
@@ -241,8 +244,9 @@ func TestMetricsDashboardAgainstPrometheus(t *testing.T) {
 	if s, err := prom.Query(ctx, `sum(patchbay_media_packets_total{towards="to_browser"})`); err != nil || len(s) != 1 || s[0].Value < 100 {
 		t.Errorf("packets toward browsers: %v %v", s, err)
 	}
-	if s, err := prom.Query(ctx, `sum(patchbay_ari_request_duration_seconds_count{route="POST /channels/{id}/dial"})`); err != nil || len(s) != 1 || s[0].Value < calls {
-		t.Errorf("ARI dial requests: %v %v", s, err)
+	// Every browser has an externalMedia channel (600 runs the dialplan itself: no dial request).
+	if s, err := prom.Query(ctx, `sum(patchbay_ari_request_duration_seconds_count{route="POST /channels/externalMedia"})`); err != nil || len(s) != 1 || s[0].Value < calls+2 {
+		t.Errorf("ARI externalMedia requests: %v %v", s, err)
 	}
 
 	// Every dashboard expression returns data.
@@ -326,9 +330,10 @@ func TestCallRecordKinds(t *testing.T) {
 	if rep == nil || !hasHangup(rep) {
 		t.Fatalf("rejected call: no hangup (%+v)", rep)
 	}
-	// No audio: the browser never sends, the far end answers in silence; the browser hangs up after 7 s.
-	if _, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "192", SendFor: -1, Duration: 7 * time.Second}); err != nil {
-		t.Fatalf("silent call: %v", err)
+	// No audio: the browser never sends; Patchbay never dials the far end and ends the call with no_audio after
+	// calls.no_media_timeout.
+	if _, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "192", SendFor: -1, Duration: -1}); signal.ErrorCode(err) != wire.CodeNoAudio {
+		t.Fatalf("silent call: %v, want no_audio", err)
 	}
 
 	recs := e.waitRecords(t, 4)
@@ -347,7 +352,8 @@ func TestCallRecordKinds(t *testing.T) {
 		t.Errorf("far-end-rejected call record: %+v", rej)
 	}
 	silent := byTo(recs, "192")
-	if silent == nil || !silent.Has(wire.QualityNoAudio) || silent.ToAsterisk.Packets != 0 {
+	if silent == nil || !silent.Has(wire.QualityNoAudio) || silent.ToAsterisk.Packets != 0 || silent.Cause != wire.CauseMediaTimeout ||
+		!silent.FarAnsweredAt.IsZero() {
 		t.Errorf("no-audio call record: %+v", silent)
 	}
 	for _, r := range recs {
