@@ -27,6 +27,8 @@ type Verdict struct {
 	Endpoint string `json:"endpoint,omitempty"`
 	// Grants are the grants checked (absent: none were given, so only the rules were applied).
 	Grants []string `json:"grants,omitempty"`
+	// CallerID is the caller ID an outside call would present, when caller IDs were checked.
+	CallerID string `json:"caller_id,omitempty"`
 	// Code and Message say why a call is refused: the code and text a browser or API client would get.
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`
@@ -73,6 +75,25 @@ func (r *Router) Explain(input string, grants []string) Verdict {
 	return v
 }
 
+// CheckCallerID applies PickCallerID to an allowed outside call, as call control does for a token's caller_ids
+// and the call's caller_id: the verdict becomes a refusal with forbidden_caller_id when the pick fails or finds
+// nothing.
+func (v *Verdict) CheckCallerID(allowed []string, requested string) {
+	if v.Decision != VerdictAllow || v.Kind != KindPSTN {
+		return
+	}
+	id, err := PickCallerID(allowed, requested)
+	if err == nil && id == "" {
+		err = newRouteError(wire.CodeForbiddenCallerID, "", "outside calls need a caller ID: have the backend mint the token with caller_ids")
+	}
+	var re *RouteError
+	if errors.As(err, &re) {
+		v.Decision, v.Code, v.Message = VerdictRefuse, re.Code, re.Reason
+		return
+	}
+	v.CallerID = id
+}
+
 // Words says the verdict in one or two lines for a terminal.
 func (v Verdict) Words() string {
 	var b strings.Builder
@@ -89,6 +110,9 @@ func (v Verdict) Words() string {
 		}
 		if v.Endpoint != "" {
 			fmt.Fprintf(&b, "\n  dials: %s", v.Endpoint)
+		}
+		if v.CallerID != "" {
+			fmt.Fprintf(&b, "\n  caller ID: %s", v.CallerID)
 		}
 		return b.String()
 	}
