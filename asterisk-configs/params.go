@@ -129,7 +129,7 @@ type Trunk struct {
 	// Username and Password enable digest auth (outbound_auth) when Username is set.
 	Username, Password string
 	// Register sends an outbound registration (needs Username): for carriers that find us by registration
-	// rather than by IP.
+	// rather than by IP. Params.Trunk (the single trunk) registers whenever it has a Username.
 	Register bool
 	// Match lists the IPs/CIDRs whose requests are identified as this trunk. Default: Host's IP.
 	Match []string
@@ -142,11 +142,13 @@ type Trunk struct {
 // Codecs Asterisk can offer to a carrier.
 var trunkCodecs = []string{"ulaw", "alaw", "g722", "opus", "gsm", "g729", "ilbc", "slin"}
 
-// AllTrunks is Trunk (when named) followed by Trunks: every trunk the templates render, first one first.
+// AllTrunks is Trunk (when named) followed by Trunks: every trunk the templates render, first one first. The
+// single Trunk registers whenever it has a Username, as it always did.
 func (p Params) AllTrunks() []Trunk {
 	var out []Trunk
-	if p.Trunk.Name != "" {
-		out = append(out, p.Trunk)
+	if t := p.Trunk; t.Name != "" {
+		t.Register = t.Register || t.Username != ""
+		out = append(out, t)
 	}
 	return append(out, p.Trunks...)
 }

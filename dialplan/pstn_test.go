@@ -7,99 +7,23 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/patchbay/patchbay/dialplan/dialplantest"
 	"github.com/patchbay/patchbay/wire"
 )
 
-// TrickyNumbers are outside numbers written the ways people and attackers write them, with what the default
-// rules must make of each: the E.164 number, its class and country, and whether it is refused and with which
-// code. The integration tests run the same table through `patchbay route --json`.
-var TrickyNumbers = []struct {
-	Name, In string
-	// E164, Class, Country: what the number is (E164 empty when it does not parse).
-	E164    string
-	Class   Class
-	Country string
-	// Code is "" when the call is allowed, else the refusal's code.
-	Code string
-}{
-	// The six bypasses of the old prefix list: a national trunk prefix after the country code, an exit code.
-	{"UK premium, trunk 0 after +44", "+4409065551234", "+449065551234", ClassPremiumRate, "GB", wire.CodeForbiddenDestination},
-	{"UK premium, dashes and trunk 0", "+44-0-906-555-1234", "+449065551234", ClassPremiumRate, "GB", wire.CodeForbiddenDestination},
-	{"DE premium, trunk 0 after +49", "+4909001234567", "+499001234567", ClassPremiumRate, "DE", wire.CodeForbiddenDestination},
-	{"FR premium, trunk 0 after +33", "+330899123456", "+33899123456", ClassPremiumRate, "FR", wire.CodeForbiddenDestination},
-	{"UK 0906 after 00 44 0, one digit short", "00440906555123", "+44906555123", ClassUnknown, "GB", wire.CodeForbiddenDestination},
-	{"NANP 0 after +1", "+1-0-900-555-0100", "+109005550100", ClassUnknown, "US", wire.CodeForbiddenDestination},
-
-	// Premium rate and friends, however written.
-	{"NANP 900", "+1 (900) 555-0100", "+19005550100", ClassPremiumRate, "US", wire.CodeForbiddenDestination},
-	{"NANP 900 with dots", "+1.900.555.0100", "+19005550100", ClassPremiumRate, "US", wire.CodeForbiddenDestination},
-	{"NANP 900 via 00", "001 900 555 0100", "+19005550100", ClassPremiumRate, "US", wire.CodeForbiddenDestination},
-	{"NANP 900 via 011", "011-1-900-555-0100", "+19005550100", ClassPremiumRate, "US", wire.CodeForbiddenDestination},
-	{"UK 087 revenue share", "+448712345678", "+448712345678", ClassPremiumRate, "GB", wire.CodeForbiddenDestination},
-	{"UK 070 personal number", "+447012345678", "+447012345678", ClassPersonalNumber, "GB", wire.CodeForbiddenDestination},
-	{"DE 0137 mass calling", "+491371234567", "+491371234567", ClassSharedCost, "DE", wire.CodeForbiddenDestination},
-	{"DE 0180 shared cost", "+49 180 1234 5678", "+4918012345678", ClassSharedCost, "DE", wire.CodeForbiddenDestination},
-	{"UK premium in a tel: URI", "tel:+44-906-555-1234", "+449065551234", ClassPremiumRate, "GB", wire.CodeForbiddenDestination},
-	{"UK premium in full-width digits", "＋４４９０６５５５１２３４", "+449065551234", ClassPremiumRate, "GB", wire.CodeForbiddenDestination},
-	{"NANP 900 full-width with ideographic spaces", "＋１\u3000９００\u3000５５５\u3000０１００", "+19005550100", ClassPremiumRate, "US", wire.CodeForbiddenDestination},
-	{"UK premium in Arabic-Indic digits", "+٤٤٩٠٦٥٥٥١٢٣٤", "+449065551234", ClassPremiumRate, "GB", wire.CodeForbiddenDestination},
-	{"NANP 976 is no area code", "+19765550100", "+19765550100", ClassUnknown, "US", wire.CodeForbiddenDestination},
-	{"UK number one digit too long", "+4420794600000", "+4420794600000", ClassUnknown, "GB", wire.CodeForbiddenDestination},
-	{"Inmarsat satellite", "+870123456789", "+870123456789", ClassUnknown, NonGeoRegion, wire.CodeForbiddenDestination},
-	{"international network 882", "+882 16 1234 5678", "+8821612345678", ClassVoIP, NonGeoRegion, wire.CodeForbiddenDestination},
-
-	// Ordinary numbers, however written.
-	{"London", "+44 20 7946 0000", "+442079460000", ClassFixedLine, "GB", ""},
-	{"London with (0)", "+44 (0)20 7946 0000", "+442079460000", ClassFixedLine, "GB", ""},
-	{"London with a bare trunk 0", "+44 0 20 7946 0000", "+442079460000", ClassFixedLine, "GB", ""},
-	{"London via 00 with dots", "0044.20.7946.0000", "+442079460000", ClassFixedLine, "GB", ""},
-	{"London via 011", "011 44 20 7946 0000", "+442079460000", ClassFixedLine, "GB", ""},
-	{"London as a tel: URI", "tel:+44-20-7946-0000", "+442079460000", ClassFixedLine, "GB", ""},
-	{"London as an upper-case TEL: URI", "TEL:+442079460000", "+442079460000", ClassFixedLine, "GB", ""},
-	{"London in full-width", "＋４４ ２０ ７９４６ ００００", "+442079460000", ClassFixedLine, "GB", ""},
-	{"London with no-break spaces", "+44\u00a020\u00a07946\u00a00000", "+442079460000", ClassFixedLine, "GB", ""},
-	{"London with en dashes", "+44–20–7946–0000", "+442079460000", ClassFixedLine, "GB", ""},
-	{"Rome keeps its leading 0", "+39 06 1234 5678", "+390612345678", ClassFixedLine, "IT", ""},
-	{"Rome with (0) is still Rome", "+39 (0)6 1234 5678", "+390612345678", ClassFixedLine, "IT", ""},
-	{"Berlin with (0)", "+49 (0)30 1234567", "+49301234567", ClassFixedLine, "DE", ""},
-	{"San Francisco", "+1 415 555 0100", "+14155550100", ClassFixedLineOrMobile, "US", ""},
-	{"New York via 00", "00 1 212 555 0199", "+12125550199", ClassFixedLineOrMobile, "US", ""},
-	{"German mobile", "+49 170 1234567", "+491701234567", ClassMobile, "DE", ""},
-	{"Isle of Man mobile under +44", "+44 7624 123456", "+447624123456", ClassMobile, "IM", ""},
-	{"UK freephone", "+44 800 123 4567", "+448001234567", ClassTollFree, "GB", ""},
-	{"NANP toll free", "+1-800-555-0100", "+18005550100", ClassTollFree, "US", ""},
-	{"UK 03 UAN", "+44 300 123 4567", "+443001234567", ClassUAN, "GB", ""},
-	{"French VoIP 09", "+33 9 76 12 34 56", "+33976123456", ClassVoIP, "FR", ""},
-	{"international freephone", "+800 1234 5678", "+80012345678", ClassTollFree, NonGeoRegion, ""},
-
-	// Not numbers at all.
-	{"too short", "+44123", "", "", "", wire.CodeInvalidNumber},
-	{"16 digits", "+1234567890123456", "", "", "", wire.CodeInvalidNumber},
-	{"country code 0", "+0123456789", "", "", "", wire.CodeInvalidNumber},
-	{"no such country code", "+999 1234 5678", "", "", "", wire.CodeInvalidNumber},
-	{"extension written out", "+44 20 7946 0000 ext 12", "", "", "", wire.CodeInvalidNumber},
-	{"extension parameter", "+442079460000;ext=12", "", "", "", wire.CodeInvalidNumber},
-	{"tel: URI with a context", "tel:7946;phone-context=+4420", "", "", "", wire.CodeInvalidNumber},
-	{"vanity letters", "+1-800-FLOWERS", "", "", "", wire.CodeInvalidNumber},
-	{"second plus", "+44+2079460000", "", "", "", wire.CodeInvalidNumber},
-	{"national without a default region", "020 7946 0000", "", "", "", wire.CodeInvalidNumber},
-	{"dial string injection after a number", "+14155550100&PJSIP/pstn/+19005550100", "", "", "", wire.CodeInvalidNumber},
-	{"Devanagari digits", "+४४२०७९४६००००", "", "", "", wire.CodeInvalidNumber},
-}
-
 func TestTrickyNumbers(t *testing.T) {
-	if len(TrickyNumbers) < 40 {
-		t.Fatalf("only %d tricky numbers; keep at least 40", len(TrickyNumbers))
+	if len(dialplantest.TrickyNumbers) < 40 {
+		t.Fatalf("only %d tricky numbers; keep at least 40", len(dialplantest.TrickyNumbers))
 	}
 	r := defaultRouter(t)
-	for _, tc := range TrickyNumbers {
+	for _, tc := range dialplantest.TrickyNumbers {
 		t.Run(tc.Name, func(t *testing.T) {
 			d, err := r.Route(tc.In)
 			if tc.Code == "" {
 				if err != nil {
 					t.Fatalf("Route(%q): %v", tc.In, err)
 				}
-				if d.Kind != KindPSTN || d.E164 != tc.E164 || d.Number != tc.E164 || d.Class != tc.Class || d.Country != tc.Country {
+				if d.Kind != KindPSTN || d.E164 != tc.E164 || d.Number != tc.E164 || d.Class != Class(tc.Class) || d.Country != tc.Country {
 					t.Errorf("Route(%q) = %+v, want %s %s %s", tc.In, d, tc.E164, tc.Class, tc.Country)
 				}
 				if d.Trunk != "pstn" || !slices.Equal(d.Trunks, []string{"pstn"}) {
@@ -111,7 +35,7 @@ func TestTrickyNumbers(t *testing.T) {
 			if !errors.As(err, &re) {
 				t.Fatalf("Route(%q) = %+v, %v; want a %s refusal", tc.In, d, err, tc.Code)
 			}
-			if re.Code != tc.Code || re.E164 != tc.E164 || re.Class != tc.Class || re.Country != tc.Country {
+			if re.Code != tc.Code || re.E164 != tc.E164 || re.Class != Class(tc.Class) || re.Country != tc.Country {
 				t.Errorf("Route(%q) refused with %s (%s, %s, %s): %s; want %s (%s, %s, %s)", tc.In, re.Code, re.E164, re.Class, re.Country, re.Reason, tc.Code, tc.E164, tc.Class, tc.Country)
 			}
 			if !reflect.DeepEqual(d, Decision{}) {
@@ -439,7 +363,7 @@ func FuzzRoute(f *testing.F) {
 		"tel:+44-20-7946-0000", "+44 (0)20 7946 0000", "＋４４９０６５５５１２３４", "011 1 900 555 0100"} {
 		f.Add(s)
 	}
-	for _, tc := range TrickyNumbers {
+	for _, tc := range dialplantest.TrickyNumbers {
 		f.Add(tc.In)
 	}
 	r := defaultRouter(f)
