@@ -126,6 +126,30 @@ func (b *bus) subscribe(f Filter) *Subscription {
 	return s
 }
 
+// Add widens a subscription with an ID filter to more IDs (a call learns some IDs only as it goes: a phone
+// that answers, a channel it adopts). Events published before Add are not replayed. A subscription without an
+// ID filter already sees everything and stays so.
+func (s *Subscription) Add(ids ...string) {
+	b := s.bus
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.all[s]; !ok || len(s.filter.IDs) == 0 {
+		return
+	}
+	for _, id := range ids {
+		if id == "" || slices.Contains(s.filter.IDs, id) {
+			continue
+		}
+		s.filter.IDs = append(s.filter.IDs, id)
+		m := b.byID[id]
+		if m == nil {
+			m = map[*Subscription]struct{}{}
+			b.byID[id] = m
+		}
+		m[s] = struct{}{}
+	}
+}
+
 func (b *bus) remove(s *Subscription) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

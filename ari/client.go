@@ -7,6 +7,7 @@ package ari
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +49,19 @@ type Config struct {
 	PingInterval time.Duration
 	// MaxBackoff caps the delay between reconnect attempts. Zero means DefaultMaxBackoff.
 	MaxBackoff time.Duration
+	// DeadAfter is how long the socket may stay silent (no event, no pong) before it is declared dead and
+	// Disconnected is published: a frozen Asterisk (SIGSTOP, a stuck thread) keeps the TCP connection open and
+	// only this notices it. Zero means two PingIntervals.
+	DeadAfter time.Duration
+	// Instance names this Patchbay among others sharing the Asterisk: every resource ID it makes starts with
+	// "pb.<Instance>." (see ResourceID). 1-24 of a-z 0-9 '-'. Empty: derived from Application.
+	Instance string
+	// SweepInterval is how often resources of this instance that no live call claims are removed (also at every
+	// connect and on SweepSoon). Zero means DefaultSweepInterval; negative disables sweeping.
+	SweepInterval time.Duration
+	// SweepMinAge spares resources younger than this that appeared after the client started (their owner may
+	// not have claimed them yet). Zero means DefaultSweepMinAge.
+	SweepMinAge time.Duration
 }
 
 // LogValue lets a Config be logged with slog without its password.
@@ -81,6 +95,10 @@ type Client struct {
 
 	bus   *bus
 	track *tracker
+	own   *owner
+	// wsTLS is the events socket's TLS config, copied once from the HTTP transport: reading the transport's
+	// config later would race with REST calls setting it up.
+	wsTLS *tls.Config
 
 	running atomic.Bool
 
@@ -131,6 +149,27 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = DefaultMaxBackoff
 	}
+	if cfg.DeadAfter < 0 || cfg.SweepMinAge < 0 {
+		return nil, errors.New("ari: Config.DeadAfter and SweepMinAge must not be negative")
+	}
+	if cfg.DeadAfter == 0 {
+		cfg.DeadAfter = 2 * cfg.PingInterval
+	}
+	if cfg.DeadAfter < cfg.PingInterval {
+		return nil, fmt.Errorf("ari: Config.DeadAfter %v is shorter than PingInterval %v: no pong could ever arrive in time", cfg.DeadAfter, cfg.PingInterval)
+	}
+	if cfg.Instance == "" {
+		cfg.Instance = instanceFromApp(cfg.Application)
+	}
+	if !ValidInstance(cfg.Instance) {
+		return nil, fmt.Errorf("ari: Config.Instance %q: use 1-24 of a-z 0-9 and '-', starting with a letter or digit", cfg.Instance)
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = DefaultSweepInterval
+	}
+	if cfg.SweepMinAge == 0 {
+		cfg.SweepMinAge = DefaultSweepMinAge
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{}
 	}
@@ -147,8 +186,12 @@ func New(cfg Config) (*Client, error) {
 		connCh:  make(chan struct{}),
 		fatalCh: make(chan struct{}),
 	}
+	if tr, ok := cfg.HTTPClient.Transport.(*http.Transport); ok && tr.TLSClientConfig != nil {
+		c.wsTLS = tr.TLSClientConfig.Clone()
+	}
 	c.bus = newBus(log)
 	c.track = newTracker()
+	c.own = newOwner(cfg.Instance)
 	return c, nil
 }
 

@@ -17,6 +17,9 @@ const (
 	TypeChannelEnteredBridge   = "ChannelEnteredBridge"
 	TypeChannelLeftBridge      = "ChannelLeftBridge"
 	TypeChannelVarset          = "ChannelVarset"
+	TypeChannelDialplan        = "ChannelDialplan"
+	TypeChannelHold            = "ChannelHold"
+	TypeChannelUnhold          = "ChannelUnhold"
 	TypeChannelUserevent       = "ChannelUserevent"
 	TypeChannelTalkingStarted  = "ChannelTalkingStarted"
 	TypeChannelTalkingFinished = "ChannelTalkingFinished"
@@ -33,6 +36,7 @@ const (
 	TypeConnected    = "Connected"
 	TypeDisconnected = "Disconnected"
 	TypeReconciled   = "Reconciled"
+	TypeSwept        = "Swept"
 )
 
 // Event is one event on the bus: decoded from Asterisk or synthetic.
@@ -165,6 +169,22 @@ type ChannelEnteredBridge struct{ bridgeChannelEvent }
 
 // ChannelLeftBridge: a channel left a bridge.
 type ChannelLeftBridge struct{ bridgeChannelEvent }
+
+// ChannelDialplan: a channel moved in the dialplan (after continue): the application it now runs.
+type ChannelDialplan struct {
+	channelEvent
+	DialplanApp     string `json:"dialplan_app"`
+	DialplanAppData string `json:"dialplan_app_data"`
+}
+
+// ChannelHold: the channel's far end put it on hold (a phone's re-INVITE with sendonly/inactive).
+type ChannelHold struct {
+	channelEvent
+	MusicClass string `json:"musicclass,omitempty"`
+}
+
+// ChannelUnhold: the channel was taken off hold.
+type ChannelUnhold struct{ channelEvent }
 
 // ChannelVarset: a variable changed; Channel is nil for global variables.
 type ChannelVarset struct {
@@ -310,6 +330,12 @@ func (e *Reconciled) BridgeIDs() []string {
 	return append(append([]string(nil), e.GoneBridges...), e.UnknownBridges...)
 }
 
+// Swept is published after each sweep of resources no live call claimed (see Client.Sweep).
+type Swept struct {
+	EventBase
+	Report SweepReport
+}
+
 func isSynthetic(t string) bool {
 	return t == TypeConnected || t == TypeDisconnected || t == TypeReconciled
 }
@@ -347,6 +373,12 @@ func DecodeEvent(data []byte) (Event, error) {
 		ev = &ChannelLeftBridge{}
 	case TypeChannelVarset:
 		ev = &ChannelVarset{}
+	case TypeChannelDialplan:
+		ev = &ChannelDialplan{}
+	case TypeChannelHold:
+		ev = &ChannelHold{}
+	case TypeChannelUnhold:
+		ev = &ChannelUnhold{}
 	case TypeChannelUserevent:
 		ev = &ChannelUserevent{}
 	case TypeChannelTalkingStarted:

@@ -113,11 +113,7 @@ func (c *Client) synthetic(typ string) EventBase {
 
 // dialer builds the WebSocket dialer, reusing the HTTP client's TLS settings.
 func (c *Client) dialer() *websocket.Dialer {
-	d := &websocket.Dialer{HandshakeTimeout: 10 * time.Second}
-	if tr, ok := c.http.Transport.(*http.Transport); ok && tr.TLSClientConfig != nil {
-		d.TLSClientConfig = tr.TLSClientConfig.Clone()
-	}
-	return d
+	return &websocket.Dialer{HandshakeTimeout: 10 * time.Second, TLSClientConfig: c.wsTLS}
 }
 
 // dial opens the events socket. Permanent errors (401/403) are returned as
@@ -167,7 +163,7 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	c.stateMu.Unlock()
 
-	var wg sync.WaitGroup // reconcile goroutines
+	var wg sync.WaitGroup // reconcile and sweep goroutines
 	defer wg.Wait()
 
 	attempt := 0
@@ -200,6 +196,11 @@ func (c *Client) Run(ctx context.Context) error {
 		c.bus.publish(&Connected{EventBase: c.synthetic(TypeConnected), Reconnect: reconnect})
 
 		connCtx, cancelConn := context.WithCancel(ctx)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.sweepLoop(connCtx)
+		}()
 		if reconnect {
 			wg.Add(1)
 			go func() {
@@ -252,7 +253,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 func (c *Client) readLoop(ctx context.Context, conn *websocket.Conn) error {
 	defer conn.Close()
 	ping := c.cfg.PingInterval
-	deadline := 2*ping + ping/2
+	deadline := c.cfg.DeadAfter
 	var closing atomic.Bool
 	_ = conn.SetReadDeadline(time.Now().Add(deadline))
 	conn.SetPongHandler(func(string) error {

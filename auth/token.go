@@ -38,10 +38,22 @@ func (c *Claims) User() string { return c.Subject }
 
 // Signer mints and verifies HS256 tokens for one issuer.
 type Signer struct {
-	secret []byte
-	issuer string
-	now    func() time.Time // replaced in tests
-	parser *jwt.Parser
+	secret  []byte
+	issuer  string
+	now     func() time.Time // replaced in tests
+	parser  *jwt.Parser
+	maxLife time.Duration
+}
+
+// DefaultMaxLifetime is the longest token lifetime Verify accepts unless SetMaxLifetime says otherwise.
+const DefaultMaxLifetime = 24 * time.Hour
+
+// SetMaxLifetime sets the longest lifetime (exp − iat; exp − now for a token without iat) Verify accepts, so a
+// token minted by a careless backend for ten years is refused rather than useful to whoever copies it.
+func (s *Signer) SetMaxLifetime(d time.Duration) {
+	if d > 0 {
+		s.maxLife = d
+	}
 }
 
 // NewSigner returns a Signer using secret, which must be at least
@@ -54,9 +66,10 @@ func NewSigner(secret []byte, issuer string) (*Signer, error) {
 		return nil, errors.New("auth: token issuer is empty; set it to a name identifying this Patchbay deployment")
 	}
 	s := &Signer{
-		secret: append([]byte(nil), secret...),
-		issuer: issuer,
-		now:    time.Now,
+		secret:  append([]byte(nil), secret...),
+		issuer:  issuer,
+		now:     time.Now,
+		maxLife: DefaultMaxLifetime,
 	}
 	s.parser = jwt.NewParser(
 		// Pinning the method rejects "none", RS256 and alg-confusion
@@ -128,6 +141,13 @@ func (s *Signer) Verify(token string) (*Claims, error) {
 	}
 	if c.Subject == "" {
 		return nil, invalid("token has no subject (user name)", nil)
+	}
+	from := s.now()
+	if c.IssuedAt != nil {
+		from = c.IssuedAt.Time
+	}
+	if life := c.ExpiresAt.Sub(from); life > s.maxLife+Leeway {
+		return nil, invalid(fmt.Sprintf("token lifetime %v is longer than the %v this server accepts; mint shorter-lived tokens", life.Round(time.Second), s.maxLife), nil)
 	}
 	return &c, nil
 }

@@ -178,3 +178,25 @@ func TestVerifyLeeway(t *testing.T) {
 		t.Fatalf("token expired within leeway rejected: %v", err)
 	}
 }
+
+func TestVerifyRefusesOverlongLifetime(t *testing.T) {
+	s, err := NewSigner([]byte(strings.Repeat("k", MinSecretLen)), "patchbay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenYears, err := s.Mint(Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "alice"}}, 10*365*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Verify(tenYears); err == nil || !strings.Contains(err.Error(), "longer than") {
+		t.Errorf("10-year token: err = %v, want refused for its lifetime", err)
+	}
+	day, _ := s.Mint(Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "alice"}}, 24*time.Hour)
+	if _, err := s.Verify(day); err != nil {
+		t.Errorf("24 h token refused: %v", err)
+	}
+	s.SetMaxLifetime(time.Hour)
+	if _, err := s.Verify(day); err == nil {
+		t.Error("24 h token accepted with a 1 h maximum")
+	}
+}

@@ -148,3 +148,30 @@ func (p pattern) match(s string) bool {
 	}
 	return true
 }
+
+// Patterns is a compiled list of extension patterns ("_1XX", "600"), for choices outside the router (e.g. how
+// call control reaches an extension).
+type Patterns []pattern
+
+// CompilePatterns compiles srcs; the error names the first bad one.
+func CompilePatterns(srcs []string) (Patterns, error) {
+	out := make(Patterns, 0, len(srcs))
+	for _, s := range srcs {
+		p, err := compilePattern(s)
+		if err != nil {
+			return nil, fmt.Errorf("pattern %q: %w", s, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Match reports whether number matches one of the patterns.
+func (ps Patterns) Match(number string) bool {
+	for _, p := range ps {
+		if p.match(number) {
+			return true
+		}
+	}
+	return false
+}

@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/patchbay/patchbay/certs"
 	"github.com/patchbay/patchbay/auth"
+	"github.com/patchbay/patchbay/certs"
 	"github.com/patchbay/patchbay/internal/config"
 	"github.com/patchbay/patchbay/tools/synth"
 	"github.com/patchbay/patchbay/webrtc/signal"

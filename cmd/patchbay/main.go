@@ -51,13 +51,24 @@ func mainWithArgs(args []string, stderr io.Writer) int {
 		if c.name != args[0] {
 			continue
 		}
-		// The first signal cancels ctx: serve lets calls finish. A second one stops at once.
+		// The first signal cancels ctx: serve lets calls finish. A second one cancels the hard-stop context
+		// (hardStop), and serve hangs every call up at once.
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
+		hard, stopHard := context.WithCancel(context.Background())
+		defer stopHard()
 		go func() {
-			<-ctx.Done()
-			stop()
+			select {
+			case <-ctx.Done():
+			case <-hard.Done():
+				return
+			}
+			second, stop2 := signal.NotifyContext(hard, os.Interrupt, syscall.SIGTERM)
+			defer stop2()
+			<-second.Done()
+			stopHard()
 		}()
+		ctx = context.WithValue(ctx, hardStopKey{}, hard)
 		if err := c.run(ctx, args[1:]); err != nil {
 			if errors.Is(err, pflag.ErrHelp) {
 				return 0
@@ -70,6 +81,16 @@ func mainWithArgs(args []string, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "patchbay: unknown command %q\n\n", args[0])
 	usage(stderr)
 	return 2
+}
+
+type hardStopKey struct{}
+
+// hardStop is done when a second signal arrived: stop at once.
+func hardStop(ctx context.Context) <-chan struct{} {
+	if h, ok := ctx.Value(hardStopKey{}).(context.Context); ok {
+		return h.Done()
+	}
+	return nil
 }
 
 func usage(w io.Writer) {

@@ -25,5 +25,12 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	go func() {
+		select {
+		case <-hardStop(ctx):
+			srv.Hurry()
+		case <-srv.Done():
+		}
+	}()
 	return srv.Run(ctx)
 }

@@ -2,188 +2,468 @@ package call
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"log/slog"
-	"net/netip"
-	"sync"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/patchbay/patchbay/ari"
-	"github.com/patchbay/patchbay/internal/relay"
-	"github.com/patchbay/patchbay/webrtc/media"
+	"github.com/patchbay/patchbay/internal/limits"
+	"github.com/patchbay/patchbay/internal/rooms"
 	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
 )
 
+// Kind is what a call is, which decides only how its legs are made.
+type Kind string
+
+// Kinds of call.
+const (
+	KindBrowserOut Kind = "browser_out" // a browser calls an extension or an outside number
+	KindPhoneIn    Kind = "phone_in"    // a phone (or a DID) calls a browser user
+	KindRoom       Kind = "room"        // a browser in a room
+	KindPhoneRoom  Kind = "phone_room"  // a phone (or a DID) in a room
+	KindPhonePSTN  Kind = "phone_pstn"  // a softphone calls an outside number
+	KindAPI        Kind = "api"         // the REST API calls a number, then a room or a browser user
+)
+
+// inboundKind says what reached a call from outside its goroutine.
 type inboundKind int
 
 const (
-	kindBrowser     inboundKind = iota // a message from a browser session
-	kindSessionGone                    // a browser's connection closed
-	kindShutdown                       // Patchbay is stopping
+	inBrowser     inboundKind = iota // a message from a browser session
+	inSessionGone                    // a browser's connection closed
+	inResumed                        // a browser's connection came back (resume)
+	inKicked                         // removed from its room, or the room ended
 )
 
-// inbound is something that happened to a call outside its own goroutine.
 type inbound struct {
 	kind    inboundKind
 	session *signal.Session
 	msg     signal.Message
-	cause   string
+	reason  string
 }
 
-// Call is one conversation. Its fields below `inbox` belong to its goroutine alone.
+// ending is why a call ends: the hang-up cause every party is told, and, when the browser must learn why in words,
+// an error code and message sent before its hangup. It travels as the call context's cancel cause.
+type ending struct {
+	cause string // wire.Cause*
+	code  string // wire.Code* or "" (no error message)
+	text  string
+	// quiet: the browser ended it (hangup message or closed socket), so no hangup is sent back to it.
+	quiet bool
+}
+
+func (e *ending) Error() string { return "call ended: " + e.cause }
+
+// Call is one conversation: legs joined by a bridge (a browser's media, a phone's or trunk's channel, a room
+// membership), owned from birth to close by one goroutine. Everything it makes in Asterisk is claimed before the
+// request that makes it and released in close, in an order that keeps stale media out of the next call: far legs,
+// the room, the browser's media, its externalMedia channel, the bridge, the relay port. Anything close cannot
+// remove (Asterisk frozen, a DELETE timing out) is left to the ARI sweep, never forgotten.
 type Call struct {
-	id    string
-	m     *Manager
-	log   *slog.Logger
-	ctx   context.Context
-	inbox chan inbound
+	id   string
+	kind Kind
+	m    *Manager
+	a    *ari.Client
+	// base logs from any goroutine; log is the call goroutine's own and grows fields as the call learns them.
+	base *slog.Logger
+	log  *slog.Logger
 
-	// The browser side once known: for outgoing calls from the start, for incoming calls when one answers.
-	browser  *signal.Session
-	clientID string
-	peer     *media.Peer
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	inbox  chan inbound
+	closed atomic.Bool
 
-	sock     *relay.Socket
-	rl       *relay.Relay
-	relayWG  sync.WaitGroup
-	bridgeID string
-	emID     string
-	farID    string // the Asterisk channel of the far party
-	farGone  bool
-	// farFromDialplan: farID entered Stasis from the dialplan (an incoming call). Asterisk reports nothing about
-	// such a channel once it leaves the application, not even ChannelDestroyed, so StasisEnd is its hang-up.
-	farFromDialplan bool
-	farCause        int // Q.850 cause of the far end's hang-up request, if one was seen
-	answered        bool
-	started         time.Time
+	// Everything below belongs to the call goroutine.
+	sub     *ari.Subscription
+	claimed []string // ARI IDs claimed, released in close
+
+	started  time.Time
+	answered time.Time // far end answered (or the room was joined)
+
+	near    party       // who hears the far end's progress (nil: nobody, e.g. a room)
+	browser *browserLeg // the browser's media once it has one
+	offers  map[string]*offer
+	far     *chanLeg // the Asterisk channel of the other party, if any
+	phone   *chanLeg // a phone that came from the dialplan (phone_pstn, phone_room), if any
+	bridge  string   // ID of the call's own two-party bridge; "" if it has none
+	// inDialplan is the extension the browser's own channel runs (no far leg, no bridge); dialplanCause the
+	// Q.850 cause of its hang-up request.
+	inDialplan    string
+	dialplanCause int
+	member  *rooms.Member
+	room    roomState
+	lease   *limits.Lease
+	api     *apiCall
+
+	// Flow hooks: what the far end's progress means for this kind of call.
+	onFarAnswered func() // after the generic handling (browser told, time noted)
+	onMedia       func() // once, when the browser's media first reaches Asterisk
+
+	maxDur   *time.Timer
+	noMedia  *time.Timer // browser media must flow before this fires
+	ringTime *time.Timer
+	grace    *time.Timer // a detached browser (socket lost) must come back before this fires
+	detached bool
 }
 
-func (m *Manager) newCall(parent context.Context, log *slog.Logger) *Call {
-	id := ari.NewID()
+func (m *Manager) newCall(kind Kind, log *slog.Logger) *Call {
+	id := ari.NewID()[3:] // the same 128 random bits, without the resource prefix: this is a call ID
+	// Calls end only when told (end): a stopping manager tells each with server_shutdown, so the cause is right.
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(m.runCtx()))
+	l := log.With("call", id, "kind", string(kind))
 	return &Call{
-		id:       id,
-		m:        m,
-		log:      log.With("call", id),
-		ctx:      parent,
-		inbox:    make(chan inbound, 64),
-		bridgeID: "pb-br-" + id,
-		emID:     "pb-em-" + id,
-		started:  time.Now(),
+		id: id, kind: kind, m: m, a: m.o.ARI,
+		base: l, log: l,
+		ctx: ctx, cancel: cancel,
+		inbox:   make(chan inbound, 64),
+		started: time.Now(),
+		offers:  map[string]*offer{},
 	}
 }
 
-// post hands an event to the call's goroutine without blocking the caller (a signalling read loop or the ARI
-// dispatcher). A call that stopped reading has ended; its events are moot.
+// ID is the call's own ID (also the call_id of an incoming call, and the API's call ID).
+func (c *Call) ID() string { return c.id }
+
+// Context is cancelled when the call starts ending; everything the call starts hangs off it.
+func (c *Call) Context() context.Context { return c.ctx }
+
+// end asks the call to end with e. Safe from any goroutine and more than once: the first reason counts.
+func (c *Call) end(e *ending) { c.cancel(e) }
+
+// endWith is end for the common case of a cause alone.
+func (c *Call) endWith(cause string) { c.end(&ending{cause: cause}) }
+
+// ended returns why the call is ending (a normal clearing if nothing was said).
+func (c *Call) ended() *ending {
+	var e *ending
+	if errors.As(context.Cause(c.ctx), &e) {
+		return e
+	}
+	return &ending{cause: wire.CauseNormalClearing}
+}
+
+// post hands an event to the call goroutine without blocking the caller (a signalling read loop, the ARI
+// dispatcher, a room). A full inbox means the call stopped reading: it is ending, and its events are moot.
 func (c *Call) post(in inbound) {
 	select {
 	case c.inbox <- in:
 	default:
-		c.log.Warn("call inbox full: event dropped", "kind", in.kind, "type", in.msg.Type)
+		c.base.Warn("call inbox full: event dropped", "kind", in.kind, "type", in.msg.Type)
 	}
 }
 
-func (c *Call) send(s *signal.Session, msg signal.Message) {
-	if s == nil {
+// claim marks ARI IDs as this call's before the requests that create them (see ari.Client.Claim).
+func (c *Call) claim(ids ...string) {
+	c.a.Claim(ids...)
+	c.claimed = append(c.claimed, ids...)
+	if c.sub != nil {
+		c.sub.Add(ids...)
+	}
+}
+
+// setupCtx bounds one step of setup: the call's context, cut at the configured setup timeout, so a slow or frozen
+// Asterisk fails the call with a clear cause instead of holding it.
+func (c *Call) setupCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(c.ctx, c.m.o.SetupTimeout, errSetupTimeout)
+}
+
+var errSetupTimeout = errors.New("Asterisk did not answer within the setup timeout (overloaded or frozen?)")
+
+// run is the call goroutine: it makes the legs with setup, serves events until the call ends, then closes.
+func (c *Call) run(setup func() error) {
+	defer c.m.unregister(c)
+	defer c.close()
+	c.sub = c.a.Subscribe(ari.Filter{Name: "call-" + c.id, IDs: []string{"call-" + c.id}})
+	defer c.sub.Close()
+	if err := setup(); err != nil {
+		c.setupFailed(err)
 		return
 	}
-	if err := s.Send(c.ctx, msg); err != nil {
-		c.log.Debug("send to browser failed", "type", msg.Type, "err", err)
+	if c.ctx.Err() == nil {
+		c.loop()
 	}
 }
 
-// attachMedia connects c.peer to Asterisk for a two-party call: a mixing bridge of its own holding the browser's
-// externalMedia channel, into which the far leg is added.
-func (c *Call) attachMedia(ctx context.Context) error {
-	a := c.m.o.ARI
-	if _, err := a.Bridges().Create(ctx, ari.BridgeRequest{ID: c.bridgeID, Type: "mixing", Name: "patchbay-" + c.id}); err != nil {
-		return err
-	}
-	if err := c.attachExternalMedia(ctx); err != nil {
-		return err
-	}
-	return a.Bridge(c.bridgeID).AddChannel(ctx, ari.AddChannelOptions{}, c.emID)
-}
-
-// attachExternalMedia makes the browser's externalMedia channel, in the peer's G.711 law so nothing is transcoded,
-// and the relay between it and the peer, without a bridge: a two-party call or a room's backend bridges it. The
-// relay's goroutines belong to the call and stop in teardown.
-func (c *Call) attachExternalMedia(ctx context.Context) error {
-	a := c.m.o.ARI
-	law := c.peer.Law()
-	sock, err := c.m.o.Ports.Acquire()
-	if err != nil {
-		return err
-	}
-	c.sock = sock
-	rl, err := relay.New(sock.Conn(), c.peer.LocalTrack(), relay.Options{PayloadType: law.PayloadType(), Logger: c.log})
-	if err != nil {
-		return err
-	}
-	c.rl = rl
-	em, err := a.Channels().ExternalMedia(ctx, ari.ExternalMediaRequest{
-		App:          a.Application(),
-		ExternalHost: sock.ExternalHost(),
-		Format:       law.Format(),
-		ChannelID:    c.emID,
-	})
-	if err != nil {
-		return err
-	}
-	ap, err := netip.ParseAddrPort(em.LocalAddrPort())
-	if err != nil {
-		return fmt.Errorf("externalMedia channel %s gave no usable UNICASTRTP address %q: %w", c.emID, em.LocalAddrPort(), err)
-	}
-	rl.SetAsterisk(ap)
-	c.relayWG.Add(2)
-	go func() {
-		defer c.relayWG.Done()
-		_ = rl.Run(c.ctx)
-	}()
-	go func() {
-		defer c.relayWG.Done()
-		track, err := c.peer.RemoteTrack(c.ctx)
-		if err != nil {
+// setupFailed turns a failed setup step into the call's ending, unless something already ended it.
+func (c *Call) setupFailed(err error) {
+	if c.ctx.Err() != nil {
+		if e := c.ended(); e.cause != "" {
+			c.log.Info("call ended during setup", "cause", e.cause, "step_err", err)
 			return
 		}
-		if err := rl.Attach(track); err != nil {
-			c.log.Debug("attach browser track", "err", err)
-		}
-	}()
-	return nil
+	}
+	var e *ending
+	if errors.As(err, &e) {
+		c.end(e)
+		return
+	}
+	c.log.Error("call setup failed", "err", err)
+	text := "could not set the call up in Asterisk; try again"
+	if errors.Is(err, errSetupTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		text = "Asterisk did not answer in time (overloaded?); try again"
+	}
+	c.end(&ending{cause: wire.CauseTemporaryFailure, code: wire.CodeUnavailable, text: text})
 }
 
-// teardown releases everything the call made, in an order that keeps stale media out of the next call. It runs
-// once, from the call's goroutine, with a context that outlives the call's own.
-func (c *Call) teardown(reason string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), 5*time.Second)
+// loop serves the call's events until it ends.
+func (c *Call) loop() {
+	if d := c.maxDuration(); d > 0 {
+		c.maxDur = time.NewTimer(d)
+		defer c.maxDur.Stop()
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		var peerDone <-chan struct{}
+		var firstMedia <-chan struct{}
+		if c.browser != nil && c.browser.peer != nil {
+			peerDone = c.browser.peer.Done()
+			if !c.browser.mediaSeen {
+				firstMedia = c.browser.firstMedia()
+			}
+		}
+		var memberEvents <-chan rooms.Event
+		if c.member != nil {
+			memberEvents = c.member.Events()
+		}
+		select {
+		case <-c.ctx.Done():
+			return
+		case in := <-c.inbox:
+			c.onInbound(in)
+		case ev, ok := <-c.sub.Events():
+			if !ok {
+				c.endWith(wire.CauseTemporaryFailure)
+				continue
+			}
+			c.onARI(ev)
+		case <-firstMedia:
+			c.onFirstMedia()
+		case <-peerDone:
+			c.log.Warn("browser media (ICE/DTLS) failed or closed")
+			c.end(&ending{cause: wire.CauseMediaTimeout})
+		case ev := <-memberEvents:
+			c.onRoomEvent(ev)
+		case <-timerC(c.maxDur):
+			c.log.Warn("security: call reached its maximum duration", "max", c.maxDuration())
+			c.end(&ending{cause: wire.CauseNormalClearing, code: wire.CodeMaxDuration, text: "the call reached its maximum duration"})
+		case <-timerC(c.noMedia):
+			c.log.Warn("no media from the browser: ending the call", "waited", c.m.o.NoMediaTimeout)
+			c.end(&ending{cause: wire.CauseMediaTimeout, code: wire.CodeNoAudio,
+				text: "no audio from your browser reached the server: check the microphone and that the network allows UDP (or TURN)"})
+		case <-timerC(c.ringTime):
+			c.log.Info("nobody answered in time", "ring_timeout", c.m.o.RingTimeout)
+			c.endWith(wire.CauseNoAnswer)
+		case <-timerC(c.grace):
+			c.log.Info("browser did not come back within the resume grace", "grace", c.m.o.ResumeGrace)
+			c.end(&ending{cause: wire.CauseNormalClearing, quiet: true})
+		case <-tick.C:
+			c.onTick()
+		}
+	}
+}
+
+func timerC(t *time.Timer) <-chan time.Time {
+	if t == nil {
+		return nil
+	}
+	return t.C
+}
+
+// onInbound handles what other goroutines posted.
+func (c *Call) onInbound(in inbound) {
+	switch in.kind {
+	case inSessionGone:
+		c.onSessionGone(in.session)
+	case inResumed:
+		c.onResumed(in.session)
+	case inKicked:
+		c.log.Info("removed from the room", "reason", in.reason)
+		c.endWith(wire.CauseNormalClearing)
+	case inBrowser:
+		c.onBrowserMessage(in.session, in.msg)
+	}
+}
+
+// onARI handles an event about the call's resources: the far leg's progress and end, the phone's end, the
+// browser's externalMedia channel or the bridge vanishing, talk detection, resources lost while the events socket
+// was down.
+func (c *Call) onARI(ev ari.Event) {
+	if c.far != nil {
+		if st, cause := c.far.observe(ev); st != legNoChange {
+			c.onFarProgress(st, cause)
+		}
+		if d, ok := ev.(*ari.ChannelDtmfReceived); ok && d.Channel.ID == c.far.id && c.near != nil {
+			c.near.dtmf(c, d.Digit)
+		}
+	}
+	if c.phone != nil {
+		if st, cause := c.phone.observe(ev); st == legGone {
+			c.log.Info("phone hung up", "cause", cause)
+			c.end(&ending{cause: cause, quiet: c.kind != KindPhoneIn})
+		}
+	}
+	if c.inDialplan != "" {
+		c.onDialplanEvent(ev)
+		return
+	}
+	switch e := ev.(type) {
+	case *ari.ChannelDestroyed:
+		if c.browser != nil && e.Channel.ID == c.browser.emID {
+			c.log.Warn("the browser's externalMedia channel was destroyed under the call", "cause", e.Cause, "cause_txt", e.CauseTxt)
+			c.endWith(wire.CauseTemporaryFailure)
+		}
+	case *ari.BridgeDestroyed:
+		if e.Bridge.ID == c.bridge {
+			c.log.Warn("the call's bridge was destroyed under it")
+			c.bridge = "" // nothing to delete any more
+			c.endWith(wire.CauseTemporaryFailure)
+		}
+	case *ari.ChannelTalkingStarted:
+		if c.member != nil {
+			c.member.SetTalking(true)
+		}
+	case *ari.ChannelTalkingFinished:
+		if c.member != nil {
+			c.member.SetTalking(false)
+		}
+	case *ari.Reconciled:
+		if gone := c.goneIn(e); gone != "" {
+			c.log.Warn("call resources vanished while the ARI events socket was down", "gone", gone)
+			c.end(&ending{cause: wire.CauseAsteriskLost})
+		}
+	}
+}
+
+// goneIn names one of the call's resources that a reconcile found gone, or "".
+func (c *Call) goneIn(e *ari.Reconciled) string {
+	for _, id := range c.claimed {
+		if slices.Contains(e.GoneChannels, id) || slices.Contains(e.GoneBridges, id) {
+			return id
+		}
+	}
+	if c.phone != nil && slices.Contains(e.GoneChannels, c.phone.id) {
+		return c.phone.id
+	}
+	if c.far != nil && c.far.adopted && slices.Contains(e.GoneChannels, c.far.id) {
+		return c.far.id
+	}
+	return ""
+}
+
+// onFarProgress reacts to the far leg ringing, answering or ending.
+func (c *Call) onFarProgress(st legState, cause string) {
+	switch st {
+	case legRinging:
+		if c.near != nil {
+			c.near.ringing(c)
+		}
+	case legAnswered:
+		if !c.answered.IsZero() {
+			return
+		}
+		c.answered = time.Now()
+		c.log.Info("answered", "after", c.answered.Sub(c.started).Round(time.Millisecond))
+		if c.near != nil {
+			c.near.answered(c)
+		}
+		if c.onFarAnswered != nil {
+			c.onFarAnswered()
+		}
+	case legGone:
+		c.log.Info("far end hung up", "cause", cause)
+		c.endWith(cause)
+	}
+}
+
+// onTick runs once a second: the media watchdog.
+func (c *Call) onTick() {
+	if c.browser != nil {
+		c.browser.watch(c)
+	}
+}
+
+// maxDuration is how long the call may last: the configured maximum, shortened to what is left of the caller's
+// daily budget. 0: no limit.
+func (c *Call) maxDuration() time.Duration {
+	d := c.m.o.MaxDuration
+	if c.lease != nil && c.lease.Budget > 0 && (d == 0 || c.lease.Budget < d) {
+		d = c.lease.Budget
+	}
+	return d
+}
+
+// close releases everything the call made, once, under a context that outlives the call's own. Order: tell the
+// browser; far legs (so the far party hears the end at once); the room; the browser's media; its externalMedia
+// channel; the bridge; the relay port; the claims. A removal that fails is left to the sweep.
+func (c *Call) close() {
+	if !c.closed.CompareAndSwap(false, true) {
+		return
+	}
+	e := c.ended()
+	c.cancel(e) // a call that returned from setup without a reason still ends now
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), c.m.o.CloseTimeout)
 	defer cancel()
-	a := c.m.o.ARI
-	if c.farID != "" && !c.farGone {
-		if err := a.Channel(c.farID).Hangup(ctx, reason); err != nil && !ari.IsNotFound(err) {
-			c.log.Warn("hang up far channel", "channel", c.farID, "err", err)
+	failed := false
+	note := func(what, id string, err error) {
+		if err != nil && !ari.IsNotFound(err) {
+			failed = true
+			c.log.Warn("close: "+what+" failed; the sweep retries", "id", id, "err", err)
 		}
 	}
-	if c.rl != nil {
-		_ = c.rl.Close()
+
+	c.tellBrowsers(e)
+	reason := ariReason(e.cause)
+	if c.far != nil {
+		note("hang up far leg", c.far.id, c.far.hangup(ctx, c.a, reason))
 	}
-	if c.peer != nil {
-		_ = c.peer.Close()
+	if c.phone != nil {
+		note("hang up phone", c.phone.id, c.phone.hangup(ctx, c.a, reason))
 	}
-	c.relayWG.Wait()
-	if c.sock != nil {
-		if err := a.Channel(c.emID).Hangup(ctx, "normal"); err != nil && !ari.IsNotFound(err) {
-			c.log.Warn("hang up externalMedia channel", "channel", c.emID, "err", err)
+	c.leaveRoom(ctx, e.cause)
+	for _, o := range c.offers {
+		o.close()
+	}
+	if c.browser != nil {
+		c.browser.closeMedia()
+		if c.browser.emMade {
+			note("hang up externalMedia channel", c.browser.emID, c.a.Channel(c.browser.emID).Hangup(ctx, "normal"))
 		}
-		if err := a.Bridge(c.bridgeID).Delete(ctx); err != nil && !ari.IsNotFound(err) {
-			c.log.Warn("delete bridge", "bridge", c.bridgeID, "err", err)
-		}
-		c.sock.Release()
 	}
-	if c.rl != nil {
-		st := c.rl.Stats()
-		c.log.Info("call ended", "reason", reason, "duration", time.Since(c.started).Round(time.Millisecond),
-			"to_asterisk_pkts", st.ToAsterisk.Packets, "to_browser_pkts", st.ToBrowser.Packets)
-	} else {
-		c.log.Info("call ended", "reason", reason)
+	if c.bridge != "" {
+		note("delete bridge", c.bridge, c.a.Bridge(c.bridge).Delete(ctx))
 	}
+	if c.browser != nil {
+		c.browser.releasePort()
+	}
+	c.a.Release(c.claimed...)
+	if failed {
+		c.a.SweepSoon()
+	}
+	c.finish(e)
+}
+
+// finish does the bookkeeping of an ended call: the limits lease with the talk time, the API call's state, the
+// log line.
+func (c *Call) finish(e *ending) {
+	var talked time.Duration
+	if !c.answered.IsZero() {
+		talked = time.Since(c.answered)
+	}
+	c.lease.End(talked)
+	if c.api != nil {
+		c.m.apiEnded(c.api, e.cause)
+	}
+	attrs := []any{"cause", e.cause, "code", wire.CauseCode(e.cause), "duration", time.Since(c.started).Round(time.Millisecond)}
+	if e.code != "" {
+		attrs = append(attrs, "error", e.code)
+	}
+	if c.browser != nil && c.browser.rl != nil {
+		st := c.browser.rl.Stats()
+		attrs = append(attrs, "to_asterisk_pkts", st.ToAsterisk.Packets, "to_browser_pkts", st.ToBrowser.Packets)
+	}
+	c.log.Info("call ended", attrs...)
 }

@@ -20,24 +20,31 @@ func TestPhoneEndpoint(t *testing.T) {
 	}
 }
 
-func TestFarEndpointUsesTheRoutersTrunk(t *testing.T) {
+func TestHowABrowserReachesEachDestination(t *testing.T) {
 	r, err := dialplan.NewRouter(dialplan.DefaultRules())
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := r.Route("+14155550100")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := farEndpoint(d); got != "PJSIP/+14155550100@pstn" {
-		t.Errorf("PSTN endpoint %q", got)
-	}
-	d, err = r.Route("600")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := farEndpoint(d); got != "Local/600@from-patchbay" {
-		t.Errorf("extension endpoint %q", got)
+	phones, _ := dialplan.CompilePatterns([]string{"_1XX"})
+	answering, _ := dialplan.CompilePatterns([]string{"600"})
+	m := &Manager{o: Options{EndpointExtensions: phones, DialplanExtensions: answering}}
+	for _, tc := range []struct {
+		to       string
+		how      legHow
+		endpoint string
+	}{
+		{"+14155550100", legEndpoint, "PJSIP/+14155550100@pstn"},
+		{"101", legEndpoint, "PJSIP/101"},
+		{"600", legInDialplan, "Local/600@from-patchbay"},
+		{"602", legLocal, "Local/602@from-patchbay"},
+	} {
+		d, err := r.Route(tc.to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if how, ep := m.extensionLeg(d), m.farEndpoint(d); how != tc.how || ep != tc.endpoint {
+			t.Errorf("%s: how %d endpoint %q, want %d %q", tc.to, how, ep, tc.how, tc.endpoint)
+		}
 	}
 }
 

@@ -3,19 +3,21 @@ package call
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"time"
 
-	pion "github.com/pion/webrtc/v4"
-
 	"github.com/patchbay/patchbay/ari"
+	"github.com/patchbay/patchbay/dialplan"
 	"github.com/patchbay/patchbay/internal/rooms"
 	"github.com/patchbay/patchbay/webrtc/media"
 	"github.com/patchbay/patchbay/webrtc/signal"
 	"github.com/patchbay/patchbay/wire"
 )
 
-// kindKicked asks a room participant's call to end: kicked, or its room ended.
-const kindKicked inboundKind = 100
+// Rooms. A browser joins with a token's room claim, a one-time ticket or (agents) a number; a phone arrives on a
+// room number or a DID mapped to a room. The room's backend (internal/rooms) owns the mix: this call's legs are
+// the member's channel (the browser's externalMedia channel, or the phone's own) and its membership.
 
 // RoomPeer is a browser that has joined a room, handed to Options.RoomPeers (video between browsers hooks in
 // here). Send reaches that browser's signalling session for this call_id.
@@ -39,126 +41,299 @@ type RoomPeerHook interface {
 	PeerJoined(ctx context.Context, p RoomPeer) (left func())
 }
 
-// joinRoom starts a browser's join; admission (token room claim, ticket, number lookup) runs in the call's own
-// goroutine because a number lookup or a ticket may wait on Redis.
-func (m *Manager) joinRoom(s *signal.Session, msg signal.Message) {
-	ctx := s.Context()
-	fail := func(code, text string) { _ = s.Send(ctx, signal.ErrorMessage(msg.CallID, code, text)) }
-	if m.o.Rooms == nil {
-		fail(wire.CodeUnavailable, "rooms are not enabled on this server")
-		return
-	}
-	runCtx := m.runCtx()
-	if runCtx == nil || runCtx.Err() != nil {
-		fail(wire.CodeUnavailable, "Patchbay is not connected to Asterisk or is shutting down; try again shortly")
-		return
-	}
-	c := m.newCall(runCtx, s.Logger().With("session", s.ID(), "client_call", msg.CallID))
-	c.browser, c.clientID = s, msg.CallID
-	if !m.bind(s, msg.CallID, c) {
-		fail(wire.CodeDuplicateCall, "call_id already used on this connection")
-		return
-	}
-	if err := m.register(c); err != nil {
-		m.unbind(s, msg.CallID)
-		fail(wire.CodeUnavailable, err.Error())
-		return
-	}
-	go c.runRoom(msg)
+// roomState is a room member's hooks, owned by the call goroutine.
+type roomState struct {
+	peer     RoomPeer
+	left     func()
+	onAnswer func(sdp string)
 }
 
-// runRoom owns a browser's room membership from admission to teardown.
-func (c *Call) runRoom(msg signal.Message) {
-	ctx, cancel := context.WithCancel(c.ctx)
-	c.ctx = ctx
-	defer func() {
-		cancel()
-		c.m.unbind(c.browser, c.clientID)
-		c.m.unregister(c)
-	}()
-	s := c.browser
-	g := rooms.Grant{User: s.User()}
-	if cl := s.Claims(); cl != nil {
-		g.Room, g.Role = cl.Room, cl.Role
+// joinRoom admits a browser's join: a duplicate call_id, an unavailable server and the token's limits refuse it
+// before anything else. Admission proper (room claim, ticket, number lookup) may wait on Redis, so it runs on
+// the call goroutine.
+func (m *Manager) joinRoom(s *signal.Session, msg signal.Message) {
+	if m.lookup(s.ID(), msg.CallID) != nil {
+		_ = s.Send(s.Context(), signal.ErrorMessage(msg.CallID, wire.CodeDuplicateCall, "call_id already used on this connection"))
+		return
 	}
+	if m.o.Rooms == nil {
+		m.refuseBrowser(s, msg.CallID, refuse(wire.CodeUnavailable, "rooms are not enabled on this server"))
+		return
+	}
+	if why := m.unavailable(); why != "" {
+		m.refuseBrowser(s, msg.CallID, refuse(wire.CodeUnavailable, "%s", why))
+		return
+	}
+	// A join holds media and an Asterisk channel like a call: it counts against the same per-token limits.
+	lease, err := m.o.PSTN.TokenLimits.Start("token:"+s.User(), false)
+	if err != nil {
+		m.refuseBrowser(s, msg.CallID, limitRefusal(err), "room", msg.Room)
+		return
+	}
+	release, ok := m.setupSlot()
+	if !ok {
+		lease.End(0)
+		m.refuseBrowser(s, msg.CallID, refuse(wire.CodeUnavailable, "the server is setting up too many calls at once; try again in a moment"))
+		return
+	}
+	c := m.newCall(KindRoom, s.Logger().With("client_call", msg.CallID))
+	c.browser = newBrowserLeg(s, msg.CallID)
+	c.lease = lease
+	m.bind(s, msg.CallID, c)
+	if err := m.start(c, func() error {
+		defer release()
+		return c.setupRoom(msg)
+	}); err != nil {
+		release()
+		lease.End(0)
+		m.unbind(s, msg.CallID)
+		m.refuseBrowser(s, msg.CallID, refuse(wire.CodeUnavailable, "the server is shutting down; try again in a moment"))
+	}
+}
+
+func (c *Call) setupRoom(msg signal.Message) error {
+	b := c.browser
+	s := b.s
+	cl := browserClaims(s)
 	ad := rooms.Admitter{Rooms: c.m.o.Rooms, Store: c.m.o.Numbers, Tickets: c.m.o.Tickets}.
-		Admit(ctx, g, rooms.JoinRequest{Room: msg.Room, Number: msg.Number, Ticket: msg.Ticket})
+		Admit(c.ctx, rooms.Grant{User: s.User(), Room: cl.Room, Role: cl.Role}, rooms.JoinRequest{Room: msg.Room, Number: msg.Number, Ticket: msg.Ticket})
 	if !ad.Accept {
 		c.log.Warn("security: room join refused", "user", s.User(), "code", ad.Code, "reason", ad.Reason,
 			"room", msg.Room, "number", msg.Number, "ticket", msg.Ticket != "")
-		c.send(s, signal.ErrorMessage(c.clientID, ad.Code, ad.Reason))
-		return
+		return &ending{cause: refusalCause(ad.Code), code: ad.Code, text: ad.Reason}
 	}
 	c.log = c.log.With("room", ad.Room, "via", ad.Via, "role", ad.Role)
-	a := c.m.o.ARI
-	sub := a.Subscribe(ari.Filter{Name: "room-call-" + c.id, IDs: []string{c.emID}})
-	defer sub.Close()
-
-	peer, answer, err := c.m.o.Media.Answer(ctx, msg.SDP, media.PeerOptions{Logger: c.log})
-	if err != nil {
-		code := media.ErrorCode(err)
-		if code == "" {
-			code = wire.CodeBadMessage
-		}
-		c.send(s, signal.ErrorMessage(c.clientID, code, err.Error()))
-		c.teardown("failure")
-		return
+	if err := b.acquirePort(c); err != nil {
+		return err
 	}
-	c.peer = peer
-	setupCtx, setupCancel := context.WithTimeout(ctx, 10*time.Second)
-	err = c.attachExternalMedia(setupCtx)
-	var mem *rooms.Member
-	if err == nil {
-		setTalkDetect(setupCtx, a, c.emID, c.log)
-		name := s.Display()
-		if cl := s.Claims(); cl != nil && cl.Name != "" {
-			name = cl.Name
-		}
-		mem, err = c.m.o.Rooms.Join(setupCtx, ad.Room, rooms.JoinSpec{
-			Kind: rooms.KindBrowser, Name: name, CallerID: s.User(), Role: ad.Role,
-			Channel: c.emID, Format: peer.Law().Format(), Log: c.log,
-			Kick: func(reason string) { c.post(inbound{kind: kindKicked, cause: reason}) },
-		})
-	}
-	setupCancel()
+	answer, err := c.answerBrowser(msg.SDP)
 	if err != nil {
-		c.log.Error("join room failed", "err", err)
-		code, text := wire.CodeUnavailable, "could not put you in the room; try again"
+		return err
+	}
+	ctx, cancel := c.setupCtx()
+	defer cancel()
+	if err := b.attach(ctx, c); err != nil {
+		return err
+	}
+	setTalkDetect(ctx, c.a, b.emID, c.log)
+	name := s.Display()
+	if cl.Name != "" {
+		name = cl.Name
+	}
+	mem, err := c.m.o.Rooms.Join(ctx, ad.Room, rooms.JoinSpec{
+		Kind: rooms.KindBrowser, Name: name, CallerID: s.User(), Role: ad.Role,
+		Channel: b.emID, Format: b.peer.Law().Format(), Log: c.log,
+		Kick: func(reason string) { c.post(inbound{kind: inKicked, reason: reason}) },
+	})
+	if err != nil {
 		if errors.Is(err, rooms.ErrNotFound) || errors.Is(err, rooms.ErrEnded) {
-			code, text = wire.CodeUnknownRoom, "room "+ad.Room+" does not exist or has ended"
+			return &ending{cause: wire.CauseUnallocatedNumber, code: wire.CodeUnknownRoom, text: "room " + ad.Room + " does not exist or has ended"}
 		}
-		c.send(s, signal.ErrorMessage(c.clientID, code, text))
-		c.send(s, signal.HangupMessage(c.clientID, wire.CauseTemporaryFailure))
-		c.teardown("failure")
-		return
+		c.log.Error("join room failed", "err", err)
+		return &ending{cause: wire.CauseTemporaryFailure, code: wire.CodeUnavailable, text: "could not put you in the room; try again"}
 	}
+	c.member = mem
+	c.answered = time.Now()
 	c.log = c.log.With("participant", mem.ID())
-	c.send(s, signal.Message{Type: signal.TypeAnswer, CallID: c.clientID, SDP: answer})
-	c.send(s, signal.Message{Type: signal.TypeJoined, CallID: c.clientID, Room: ad.Room,
+	b.send(c, signal.Message{Type: signal.TypeAnswer, SDP: answer})
+	b.send(c, signal.Message{Type: signal.TypeJoined, Room: ad.Room,
 		Participant: wireParticipant(participantOf(mem), mem.ID()), Participants: wireParticipants(mem.Participants(), mem.ID())})
-	var left func()
-	var onAnswer func(sdp string)
+	c.armNoMedia()
 	if h := c.m.o.RoomPeers; h != nil {
-		rp := RoomPeer{Room: ad.Room, Participant: mem.ID(), User: s.User(), CallID: c.clientID, Peer: peer,
-			Send: func(m signal.Message) { m.CallID = c.clientID; c.send(s, m) },
-			End:  func(reason string) { c.post(inbound{kind: kindKicked, cause: reason}) }}
-		left = h.PeerJoined(ctx, rp)
+		clientID := b.clientID
+		rp := RoomPeer{Room: ad.Room, Participant: mem.ID(), User: s.User(), CallID: clientID, Peer: b.peer,
+			Send: func(m signal.Message) { m.CallID = clientID; b.sendAsync(m) },
+			End:  func(reason string) { c.post(inbound{kind: inKicked, reason: reason}) }}
+		c.room.peer = rp
+		c.room.left = h.PeerJoined(c.ctx, rp)
 		if a, ok := h.(RoomPeerAnswers); ok {
-			onAnswer = func(sdp string) {
-				if err := a.PeerAnswer(ctx, rp, sdp); err != nil {
-					c.send(s, signal.ErrorMessage(c.clientID, wire.CodeBadMessage, err.Error()))
+			c.room.onAnswer = func(sdp string) {
+				if err := a.PeerAnswer(c.ctx, rp, sdp); err != nil {
+					b.send(c, signal.ErrorMessage("", wire.CodeBadMessage, err.Error()))
 				}
 			}
 		}
 	}
-	cause := c.roomLoop(sub, mem, onAnswer)
-	if left != nil {
-		left()
+	return nil
+}
+
+// onRenegotiationAnswer hands the browser's answer to a server-initiated offer (video) to the room hook.
+func (c *Call) onRenegotiationAnswer(sdp string) {
+	if c.room.onAnswer == nil {
+		c.browser.send(c, signal.ErrorMessage("", wire.CodeBadMessage, "no offer is outstanding on this call"))
+		return
 	}
-	lctx, lcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	mem.Leave(lctx, cause)
+	c.room.onAnswer(sdp)
+}
+
+// onRoomEvent passes room events to the member's browser; phones have no use for them.
+func (c *Call) onRoomEvent(ev rooms.Event) {
+	if c.kind == KindRoom && c.browser != nil {
+		c.browser.send(c, roomMessage("", ev, c.member.ID()))
+	}
+}
+
+// leaveRoom takes the member out of its room (and its video), once.
+func (c *Call) leaveRoom(ctx context.Context, cause string) {
+	if c.room.left != nil {
+		c.room.left()
+		c.room.left = nil
+	}
+	if c.member != nil {
+		c.member.Leave(ctx, cause)
+		c.member = nil
+	}
+}
+
+// ---- phones in rooms ----
+
+// TreatmentContext is the dialplan context (asterisk-configs/extensions.conf.tmpl) a refused phone call is sent
+// to: an announcement when the sound is installed, else congestion tone, then a hangup with a cause.
+const TreatmentContext = "patchbay-treatment"
+
+// Treatment extensions in TreatmentContext.
+const (
+	TreatmentUnallocated = "unallocated" // unmapped or expired number, ended room: cause 1
+	TreatmentUnavailable = "unavailable" // number store down, room join failed: cause 34 (SIP 503)
+)
+
+// treatError sends a phone to a treatment instead of ending with a plain hangup.
+type treatError struct{ treatment, reason string }
+
+func (e *treatError) Error() string { return e.treatment + ": " + e.reason }
+
+// phoneToRoom takes a phone the dialplan sent to a room ("room,<number>" from _8XXX, or a DID).
+func (m *Manager) phoneToRoom(ctx context.Context, ch ari.Channel, number string, log *slog.Logger) {
+	if m.unavailable() != "" {
+		m.continueAsync(ctx, ch.ID, ari.ContinueOptions{Context: TreatmentContext, Extension: TreatmentUnavailable, Priority: 1}, "congestion", log)
+		return
+	}
+	c := m.newCall(KindPhoneRoom, m.log.With("channel", ch.ID, "from", ch.Caller.Number, "number", number))
+	c.phone = c.adoptLater(ch)
+	if err := m.start(c, func() error { return c.setupPhoneRoom(ch, number) }); err != nil {
+		m.hangupAsync(ctx, ch.ID, "congestion", log)
+	}
+}
+
+func (c *Call) setupPhoneRoom(ch ari.Channel, number string) error {
+	c.claim(ch.ID)
+	exists := func(string) bool { return false }
+	if c.m.o.Rooms != nil {
+		exists = c.m.o.Rooms.Exists
+	}
+	lctx, lcancel := context.WithTimeout(c.ctx, 3*time.Second)
+	rt := routePhone(lctx, c.m.o.Numbers, exists, number, ch.Caller.Number)
 	lcancel()
-	c.teardown(ariReason(cause))
+	if rt.room == "" {
+		c.treat(rt.treatment, rt.reason)
+		return nil
+	}
+	c.log = c.log.With("room", rt.room, "mapped", rt.mapped)
+	format := "ulaw"
+	ctx, cancel := c.setupCtx()
+	defer cancel()
+	if v, err := c.a.Channel(ch.ID).Variable(ctx, "CHANNEL(audionativeformat)"); err == nil && strings.Contains(v, "alaw") {
+		format = "alaw"
+	}
+	if err := c.a.Channel(ch.ID).Answer(ctx); err != nil {
+		return err
+	}
+	c.phone.up = true
+	setTalkDetect(ctx, c.a, ch.ID, c.log)
+	mem, err := c.m.o.Rooms.Join(ctx, rt.room, rooms.JoinSpec{
+		Kind: rooms.KindPhone, Name: ch.Caller.Name, CallerID: ch.Caller.Number, Role: rooms.RoleParticipant,
+		Channel: ch.ID, Format: format, Log: c.log,
+		Kick: func(reason string) { c.post(inbound{kind: inKicked, reason: reason}) },
+	})
+	if err != nil {
+		c.log.Error("phone could not join the room", "err", err)
+		if errors.Is(err, rooms.ErrNotFound) || errors.Is(err, rooms.ErrEnded) {
+			c.treat(TreatmentUnallocated, "room ended while the call was set up")
+		} else {
+			c.treat(TreatmentUnavailable, "joining the room failed: "+err.Error())
+		}
+		return nil
+	}
+	c.member = mem
+	c.answered = time.Now()
+	c.log = c.log.With("participant", mem.ID())
+	return nil
+}
+
+// treat sends the phone to a treatment, so it hears why before the hangup and never silence; the call then ends
+// without hanging the phone up (the dialplan does, with the treatment's cause). If even that fails the phone is
+// hung up with the treatment's cause.
+func (c *Call) treat(treatment, reason string) {
+	lvl := slog.LevelWarn
+	if treatment == TreatmentUnavailable {
+		lvl = slog.LevelError
+	}
+	c.log.Log(c.ctx, lvl, "phone call refused: playing treatment", "treatment", treatment, "reason", reason)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), c.m.o.CloseTimeout)
+	defer cancel()
+	err := c.a.Channel(c.phone.id).Continue(ctx, ari.ContinueOptions{Context: TreatmentContext, Extension: treatment, Priority: 1})
+	if err == nil || ari.IsNotFound(err) {
+		c.phone.gone = true // the dialplan has it now
+		c.endWith(wire.CauseUnallocatedNumber)
+		return
+	}
+	c.log.Warn("send phone to treatment: hanging up instead", "err", err)
+	cause := wire.CauseUnallocatedNumber
+	if treatment == TreatmentUnavailable {
+		cause = wire.CauseCongestion
+	}
+	c.endWith(cause)
+}
+
+// phoneRoute is where a phone call goes: a room, or a treatment with the reason logged.
+type phoneRoute struct {
+	room      string
+	mapped    string // the number whose mapping matched
+	treatment string
+	reason    string
+}
+
+// routePhone looks the dialled number up, then the caller's number, in the number store. It never acts.
+func routePhone(ctx context.Context, store dialplan.Store, exists func(string) bool, dialled, callerID string) phoneRoute {
+	if store == nil {
+		return phoneRoute{treatment: TreatmentUnallocated, reason: "no number store configured"}
+	}
+	var dialledErr error // why the dialled number itself was no good; a caller ID that is no number is normal
+	for i, n := range []string{dialled, callerID} {
+		if n == "" {
+			continue
+		}
+		if _, err := dialplan.NormalizeNumber(n); err != nil {
+			if i == 0 {
+				dialledErr = err
+			}
+			continue
+		}
+		mp, err := store.Lookup(ctx, n)
+		if errors.Is(err, dialplan.ErrNotMapped) {
+			continue
+		}
+		if err != nil {
+			return phoneRoute{treatment: TreatmentUnavailable, reason: "number lookup failed: " + err.Error()}
+		}
+		if !exists(mp.Room) {
+			return phoneRoute{treatment: TreatmentUnallocated, mapped: mp.Number, reason: "number is mapped to room " + mp.Room + ", which does not exist or has ended"}
+		}
+		return phoneRoute{room: mp.Room, mapped: mp.Number}
+	}
+	reason := "neither the dialled number nor the caller's number is mapped to a room (or the mapping expired)"
+	if dialledErr != nil {
+		reason = "the dialled number is not valid: " + dialledErr.Error()
+	}
+	return phoneRoute{treatment: TreatmentUnallocated, reason: reason}
+}
+
+// setTalkDetect turns on Asterisk's talk detection on a channel (ChannelTalkingStarted/Finished events); rooms
+// work without it, so a failure is only logged.
+func setTalkDetect(ctx context.Context, a *ari.Client, channelID string, log *slog.Logger) {
+	if err := a.Channel(channelID).SetVariable(ctx, "TALK_DETECT(set)", ""); err != nil {
+		log.Debug("talk detection unavailable (func_talkdetect loaded?)", "channel", channelID, "err", err)
+	}
 }
 
 func participantOf(m *rooms.Member) rooms.Participant {
@@ -168,90 +343,6 @@ func participantOf(m *rooms.Member) rooms.Participant {
 		}
 	}
 	return rooms.Participant{ID: m.ID()}
-}
-
-// roomLoop runs a browser's room membership until it hangs up, is kicked, the room ends or media fails.
-func (c *Call) roomLoop(sub *ari.Subscription, mem *rooms.Member, onAnswer func(sdp string)) string {
-	var maxDur <-chan time.Time
-	if c.m.o.MaxDuration > 0 {
-		t := time.NewTimer(c.m.o.MaxDuration)
-		defer t.Stop()
-		maxDur = t.C
-	}
-	s := c.browser
-	for {
-		select {
-		case <-c.ctx.Done():
-			c.send(s, signal.HangupMessage(c.clientID, wire.CauseNormalClearing))
-			return wire.CauseNormalClearing
-		case <-maxDur:
-			c.log.Warn("security: room call reached the maximum duration", "max", c.m.o.MaxDuration)
-			c.send(s, signal.HangupMessage(c.clientID, wire.CauseNormalClearing))
-			return wire.CauseNormalClearing
-		case <-c.peer.Done():
-			c.log.Warn("browser media (ICE/DTLS) failed or closed")
-			c.send(s, signal.HangupMessage(c.clientID, wire.CauseTemporaryFailure))
-			return wire.CauseTemporaryFailure
-		case ev := <-mem.Events():
-			c.send(s, roomMessage(c.clientID, ev, mem.ID()))
-		case in := <-c.inbox:
-			switch in.kind {
-			case kindShutdown:
-				c.send(s, signal.HangupMessage(c.clientID, wire.CauseNormalClearing))
-				return wire.CauseNormalClearing
-			case kindKicked:
-				c.log.Info("removed from the room", "reason", in.cause)
-				c.send(s, signal.HangupMessage(c.clientID, wire.CauseNormalClearing))
-				return wire.CauseNormalClearing
-			case kindSessionGone:
-				return wire.CauseNormalClearing
-			case kindBrowser:
-				switch in.msg.Type {
-				case signal.TypeHangup:
-					return wire.CauseNormalClearing
-				case signal.TypeCandidate:
-					if in.msg.Candidate != nil && in.msg.Candidate.Candidate != "" {
-						if err := c.peer.AddICECandidate(pion.ICECandidateInit(*in.msg.Candidate)); err != nil {
-							c.log.Debug("add browser candidate", "err", err)
-						}
-					}
-				case signal.TypeAnswer: // to a server-initiated "offer" (video renegotiation)
-					if onAnswer == nil {
-						c.send(s, signal.ErrorMessage(c.clientID, wire.CodeBadMessage, "no offer is outstanding on this call"))
-						continue
-					}
-					onAnswer(in.msg.SDP)
-				}
-			}
-		case ev := <-sub.Events():
-			switch e := ev.(type) {
-			case *ari.ChannelTalkingStarted:
-				mem.SetTalking(true)
-			case *ari.ChannelTalkingFinished:
-				mem.SetTalking(false)
-			case *ari.ChannelDestroyed:
-				if e.Channel.ID == c.emID {
-					c.log.Warn("externalMedia channel destroyed under the room call")
-					c.send(s, signal.HangupMessage(c.clientID, wire.CauseTemporaryFailure))
-					return wire.CauseTemporaryFailure
-				}
-			case *ari.Reconciled:
-				if goneAny(e, c.emID) {
-					c.log.Warn("room call's channel vanished while the ARI socket was down")
-					c.send(s, signal.HangupMessage(c.clientID, wire.CauseTemporaryFailure))
-					return wire.CauseTemporaryFailure
-				}
-			}
-		}
-	}
-}
-
-// setTalkDetect turns on Asterisk's talk detection on a channel (ChannelTalkingStarted/Finished events); rooms
-// work without it, so a failure is only logged.
-func setTalkDetect(ctx context.Context, a *ari.Client, channelID string, log interface{ Debug(string, ...any) }) {
-	if err := a.Channel(channelID).SetVariable(ctx, "TALK_DETECT(set)", ""); err != nil {
-		log.Debug("talk detection unavailable (func_talkdetect loaded?)", "channel", channelID, "err", err)
-	}
 }
 
 func wireParticipant(p rooms.Participant, self string) *signal.Participant {

@@ -30,6 +30,9 @@ type Config struct {
 
 	// Rooms configures conferences of browsers and phones (rooms.go).
 	Rooms Rooms `mapstructure:"rooms" yaml:"rooms"`
+
+	// Calls sets how calls are set up, watched and torn down (lifecycle.go).
+	Calls Lifecycle `mapstructure:"calls" yaml:"calls"`
 }
 
 // HTTP is Patchbay's own listener: the page, /ws signalling and /api.
@@ -43,6 +46,10 @@ type HTTP struct {
 	// AllowedOrigins are the web origins (scheme://host[:port]) whose pages may open /ws. Empty: same host only.
 	AllowedOrigins  []string      `mapstructure:"allowed_origins" yaml:"allowed_origins"`
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout" yaml:"shutdown_timeout"` // calls get this long to end on SIGTERM
+	// MaxUnauthenticatedPerIP and MaxUnauthenticated cap WebSocket connections that have not sent a valid token
+	// yet, per remote address and in all; past them a new connection is closed with too_many_connections.
+	MaxUnauthenticatedPerIP int `mapstructure:"max_unauthenticated_per_ip" yaml:"max_unauthenticated_per_ip"`
+	MaxUnauthenticated      int `mapstructure:"max_unauthenticated" yaml:"max_unauthenticated"`
 }
 
 // ARI is how Patchbay reaches Asterisk's REST interface.
@@ -53,6 +60,17 @@ type ARI struct {
 	App      string `mapstructure:"app" yaml:"app"` // Stasis application name
 	// ConnectTimeout is how long `serve` waits for Asterisk at start before giving up with the reason.
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout" yaml:"connect_timeout"`
+	// Instance prefixes the ID of every channel and bridge this Patchbay creates ("pb.<instance>."), so that after a
+	// crash it recognises, and sweeps, what it left behind, and never touches another instance's. Empty: derived
+	// from app. Two instances on one Asterisk need different app and instance values.
+	Instance string `mapstructure:"instance" yaml:"instance"`
+	// SweepInterval: resources of this instance that no live call holds are removed at start, after every
+	// reconnect to ARI and this often.
+	SweepInterval time.Duration `mapstructure:"sweep_interval" yaml:"sweep_interval"`
+	// PingInterval and DeadAfter watch the events socket: silent for DeadAfter (no event, no pong) means Asterisk is
+	// gone or frozen, and calls end at once with asterisk_lost unless Asterisk still answers a REST ping.
+	PingInterval time.Duration `mapstructure:"ping_interval" yaml:"ping_interval"`
+	DeadAfter    time.Duration `mapstructure:"dead_after" yaml:"dead_after"`
 }
 
 // Asterisk describes the Asterisk side, used to render its configuration files.
@@ -139,6 +157,9 @@ type Auth struct {
 	TokenSecret Secret        `mapstructure:"token_secret" yaml:"token_secret"` // ≥ 32 bytes
 	TokenIssuer string        `mapstructure:"token_issuer" yaml:"token_issuer"`
 	TokenTTL    time.Duration `mapstructure:"token_ttl" yaml:"token_ttl"` // default lifetime of minted tokens
+	// MaxTokenLifetime refuses tokens whose lifetime (exp − iat) is longer: a leaked token stays useful for a
+	// bounded time, whoever signed it.
+	MaxTokenLifetime time.Duration `mapstructure:"max_token_lifetime" yaml:"max_token_lifetime"`
 	// APIKeys maps a backend's name to its key for /api/v1.
 	APIKeys map[string]Secret `mapstructure:"api_keys" yaml:"api_keys"`
 }
@@ -168,11 +189,14 @@ func Defaults() Config {
 	return Config{
 		PublicHost: "localhost",
 		HTTP: HTTP{
-			Listen:          ":8443",
-			TLS:             true,
-			ShutdownTimeout: 30 * time.Second,
+			Listen:                  ":8443",
+			TLS:                     true,
+			ShutdownTimeout:         30 * time.Second,
+			MaxUnauthenticatedPerIP: 32,
+			MaxUnauthenticated:      1024,
 		},
-		ARI: ARI{URL: "http://127.0.0.1:8088", User: "patchbay", App: "patchbay", ConnectTimeout: 15 * time.Second},
+		ARI: ARI{URL: "http://127.0.0.1:8088", User: "patchbay", App: "patchbay", ConnectTimeout: 15 * time.Second,
+			SweepInterval: 30 * time.Second, PingInterval: time.Second, DeadAfter: 2 * time.Second},
 		Asterisk: Asterisk{
 			BindAddress: "127.0.0.1",
 			HTTPPort:    8088,
@@ -190,7 +214,7 @@ func Defaults() Config {
 			RelayPortEnd:   44999,
 			RelayDrain:     2 * time.Second,
 		},
-		Auth:  Auth{TokenIssuer: "patchbay", TokenTTL: time.Hour},
+		Auth:  Auth{TokenIssuer: "patchbay", TokenTTL: time.Hour, MaxTokenLifetime: 24 * time.Hour},
 		Redis: Redis{Prefix: "patchbay:"},
 		Rooms: DefaultRooms(),
 		Certs: Certs{Dir: "/var/lib/patchbay/certs"},
@@ -199,5 +223,6 @@ func Defaults() Config {
 		Dialplan: DefaultDialplan(),
 		API:      API{TicketTTL: time.Minute},
 		Limits:   DefaultLimits(),
+		Calls:    defaultLifecycle(),
 	}
 }

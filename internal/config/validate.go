@@ -181,6 +181,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.validateCalls(bad)
+	c.validateLifecycle(bad)
 	if c.Certs.Dir == "" {
 		bad("certs.dir", "must be set")
 	}

@@ -90,6 +90,9 @@ type Relay struct {
 	toBrw  dirCounters
 	toAst  dirCounters
 	closed chan struct{}
+	// firstIn is closed when the first packet from the browser has been forwarded (see FromBrowser).
+	firstIn     chan struct{}
+	firstInOnce sync.Once
 
 	mu        sync.Mutex
 	running   bool
@@ -112,11 +115,12 @@ func New(conn *net.UDPConn, local TrackWriter, o Options) (*Relay, error) {
 		log = slog.Default()
 	}
 	r := &Relay{
-		conn:   conn,
-		local:  local,
-		pt:     o.PayloadType,
-		log:    log.With("relay", conn.LocalAddr().String()),
-		closed: make(chan struct{}),
+		conn:    conn,
+		local:   local,
+		pt:      o.PayloadType,
+		log:     log.With("relay", conn.LocalAddr().String()),
+		closed:  make(chan struct{}),
+		firstIn: make(chan struct{}),
 	}
 	r.out.Version = 2
 	if o.Asterisk.IsValid() {
@@ -195,6 +199,10 @@ func (r *Relay) Close() error {
 	r.wg.Wait()
 	return nil
 }
+
+// FromBrowser is closed once the first packet from the browser has reached Asterisk: media flows, so the far end
+// may be dialled or answered.
+func (r *Relay) FromBrowser() <-chan struct{} { return r.firstIn }
 
 // Stats returns the counters of both directions.
 func (r *Relay) Stats() Stats {
@@ -297,5 +305,8 @@ func (r *Relay) fromBrowser(t TrackReader) {
 			continue
 		}
 		r.toAst.forwarded(h.end-h.start, time.Now())
+		if r.toAst.packets.Load() == 1 {
+			r.firstInOnce.Do(func() { close(r.firstIn) })
+		}
 	}
 }

@@ -50,7 +50,7 @@ type bridgeBackend struct {
 }
 
 func newBridgeBackend(a *ari.Client, roomID string) *bridgeBackend {
-	return &bridgeBackend{a: a, id: "pb-room-" + roomID, name: "patchbay-room-" + roomID}
+	return &bridgeBackend{a: a, id: a.NamedID("room", roomID), name: "patchbay-room-" + roomID}
 }
 
 func (b *bridgeBackend) Kind() string { return BackendBridge }
@@ -61,10 +61,13 @@ func (b *bridgeBackend) ensure(ctx context.Context) error {
 	if b.created {
 		return nil
 	}
+	// Claimed before the request and from then on until Close, whatever the request's outcome: a bridge that a
+	// timed-out request made after all is the sweep's once released.
+	b.a.Claim(b.id)
+	b.created = true
 	if _, err := b.a.Bridges().Create(ctx, ari.BridgeRequest{ID: b.id, Type: "mixing", Name: b.name}); err != nil {
 		return fmt.Errorf("create room bridge %s: %w", b.id, err)
 	}
-	b.created = true
 	return nil
 }
 
@@ -85,8 +88,10 @@ func (b *bridgeBackend) Close(ctx context.Context) error {
 		return nil
 	}
 	b.created = false
+	defer b.a.Release(b.id)
 	if err := ignoreGone(b.a.Bridge(b.id).Delete(ctx)); err != nil {
-		return fmt.Errorf("delete room bridge %s: %w", b.id, err)
+		b.a.SweepSoon()
+		return fmt.Errorf("delete room bridge %s (the sweep retries): %w", b.id, err)
 	}
 	return nil
 }
@@ -116,7 +121,8 @@ type confBackend struct {
 func (c *confBackend) Kind() string { return BackendConfBridge }
 
 func (c *confBackend) Attach(ctx context.Context, pid, channelID, format string) (Attachment, error) {
-	t := &confAttachment{a: c.a, bridge: "pb-cbp-" + pid, local: "pb-cbl-" + pid}
+	t := &confAttachment{a: c.a, bridge: c.a.NamedID("cbp", pid), local: c.a.NamedID("cbl", pid)}
+	c.a.Claim(t.bridge, t.local, t.local+"-2")
 	sub := c.a.Subscribe(ari.Filter{Name: "confleg-" + pid, IDs: []string{t.local}})
 	defer sub.Close()
 	ok := false
@@ -135,12 +141,13 @@ func (c *confBackend) Attach(ctx context.Context, pid, channelID, format string)
 		format = "ulaw"
 	}
 	if _, err := c.a.Channels().Create(ctx, ari.CreateRequest{
-		Endpoint:  "Local/s@" + ConfBridgeContext,
-		App:       c.a.Application(),
-		AppArgs:   "leg,confbridge," + pid,
-		ChannelID: t.local,
-		Formats:   format,
-		Variables: map[string]string{"PB_ROOM": c.room},
+		Endpoint:       "Local/s@" + ConfBridgeContext,
+		App:            c.a.Application(),
+		AppArgs:        "leg,confbridge," + pid,
+		ChannelID:      t.local,
+		OtherChannelID: t.local + "-2",
+		Formats:        format,
+		Variables:      map[string]string{"PB_ROOM": c.room},
 	}); err != nil {
 		return nil, fmt.Errorf("create Local channel into ConfBridge %s: %w", c.room, err)
 	}
@@ -153,6 +160,11 @@ func (c *confBackend) Attach(ctx context.Context, pid, channelID, format string)
 	}
 	if err := c.a.Channel(t.local).Dial(ctx, "", 10*time.Second); err != nil {
 		return nil, fmt.Errorf("start the ConfBridge leg of room %s (is context %s in extensions.conf?): %w", c.room, ConfBridgeContext, err)
+	}
+	// Dial returns at once; the leg may still fail (ConfBridge refused, context missing). Wait until it answers
+	// so a failed leg is not left in the bridge beside the participant.
+	if err := waitUp(ctx, sub, t.local); err != nil {
+		return nil, fmt.Errorf("the ConfBridge leg of room %s did not come up (is context %s in extensions.conf?): %w", c.room, ConfBridgeContext, err)
 	}
 	ok = true
 	return t, nil
@@ -170,6 +182,7 @@ type confAttachment struct {
 func (t *confAttachment) Detach(ctx context.Context) error {
 	var errs []error
 	t.once.Do(func() {
+		defer t.a.Release(t.bridge, t.local, t.local+"-2")
 		if t.localMade {
 			if err := ignoreGone(t.a.Channel(t.local).Hangup(ctx, "normal")); err != nil {
 				errs = append(errs, fmt.Errorf("hang up ConfBridge leg %s: %w", t.local, err))
@@ -180,6 +193,40 @@ func (t *confAttachment) Detach(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("delete ConfBridge leg bridge %s: %w", t.bridge, err))
 			}
 		}
+		if len(errs) > 0 {
+			t.a.SweepSoon()
+		}
 	})
 	return errors.Join(errs...)
+}
+
+// waitUp waits for the ConfBridge leg to answer (ChannelStateChange to Up, or a Dial ANSWER) or fail.
+func waitUp(ctx context.Context, sub *ari.Subscription, id string) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ev, ok := <-sub.Events():
+			if !ok {
+				return errors.New("subscription closed")
+			}
+			switch e := ev.(type) {
+			case *ari.ChannelStateChange:
+				if e.Channel.ID == id && e.Channel.State == "Up" {
+					return nil
+				}
+			case *ari.Dial:
+				if e.Peer.ID == id && e.Dialstatus == "ANSWER" {
+					return nil
+				}
+				if e.Peer.ID == id && e.Dialstatus != "" && e.Dialstatus != "RINGING" && e.Dialstatus != "PROGRESS" {
+					return fmt.Errorf("dial status %s", e.Dialstatus)
+				}
+			case *ari.ChannelDestroyed:
+				if e.Channel.ID == id {
+					return fmt.Errorf("hung up (cause %d %s)", e.Cause, e.CauseTxt)
+				}
+			}
+		}
+	}
 }

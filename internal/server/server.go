@@ -33,6 +33,7 @@ import (
 	"github.com/patchbay/patchbay/webrtc/sfu"
 	"github.com/patchbay/patchbay/webrtc/signal"
 	"github.com/patchbay/patchbay/webrtc/web"
+	"github.com/patchbay/patchbay/wire"
 )
 
 // Server is one Patchbay.
@@ -50,6 +51,10 @@ type Server struct {
 	ln     net.Listener
 	ready  atomic.Bool
 
+	hurry     chan struct{} // closed by Hurry
+	done      chan struct{} // closed when Run returns
+	hurryOnce sync.Once
+
 	rooms   *rooms.Registry
 	numbers dialplan.Store
 	redis   *redis.Client // nil without redis.addr
@@ -62,7 +67,7 @@ type Server struct {
 // New builds everything and binds the listeners, so that a bad port, certificate or secret fails here with a
 // clear error instead of later. Run starts serving.
 func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, log: log}
+	s := &Server{cfg: cfg, log: log, hurry: make(chan struct{}), done: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -74,12 +79,19 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth.token_secret: %w", err)
 	}
+	s.signer.SetMaxLifetime(cfg.Auth.MaxTokenLifetime)
 	s.ari, err = ari.New(ari.Config{
-		URL:         cfg.ARI.URL,
-		Username:    cfg.ARI.User,
-		Password:    cfg.ARI.Password.Reveal(),
-		Application: cfg.ARI.App,
-		Logger:      log,
+		URL:           cfg.ARI.URL,
+		Username:      cfg.ARI.User,
+		Password:      cfg.ARI.Password.Reveal(),
+		Application:   cfg.ARI.App,
+		Logger:        log,
+		Instance:      cfg.ARI.Instance,
+		SweepInterval: cfg.ARI.SweepInterval,
+		PingInterval:  cfg.ARI.PingInterval,
+		DeadAfter:     cfg.ARI.DeadAfter,
+		// A restarted Asterisk is back in about 2 s: retry often enough to take calls again soon after.
+		MaxBackoff: 2 * time.Second,
 	})
 	if err != nil {
 		return nil, err
@@ -113,6 +125,14 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	endpointExts, err := dialplan.CompilePatterns(cfg.Calls.EndpointExtensions)
+	if err != nil {
+		return nil, fmt.Errorf("calls.endpoint_extensions: %w", err)
+	}
+	dialplanExts, err := dialplan.CompilePatterns(cfg.Calls.DialplanExtensions)
+	if err != nil {
+		return nil, fmt.Errorf("calls.dialplan_extensions: %w", err)
+	}
 	s.calls, err = call.New(call.Options{
 		ARI:    s.ari,
 		Media:  s.media,
@@ -128,6 +148,15 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		Tickets:     s.tickets,
 		PSTN:        pstnOpts,
 		MaxDuration: cfg.Limits.MaxCallDuration,
+
+		SetupTimeout:   cfg.Calls.SetupTimeout,
+		NoMediaTimeout: cfg.Calls.NoMediaTimeout,
+		ResumeGrace:    cfg.Calls.ResumeGrace,
+		MaxSetups:      cfg.Calls.MaxSetups,
+
+		EndpointExtensions: endpointExts,
+		DialplanExtensions: dialplanExts,
+		DialplanContext:    cfg.Rules().Context,
 	})
 	if err != nil {
 		return nil, err
@@ -137,7 +166,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		Handler:        s.calls,
 		AllowedOrigins: cfg.HTTP.AllowedOrigins,
 		ICEServers:     s.iceServersForBrowsers,
-		Logger:         log,
+
+		MaxUnauthenticatedPerIP: cfg.HTTP.MaxUnauthenticatedPerIP,
+		MaxUnauthenticated:      cfg.HTTP.MaxUnauthenticated,
+		Logger:                  log,
 	})
 	if err != nil {
 		return nil, err
@@ -219,6 +251,7 @@ func (s *Server) ActiveCalls() int { return s.calls.Active() }
 // until then Asterisk's dialplan falls back for calls meant for Patchbay. Then it drains: signalling stops taking
 // connections, calls get http.shutdown_timeout to end, everything closes.
 func (s *Server) Run(ctx context.Context) error {
+	defer close(s.done)
 	defer s.closeParts()
 	stopPprof, err := s.startPprof() // off unless PATCHBAY_PPROF_LISTEN names a loopback address
 	if err != nil {
@@ -270,38 +303,63 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
-	s.log.Info("patchbay stopping", "active_calls", s.calls.Active())
-	shCtx, cancel := context.WithTimeout(context.Background(), s.cfg.HTTP.ShutdownTimeout)
-	defer cancel()
-	_ = s.http.Shutdown(shCtx)
-	// Let calls end by themselves until the grace period runs out, then hang up what is left.
-	for s.calls.Active() > 0 && shCtx.Err() == nil {
-		select {
-		case <-shCtx.Done():
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	s.shutdown()
 	stopCalls()
-	_ = s.signal.Shutdown(shCtx)
-	// Calls hang up through ARI, so ARI stops last.
-	waitCalls := make(chan struct{})
-	go func() {
-		for s.calls.Active() > 0 {
-			time.Sleep(50 * time.Millisecond)
-		}
-		close(waitCalls)
-	}()
-	select {
-	case <-waitCalls:
-	case <-time.After(10 * time.Second):
-	}
-	// Rooms' bridges go after their participants' calls, before ARI stops.
-	roomsCtx, roomsCancel := context.WithTimeout(context.Background(), 5*time.Second)
-	s.rooms.Close(roomsCtx)
-	roomsCancel()
 	stopARI()
 	wg.Wait()
 	return runErr
+}
+
+// Done is closed when Run has returned.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Hurry cuts a shutdown's grace short: calls still up are hung up at once (a second SIGTERM).
+func (s *Server) Hurry() { s.hurryOnce.Do(func() { close(s.hurry) }) }
+
+// shutdown stops taking calls and connections, lets calls end by themselves for http.shutdown_timeout (or until
+// Hurry), then hangs up what is left with cause server_shutdown, so every browser gets its hangup; it then leaves
+// Asterisk with nothing of this instance's and closes the signalling sessions. ARI stops after it, since hang-ups
+// and the sweep go through it.
+func (s *Server) shutdown() {
+	s.calls.Drain()
+	s.log.Info("patchbay stopping: new calls refused", "active_calls", s.calls.Active(), "grace", s.cfg.HTTP.ShutdownTimeout)
+	grace, cancel := context.WithTimeout(context.Background(), s.cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.hurry:
+			cancel()
+		case <-grace.Done():
+		}
+	}()
+	// The listener closes now; WebSockets (hijacked) stay up until the calls are done.
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		_ = s.http.Shutdown(grace)
+	}()
+	_ = s.calls.Wait(grace)
+	if n := s.calls.EndAll(wire.CauseServerShutdown); n > 0 {
+		s.log.Info("shutdown: hanging up the calls still up", "calls", n)
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := s.calls.Wait(wctx); err != nil {
+		s.log.Warn("shutdown: calls did not close in time", "err", err)
+	}
+	wcancel()
+	// Rooms' bridges go after their participants' calls; then whatever a call could not remove.
+	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	s.rooms.Close(rctx)
+	if rep, err := s.ari.SweepAll(rctx); err != nil {
+		s.log.Warn("shutdown: could not leave Asterisk clean; the next start sweeps it", "err", err)
+	} else if rep.Channels+rep.Bridges > 0 {
+		s.log.Info("shutdown: swept what calls left", "channels", rep.Channels, "bridges", rep.Bridges)
+	}
+	rcancel()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = s.signal.Shutdown(sctx)
+	scancel()
+	<-httpDone
 }
 
 // connectARI waits until Asterisk answers ARI and the events socket (which registers the Stasis application) is

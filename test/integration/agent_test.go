@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchbay/patchbay/tools/audio"
 	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/internal/config"
 	"github.com/patchbay/patchbay/internal/rooms"
 	"github.com/patchbay/patchbay/test/testenv"
+	"github.com/patchbay/patchbay/tools/audio"
 )
 
 // TestAgentFollowsCustomerByNumber is the seed use case: a customer waits in a room whose number is mapped to it;

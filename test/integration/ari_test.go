@@ -22,8 +22,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/patchbay/patchbay/ari"
-	"github.com/patchbay/patchbay/tools/audio"
 	"github.com/patchbay/patchbay/test/testenv"
+	"github.com/patchbay/patchbay/tools/audio"
 )
 
 // ariTestClient builds a client for a with a short backoff cap so reconnects are quick.
@@ -571,27 +571,28 @@ func TestARI(t *testing.T) {
 		}
 		// Asterisk hangs up a call that arrives for a disconnected app (Stasis
 		// fails), so orphans come from a Patchbay restart: a fresh client of
-		// the same app finds aliveID in Stasis but untracked.
+		// the same app finds aliveID in Stasis, untracked and unclaimed, and its
+		// first sweep (at connect) hangs it up.
 		stop2()
 		c3 := ariTestClient(t, a.ARIURL(), a.ARIUser, a.ARIPassword, app2)
+		swept := c3.Subscribe(ari.Filter{Name: "swept", Types: []string{ari.TypeSwept}})
+		defer swept.Close()
 		defer ariRun(t, c3)()
 		if err := c3.WaitConnected(ctx); err != nil {
 			t.Fatal(err)
 		}
-		orph, err := c3.Orphans(ctx)
-		if err != nil {
-			t.Fatal(err)
+		select {
+		case ev := <-swept.Events():
+			rep := ev.(*ari.Swept).Report
+			t.Logf("MEASURED a restarted client's first sweep: %d channels, %d bridges in %v", rep.Channels, rep.Bridges, rep.Took)
+			if rep.Channels != 1 {
+				t.Errorf("first sweep hung up %d channels, want 1 (the orphan %s)", rep.Channels, aliveID)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no sweep within 5 s of connecting")
 		}
-		var orphIDs []string
-		for _, ch := range orph.Channels {
-			orphIDs = append(orphIDs, ch.ID)
-		}
-		t.Logf("orphans seen by a restarted client: channels %v, %d bridges", orphIDs, len(orph.Bridges))
-		if !slices.Equal(orphIDs, []string{aliveID}) {
-			t.Errorf("Orphans = %v, want [%s]", orphIDs, aliveID)
-		}
-		if err := c3.Channel(aliveID).Hangup(ctx, ""); err != nil {
-			t.Errorf("hang up %s: %v", aliveID, err)
+		if _, err := c3.Channel(aliveID).Get(ctx); !ari.IsNotFound(err) {
+			t.Errorf("orphan %s still there after the sweep: %v", aliveID, err)
 		}
 	})
 

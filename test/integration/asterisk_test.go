@@ -17,8 +17,8 @@ import (
 	"time"
 
 	asteriskconfigs "github.com/patchbay/patchbay/asterisk-configs"
-	"github.com/patchbay/patchbay/tools/audio"
 	"github.com/patchbay/patchbay/test/testenv"
+	"github.com/patchbay/patchbay/tools/audio"
 )
 
 // TestAsteriskTwoInstances runs two instances side by side and checks each one's ARI, PJSIP

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/patchbay/patchbay/ari"
-	"github.com/patchbay/patchbay/tools/synth"
 	"github.com/patchbay/patchbay/test/testenv"
+	"github.com/patchbay/patchbay/tools/synth"
 	"github.com/patchbay/patchbay/webrtc/signal"
 	"github.com/patchbay/patchbay/wire"
 )

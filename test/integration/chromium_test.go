@@ -14,9 +14,9 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/patchbay/patchbay/ari"
-	"github.com/patchbay/patchbay/tools/audio"
 	"github.com/patchbay/patchbay/internal/config"
 	"github.com/patchbay/patchbay/test/testenv"
+	"github.com/patchbay/patchbay/tools/audio"
 )
 
 // chromiumEnv is a fresh Asterisk and Patchbay, headless Chromium whose fake microphone plays

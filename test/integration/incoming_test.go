@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchbay/patchbay/tools/audio"
 	"github.com/patchbay/patchbay/internal/config"
-	"github.com/patchbay/patchbay/tools/synth"
 	"github.com/patchbay/patchbay/test/testenv"
+	"github.com/patchbay/patchbay/tools/audio"
+	"github.com/patchbay/patchbay/tools/synth"
 	"github.com/patchbay/patchbay/webrtc/signal"
 	"github.com/patchbay/patchbay/wire"
 )

@@ -16,8 +16,8 @@ import (
 
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/internal/relay"
-	"github.com/patchbay/patchbay/tools/synth"
 	"github.com/patchbay/patchbay/test/testenv"
+	"github.com/patchbay/patchbay/tools/synth"
 	"github.com/patchbay/patchbay/webrtc/media"
 	"github.com/patchbay/patchbay/webrtc/signal"
 )

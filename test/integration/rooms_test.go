@@ -17,11 +17,11 @@ import (
 
 	"github.com/patchbay/patchbay/ari"
 	asteriskconfigs "github.com/patchbay/patchbay/asterisk-configs"
-	"github.com/patchbay/patchbay/tools/audio"
 	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/internal/config"
-	"github.com/patchbay/patchbay/tools/synth"
 	"github.com/patchbay/patchbay/test/testenv"
+	"github.com/patchbay/patchbay/tools/audio"
+	"github.com/patchbay/patchbay/tools/synth"
 	"github.com/patchbay/patchbay/webrtc/signal"
 	"github.com/patchbay/patchbay/wire"
 )

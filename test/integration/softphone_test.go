@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchbay/patchbay/tools/audio"
 	"github.com/patchbay/patchbay/test/testenv"
+	"github.com/patchbay/patchbay/tools/audio"
 )
 
 // TestSoftphones registers baresip softphones with the rendered configs and checks that a call

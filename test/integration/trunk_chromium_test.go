@@ -10,10 +10,10 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/patchbay/patchbay/tools/audio"
 	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/internal/config"
 	"github.com/patchbay/patchbay/test/testenv"
+	"github.com/patchbay/patchbay/tools/audio"
 )
 
 // TestChromiumCallsPSTNThroughTrunk: a real browser dials an outside number from the page; the SIPp carrier on

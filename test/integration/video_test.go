@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchbay/patchbay/tools/audio"
 	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/internal/config"
 	"github.com/patchbay/patchbay/internal/rooms"
 	"github.com/patchbay/patchbay/test/testenv"
+	"github.com/patchbay/patchbay/tools/audio"
 )
 
 // roomStats mirrors what window.patchbayApp.roomStats() returns.

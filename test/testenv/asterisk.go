@@ -261,6 +261,54 @@ func (a *Asterisk) CLI(ctx context.Context, cmd string) (string, error) {
 	return string(out), nil
 }
 
+// Kill kills Asterisk with SIGKILL (a crash) and waits for it to be gone. Start brings it back.
+func (a *Asterisk) Kill(t testing.TB) {
+	t.Helper()
+	a.mu.Lock()
+	cmd, done := a.cmd, a.done
+	a.cmd = nil
+	a.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Asterisk %s (pid %d) still running after SIGKILL", a.id, cmd.Process.Pid)
+	}
+}
+
+// Freeze stops Asterisk with SIGSTOP (a hung process: sockets stay open, nothing answers); Thaw resumes it.
+func (a *Asterisk) Freeze(t testing.TB) { a.signal(t, syscall.SIGSTOP) }
+
+// Thaw resumes a frozen Asterisk with SIGCONT.
+func (a *Asterisk) Thaw(t testing.TB) { a.signal(t, syscall.SIGCONT) }
+
+func (a *Asterisk) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	pid := a.PID()
+	if pid == 0 {
+		t.Fatalf("Asterisk %s is not running", a.id)
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		t.Fatalf("signal %v to Asterisk %d: %v", sig, pid, err)
+	}
+}
+
+// Start starts a stopped or killed Asterisk again with the same configuration and ports, waiting for ARI.
+func (a *Asterisk) Start(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := a.start(); err != nil {
+		t.Fatalf("start Asterisk again: %v", err)
+	}
+	if err := a.waitReady(ctx); err != nil {
+		t.Fatalf("start Asterisk again: %v", err)
+	}
+}
+
 // Restart stops Asterisk and starts it again with the same configuration and ports, waiting for ARI.
 func (a *Asterisk) Restart(t testing.TB) {
 	t.Helper()

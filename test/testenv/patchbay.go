@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchbay/patchbay/certs"
 	"github.com/patchbay/patchbay/auth"
+	"github.com/patchbay/patchbay/certs"
 	"github.com/patchbay/patchbay/internal/config"
 	"github.com/patchbay/patchbay/internal/server"
 	"github.com/patchbay/patchbay/webrtc/signal"
@@ -43,24 +43,7 @@ type Patchbay struct {
 // StartPatchbay starts Patchbay against a, on a free HTTPS port and a free ICE port, and stops it at cleanup.
 func StartPatchbay(t testing.TB, a *Asterisk, opts PatchbayOptions) *Patchbay {
 	t.Helper()
-	cfg := config.Defaults()
-	cfg.ARI.URL = a.ARIURL()
-	cfg.ARI.User = a.ARIUser
-	cfg.ARI.Password = config.Secret(a.ARIPassword)
-	cfg.ARI.App = a.App
-	cfg.HTTP.Listen = "127.0.0.1:0"
-	cfg.HTTP.ShutdownTimeout = 3 * time.Second
-	cfg.Media.ICEPort = 0
-	cfg.Media.IncludeLoopback = true
-	// Relay ports: a random window per instance so that concurrent test processes do not collide.
-	base := 30000 + rand.IntN(200)*100
-	cfg.Media.RelayPortStart, cfg.Media.RelayPortEnd = base, base+99
-	cfg.Media.RelayDrain = 200 * time.Millisecond
-	cfg.Auth.TokenSecret = config.Secret(randomSecret())
-	cfg.Certs.Dir = a.CertDir
-	cfg.HTTP.CertFile = filepath.Join(a.CertDir, certs.CertFile)
-	cfg.HTTP.KeyFile = filepath.Join(a.CertDir, certs.KeyFile)
-	cfg.Log.Level = "debug"
+	cfg := testConfig(a)
 	if opts.Config != nil {
 		opts.Config(&cfg)
 	}
@@ -113,6 +96,30 @@ func StartPatchbay(t testing.TB, a *Asterisk, opts PatchbayOptions) *Patchbay {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return p
+}
+
+// testConfig is the configuration of a test Patchbay against a: free ports where the caller does not fix them,
+// a random relay window, the instance's certificates, fresh secrets.
+func testConfig(a *Asterisk) config.Config {
+	cfg := config.Defaults()
+	cfg.ARI.URL = a.ARIURL()
+	cfg.ARI.User = a.ARIUser
+	cfg.ARI.Password = config.Secret(a.ARIPassword)
+	cfg.ARI.App = a.App
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.HTTP.ShutdownTimeout = 3 * time.Second
+	cfg.Media.ICEPort = 0
+	cfg.Media.IncludeLoopback = true
+	// Relay ports: a random window per instance so that concurrent test processes do not collide.
+	base := 30000 + rand.IntN(200)*100
+	cfg.Media.RelayPortStart, cfg.Media.RelayPortEnd = base, base+99
+	cfg.Media.RelayDrain = 200 * time.Millisecond
+	cfg.Auth.TokenSecret = config.Secret(randomSecret())
+	cfg.Certs.Dir = a.CertDir
+	cfg.HTTP.CertFile = filepath.Join(a.CertDir, certs.CertFile)
+	cfg.HTTP.KeyFile = filepath.Join(a.CertDir, certs.KeyFile)
+	cfg.Log.Level = "debug"
+	return cfg
 }
 
 // Stop shuts Patchbay down and waits for it.

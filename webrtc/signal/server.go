@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -55,6 +56,12 @@ type ServerOptions struct {
 	CloseGrace      time.Duration // wait for the peer's close reply; default 2s
 	SendQueue       int           // queued outgoing messages per session; default 64
 
+	// MaxUnauthenticatedPerIP and MaxUnauthenticated cap connections that have not authenticated yet, per remote
+	// address (default 32) and in all (default 1024); past them a new connection is closed at once with
+	// too_many_connections (close status 1013, try again later), so a flood of idle sockets costs next to nothing.
+	MaxUnauthenticatedPerIP int
+	MaxUnauthenticated      int
+
 	// ICEServers gives the servers put in each "authed" reply; nil sends none.
 	ICEServers func() []ICEServer
 	Logger     *slog.Logger // default slog.Default()
@@ -83,6 +90,12 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	if o.SendQueue <= 0 {
 		o.SendQueue = 64
 	}
+	if o.MaxUnauthenticatedPerIP <= 0 {
+		o.MaxUnauthenticatedPerIP = 32
+	}
+	if o.MaxUnauthenticated <= 0 {
+		o.MaxUnauthenticated = 1024
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -102,6 +115,9 @@ type Server struct {
 	conns  map[*Session]struct{}            // every connection, authenticated or not
 	users  map[string]map[*Session]struct{} // authenticated sessions by user
 	wg     sync.WaitGroup                   // one per connection being served
+	// Connections not authenticated yet, by remote IP and in all (admission caps).
+	unauthByIP map[string]int
+	unauth     int
 }
 
 // NewServer checks opts and returns a server ready to be mounted.
@@ -114,11 +130,12 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	}
 	opts = opts.withDefaults()
 	s := &Server{
-		opts:    opts,
-		log:     opts.Logger.With("component", "signal"),
-		origins: make(map[string]bool, len(opts.AllowedOrigins)),
-		conns:   make(map[*Session]struct{}),
-		users:   make(map[string]map[*Session]struct{}),
+		opts:       opts,
+		log:        opts.Logger.With("component", "signal"),
+		origins:    make(map[string]bool, len(opts.AllowedOrigins)),
+		conns:      make(map[*Session]struct{}),
+		users:      make(map[string]map[*Session]struct{}),
+		unauthByIP: make(map[string]int),
 	}
 	for _, o := range opts.AllowedOrigins {
 		u, err := url.Parse(o)
@@ -131,6 +148,8 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		HandshakeTimeout: 10 * time.Second,
 		// The origin was checked before Upgrade, with our own logging.
 		CheckOrigin: func(*http.Request) bool { return true },
+		// Idle connections hold no write buffer: most of the time a signalling socket has nothing to send.
+		WriteBufferPool: &sync.Pool{},
 		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
 			http.Error(w, "websocket upgrade failed: "+reason.Error(), status)
 		},
@@ -169,15 +188,29 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	srv.wg.Add(1)
+	ip := remoteIP(r.RemoteAddr)
+	admitted := srv.unauthByIP[ip] < srv.opts.MaxUnauthenticatedPerIP && srv.unauth < srv.opts.MaxUnauthenticated
+	if admitted {
+		srv.unauthByIP[ip]++
+		srv.unauth++
+	}
 	srv.mu.Unlock()
 	defer srv.wg.Done()
 
 	conn, err := srv.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		if admitted {
+			srv.authDone(ip)
+		}
 		log.Info("websocket upgrade failed", "err", err)
 		return
 	}
+	if !admitted {
+		srv.refuseConn(conn, log)
+		return
+	}
 	s := newSession(srv, conn, log)
+	s.ip = ip
 	srv.mu.Lock()
 	closed := srv.closed
 	srv.conns[s] = struct{}{}
@@ -186,6 +219,44 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.closeWith(wire.CodeUnavailable, "server shutting down")
 	}
 	s.serve()
+}
+
+// refuseConn closes a connection past the unauthenticated caps at once: an error message and a close frame that
+// both say too_many_connections, then the socket. No goroutine, no session.
+func (srv *Server) refuseConn(conn *websocket.Conn, log *slog.Logger) {
+	log.Warn("security: websocket refused: too many unauthenticated connections",
+		"per_ip_cap", srv.opts.MaxUnauthenticatedPerIP, "total_cap", srv.opts.MaxUnauthenticated)
+	deadline := time.Now().Add(time.Second)
+	_ = conn.SetWriteDeadline(deadline)
+	if b, err := Encode(ErrorMessage("", wire.CodeTooManyConnections, "too many connections without a token from your address; try again later")); err == nil {
+		_ = conn.WriteMessage(websocket.TextMessage, b)
+	}
+	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeTryAgainLater, wire.CodeTooManyConnections), deadline)
+	_ = conn.Close()
+}
+
+// closeTryAgainLater is WebSocket close status 1013 (RFC 6455 registry: Try Again Later).
+const closeTryAgainLater = 1013
+
+// authDone releases a connection's place among the unauthenticated: it authenticated, or ended. Once per session.
+func (srv *Server) authDone(ip string) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if n := srv.unauthByIP[ip]; n > 1 {
+		srv.unauthByIP[ip] = n - 1
+	} else {
+		delete(srv.unauthByIP, ip)
+	}
+	if srv.unauth > 0 {
+		srv.unauth--
+	}
+}
+
+func remoteIP(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
 }
 
 // register publishes an authenticated session; false if the server is closing.

@@ -28,7 +28,10 @@ type Session struct {
 	conn   *websocket.Conn
 	log    *slog.Logger
 	remote string
+	ip     string       // remote IP, for the unauthenticated-connection caps
 	claims *auth.Claims // written by the reader once, before the session is published
+	// unauthOnce releases the session's place among unauthenticated connections (on auth or end).
+	unauthOnce sync.Once
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -180,6 +183,7 @@ func closeStatus(code string) int {
 // serve runs the connection to its end, then unpublishes the session and tells
 // the Handler.
 func (s *Session) serve() {
+	defer s.leftUnauthenticated()
 	go s.writeLoop()
 	authed := s.readLoop()
 	close(s.readerDone)
@@ -362,6 +366,7 @@ func (s *Session) authenticate() bool {
 		return false
 	}
 	s.claims = claims
+	s.leftUnauthenticated()
 	if !s.srv.register(s) {
 		s.closeWith(wire.CodeUnavailable, "server shutting down")
 		return false
@@ -373,6 +378,11 @@ func (s *Session) authenticate() bool {
 	s.reply(Message{Type: TypeAuthed, User: claims.Subject, Display: claims.Name, Session: s.id, ICEServers: ice})
 	s.log.Info("session authenticated", "user", claims.Subject, "remote", s.remote)
 	return true
+}
+
+// leftUnauthenticated frees the session's place under the unauthenticated caps, once.
+func (s *Session) leftUnauthenticated() {
+	s.unauthOnce.Do(func() { s.srv.authDone(s.ip) })
 }
 
 // reply sends from the reader; a failure already closed the session.

@@ -1,0 +1,137 @@
+package call
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/patchbay/patchbay/auth"
+	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/internal/limits"
+	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
+)
+
+// PSTNOptions configure outside calls, click-to-call and the limits on every call. The zero value allows no
+// outside call without a caller ID and applies no limits.
+type PSTNOptions struct {
+	// Per-caller limits: browser users (token subject), API keys and softphones. Nil: unlimited.
+	TokenLimits, APIKeyLimits, PhoneLimits *limits.Limiter
+	// PhoneCallerIDs maps a softphone's endpoint name to the E.164 caller ID its outside calls present.
+	PhoneCallerIDs map[string]string
+	// DefaultCallerID is presented when a caller has none of its own; empty: such outside calls are refused.
+	DefaultCallerID string
+	// DIDs maps an inbound number to "user:NAME" or "ext:NUMBER"; other DIDs go to the rooms' number store.
+	DIDs map[string]string
+	// APICallerIDs maps an API key's name to the caller IDs its calls may present; APIDial to its grants.
+	APICallerIDs, APIDial map[string][]string
+	// Tickets issues one-time join tickets for API calls connected to a room; TicketTTL is their lifetime.
+	Tickets   TicketIssuer
+	TicketTTL time.Duration
+	// Webhooks receives progress events of API calls; nil: none are sent.
+	Webhooks Notifier
+}
+
+// Refusal is a call refused before it started, with the stable code (wire.Code*) the browser or API client sees.
+type Refusal struct {
+	Code, Message string
+}
+
+func (r *Refusal) Error() string { return r.Code + ": " + r.Message }
+
+func refuse(code, format string, args ...any) *Refusal {
+	return &Refusal{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// refusalCause is the hang-up cause that follows a refusal's error message, so a client that only reads hangup
+// messages still learns the call is over and roughly why.
+func refusalCause(code string) string {
+	switch code {
+	case wire.CodeInvalidNumber:
+		return wire.CauseInvalidNumberFormat
+	case wire.CodeUnknownRoom:
+		return wire.CauseUnallocatedNumber
+	case wire.CodeUnavailable:
+		return wire.CauseTemporaryFailure
+	case wire.CodeUnsupportedMedia:
+		return wire.CauseIncompatibleDest
+	case wire.CodeNoAudio:
+		return wire.CauseMediaTimeout
+	case wire.CodeBadMessage:
+		return wire.CauseInterworking
+	default: // forbidden destination or caller ID, limits, tickets: the network refused the call
+		return wire.CauseCallRejected
+	}
+}
+
+// refuseBrowser tells a browser its call or join is refused: an error with the code, then a hangup with a cause,
+// so every call_id a client opened ends with a hangup. A refusal is a security event in the log.
+func (m *Manager) refuseBrowser(s *signal.Session, callID string, r *Refusal, attrs ...any) {
+	attrs = append([]any{"session", s.ID(), "user", s.User(), "call_id", callID, "code", r.Code, "reason", r.Message}, attrs...)
+	if r.Code == wire.CodeUnavailable {
+		m.log.Warn("call refused: server unavailable", attrs...)
+	} else {
+		m.log.Warn("security: call refused", attrs...)
+	}
+	ctx := s.Context()
+	_ = s.Send(ctx, signal.ErrorMessage(callID, r.Code, r.Message))
+	_ = s.Send(ctx, signal.HangupMessage(callID, refusalCause(r.Code)))
+}
+
+// routeRefusal turns a router error into a refusal.
+func routeRefusal(err error) *Refusal {
+	var re *dialplan.RouteError
+	if errors.As(err, &re) {
+		return refuse(re.Code, "%s", err.Error())
+	}
+	return refuse(wire.CodeInvalidNumber, "%s", err.Error())
+}
+
+// limitRefusal turns a limits refusal into a call refusal.
+func limitRefusal(err error) *Refusal {
+	var r *limits.Refusal
+	if errors.As(err, &r) {
+		return refuse(r.Code, "%s", r.Message)
+	}
+	return refuse(wire.CodeInternal, "%v", err)
+}
+
+// callerIDRe is what a caller ID presented to a carrier may be: E.164 or a plain national number.
+var callerIDRe = regexp.MustCompile(`^\+?[1-9][0-9]{1,14}$`)
+
+// pickCallerID chooses the caller ID an outside call presents: the requested one if it is among allowed, else
+// the first allowed, else def. Requested IDs outside the list are refused (forbidden_caller_id), never replaced.
+// The same check serves browsers (allowed = the token's caller_ids) and the API (the key's api.caller_ids).
+func pickCallerID(requested string, allowed []string, def string) (string, *Refusal) {
+	switch {
+	case requested != "" && !slices.Contains(allowed, requested):
+		return "", refuse(wire.CodeForbiddenCallerID, "caller ID %q is not among the caller IDs you may present", clip(requested))
+	case requested != "":
+		return requested, nil
+	case len(allowed) > 0:
+		if !callerIDRe.MatchString(allowed[0]) {
+			return "", refuse(wire.CodeForbiddenCallerID, "the caller ID %q is not a phone number; mint the token or configure the key with E.164 caller IDs", clip(allowed[0]))
+		}
+		return allowed[0], nil
+	case def != "":
+		return def, nil
+	}
+	return "", refuse(wire.CodeForbiddenCallerID, "outside calls need a caller ID: have the backend mint the token with caller_ids (or configure one)")
+}
+
+// browserGrants returns the token's claims the call layer uses (nil-safe).
+func browserClaims(s *signal.Session) *auth.Claims {
+	if cl := s.Claims(); cl != nil {
+		return cl
+	}
+	return &auth.Claims{}
+}
+
+func clip(s string) string {
+	if len(s) > 32 {
+		return s[:32] + "…"
+	}
+	return s
+}

@@ -1,0 +1,288 @@
+package call
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/patchbay/patchbay/ari"
+	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/webrtc/media"
+	"github.com/patchbay/patchbay/webrtc/signal"
+	"github.com/patchbay/patchbay/wire"
+)
+
+// A browser calls an extension or an outside number. Legs, in order: a relay port; the browser's peer (answer
+// SDP); its externalMedia channel; then, by destination, the fewest Asterisk resources that keep Patchbay in
+// control (ringing, answer, DTMF, hang-up causes):
+//
+//   - an extension the dialplan answers itself (calls.dialplan_extensions: echo, announcements): no more legs; the
+//     browser's channel runs the extension as a phone's would ("continue"), and Patchbay follows it through an
+//     application subscription (ChannelDialplan Answer = answered, Dial events = the dialplan ringing someone);
+//   - a phone (calls.endpoint_extensions) or an outside number: a two-party bridge and the endpoint itself, PJSIP/101
+//     or PJSIP/+44…@trunk, created in Stasis (so the caller ID set on it is what the phone or carrier sees);
+//   - any other extension: a two-party bridge and a Local channel into the dialplan.
+//
+// The answer goes to the browser at once; the far end is dialled (or the dialplan entered) only once the browser's
+// media reaches Asterisk, so a browser that never connects never rings anybody.
+
+// placeCall admits a browser's call: everything that can refuse it runs before any ARI request, cheapest first,
+// and a duplicate call_id spends no budget.
+func (m *Manager) placeCall(s *signal.Session, msg signal.Message) {
+	if m.lookup(s.ID(), msg.CallID) != nil {
+		_ = s.Send(s.Context(), signal.ErrorMessage(msg.CallID, wire.CodeDuplicateCall, "call_id already used on this connection"))
+		return
+	}
+	d, err := m.o.Router.Route(msg.To)
+	if err != nil {
+		m.refuseBrowser(s, msg.CallID, routeRefusal(err))
+		return
+	}
+	cl := browserClaims(s)
+	if !dialplan.Allowed(d, cl.Dial) {
+		m.refuseBrowser(s, msg.CallID, refuse(wire.CodeForbiddenDestination, "your token does not allow calling %s destinations", d.Kind), "kind", d.Kind, "number", d.Number)
+		return
+	}
+	if d.Kind != dialplan.KindExtension && d.Kind != dialplan.KindPSTN {
+		m.refuseBrowser(s, msg.CallID, refuse(wire.CodeForbiddenDestination, "calls to %s destinations are not available from a browser", d.Kind))
+		return
+	}
+	var callerID string
+	if d.Kind == dialplan.KindPSTN {
+		id, r := pickCallerID(msg.CallerID, cl.CallerIDs, m.o.PSTN.DefaultCallerID)
+		if r != nil {
+			m.refuseBrowser(s, msg.CallID, r, "kind", d.Kind, "number", d.Number)
+			return
+		}
+		callerID = id
+	} else if msg.CallerID != "" {
+		m.refuseBrowser(s, msg.CallID, refuse(wire.CodeBadMessage, "caller_id applies to outside calls only"))
+		return
+	}
+	if why := m.unavailable(); why != "" {
+		m.refuseBrowser(s, msg.CallID, refuse(wire.CodeUnavailable, "%s", why))
+		return
+	}
+	lease, err := m.o.PSTN.TokenLimits.Start("token:"+s.User(), d.Kind == dialplan.KindPSTN)
+	if err != nil {
+		m.refuseBrowser(s, msg.CallID, limitRefusal(err), "kind", d.Kind, "number", d.Number)
+		return
+	}
+	release, ok := m.setupSlot()
+	if !ok {
+		lease.End(0)
+		m.refuseBrowser(s, msg.CallID, refuse(wire.CodeUnavailable, "the server is setting up too many calls at once; try again in a moment"))
+		return
+	}
+	c := m.newCall(KindBrowserOut, s.Logger().With("client_call", msg.CallID, "to", d.Number, "dest", string(d.Kind)))
+	c.browser = newBrowserLeg(s, msg.CallID)
+	c.near = c.browser
+	c.lease = lease
+	if !m.bind(s, msg.CallID, c) { // cannot happen: this session's messages are handled one at a time
+		release()
+		lease.End(0)
+		return
+	}
+	if err := m.start(c, func() error {
+		defer release()
+		return c.setupBrowserOut(msg.SDP, d, callerID)
+	}); err != nil {
+		release()
+		lease.End(0)
+		m.unbind(s, msg.CallID)
+		m.refuseBrowser(s, msg.CallID, refuse(wire.CodeUnavailable, "the server is shutting down; try again in a moment"))
+	}
+}
+
+// answerBrowser makes the peer for a browser's offer, so the answer is ready once Asterisk is.
+func (c *Call) answerBrowser(offer string) (string, error) {
+	peer, answer, err := c.m.o.Media.Answer(c.ctx, offer, media.PeerOptions{Logger: c.log})
+	if err != nil {
+		code := media.ErrorCode(err)
+		if code == "" {
+			code = wire.CodeBadMessage
+		}
+		return "", &ending{cause: refusalCause(code), code: code, text: err.Error()}
+	}
+	c.browser.peer = peer
+	return answer, nil
+}
+
+func (c *Call) setupBrowserOut(offer string, d dialplan.Decision, callerID string) error {
+	b := c.browser
+	if callerID != "" {
+		c.log = c.log.With("caller_id", callerID, "trunk", d.Trunk)
+	}
+	c.log.Info("outgoing call")
+	if err := b.acquirePort(c); err != nil {
+		return err
+	}
+	answer, err := c.answerBrowser(offer)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := c.setupCtx()
+	defer cancel()
+	if err := b.attach(ctx, c); err != nil {
+		return err
+	}
+	cl := browserClaims(b.s)
+	vars := map[string]string{}
+	if d.Kind == dialplan.KindPSTN {
+		// Joining the bridge copies the browser channel's caller ID into the far leg's connected line, which is
+		// what PJSIP sends in From and P-Asserted-Identity: the externalMedia channel presents the same identity.
+		vars = callerVars(callerID, cl.Name)
+		if err := presentAs(ctx, c.a, b.emID, callerID, cl.Name); err != nil {
+			return err
+		}
+	} else {
+		if cl.Name != "" {
+			vars["CALLERID(name)"] = cl.Name
+		}
+		vars["CALLERID(num)"] = cl.User()
+		if len(cl.CallerIDs) > 0 {
+			vars["CALLERID(num)"] = cl.CallerIDs[0]
+		}
+	}
+	switch how := c.m.extensionLeg(d); how {
+	case legInDialplan:
+		// The browser's channel is the caller: it presents the token's identity to the dialplan.
+		if err := presentAs(ctx, c.a, b.emID, vars["CALLERID(num)"], vars["CALLERID(name)"]); err != nil {
+			return err
+		}
+		// Once it leaves Stasis only an application subscription keeps its events coming.
+		if _, err := c.a.Applications().Subscribe(ctx, c.a.Application(), "channel:"+b.emID); err != nil {
+			return fmt.Errorf("follow the browser's channel into the dialplan: %w", err)
+		}
+		c.inDialplan = d.Number
+		b.send(c, signal.Message{Type: signal.TypeAnswer, SDP: answer})
+		c.armNoMedia()
+		c.onMedia = c.enterDialplan
+		return nil
+	case legEndpoint:
+		if d.Kind == dialplan.KindExtension {
+			// A phone shows the connected line of the channel dialling it, as it does for PSTN callers.
+			vars = callerVars(vars["CALLERID(num)"], vars["CALLERID(name)"])
+			if err := presentAs(ctx, c.a, b.emID, vars["CALLERID(num)"], cl.Name); err != nil {
+				return err
+			}
+		}
+	}
+	if err := c.makeBridge(ctx, "mixing"); err != nil {
+		return err
+	}
+	if err := c.bridgeAdd(ctx, b.emID); err != nil {
+		return err
+	}
+	far, err := c.createLeg(ctx, "far", ari.CreateRequest{Endpoint: c.m.farEndpoint(d), Formats: b.peer.Law().Format(), Variables: vars})
+	c.far = far
+	if err != nil {
+		return err
+	}
+	if err := c.bridgeAdd(ctx, far.id); err != nil {
+		return err
+	}
+	b.send(c, signal.Message{Type: signal.TypeAnswer, SDP: answer})
+	c.armNoMedia()
+	c.onMedia = func() { c.dialFar() }
+	return nil
+}
+
+// How a browser's call reaches a destination (see the top of this file).
+type legHow int
+
+const (
+	legLocal      legHow = iota // a Local channel into the dialplan, bridged
+	legEndpoint                 // the PJSIP endpoint (phone or trunk) itself, bridged
+	legInDialplan               // the browser's own channel runs the extension
+)
+
+func (m *Manager) extensionLeg(d dialplan.Decision) legHow {
+	switch {
+	case d.Kind == dialplan.KindPSTN && d.Trunk != "":
+		return legEndpoint
+	case d.Kind != dialplan.KindExtension:
+		return legLocal
+	case m.o.DialplanExtensions.Match(d.Number):
+		return legInDialplan
+	case m.o.EndpointExtensions.Match(d.Number):
+		return legEndpoint
+	}
+	return legLocal
+}
+
+// farEndpoint is what Patchbay originates for d: outside numbers go straight to their trunk and phones to their
+// PJSIP endpoint (so the caller ID set on the channel is what the carrier or phone sees), everything else through
+// the router's Local channel. All are built from the router's validated number and trunk names only.
+func (m *Manager) farEndpoint(d dialplan.Decision) string {
+	switch {
+	case d.Kind == dialplan.KindPSTN && d.Trunk != "":
+		return "PJSIP/" + d.Number + "@" + d.Trunk
+	case d.Kind == dialplan.KindExtension && m.o.EndpointExtensions.Match(d.Number):
+		return "PJSIP/" + d.Number
+	}
+	return d.Endpoint
+}
+
+// enterDialplan sends the browser's channel into the extension once its media flows.
+func (c *Call) enterDialplan() {
+	ctx, cancel := c.setupCtx()
+	defer cancel()
+	err := c.a.Channel(c.browser.emID).Continue(ctx, ari.ContinueOptions{Context: c.m.o.DialplanContext, Extension: c.inDialplan, Priority: 1})
+	if err != nil && c.ctx.Err() == nil {
+		c.log.Error("send the browser's channel into the dialplan", "extension", c.inDialplan, "err", err)
+		c.endWith(wire.CauseTemporaryFailure)
+	}
+}
+
+// onDialplanEvent follows a browser's channel that runs an extension itself: the dialplan answering is the call
+// answered; a Dial it makes rings someone; the channel's end is the call's.
+func (c *Call) onDialplanEvent(ev ari.Event) {
+	id := c.browser.emID
+	switch e := ev.(type) {
+	case *ari.ChannelDialplan:
+		if e.Channel.ID == id && e.DialplanApp == "Answer" {
+			c.onFarProgress(legAnswered, "")
+		}
+	case *ari.Dial:
+		if e.Caller == nil || e.Caller.ID != id {
+			return
+		}
+		switch e.Dialstatus {
+		case "RINGING", "PROGRESS":
+			c.onFarProgress(legRinging, "")
+		case "ANSWER":
+			c.onFarProgress(legAnswered, "")
+		}
+	case *ari.ChannelHangupRequest:
+		if e.Channel.ID == id && e.Cause != 0 {
+			c.dialplanCause = e.Cause
+		}
+	case *ari.ChannelDestroyed:
+		if e.Channel.ID == id {
+			c.browser.emMade = false // nothing left to hang up
+			cause := e.Cause
+			if cause == 0 {
+				cause = c.dialplanCause
+			}
+			c.log.Info("the dialplan hung up", "cause", cause, "cause_txt", e.CauseTxt)
+			c.endWith(causeOf(cause))
+		}
+	}
+}
+
+// dialFar rings the far leg; its progress arrives as Dial events.
+func (c *Call) dialFar() {
+	ctx, cancel := c.setupCtx()
+	defer cancel()
+	if err := c.a.Channel(c.far.id).Dial(ctx, "", c.m.o.DialTimeout); err != nil {
+		if c.ctx.Err() != nil {
+			return
+		}
+		c.log.Error("dial the far end", "err", err)
+		if errors.Is(err, errSetupTimeout) || errors.Is(ctx.Err(), errSetupTimeout) {
+			c.end(&ending{cause: wire.CauseTemporaryFailure, code: wire.CodeUnavailable, text: "Asterisk did not answer in time (overloaded?); try again"})
+			return
+		}
+		c.endWith(wire.CauseTemporaryFailure)
+	}
+}
