@@ -677,8 +677,8 @@ func TestPSTNPhonesAndIVRReachTheBrowser(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// What call control must do next. Each test below is written against the contract in the PSTN report and
-// fails until call control implements it; each says what it needs.
+// Failover and channel limits: written against the contract in the PSTN report. The two tests marked "needs call
+// control" fail until call control tries d.Trunks in order; each says what it needs.
 
 // TestTrunkFailoverTo2ndTrunk: carrier alpha refuses with 503, carrier gamma never answers; beta answers. A call
 // routed alpha → beta reaches beta; one routed gamma → beta reaches beta within failover_timeout.
@@ -776,11 +776,8 @@ func TestTrunkAtChannelLimitPassesNextCallOn(t *testing.T) {
 }
 
 // TestTrunkBrowserChoosesCallerID: a token allows three caller IDs; each call asks for one in "caller_id" and the
-// carrier sees it in From and P-Asserted-Identity; a caller ID outside the list is refused before Asterisk.
-//
-// needs call control: for a PSTN call, callerID := dialplan.PickCallerID(claims.CallerIDs, msg.CallerID)
-// (forbidden_caller_id on error; the configured default when it returns ""), then present it on the trunk with
-// Router.PresentCallerID.
+// carrier sees it in From and P-Asserted-Identity; a caller ID outside the list is refused before Asterisk. (The
+// signalling decoder keeps caller_id on a call; call control picks among the token's caller IDs.)
 func TestTrunkBrowserChoosesCallerID(t *testing.T) {
 	e := newPSTNEnv(t, []pstnCarrier{{name: "alpha", ip: "127.0.0.2", sipp: testenv.SIPpOptions{RTPEcho: true}}}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
