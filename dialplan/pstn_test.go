@@ -456,3 +456,13 @@ func BenchmarkRoutePSTN(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRouteExtension is the baseline: routing that never reaches libphonenumber.
+func BenchmarkRouteExtension(b *testing.B) {
+	r := defaultRouter(b)
+	for b.Loop() {
+		if _, err := r.Route("600"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
