@@ -124,6 +124,8 @@ type ChannelDestroyed struct {
 	channelEvent
 	Cause    int    `json:"cause"`
 	CauseTxt string `json:"cause_txt"`
+	// TechCause is the channel driver's own cause: for PJSIP, the SIP final response (503); 0 if none.
+	TechCause int `json:"tech_cause"`
 }
 
 // ChannelStateChange: a channel's state changed (e.g. Ring → Up).

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -84,8 +85,11 @@ type Params struct {
 
 	// Phones are the SIP softphones (Zoiper-style) registering to Asterisk.
 	Phones []Phone
-	// Trunk is the optional carrier trunk; Trunk.Name == "" means none.
+	// Trunk is the optional carrier trunk; Trunk.Name == "" means none. It is kept for configurations with
+	// one carrier and comes first in AllTrunks.
 	Trunk Trunk
+	// Trunks are further carriers, each rendered like Trunk.
+	Trunks []Trunk
 
 	// Directories written to asterisk.conf [directories]; distinct values let several instances
 	// run side by side. Defaults are Debian's paths.
@@ -115,20 +119,39 @@ type Phone struct {
 
 // Trunk is a SIP carrier: outbound registration is optional, inbound calls are matched by IP.
 type Trunk struct {
-	// Name names the endpoint; calls go out as PJSIP/${EXTEN}@Name. Empty: no trunk.
+	// Name names the endpoint; calls go out as PJSIP/<number>@Name. Empty: no trunk.
 	Name string
 	// Host is the carrier's host:port.
 	Host string
-	// Transport is udp or tcp (default udp).
+	// Transport is udp, tcp or tls (default udp); tls needs SIPTLSPort.
 	Transport string
-	// Username and Password enable digest auth and outbound registration when Username is set.
+	// Codecs are the Asterisk codec names offered and accepted, in order (default ulaw, alaw).
+	Codecs []string
+	// Username and Password enable digest auth (outbound_auth) when Username is set.
 	Username, Password string
+	// Register sends an outbound registration (needs Username): for carriers that find us by registration
+	// rather than by IP. Params.Trunk (the single trunk) registers whenever it has a Username.
+	Register bool
 	// Match lists the IPs/CIDRs whose requests are identified as this trunk. Default: Host's IP.
 	Match []string
 	// FromDomain is the domain in our From header (carriers often demand their own). Optional.
 	FromDomain string
 	// FromUser is the user part of our From header / caller ID number for outbound calls. Optional.
 	FromUser string
+}
+
+// Codecs Asterisk can offer to a carrier.
+var trunkCodecs = []string{"ulaw", "alaw", "g722", "opus", "gsm", "g729", "ilbc", "slin"}
+
+// AllTrunks is Trunk (when named) followed by Trunks: every trunk the templates render, first one first. The
+// single Trunk registers whenever it has a Username, as it always did.
+func (p Params) AllTrunks() []Trunk {
+	var out []Trunk
+	if t := p.Trunk; t.Name != "" {
+		t.Register = t.Register || t.Username != ""
+		out = append(out, t)
+	}
+	return append(out, p.Trunks...)
 }
 
 // DefaultParams returns Params with every default filled in and no phones or trunk.
@@ -293,54 +316,75 @@ func (p Params) Validate() error {
 		}
 	}
 
-	if t := p.Trunk; t.Name != "" {
-		if !nameRE.MatchString(t.Name) {
-			bad("Trunk.Name", "%q must be 1-64 characters of letters, digits, '_', '.', '-'", t.Name)
-		} else {
-			claim("Trunk.Name", t.Name)
+	for i, t := range p.AllTrunks() {
+		f := fmt.Sprintf("Trunks[%d]", i-1)
+		if p.Trunk.Name == "" {
+			f = fmt.Sprintf("Trunks[%d]", i)
+		} else if i == 0 {
+			f = "Trunk"
 		}
-		host, port, err := net.SplitHostPort(t.Host)
-		if err != nil {
-			bad("Trunk.Host", "%q must be host:port", t.Host)
-		} else {
-			if _, perr := netip.ParseAddr(host); perr != nil && !nameRE.MatchString(host) {
-				bad("Trunk.Host", "%q: bad host", t.Host)
-			}
-			if n, perr := strconv.Atoi(port); perr != nil || n < 1 || n > 65535 {
-				bad("Trunk.Host", "%q: bad port", t.Host)
-			}
-			if len(t.Match) == 0 {
-				if _, perr := netip.ParseAddr(host); perr != nil {
-					bad("Trunk.Match", "required when Trunk.Host %q is a name, not an IP", t.Host)
-				}
-			}
-		}
-		switch t.Transport {
-		case "", TransportUDP, TransportTCP:
-		default:
-			bad("Trunk.Transport", "%q must be udp or tcp", t.Transport)
-		}
-		if t.Username != "" {
-			if !nameRE.MatchString(t.Username) {
-				bad("Trunk.Username", "%q must be letters, digits, '_', '.', '-'", t.Username)
-			}
-			if !secretRE.MatchString(t.Password) {
-				bad("Trunk.Password", "required with Trunk.Username; printable ASCII without spaces or ';'")
-			}
-		}
-		for i, m := range t.Match {
-			if _, err := netip.ParsePrefix(m); err != nil {
-				if _, err := netip.ParseAddr(m); err != nil {
-					bad(fmt.Sprintf("Trunk.Match[%d]", i), "%q is not an IP or CIDR", m)
-				}
-			}
-		}
-		if t.FromDomain != "" && !nameRE.MatchString(t.FromDomain) {
-			bad("Trunk.FromDomain", "%q is not a domain name", t.FromDomain)
-		}
-		if t.FromUser != "" && !fromUserRE.MatchString(t.FromUser) {
-			bad("Trunk.FromUser", "%q must be letters, digits, '+', '_', '.', '-'", t.FromUser)
-		}
+		p.validateTrunk(f, t, claim, bad)
 	}
 	return errors.Join(errs...)
+}
+
+func (p Params) validateTrunk(f string, t Trunk, claim func(field, name string), bad func(field, format string, a ...any)) {
+	if !nameRE.MatchString(t.Name) {
+		bad(f+".Name", "%q must be 1-64 characters of letters, digits, '_', '.', '-'", t.Name)
+	} else {
+		claim(f+".Name", t.Name)
+	}
+	host, port, err := net.SplitHostPort(t.Host)
+	if err != nil {
+		bad(f+".Host", "%q must be host:port", t.Host)
+	} else {
+		if _, perr := netip.ParseAddr(host); perr != nil && !nameRE.MatchString(host) {
+			bad(f+".Host", "%q: bad host", t.Host)
+		}
+		if n, perr := strconv.Atoi(port); perr != nil || n < 1 || n > 65535 {
+			bad(f+".Host", "%q: bad port", t.Host)
+		}
+		if len(t.Match) == 0 {
+			if _, perr := netip.ParseAddr(host); perr != nil {
+				bad(f+".Match", "required when %s.Host %q is a name, not an IP", f, t.Host)
+			}
+		}
+	}
+	switch t.Transport {
+	case "", TransportUDP, TransportTCP:
+	case TransportTLS:
+		if p.SIPTLSPort == 0 {
+			bad(f+".Transport", "tls but SIPTLSPort is 0 (TLS transport disabled)")
+		}
+	default:
+		bad(f+".Transport", "%q must be udp, tcp or tls", t.Transport)
+	}
+	for i, c := range t.Codecs {
+		if !slices.Contains(trunkCodecs, c) {
+			bad(fmt.Sprintf("%s.Codecs[%d]", f, i), "%q must be one of %s", c, strings.Join(trunkCodecs, ", "))
+		}
+	}
+	if t.Username != "" {
+		if !nameRE.MatchString(t.Username) {
+			bad(f+".Username", "%q must be letters, digits, '_', '.', '-'", t.Username)
+		}
+		if !secretRE.MatchString(t.Password) {
+			bad(f+".Password", "required with %s.Username; printable ASCII without spaces or ';'", f)
+		}
+	} else if t.Register {
+		bad(f+".Register", "registration needs %s.Username and Password", f)
+	}
+	for i, m := range t.Match {
+		if _, err := netip.ParsePrefix(m); err != nil {
+			if _, err := netip.ParseAddr(m); err != nil {
+				bad(fmt.Sprintf("%s.Match[%d]", f, i), "%q is not an IP or CIDR", m)
+			}
+		}
+	}
+	if t.FromDomain != "" && !nameRE.MatchString(t.FromDomain) {
+		bad(f+".FromDomain", "%q is not a domain name", t.FromDomain)
+	}
+	if t.FromUser != "" && !fromUserRE.MatchString(t.FromUser) {
+		bad(f+".FromUser", "%q must be letters, digits, '+', '_', '.', '-'", t.FromUser)
+	}
 }

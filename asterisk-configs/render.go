@@ -23,6 +23,7 @@ const FileMode fs.FileMode = 0o640
 const tmplSuffix = ".tmpl"
 
 var funcs = template.FuncMap{
+	"join": strings.Join,
 	// trunkMatch lists identify match entries, defaulting to the trunk host's IP.
 	"trunkMatch": func(t Trunk) []string {
 		if len(t.Match) > 0 {

@@ -22,8 +22,13 @@ func sampleParams() Params {
 		{Name: "alice", Password: "phone-Secret-alice", Transport: TransportWSS},
 	}
 	p.Trunk = Trunk{
-		Name: "carrier", Host: "127.0.0.2:5060", Username: "acct1", Password: "trunk-Secret-1",
+		Name: "carrier", Host: "127.0.0.2:5060", Username: "acct1", Password: "trunk-Secret-1", Register: true,
 		FromDomain: "sip.example.net", FromUser: "+4930123456",
+	}
+	p.Trunks = []Trunk{
+		{Name: "eu-pcma", Host: "127.0.0.3:5070", Transport: TransportTCP, Codecs: []string{"alaw"}},
+		{Name: "secure", Host: "sip.example.org:5061", Transport: TransportTLS, Match: []string{"198.51.100.0/24"},
+			Username: "acct2", Password: "trunk-Secret-2"},
 	}
 	return p
 }
@@ -64,7 +69,7 @@ func TestSecretsOnlyFromParams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secrets := map[string]string{p.ARIPassword: "ari.conf", p.Trunk.Password: "pjsip.conf"}
+	secrets := map[string]string{p.ARIPassword: "ari.conf", p.Trunk.Password: "pjsip.conf", p.Trunks[1].Password: "pjsip.conf"}
 	for _, ph := range p.Phones {
 		secrets[ph.Password] = "pjsip.conf"
 	}
@@ -126,6 +131,13 @@ func TestPJSIPContents(t *testing.T) {
 		"[carrier-reg](trunk-registration)",
 		"server_uri = sip:127.0.0.2:5060",
 		"client_uri = sip:acct1@127.0.0.2:5060",
+		"[eu-pcma](trunk-endpoint)\naors = eu-pcma\ntransport = transport-tcp\ndisallow = all\nallow = alaw",
+		"[eu-pcma](trunk-aor)\ncontact = sip:127.0.0.3:5070;transport=tcp",
+		"type = identify\nendpoint = eu-pcma\nmatch = 127.0.0.3",
+		"[secure](trunk-endpoint)\naors = secure\ntransport = transport-tls\noutbound_auth = secure-auth",
+		"contact = sip:sip.example.org:5061;transport=tls",
+		"endpoint = secure\nmatch = 198.51.100.0/24",
+		"[secure-auth]",
 	} {
 		if !strings.Contains(pj, want) {
 			t.Errorf("pjsip.conf lacks %q", want)
@@ -162,7 +174,7 @@ func TestOptionalParts(t *testing.T) {
 		t.Fatal(err)
 	}
 	pj := string(files["pjsip.conf"])
-	for _, absent := range []string{"[transport-tls]", "[transport-wss]", "external_media_address", "type = identify", "server_uri"} {
+	for _, absent := range []string{"[transport-tls]", "[transport-wss]", "external_media_address", "type = identify", "server_uri", "[from-patchbay-"} {
 		if strings.Contains(pj, absent) {
 			t.Errorf("pjsip.conf has %q though it is switched off", absent)
 		}
@@ -196,8 +208,11 @@ func TestDialplanInterface(t *testing.T) {
 		"exten => 603,1,", "Playtones(1000)",
 		"exten => _[a-z].,1,", "exten => _7XXX,1,", "exten => _8XXX,1,",
 		"Stasis(pbtest,inbound,", "Stasis(pbtest,room,${EXTEN})", "Stasis(pbtest,outbound,", "Stasis(pbtest,did,",
-		"exten => _+X.,1,", "exten => _00X.,1,",
+		"exten => 604,1,", "SendDTMF(1234#,250)",
+		"exten => _+X.,1,", "exten => _0X.,1,",
 		"Dial(PJSIP/${FILTER(0-9+,${EXTEN})}@carrier,60)",
+		"[from-patchbay-carrier]", "[from-patchbay-eu-pcma]", "Dial(PJSIP/${FILTER(0-9+,${EXTEN})}@eu-pcma,60)",
+		"[from-patchbay-secure]",
 		"exten => FAILED,1,",
 	} {
 		if !strings.Contains(ext, want) {
@@ -251,7 +266,12 @@ func TestValidateNamesField(t *testing.T) {
 		{"Trunk.Match", func(p *Params) { p.Trunk.Host = "sip.example.net:5060" }},
 		{"Trunk.Password", func(p *Params) { p.Trunk.Password = "" }},
 		{"Trunk.Match[0]", func(p *Params) { p.Trunk.Match = []string{"x"} }},
-		{"Trunk.Transport", func(p *Params) { p.Trunk.Transport = "tls" }},
+		{"Trunk.Transport", func(p *Params) { p.Trunk.Transport = "sctp" }},
+		{"Trunks[1].Transport", func(p *Params) { p.SIPTLSPort = 0; p.Phones = p.Phones[:2] }},
+		{"Trunks[0].Codecs[1]", func(p *Params) { p.Trunks[0].Codecs = []string{"alaw", "pcma"} }},
+		{"Trunks[0].Name", func(p *Params) { p.Trunks[0].Name = "carrier" }},
+		{"Trunks[0].Register", func(p *Params) { p.Trunks[0].Register = true }},
+		{"Trunks[1].Match", func(p *Params) { p.Trunks[1].Match = nil }},
 	}
 	if err := base.Validate(); err != nil {
 		t.Fatalf("sample params invalid: %v", err)

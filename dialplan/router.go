@@ -1,8 +1,8 @@
 package dialplan
 
 import (
+	"slices"
 	"strings"
-	"unicode/utf8"
 )
 
 // Kind says what a routed input is.
@@ -17,14 +17,22 @@ const (
 )
 
 // Decision is what an input was routed to. Number holds only [0-9+] or a user
-// name; Endpoint is built from Number alone.
+// name; every endpoint is built from Number and configured names alone.
 type Decision struct {
 	Kind   Kind   `json:"kind"`
 	Number string `json:"number"`
-	// Trunk is the trunk serving a PSTN number (longest prefix match).
-	Trunk string `json:"trunk,omitempty"`
-	// Endpoint is what Patchbay originates: "Local/<Number>@<context>" for
-	// extensions and PSTN, empty for users and rooms.
+	// E164, Class and Country describe an outside number (Kind pstn): E164 equals Number; Country is the ISO
+	// 3166 region ("001" for non-geographic numbers).
+	E164    string `json:"e164,omitempty"`
+	Class   Class  `json:"class,omitempty"`
+	Country string `json:"country,omitempty"`
+	// Trunks are the trunks to try for an outside number, in failover order; Trunk is the first.
+	Trunk  string   `json:"trunk,omitempty"`
+	Trunks []string `json:"trunks,omitempty"`
+	// Route says which rule chose the trunks, in words ("route 2 (countries DE)", "default: every trunk").
+	Route string `json:"route,omitempty"`
+	// Endpoint is "Local/<Number>@<context>" for extensions and PSTN (Asterisk's own dialplan dials the first
+	// trunk), empty for users and rooms. Patchbay dials trunks directly with TrunkEndpoint.
 	Endpoint string `json:"endpoint,omitempty"`
 }
 
@@ -43,67 +51,77 @@ func NewRouter(r Rules) (*Router, error) {
 	return &Router{c: c}, nil
 }
 
-// E.164 allows at most 15 digits after '+'; fewer than 8 is no real
-// international number.
-const (
-	e164Min = 8
-	e164Max = 15
-)
+// maxRawInput bounds the bytes looked at before folding (a full-width digit takes three).
+const maxRawInput = 4 * hardMaxLength
 
 // Route classifies input. Numbers are tried against Extensions, UserNumbers
-// and Rooms in that order, then as PSTN numbers. Only surrounding spaces, and spaces, dashes, dots
-// and parentheses inside numbers, are dropped; any other character is
-// refused. Errors are *RouteError with code invalid_number or
-// forbidden_destination.
+// and Rooms in that order, then as outside numbers. Full-width characters and
+// Arabic-Indic digits are folded to ASCII; spaces, dashes, dots and parentheses
+// inside numbers are dropped; a "tel:" URI is read as its number; anything
+// else is refused. Outside numbers are parsed by libphonenumber, normalised to
+// E.164 and checked against the policy (see PSTNRules). Errors are *RouteError
+// with code invalid_number or forbidden_destination; a refusal by policy names
+// the class or country.
 func (r *Router) Route(input string) (Decision, error) {
 	c := r.c
-	s := strings.Trim(input, " ")
+	if len(input) > maxRawInput {
+		return Decision{}, invalidNumber(input, "longer than %d characters", c.maxLen)
+	}
+	folded, err := foldInput(input)
+	if err != nil {
+		return Decision{}, err
+	}
+	s := strings.Trim(folded, " ")
 	if s == "" {
 		return Decision{}, invalidNumber(input, "empty destination")
 	}
 	if len(s) > c.maxLen {
 		return Decision{}, invalidNumber(input, "longer than %d characters", c.maxLen)
 	}
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return Decision{}, invalidNumber(input, "non-ASCII character at byte %d; dial with ASCII digits", i)
+	tel := false
+	if len(s) > 4 && strings.EqualFold(s[:4], "tel:") {
+		tel, s = true, strings.Trim(s[4:], " ")
+		if strings.ContainsAny(s, ";,") {
+			return Decision{}, invalidNumber(input, "tel: URI parameters (;phone-context, ;ext) are not supported; give the number in international form")
 		}
-		if s[i] < 0x20 || s[i] == 0x7f {
-			return Decision{}, invalidNumber(input, "control character at byte %d", i)
+		if s == "" {
+			return Decision{}, invalidNumber(input, "tel: URI without a number")
 		}
 	}
-	if s[0] >= 'a' && s[0] <= 'z' {
+	if !tel && s[0] >= 'a' && s[0] <= 'z' {
 		return r.routeUser(input, s)
 	}
-	num, err := cleanNumber(input, s)
+	num, err := cleanNumber(input, s, false)
 	if err != nil {
 		return Decision{}, err
 	}
 	if num[0] == '+' {
-		return r.routePSTN(input, num)
+		return r.routePSTN(input, num, "")
 	}
-	for _, p := range c.ext {
-		if p.match(num) {
-			return Decision{Kind: KindExtension, Number: num, Endpoint: r.endpoint(num)}, nil
+	if !tel {
+		for _, p := range c.ext {
+			if p.match(num) {
+				return Decision{Kind: KindExtension, Number: num, Endpoint: r.endpoint(num)}, nil
+			}
 		}
-	}
-	for _, p := range c.userNums {
-		if p.match(num) {
-			return Decision{Kind: KindUser, Number: num}, nil
+		for _, p := range c.userNums {
+			if p.match(num) {
+				return Decision{Kind: KindUser, Number: num}, nil
+			}
 		}
-	}
-	for _, p := range c.rooms {
-		if p.match(num) {
-			return Decision{Kind: KindRoom, Number: num}, nil
+		for _, p := range c.rooms {
+			if p.match(num) {
+				return Decision{Kind: KindRoom, Number: num}, nil
+			}
 		}
 	}
 	for _, ip := range c.intl {
 		if strings.HasPrefix(num, ip) && len(num) > len(ip) {
-			return r.routePSTN(input, "+"+num[len(ip):])
+			return r.routePSTN(input, "+"+num[len(ip):], "")
 		}
 	}
-	if c.natPrefix != "" && strings.HasPrefix(num, c.natPrefix) && len(num) > len(c.natPrefix) {
-		return r.routePSTN(input, "+"+c.country+num[len(c.natPrefix):])
+	if c.region != "" {
+		return r.routePSTN(input, num, c.region)
 	}
 	return Decision{}, invalidNumber(input, "not a known extension, user or room, nor a phone number in international format (+CC...)")
 }
@@ -134,11 +152,12 @@ func safeName(s string) bool {
 }
 
 // cleanNumber drops visual separators and refuses anything but digits and a
-// leading '+'.
-func cleanNumber(input, s string) (string, error) {
-	if s[0] == '+' {
-		// "+44 (0)20 7946 0000": the bracketed 0 is the national trunk
-		// prefix, never dialled after a country code.
+// leading '+'. dropTrunkZero removes "(0)" after a country code, as numbers
+// kept in a store are written ("+44 (0)20 …"); Route leaves that to
+// libphonenumber, which knows where a 0 after the country code is really dialled
+// (Italy).
+func cleanNumber(input, s string, dropTrunkZero bool) (string, error) {
+	if dropTrunkZero && s[0] == '+' {
 		s = strings.ReplaceAll(s, "(0)", "")
 	}
 	var b strings.Builder
@@ -167,43 +186,95 @@ func cleanNumber(input, s string) (string, error) {
 	return num, nil
 }
 
-func (r *Router) routePSTN(input, num string) (Decision, error) {
-	digits := len(num) - 1
-	if digits < e164Min || digits > e164Max {
-		return Decision{}, invalidNumber(input, "international numbers have %d to %d digits after '+', got %d", e164Min, e164Max, digits)
-	}
-	if num[1] == '0' {
-		return Decision{}, invalidNumber(input, "country codes do not start with 0")
-	}
+// routePSTN parses num (international with '+', or national for region), applies the policy and picks trunks.
+func (r *Router) routePSTN(input, num, region string) (Decision, error) {
 	c := r.c
-	if len(c.allow) == 0 {
-		return Decision{}, forbidden(input, "outside (PSTN) calls are disabled")
+	p, err := parsePhone(input, num, region)
+	if err != nil {
+		return Decision{}, err
+	}
+	if len(c.allow) == 0 && len(c.allowPrefixes) == 0 {
+		return Decision{}, refuse(input, p, "outside (PSTN) calls are disabled")
 	}
 	for _, d := range c.deny {
-		if strings.HasPrefix(num, d) {
-			return Decision{}, forbidden(input, "numbers starting %s are blocked (premium-rate or fraud-prone)", d)
+		if strings.HasPrefix(p.e164, d) {
+			return Decision{}, refuse(input, p, "numbers starting %s are blocked (dialplan.pstn.deny)", d)
 		}
 	}
-	allowed := false
-	for _, a := range c.allow {
-		if strings.HasPrefix(num, a) {
-			allowed = true
-			break
+	if !hasPrefix(p.e164, c.allowPrefixes) {
+		if !hasPrefix(p.e164, c.allow) {
+			return Decision{}, refuse(input, p, "number is not in the PSTN allow list")
+		}
+		if c.denyClass[p.class] {
+			return Decision{}, refuse(input, p, "%s are not allowed", p.class.Noun())
+		}
+		if !c.allCountries && !c.countries[p.country] {
+			return Decision{}, refuse(input, p, "calls to %s are not allowed", countryName(p.country))
 		}
 	}
-	if !allowed {
-		return Decision{}, forbidden(input, "number is not in the PSTN allow list")
+	trunks, why := r.trunksFor(p)
+	if len(trunks) == 0 {
+		return Decision{}, refuse(input, p, "no trunk serves this number")
 	}
-	trunk, best := "", -1
-	for pre, t := range c.trunks {
-		if strings.HasPrefix(num, pre) && len(pre) > best {
-			trunk, best = t, len(pre)
+	return Decision{
+		Kind: KindPSTN, Number: p.e164, E164: p.e164, Class: p.class, Country: p.country,
+		Trunk: trunks[0], Trunks: trunks, Route: why, Endpoint: r.endpoint(p.e164),
+	}, nil
+}
+
+func hasPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
 		}
 	}
-	if trunk == "" {
-		return Decision{}, forbidden(input, "no trunk serves this number")
+	return false
+}
+
+func countryName(region string) string {
+	if region == NonGeoRegion {
+		return "non-geographic numbers (001)"
 	}
-	return Decision{Kind: KindPSTN, Number: num, Trunk: trunk, Endpoint: r.endpoint(num)}, nil
+	return region
+}
+
+// trunksFor returns the failover list of the first route matching p, or every trunk in order.
+func (r *Router) trunksFor(p phoneNumber) ([]string, string) {
+	for _, rt := range r.c.routes {
+		if len(rt.Countries) > 0 && !slices.Contains(rt.Countries, p.country) {
+			continue
+		}
+		if len(rt.Classes) > 0 && !slices.Contains(rt.Classes, p.class) {
+			continue
+		}
+		if len(rt.Prefixes) > 0 && !hasPrefix(p.e164, rt.Prefixes) {
+			continue
+		}
+		return slices.Clone(rt.Trunks), rt.desc
+	}
+	return r.c.trunkNames(), "no route matched: every trunk in order"
+}
+
+// describeRoute names a route for `patchbay route` and logs.
+func describeRoute(field string, rt Route) string {
+	var parts []string
+	if len(rt.Countries) > 0 {
+		parts = append(parts, "countries "+strings.Join(rt.Countries, ","))
+	}
+	if len(rt.Classes) > 0 {
+		cl := make([]string, len(rt.Classes))
+		for j, c := range rt.Classes {
+			cl[j] = string(c)
+		}
+		parts = append(parts, "classes "+strings.Join(cl, ","))
+	}
+	if len(rt.Prefixes) > 0 {
+		parts = append(parts, "prefixes "+strings.Join(rt.Prefixes, ","))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "every number")
+	}
+	return field + " (" + strings.Join(parts, "; ") + ")"
 }
 
 func (r *Router) endpoint(num string) string {

@@ -44,6 +44,12 @@ func ValidateRoomID(room string) error {
 // maxRawNumber bounds the input NormalizeNumber looks at.
 const maxRawNumber = 64
 
+// Stored numbers in international form have 8 to 15 digits after '+'.
+const (
+	e164Min = 8
+	e164Max = 15
+)
+
 // NormalizeNumber returns number as E.164 ("+" and 8-15 digits) or as a plain
 // DID/extension of 1-15 digits, after dropping spaces, dashes, dots and
 // parentheses. Anything else is a *RouteError with code invalid_number.
@@ -60,7 +66,7 @@ func NormalizeNumber(number string) (string, error) {
 			return "", invalidNumber(number, "control or non-ASCII character at byte %d", i)
 		}
 	}
-	num, err := cleanNumber(number, s)
+	num, err := cleanNumber(number, s, true)
 	if err != nil {
 		return "", err
 	}

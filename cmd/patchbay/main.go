@@ -29,6 +29,7 @@ func commands() []command {
 		{"certs", "manage the CA and server certificate (certs init)", runCerts},
 		{"config", "write a starter config with fresh secrets (config init)", runConfig},
 		{"token", "mint a browser token", runToken},
+		{"route", "show what a call to a number would get: allowed or refused, class, country, trunks", runRoute},
 		{"call", "place a synthetic call through Patchbay and report what was heard", runCall},
 		{"bench", "load-test Patchbay with concurrent synthetic calls", runBench},
 		{"doctor", "check the installation: config, certificates, ports, Asterisk, dialplan, NAT, Redis, TURN (--call)", runDoctor},

@@ -30,15 +30,6 @@ func (c *Config) AsteriskParams(certDir string) asteriskconfigs.Params {
 			Name: ph.Name, Password: ph.Password.Reveal(), Transport: ph.Transport, SRTP: ph.SRTP,
 		})
 	}
-	if a.Trunk.Host != "" {
-		p.Trunk = asteriskconfigs.Trunk{
-			Name:       a.Trunk.Name,
-			Host:       a.Trunk.Host,
-			Username:   a.Trunk.Username,
-			Password:   a.Trunk.Password.Reveal(),
-			Match:      a.Trunk.Match,
-			FromDomain: a.Trunk.FromDomain,
-		}
-	}
+	p.Trunks = c.asteriskTrunks()
 	return p
 }

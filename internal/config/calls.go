@@ -1,10 +1,12 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,22 +24,47 @@ type Dialplan struct {
 	DIDs map[string]string `mapstructure:"dids" yaml:"dids"`
 }
 
-// PSTN configures outside calls. Prefixes are E.164 prefixes starting with '+'.
+// PSTN configures outside calls. Every number is parsed by libphonenumber, normalised to E.164 and classified
+// (PREMIUM_RATE, MOBILE, ...); prefixes are E.164 prefixes starting with '+', matched against that normalised form.
 type PSTN struct {
-	// InternationalPrefixes are dialled before a country code (e.g. "00"); they become '+'.
+	// DefaultRegion (ISO 3166, e.g. "GB") reads national numbers ("020 7946 0000"). Empty: international only.
+	DefaultRegion string `mapstructure:"default_region" yaml:"default_region"`
+	// InternationalPrefixes are exit codes replaced by '+'. Empty: 00 and 011 without a default region, that
+	// region's own exit codes with one.
 	InternationalPrefixes []string `mapstructure:"international_prefixes" yaml:"international_prefixes"`
-	// NationalPrefix and CountryCode turn national numbers into E.164 ("0" and "44": 020… → +4420…).
+	// NationalPrefix and CountryCode are the older way to set the default region ("0" and "44" = GB).
 	NationalPrefix string `mapstructure:"national_prefix" yaml:"national_prefix"`
 	CountryCode    string `mapstructure:"country_code" yaml:"country_code"`
-	// Allow lists prefixes that may be called (empty: PSTN off); Deny prefixes refused even when allowed.
+	// AllowCountries are the regions that may be called ("*": all; "001": non-geographic numbers).
+	AllowCountries []string `mapstructure:"allow_countries" yaml:"allow_countries"`
+	// DenyClasses are the number classes refused (premium rate, shared cost, personal, pager, invalid).
+	DenyClasses []string `mapstructure:"deny_classes" yaml:"deny_classes"`
+	// Allow lists prefixes that may be called at all (empty: PSTN off); Deny prefixes refused whatever else says.
 	Allow []string `mapstructure:"allow" yaml:"allow"`
 	Deny  []string `mapstructure:"deny" yaml:"deny"`
-	// Trunks maps a prefix to the trunk serving it (longest prefix wins). Empty: every number goes to
-	// asterisk.trunk.name.
+	// AllowPrefixes are exceptions allowed whatever their class or country (never past Deny).
+	AllowPrefixes []string `mapstructure:"allow_prefixes" yaml:"allow_prefixes"`
+	// Routes pick the trunks of a number (ordered failover list) by country, class or prefix; first match wins.
+	// Numbers no route matches use every trunk in asterisk.trunks order.
+	Routes []Route `mapstructure:"routes" yaml:"routes"`
+	// Trunks is the older form of routes: a prefix → trunk map (longest prefix wins), tried after routes.
 	Trunks map[string]string `mapstructure:"trunks" yaml:"trunks"`
+	// FailoverCauses pass a call to the next trunk: dial statuses (CONGESTION, CHANUNAVAIL, BUSY, NOANSWER),
+	// SIP codes ("503") or classes ("5xx"). FailoverTimeout: a trunk silent (no 180/183) this long is passed over.
+	FailoverCauses  []string      `mapstructure:"failover_causes" yaml:"failover_causes"`
+	FailoverTimeout time.Duration `mapstructure:"failover_timeout" yaml:"failover_timeout"`
 	// DefaultCallerID is sent when the caller has no caller ID of its own (a softphone without
 	// dialplan.phone_caller_ids). Empty: such calls are refused.
 	DefaultCallerID string `mapstructure:"default_caller_id" yaml:"default_caller_id"`
+}
+
+// Route sends the numbers it matches to Trunks, in failover order. Every criterion set must match; a route
+// with none matches every number.
+type Route struct {
+	Countries []string `mapstructure:"countries" yaml:"countries"`
+	Classes   []string `mapstructure:"classes" yaml:"classes"`
+	Prefixes  []string `mapstructure:"prefixes" yaml:"prefixes"`
+	Trunks    []string `mapstructure:"trunks" yaml:"trunks"`
 }
 
 // API configures the REST API's calls.
@@ -78,13 +105,21 @@ type Webhook struct {
 	Timeout     time.Duration `mapstructure:"timeout" yaml:"timeout"`
 }
 
-// DefaultDialplan is PSTN to everything except premium-rate and fraud-prone ranges, through the configured trunk.
+// DefaultDialplan is PSTN to every country except premium-rate, shared-cost, personal, pager and invalid numbers
+// and satellite ranges, through the configured trunks.
 func DefaultDialplan() Dialplan {
 	r := dialplan.DefaultRules().PSTN
+	classes := make([]string, len(r.DenyClasses))
+	for i, c := range r.DenyClasses {
+		classes[i] = string(c)
+	}
 	return Dialplan{PSTN: PSTN{
-		InternationalPrefixes: r.InternationalPrefixes,
-		Allow:                 r.Allow,
-		Deny:                  r.Deny,
+		AllowCountries:  r.AllowCountries,
+		DenyClasses:     classes,
+		Allow:           r.Allow,
+		Deny:            r.Deny,
+		FailoverCauses:  r.FailoverCauses,
+		FailoverTimeout: r.FailoverTimeout,
 	}}
 }
 
@@ -98,18 +133,98 @@ func DefaultLimits() Limits {
 	}
 }
 
-// Rules returns the router rules this configuration describes.
+// PSTNTrunks returns the configured trunks: asterisk.trunks, or else the single asterisk.trunk (which registers
+// whenever it has a username, as it always did).
+func (c *Config) PSTNTrunks() []Trunk {
+	if len(c.Asterisk.Trunks) > 0 {
+		return c.Asterisk.Trunks
+	}
+	t := c.Asterisk.Trunk
+	t.Register = t.Username != ""
+	return []Trunk{t}
+}
+
+// trunkKey is the config key of the i-th trunk of PSTNTrunks.
+func (c *Config) trunkKey(i int) string {
+	if len(c.Asterisk.Trunks) > 0 {
+		return fmt.Sprintf("asterisk.trunks[%d]", i)
+	}
+	return "asterisk.trunk"
+}
+
+// Rules returns the router rules this configuration describes: the one source of the router that decides real
+// calls and `patchbay route`.
 func (c *Config) Rules() dialplan.Rules {
 	r := dialplan.DefaultRules()
 	p := c.Dialplan.PSTN
+	r.PSTN.DefaultRegion = p.DefaultRegion
 	r.PSTN.InternationalPrefixes = p.InternationalPrefixes
 	r.PSTN.NationalPrefix, r.PSTN.CountryCode = p.NationalPrefix, p.CountryCode
-	r.PSTN.Allow, r.PSTN.Deny = p.Allow, p.Deny
-	r.PSTN.Trunks = p.Trunks
-	if len(p.Trunks) == 0 {
-		r.PSTN.Trunks = map[string]string{"+": c.Asterisk.Trunk.Name}
+	r.PSTN.AllowCountries = p.AllowCountries
+	r.PSTN.DenyClasses = make([]dialplan.Class, len(p.DenyClasses))
+	for i, cl := range p.DenyClasses {
+		r.PSTN.DenyClasses[i] = dialplan.Class(cl)
 	}
+	r.PSTN.Allow, r.PSTN.Deny, r.PSTN.AllowPrefixes = p.Allow, p.Deny, p.AllowPrefixes
+	r.PSTN.Trunks = nil
+	for _, t := range c.PSTNTrunks() {
+		r.PSTN.Trunks = append(r.PSTN.Trunks, dialplan.Trunk{
+			Name: t.Name, MaxChannels: t.MaxChannels,
+			DialFormat: dialplan.NumberFormat(t.DialFormat), CallerIDFormat: dialplan.NumberFormat(t.CallerIDFormat),
+			CallerIDs: t.CallerIDs, DefaultCallerID: t.DefaultCallerID,
+		})
+	}
+	r.PSTN.Routes = nil
+	for _, rt := range p.Routes {
+		out := dialplan.Route{Countries: rt.Countries, Prefixes: rt.Prefixes, Trunks: rt.Trunks}
+		for _, cl := range rt.Classes {
+			out.Classes = append(out.Classes, dialplan.Class(cl))
+		}
+		r.PSTN.Routes = append(r.PSTN.Routes, out)
+	}
+	r.PSTN.PrefixTrunks = p.Trunks
+	r.PSTN.FailoverCauses, r.PSTN.FailoverTimeout = p.FailoverCauses, p.FailoverTimeout
 	return r
+}
+
+// ruleKey maps a dialplan rule field ("PSTN.Routes[0].Trunks[1]") onto the config key it comes from.
+func (c *Config) ruleKey(field string) string {
+	rest, ok := strings.CutPrefix(field, "PSTN.")
+	if !ok {
+		return "dialplan"
+	}
+	if t, ok := strings.CutPrefix(rest, "Trunks["); ok {
+		idx, sub, _ := strings.Cut(t, "]")
+		i, _ := strconv.Atoi(idx)
+		return c.trunkKey(i) + snakeField(sub)
+	}
+	if strings.HasPrefix(rest, "Trunks") {
+		return "asterisk.trunks"
+	}
+	if pre, ok := strings.CutPrefix(rest, "PrefixTrunks."); ok {
+		return "dialplan.pstn.trunks." + pre
+	}
+	return "dialplan.pstn." + strings.TrimPrefix(snakeField(rest), ".")
+}
+
+// snakeField turns ".Routes[0].CallerIDs" into ".routes[0].caller_ids".
+func snakeField(f string) string {
+	f = strings.NewReplacer("IDs", "Ids", "ID", "Id").Replace(f)
+	var b strings.Builder
+	for i, r := range f {
+		if r >= 'A' && r <= 'Z' {
+			if i > 0 && f[i-1] >= 'a' && f[i-1] <= 'z' {
+				b.WriteByte('_')
+			}
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	s := b.String()
+	if s != "" && s[0] != '.' && s[0] != '[' {
+		s = "." + s
+	}
+	return s
 }
 
 var (
@@ -120,13 +235,16 @@ var (
 // validateCalls checks the keys of this file; bad is Validate's reporter.
 func (c *Config) validateCalls(bad func(key, format string, args ...any)) {
 	if _, err := dialplan.NewRouter(c.Rules()); err != nil {
-		bad("dialplan.pstn", "%v", err)
-	}
-	for _, pre := range sortedKeys(c.Dialplan.PSTN.Trunks) {
-		if t := c.Dialplan.PSTN.Trunks[pre]; t != c.Asterisk.Trunk.Name {
-			bad("dialplan.pstn.trunks."+pre, "trunk %q is not configured; the only trunk is asterisk.trunk.name %q", t, c.Asterisk.Trunk.Name)
+		var re *dialplan.RulesError
+		if !errors.As(err, &re) {
+			bad("dialplan.pstn", "%v", err)
+		} else {
+			for _, p := range re.Problems {
+				bad(c.ruleKey(p.Field), "%s", p.Problem)
+			}
 		}
 	}
+	c.validateTrunks(bad)
 	if id := c.Dialplan.PSTN.DefaultCallerID; id != "" && !e164Re.MatchString(id) {
 		bad("dialplan.pstn.default_caller_id", "%q must be E.164: '+' and 8-15 digits", id)
 	}

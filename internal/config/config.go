@@ -88,7 +88,10 @@ type Asterisk struct {
 	ExternalAddress string   `mapstructure:"external_address" yaml:"external_address"`
 	LocalNets       []string `mapstructure:"local_nets" yaml:"local_nets"`
 	Phones          []Phone  `mapstructure:"phones" yaml:"phones"`
-	Trunk           Trunk    `mapstructure:"trunk" yaml:"trunk"`
+	// Trunk is the single carrier of older configurations; Trunks replaces it (use one or the other).
+	Trunk Trunk `mapstructure:"trunk" yaml:"trunk"`
+	// Trunks are the SIP carriers, in order of preference (see dialplan.pstn.routes for who carries what).
+	Trunks []Trunk `mapstructure:"trunks" yaml:"trunks"`
 }
 
 // Phone is a SIP softphone or desk phone registering to Asterisk.
@@ -99,14 +102,30 @@ type Phone struct {
 	SRTP      bool   `mapstructure:"srtp" yaml:"srtp"`           // SDES-SRTP; needs transport tls
 }
 
-// Trunk is the SIP carrier.
+// Trunk is a SIP carrier: its SIP side (rendered into pjsip.conf) and how Patchbay uses it.
 type Trunk struct {
-	Name       string   `mapstructure:"name" yaml:"name"`
-	Host       string   `mapstructure:"host" yaml:"host"` // host[:port]
-	Username   string   `mapstructure:"username" yaml:"username"`
-	Password   Secret   `mapstructure:"password" yaml:"password"`
+	Name string `mapstructure:"name" yaml:"name"`
+	Host string `mapstructure:"host" yaml:"host"` // host or host:port
+	// Port is the carrier's SIP port when Host has none; default 5060 (5061 with tls).
+	Port      int      `mapstructure:"port" yaml:"port"`
+	Transport string   `mapstructure:"transport" yaml:"transport"` // udp (default), tcp or tls
+	Codecs    []string `mapstructure:"codecs" yaml:"codecs"`       // Asterisk codec names; default ulaw, alaw
+	Username  string   `mapstructure:"username" yaml:"username"`
+	Password  Secret   `mapstructure:"password" yaml:"password"`
+	// Register sends an outbound registration with username and password. asterisk.trunk (the older single
+	// trunk) registers whenever it has a username.
+	Register   bool     `mapstructure:"register" yaml:"register"`
 	Match      []string `mapstructure:"match" yaml:"match"` // source addresses identifying the carrier
 	FromDomain string   `mapstructure:"from_domain" yaml:"from_domain"`
+	// MaxChannels bounds this trunk's calls at once; a trunk at its limit passes the call to the next. 0: none.
+	MaxChannels int `mapstructure:"max_channels" yaml:"max_channels"`
+	// DialFormat and CallerIDFormat write the called number and the caller ID: e164 (default), digits or national.
+	DialFormat     string `mapstructure:"dial_format" yaml:"dial_format"`
+	CallerIDFormat string `mapstructure:"caller_id_format" yaml:"caller_id_format"`
+	// CallerIDs are E.164 prefixes of the caller IDs this carrier accepts (empty: any); DefaultCallerID replaces
+	// any other (without one, the trunk is skipped for that call).
+	CallerIDs       []string `mapstructure:"caller_ids" yaml:"caller_ids"`
+	DefaultCallerID string   `mapstructure:"default_caller_id" yaml:"default_caller_id"`
 }
 
 // Media is the browser-facing WebRTC side and the relay toward Asterisk.

@@ -15,6 +15,7 @@ var (
 	appNameRe    = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
 	phoneNameRe  = regexp.MustCompile(`^[0-9]{2,8}$`)
 	trunkNameRe  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,31}$`)
+	hostNameRe   = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.)*[A-Za-z0-9-]{1,63}$`)
 	ariUserRe    = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
 	userNumberRe = regexp.MustCompile(`^[0-9]{2,15}$`)
 	userNameRe   = regexp.MustCompile(`^[a-z][a-z0-9._-]{0,31}$`)
@@ -125,25 +126,6 @@ func (c *Config) Validate() error {
 			bad(key+".srtp", "SDES-SRTP sends its keys in the SDP, so it needs transport tls")
 		}
 	}
-	if !trunkNameRe.MatchString(a.Trunk.Name) {
-		bad("asterisk.trunk.name", "%q must start with a letter and hold only letters, digits, '-' or '_'", a.Trunk.Name)
-	}
-	if a.Trunk.Host != "" {
-		if err := checkHostPort(a.Trunk.Host); err != nil {
-			bad("asterisk.trunk.host", "%q: %v", a.Trunk.Host, err)
-		}
-	}
-	for i, m := range a.Trunk.Match {
-		if net.ParseIP(m) == nil {
-			if _, _, err := net.ParseCIDR(m); err != nil {
-				bad(fmt.Sprintf("asterisk.trunk.match[%d]", i), "%q is not an IP address or CIDR", m)
-			}
-		}
-	}
-	if a.Trunk.Username != "" && !a.Trunk.Password.IsSet() {
-		bad("asterisk.trunk.password", "must be set when asterisk.trunk.username is")
-	}
-
 	m := c.Media
 	for i, ip := range m.PublicIPs {
 		if net.ParseIP(ip) == nil {

@@ -27,7 +27,76 @@ type SIPpOptions struct {
 	RTPEcho bool
 	// RingFor is how long the UAS rings (180) before answering; default 200 ms.
 	RingFor time.Duration
+	// MediaPort, when set, is the port SIPp advertises in its SDP instead of its own media port: a test's own
+	// RTP endpoint (see CarrierRTP) then plays and records the carrier's audio.
+	MediaPort int
 }
+
+// CarrierPCMAUAS is CarrierUAS offering PCMA only (a European carrier): Asterisk must send and accept PCMA.
+var CarrierPCMAUAS = strings.NewReplacer(
+	"m=audio [media_port] RTP/AVP 0 101", "m=audio [media_port] RTP/AVP 8 101",
+	"a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000",
+).Replace(CarrierUAS)
+
+// Carrier503 refuses every INVITE with 503 Service Unavailable (a carrier that is overloaded or down behind a
+// proxy) and answers OPTIONS, so Asterisk still sees the trunk as reachable.
+const Carrier503 = `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="Patchbay test carrier (503)">
+  <recv request="OPTIONS" optional="true" next="options"/>
+  <recv request="INVITE" crlf="true"/>
+  <send><![CDATA[
+
+SIP/2.0 503 Service Unavailable
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag03[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK" next="end"/>
+  <label id="options"/>
+  <send><![CDATA[
+
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTagOpt[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <label id="end"/>
+  <nop/>
+</scenario>
+`
+
+// CarrierSilent takes INVITEs and never answers them (no 100, no 180): a carrier that is down behind a
+// balancer. It still answers OPTIONS.
+const CarrierSilent = `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="Patchbay test carrier (silent)">
+  <recv request="OPTIONS" optional="true" next="options"/>
+  <recv request="INVITE" crlf="true"/>
+  <pause milliseconds="40000"/>
+  <nop next="end"/>
+  <label id="options"/>
+  <send><![CDATA[
+
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTagOpt[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <label id="end"/>
+  <nop/>
+</scenario>
+`
 
 // CarrierUAS answers every INVITE after ringing (100, 180, 200 with PCMU SDP on SIPp's media port), waits for
 // the BYE, and answers OPTIONS (Asterisk qualifies the trunk; an unanswered qualify makes the trunk unreachable).
@@ -148,6 +217,9 @@ func StartSIPp(t testing.TB, o SIPpOptions) *SIPp {
 	s := &SIPp{IP: o.IP, Dir: t.TempDir(), t: t, done: make(chan struct{})}
 	scen := filepath.Join(s.Dir, "scenario.xml")
 	text := strings.ReplaceAll(o.Scenario, "{{RING_MS}}", strconv.Itoa(int(o.RingFor/time.Millisecond)))
+	if o.MediaPort != 0 {
+		text = strings.ReplaceAll(text, "m=audio [media_port]", "m=audio "+strconv.Itoa(o.MediaPort))
+	}
 	if err := os.WriteFile(scen, []byte(text), 0o644); err != nil {
 		t.Fatalf("write SIPp scenario: %v", err)
 	}
@@ -268,16 +340,38 @@ func (s *SIPp) Messages() ([]SIPMessage, error) {
 	return parseSIPpTrace(string(b)), nil
 }
 
-// ReceivedInvites returns the initial INVITEs SIPp received (no To tag).
+// ReceivedInvites returns the initial INVITEs SIPp received (no To tag), once each: UDP retransmissions of an
+// INVITE nobody answered share its Call-ID and CSeq and are left out.
 func (s *SIPp) ReceivedInvites() ([]SIPMessage, error) {
 	msgs, err := s.Messages()
 	if err != nil {
 		return nil, err
 	}
 	var out []SIPMessage
+	seen := map[string]bool{}
 	for _, m := range msgs {
 		if m.Received && m.Method() == "INVITE" && !strings.Contains(m.Header("To"), "tag=") {
+			key := m.Header("Call-ID") + "\x00" + m.Header("CSeq")
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
 			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// Responses returns the status lines SIPp sent, e.g. "SIP/2.0 503 Service Unavailable".
+func (s *SIPp) Responses() ([]string, error) {
+	msgs, err := s.Messages()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, m := range msgs {
+		if !m.Received && m.Method() == "" {
+			out = append(out, m.Start)
 		}
 	}
 	return out, nil

@@ -22,9 +22,11 @@ import (
 
 // CallOptions shape one synthetic call. Zero values pick the defaults noted.
 type CallOptions struct {
-	CallID string    // default: random
-	To     string    // number to call (outgoing only)
-	Law    media.Law // law offered on outgoing calls; default PCMU
+	CallID string // default: random
+	To     string // number to call (outgoing only)
+	// CallerID asks for one of the token's caller IDs (the "call" message's caller_id); empty: the default.
+	CallerID string
+	Law      media.Law // law offered on outgoing calls; default PCMU
 
 	ToneHz    float64 // tone played; default 1000
 	Amplitude float64 // 0..1 of full scale; default 0.3
@@ -205,7 +207,7 @@ func (c *call) localSDP(ctx context.Context, desc webrtc.SessionDescription) (st
 // Call places a call to o.To through sig and runs it to the end.
 func (e *Engine) Call(ctx context.Context, sig Signaller, o CallOptions) (*Report, error) {
 	return e.offerAndRun(ctx, sig, o, "call", func(c *call, sdp string) signal.Message {
-		return signal.Message{Type: signal.TypeCall, CallID: c.o.CallID, To: c.o.To, SDP: sdp}
+		return signal.Message{Type: signal.TypeCall, CallID: c.o.CallID, To: c.o.To, CallerID: c.o.CallerID, SDP: sdp}
 	})
 }
 

@@ -70,11 +70,14 @@ func Validate(m Message) (Message, error) {
 			err.CallID = callID
 			return Message{}, err
 		}
+		if m.CallerID != "" && !validE164(m.CallerID) {
+			return Message{}, errorf(wire.CodeBadMessage, callID, "caller_id must be E.164: '+' and 7-15 digits, e.g. +442071230001")
+		}
 		if err := checkSDP(m.SDP, "offer"); err != nil {
 			err.CallID = callID
 			return Message{}, err
 		}
-		return Message{Type: TypeCall, CallID: callID, To: m.To, SDP: m.SDP}, nil
+		return Message{Type: TypeCall, CallID: callID, To: m.To, CallerID: m.CallerID, SDP: m.SDP}, nil
 
 	case TypeAnswer:
 		if err := needCallID(); err != nil {
@@ -144,6 +147,20 @@ func validCallID(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validE164 reports whether s is '+', a digit 1-9 and 6 to 14 more digits: the syntax of a caller_id. Whether
+// the caller may present it is call control's decision.
+func validE164(s string) bool {
+	if len(s) < 8 || len(s) > 16 || s[0] != '+' || s[1] < '1' || s[1] > '9' {
+		return false
+	}
+	for i := 2; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
 			return false
 		}
 	}

@@ -60,16 +60,17 @@ type Participant struct {
 // Message is the one object every frame carries. Which fields are meaningful
 // depends on Type; Decode keeps only those.
 type Message struct {
-	Type       string        `json:"type,omitempty"`
-	CallID     string        `json:"call_id,omitempty"`
-	Token      string        `json:"token,omitempty"`
-	To         string        `json:"to,omitempty"`
+	Type   string `json:"type,omitempty"`
+	CallID string `json:"call_id,omitempty"`
+	Token  string `json:"token,omitempty"`
+	To     string `json:"to,omitempty"`
+	// CallerID, on a "call", asks for one of the token's caller_ids (E.164) for an outside call.
+	CallerID   string        `json:"caller_id,omitempty"`
 	From       string        `json:"from,omitempty"`
 	FromName   string        `json:"from_name,omitempty"`
 	SDP        string        `json:"sdp,omitempty"`
 	Candidate  *ICECandidate `json:"candidate,omitempty"`
 	Digits     string        `json:"digits,omitempty"`
-	CallerID   string        `json:"caller_id,omitempty"` // "call": the caller ID to present, one of the token's`
 	Cause      string        `json:"cause,omitempty"`
 	Code       int           `json:"code,omitempty"`
 	Error      string        `json:"error,omitempty"`

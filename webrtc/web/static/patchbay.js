@@ -664,7 +664,8 @@ export class Patchbay extends Emitter {
 
   /**
    * Place a call. opts.stream: a MediaStream to send (else the microphone with
-   * this.audio constraints, or opts.audio). Resolves once the offer is sent.
+   * this.audio constraints, or opts.audio); opts.callerId: one of the token's
+   * caller_ids (E.164) to present on an outside call. Resolves once the offer is sent.
    */
   async call(to, opts = {}) {
     if (this.status !== "connected") throw new PatchbayError("unavailable", "not connected");
@@ -679,7 +680,9 @@ export class Patchbay extends Emitter {
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
       if (call.state === "ended") return call; // hung up meanwhile; _end closed pc
-      this._send({ type: "call", call_id: call.id, to: dest, sdp: pc.localDescription.sdp });
+      const msg = { type: "call", call_id: call.id, to: dest, sdp: pc.localDescription.sdp };
+      if (opts.callerId) msg.caller_id = String(opts.callerId);
+      this._send(msg);
       call._sendReady();
     } catch (err) {
       call._fail(err);
