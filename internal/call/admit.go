@@ -3,8 +3,6 @@ package call
 import (
 	"errors"
 	"fmt"
-	"regexp"
-	"slices"
 	"time"
 
 	"github.com/patchbay/patchbay/auth"
@@ -87,13 +85,22 @@ func (m *Manager) refuseBrowser(kind Kind, s *signal.Session, msg signal.Message
 	_ = s.Send(ctx, signal.HangupMessage(callID, refusalCause(r.Code)))
 }
 
-// routeRefusal turns a router error into a refusal.
+// routeRefusal turns a router error into a refusal, in the words the caller may read.
 func routeRefusal(err error) *Refusal {
 	var re *dialplan.RouteError
 	if errors.As(err, &re) {
-		return refuse(re.Code, "%s", err.Error())
+		return refuse(re.Code, "%s", re.Message())
 	}
 	return refuse(wire.CodeInvalidNumber, "%s", err.Error())
+}
+
+// routeAttrs are the log fields of a router refusal (the number in E.164, its class and country).
+func routeAttrs(err error) []any {
+	var re *dialplan.RouteError
+	if errors.As(err, &re) {
+		return re.LogAttrs()
+	}
+	return nil
 }
 
 // limitRefusal turns a limits refusal into a call refusal.
@@ -105,23 +112,16 @@ func limitRefusal(err error) *Refusal {
 	return refuse(wire.CodeInternal, "%v", err)
 }
 
-// callerIDRe is what a caller ID presented to a carrier may be: E.164 or a plain national number.
-var callerIDRe = regexp.MustCompile(`^\+?[1-9][0-9]{1,14}$`)
-
-// pickCallerID chooses the caller ID an outside call presents: the requested one if it is among allowed, else
-// the first allowed, else def. Requested IDs outside the list are refused (forbidden_caller_id), never replaced.
-// The same check serves browsers (allowed = the token's caller_ids) and the API (the key's api.caller_ids).
+// pickCallerID chooses the caller ID an outside call presents (dialplan.PickCallerID, the one check shared by
+// browsers, the API and `patchbay route`): the requested one if allowed, else the first allowed, else def. A
+// requested ID outside the list is refused (forbidden_caller_id), never replaced.
 func pickCallerID(requested string, allowed []string, def string) (string, *Refusal) {
+	id, err := dialplan.PickCallerID(allowed, requested)
 	switch {
-	case requested != "" && !slices.Contains(allowed, requested):
-		return "", refuse(wire.CodeForbiddenCallerID, "caller ID %q is not among the caller IDs you may present", clip(requested))
-	case requested != "":
-		return requested, nil
-	case len(allowed) > 0:
-		if !callerIDRe.MatchString(allowed[0]) {
-			return "", refuse(wire.CodeForbiddenCallerID, "the caller ID %q is not a phone number; mint the token or configure the key with E.164 caller IDs", clip(allowed[0]))
-		}
-		return allowed[0], nil
+	case err != nil:
+		return "", routeRefusal(err)
+	case id != "":
+		return id, nil
 	case def != "":
 		return def, nil
 	}

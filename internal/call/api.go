@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/patchbay/patchbay/ari"
@@ -113,6 +114,7 @@ func (m *Manager) Originate(ctx context.Context, r OriginateRequest) (OriginateR
 	}
 	d, err := m.o.Router.Route(r.To)
 	if err != nil {
+		log = log.With(routeAttrs(err)...)
 		return deny(routeRefusal(err))
 	}
 	grants := m.o.PSTN.APIDial[r.APIKey]
@@ -256,6 +258,11 @@ func storeRefusal(what string, err error) *Refusal {
 
 func (c *Call) setupAPI() error {
 	ac := c.api
+	if ac.d.Kind == dialplan.KindPSTN {
+		// No bridge yet: the trunk leg presents the caller ID itself; the carrier picks the codec.
+		c.trunks = newTrunkPlan(ac.d, ac.info.CallerID, "")
+		return c.dialTrunk()
+	}
 	ctx, cancel := c.setupCtx()
 	defer cancel()
 	far, err := c.createLeg(ctx, "far", ari.CreateRequest{Endpoint: c.m.farEndpoint(ac.d), Formats: "ulaw",
@@ -275,11 +282,16 @@ func (c *Call) connectAPIAnswered() {
 	ac := c.api
 	ctx, cancel := c.setupCtx()
 	defer cancel()
+	// The far end's own law (a PCMA carrier stays PCMA): the room's leg and the browser's offer follow it.
+	law := media.PCMU
+	if v, err := c.a.Channel(c.far.id).Variable(ctx, "CHANNEL(audionativeformat)"); err == nil && strings.Contains(v, "alaw") {
+		law = media.PCMA
+	}
 	switch {
 	case ac.info.Room != "":
 		mem, err := c.m.o.Rooms.Join(ctx, ac.info.Room, rooms.JoinSpec{
 			Kind: rooms.KindPhone, Name: ac.d.Number, CallerID: ac.d.Number, Role: rooms.RoleParticipant,
-			Channel: c.far.id, Format: "ulaw", Log: c.log,
+			Channel: c.far.id, Format: law.Format(), Log: c.log,
 			Kick: func(reason string) { c.post(inbound{kind: inKicked, reason: reason}) },
 		})
 		if err != nil {
@@ -299,7 +311,7 @@ func (c *Call) connectAPIAnswered() {
 			c.endWith(wire.CauseUserBusy)
 			return
 		}
-		c.ringSessions(ac.d.Number, "", media.PCMU, sessions)
+		c.ringSessions(ac.d.Number, "", law, sessions)
 	}
 }
 

@@ -37,7 +37,7 @@ func (m *Manager) placeCall(s *signal.Session, msg signal.Message) {
 	}
 	d, err := m.o.Router.Route(msg.To)
 	if err != nil {
-		m.refuseBrowser(KindBrowserOut, s, msg, routeRefusal(err))
+		m.refuseBrowser(KindBrowserOut, s, msg, routeRefusal(err), routeAttrs(err)...)
 		return
 	}
 	cl := browserClaims(s)
@@ -131,27 +131,36 @@ func (c *Call) setupBrowserOut(offer string, d dialplan.Decision, callerID strin
 		return err
 	}
 	cl := browserClaims(b.s)
-	vars := map[string]string{}
 	if d.Kind == dialplan.KindPSTN {
-		// Joining the bridge copies the browser channel's caller ID into the far leg's connected line, which is
-		// what PJSIP sends in From and P-Asserted-Identity: the externalMedia channel presents the same identity.
-		vars = callerVars(callerID, cl.Name)
-		if err := presentAs(ctx, c.a, b.emID, callerID, cl.Name); err != nil {
+		if err := c.makeBridge(ctx, "mixing"); err != nil {
 			return err
 		}
-	} else {
-		if cl.Name != "" {
-			vars["CALLERID(name)"] = cl.Name
+		if err := c.bridgeAdd(ctx, b.emID); err != nil {
+			return err
 		}
-		vars["CALLERID(num)"] = cl.User()
-		if len(cl.CallerIDs) > 0 {
-			vars["CALLERID(num)"] = cl.CallerIDs[0]
+		c.trunks = newTrunkPlan(d, callerID, cl.Name)
+		c.trunks.presentOn, c.trunks.formats = b.emID, b.peer.Law().Format()
+		c.sendAnswer(answer)
+		c.onMedia = func() {
+			if err := c.dialTrunk(); err != nil {
+				c.setupFailed(err)
+			}
 		}
+		return nil
 	}
-	switch how := c.m.extensionLeg(d); how {
+	// An extension sees the token's identity: its first caller ID, else the user's name.
+	num := cl.User()
+	if len(cl.CallerIDs) > 0 {
+		num = cl.CallerIDs[0]
+	}
+	vars := map[string]string{"CALLERID(num)": num}
+	if cl.Name != "" {
+		vars["CALLERID(name)"] = cl.Name
+	}
+	switch c.m.extensionLeg(d) {
 	case legInDialplan:
 		// The browser's channel is the caller: it presents the token's identity to the dialplan.
-		if err := presentAs(ctx, c.a, b.emID, vars["CALLERID(num)"], vars["CALLERID(name)"]); err != nil {
+		if err := presentAs(ctx, c.a, b.emID, num, cl.Name); err != nil {
 			return err
 		}
 		// Once it leaves Stasis only an application subscription keeps its events coming.
@@ -159,18 +168,14 @@ func (c *Call) setupBrowserOut(offer string, d dialplan.Decision, callerID strin
 			return fmt.Errorf("follow the browser's channel into the dialplan: %w", err)
 		}
 		c.inDialplan = d.Number
-		b.send(c, signal.Message{Type: signal.TypeAnswer, SDP: answer})
-		c.obs.rec.AnswerSentAt = time.Now()
-		c.armNoMedia()
+		c.sendAnswer(answer)
 		c.onMedia = c.enterDialplan
 		return nil
 	case legEndpoint:
-		if d.Kind == dialplan.KindExtension {
-			// A phone shows the connected line of the channel dialling it, as it does for PSTN callers.
-			vars = callerVars(vars["CALLERID(num)"], vars["CALLERID(name)"])
-			if err := presentAs(ctx, c.a, b.emID, vars["CALLERID(num)"], cl.Name); err != nil {
-				return err
-			}
+		// A phone shows the connected line of the channel dialling it, as a carrier does.
+		vars = callerVars(num, cl.Name)
+		if err := presentAs(ctx, c.a, b.emID, num, cl.Name); err != nil {
+			return err
 		}
 	}
 	if err := c.makeBridge(ctx, "mixing"); err != nil {
@@ -187,11 +192,16 @@ func (c *Call) setupBrowserOut(offer string, d dialplan.Decision, callerID strin
 	if err := c.bridgeAdd(ctx, far.id); err != nil {
 		return err
 	}
-	b.send(c, signal.Message{Type: signal.TypeAnswer, SDP: answer})
-	c.obs.rec.AnswerSentAt = time.Now()
-	c.armNoMedia()
+	c.sendAnswer(answer)
 	c.onMedia = func() { c.dialFar() }
 	return nil
+}
+
+// sendAnswer gives the browser the answer SDP and starts waiting for its media.
+func (c *Call) sendAnswer(answer string) {
+	c.browser.send(c, signal.Message{Type: signal.TypeAnswer, SDP: answer})
+	c.obs.rec.AnswerSentAt = time.Now()
+	c.armNoMedia()
 }
 
 // How a browser's call reaches a destination (see the top of this file).
@@ -205,8 +215,6 @@ const (
 
 func (m *Manager) extensionLeg(d dialplan.Decision) legHow {
 	switch {
-	case d.Kind == dialplan.KindPSTN && d.Trunk != "":
-		return legEndpoint
 	case d.Kind != dialplan.KindExtension:
 		return legLocal
 	case m.o.DialplanExtensions.Match(d.Number):
@@ -217,13 +225,11 @@ func (m *Manager) extensionLeg(d dialplan.Decision) legHow {
 	return legLocal
 }
 
-// farEndpoint is what Patchbay originates for d: outside numbers go straight to their trunk and phones to their
-// PJSIP endpoint (so the caller ID set on the channel is what the carrier or phone sees), everything else through
-// the router's Local channel. All are built from the router's validated number and trunk names only.
+// farEndpoint is what Patchbay originates for an extension d: a phone's PJSIP endpoint (so the caller ID set on
+// the channel is what the phone sees), else the router's Local channel. Outside numbers go out over their trunks
+// (trunks.go). Both are built from the router's validated number only.
 func (m *Manager) farEndpoint(d dialplan.Decision) string {
 	switch {
-	case d.Kind == dialplan.KindPSTN && d.Trunk != "":
-		return "PJSIP/" + d.Number + "@" + d.Trunk
 	case d.Kind == dialplan.KindExtension && m.o.EndpointExtensions.Match(d.Number):
 		return "PJSIP/" + d.Number
 	}

@@ -98,6 +98,7 @@ type Call struct {
 	lease         *limits.Lease
 	api           *apiCall
 	obs           obs
+	trunks        *trunkPlan // an outside call's trunks (trunks.go)
 
 	// Flow hooks: what the far end's progress means for this kind of call.
 	onFarAnswered func() // after the generic handling (browser told, time noted)
@@ -261,6 +262,8 @@ func (c *Call) loop() {
 		case <-timerC(c.grace):
 			c.log.Info("browser did not come back within the resume grace", "grace", c.m.o.ResumeGrace)
 			c.end(&ending{cause: wire.CauseNormalClearing, quiet: true})
+		case <-trunkTimerC(c.trunks):
+			c.onTrunkTimeout()
 		case <-tick.C:
 			c.onTick()
 		}
@@ -359,6 +362,7 @@ func (c *Call) goneIn(e *ari.Reconciled) string {
 func (c *Call) onFarProgress(st legState, cause string) {
 	switch st {
 	case legRinging:
+		c.trunkProgress()
 		if c.near != nil {
 			c.near.ringing(c)
 		}
@@ -368,6 +372,7 @@ func (c *Call) onFarProgress(st legState, cause string) {
 		}
 		c.answered = time.Now()
 		c.obs.rec.FarAnsweredAt = c.answered
+		c.trunkProgress()
 		c.log.Info("answered", "after", c.answered.Sub(c.started).Round(time.Millisecond))
 		if c.near != nil {
 			c.near.answered(c)
@@ -376,6 +381,9 @@ func (c *Call) onFarProgress(st legState, cause string) {
 			c.onFarAnswered()
 		}
 	case legGone:
+		if c.far != nil && c.far.trunk && c.trunkFailed(c.far.outcome()) {
+			return // the next trunk carries the call
+		}
 		c.log.Info("far end hung up", "cause", cause)
 		c.endWith(cause)
 	}
@@ -442,6 +450,8 @@ func (c *Call) close() {
 	if c.browser != nil {
 		c.browser.releasePort()
 	}
+	c.releaseTrunk()
+	c.trunkProgress()
 	c.a.Release(c.claimed...)
 	if failed {
 		c.a.SweepSoon()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/patchbay/patchbay/ari"
+	"github.com/patchbay/patchbay/dialplan"
 	"github.com/patchbay/patchbay/internal/relay"
 	"github.com/patchbay/patchbay/webrtc/media"
 	"github.com/patchbay/patchbay/webrtc/signal"
@@ -261,6 +262,16 @@ type chanLeg struct {
 	gone    bool
 	up      bool
 	cause   int // Q.850 cause of a hang-up request, if one was seen
+	// trunk: a leg to a carrier. Its failure is only decided on ChannelDestroyed, which carries the SIP response
+	// (tech_cause) the failover policy may name; dialStatus and sip keep what was seen.
+	trunk      bool
+	dialStatus string
+	sip        int
+}
+
+// outcome is how a trunk leg that ended before the answer failed, for the failover policy.
+func (l *chanLeg) outcome() dialplan.TrunkOutcome {
+	return dialplan.TrunkOutcome{DialStatus: l.dialStatus, Cause: l.cause, SIPCode: l.sip}
 }
 
 // observe updates the leg from an ARI event and reports a change of state with the hang-up cause name.
@@ -282,7 +293,12 @@ func (l *chanLeg) observe(ev ari.Event) (legState, string) {
 			return legNoChange, ""
 		default:
 			// BUSY, NOANSWER, CONGESTION, CHANUNAVAIL, CANCEL…: the dial status says why better than the
-			// channel's cause. The channel may linger: close hangs it up all the same.
+			// channel's cause. The channel may linger: close hangs it up all the same. A trunk leg waits for its
+			// ChannelDestroyed, which tells the SIP response too.
+			l.dialStatus = e.Dialstatus
+			if l.trunk {
+				return legNoChange, ""
+			}
 			return legGone, dialStatusCause(e.Dialstatus)
 		}
 	case *ari.ChannelStateChange:
@@ -296,11 +312,14 @@ func (l *chanLeg) observe(ev ari.Event) (legState, string) {
 	case *ari.ChannelDestroyed:
 		if e.Channel.ID == l.id {
 			l.gone = true
-			c := e.Cause
-			if c == 0 {
-				c = l.cause
+			if e.Cause != 0 {
+				l.cause = e.Cause
 			}
-			return legGone, causeOf(c)
+			l.sip = e.TechCause
+			if l.dialStatus != "" && !l.up {
+				return legGone, dialStatusCause(l.dialStatus)
+			}
+			return legGone, causeOf(l.cause)
 		}
 	case *ari.StasisEnd:
 		if e.Channel.ID == l.id && l.adopted {

@@ -19,6 +19,7 @@ import (
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/dialplan"
 	"github.com/patchbay/patchbay/internal/cdr"
+	"github.com/patchbay/patchbay/internal/limits"
 	"github.com/patchbay/patchbay/internal/relay"
 	"github.com/patchbay/patchbay/internal/rooms"
 	"github.com/patchbay/patchbay/webrtc/media"
@@ -69,6 +70,8 @@ type Options struct {
 	RoomPeers RoomPeerHook
 	// PSTN configures outside calls, click-to-call and call limits (admit.go, api.go).
 	PSTN PSTNOptions
+	// TrunkChannels counts calls per trunk against asterisk.trunks[].max_channels (trunks.go).
+	TrunkChannels *limits.Channels
 
 	// Observer is told about every call (metrics and call records, internal/cdr); nil: nothing observes.
 	Observer cdr.Observer
@@ -112,6 +115,9 @@ func New(o Options) (*Manager, error) {
 	def(&o.SetupTimeout, 10*time.Second)
 	def(&o.CloseTimeout, 5*time.Second)
 	def(&o.NoMediaTimeout, 10*time.Second)
+	if o.TrunkChannels == nil {
+		o.TrunkChannels = limits.NewChannels()
+	}
 	if o.DialplanContext == "" {
 		o.DialplanContext = dialplan.DefaultRules().Context
 	}

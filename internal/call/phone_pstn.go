@@ -50,6 +50,7 @@ func (m *Manager) phoneDialsOut(ctx context.Context, ch ari.Channel, number stri
 	}
 	d, err := m.o.Router.Route(number)
 	if err != nil {
+		log = log.With(routeAttrs(err)...)
 		var re *dialplan.RouteError
 		if errors.As(err, &re) && re.Code == wire.CodeForbiddenDestination {
 			refuseWith(re.Code, "rejected", err.Error())
@@ -105,25 +106,13 @@ func (c *Call) setupPhonePSTN(d dialplan.Decision, callerID string) error {
 	if err := c.makeBridge(ctx, "mixing,proxy_media"); err != nil {
 		return err
 	}
-	// The phone presents the configured caller ID toward the trunk leg (see presentAs), never its extension.
-	if err := presentAs(ctx, c.a, c.phone.id, callerID, ""); err != nil {
-		return err
-	}
 	if err := c.bridgeAdd(ctx, c.phone.id); err != nil {
 		return err
 	}
-	far, err := c.createLeg(ctx, "trunk", ari.CreateRequest{Endpoint: c.m.farEndpoint(d), Variables: callerVars(callerID, "")})
-	c.far = far
-	if err != nil {
-		return err
-	}
-	if err := c.bridgeAdd(ctx, far.id); err != nil {
-		return err
-	}
-	if err := c.a.Channel(far.id).Dial(ctx, "", c.m.o.DialTimeout); err != nil {
-		return fmt.Errorf("dial the trunk: %w", err)
-	}
-	return nil
+	// The phone presents the configured caller ID toward the trunk leg, never its extension (trunks.go).
+	c.trunks = newTrunkPlan(d, callerID, "")
+	c.trunks.presentOn = c.phone.id
+	return c.dialTrunk()
 }
 
 // phoneEndpoint returns the PJSIP endpoint of a channel name such as "PJSIP/101-0000002a".

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/wire"
 )
 
 func TestPhoneEndpoint(t *testing.T) {
@@ -20,7 +21,8 @@ func TestPhoneEndpoint(t *testing.T) {
 	}
 }
 
-func TestHowABrowserReachesEachDestination(t *testing.T) {
+// Outside numbers go out over their trunks (trunks.go, tested against real carriers in TestTrunk…).
+func TestHowABrowserReachesEachExtension(t *testing.T) {
 	r, err := dialplan.NewRouter(dialplan.DefaultRules())
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +35,6 @@ func TestHowABrowserReachesEachDestination(t *testing.T) {
 		how      legHow
 		endpoint string
 	}{
-		{"+14155550100", legEndpoint, "PJSIP/+14155550100@pstn"},
 		{"101", legEndpoint, "PJSIP/101"},
 		{"600", legInDialplan, "Local/600@from-patchbay"},
 		{"602", legLocal, "Local/602@from-patchbay"},
@@ -63,11 +64,28 @@ func TestCallerVarsSetFromAndPAISources(t *testing.T) {
 	}
 }
 
-func TestCallerIDFormat(t *testing.T) {
-	for id, ok := range map[string]bool{"+442071230001": true, "02071230001": false, "2071230001": true,
-		"+44 20": false, "+4420&PJSIP/x": false, "alice": false, "": false} {
-		if callerIDRe.MatchString(id) != ok {
-			t.Errorf("caller ID %q accepted=%v, want %v", id, !ok, ok)
+func TestPickCallerID(t *testing.T) {
+	allowed := []string{"+442071230001", "+442071230002"}
+	for _, tc := range []struct {
+		requested, def string
+		allowed        []string
+		want, code     string
+	}{
+		{"", "", allowed, "+442071230001", ""},
+		{"+442071230002", "", allowed, "+442071230002", ""},
+		{"+442071239999", "", allowed, "", wire.CodeForbiddenCallerID},
+		{"", "+15550100", nil, "+15550100", ""},
+		{"", "", nil, "", wire.CodeForbiddenCallerID},
+		{"", "", []string{"alice"}, "", wire.CodeForbiddenCallerID},
+		{"+4420&PJSIP/x", "", allowed, "", wire.CodeForbiddenCallerID},
+	} {
+		got, r := pickCallerID(tc.requested, tc.allowed, tc.def)
+		code := ""
+		if r != nil {
+			code = r.Code
+		}
+		if got != tc.want || code != tc.code {
+			t.Errorf("pick(%q, %v, %q) = %q %q, want %q %q", tc.requested, tc.allowed, tc.def, got, code, tc.want, tc.code)
 		}
 	}
 }
