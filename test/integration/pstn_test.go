@@ -707,7 +707,8 @@ func TestTrunkFailoverTo2ndTrunk(t *testing.T) {
 		{"+442079460000", "alpha", 3 * time.Second},
 		{"+14155550100", "gamma", 2*time.Second + 3*time.Second},
 	} {
-		rep, err := e.eng.Call(ctx, conn, synth.CallOptions{To: tc.to, Duration: 2 * time.Second})
+		// Media runs long enough for the silent trunk's failover timer and a couple of seconds of echo after it.
+		rep, err := e.eng.Call(ctx, conn, synth.CallOptions{To: tc.to, Duration: tc.within + 2*time.Second})
 		if err != nil {
 			t.Errorf("call %s (first trunk %s): %v", tc.to, tc.first, err)
 			continue
