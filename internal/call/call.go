@@ -115,7 +115,7 @@ func (c *Call) attachExternalMedia(ctx context.Context) error {
 		return err
 	}
 	c.sock = sock
-	rl, err := relay.New(sock.Conn(), c.peer.LocalTrack(), relay.Options{PayloadType: law.PayloadType(), Logger: c.log})
+	rl, err := relay.New(sock, c.peer, relay.Options{PayloadType: law.PayloadType(), Logger: c.log}) // MEDIA-HOOK
 	if err != nil {
 		return err
 	}
@@ -134,22 +134,9 @@ func (c *Call) attachExternalMedia(ctx context.Context) error {
 		return fmt.Errorf("externalMedia channel %s gave no usable UNICASTRTP address %q: %w", c.emID, em.LocalAddrPort(), err)
 	}
 	rl.SetAsterisk(ap)
-	c.relayWG.Add(2)
-	go func() {
-		defer c.relayWG.Done()
-		_ = rl.Run(c.ctx)
-	}()
-	go func() {
-		defer c.relayWG.Done()
-		track, err := c.peer.RemoteTrack(c.ctx)
-		if err != nil {
-			return
-		}
-		if err := rl.Attach(track); err != nil {
-			c.log.Debug("attach browser track", "err", err)
-		}
-	}()
-	return nil
+	// MEDIA-HOOK: the relay owns its goroutines (none on the lean path); teardown's rl.Close stops them.
+	// rl.FirstPacket() is closed once browser audio flows; rl.Stats() has live per-direction counters.
+	return rl.Start()
 }
 
 // teardown releases everything the call made, in an order that keeps stale media out of the next call. It runs

@@ -54,7 +54,8 @@ type fakeServer struct {
 }
 
 func newFakeServer(t testing.TB) *fakeServer {
-	api, err := media.NewAPI(media.Options{ICEAddress: "127.0.0.1", IncludeLoopback: true,
+	// The stand-in server moves audio with pion's tracks (PionMedia): these tests are about the caller.
+	api, err := media.NewAPI(media.Options{ICEAddress: "127.0.0.1", IncludeLoopback: true, PionMedia: true,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -538,10 +538,11 @@ type Batch struct {
 	errs  uint64
 }
 
-// NewBatch makes a batch of up to readBatch packets.
-func NewBatch() *Batch {
-	b := &Batch{msgs: make([]ipv4.Message, readBatch), addrs: make([]net.UDPAddr, readBatch),
-		ips: make([][4]byte, readBatch), bufs: make([]byte, readBatch*datagramMax)}
+// NewBatch makes a batch of up to n packets (n×1500 bytes of buffers); a full batch sends before queueing more.
+func NewBatch(n int) *Batch {
+	n = max(n, 1)
+	b := &Batch{msgs: make([]ipv4.Message, n), addrs: make([]net.UDPAddr, n),
+		ips: make([][4]byte, n), bufs: make([]byte, n*datagramMax)}
 	for i := range b.msgs {
 		b.addrs[i].IP = b.ips[i][:]
 		b.msgs[i].Buffers = [][]byte{nil}

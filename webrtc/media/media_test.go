@@ -152,7 +152,7 @@ func TestAnswerCarriesAudioBothWays(t *testing.T) {
 					tick := time.NewTicker(20 * time.Millisecond)
 					defer tick.Stop()
 					pkt := &rtp.Packet{Header: rtp.Header{Version: 2}, Payload: make([]byte, 160)}
-					b := NewBatch()
+					b := NewBatch(1)
 					for {
 						select {
 						case <-stop:
