@@ -190,6 +190,7 @@ func TestCallEcho(t *testing.T) {
 	if _, ok := srv.got(signal.TypeCandidate); !ok {
 		t.Fatal("no candidate trickled")
 	}
+	_ = srv.api.Close() // the shared API's own goroutines (socket reader, RTCP loop, pion's mux) end with it
 	waitGoroutines(t, before)
 }
 
