@@ -69,6 +69,11 @@ type Asterisk struct {
 	LocalNets       []string `mapstructure:"local_nets" yaml:"local_nets"`
 	Phones          []Phone  `mapstructure:"phones" yaml:"phones"`
 	Trunk           Trunk    `mapstructure:"trunk" yaml:"trunk"`
+	// BenchWebRTCEndpoints renders that many Asterisk-native WebRTC endpoints (bench-webrtc-1..N: SIP over WSS,
+	// DTLS-SRTP with the project's certificates, PCMU only, allowed to dial only the echo extension 600) for
+	// `patchbay bench --native`, which compares Asterisk's own WebRTC with Patchbay's path. Their passwords are
+	// derived from auth.token_secret. 0 (the default, and the value for production) renders none.
+	BenchWebRTCEndpoints int `mapstructure:"bench_webrtc_endpoints" yaml:"bench_webrtc_endpoints"`
 }
 
 // Phone is a SIP softphone or desk phone registering to Asterisk.
@@ -106,6 +111,9 @@ type Media struct {
 	RelayPortEnd   int           `mapstructure:"relay_port_end" yaml:"relay_port_end"`
 	RelayDrain     time.Duration `mapstructure:"relay_drain" yaml:"relay_drain"`
 	ICEServers     []ICEServer   `mapstructure:"ice_servers" yaml:"ice_servers"` // handed to browsers
+	// MemoryLimitMiB is the Go runtime's soft memory limit (GOMEMLIMIT) for `serve`, so the collector works
+	// harder before the process outgrows its container; the GOMEMLIMIT environment variable wins. 0: none.
+	MemoryLimitMiB int `mapstructure:"memory_limit_mib" yaml:"memory_limit_mib"`
 }
 
 // ICEServer is a STUN or TURN server for browsers.
@@ -167,6 +175,7 @@ func Defaults() Config {
 		Media: Media{
 			ICEPort:        50000,
 			RelayHost:      "127.0.0.1",
+			MemoryLimitMiB: 1024,
 			RelayPortStart: 40000,
 			RelayPortEnd:   44999,
 			RelayDrain:     2 * time.Second,
