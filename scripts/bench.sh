@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
-# bench.sh [N ...]: load-test Patchbay on this host. For each N (default: 1 50 200 450) it starts a fresh Asterisk
-# (scripts/asterisk.sh, config rendered by `patchbay asterisk-config`) and a fresh `patchbay serve` (config from
-# `patchbay config init`, certificates from `patchbay certs init`) as two separate processes pinned to the server
-# CPUs, runs `patchbay bench` pinned to the load CPUs with both PIDs, prints its table, and stops everything.
-# A fresh pair per N keeps the idle RSS (the memory-per-call reference) honest. Needs root (chroot).
+# bench.sh [N ...]: load-test Patchbay against Asterisk-native WebRTC on this host. For each N (default: 50 100 150)
+# and each pass it makes one run per mode, alternating:
+#   native    the synthetic callers register to Asterisk over SIP/WSS (endpoints bench-webrtc-1..N, rendered by
+#             `patchbay asterisk-config` from asterisk.bench_webrtc_endpoints) and run ICE + DTLS-SRTP with Asterisk
+#             itself, calling the echo extension 600; Patchbay is not started;
+#   patchbay  the same callers go through a fresh `patchbay serve` (config from `patchbay config init`,
+#             certificates from `patchbay certs init`) to the same extension.
+# Each run starts a fresh Asterisk (scripts/asterisk.sh) and, for Patchbay runs, a fresh Patchbay, pinned to the
+# server CPUs, runs `patchbay bench` pinned to the load CPUs with their PIDs, prints its table, and stops
+# everything: a fresh process per run keeps the idle RSS (the memory-per-call reference) honest. At the end
+# `patchbay bench --compare` prints every N side by side (CPU, memory, RTT, loss, setup, channels and bridges per
+# call, µs per packet operation, saturation) with ratios and goals, and the calls a core carries cleanly in each
+# mode. Needs root (chroot).
 #
+#   MODES="native patchbay"      modes run for each N and pass, in this order (alternating)
+#   PASSES=2                     passes over every N and mode
 #   SERVER_CPUS=0 LOAD_CPUS=1   taskset lists; empty SERVER_CPUS and LOAD_CPUS: no pinning
 #   RATE=20 STEADY=60s SETTLE=3s  ramp rate (calls/s), steady window, pause between them
 #   GROUP_NICE=-20               niceness of the scheduler autogroups of Asterisk, Patchbay and the load
@@ -31,8 +41,14 @@ STEADY="${STEADY:-60s}"
 SETTLE="${SETTLE:-3s}"
 PROFILE_N="${PROFILE_N:-}"
 GROUP_NICE="${GROUP_NICE--20}"
+MODES="${MODES:-native patchbay}"
+PASSES="${PASSES:-2}"
 NS=("$@")
-((${#NS[@]})) || NS=(1 50 200 450)
+((${#NS[@]})) || NS=(50 100 150)
+MAXN=0
+for n in "${NS[@]}"; do ((n > MAXN)) && MAXN=$n; done
+# The native callers' endpoints (bench-webrtc-1..MAXN) are rendered into pjsip.conf; production renders none.
+export PATCHBAY_ASTERISK_BENCH_WEBRTC_ENDPOINTS=$MAXN
 
 # Ports of this bench's own instances, away from the defaults used by `make run` and the tests.
 export PATCHBAY_HTTP_LISTEN=127.0.0.1:18443
@@ -100,24 +116,33 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
-for n in "${NS[@]}"; do
-	echo "=== N=$n: starting Asterisk and Patchbay (server CPUs ${SERVER_CPUS:-any}, load CPUs ${LOAD_CPUS:-any}, autogroup nice ${GROUP_NICE:-0})"
+# run_one N MODE PASS: one bench run on fresh processes.
+run_one() {
+	local n=$1 mode=$2 pass=$3 tag="$2-$1-$3"
+	echo "=== N=$n $mode pass $pass: starting Asterisk${mode/native/}$([[ $mode == patchbay ]] && echo " and Patchbay") (server CPUs ${SERVER_CPUS:-any}, load CPUs ${LOAD_CPUS:-any}, autogroup nice ${GROUP_NICE:-0})"
 	ASTERISK_CONF_DIR="$DIR/asterisk-etc" ASTERISK_CERT_DIR="$DIR/certs" $(pin "$SERVER_CPUS") scripts/asterisk.sh start >/dev/null
 	AST_PID="$(cat "$ROOT$AST_DIR/run/asterisk.pid")"
 	group_nice "$AST_PID" # Asterisk runs in its own session (setsid), so in its own autogroup
-	LOG="$DIR/patchbay-$n.log"
-	# setsid execs in place (a background job is no group leader), so $! is Patchbay itself.
-	PATCHBAY_PPROF_LISTEN=$PPROF setsid $(pin "$SERVER_CPUS") "$BIN" serve --config "$CFG" 2>"$LOG" &
-	PB_PID=$!
-	group_nice "$PB_PID"
-	for i in $(seq 1 100); do
-		curl -fsS --cacert "$DIR/certs/ca.crt" https://localhost:18443/healthz >/dev/null 2>&1 && break
-		kill -0 "$PB_PID" 2>/dev/null || { echo "bench.sh: Patchbay exited; see $LOG" >&2; tail -5 "$LOG" >&2; exit 1; }
-		((i < 100)) || { echo "bench.sh: Patchbay not healthy within 20 s; see $LOG" >&2; exit 1; }
-		sleep 0.2
-	done
+	local args=(--config "$CFG" --calls "$n" --rate "$RATE" --steady "$STEADY" --settle "$SETTLE" --asterisk-pid "$AST_PID"
+		--json "$RESULTS/$tag.json")
+	if [[ $mode == native ]]; then
+		args+=(--native)
+	else
+		LOG="$DIR/patchbay-$tag.log"
+		# setsid execs in place (a background job is no group leader), so $! is Patchbay itself.
+		PATCHBAY_PPROF_LISTEN=$PPROF setsid $(pin "$SERVER_CPUS") "$BIN" serve --config "$CFG" 2>"$LOG" &
+		PB_PID=$!
+		group_nice "$PB_PID"
+		for i in $(seq 1 100); do
+			curl -fsS --cacert "$DIR/certs/ca.crt" https://localhost:18443/healthz >/dev/null 2>&1 && break
+			kill -0 "$PB_PID" 2>/dev/null || { echo "bench.sh: Patchbay exited; see $LOG" >&2; tail -5 "$LOG" >&2; exit 1; }
+			((i < 100)) || { echo "bench.sh: Patchbay not healthy within 20 s; see $LOG" >&2; exit 1; }
+			sleep 0.2
+		done
+		args+=(--patchbay-pid "$PB_PID" --patchbay-log "$LOG")
+	fi
 	PROF_JOB=""
-	if [[ "$n" == "$PROFILE_N" ]]; then
+	if [[ "$n" == "$PROFILE_N" && $mode == patchbay && $pass == 1 ]]; then
 		# Into the middle of the steady window: after the ramp, the settle pause and 10 s more.
 		delay=$(awk -v n="$n" -v r="$RATE" -v s="${SETTLE%s}" 'BEGIN { printf "%d", n / r + s + 10 }')
 		(sleep "$delay" && curl -fsS -o "$DIR/cpu-$n.pprof" "http://$PPROF/debug/pprof/profile?seconds=30" &&
@@ -125,18 +150,29 @@ for n in "${NS[@]}"; do
 		PROF_JOB=$!
 	fi
 	# shellcheck disable=SC2086
-	setsid $(pin "$LOAD_CPUS") "$BIN" bench --config "$CFG" --calls "$n" --rate "$RATE" --steady "$STEADY" --settle "$SETTLE" \
-		--patchbay-pid "$PB_PID" --asterisk-pid "$AST_PID" --patchbay-log "$LOG" ${BENCH_ARGS:-} >"$DIR/bench-$n.txt" &
+	setsid $(pin "$LOAD_CPUS") "$BIN" bench "${args[@]}" ${BENCH_ARGS:-} >"$DIR/bench-$tag.txt" &
 	BENCH_PID=$!
 	group_nice "$BENCH_PID"
 	rc=0
 	wait "$BENCH_PID" || rc=$?
 	BENCH_PID=""
-	cat "$DIR/bench-$n.txt"
+	cat "$DIR/bench-$tag.txt"
 	((rc == 0)) || { echo "bench.sh: patchbay bench failed (exit $rc)" >&2; exit "$rc"; }
 	if [[ -n "$PROF_JOB" ]]; then
 		wait "$PROF_JOB" && echo "profiles: go tool pprof -top $BIN $DIR/cpu-$n.pprof (and heap-$n.pprof)"
 	fi
 	stop_all
+}
+
+RESULTS="$DIR/results"
+rm -rf "$RESULTS"
+mkdir -p "$RESULTS"
+for n in "${NS[@]}"; do
+	for pass in $(seq 1 "$PASSES"); do
+		for mode in $MODES; do
+			run_one "$n" "$mode" "$pass"
+		done
+	done
 done
-echo "bench.sh: tables in $DIR/bench-*.txt"
+"$BIN" bench --compare "$RESULTS" | tee "$DIR/compare.txt"
+echo "bench.sh: tables in $DIR/bench-*.txt, side by side in $DIR/compare.txt"

@@ -112,7 +112,7 @@ type Relay struct {
 	peer browser
 	pt   uint8
 	log  *slog.Logger
-	lean bool
+	lean atomic.Bool // set once by Start; read by the Ports reader
 
 	asterisk atomic.Pointer[netip.AddrPort]
 
@@ -200,7 +200,7 @@ func (r *Relay) Start() error {
 	}
 	r.started = true
 	if r.peer.LockMode() == media.ModeLean {
-		r.lean = true
+		r.lean.Store(true)
 		r.peer.SetRTPHandler(r)
 		r.log.Debug("relay started", "path", "lean")
 		return nil
@@ -248,7 +248,7 @@ func (r *Relay) Close() error {
 		}
 		r.mu.Unlock()
 		r.pool.setRelay(netip.AddrPort{}, r)
-		if r.lean {
+		if r.lean.Load() {
 			r.peer.SetRTPHandler(nil)
 		}
 	})
@@ -258,8 +258,8 @@ func (r *Relay) Close() error {
 
 // Stats returns the counters of both directions.
 func (r *Relay) Stats() Stats {
-	s := Stats{ToAsterisk: r.toAst.snapshot(), ToBrowser: r.toBrw.snapshot(), Lean: r.lean}
-	if r.lean {
+	s := Stats{ToAsterisk: r.toAst.snapshot(), ToBrowser: r.toBrw.snapshot(), Lean: r.lean.Load()}
+	if s.Lean {
 		s.RTCP = r.peer.RTCPStats()
 	}
 	return s
@@ -286,7 +286,7 @@ func (r *Relay) Inject(payload []byte) error {
 // toBrowser sends one frame to the browser; outMu is held. b is the batch to queue it in on the lean path (nil:
 // the relay's own, flushed at once).
 func (r *Relay) toBrowser(seq uint16, ts uint32, marker bool, payload []byte, now time.Time, b *media.Batch) error {
-	if r.lean {
+	if r.lean.Load() {
 		flush := b == nil
 		if flush {
 			if r.inject == nil {
@@ -329,7 +329,7 @@ func (r *Relay) fromAsterisk(pkt []byte, now time.Time, b *media.Batch) {
 		return
 	}
 	r.outMu.Lock()
-	if !r.lean && r.local == nil {
+	if !r.lean.Load() && r.local == nil {
 		r.outMu.Unlock()
 		r.toBrw.drops.Add(1) // not started yet
 		return

@@ -10,6 +10,8 @@ func (w window) contains(t time.Time) bool { return !t.Before(w.from) && t.Befor
 
 // Result is what one run measured.
 type Result struct {
+	// Mode is "patchbay" (browsers through Patchbay) or "native" (Asterisk's own WebRTC).
+	Mode                 string
 	Calls, BaselineCalls int
 	Rate                 float64
 	Steady               time.Duration
@@ -46,11 +48,33 @@ type Result struct {
 	ServerBusy, LoadBusy float64
 	// OtherCPU is CPU time the host spent on other processes during the window: the noise in the figures.
 	OtherCPU time.Duration
+
+	// ChannelsPerCall and BridgesPerCall are Asterisk's channels and bridges at the start of the steady window,
+	// less the baseline calls' (3 channels, 1 bridge each), per call; negative when not counted.
+	ChannelsPerCall, BridgesPerCall float64
+	// PacketOpMicros is Patchbay's CPU per packet operation: its CPU over the window divided by 200 operations a
+	// second per call (50 packets a second each way, each read once and written once). 0 in native mode.
+	PacketOpMicros float64
+}
+
+// countsPerCall fills ChannelsPerCall and BridgesPerCall.
+func (r *Result) countsPerCall(c resourceCounts) {
+	r.ChannelsPerCall, r.BridgesPerCall = -1, -1
+	calls := r.InWindow
+	if !c.ok || calls == 0 {
+		return
+	}
+	r.ChannelsPerCall = float64(c.channels-3*c.baseline) / float64(calls)
+	r.BridgesPerCall = float64(c.bridges-c.baseline) / float64(calls)
 }
 
 // summarize turns the calls' reports and the /proc samples into a Result.
 func summarize(o Options, outs []callOutcome, plains []plainResult, w window, idle, start, end map[string]ProcSample) *Result {
-	r := &Result{Calls: o.Calls, BaselineCalls: o.BaselineCalls, Rate: o.Rate, Steady: o.Steady, NativeCPU: o.NativeCPU, PlainCPU: o.PlainCPU,
+	mode := "patchbay"
+	if o.Native != nil {
+		mode = "native"
+	}
+	r := &Result{Mode: mode, Calls: o.Calls, BaselineCalls: o.BaselineCalls, Rate: o.Rate, Steady: o.Steady, NativeCPU: o.NativeCPU, PlainCPU: o.PlainCPU,
 		CPU: map[string]time.Duration{}, CPUPerCallMin: map[string]float64{}, RSSDelta: map[string]int64{}, RSSPerCall: map[string]int64{}}
 	var answer, echo, rtt, brtt []time.Duration
 	for _, oc := range outs {
@@ -129,5 +153,8 @@ func summarize(o Options, outs []callOutcome, plains []plainResult, w window, id
 		r.LoadBusy = r.CPU["load"].Seconds() / (window.Seconds() * float64(n))
 	}
 	r.OtherCPU = max(end[hostKey].CPU-start[hostKey].CPU-ours, 0)
+	if cpu, ok := r.CPU["patchbay"]; ok && r.InWindow > 0 && mode == "patchbay" {
+		r.PacketOpMicros = float64(cpu.Microseconds()) / (float64(r.InWindow) * window.Seconds() * 200)
+	}
 	return r
 }

@@ -254,7 +254,8 @@ func (t *tap) inbound(b []byte, from netip.AddrPort, now time.Time) RTPHandler {
 
 func (t *tap) setDst(from netip.AddrPort) {
 	if d := t.dst.Load(); d == nil || *d != from {
-		t.dst.Store(&from)
+		nd := from // allocated only when the browser's address changes
+		t.dst.Store(&nd)
 	}
 }
 
