@@ -13,7 +13,8 @@
 # call, µs per packet operation, saturation) with ratios and goals, and the calls a core carries cleanly in each
 # mode. Needs root (chroot).
 #
-#   MODES="native patchbay"      modes run for each N and pass, in this order (alternating)
+#   MODES="native patchbay"      modes run for each N and pass, in this order (alternating); "pion" is Patchbay
+#                                with media.lean_audio off (every call on pion's track path), labelled patchbay-pion
 #   PASSES=2                     passes over every N and mode
 #   SERVER_CPUS=0 LOAD_CPUS=1   taskset lists; empty SERVER_CPUS and LOAD_CPUS: no pinning
 #   RATE=20 STEADY=60s SETTLE=3s  ramp rate (calls/s), steady window, pause between them
@@ -119,7 +120,7 @@ trap 'exit 130' INT TERM
 # run_one N MODE PASS: one bench run on fresh processes.
 run_one() {
 	local n=$1 mode=$2 pass=$3 tag="$2-$1-$3"
-	echo "=== N=$n $mode pass $pass: starting Asterisk${mode/native/}$([[ $mode == patchbay ]] && echo " and Patchbay") (server CPUs ${SERVER_CPUS:-any}, load CPUs ${LOAD_CPUS:-any}, autogroup nice ${GROUP_NICE:-0})"
+	echo "=== N=$n $mode pass $pass: starting Asterisk$([[ $mode != native ]] && echo " and Patchbay") (server CPUs ${SERVER_CPUS:-any}, load CPUs ${LOAD_CPUS:-any}, autogroup nice ${GROUP_NICE:-0})"
 	ASTERISK_CONF_DIR="$DIR/asterisk-etc" ASTERISK_CERT_DIR="$DIR/certs" $(pin "$SERVER_CPUS") scripts/asterisk.sh start >/dev/null
 	AST_PID="$(cat "$ROOT$AST_DIR/run/asterisk.pid")"
 	group_nice "$AST_PID" # Asterisk runs in its own session (setsid), so in its own autogroup
@@ -129,8 +130,13 @@ run_one() {
 		args+=(--native)
 	else
 		LOG="$DIR/patchbay-$tag.log"
+		local lean=true
+		if [[ $mode == pion ]]; then
+			lean=false
+			args+=(--label patchbay-pion)
+		fi
 		# setsid execs in place (a background job is no group leader), so $! is Patchbay itself.
-		PATCHBAY_PPROF_LISTEN=$PPROF setsid $(pin "$SERVER_CPUS") "$BIN" serve --config "$CFG" 2>"$LOG" &
+		PATCHBAY_MEDIA_LEAN_AUDIO=$lean PATCHBAY_PPROF_LISTEN=$PPROF setsid $(pin "$SERVER_CPUS") "$BIN" serve --config "$CFG" 2>"$LOG" &
 		PB_PID=$!
 		group_nice "$PB_PID"
 		for i in $(seq 1 100); do
@@ -142,11 +148,11 @@ run_one() {
 		args+=(--patchbay-pid "$PB_PID" --patchbay-log "$LOG")
 	fi
 	PROF_JOB=""
-	if [[ "$n" == "$PROFILE_N" && $mode == patchbay && $pass == 1 ]]; then
+	if [[ "$n" == "$PROFILE_N" && $mode != native && $pass == 1 ]]; then
 		# Into the middle of the steady window: after the ramp, the settle pause and 10 s more.
 		delay=$(awk -v n="$n" -v r="$RATE" -v s="${SETTLE%s}" 'BEGIN { printf "%d", n / r + s + 10 }')
-		(sleep "$delay" && curl -fsS -o "$DIR/cpu-$n.pprof" "http://$PPROF/debug/pprof/profile?seconds=30" &&
-			curl -fsS -o "$DIR/heap-$n.pprof" "http://$PPROF/debug/pprof/heap") &
+		(sleep "$delay" && curl -fsS -o "$DIR/cpu-$mode-$n.pprof" "http://$PPROF/debug/pprof/profile?seconds=30" &&
+			curl -fsS -o "$DIR/heap-$mode-$n.pprof" "http://$PPROF/debug/pprof/heap") &
 		PROF_JOB=$!
 	fi
 	# shellcheck disable=SC2086
@@ -159,7 +165,7 @@ run_one() {
 	cat "$DIR/bench-$tag.txt"
 	((rc == 0)) || { echo "bench.sh: patchbay bench failed (exit $rc)" >&2; exit "$rc"; }
 	if [[ -n "$PROF_JOB" ]]; then
-		wait "$PROF_JOB" && echo "profiles: go tool pprof -top $BIN $DIR/cpu-$n.pprof (and heap-$n.pprof)"
+		wait "$PROF_JOB" && echo "profiles: go tool pprof -top $BIN $DIR/cpu-$mode-$n.pprof (and heap-$mode-$n.pprof)"
 	fi
 	stop_all
 }

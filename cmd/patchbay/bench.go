@@ -46,6 +46,7 @@ func runBench(ctx context.Context, args []string) error {
 	native := fs.Float64("native-cpu", 0.16, "Asterisk-native WebRTC CPU-s per call-minute, the reference of the goals")
 	nativeMode := fs.Bool("native", false, "bench Asterisk-native WebRTC: callers register to Asterisk over SIP/WSS as bench-webrtc-N (asterisk.bench_webrtc_endpoints) and run DTLS-SRTP with it; Patchbay is not used")
 	nativeWSS := fs.String("native-wss", "", "Asterisk's TLS HTTP listener for SIP over WSS, host:port (default 127.0.0.1:asterisk.https_port)")
+	label := fs.String("label", "", "name of this run's mode in --json and --compare (default patchbay, or native with --native), e.g. patchbay-pion")
 	jsonOut := fs.String("json", "", "also write the result as JSON to this file (for --compare)")
 	compareDir := fs.String("compare", "", "print the native and Patchbay runs stored as JSON in this directory side by side, then exit")
 	plainRef := fs.Float64("plain-cpu", 0.06, "Asterisk's plain-RTP CPU-s per call-minute measured with --native-cpu (scales it to this run)")
@@ -149,6 +150,7 @@ func runBench(ctx context.Context, args []string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	res, err := bench.Run(ctx, bench.Options{
 		Native: nat,
+		Label:  *label,
 		URL: *url, Token: mint, TLS: tlsCfg, To: *to,
 		Calls: *n, Rate: *rate, Settle: *settle, Steady: *steady,
 		ARI: ac, BaselineCalls: *baseCalls, BaselineEndpoint: *baseEndpoint,

@@ -111,6 +111,9 @@ type Media struct {
 	RelayPortEnd   int           `mapstructure:"relay_port_end" yaml:"relay_port_end"`
 	RelayDrain     time.Duration `mapstructure:"relay_drain" yaml:"relay_drain"`
 	ICEServers     []ICEServer   `mapstructure:"ice_servers" yaml:"ice_servers"` // handed to browsers
+	// LeanAudio carries audio-only calls on the lean path (batched socket I/O, SRTP done in place; see
+	// docs/architecture.md); false puts every call on pion's track path, as rooms with video always are.
+	LeanAudio bool `mapstructure:"lean_audio" yaml:"lean_audio"`
 	// MemoryLimitMiB is the Go runtime's soft memory limit (GOMEMLIMIT) for `serve`, so the collector works
 	// harder before the process outgrows its container; the GOMEMLIMIT environment variable wins. 0: none.
 	MemoryLimitMiB int `mapstructure:"memory_limit_mib" yaml:"memory_limit_mib"`
@@ -176,6 +179,7 @@ func Defaults() Config {
 			ICEPort:        50000,
 			RelayHost:      "127.0.0.1",
 			MemoryLimitMiB: 1024,
+			LeanAudio:      true,
 			RelayPortStart: 40000,
 			RelayPortEnd:   44999,
 			RelayDrain:     2 * time.Second,

@@ -88,7 +88,7 @@ func serverMem(r *Result) (int64, bool) {
 // serverAnswer is offer→answer as the server sees it: Patchbay's log for Patchbay runs; for native runs the
 // client's INVITE→200 OK (there is no server log to read), which slightly overstates it.
 func serverAnswer(r *Result) Dist {
-	if r.Mode == "patchbay" && r.ServerAnswer.N > 0 {
+	if r.Mode != "native" && r.ServerAnswer.N > 0 {
 		return r.ServerAnswer
 	}
 	return r.Answer
@@ -100,16 +100,34 @@ func clean(r *Result) bool {
 	return r.RTT.N > 0 && r.RTT.P99 <= CleanRTTP99 && r.Unechoed == 0 && r.Failed == 0 && r.LoadBusy < SaturatedBusy
 }
 
-// Compare writes native and Patchbay runs side by side per N, with the ratio of their means, the goals, and the
-// calls one server core carried cleanly in each mode (the sweep over N).
+// Compare writes native and Patchbay runs side by side per N, with the ratio of their means to native, the goals,
+// and the calls one server core carried cleanly in each mode (the sweep over N). Modes other than "native" and
+// "patchbay" (e.g. "patchbay-pion") get columns of their own.
 func Compare(w io.Writer, rs []*Result) error {
 	byN := map[int]map[string][]*Result{}
+	modeSet := map[string]bool{}
 	for _, r := range rs {
 		if byN[r.Calls] == nil {
 			byN[r.Calls] = map[string][]*Result{}
 		}
 		byN[r.Calls][r.Mode] = append(byN[r.Calls][r.Mode], r)
+		modeSet[r.Mode] = true
 	}
+	modes := []string{}
+	for _, m := range []string{"native", "patchbay"} {
+		if modeSet[m] {
+			modes = append(modes, m)
+			delete(modeSet, m)
+		}
+	}
+	extra := make([]string, 0, len(modeSet))
+	for m := range modeSet {
+		extra = append(extra, m)
+	}
+	slices.Sort(extra)
+	modes = append(modes, extra...)
+	others := slices.DeleteFunc(slices.Clone(modes), func(m string) bool { return m == "native" })
+
 	ns := make([]int, 0, len(byN))
 	for n := range byN {
 		ns = append(ns, n)
@@ -117,67 +135,126 @@ func Compare(w io.Writer, rs []*Result) error {
 	slices.Sort(ns)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(cols ...string) { fmt.Fprintln(tw, strings.Join(cols, "\t")+"\t") }
+	header := func() {
+		cols := append([]string{"metric"}, modes...)
+		for _, m := range others {
+			cols = append(cols, m+" ÷ native")
+		}
+		row(append(cols, "goal (for patchbay)")...)
+	}
+	// line prints one metric: a value list per mode, the ratio of each non-native mode's mean to native's, a goal.
+	line := func(n int, name string, cell func([]*Result) string, mean func(*Result) (float64, bool), goal func(pb, nat float64) string) {
+		cols := []string{name}
+		for _, m := range modes {
+			cols = append(cols, cell(byN[n][m]))
+		}
+		nat := 0.0
+		if mean != nil {
+			nat = meanF(byN[n]["native"], mean)
+		}
+		for _, m := range others {
+			if mean == nil {
+				cols = append(cols, "")
+				continue
+			}
+			cols = append(cols, ratio(meanF(byN[n][m], mean), nat))
+		}
+		g := ""
+		if goal != nil {
+			pb := 0.0
+			if mean != nil {
+				pb = meanF(byN[n]["patchbay"], mean)
+			}
+			g = goal(pb, nat)
+		}
+		row(append(cols, g)...)
+	}
 	for _, n := range ns {
-		nat, pb := byN[n]["native"], byN[n]["patchbay"]
-		fmt.Fprintf(tw, "\nN=%d: Asterisk-native WebRTC (%d run(s)) vs through Patchbay (%d run(s)), same pinning and window\n", n, len(nat), len(pb))
-		row("metric", "native", "Patchbay", "Patchbay ÷ native", "goal")
-		cpuN, cpuP := meanF(nat, serverCPU), meanF(pb, serverCPU)
-		row("server CPU-s per call-minute (Asterisk+Patchbay)", listF(nat, serverCPU, "%.3f"), listF(pb, serverCPU, "%.3f"),
-			ratio(cpuP, cpuN), goalRatio(cpuP, cpuN, GoalCPUVsNative, "≤"))
-		row("  of which Patchbay", "", listF(pb, func(r *Result) (float64, bool) { v, ok := r.CPUPerCallMin["patchbay"]; return v, ok }, "%.3f"), "", "")
-		memN, memP := meanF(nat, memF), meanF(pb, memF)
-		row("memory per call (Asterisk+Patchbay)", listF(nat, memKiB, "%.0f KiB"), listF(pb, memKiB, "%.0f KiB"),
-			ratio(memP, memN), goalRatio(memP, memN, GoalMemVsNative, "≤"))
-		row("  of which Patchbay", "", listF(pb, func(r *Result) (float64, bool) {
+		runs := []string{}
+		for _, m := range modes {
+			runs = append(runs, fmt.Sprintf("%s %d", m, len(byN[n][m])))
+		}
+		fmt.Fprintf(tw, "\nN=%d (runs: %s), same pinning and window\n", n, strings.Join(runs, ", "))
+		header()
+		line(n, "server CPU-s per call-minute (Asterisk+Patchbay)", cellF(serverCPU, "%.3f"), serverCPU,
+			func(pb, nat float64) string { return goalRatio(pb, nat, GoalCPUVsNative, "≤") })
+		line(n, "  of which Patchbay", cellF(func(r *Result) (float64, bool) {
+			v, ok := r.CPUPerCallMin["patchbay"]
+			return v, ok && r.Mode != "native"
+		}, "%.3f"), nil, nil)
+		line(n, "memory per call (Asterisk+Patchbay)", cellF(memKiB, "%.0f KiB"), memF,
+			func(pb, nat float64) string { return goalRatio(pb, nat, GoalMemVsNative, "≤") })
+		line(n, "  of which Patchbay", cellF(func(r *Result) (float64, bool) {
 			v, ok := r.RSSPerCall["patchbay"]
-			return float64(v) / kib, ok
-		}, "%.0f KiB"), "", "")
-		row("echo RTT p50 / p99", listS(nat, func(r *Result) string { return pq(r.RTT) }), listS(pb, func(r *Result) string { return pq(r.RTT) }),
-			ratio(meanF(pb, rttP99), meanF(nat, rttP99))+" (p99)", "")
-		row("frames not echoed", listS(nat, func(r *Result) string { return lossStr(r.Unechoed, r.Sent) }),
-			listS(pb, func(r *Result) string { return lossStr(r.Unechoed, r.Sent) }), "", "0")
-		row("failed calls", listS(nat, func(r *Result) string { return fmt.Sprint(r.Failed) }),
-			listS(pb, func(r *Result) string { return fmt.Sprint(r.Failed) }), "", "0")
-		ansGoal := ""
-		if n >= 150 {
-			ansGoal = fmt.Sprintf("Patchbay p50 ≤ %s %s", fmtDur(GoalServerAnswerP50), verdict(meanF(pb, answerP50) <= GoalServerAnswerP50.Seconds(),
-				fmtDur(time.Duration(meanF(pb, answerP50)*float64(time.Second))-GoalServerAnswerP50)))
-		}
-		row("server offer→answer p50 / p99 (†)", listS(nat, func(r *Result) string { return pq(serverAnswer(r)) }),
-			listS(pb, func(r *Result) string { return pq(serverAnswer(r)) }), "", ansGoal)
-		row("Asterisk channels / bridges per call", listS(nat, resStr), listS(pb, resStr), "", "")
-		row("Patchbay µs CPU per packet operation", "", listF(pb, func(r *Result) (float64, bool) { return r.PacketOpMicros, r.PacketOpMicros > 0 }, "%.1f"),
-			"", fmt.Sprintf("≤ %.0f %s", GoalPacketOpMicros, verdictIf(pb, func(r *Result) bool { return r.PacketOpMicros <= GoalPacketOpMicros })))
-		addGoal := ""
-		if n == 100 {
-			addGoal = "≤ 1 ms at N=100 " + verdictIf(pb, func(r *Result) bool { return r.RTT.P99-r.BaselineRTT.P99 <= GoalAddedRTTAt100 })
-		}
-		row("added RTT p99 vs plain RTP (same run)", listS(nat, addedStr), listS(pb, addedStr), "", addGoal)
-		row("busy: server core / load core", listS(nat, busyStr), listS(pb, busyStr), "", "load core < 85 %")
-		row("clean (RTT p99 ≤ 10 ms, 0 lost, 0 failed, load kept up)", listS(nat, cleanStr), listS(pb, cleanStr), "", "")
-		row("CPU-s of other processes in window (noise)", listS(nat, otherStr), listS(pb, otherStr), "", "")
+			return float64(v) / kib, ok && r.Mode != "native"
+		}, "%.0f KiB"), nil, nil)
+		line(n, "echo RTT p50 / p99 (ratio: p99)", cellS(func(r *Result) string { return pq(r.RTT) }), rttP99, nil)
+		line(n, "frames not echoed", cellS(func(r *Result) string { return lossStr(r.Unechoed, r.Sent) }), nil,
+			func(float64, float64) string { return "0" })
+		line(n, "failed calls", cellS(func(r *Result) string { return fmt.Sprint(r.Failed) }), nil,
+			func(float64, float64) string { return "0" })
+		line(n, "server offer→answer p50 / p99 (†)", cellS(func(r *Result) string { return pq(serverAnswer(r)) }), answerP50,
+			func(pb, _ float64) string {
+				if n < 150 || pb == 0 {
+					return ""
+				}
+				d := time.Duration(pb * float64(time.Second))
+				return fmt.Sprintf("p50 ≤ %s at N=150 %s", fmtDur(GoalServerAnswerP50), verdict(d <= GoalServerAnswerP50, fmtDur(d-GoalServerAnswerP50)))
+			})
+		line(n, "Asterisk channels / bridges per call", cellS(resStr), nil, nil)
+		pbRuns := byN[n]["patchbay"]
+		line(n, "Patchbay µs CPU per packet operation", cellF(func(r *Result) (float64, bool) { return r.PacketOpMicros, r.PacketOpMicros > 0 }, "%.1f"), nil,
+			func(float64, float64) string {
+				return fmt.Sprintf("≤ %.0f %s", GoalPacketOpMicros, verdictIf(pbRuns, func(r *Result) bool { return r.PacketOpMicros <= GoalPacketOpMicros }))
+			})
+		line(n, "added RTT p99 vs plain RTP (same run)", cellS(addedStr), nil, func(float64, float64) string {
+			if n != 100 {
+				return ""
+			}
+			return "≤ 1 ms at N=100 " + verdictIf(pbRuns, func(r *Result) bool { return r.RTT.P99-r.BaselineRTT.P99 <= GoalAddedRTTAt100 })
+		})
+		line(n, "busy: server core / load core", cellS(busyStr), nil, func(float64, float64) string { return "load core < 85 %" })
+		line(n, "clean (RTT p99 ≤ 10 ms, 0 lost, 0 failed, load kept up)", cellS(cleanStr), nil, nil)
+		line(n, "CPU-s of other processes in window (noise)", cellS(otherStr), nil, nil)
 	}
-	capN, capP := capacity(byN, "native"), capacity(byN, "patchbay")
 	fmt.Fprintf(tw, "\nCalls one server core carried cleanly (largest N tried whose every run was clean)\n")
-	row("", "native", "Patchbay", "Patchbay ÷ native", "goal")
-	capRatio := ""
-	if capN > 0 {
-		capRatio = fmt.Sprintf("%.2f", float64(capP)/float64(capN))
+	header()
+	capN := capacity(byN, "native")
+	cols := []string{"calls"}
+	for _, m := range modes {
+		cols = append(cols, capStr(capacity(byN, m)))
 	}
-	capGoal := fmt.Sprintf("≥ %.1f", GoalCapacityRatio)
-	if capN > 0 && capP > 0 {
-		capGoal += " " + goalOK
-		if float64(capP)/float64(capN) < GoalCapacityRatio {
-			capGoal = fmt.Sprintf("≥ %.1f %s (N tried is coarse: sweep finer near the knee)", GoalCapacityRatio, goalMiss)
+	for _, m := range others {
+		c := capacity(byN, m)
+		if capN > 0 && c > 0 {
+			cols = append(cols, fmt.Sprintf("%.2f×", float64(c)/float64(capN)))
+		} else {
+			cols = append(cols, notMeasured)
 		}
 	}
-	row("calls", capStr(capN), capStr(capP), capRatio, capGoal)
+	capGoal := fmt.Sprintf("≥ %.1f×", GoalCapacityRatio)
+	if c := capacity(byN, "patchbay"); capN > 0 && c > 0 {
+		if float64(c)/float64(capN) >= GoalCapacityRatio {
+			capGoal += " " + goalOK
+		} else {
+			capGoal += " " + goalMiss + " (or the N tried are too coarse: sweep finer near the knee)"
+		}
+	}
+	row(append(cols, capGoal)...)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	_, err := fmt.Fprintln(w, "† Patchbay: offer received → far end answered, from its log; native: INVITE sent → 200 OK received, measured by the caller.\n"+
-		"Runs whose load core is at 85 % or more are marked SATURATED in their own tables: their latency is partly the generator's.")
+		"A load core at 85 % or more is marked LOAD SATURATED: part of that run's latency and loss is the generator's own.")
 	return err
+}
+
+func cellF(f func(*Result) (float64, bool), format string) func([]*Result) string {
+	return func(rs []*Result) string { return listF(rs, f, format) }
+}
+
+func cellS(f func(*Result) string) func([]*Result) string {
+	return func(rs []*Result) string { return listS(rs, f) }
 }
 
 func memF(r *Result) (float64, bool) { v, ok := serverMem(r); return float64(v), ok }

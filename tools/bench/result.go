@@ -74,6 +74,9 @@ func summarize(o Options, outs []callOutcome, plains []plainResult, w window, id
 	if o.Native != nil {
 		mode = "native"
 	}
+	if o.Label != "" {
+		mode = o.Label
+	}
 	r := &Result{Mode: mode, Calls: o.Calls, BaselineCalls: o.BaselineCalls, Rate: o.Rate, Steady: o.Steady, NativeCPU: o.NativeCPU, PlainCPU: o.PlainCPU,
 		CPU: map[string]time.Duration{}, CPUPerCallMin: map[string]float64{}, RSSDelta: map[string]int64{}, RSSPerCall: map[string]int64{}}
 	var answer, echo, rtt, brtt []time.Duration
@@ -153,7 +156,7 @@ func summarize(o Options, outs []callOutcome, plains []plainResult, w window, id
 		r.LoadBusy = r.CPU["load"].Seconds() / (window.Seconds() * float64(n))
 	}
 	r.OtherCPU = max(end[hostKey].CPU-start[hostKey].CPU-ours, 0)
-	if cpu, ok := r.CPU["patchbay"]; ok && r.InWindow > 0 && mode == "patchbay" {
+	if cpu, ok := r.CPU["patchbay"]; ok && r.InWindow > 0 && o.Native == nil {
 		r.PacketOpMicros = float64(cpu.Microseconds()) / (float64(r.InWindow) * window.Seconds() * 200)
 	}
 	return r

@@ -32,6 +32,9 @@ type Options struct {
 	// Native, when set, benches Asterisk's own WebRTC instead of Patchbay: the same callers register to Asterisk
 	// over SIP/WSS and run ICE and DTLS-SRTP with it (native.go). URL and Token are then unused.
 	Native *Native
+	// Label overrides the mode name in the result ("patchbay" or "native"), e.g. "patchbay-pion" for a Patchbay
+	// whose media.lean_audio is off.
+	Label string
 	// Token returns the browser token for call i.
 	Token func(i int) (string, error)
 	TLS   *tls.Config
