@@ -157,12 +157,12 @@ func BenchmarkLeanPacket(b *testing.B) {
 		lp := newLeanPair(b)
 		lp.tap.handler.Store(&handlerBox{&countHandler{}})
 		from := netip.MustParseAddrPort("127.0.0.1:9")
-		pkts := make([][]byte, 0, 4096)
+		var pkts [][]byte
 		b.ReportAllocs()
 		for b.Loop() {
 			if len(pkts) == 0 {
 				b.StopTimer()
-				for range cap(pkts) {
+				for range 4096 {
 					pkts = append(pkts, append([]byte(nil), lp.fromBrowser(b)...))
 				}
 				b.StartTimer()
