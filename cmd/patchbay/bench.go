@@ -151,7 +151,7 @@ func runBench(ctx context.Context, args []string) error {
 	res, err := bench.Run(ctx, bench.Options{
 		Native: nat,
 		Label:  *label,
-		URL: *url, Token: mint, TLS: tlsCfg, To: *to,
+		URL:    *url, Token: mint, TLS: tlsCfg, To: *to,
 		Calls: *n, Rate: *rate, Settle: *settle, Steady: *steady,
 		ARI: ac, BaselineCalls: *baseCalls, BaselineEndpoint: *baseEndpoint,
 		PatchbayPID: *pbPID, AsteriskPID: *astPID, PatchbayLog: *pbLog, NativeCPU: *native, PlainCPU: *plainRef,

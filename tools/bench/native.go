@@ -143,4 +143,3 @@ func register(ctx context.Context, cl *sipgo.Client, server sip.Uri, contact sip
 	}
 	return nil
 }
-
