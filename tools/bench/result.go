@@ -22,6 +22,8 @@ type Result struct {
 	Errors           []string
 	// BaselineInWindow baseline calls were up for the whole window.
 	BaselineInWindow int
+	// UpAtStart calls were connected when the steady window began (when channels and bridges are counted).
+	UpAtStart int
 
 	// Setup times of the Patchbay calls, measured by the client from sending the offer: answer SDP received, and
 	// first echoed packet. ServerAnswer is from Patchbay's log (offer received → far end answered), if given.
@@ -60,7 +62,7 @@ type Result struct {
 // countsPerCall fills ChannelsPerCall and BridgesPerCall.
 func (r *Result) countsPerCall(c resourceCounts) {
 	r.ChannelsPerCall, r.BridgesPerCall = -1, -1
-	calls := r.InWindow
+	calls := r.UpAtStart
 	if !c.ok || calls == 0 {
 		return
 	}
@@ -110,6 +112,9 @@ func summarize(o Options, outs []callOutcome, plains []plainResult, w window, id
 			r.Unechoed += rep.Sent - uint64(rep.RTT.Count) - 1
 		}
 		r.SeqLost += rep.Lost
+		if rep.ConnectedAfter > 0 && !rep.Start.Add(rep.ConnectedAfter).After(w.from) && rep.Start.Add(rep.Duration).After(w.from) {
+			r.UpAtStart++
+		}
 		if oc.err == nil && rep.ConnectedAfter > 0 && !rep.Start.Add(rep.ConnectedAfter).After(w.from) &&
 			!rep.Start.Add(rep.Duration).Before(w.to) {
 			r.InWindow++
