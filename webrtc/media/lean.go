@@ -270,7 +270,7 @@ func (r *rxState) record(h *rtp.Header, now time.Time) {
 		r.max = h.SequenceNumber
 	}
 	r.received++
-	arrival := int64(now.Sub(r.epoch) * samplesPerSecond / time.Second)
+	arrival := int64(now.Sub(r.epoch) / (time.Second / samplesPerSecond)) // no overflow however long the call
 	transit := arrival - int64(h.Timestamp)
 	if r.haveTransit {
 		d := float64(transit - r.lastTransit)
@@ -359,7 +359,7 @@ func (t *tap) appendRTP(b *Batch, seq uint16, ts uint32, marker bool, payload []
 	if len(payload) > datagramMax-12-32 {
 		return errors.New("media: RTP payload too large")
 	}
-	slot := b.slot()
+	slot := b.slot(t.d)
 	t.outMu.Lock()
 	plain := t.obuf[:12+len(payload)]
 	plain[0] = 0x80
@@ -382,7 +382,7 @@ func (t *tap) appendRTP(b *Batch, seq uint16, ts uint32, marker bool, payload []
 	t.txPkts.Add(1)
 	t.txBytes.Add(uint64(len(payload)))
 	t.txLast.Store(now.UnixNano())
-	b.commit(t.d, len(out), *dst)
+	b.commit(len(out), *dst)
 	return nil
 }
 
@@ -415,7 +415,7 @@ func (t *tap) sendRTCP(now time.Time, cname string) {
 		binary.BigEndian.PutUint32(block[12:], uint32(r.jitter))
 		if !r.lastSRAt.IsZero() {
 			binary.BigEndian.PutUint32(block[16:], r.lastSR)
-			binary.BigEndian.PutUint32(block[20:], uint32(now.Sub(r.lastSRAt)*65536/time.Second))
+			binary.BigEndian.PutUint32(block[20:], uint32(now.Sub(r.lastSRAt).Seconds()*65536))
 		}
 		r.lastReportedLost = lost
 	}
@@ -434,7 +434,7 @@ func (t *tap) sendRTCP(now time.Time, cname string) {
 		sec, frac := ntpTime(now)
 		binary.BigEndian.PutUint32(plain[8:], sec)
 		binary.BigEndian.PutUint32(plain[12:], frac)
-		binary.BigEndian.PutUint32(plain[16:], t.txTS+uint32(now.Sub(t.txAt)*samplesPerSecond/time.Second))
+		binary.BigEndian.PutUint32(plain[16:], t.txTS+uint32(now.Sub(t.txAt)/(time.Second/samplesPerSecond)))
 		binary.BigEndian.PutUint32(plain[20:], uint32(t.txPkts.Load()))
 		binary.BigEndian.PutUint32(plain[24:], uint32(t.txBytes.Load()))
 		n = 28
@@ -551,20 +551,18 @@ func NewBatch(n int) *Batch {
 	return b
 }
 
-func (b *Batch) slot() []byte {
-	if b.n == len(b.msgs) {
+// slot returns the buffer of the next packet, sending first if the batch is full or holds packets for another
+// socket (another API's).
+func (b *Batch) slot(d *demux) []byte {
+	if b.n > 0 && (b.n == len(b.msgs) || b.d != d) {
 		_ = b.Flush()
 	}
+	b.d, b.pc = d, d.pc
 	return b.bufs[b.n*datagramMax : (b.n+1)*datagramMax]
 }
 
-func (b *Batch) commit(d *demux, n int, to netip.AddrPort) {
-	if b.d != d {
-		if b.n > 0 {
-			_ = b.Flush()
-		}
-		b.d, b.pc = d, d.pc
-	}
+// commit queues the packet written into the last slot.
+func (b *Batch) commit(n int, to netip.AddrPort) {
 	i := b.n
 	b.ips[i] = to.Addr().As4()
 	b.addrs[i].Port = int(to.Port())

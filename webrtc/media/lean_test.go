@@ -186,3 +186,36 @@ func BenchmarkLeanPacket(b *testing.B) {
 		}
 	})
 }
+
+// TestBatchAcrossAPIs: one batch fed by peers of two APIs (two sockets) sends each packet from its own socket.
+func TestBatchAcrossAPIs(t *testing.T) {
+	a, b := newLeanPair(t), newLeanPair(t)
+	batch := NewBatch(8)
+	buf := make([]byte, 1500)
+	for i, lp := range []*leanPair{a, b, a} {
+		if err := lp.tap.appendRTP(batch, uint16(i+1), 160, false, make([]byte, 160), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := batch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		lp   *leanPair
+		want int
+	}{{a, 2}, {b, 1}} {
+		_ = c.lp.sock.SetReadDeadline(time.Now().Add(time.Second))
+		for range c.want {
+			n, from, err := c.lp.sock.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if from != c.lp.tap.d.conn.LocalAddr().(*net.UDPAddr).AddrPort() {
+				t.Fatalf("packet came from %s, not its API's socket", from)
+			}
+			if _, err := c.lp.browser.DecryptRTP(nil, buf[:n], nil); err != nil {
+				t.Fatalf("browser cannot decrypt: %v", err)
+			}
+		}
+	}
+}
