@@ -90,6 +90,9 @@ type Params struct {
 	Trunk Trunk
 	// Trunks are further carriers, each rendered like Trunk.
 	Trunks []Trunk
+	// BenchWebRTC are Asterisk-native WebRTC endpoints for benchmarks only (SIP over WSS, DTLS-SRTP, PCMU, in a
+	// context that reaches nothing but the echo extension 600). Empty in production.
+	BenchWebRTC []Phone
 
 	// Directories written to asterisk.conf [directories]; distinct values let several instances
 	// run side by side. Defaults are Debian's paths.
@@ -313,6 +316,21 @@ func (p Params) Validate() error {
 		}
 		if !displayRE.MatchString(ph.CallerIDName) {
 			bad(f+".CallerIDName", "%q may only hold letters, digits, spaces and _.+-", ph.CallerIDName)
+		}
+	}
+
+	if len(p.BenchWebRTC) > 0 && p.HTTPSPort == 0 {
+		bad("BenchWebRTC", "WebRTC endpoints need the TLS listener, but HTTPSPort is 0")
+	}
+	for i, ph := range p.BenchWebRTC {
+		f := fmt.Sprintf("BenchWebRTC[%d]", i)
+		if !nameRE.MatchString(ph.Name) {
+			bad(f+".Name", "%q must be 1-64 characters of letters, digits, '_', '.', '-'", ph.Name)
+		} else {
+			claim(f+".Name", ph.Name)
+		}
+		if !secretRE.MatchString(ph.Password) {
+			bad(f+".Password", "required; printable ASCII without spaces or ';', at most 128 characters")
 		}
 	}
 

@@ -324,3 +324,45 @@ func TestRenderWritesFiles(t *testing.T) {
 		t.Errorf("dir holds %d entries after re-render, want %d", len(ents), len(paths))
 	}
 }
+
+// TestBenchWebRTCEndpoints: the bench's Asterisk-native WebRTC endpoints are rendered only when asked for, PCMU
+// only, with the project's DTLS certificate, in a context that reaches nothing but the echo extension.
+func TestBenchWebRTCEndpoints(t *testing.T) {
+	p := sampleParams()
+	files, err := RenderFS(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(files["pjsip.conf"]), "bench-webrtc") || strings.Contains(string(files["extensions.conf"]), "bench-webrtc") {
+		t.Fatal("bench endpoints rendered though none were asked for")
+	}
+	p.BenchWebRTC = []Phone{{Name: "bench-webrtc-1", Password: "bench-Secret-1"}, {Name: "bench-webrtc-2", Password: "bench-Secret-2"}}
+	files, err = RenderFS(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pj := string(files["pjsip.conf"])
+	for _, want := range []string{"[bench-webrtc-endpoint](!)", "context = bench-webrtc", "webrtc = yes", "allow = ulaw",
+		"dtls_cert_file = " + p.CertDir + "/server.crt", "[bench-webrtc-2](bench-webrtc-endpoint)", "password = bench-Secret-2"} {
+		if !strings.Contains(pj, want) {
+			t.Errorf("pjsip.conf lacks %q", want)
+		}
+	}
+	ext := string(files["extensions.conf"])
+	i := strings.Index(ext, "[bench-webrtc]")
+	if i < 0 {
+		t.Fatal("extensions.conf lacks the bench-webrtc context")
+	}
+	if ctx := ext[i:]; strings.Count(ctx, "exten =>") != 1 || !strings.Contains(ctx, "exten => 600,") {
+		t.Fatalf("bench-webrtc context must reach only 600:\n%s", ctx)
+	}
+	p.BenchWebRTC[1].Password = "bad password"
+	if _, err := RenderFS(p); err == nil || !strings.Contains(err.Error(), "BenchWebRTC[1].Password") {
+		t.Fatalf("bad bench password accepted: %v", err)
+	}
+	p.BenchWebRTC[1].Password = "ok"
+	p.HTTPSPort = 0
+	if _, err := RenderFS(p); err == nil {
+		t.Fatal("bench endpoints accepted without the TLS listener")
+	}
+}

@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
-# bench.sh [N ...]: load-test Patchbay on this host. For each N (default: 1 50 200 450) it starts a fresh Asterisk
-# (scripts/asterisk.sh, config rendered by `patchbay asterisk-config`) and a fresh `patchbay serve` (config from
-# `patchbay config init`, certificates from `patchbay certs init`) as two separate processes pinned to the server
-# CPUs, runs `patchbay bench` pinned to the load CPUs with both PIDs, prints its table, and stops everything.
-# A fresh pair per N keeps the idle RSS (the memory-per-call reference) honest. Needs root (chroot).
+# bench.sh [N ...]: load-test Patchbay against Asterisk-native WebRTC on this host. For each N (default: 50 100 150)
+# and each pass it makes one run per mode, alternating:
+#   native    the synthetic callers register to Asterisk over SIP/WSS (endpoints bench-webrtc-1..N, rendered by
+#             `patchbay asterisk-config` from asterisk.bench_webrtc_endpoints) and run ICE + DTLS-SRTP with Asterisk
+#             itself, calling the echo extension 600; Patchbay is not started;
+#   patchbay  the same callers go through a fresh `patchbay serve` (config from `patchbay config init`,
+#             certificates from `patchbay certs init`) to the same extension.
+# Each run starts a fresh Asterisk (scripts/asterisk.sh) and, for Patchbay runs, a fresh Patchbay, pinned to the
+# server CPUs, runs `patchbay bench` pinned to the load CPUs with their PIDs, prints its table, and stops
+# everything: a fresh process per run keeps the idle RSS (the memory-per-call reference) honest. At the end
+# `patchbay bench --compare` prints every N side by side (CPU, memory, RTT, loss, setup, channels and bridges per
+# call, µs per packet operation, saturation) with ratios and goals, and the calls a core carries cleanly in each
+# mode. Needs root (chroot).
 #
+#   MODES="native patchbay"      modes run for each N and pass, in this order (alternating); "metrics" is Patchbay
+#                                with /metrics served and scraped every SCRAPE (15s; other modes run metrics off); "pion" is Patchbay
+#                                with media.lean_audio off (every call on pion's track path), labelled patchbay-pion
+#   PASSES=2                     passes over every N and mode
 #   SERVER_CPUS=0 LOAD_CPUS=1   taskset lists; empty SERVER_CPUS and LOAD_CPUS: no pinning
 #   RATE=20 STEADY=60s SETTLE=3s  ramp rate (calls/s), steady window, pause between them
 #   GROUP_NICE=-20               niceness of the scheduler autogroups of Asterisk, Patchbay and the load
@@ -16,10 +28,6 @@
 #                                window of that N (cpu-N.pprof, heap-N.pprof)
 #   BENCH_DIR=/tmp/patchbay-bench  where configs, logs, tables and profiles go (kept)
 #   BENCH_ARGS="..."             extra flags for `patchbay bench`
-#   METRICS=on                   on: Patchbay serves /metrics (127.0.0.1:19464) and the bench scrapes it every
-#                                SCRAPE=15s during the run; off: metrics.listen empty (no registry at all); both: for
-#                                each N a run off then a run on, and the Patchbay CPU-s per call-minute of each, with
-#                                the cost of metrics as a ratio (same host, same N, back to back)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HERE="$PWD"
@@ -34,13 +42,17 @@ RATE="${RATE:-20}"
 STEADY="${STEADY:-60s}"
 SETTLE="${SETTLE:-3s}"
 PROFILE_N="${PROFILE_N:-}"
-METRICS="${METRICS:-on}"
-SCRAPE="${SCRAPE:-15s}"
-METRICS_ADDR=127.0.0.1:19464
-case "$METRICS" in on) MODES=(on) ;; off) MODES=(off) ;; both) MODES=(off on) ;; *) echo "bench.sh: METRICS=$METRICS: want on, off or both" >&2; exit 2 ;; esac
 GROUP_NICE="${GROUP_NICE--20}"
+MODES="${MODES:-native patchbay}"
+METRICS_ADDR="${METRICS_ADDR:-127.0.0.1:19464}"
+SCRAPE="${SCRAPE:-15s}"
+PASSES="${PASSES:-2}"
 NS=("$@")
-((${#NS[@]})) || NS=(1 50 200 450)
+((${#NS[@]})) || NS=(50 100 150)
+MAXN=0
+for n in "${NS[@]}"; do ((n > MAXN)) && MAXN=$n; done
+# The native callers' endpoints (bench-webrtc-1..MAXN) are rendered into pjsip.conf; production renders none.
+export PATCHBAY_ASTERISK_BENCH_WEBRTC_ENDPOINTS=$MAXN
 
 # Ports of this bench's own instances, away from the defaults used by `make run` and the tests.
 export PATCHBAY_HTTP_LISTEN=127.0.0.1:18443
@@ -108,63 +120,75 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
-# cpu_per_call_min TABLE: Patchbay's CPU-s per call-minute from a bench table.
-cpu_per_call_min() { awk '/^CPU-s\/call-min Patchbay/ { print $3; exit }' "$1"; }
-
-for n in "${NS[@]}"; do
-for mode in "${MODES[@]}"; do
-	TAG="$n"
-	[[ "$METRICS" == both ]] && TAG="$n-metrics-$mode"
-	METRICS_ARGS=()
-	if [[ "$mode" == on ]]; then
-		export PATCHBAY_METRICS_LISTEN=$METRICS_ADDR
-		METRICS_ARGS=(--metrics-url "http://$METRICS_ADDR/metrics" --scrape-interval "$SCRAPE")
-	else
-		export PATCHBAY_METRICS_LISTEN=
-	fi
-	echo "=== N=$n, metrics $mode: starting Asterisk and Patchbay (server CPUs ${SERVER_CPUS:-any}, load CPUs ${LOAD_CPUS:-any}, autogroup nice ${GROUP_NICE:-0})"
+# run_one N MODE PASS: one bench run on fresh processes.
+run_one() {
+	local n=$1 mode=$2 pass=$3 tag="$2-$1-$3"
+	echo "=== N=$n $mode pass $pass: starting Asterisk$([[ $mode != native ]] && echo " and Patchbay") (server CPUs ${SERVER_CPUS:-any}, load CPUs ${LOAD_CPUS:-any}, autogroup nice ${GROUP_NICE:-0})"
 	ASTERISK_CONF_DIR="$DIR/asterisk-etc" ASTERISK_CERT_DIR="$DIR/certs" $(pin "$SERVER_CPUS") scripts/asterisk.sh start >/dev/null
 	AST_PID="$(cat "$ROOT$AST_DIR/run/asterisk.pid")"
 	group_nice "$AST_PID" # Asterisk runs in its own session (setsid), so in its own autogroup
-	LOG="$DIR/patchbay-$TAG.log"
-	# setsid execs in place (a background job is no group leader), so $! is Patchbay itself.
-	PATCHBAY_PPROF_LISTEN=$PPROF setsid $(pin "$SERVER_CPUS") "$BIN" serve --config "$CFG" 2>"$LOG" &
-	PB_PID=$!
-	group_nice "$PB_PID"
-	for i in $(seq 1 100); do
-		curl -fsS --cacert "$DIR/certs/ca.crt" https://localhost:18443/healthz >/dev/null 2>&1 && break
-		kill -0 "$PB_PID" 2>/dev/null || { echo "bench.sh: Patchbay exited; see $LOG" >&2; tail -5 "$LOG" >&2; exit 1; }
-		((i < 100)) || { echo "bench.sh: Patchbay not healthy within 20 s; see $LOG" >&2; exit 1; }
-		sleep 0.2
-	done
+	local args=(--config "$CFG" --calls "$n" --rate "$RATE" --steady "$STEADY" --settle "$SETTLE" --asterisk-pid "$AST_PID"
+		--json "$RESULTS/$tag.json")
+	if [[ $mode == native ]]; then
+		args+=(--native)
+	else
+		LOG="$DIR/patchbay-$tag.log"
+		local lean=true metrics=
+		case $mode in
+		pion)
+			lean=false
+			args+=(--label patchbay-pion)
+			;;
+		metrics) # /metrics served and scraped as Prometheus would: the cost of metrics against mode patchbay
+			metrics=$METRICS_ADDR
+			args+=(--label patchbay-metrics --metrics-url "http://$METRICS_ADDR/metrics" --scrape-interval "$SCRAPE")
+			;;
+		esac
+		# setsid execs in place (a background job is no group leader), so $! is Patchbay itself.
+		PATCHBAY_METRICS_LISTEN=$metrics PATCHBAY_MEDIA_LEAN_AUDIO=$lean PATCHBAY_PPROF_LISTEN=$PPROF \
+			setsid $(pin "$SERVER_CPUS") "$BIN" serve --config "$CFG" 2>"$LOG" &
+		PB_PID=$!
+		group_nice "$PB_PID"
+		for i in $(seq 1 100); do
+			curl -fsS --cacert "$DIR/certs/ca.crt" https://localhost:18443/healthz >/dev/null 2>&1 && break
+			kill -0 "$PB_PID" 2>/dev/null || { echo "bench.sh: Patchbay exited; see $LOG" >&2; tail -5 "$LOG" >&2; exit 1; }
+			((i < 100)) || { echo "bench.sh: Patchbay not healthy within 20 s; see $LOG" >&2; exit 1; }
+			sleep 0.2
+		done
+		args+=(--patchbay-pid "$PB_PID" --patchbay-log "$LOG")
+	fi
 	PROF_JOB=""
-	if [[ "$n" == "$PROFILE_N" ]]; then
+	if [[ "$n" == "$PROFILE_N" && $mode != native && $pass == 1 ]]; then
 		# Into the middle of the steady window: after the ramp, the settle pause and 10 s more.
 		delay=$(awk -v n="$n" -v r="$RATE" -v s="${SETTLE%s}" 'BEGIN { printf "%d", n / r + s + 10 }')
-		(sleep "$delay" && curl -fsS -o "$DIR/cpu-$n.pprof" "http://$PPROF/debug/pprof/profile?seconds=30" &&
-			curl -fsS -o "$DIR/heap-$n.pprof" "http://$PPROF/debug/pprof/heap") &
+		(sleep "$delay" && curl -fsS -o "$DIR/cpu-$mode-$n.pprof" "http://$PPROF/debug/pprof/profile?seconds=30" &&
+			curl -fsS -o "$DIR/heap-$mode-$n.pprof" "http://$PPROF/debug/pprof/heap") &
 		PROF_JOB=$!
 	fi
 	# shellcheck disable=SC2086
-	setsid $(pin "$LOAD_CPUS") "$BIN" bench --config "$CFG" --calls "$n" --rate "$RATE" --steady "$STEADY" --settle "$SETTLE" \
-		--patchbay-pid "$PB_PID" --asterisk-pid "$AST_PID" --patchbay-log "$LOG" "${METRICS_ARGS[@]}" ${BENCH_ARGS:-} >"$DIR/bench-$TAG.txt" &
+	setsid $(pin "$LOAD_CPUS") "$BIN" bench "${args[@]}" ${BENCH_ARGS:-} >"$DIR/bench-$tag.txt" &
 	BENCH_PID=$!
 	group_nice "$BENCH_PID"
 	rc=0
 	wait "$BENCH_PID" || rc=$?
 	BENCH_PID=""
-	cat "$DIR/bench-$TAG.txt"
+	cat "$DIR/bench-$tag.txt"
 	((rc == 0)) || { echo "bench.sh: patchbay bench failed (exit $rc)" >&2; exit "$rc"; }
 	if [[ -n "$PROF_JOB" ]]; then
-		wait "$PROF_JOB" && echo "profiles: go tool pprof -top $BIN $DIR/cpu-$n.pprof (and heap-$n.pprof)"
+		wait "$PROF_JOB" && echo "profiles: go tool pprof -top $BIN $DIR/cpu-$mode-$n.pprof (and heap-$mode-$n.pprof)"
 	fi
 	stop_all
+}
+
+RESULTS="$DIR/results"
+rm -rf "$RESULTS"
+mkdir -p "$RESULTS"
+for n in "${NS[@]}"; do
+	for pass in $(seq 1 "$PASSES"); do
+		for mode in $MODES; do
+			run_one "$n" "$mode" "$pass"
+		done
+	done
 done
-if [[ "$METRICS" == both ]]; then
-	off=$(cpu_per_call_min "$DIR/bench-$n-metrics-off.txt") on=$(cpu_per_call_min "$DIR/bench-$n-metrics-on.txt")
-	awk -v n="$n" -v off="$off" -v on="$on" 'BEGIN {
-		if (off > 0) printf "=== N=%s metrics cost: Patchbay %.4f CPU-s/call-min with metrics, %.4f without: %+.1f %% (goal < 3 %%)\n", n, on, off, 100 * (on - off) / off
-		else print "=== N=" n " metrics cost: not measured" }' | tee -a "$DIR/metrics-cost.txt"
-fi
-done
-echo "bench.sh: tables in $DIR/bench-*.txt"
+"$BIN" bench --compare "$RESULTS" | tee "$DIR/compare.txt"
+echo "bench.sh: tables in $DIR/bench-*.txt, side by side in $DIR/compare.txt"

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"time"
@@ -17,7 +18,9 @@ import (
 )
 
 // runBench load-tests a Patchbay on this host (scripts/bench.sh starts one and runs this) and prints a table of
-// setup times, echo round trips, loss, CPU and memory next to a plain-RTP baseline measured in the same run.
+// setup times, echo round trips, loss, CPU and memory next to a plain-RTP baseline measured in the same run. With
+// --native it benches Asterisk's own WebRTC the same way instead; --compare prints stored runs of both side by
+// side.
 func runBench(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("bench", pflag.ContinueOnError)
 	load := configFlags(fs)
@@ -43,9 +46,24 @@ func runBench(ctx context.Context, args []string) error {
 	native := fs.Float64("native-cpu", 0.16, "Asterisk-native WebRTC CPU-s per call-minute, the reference of the goals")
 	metricsURL := fs.String("metrics-url", "", "Patchbay's /metrics on this host, scraped during the run like Prometheus would (e.g. http://127.0.0.1:9464/metrics)")
 	scrapeEvery := fs.Duration("scrape-interval", 15*time.Second, "how often --metrics-url is scraped")
+	nativeMode := fs.Bool("native", false, "bench Asterisk-native WebRTC: callers register to Asterisk over SIP/WSS as bench-webrtc-N (asterisk.bench_webrtc_endpoints) and run DTLS-SRTP with it; Patchbay is not used")
+	nativeWSS := fs.String("native-wss", "", "Asterisk's TLS HTTP listener for SIP over WSS, host:port (default 127.0.0.1:asterisk.https_port)")
+	label := fs.String("label", "", "name of this run's mode in --json and --compare (default patchbay, or native with --native), e.g. patchbay-pion")
+	jsonOut := fs.String("json", "", "also write the result as JSON to this file (for --compare)")
+	compareDir := fs.String("compare", "", "print the native and Patchbay runs stored as JSON in this directory side by side, then exit")
 	plainRef := fs.Float64("plain-cpu", 0.06, "Asterisk's plain-RTP CPU-s per call-minute measured with --native-cpu (scales it to this run)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *compareDir != "" {
+		rs, err := bench.ReadResults(*compareDir)
+		if err != nil {
+			return err
+		}
+		if len(rs) == 0 {
+			return fmt.Errorf("--compare %s: no *.json results there (run patchbay bench --json first)", *compareDir)
+		}
+		return bench.Compare(os.Stdout, rs)
 	}
 	if *n < 1 || *n > 5000 {
 		return fmt.Errorf("--calls %d: want 1..5000", *n)
@@ -54,10 +72,10 @@ func runBench(ctx context.Context, args []string) error {
 		return errors.New("--steady is capped at 30m and --rate at 1000/s: the bench must stop by itself")
 	}
 	cfg, err := load()
-	if err != nil && (*token == "" || *url == "") {
+	if err != nil && (*nativeMode || *token == "" || *url == "") {
 		return fmt.Errorf("%w (or pass --url, --token and the --ari-* flags)", err)
 	}
-	if *url == "" {
+	if *url == "" && !*nativeMode {
 		*url = localSignalURL(cfg)
 	}
 
@@ -120,9 +138,22 @@ func runBench(ctx context.Context, args []string) error {
 		}
 	}
 
+	var nat *bench.Native
+	if *nativeMode {
+		if cfg.Asterisk.BenchWebRTCEndpoints < *n {
+			return fmt.Errorf("--native with %d calls needs asterisk.bench_webrtc_endpoints ≥ %d (it is %d): render the Asterisk config with more",
+				*n, *n, cfg.Asterisk.BenchWebRTCEndpoints)
+		}
+		if *nativeWSS == "" {
+			*nativeWSS = net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Asterisk.HTTPSPort))
+		}
+		nat = &bench.Native{WSS: *nativeWSS, TLS: tlsCfg, Endpoint: cfg.BenchWebRTCEndpoint}
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	res, err := bench.Run(ctx, bench.Options{
-		URL: *url, Token: mint, TLS: tlsCfg, To: *to,
+		Native: nat,
+		Label:  *label,
+		URL:    *url, Token: mint, TLS: tlsCfg, To: *to,
 		Calls: *n, Rate: *rate, Settle: *settle, Steady: *steady,
 		ARI: ac, BaselineCalls: *baseCalls, BaselineEndpoint: *baseEndpoint,
 		PatchbayPID: *pbPID, AsteriskPID: *astPID, PatchbayLog: *pbLog, NativeCPU: *native, PlainCPU: *plainRef,
@@ -131,6 +162,11 @@ func runBench(ctx context.Context, args []string) error {
 	})
 	if err != nil {
 		return err
+	}
+	if *jsonOut != "" {
+		if err := bench.WriteJSON(*jsonOut, res); err != nil {
+			return err
+		}
 	}
 	return bench.FormatTable(os.Stdout, res)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"runtime/debug"
 
 	"github.com/spf13/pflag"
 
@@ -21,6 +22,9 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	log := newLogger(cfg.Log, os.Stderr)
+	if os.Getenv("GOMEMLIMIT") == "" && cfg.Media.MemoryLimitMiB > 0 {
+		debug.SetMemoryLimit(int64(cfg.Media.MemoryLimitMiB) << 20)
+	}
 	srv, err := server.New(cfg, log)
 	if err != nil {
 		return err

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,10 +35,9 @@ type browserLeg struct {
 	// live mirrors s for senders on other goroutines (the SFU's renegotiation offers).
 	live atomic.Pointer[signal.Session]
 
-	peer   *media.Peer
-	sock   *relay.Socket
-	rl     *relay.Relay
-	relays sync.WaitGroup // the relay's goroutines, owned by the call
+	peer *media.Peer
+	sock *relay.Socket
+	rl   *relay.Relay
 
 	emID   string
 	emMade bool // the externalMedia request was sent: close must hang it up
@@ -94,7 +92,7 @@ func (b *browserLeg) firstMedia() <-chan struct{} {
 	if b.rl == nil {
 		return nil
 	}
-	return b.rl.FromBrowser()
+	return b.rl.FirstPacket()
 }
 
 // acquirePort takes a relay socket. It comes first, before anything is made in Asterisk, so a server at capacity
@@ -114,13 +112,14 @@ func (b *browserLeg) acquirePort(c *Call) error {
 }
 
 // attach creates the externalMedia channel in the peer's G.711 law (so nothing is transcoded) toward the relay
-// socket, then starts the relay between them. The relay's goroutines belong to the call and stop in closeMedia.
-// The channel is not bridged here: the call's flow puts it in a bridge, a room, or the dialplan.
+// socket, then starts the relay between them; the relay owns whatever goroutine it needs and stops in closeMedia.
+// The channel is not bridged here: the call's flow puts it in a bridge, a room, or the dialplan. The peer's media
+// path (lean or pion's) is decided by the time Answer or SetAnswer returned, so the relay is made after them.
 func (b *browserLeg) attach(ctx context.Context, c *Call) error {
 	law := b.peer.Law()
-	rl, err := relay.New(b.sock.Conn(), b.peer.LocalTrack(), relay.Options{PayloadType: law.PayloadType(), Logger: c.log})
+	rl, err := relay.New(b.sock, b.peer, relay.Options{PayloadType: law.PayloadType(), Logger: c.log})
 	if err != nil {
-		return fmt.Errorf("start relay: %w", err)
+		return fmt.Errorf("make the relay: %w", err)
 	}
 	b.rl = rl
 	b.emID = c.a.ResourceID("em")
@@ -140,22 +139,9 @@ func (b *browserLeg) attach(ctx context.Context, c *Call) error {
 		return fmt.Errorf("externalMedia channel %s gave no usable UNICASTRTP address %q: %w", b.emID, em.LocalAddrPort(), err)
 	}
 	rl.SetAsterisk(ap)
-	peer, cctx := b.peer, c.ctx
-	b.relays.Add(2)
-	go func() {
-		defer b.relays.Done()
-		_ = rl.Run(cctx)
-	}()
-	go func() {
-		defer b.relays.Done()
-		track, err := peer.RemoteTrack(cctx)
-		if err != nil {
-			return
-		}
-		if err := rl.Attach(track); err != nil {
-			c.base.Debug("attach browser track", "err", err)
-		}
-	}()
+	if err := rl.Start(); err != nil {
+		return fmt.Errorf("start the relay: %w", err)
+	}
 	return nil
 }
 
@@ -207,7 +193,7 @@ func (b *browserLeg) watch(c *Call) {
 // detachedSilence is how long a browser without a socket may also send no media before its call ends.
 const detachedSilence = 3 * time.Second
 
-// closeMedia stops the relay and the peer, and waits for the relay's goroutines.
+// closeMedia stops the relay (and waits for whatever it runs), then the peer.
 func (b *browserLeg) closeMedia() {
 	if b.rl != nil {
 		_ = b.rl.Close()
@@ -215,7 +201,6 @@ func (b *browserLeg) closeMedia() {
 	if b.peer != nil {
 		_ = b.peer.Close()
 	}
-	b.relays.Wait()
 }
 
 // releasePort hands the socket back to drain before reuse. It comes last, after Asterisk stopped sending to it.

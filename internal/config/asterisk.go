@@ -1,8 +1,23 @@
 package config
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+
 	asteriskconfigs "github.com/patchbay/patchbay/asterisk-configs"
 )
+
+// BenchWebRTCEndpoint names the i-th (1-based) Asterisk-native WebRTC endpoint of asterisk.bench_webrtc_endpoints
+// and gives its password, derived from auth.token_secret so that `asterisk-config` and `bench` agree without a
+// secret of its own.
+func (c *Config) BenchWebRTCEndpoint(i int) (name, password string) {
+	name = "bench-webrtc-" + strconv.Itoa(i)
+	m := hmac.New(sha256.New, []byte(c.Auth.TokenSecret.Reveal()))
+	m.Write([]byte("patchbay bench webrtc endpoint/" + name))
+	return name, hex.EncodeToString(m.Sum(nil))[:32]
+}
 
 // AsteriskParams maps the configuration onto the Asterisk templates' parameters. certDir is where Asterisk will
 // find ca.crt, server.crt and server.key: in a container or a chroot it differs from Patchbay's own certs.dir.
@@ -31,5 +46,9 @@ func (c *Config) AsteriskParams(certDir string) asteriskconfigs.Params {
 		})
 	}
 	p.Trunks = c.asteriskTrunks()
+	for i := 1; i <= a.BenchWebRTCEndpoints; i++ {
+		name, pass := c.BenchWebRTCEndpoint(i)
+		p.BenchWebRTC = append(p.BenchWebRTC, asteriskconfigs.Phone{Name: name, Password: pass, Transport: asteriskconfigs.TransportWSS})
+	}
 	return p
 }

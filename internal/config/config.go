@@ -92,6 +92,11 @@ type Asterisk struct {
 	Trunk Trunk `mapstructure:"trunk" yaml:"trunk"`
 	// Trunks are the SIP carriers, in order of preference (see dialplan.pstn.routes for who carries what).
 	Trunks []Trunk `mapstructure:"trunks" yaml:"trunks"`
+	// BenchWebRTCEndpoints renders that many Asterisk-native WebRTC endpoints (bench-webrtc-1..N: SIP over WSS,
+	// DTLS-SRTP with the project's certificates, PCMU only, allowed to dial only the echo extension 600) for
+	// `patchbay bench --native`, which compares Asterisk's own WebRTC with Patchbay's path. Their passwords are
+	// derived from auth.token_secret. 0 (the default, and the value for production) renders none.
+	BenchWebRTCEndpoints int `mapstructure:"bench_webrtc_endpoints" yaml:"bench_webrtc_endpoints"`
 }
 
 // Phone is a SIP softphone or desk phone registering to Asterisk.
@@ -145,6 +150,12 @@ type Media struct {
 	RelayPortEnd   int           `mapstructure:"relay_port_end" yaml:"relay_port_end"`
 	RelayDrain     time.Duration `mapstructure:"relay_drain" yaml:"relay_drain"`
 	ICEServers     []ICEServer   `mapstructure:"ice_servers" yaml:"ice_servers"` // handed to browsers
+	// LeanAudio carries audio-only calls on the lean path (batched socket I/O, SRTP done in place; see
+	// docs/architecture.md); false puts every call on pion's track path, as rooms with video always are.
+	LeanAudio bool `mapstructure:"lean_audio" yaml:"lean_audio"`
+	// MemoryLimitMiB is the Go runtime's soft memory limit (GOMEMLIMIT) for `serve`, so the collector works
+	// harder before the process outgrows its container; the GOMEMLIMIT environment variable wins. 0: none.
+	MemoryLimitMiB int `mapstructure:"memory_limit_mib" yaml:"memory_limit_mib"`
 }
 
 // ICEServer is a STUN or TURN server for browsers.
@@ -212,6 +223,8 @@ func Defaults() Config {
 		Media: Media{
 			ICEPort:        50000,
 			RelayHost:      "127.0.0.1",
+			MemoryLimitMiB: 1024,
+			LeanAudio:      true,
 			RelayPortStart: 40000,
 			RelayPortEnd:   44999,
 			RelayDrain:     2 * time.Second,

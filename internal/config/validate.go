@@ -93,6 +93,12 @@ func (c *Config) Validate() error {
 			bad(key, "%d is not a port number (1–65535)", p)
 		}
 	}
+	if c.Media.MemoryLimitMiB < 0 {
+		bad("media.memory_limit_mib", "%d is negative (0 means no limit)", c.Media.MemoryLimitMiB)
+	}
+	if a.BenchWebRTCEndpoints < 0 || a.BenchWebRTCEndpoints > 5000 {
+		bad("asterisk.bench_webrtc_endpoints", "%d out of range 0-5000", a.BenchWebRTCEndpoints)
+	}
 	if a.RTPEnd <= a.RTPStart {
 		bad("asterisk.rtp_end", "%d must be above asterisk.rtp_start %d", a.RTPEnd, a.RTPStart)
 	}

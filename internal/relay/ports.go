@@ -1,5 +1,7 @@
-// Package relay moves RTP between a call's externalMedia UDP socket and its
-// pion tracks, and hands out those sockets from a fixed port range.
+// Package relay moves RTP between Asterisk's externalMedia channels and the browsers' media peers. Every call
+// shares one UDP socket toward Asterisk, read by one goroutine in batches (recvmmsg) and written in batches
+// (sendmmsg); packets are told apart by the source address of each externalMedia channel
+// (UNICASTRTP_LOCAL_ADDRESS:PORT), which is unique while the channel lives.
 package relay
 
 import (
@@ -12,40 +14,53 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/ipv4"
+
+	"github.com/patchbay/patchbay/webrtc/media"
 )
 
-// ErrNoPorts is returned by Acquire when every port in the range is in use
-// or still draining.
-var ErrNoPorts = errors.New("relay: no free RTP port: widen the relay port range or lower the call limit")
+// ErrNoPorts is returned by NewPorts when no port of the range can be bound.
+var ErrNoPorts = errors.New("relay: no free RTP port: widen the relay port range or free a port in it")
 
 // ErrClosed is returned once the pool or relay is closed.
 var ErrClosed = errors.New("relay: closed")
 
-// Ports hands out per-call UDP sockets bound to one host inside [first,last].
-// A released socket keeps reading and discarding for the drain period before
-// its port goes back to the end of the free list, so stale packets of one
-// call never reach the next.
-type Ports struct {
-	host  netip.Addr
-	drain time.Duration
-	log   *slog.Logger
+const (
+	batchSize   = 64
+	datagramMax = 1500
+)
 
-	mu       sync.Mutex
-	free     []int // FIFO: least recently released first
-	draining map[*net.UDPConn]struct{}
-	inUse    int
-	closed   bool
-	wg       sync.WaitGroup
+// Ports is the shared socket toward Asterisk and its reader. Acquire hands each call a handle on it.
+type Ports struct {
+	conn *net.UDPConn
+	pc   *ipv4.PacketConn
+	addr netip.AddrPort
+	log  *slog.Logger
+
+	// relays maps an externalMedia channel's address to its relay; copy-on-write, loaded per batch.
+	relays atomic.Pointer[map[netip.AddrPort]*Relay]
+	mu     sync.Mutex
+	inUse  int
+	closed bool
+
+	toAsterisk *udpBatch    // browser→Asterisk packets of lean peers, queued by the media demux
+	toBrowser  *media.Batch // Asterisk→browser packets of lean peers; the reader goroutine only
+
+	unknown atomic.Uint64 // datagrams from no known externalMedia channel (stale or stray)
+	done    chan struct{}
 }
 
 // PortStats is a snapshot of the pool.
 type PortStats struct {
-	Free, InUse, Draining int
+	InUse int
+	// Unknown counts datagrams that came from no live externalMedia channel and were dropped.
+	Unknown uint64
 }
 
-// NewPorts creates a pool for host (an IP literal, e.g. 127.0.0.1) and the
-// inclusive range first..last. drain is how long a released socket keeps
-// swallowing packets.
+// NewPorts binds the shared socket on host (an IP literal) at the first free port of first..last and starts its
+// reader; Close stops it. drain is kept for configuration compatibility and unused: a packet of an ended call is
+// dropped because its source is no longer registered, so no port needs to rest.
 func NewPorts(host string, first, last int, drain time.Duration) (*Ports, error) {
 	h, err := netip.ParseAddr(host)
 	if err != nil {
@@ -57,129 +72,213 @@ func NewPorts(host string, first, last int, drain time.Duration) (*Ports, error)
 	if drain < 0 {
 		return nil, fmt.Errorf("relay drain %s is negative", drain)
 	}
+	log := slog.Default().With("component", "relay")
+	var conn *net.UDPConn
+	for port := first; port <= last && conn == nil; port++ {
+		conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(h.Unmap(), uint16(port))))
+		if err != nil {
+			log.Warn("relay port busy, trying the next", "port", port, "err", err)
+		}
+	}
+	if conn == nil {
+		return nil, fmt.Errorf("%w (%s:%d-%d)", ErrNoPorts, host, first, last)
+	}
+	// One socket carries every call: room for bursts (best effort; the kernel caps it at rmem_max/wmem_max).
+	_ = conn.SetReadBuffer(4 << 20)
+	_ = conn.SetWriteBuffer(4 << 20)
 	p := &Ports{
-		host:     h.Unmap(),
-		drain:    drain,
-		log:      slog.Default().With("component", "relay-ports"),
-		free:     make([]int, 0, last-first+1),
-		draining: map[*net.UDPConn]struct{}{},
+		conn:       conn,
+		pc:         ipv4.NewPacketConn(conn),
+		addr:       netip.AddrPortFrom(h.Unmap(), uint16(conn.LocalAddr().(*net.UDPAddr).Port)),
+		log:        log,
+		toBrowser:  media.NewBatch(batchSize),
+		toAsterisk: newUDPBatch(batchSize),
+		done:       make(chan struct{}),
 	}
-	for port := first; port <= last; port++ {
-		p.free = append(p.free, port)
-	}
+	p.relays.Store(&map[netip.AddrPort]*Relay{})
+	go p.run()
 	return p, nil
 }
 
-// Acquire binds the next free port. Ports taken by other processes are
-// skipped and retried later.
+// Addr is the shared socket's address.
+func (p *Ports) Addr() netip.AddrPort { return p.addr }
+
+// Acquire hands out a handle on the shared socket for one call.
 func (p *Ports) Acquire() (*Socket, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return nil, ErrClosed
 	}
-	for range len(p.free) {
-		port := p.free[0]
-		p.free = p.free[1:]
-		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.host, uint16(port))))
-		if err != nil {
-			p.log.Warn("relay port busy, skipping", "port", port, "err", err)
-			p.free = append(p.free, port)
-			continue
-		}
-		p.inUse++
-		return &Socket{conn: conn, addr: netip.AddrPortFrom(p.host, uint16(port)), pool: p}, nil
-	}
-	return nil, ErrNoPorts
+	p.inUse++
+	return &Socket{pool: p}, nil
 }
 
 // Stats returns the pool's counts.
 func (p *Ports) Stats() PortStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return PortStats{Free: len(p.free), InUse: p.inUse, Draining: len(p.draining)}
+	return PortStats{InUse: p.inUse, Unknown: p.unknown.Load()}
 }
 
-// Close stops all draining at once and refuses further Acquires. Sockets
-// still in use stay open until released. Safe to call more than once.
+// Close stops the reader and closes the socket; close the relays first. Safe to call more than once.
 func (p *Ports) Close() error {
 	p.mu.Lock()
-	p.closed = true
-	for c := range p.draining {
-		// Unblocks the drainer's read at once.
-		_ = c.SetReadDeadline(time.Unix(1, 0))
+	if p.closed {
+		p.mu.Unlock()
+		<-p.done
+		return nil
 	}
+	p.closed = true
 	p.mu.Unlock()
-	p.wg.Wait()
-	return nil
+	err := p.conn.Close()
+	<-p.done
+	return err
 }
 
-func (p *Ports) release(s *Socket) {
+func (p *Ports) setRelay(a netip.AddrPort, r *Relay) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.inUse--
-	if p.closed || p.drain == 0 {
-		_ = s.conn.Close()
-		if !p.closed {
-			p.free = append(p.free, int(s.addr.Port()))
+	m := make(map[netip.AddrPort]*Relay, len(*p.relays.Load())+1)
+	for k, v := range *p.relays.Load() {
+		if v != r {
+			m[k] = v
 		}
-		return
 	}
-	// Set under the lock so a concurrent Close's past deadline wins.
-	_ = s.conn.SetReadDeadline(time.Now().Add(p.drain))
-	p.draining[s.conn] = struct{}{}
-	p.wg.Add(1)
-	go p.drainSocket(s)
+	if a.IsValid() {
+		m[a] = r
+	}
+	p.relays.Store(&m)
 }
 
-// drainSocket reads and discards until the drain deadline (or pool Close),
-// then returns the port.
-func (p *Ports) drainSocket(s *Socket) {
-	defer p.wg.Done()
-	buf := make([]byte, 1500)
-	n := 0
+// run reads the socket in batches and forwards each packet from a known externalMedia channel to its browser.
+func (p *Ports) run() {
+	defer close(p.done)
+	msgs := make([]ipv4.Message, batchSize)
+	bufs := make([]byte, batchSize*datagramMax)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{bufs[i*datagramMax : (i+1)*datagramMax]}
+	}
 	for {
-		if _, _, err := s.conn.ReadFromUDPAddrPort(buf); err != nil {
-			break
+		n, err := p.pc.ReadBatch(msgs, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue // e.g. ICMP port unreachable reported on the socket
 		}
-		n++
-	}
-	_ = s.conn.Close()
-	p.mu.Lock()
-	delete(p.draining, s.conn)
-	if !p.closed {
-		p.free = append(p.free, int(s.addr.Port()))
-	}
-	p.mu.Unlock()
-	if n > 0 {
-		p.log.Debug("drained stale packets", "port", s.addr.Port(), "packets", n)
+		p.forward(msgs[:n], time.Now())
 	}
 }
 
-// Socket is one call's externalMedia socket.
+// forward handles one batch read from Asterisk.
+func (p *Ports) forward(msgs []ipv4.Message, now time.Time) {
+	relays := *p.relays.Load()
+	for i := range msgs {
+		m := &msgs[i]
+		ua, ok := m.Addr.(*net.UDPAddr)
+		if !ok {
+			continue
+		}
+		from := ua.AddrPort()
+		r := relays[netip.AddrPortFrom(from.Addr().Unmap(), from.Port())]
+		if r == nil {
+			p.unknown.Add(1)
+			continue
+		}
+		r.fromAsterisk(m.Buffers[0][:m.N], now, p.toBrowser)
+	}
+	if p.toBrowser.Len() > 0 {
+		_ = p.toBrowser.Flush()
+	}
+}
+
+// Socket is one call's handle on the shared socket.
 type Socket struct {
-	conn     *net.UDPConn
-	addr     netip.AddrPort
 	pool     *Ports
 	released atomic.Bool
 }
 
-// Conn is the bound socket; the relay reads and writes it.
-func (s *Socket) Conn() *net.UDPConn { return s.conn }
-
-// Addr is the bound address.
-func (s *Socket) Addr() netip.AddrPort { return s.addr }
+// Addr is the shared socket's address, where Asterisk sends this call's RTP.
+func (s *Socket) Addr() netip.AddrPort { return s.pool.addr }
 
 // ExternalHost is the HOST:PORT string for externalMedia's external_host.
 func (s *Socket) ExternalHost() string {
-	return net.JoinHostPort(s.addr.Addr().String(), strconv.Itoa(int(s.addr.Port())))
+	return net.JoinHostPort(s.pool.addr.Addr().String(), strconv.Itoa(int(s.pool.addr.Port())))
 }
 
-// Release hands the socket back: it drains, then its port is reused. Close
-// the relay using it first. Safe to call more than once.
+// Release hands the handle back; close the relay using it first. Safe to call more than once.
 func (s *Socket) Release() {
 	if !s.released.CompareAndSwap(false, true) {
 		return
 	}
-	s.pool.release(s)
+	s.pool.mu.Lock()
+	s.pool.inUse--
+	s.pool.mu.Unlock()
+}
+
+// udpBatch queues datagrams toward Asterisk for one sendmmsg. Lean peers' packets arrive on the media demux
+// goroutine (one per media API), so it is locked.
+type udpBatch struct {
+	mu    sync.Mutex
+	msgs  []ipv4.Message
+	addrs []net.UDPAddr
+	ips   [][16]byte
+	bufs  []byte
+	n     int
+}
+
+func newUDPBatch(n int) *udpBatch {
+	b := &udpBatch{msgs: make([]ipv4.Message, n), addrs: make([]net.UDPAddr, n), ips: make([][16]byte, n),
+		bufs: make([]byte, n*datagramMax)}
+	for i := range b.msgs {
+		b.msgs[i].Buffers = [][]byte{nil}
+		b.msgs[i].Addr = &b.addrs[i]
+	}
+	return b
+}
+
+// add queues a copy of pkt toward to, sending first if the batch is full.
+func (b *udpBatch) add(pc *ipv4.PacketConn, pkt []byte, to netip.AddrPort) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var err error
+	if b.n == len(b.msgs) {
+		err = b.flushLocked(pc)
+	}
+	i := b.n
+	buf := b.bufs[i*datagramMax : (i+1)*datagramMax]
+	n := copy(buf, pkt)
+	if a := to.Addr(); a.Is4() {
+		ip4 := a.As4()
+		b.addrs[i].IP = b.ips[i][:4]
+		copy(b.addrs[i].IP, ip4[:])
+	} else {
+		b.ips[i] = a.As16()
+		b.addrs[i].IP = b.ips[i][:]
+	}
+	b.addrs[i].Port = int(to.Port())
+	b.msgs[i].Buffers[0] = buf[:n]
+	b.n++
+	return err
+}
+
+func (b *udpBatch) flush(pc *ipv4.PacketConn) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.flushLocked(pc)
+}
+
+func (b *udpBatch) flushLocked(pc *ipv4.PacketConn) error {
+	var err error
+	for off := 0; off < b.n; {
+		k, werr := pc.WriteBatch(b.msgs[off:b.n], 0)
+		if werr != nil {
+			err = werr
+			break
+		}
+		off += k
+	}
+	b.n = 0
+	return err
 }

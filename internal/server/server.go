@@ -110,6 +110,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		PublicIPs:       cfg.Media.PublicIPs,
 		IncludeLoopback: cfg.Media.IncludeLoopback,
 		Video:           cfg.Media.Video,
+		PionMedia:       !cfg.Media.LeanAudio,
 		ICEServers:      iceServers,
 		Logger:          log.With("component", "media"),
 	})

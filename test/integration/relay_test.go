@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
@@ -79,21 +78,11 @@ func (s *relayCallServer) serve(ctx context.Context) error {
 		return err
 	}
 	defer sock.Release()
-	r, err := relay.New(sock.Conn(), peer.LocalTrack(), relay.Options{PayloadType: peer.Law().PayloadType()})
+	r, err := relay.New(sock, peer, relay.Options{PayloadType: peer.Law().PayloadType()})
 	if err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	defer r.Close()
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = r.Run(ctx) }()
-	go func() { // the browser→Asterisk direction starts when its track arrives
-		defer wg.Done()
-		if tr, err := peer.RemoteTrack(ctx); err == nil {
-			_ = r.Attach(tr)
-		}
-	}()
 
 	// Clean up Asterisk resources even when ctx is already done.
 	cleanup := context.WithoutCancel(ctx)
@@ -108,6 +97,9 @@ func (s *relayCallServer) serve(ctx context.Context) error {
 		return fmt.Errorf("externalMedia local address %q: %w", em.LocalAddrPort(), err)
 	}
 	r.SetAsterisk(ast)
+	if err := r.Start(); err != nil {
+		return err
+	}
 	br, err := s.ari.Bridges().Create(ctx, ari.BridgeRequest{ID: ari.NewID()})
 	if err != nil {
 		return err
@@ -197,6 +189,11 @@ func TestRelayThroughAsterisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer api.Close()
+	pionAPI, err := media.NewAPI(media.Options{ICEAddress: "127.0.0.1", IncludeLoopback: true, PionMedia: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pionAPI.Close()
 	ports, err := relay.NewPorts("127.0.0.1", 46000, 46099, 500*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -212,14 +209,19 @@ func TestRelayThroughAsterisk(t *testing.T) {
 		name, target string
 		expectHz     float64
 		echo         bool
+		pion         bool // pion's track path instead of the lean one
 	}{
-		{"echo 600", "Local/600@internal", 1000, true},
-		{"tone 601", "Local/601@internal", 440, false},
+		{"echo 600", "Local/600@internal", 1000, true, false},
+		{"tone 601", "Local/601@internal", 440, false, false},
+		{"echo 600 on pion's path", "Local/600@internal", 1000, true, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			sig := &relaySig{toClient: make(chan signal.Message, 16), toServer: make(chan signal.Message, 64)}
 			srv := &relayCallServer{t: t, ari: cl, api: api, ports: ports, target: tc.target, sig: sig}
+			if tc.pion {
+				srv.api = pionAPI
+			}
 			srvErr := make(chan error, 1)
 			go func() { srvErr <- srv.serve(ctx) }()
 
@@ -241,8 +243,11 @@ func TestRelayThroughAsterisk(t *testing.T) {
 			if rep.Received < rep.Sent*8/10 {
 				t.Fatalf("received %d of %d", rep.Received, rep.Sent)
 			}
-			if srv.stats.ToAsterisk.Packets == 0 || srv.stats.ToBrowser.Packets == 0 {
+			if srv.stats.ToAsterisk.Packets == 0 || srv.stats.ToBrowser.Packets == 0 || srv.stats.Lean == tc.pion {
 				t.Fatalf("relay stats %+v", srv.stats)
+			}
+			if st := srv.stats.RTCP; !tc.pion && (st.FromBrowser.Packets == 0 || st.ToBrowser.Packets == 0 || st.Undecryptable != 0) {
+				t.Fatalf("lean path stats %+v", st)
 			}
 			if tc.echo {
 				// Bit-exact echo: every echoed frame matches a sent one.

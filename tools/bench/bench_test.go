@@ -194,3 +194,40 @@ func TestFormatTable(t *testing.T) {
 		}
 	}
 }
+
+// TestCompare: native and Patchbay runs of several N side by side, with ratios to native, goals and the clean
+// capacity of each mode.
+func TestCompare(t *testing.T) {
+	mk := func(mode string, n int, ast, pb float64, p99 time.Duration, lost uint64) *Result {
+		r := &Result{Mode: mode, Calls: n, InWindow: n, Sent: 1000, Unechoed: lost,
+			RTT:             Dist{N: 100, P50: time.Millisecond, P99: p99},
+			CPUPerCallMin:   map[string]float64{"asterisk": ast},
+			RSSPerCall:      map[string]int64{"asterisk": 1000 << 10},
+			ChannelsPerCall: 1, BridgesPerCall: 0, ServerBusy: 0.5, LoadBusy: 0.3}
+		if mode != "native" {
+			r.CPUPerCallMin["patchbay"] = pb
+			r.RSSPerCall["patchbay"] = 200 << 10
+			r.RSSPerCall["asterisk"] = 300 << 10
+			r.PacketOpMicros = 10
+		}
+		return r
+	}
+	rs := []*Result{
+		mk("native", 50, 0.3, 0, 3*time.Millisecond, 0), mk("patchbay", 50, 0.1, 0.1, 2*time.Millisecond, 0),
+		mk("native", 150, 0.3, 0, 40*time.Millisecond, 5), mk("patchbay", 150, 0.1, 0.1, 4*time.Millisecond, 0),
+	}
+	var b strings.Builder
+	if err := Compare(&b, rs); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"N=50", "N=150", "0.67×", "≤ 0.8× met", "500 KiB", "0.50×", "≤ 12 met"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("comparison lacks %q:\n%s", want, out)
+		}
+	}
+	// Native is clean at 50 only, Patchbay at 150: 3× the calls.
+	if !strings.Contains(out, "3.00×") || !strings.Contains(out, "≥ 1.3× met") {
+		t.Errorf("capacity row wrong:\n%s", out)
+	}
+}

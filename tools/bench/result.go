@@ -10,6 +10,8 @@ func (w window) contains(t time.Time) bool { return !t.Before(w.from) && t.Befor
 
 // Result is what one run measured.
 type Result struct {
+	// Mode is "patchbay" (browsers through Patchbay) or "native" (Asterisk's own WebRTC).
+	Mode                 string
 	Calls, BaselineCalls int
 	Rate                 float64
 	Steady               time.Duration
@@ -20,6 +22,8 @@ type Result struct {
 	Errors           []string
 	// BaselineInWindow baseline calls were up for the whole window.
 	BaselineInWindow int
+	// UpAtStart calls were connected when the steady window began (when channels and bridges are counted).
+	UpAtStart int
 
 	// Setup times of the Patchbay calls, measured by the client from sending the offer: answer SDP received, and
 	// first echoed packet. ServerAnswer is from Patchbay's log (offer received → far end answered), if given.
@@ -48,11 +52,36 @@ type Result struct {
 	OtherCPU time.Duration
 	// Scrapes of Patchbay's /metrics during the run (Options.MetricsURL), and how many failed.
 	Scrapes, ScrapeErrors int
+
+	// ChannelsPerCall and BridgesPerCall are Asterisk's channels and bridges at the start of the steady window,
+	// less the baseline calls' (3 channels, 1 bridge each), per call; negative when not counted.
+	ChannelsPerCall, BridgesPerCall float64
+	// PacketOpMicros is Patchbay's CPU per packet operation: its CPU over the window divided by 200 operations a
+	// second per call (50 packets a second each way, each read once and written once). 0 in native mode.
+	PacketOpMicros float64
+}
+
+// countsPerCall fills ChannelsPerCall and BridgesPerCall.
+func (r *Result) countsPerCall(c resourceCounts) {
+	r.ChannelsPerCall, r.BridgesPerCall = -1, -1
+	calls := r.UpAtStart
+	if !c.ok || calls == 0 {
+		return
+	}
+	r.ChannelsPerCall = float64(c.channels-3*c.baseline) / float64(calls)
+	r.BridgesPerCall = float64(c.bridges-c.baseline) / float64(calls)
 }
 
 // summarize turns the calls' reports and the /proc samples into a Result.
 func summarize(o Options, outs []callOutcome, plains []plainResult, w window, idle, start, end map[string]ProcSample) *Result {
-	r := &Result{Calls: o.Calls, BaselineCalls: o.BaselineCalls, Rate: o.Rate, Steady: o.Steady, NativeCPU: o.NativeCPU, PlainCPU: o.PlainCPU,
+	mode := "patchbay"
+	if o.Native != nil {
+		mode = "native"
+	}
+	if o.Label != "" {
+		mode = o.Label
+	}
+	r := &Result{Mode: mode, Calls: o.Calls, BaselineCalls: o.BaselineCalls, Rate: o.Rate, Steady: o.Steady, NativeCPU: o.NativeCPU, PlainCPU: o.PlainCPU,
 		CPU: map[string]time.Duration{}, CPUPerCallMin: map[string]float64{}, RSSDelta: map[string]int64{}, RSSPerCall: map[string]int64{}}
 	var answer, echo, rtt, brtt []time.Duration
 	for _, oc := range outs {
@@ -85,6 +114,9 @@ func summarize(o Options, outs []callOutcome, plains []plainResult, w window, id
 			r.Unechoed += rep.Sent - uint64(rep.RTT.Count) - 1
 		}
 		r.SeqLost += rep.Lost
+		if rep.ConnectedAfter > 0 && !rep.Start.Add(rep.ConnectedAfter).After(w.from) && rep.Start.Add(rep.Duration).After(w.from) {
+			r.UpAtStart++
+		}
 		if oc.err == nil && rep.ConnectedAfter > 0 && !rep.Start.Add(rep.ConnectedAfter).After(w.from) &&
 			!rep.Start.Add(rep.Duration).Before(w.to) {
 			r.InWindow++
@@ -131,5 +163,8 @@ func summarize(o Options, outs []callOutcome, plains []plainResult, w window, id
 		r.LoadBusy = r.CPU["load"].Seconds() / (window.Seconds() * float64(n))
 	}
 	r.OtherCPU = max(end[hostKey].CPU-start[hostKey].CPU-ours, 0)
+	if cpu, ok := r.CPU["patchbay"]; ok && r.InWindow > 0 && o.Native == nil {
+		r.PacketOpMicros = float64(cpu.Microseconds()) / (float64(r.InWindow) * window.Seconds() * 200)
+	}
 	return r
 }

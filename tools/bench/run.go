@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,12 @@ import (
 type Options struct {
 	// URL is Patchbay's signalling WebSocket (wss://localhost:PORT/ws); it must be a loopback address.
 	URL string
+	// Native, when set, benches Asterisk's own WebRTC instead of Patchbay: the same callers register to Asterisk
+	// over SIP/WSS and run ICE and DTLS-SRTP with it (native.go). URL and Token are then unused.
+	Native *Native
+	// Label overrides the mode name in the result ("patchbay" or "native"), e.g. "patchbay-pion" for a Patchbay
+	// whose media.lean_audio is off.
+	Label string
 	// Token returns the browser token for call i.
 	Token func(i int) (string, error)
 	TLS   *tls.Config
@@ -102,13 +109,19 @@ func (o *Options) defaults() error {
 	if o.CallLogs == nil {
 		o.CallLogs = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	if o.Token == nil {
-		return errors.New("bench: Token is required")
+	if o.Native != nil {
+		if err := o.Native.validate(); err != nil {
+			return err
+		}
+	} else {
+		if o.Token == nil {
+			return errors.New("bench: Token is required")
+		}
+		if err := requireLoopback("Patchbay URL", o.URL); err != nil {
+			return err
+		}
 	}
-	if err := requireLoopback("Patchbay URL", o.URL); err != nil {
-		return err
-	}
-	if o.BaselineCalls > 0 {
+	if o.ARI.URL != "" {
 		if err := requireLoopback("ARI URL", o.ARI.URL); err != nil {
 			return err
 		}
@@ -163,7 +176,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	var wg sync.WaitGroup // every goroutine Run starts; waited for before it returns
 	defer wg.Wait()
 	var plain *plainCaller
-	if o.BaselineCalls > 0 {
+	var ariClient *ari.Client
+	if o.ARI.URL != "" {
 		a, err := ari.New(o.ARI)
 		if err != nil {
 			return nil, fmt.Errorf("bench: baseline ARI client: %w", err)
@@ -179,9 +193,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		err = a.WaitConnected(wctx)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("bench: connect to ARI at %s as app %s (baseline): %w", o.ARI.URL, o.ARI.Application, err)
+			return nil, fmt.Errorf("bench: connect to ARI at %s as app %s (baseline, channel counts): %w", o.ARI.URL, o.ARI.Application, err)
 		}
-		plain = &plainCaller{ari: a, endpoint: o.BaselineEndpoint}
+		ariClient = a
+		if o.BaselineCalls > 0 {
+			plain = &plainCaller{ari: a, endpoint: o.BaselineEndpoint}
+		}
+	} else if o.BaselineCalls > 0 {
+		return nil, errors.New("bench: baseline calls need the ARI URL")
 	}
 
 	procs := map[string]int{"patchbay": o.PatchbayPID, "asterisk": o.AsteriskPID, "load": os.Getpid()}
@@ -225,7 +244,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		calls.Add(1)
 		go func() {
 			defer calls.Done()
-			outcomes[i] = placeCall(callsCtx, eng, o, i)
+			if o.Native != nil {
+				outcomes[i] = placeNativeCall(callsCtx, eng, o, i)
+			} else {
+				outcomes[i] = placeCall(callsCtx, eng, o, i)
+			}
 			if outcomes[i].err != nil {
 				if failed.Add(1) <= 5 {
 					log.Warn("call failed", "call", i, "err", outcomes[i].err)
@@ -251,10 +274,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 
 	var start, end map[string]ProcSample
+	var counts resourceCounts
 	if err := sleepUntil(ctx, steadyStart); err == nil {
 		start, err = sampleAll(procs)
 		if err != nil {
 			log.Warn("sample at steady start", "err", err)
+		}
+		if ariClient != nil {
+			counts = countResources(ctx, ariClient, log)
 		}
 		log.Info("steady window", "for", o.Steady, "failed_so_far", failed.Load())
 		if err := sleepUntil(ctx, steadyEnd); err == nil {
@@ -282,6 +309,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	res := summarize(o, outcomes, plains, window{steadyStart, steadyEnd}, idle, start, end)
 	res.Scrapes, res.ScrapeErrors = int(scrapes.Load()), int(scrapeErrs.Load())
+	res.countsPerCall(counts)
 	if o.PatchbayLog != "" {
 		ds, err := ReadAnswered(o.PatchbayLog, logOff)
 		if err != nil {
@@ -371,4 +399,33 @@ func sampleAll(procs map[string]int) (map[string]ProcSample, error) {
 		out[name] = s
 	}
 	return out, nil
+}
+
+// resourceCounts is what Asterisk holds at the start of the steady window.
+type resourceCounts struct {
+	ok                bool
+	channels, bridges int
+	baseline          int // baseline calls among them (each: externalMedia + Local pair, one bridge)
+}
+
+func countResources(ctx context.Context, a *ari.Client, log *slog.Logger) resourceCounts {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	chs, err := a.Channels().List(cctx)
+	if err != nil {
+		log.Warn("count channels", "err", err)
+		return resourceCounts{}
+	}
+	brs, err := a.Bridges().List(cctx)
+	if err != nil {
+		log.Warn("count bridges", "err", err)
+		return resourceCounts{}
+	}
+	rc := resourceCounts{ok: true, channels: len(chs), bridges: len(brs)}
+	for _, c := range chs {
+		if strings.HasPrefix(c.ID, "pbbench-em-") {
+			rc.baseline++
+		}
+	}
+	return rc
 }

@@ -29,8 +29,12 @@ const (
 
 // FormatTable writes the result as an aligned table, with each goal met or missed.
 func FormatTable(w io.Writer, r *Result) error {
-	fmt.Fprintf(w, "patchbay bench: %d calls (+%d baseline plain-RTP calls), ramp %.0f calls/s, steady window %v\n",
-		r.Calls, r.BaselineCalls, r.Rate, r.Steady)
+	what := "through Patchbay"
+	if r.Mode == "native" {
+		what = "Asterisk-native WebRTC (SIP/WSS + DTLS-SRTP with Asterisk; Patchbay not involved)"
+	}
+	fmt.Fprintf(w, "patchbay bench, %s: %d calls (+%d baseline plain-RTP calls), ramp %.0f calls/s, steady window %v\n",
+		what, r.Calls, r.BaselineCalls, r.Rate, r.Steady)
 	fmt.Fprintf(w, "calls up for the whole window: %d of %d (baseline %d of %d); failed: %d\n",
 		r.InWindow, r.Calls, r.BaselineInWindow, r.BaselineCalls, r.Failed)
 	if r.Scrapes > 0 || r.ScrapeErrors > 0 {
@@ -39,6 +43,9 @@ func FormatTable(w io.Writer, r *Result) error {
 	if r.ServerBusy > 0 || r.LoadBusy > 0 {
 		fmt.Fprintf(w, "busy over the window: Patchbay+Asterisk %.0f %% of their CPUs, load generator %.0f %% of its CPUs\n",
 			100*r.ServerBusy, 100*r.LoadBusy)
+	}
+	if r.LoadBusy >= SaturatedBusy {
+		fmt.Fprintln(w, "LOAD GENERATOR SATURATED: its core was busy ≥ 85 %, so part of the latency and loss is the generator's own; use fewer calls or a bigger load host")
 	}
 	if r.Overloaded() {
 		fmt.Fprintln(w, "SATURATED: work was queued or dropped, so latency and loss show overload and the per-call CPU and memory figures understate the cost")
@@ -93,6 +100,11 @@ func FormatTable(w io.Writer, r *Result) error {
 			fmt.Sprintf("≤ %.3f %s", limit, verdict(both <= limit, fmt.Sprintf("%.3f", both-limit))))
 	}
 	row(cpuPerCallMinUnit+" load generator", cpuStr(r, "load"), "", "", "")
+	row("Asterisk channels / bridges per call (steady)", resStr(r), "", "", "")
+	if r.PacketOpMicros > 0 {
+		row("Patchbay µs CPU per packet operation", fmt.Sprintf("%.1f", r.PacketOpMicros), "", "",
+			fmt.Sprintf("≤ %.0f %s", GoalPacketOpMicros, verdict(r.PacketOpMicros <= GoalPacketOpMicros, fmt.Sprintf("%.1f", r.PacketOpMicros-GoalPacketOpMicros))))
+	}
 	rssGoal := "≤ 300 KiB"
 	if _, ok := r.RSSPerCall["patchbay"]; ok {
 		rssGoal += " " + verdict(r.RSSPerCall["patchbay"] <= GoalRSSPerCall, fmtBytes(r.RSSPerCall["patchbay"]-GoalRSSPerCall))

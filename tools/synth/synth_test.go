@@ -54,7 +54,8 @@ type fakeServer struct {
 }
 
 func newFakeServer(t testing.TB) *fakeServer {
-	api, err := media.NewAPI(media.Options{ICEAddress: "127.0.0.1", IncludeLoopback: true,
+	// The stand-in server moves audio with pion's tracks (PionMedia): these tests are about the caller.
+	api, err := media.NewAPI(media.Options{ICEAddress: "127.0.0.1", IncludeLoopback: true, PionMedia: true,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -189,6 +190,7 @@ func TestCallEcho(t *testing.T) {
 	if _, ok := srv.got(signal.TypeCandidate); !ok {
 		t.Fatal("no candidate trickled")
 	}
+	_ = srv.api.Close() // the shared API's own goroutines (socket reader, RTCP loop, pion's mux) end with it
 	waitGoroutines(t, before)
 }
 

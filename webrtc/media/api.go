@@ -38,9 +38,12 @@ type Options struct {
 	// RTCPReports enables the RTCP sender/receiver report interceptors.
 	// Off by default: G.711 gains nothing from them on the relay path.
 	RTCPReports bool
-	// DisconnectedTimeout and FailedTimeout override pion's ICE timeouts
-	// (5 s and 25 s) when non-zero.
+	// DisconnectedTimeout and FailedTimeout: a browser silent (no STUN, DTLS, SRTP or SRTCP) for
+	// DisconnectedTimeout is reported disconnected, and failed after FailedTimeout more; 5 s and 25 s when zero.
 	DisconnectedTimeout, FailedTimeout time.Duration
+	// PionMedia keeps every call's audio on pion's track, interceptor and SRTP session path instead of the lean
+	// path (see lean.go): for comparison in benchmarks, or as a fallback.
+	PionMedia bool
 	// Logger receives API-level logs; nil uses slog.Default().
 	Logger *slog.Logger
 
@@ -53,13 +56,21 @@ type Options struct {
 // API is the shared pion API. Create one with NewAPI and Close it at shutdown,
 // after every peer is closed.
 type API struct {
-	api        *webrtc.API
+	me         *webrtc.MediaEngine
+	reg        *interceptor.Registry
+	se         webrtc.SettingEngine // copied for each peer, which adds its own ICE credentials and DTLS taps
 	conn       *net.UDPConn
+	demux      *demux
 	mux        ice.UDPMux
 	iceServers []webrtc.ICEServer
 	video      bool
+	lean       bool
 	log        *slog.Logger
 
+	disconnected, failed time.Duration
+
+	stop      chan struct{}
+	wg        sync.WaitGroup // the demux reader, the RTCP/watchdog loop and peers closed by the watchdog
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -120,8 +131,17 @@ func NewAPI(o Options) (*API, error) {
 	// browser's checks, learning the browser's address from them (peer-reflexive), so a browser's .local
 	// candidates need no resolving. QueryOnly cost a socket and a goroutine per call.
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	mux := webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("ice-mux"), conn)
+	// Raise the socket buffers: one socket carries every call (best effort; the kernel caps them at rmem_max).
+	_ = conn.SetReadBuffer(4 << 20)
+	_ = conn.SetWriteBuffer(4 << 20)
+	dm := newDemux(conn, log)
+	mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: se.LoggerFactory.NewLogger("ice-mux"), UDPConn: dm.pion})
 	se.SetICEUDPMux(mux)
+	// Patchbay answers as DTLS server (the browser sends ClientHello): the lean path derives its keys as server.
+	_ = se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer)
+	// ICE liveness is watched by the API from every datagram the demux sees (pion's lite agent would only see STUN
+	// of lean peers), so pion's own timeouts are off.
+	se.SetICETimeouts(0, 0, 2*time.Second)
 	if len(o.PublicIPs) > 0 {
 		err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
 			External:        append([]string(nil), o.PublicIPs...),
@@ -134,29 +154,74 @@ func NewAPI(o Options) (*API, error) {
 			return nil, fmt.Errorf("set public IPs: %w", err)
 		}
 	}
-	if o.DisconnectedTimeout > 0 || o.FailedTimeout > 0 {
-		d, f := o.DisconnectedTimeout, o.FailedTimeout
-		if d == 0 {
-			d = 5 * time.Second
-		}
-		if f == 0 {
-			f = 25 * time.Second
-		}
-		se.SetICETimeouts(d, f, 2*time.Second)
+	disc, failed := o.DisconnectedTimeout, o.FailedTimeout
+	if disc <= 0 {
+		disc = 5 * time.Second
+	}
+	if failed <= 0 {
+		failed = 25 * time.Second
 	}
 
 	a := &API{
-		api: webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se),
-			webrtc.WithInterceptorRegistry(reg)),
-		conn:       conn,
-		mux:        mux,
-		iceServers: cloneICEServers(o.ICEServers),
-		video:      o.Video,
-		log:        log,
+		me:           me,
+		reg:          reg,
+		se:           se,
+		conn:         conn,
+		demux:        dm,
+		mux:          mux,
+		iceServers:   cloneICEServers(o.ICEServers),
+		video:        o.Video,
+		lean:         !o.PionMedia && !o.pionDefaults && !o.RTCPReports,
+		log:          log,
+		disconnected: disc,
+		failed:       failed,
+		stop:         make(chan struct{}),
 	}
+	a.wg.Add(2)
+	go func() {
+		defer a.wg.Done()
+		dm.run()
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.loop()
+	}()
 	log.Info("media API ready", "ice_addr", conn.LocalAddr().String(), "public_ips", o.PublicIPs,
-		"video", o.Video, "rtcp_reports", o.RTCPReports)
+		"video", o.Video, "rtcp_reports", o.RTCPReports, "lean_audio", a.lean)
 	return a, nil
+}
+
+// loop sends the lean peers' RTCP and watches every peer's ICE liveness until Close.
+func (a *API) loop() {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.stop:
+			return
+		case now := <-t.C:
+			for _, p := range *a.demux.byUfrag.Load() {
+				p.watch(now)
+				if p.Mode() == ModeLean && p.tap.ready() && p.tap.rtcpDue(now) {
+					p.tap.sendRTCP(now, p.cname)
+				}
+			}
+		}
+	}
+}
+
+// closeLater closes a peer the watchdog found dead, on a goroutine the API waits for.
+func (a *API) closeLater(p *Peer) {
+	select {
+	case <-a.stop:
+		return
+	default:
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		_ = p.Close()
+	}()
 }
 
 // ICEPort is the bound UDP port of the muxed ICE socket.
@@ -168,7 +233,9 @@ func (a *API) ICEServers() []webrtc.ICEServer { return cloneICEServers(a.iceServ
 // Close releases the ICE port. Close peers first.
 func (a *API) Close() error {
 	a.closeOnce.Do(func() {
+		close(a.stop)
 		a.closeErr = errors.Join(a.mux.Close(), ignoreClosed(a.conn.Close()))
+		a.wg.Wait()
 	})
 	return a.closeErr
 }

@@ -40,6 +40,13 @@ type client struct {
 
 func newClient(t testing.TB, codecs ...webrtc.RTPCodecParameters) *client {
 	t.Helper()
+	return newClientRole(t, webrtc.DTLSRoleAuto, codecs...)
+}
+
+// newClientRole makes a client that answers as the given DTLS role (pion answers an ICE-lite offer as DTLS
+// server unless told; browsers answer as client).
+func newClientRole(t testing.TB, role webrtc.DTLSRole, codecs ...webrtc.RTPCodecParameters) *client {
+	t.Helper()
 	me := &webrtc.MediaEngine{}
 	for _, c := range codecs {
 		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
@@ -50,6 +57,11 @@ func newClient(t testing.TB, codecs ...webrtc.RTPCodecParameters) *client {
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	if role != webrtc.DTLSRoleAuto {
+		if err := se.SetAnsweringDTLSRole(role); err != nil {
+			t.Fatal(err)
+		}
+	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se),
 		webrtc.WithInterceptorRegistry(&interceptor.Registry{}))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
@@ -84,96 +96,148 @@ func (c *client) offer(t testing.TB) string {
 	return c.pc.LocalDescription().SDP
 }
 
+// chanHandler is an RTPHandler that copies what it gets onto a channel.
+type chanHandler struct{ ch chan []byte }
+
+func (h *chanHandler) HandleRTP(pkt []byte) {
+	select {
+	case h.ch <- append([]byte(nil), pkt...):
+	default:
+	}
+}
+func (h *chanHandler) FlushRTP() {}
+
 func TestAnswerCarriesAudioBothWays(t *testing.T) {
 	for _, law := range []Law{PCMU, PCMA} {
-		t.Run(law.String(), func(t *testing.T) {
-			a := newTestAPI(t, Options{})
-			// Offer Opus first: the server must skip it and pick the G.711 law.
-			opus := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
-				MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: 111}
-			c := newClient(t, law.Codec(), opus)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
+		for _, mode := range []Mode{ModeLean, ModePion} {
+			t.Run(law.String()+"/"+mode.String(), func(t *testing.T) {
+				a := newTestAPI(t, Options{PionMedia: mode == ModePion})
+				// Offer Opus first: the server must skip it and pick the G.711 law.
+				opus := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+					MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: 111}
+				c := newClient(t, law.Codec(), opus)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
 
-			srvTrack := make(chan *webrtc.TrackRemote, 1)
-			c.pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { srvTrack <- tr })
-			p, answer, err := a.Answer(ctx, c.offer(t), PeerOptions{})
-			if err != nil {
-				t.Fatalf("Answer: %v", err)
-			}
-			defer p.Close()
-			if p.Law() != law {
-				t.Fatalf("law = %s, want %s", p.Law(), law)
-			}
-			if !strings.Contains(answer, "a=ice-lite") || !strings.Contains(answer, "a=candidate:") {
-				t.Fatalf("answer lacks ice-lite or candidates:\n%s", answer)
-			}
-			if strings.Contains(answer, "opus") {
-				t.Fatalf("answer offers opus:\n%s", answer)
-			}
-			if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-				t.Fatal(err)
-			}
-
-			// Send until both directions have delivered a packet.
-			stop := make(chan struct{})
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				tick := time.NewTicker(20 * time.Millisecond)
-				defer tick.Stop()
-				pkt := &rtp.Packet{Header: rtp.Header{Version: 2}, Payload: make([]byte, 160)}
-				for {
-					select {
-					case <-stop:
-						return
-					case <-tick.C:
-					}
-					pkt.SequenceNumber++
-					pkt.Timestamp += 160
-					_ = c.track.WriteRTP(pkt)
-					_ = p.LocalTrack().WriteRTP(pkt)
-				}
-			}()
-			defer func() { close(stop); <-done }()
-
-			rt, err := p.RemoteTrack(ctx)
-			if err != nil {
-				t.Fatalf("server never got the browser track: %v", err)
-			}
-			if got := rt.Codec().MimeType; got != law.MimeType() {
-				t.Fatalf("server track codec %s, want %s", got, law.MimeType())
-			}
-			if _, _, err := rt.ReadRTP(); err != nil {
-				t.Fatalf("server read: %v", err)
-			}
-			select {
-			case ct := <-srvTrack:
-				pk, _, err := ct.ReadRTP()
+				srvTrack := make(chan *webrtc.TrackRemote, 1)
+				c.pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { srvTrack <- tr })
+				p, answer, err := a.Answer(ctx, c.offer(t), PeerOptions{})
 				if err != nil {
-					t.Fatalf("client read: %v", err)
+					t.Fatalf("Answer: %v", err)
 				}
-				if pk.PayloadType != law.PayloadType() || len(pk.Payload) != 160 {
-					t.Fatalf("client got PT %d len %d", pk.PayloadType, len(pk.Payload))
+				defer p.Close()
+				if p.Law() != law {
+					t.Fatalf("law = %s, want %s", p.Law(), law)
 				}
-			case <-ctx.Done():
-				t.Fatal("client never got the server track")
-			}
-			if err := p.Close(); err != nil {
-				t.Fatalf("close: %v", err)
-			}
-			select {
-			case <-p.Done():
-			case <-time.After(time.Second):
-				t.Fatal("Done not closed after Close")
-			}
-		})
+				if p.Mode() != mode {
+					t.Fatalf("mode = %s, want %s", p.Mode(), mode)
+				}
+				if !strings.Contains(answer, "a=ice-lite") || !strings.Contains(answer, "a=candidate:") {
+					t.Fatalf("answer lacks ice-lite or candidates:\n%s", answer)
+				}
+				if strings.Contains(answer, "opus") {
+					t.Fatalf("answer offers opus:\n%s", answer)
+				}
+				h := &chanHandler{ch: make(chan []byte, 64)}
+				p.SetRTPHandler(h)
+				if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+					t.Fatal(err)
+				}
+
+				// Send until both directions have delivered a packet.
+				stop := make(chan struct{})
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					tick := time.NewTicker(20 * time.Millisecond)
+					defer tick.Stop()
+					pkt := &rtp.Packet{Header: rtp.Header{Version: 2}, Payload: make([]byte, 160)}
+					b := NewBatch(1)
+					for {
+						select {
+						case <-stop:
+							return
+						case <-tick.C:
+						}
+						pkt.SequenceNumber++
+						pkt.Timestamp += 160
+						_ = c.track.WriteRTP(pkt)
+						if mode == ModePion {
+							_ = p.LocalTrack().WriteRTP(pkt)
+						} else if err := p.AppendRTP(b, pkt.SequenceNumber, pkt.Timestamp, false, pkt.Payload, time.Now()); err == nil {
+							_ = b.Flush()
+						}
+					}
+				}()
+				defer func() { close(stop); <-done }()
+
+				if mode == ModePion {
+					rt, err := p.RemoteTrack(ctx)
+					if err != nil {
+						t.Fatalf("server never got the browser track: %v", err)
+					}
+					if got := rt.Codec().MimeType; got != law.MimeType() {
+						t.Fatalf("server track codec %s, want %s", got, law.MimeType())
+					}
+					if _, _, err := rt.ReadRTP(); err != nil {
+						t.Fatalf("server read: %v", err)
+					}
+				} else {
+					select {
+					case pkt := <-h.ch:
+						var rp rtp.Packet
+						if err := rp.Unmarshal(pkt); err != nil || rp.PayloadType != law.PayloadType() || len(rp.Payload) != 160 {
+							t.Fatalf("server got %v (PT %d, %d bytes)", err, rp.PayloadType, len(rp.Payload))
+						}
+					case <-ctx.Done():
+						t.Fatal("server never got the browser's RTP on the lean path")
+					}
+				}
+				select {
+				case ct := <-srvTrack:
+					pk, _, err := ct.ReadRTP()
+					if err != nil {
+						t.Fatalf("client read: %v", err)
+					}
+					if pk.PayloadType != law.PayloadType() || len(pk.Payload) != 160 {
+						t.Fatalf("client got PT %d len %d", pk.PayloadType, len(pk.Payload))
+					}
+				case <-ctx.Done():
+					t.Fatal("client never got the server track")
+				}
+				if mode == ModeLean {
+					st := p.RTCPStats()
+					if st.FromBrowser.Packets == 0 || st.ToBrowser.Packets == 0 || st.Undecryptable != 0 {
+						t.Fatalf("lean stats %+v", st)
+					}
+				}
+				if err := p.Close(); err != nil {
+					t.Fatalf("close: %v", err)
+				}
+				select {
+				case <-p.Done():
+				case <-time.After(time.Second):
+					t.Fatal("Done not closed after Close")
+				}
+			})
+		}
 	}
 }
 
 func TestOfferForIncomingCall(t *testing.T) {
+	for _, tc := range []struct {
+		role webrtc.DTLSRole
+		want Mode
+	}{{webrtc.DTLSRoleClient, ModeLean}, {webrtc.DTLSRoleServer, ModePion}} {
+		t.Run(tc.role.String(), func(t *testing.T) { testOfferForIncomingCall(t, tc.role, tc.want) })
+	}
+}
+
+// testOfferForIncomingCall: a browser answering as DTLS client (setup:active, as browsers do) gets the lean path;
+// one answering as server keeps pion's.
+func testOfferForIncomingCall(t *testing.T, role webrtc.DTLSRole, want Mode) {
 	a := newTestAPI(t, Options{})
-	c := newClient(t, PCMA.Codec())
+	c := newClientRole(t, role, PCMA.Codec())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	p, offer, err := a.Offer(ctx, PCMA, PeerOptions{})
@@ -204,6 +268,9 @@ func TestOfferForIncomingCall(t *testing.T) {
 	})
 	if err := p.SetAnswer(c.pc.LocalDescription().SDP); err != nil {
 		t.Fatal(err)
+	}
+	if p.Mode() != want {
+		t.Fatalf("incoming-call peer mode %s, want %s", p.Mode(), want)
 	}
 	select {
 	case <-connected:
@@ -415,7 +482,9 @@ func TestDoneWhenICEDies(t *testing.T) {
 	}
 	select {
 	case <-p.Done():
+		mu.Lock()
 		t.Logf("Done %v after the browser went silent; ICE states %v", time.Since(t0), states)
+		mu.Unlock()
 	case <-ctx.Done():
 		mu.Lock()
 		defer mu.Unlock()

@@ -2,10 +2,14 @@ package media
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
@@ -26,7 +30,15 @@ type PeerOptions struct {
 // and, in rooms with video enabled, the browser's camera plus any video the
 // SFU forwards to it (see AddTrack and Renegotiate).
 type Peer struct {
+	a      *API
+	o      PeerOptions
 	pc     *webrtc.PeerConnection
+	ufrag  string
+	cname  string
+	tap    *tap
+	mode   atomic.Int32
+	seen   atomic.Int64 // unix ns of the last datagram from the browser
+	iceBad atomic.Int32 // 0 fine, 1 reported disconnected, 2 reported failed
 	track  *webrtc.TrackLocalStaticRTP
 	law    Law
 	log    *slog.Logger
@@ -90,16 +102,28 @@ func (a *API) newPeer(law Law, o PeerOptions) (*Peer, error) {
 	if log == nil {
 		log = a.log
 	}
-	pc, err := a.api.NewPeerConnection(webrtc.Configuration{})
+	ufrag, pwd, cname := randomToken(12), randomToken(24), randomToken(16)
+	tp := newTap(a.demux, law)
+	se := a.se
+	se.SetICECredentials(ufrag, pwd)
+	se.SetDTLSKeyLogWriter(tp)
+	se.SetDTLSServerHelloMessageHook(tp.serverHello)
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(a.me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(a.reg))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, fmt.Errorf("create peer connection: %w", err)
 	}
-	track, err := webrtc.NewTrackLocalStaticRTP(law.Codec().RTPCodecCapability, "audio", "patchbay")
+	track, err := webrtc.NewTrackLocalStaticRTP(law.Codec().RTPCodecCapability, "audio", "patchbay-"+cname)
 	if err != nil {
 		_ = pc.Close()
 		return nil, fmt.Errorf("create %s track: %w", law, err)
 	}
 	p := &Peer{
+		a:      a,
+		o:      o,
+		ufrag:  ufrag,
+		cname:  cname,
+		tap:    tp,
 		pc:     pc,
 		track:  track,
 		law:    law,
@@ -121,15 +145,7 @@ func (a *API) newPeer(law Law, o PeerOptions) (*Peer, error) {
 			p.log.Warn("extra remote track ignored", "kind", kind, "ssrc", uint32(t.SSRC()))
 		}
 	})
-	pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
-		p.log.Debug("ice state", "state", s.String())
-		if o.OnICEState != nil {
-			o.OnICEState(s)
-		}
-		if s == webrtc.ICEConnectionStateFailed || s == webrtc.ICEConnectionStateClosed {
-			p.markDead()
-		}
-	})
+	pc.OnICEConnectionStateChange(p.iceState)
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		p.log.Debug("peer state", "state", s.String())
 		if o.OnState != nil {
@@ -142,7 +158,122 @@ func (a *API) newPeer(law Law, o PeerOptions) (*Peer, error) {
 			p.markDead()
 		}
 	})
+	a.demux.register(ufrag, p)
 	return p, nil
+}
+
+func (p *Peer) iceState(s webrtc.ICEConnectionState) {
+	p.log.Debug("ice state", "state", s.String())
+	if p.o.OnICEState != nil {
+		p.o.OnICEState(s)
+	}
+	if s == webrtc.ICEConnectionStateFailed || s == webrtc.ICEConnectionStateClosed {
+		p.markDead()
+	}
+}
+
+// watch reports a browser that went silent as disconnected, then failed (and closes the peer), from the time
+// of the last datagram the demux saw from it; pion's own ICE timeouts are off (see NewAPI).
+func (p *Peer) watch(now time.Time) {
+	last := p.seen.Load()
+	if last == 0 {
+		return
+	}
+	idle := now.Sub(time.Unix(0, last))
+	switch bad := p.iceBad.Load(); {
+	case bad == 2:
+	case idle > p.a.disconnected+p.a.failed:
+		p.iceBad.Store(2)
+		p.log.Warn("browser silent: ICE failed", "silent_for", idle.Round(time.Millisecond))
+		p.iceState(webrtc.ICEConnectionStateFailed)
+		p.a.closeLater(p)
+	case idle > p.a.disconnected && bad == 0:
+		p.iceBad.Store(1)
+		p.iceState(webrtc.ICEConnectionStateDisconnected)
+	case idle <= p.a.disconnected && bad == 1:
+		p.iceBad.Store(0)
+		p.iceState(webrtc.ICEConnectionStateConnected)
+	}
+}
+
+// decideMode puts an audio-only peer on which Patchbay is the DTLS server on the lean path; local and remote are
+// the SDPs of this negotiation.
+func (p *Peer) decideMode(local, remote string) {
+	m := ModePion
+	if p.a.lean && !p.Video() && dtlsServer(local, remote) {
+		if ssrc, ok := p.localSSRC(); ok {
+			p.tap.ssrc = ssrc
+			m = ModeLean
+		}
+	}
+	if !p.mode.CompareAndSwap(int32(ModeUndecided), int32(m)) {
+		return
+	}
+	if m != ModeLean {
+		p.tap.state.Store(tapOff)
+	}
+	p.log.Debug("media path", "mode", m.String())
+}
+
+// dtlsServer reports whether Patchbay is the DTLS server: it said passive, or the other side said active.
+func dtlsServer(local, remote string) bool {
+	return strings.Contains(local, "a=setup:passive") || strings.Contains(remote, "a=setup:active")
+}
+
+func (p *Peer) localSSRC() (uint32, bool) {
+	for _, t := range p.pc.GetTransceivers() {
+		if t.Sender() == nil || t.Sender().Track() != p.track {
+			continue
+		}
+		if enc := t.Sender().GetParameters().Encodings; len(enc) > 0 && enc[0].SSRC != 0 {
+			return uint32(enc[0].SSRC), true
+		}
+	}
+	return 0, false
+}
+
+// Mode is the path the peer's audio takes, decided when the negotiation completes (Answer, or SetAnswer after
+// Offer).
+func (p *Peer) Mode() Mode { return Mode(p.mode.Load()) }
+
+// LockMode returns the peer's mode, fixing an undecided one to ModePion: whoever starts moving audio calls it.
+func (p *Peer) LockMode() Mode {
+	if p.mode.CompareAndSwap(int32(ModeUndecided), int32(ModePion)) {
+		p.tap.state.Store(tapOff)
+	}
+	return p.Mode()
+}
+
+// SetRTPHandler sets where a lean peer's RTP from the browser goes (nil: dropped after counting).
+func (p *Peer) SetRTPHandler(h RTPHandler) {
+	if h == nil {
+		p.tap.handler.Store(nil)
+		return
+	}
+	p.tap.handler.Store(&handlerBox{h})
+}
+
+// AppendRTP protects one G.711 frame toward the browser and queues it in b (send with b.Flush). The peer's SSRC
+// and payload type are stamped on it. ErrNotLean: use LocalTrack; ErrNotReady: DTLS is not up yet, dropped.
+func (p *Peer) AppendRTP(b *Batch, seq uint16, ts uint32, marker bool, payload []byte, now time.Time) error {
+	if p.Mode() != ModeLean {
+		return ErrNotLean
+	}
+	return p.tap.appendRTP(b, seq, ts, marker, payload, now)
+}
+
+// RTCPStats returns the lean path's counters and what RTCP told of the call's quality. A peer on pion's path
+// reports zeros.
+func (p *Peer) RTCPStats() RTCPStats { return p.tap.stats() }
+
+func randomToken(n int) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
 }
 
 func (p *Peer) answer(ctx context.Context, offer string) (string, error) {
@@ -162,7 +293,12 @@ func (p *Peer) answer(ctx context.Context, offer string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("create answer: %w", err)
 	}
-	return p.setLocal(ctx, answer)
+	sdp, err := p.setLocal(ctx, answer)
+	if err != nil {
+		return "", err
+	}
+	p.decideMode(sdp, offer)
+	return sdp, nil
 }
 
 func (p *Peer) offer(ctx context.Context) (string, error) {
@@ -221,6 +357,11 @@ func (p *Peer) SetAnswer(answer string) error {
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		return fmt.Errorf("apply browser answer: %w: %w", ErrInvalidSDP, err)
 	}
+	if p.Mode() == ModeUndecided {
+		if ld := p.pc.LocalDescription(); ld != nil {
+			p.decideMode(ld.SDP, answer)
+		}
+	}
 	return nil
 }
 
@@ -239,11 +380,18 @@ func (p *Peer) AddICECandidate(c webrtc.ICECandidateInit) error {
 // Law is the negotiated G.711 law of both tracks.
 func (p *Peer) Law() Law { return p.law }
 
-// LocalTrack is the track toward the browser. Its SSRC stays fixed for the
-// life of the peer whatever is written to it.
-func (p *Peer) LocalTrack() *webrtc.TrackLocalStaticRTP { return p.track }
+// LocalTrack is the track toward the browser on pion's path (ModePion). Its SSRC stays fixed for the life of the
+// peer whatever is written to it. It is nil on the lean path: pion must never encrypt with the keys and SSRC the
+// lean path uses.
+func (p *Peer) LocalTrack() *webrtc.TrackLocalStaticRTP {
+	if p.Mode() == ModeLean {
+		return nil
+	}
+	return p.track
+}
 
-// RemoteTrack waits for the browser's audio track.
+// RemoteTrack waits for the browser's audio track on pion's path; a lean peer's audio goes to its RTPHandler and
+// this never returns a track for it.
 func (p *Peer) RemoteTrack(ctx context.Context) (*webrtc.TrackRemote, error) {
 	select {
 	case t := <-p.remote:
@@ -348,6 +496,8 @@ func (p *Peer) markDead() { p.deadOnce.Do(func() { close(p.dead) }) }
 // Close tears the peer down; safe to call more than once.
 func (p *Peer) Close() error {
 	p.closeOnce.Do(func() {
+		p.a.demux.unregister(p.ufrag, p)
+		p.tap.handler.Store(nil)
 		p.closeErr = p.pc.Close()
 		p.markDead()
 		p.readWG.Wait() // closing the connection ends the RTCP reader

@@ -24,6 +24,8 @@ func TestConnectsWithoutBrowserCandidates(t *testing.T) {
 		t.Fatalf("Answer: %v", err)
 	}
 	defer p.Close()
+	h := &chanHandler{ch: make(chan []byte, 8)}
+	p.SetRTPHandler(h)
 	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
 	}
@@ -43,11 +45,9 @@ func TestConnectsWithoutBrowserCandidates(t *testing.T) {
 			}
 		}
 	}()
-	rt, err := p.RemoteTrack(ctx)
-	if err != nil {
-		t.Fatalf("no media from a browser that sent no candidates: %v", err)
-	}
-	if _, _, err := rt.ReadRTP(); err != nil {
-		t.Fatal(err)
+	select {
+	case <-h.ch:
+	case <-ctx.Done():
+		t.Fatal("no media from a browser that sent no candidates")
 	}
 }

@@ -1,0 +1,37 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestBenchWebRTCEndpoints: off by default; when asked for, the rendered endpoints and the bench derive the same
+// passwords from the token secret, different per endpoint and per secret.
+func TestBenchWebRTCEndpoints(t *testing.T) {
+	c := Defaults()
+	c.Auth.TokenSecret = Secret(strings.Repeat("s", 32))
+	c.ARI.Password = "ari-pass"
+	if n := len(c.AsteriskParams("").BenchWebRTC); n != 0 {
+		t.Fatalf("default renders %d bench endpoints, want 0", n)
+	}
+	c.Asterisk.BenchWebRTCEndpoints = 3
+	p := c.AsteriskParams("")
+	if len(p.BenchWebRTC) != 3 {
+		t.Fatalf("rendered %d bench endpoints, want 3", len(p.BenchWebRTC))
+	}
+	name, pass := c.BenchWebRTCEndpoint(2)
+	if got := p.BenchWebRTC[1]; got.Name != name || got.Password != pass || name != "bench-webrtc-2" {
+		t.Fatalf("endpoint 2: rendered %+v, bench uses %s/%s", got, name, pass)
+	}
+	if _, other := c.BenchWebRTCEndpoint(3); other == pass {
+		t.Fatal("two endpoints share a password")
+	}
+	c.Auth.TokenSecret = Secret(strings.Repeat("t", 32))
+	if _, p2 := c.BenchWebRTCEndpoint(2); p2 == pass {
+		t.Fatal("password does not depend on the token secret")
+	}
+	c.Asterisk.BenchWebRTCEndpoints = -1
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "asterisk.bench_webrtc_endpoints") {
+		t.Fatalf("negative count accepted: %v", err)
+	}
+}

@@ -1,0 +1,280 @@
+package media
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/ipv4"
+)
+
+// The muxed ICE socket is read by one goroutine, in batches (recvmmsg). It hands STUN and DTLS, and everything of
+// peers on the full pion path, to pion's UDP mux through pionConn; the SRTP and SRTCP of lean peers it handles
+// itself, in place, with no goroutine hand-off: decrypt, count, and pass to the peer's RTPHandler, which queues the
+// packet for a batched write toward Asterisk and is flushed once per batch read.
+
+const (
+	readBatch   = 64   // datagrams per recvmmsg
+	datagramMax = 1500 // bytes per datagram buffer: the path MTU of a UDP/IPv4 network
+	pionQueue   = 512  // datagrams queued for pion's mux before new ones are dropped
+)
+
+// RTPHandler receives a lean peer's RTP from the browser on the socket's reader goroutine.
+type RTPHandler interface {
+	// HandleRTP is given one decrypted RTP packet (header and payload); pkt is only valid during the call, which
+	// must not block.
+	HandleRTP(pkt []byte)
+	// FlushRTP is called once after each batch read in which HandleRTP was called: write what was queued.
+	FlushRTP()
+}
+
+// demux owns the muxed ICE socket's reader.
+type demux struct {
+	conn *net.UDPConn
+	pc   *ipv4.PacketConn
+	log  *slog.Logger
+	pion *pionConn
+
+	// byUfrag and byAddr are copy-on-write maps: the reader loads them without a lock for every datagram.
+	mu      sync.Mutex
+	byUfrag atomic.Pointer[map[string]*Peer]
+	byAddr  atomic.Pointer[map[netip.AddrPort]*Peer]
+
+	dirty []RTPHandler // handlers to flush at the end of the batch; reader goroutine only
+
+	unknown atomic.Uint64 // SRTP from an address no lean peer has checked from, given to pion
+	done    chan struct{}
+}
+
+func newDemux(conn *net.UDPConn, log *slog.Logger) *demux {
+	d := &demux{conn: conn, pc: ipv4.NewPacketConn(conn), log: log, done: make(chan struct{})}
+	d.pion = &pionConn{real: conn, q: make(chan *datagram, pionQueue), closed: make(chan struct{}), log: log}
+	d.byUfrag.Store(&map[string]*Peer{})
+	d.byAddr.Store(&map[netip.AddrPort]*Peer{})
+	return d
+}
+
+// register makes a peer's ICE username fragment known, so that the addresses it checks from are learnt.
+func (d *demux) register(ufrag string, p *Peer) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m := cloneMap(*d.byUfrag.Load())
+	m[ufrag] = p
+	d.byUfrag.Store(&m)
+}
+
+// unregister forgets a peer and every address learnt for it.
+func (d *demux) unregister(ufrag string, p *Peer) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	u := cloneMap(*d.byUfrag.Load())
+	if u[ufrag] == p {
+		delete(u, ufrag)
+	}
+	d.byUfrag.Store(&u)
+	a := cloneMap(*d.byAddr.Load())
+	for k, v := range a {
+		if v == p {
+			delete(a, k)
+		}
+	}
+	d.byAddr.Store(&a)
+}
+
+func (d *demux) learn(addr netip.AddrPort, p *Peer) {
+	if (*d.byAddr.Load())[addr] == p {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if (*d.byUfrag.Load())[p.ufrag] != p {
+		return // unregistered meanwhile
+	}
+	a := cloneMap(*d.byAddr.Load())
+	a[addr] = p
+	d.byAddr.Store(&a)
+}
+
+func cloneMap[K comparable, V any](m map[K]V) map[K]V {
+	out := make(map[K]V, len(m)+1)
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// run reads the socket until it is closed.
+func (d *demux) run() {
+	defer close(d.done)
+	msgs := make([]ipv4.Message, readBatch)
+	bufs := make([]byte, readBatch*datagramMax)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{bufs[i*datagramMax : (i+1)*datagramMax]}
+	}
+	for {
+		n, err := d.pc.ReadBatch(msgs, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				d.pion.shut()
+				return
+			}
+			d.log.Debug("read ICE socket", "err", err)
+			continue
+		}
+		now := time.Now()
+		for i := range n {
+			m := &msgs[i]
+			ua, ok := m.Addr.(*net.UDPAddr)
+			if !ok || m.N == 0 {
+				continue
+			}
+			from := ua.AddrPort()
+			from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+			d.handle(m.Buffers[0][:m.N], from, now)
+		}
+		for i, h := range d.dirty {
+			h.FlushRTP()
+			d.dirty[i] = nil
+		}
+		d.dirty = d.dirty[:0]
+	}
+}
+
+func (d *demux) handle(b []byte, from netip.AddrPort, now time.Time) {
+	p := (*d.byAddr.Load())[from]
+	if p != nil {
+		p.seen.Store(now.UnixNano())
+	}
+	switch {
+	case b[0] < 4: // STUN (RFC 7983)
+		if p == nil {
+			if ufrag, ok := stunLocalUfrag(b); ok {
+				if q := (*d.byUfrag.Load())[ufrag]; q != nil {
+					d.learn(from, q)
+					q.seen.Store(now.UnixNano())
+				}
+			}
+		}
+	case b[0] >= 128 && b[0] < 192: // SRTP or SRTCP
+		if p != nil && p.tap.ready() {
+			if h := p.tap.inbound(b, from, now); h != nil {
+				d.markDirty(h)
+			}
+			return
+		}
+		if p == nil {
+			d.unknown.Add(1)
+		}
+	}
+	d.pion.push(b, from)
+}
+
+func (d *demux) markDirty(h RTPHandler) {
+	for _, x := range d.dirty {
+		if x == h {
+			return
+		}
+	}
+	d.dirty = append(d.dirty, h)
+}
+
+// stunLocalUfrag returns our half of a Binding request's USERNAME ("ours:theirs") without decoding the message:
+// the attribute is only used to route, pion's ICE agent checks the message.
+func stunLocalUfrag(b []byte) (string, bool) {
+	if len(b) < 20 || binary.BigEndian.Uint16(b) != 0x0001 || binary.BigEndian.Uint32(b[4:]) != 0x2112A442 {
+		return "", false
+	}
+	end := min(20+int(binary.BigEndian.Uint16(b[2:])), len(b))
+	for off := 20; off+4 <= end; {
+		typ, l := binary.BigEndian.Uint16(b[off:]), int(binary.BigEndian.Uint16(b[off+2:]))
+		v := off + 4
+		if v+l > end {
+			return "", false
+		}
+		if typ == 0x0006 { // USERNAME
+			u := b[v : v+l]
+			for i, c := range u {
+				if c == ':' {
+					return string(u[:i]), true
+				}
+			}
+			return "", false
+		}
+		off = v + (l+3)&^3
+	}
+	return "", false
+}
+
+// datagram is one packet queued for pion.
+type datagram struct {
+	buf  [datagramMax]byte
+	n    int
+	from netip.AddrPort
+}
+
+var datagramPool = sync.Pool{New: func() any { return new(datagram) }}
+
+// pionConn is the net.PacketConn below pion's UDP mux: it reads what the demux hands it and writes straight to
+// the real socket.
+type pionConn struct {
+	real    *net.UDPConn
+	q       chan *datagram
+	closed  chan struct{}
+	once    sync.Once
+	dropped atomic.Uint64
+	log     *slog.Logger
+}
+
+func (c *pionConn) push(b []byte, from netip.AddrPort) {
+	dg := datagramPool.Get().(*datagram)
+	dg.n = copy(dg.buf[:], b)
+	dg.from = from
+	select {
+	case c.q <- dg:
+	default:
+		datagramPool.Put(dg)
+		if c.dropped.Add(1)%1000 == 1 {
+			c.log.Warn("ICE mux queue full: datagrams for pion dropped", "dropped", c.dropped.Load())
+		}
+	}
+}
+
+func (c *pionConn) shut() { c.once.Do(func() { close(c.closed) }) }
+
+func (c *pionConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	select {
+	case dg := <-c.q:
+		n, from := copy(b, dg.buf[:dg.n]), dg.from
+		datagramPool.Put(dg)
+		return n, from, nil
+	case <-c.closed:
+		return 0, netip.AddrPort{}, io.EOF
+	}
+}
+
+func (c *pionConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, from, err := c.ReadFromAddrPort(b)
+	if err != nil {
+		return 0, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(from), nil
+}
+
+func (c *pionConn) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
+	return c.real.WriteToUDPAddrPort(b, to)
+}
+
+func (c *pionConn) WriteTo(b []byte, to net.Addr) (int, error) { return c.real.WriteTo(b, to) }
+
+// Close only stops reads: the real socket belongs to the API.
+func (c *pionConn) Close() error                       { c.shut(); return nil }
+func (c *pionConn) LocalAddr() net.Addr                { return c.real.LocalAddr() }
+func (c *pionConn) SetDeadline(t time.Time) error      { return c.real.SetWriteDeadline(t) }
+func (c *pionConn) SetReadDeadline(time.Time) error    { return nil }
+func (c *pionConn) SetWriteDeadline(t time.Time) error { return c.real.SetWriteDeadline(t) }
