@@ -128,6 +128,8 @@ type SweepReport struct {
 	Channels, Bridges int // hung up, deleted
 	Failed            int // hang-ups or deletes that failed (retried at the next sweep)
 	Took              time.Duration
+	// Spared is when the youngest unclaimed channel spared for its age becomes old enough to sweep; zero if none.
+	Spared time.Time
 }
 
 // Sweep hangs up the channels and deletes the bridges of this instance that no live call or room claims. A
@@ -160,7 +162,13 @@ func (c *Client) sweep(ctx context.Context, all bool) (SweepReport, error) {
 		// Our own IDs are claimed before the request that creates them, so an unclaimed one is an orphan at any
 		// age; a channel the dialplan handed over is claimed only once its StasisStart reached its call.
 		adopted := !c.Ours(ch.ID) && ch.InStasis(c.cfg.Application)
-		if !(c.Ours(ch.ID) || adopted) || c.Claimed(ch.ID) || (adopted && !old(ch.CreationTime)) {
+		if !(c.Ours(ch.ID) || adopted) || c.Claimed(ch.ID) {
+			continue
+		}
+		if adopted && !old(ch.CreationTime) {
+			if at := ch.CreationTime.Add(c.cfg.SweepMinAge); rep.Spared.IsZero() || at.Before(rep.Spared) {
+				rep.Spared = at
+			}
 			continue
 		}
 		err := c.Channel(ch.ID).Hangup(ctx, "normal")
@@ -226,6 +234,11 @@ func (c *Client) sweepLoop(ctx context.Context) {
 		} else if rep.Channels+rep.Bridges > 0 {
 			c.log.Info("ari sweep removed resources no call held", "channels", rep.Channels, "bridges", rep.Bridges, "took", rep.Took.Round(time.Millisecond))
 		}
-		t.Reset(c.cfg.SweepInterval)
+		next := c.cfg.SweepInterval
+		if !rep.Spared.IsZero() {
+			// A channel was too young to judge: look again as soon as it is not.
+			next = min(next, max(time.Until(rep.Spared), 100*time.Millisecond))
+		}
+		t.Reset(next)
 	}
 }
