@@ -100,10 +100,10 @@ func (b *browserLeg) firstMedia() <-chan struct{} {
 func (b *browserLeg) acquirePort(c *Call) error {
 	sock, err := c.m.o.Ports.Acquire()
 	if err != nil {
-		if errors.Is(err, relay.ErrNoPorts) {
-			c.log.Warn("no free relay port: refusing the call", "err", err)
+		if errors.Is(err, relay.ErrAtCapacity) {
+			c.log.Warn("at capacity: refusing the call", "err", err)
 			return &ending{cause: wire.CauseSwitchCongestion, code: wire.CodeUnavailable,
-				text: "the server is at capacity (no free media port); try again later"}
+				text: "the server is at capacity (media.max_calls calls carry media); try again later"}
 		}
 		return fmt.Errorf("take a relay port: %w", err)
 	}

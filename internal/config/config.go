@@ -145,7 +145,10 @@ type Media struct {
 	// cost the same either way: video is only negotiated when a browser's offer has it.
 	Video bool `mapstructure:"video" yaml:"video"`
 	// RelayHost is where Patchbay's per-call RTP sockets toward Asterisk bind (Asterisk's external_host).
-	RelayHost      string        `mapstructure:"relay_host" yaml:"relay_host"`
+	RelayHost string `mapstructure:"relay_host" yaml:"relay_host"`
+	// MaxCalls bounds the calls carrying browser media at once; past it new calls are refused (unavailable, "at
+	// capacity") before anything is made in Asterisk. 0: no limit. Size it from the benchmark.
+	MaxCalls       int           `mapstructure:"max_calls" yaml:"max_calls"`
 	RelayPortStart int           `mapstructure:"relay_port_start" yaml:"relay_port_start"`
 	RelayPortEnd   int           `mapstructure:"relay_port_end" yaml:"relay_port_end"`
 	RelayDrain     time.Duration `mapstructure:"relay_drain" yaml:"relay_drain"`

@@ -141,6 +141,9 @@ func (c *Config) Validate() error {
 	if net.ParseIP(m.RelayHost) == nil {
 		bad("media.relay_host", "%q is not an IP address", m.RelayHost)
 	}
+	if m.MaxCalls < 0 {
+		bad("media.max_calls", "%d is negative (0 means no limit)", m.MaxCalls)
+	}
 	if m.RelayPortEnd < m.RelayPortStart {
 		bad("media.relay_port_end", "%d must not be below media.relay_port_start %d", m.RelayPortEnd, m.RelayPortStart)
 	}

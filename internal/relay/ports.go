@@ -23,6 +23,9 @@ import (
 // ErrNoPorts is returned by NewPorts when no port of the range can be bound.
 var ErrNoPorts = errors.New("relay: no free RTP port: widen the relay port range or free a port in it")
 
+// ErrAtCapacity is returned by Acquire when as many calls carry media as SetMaxCalls allows.
+var ErrAtCapacity = errors.New("relay: at capacity: as many calls carry media as media.max_calls allows")
+
 // ErrClosed is returned once the pool or relay is closed.
 var ErrClosed = errors.New("relay: closed")
 
@@ -39,10 +42,11 @@ type Ports struct {
 	log  *slog.Logger
 
 	// relays maps an externalMedia channel's address to its relay; copy-on-write, loaded per batch.
-	relays atomic.Pointer[map[netip.AddrPort]*Relay]
-	mu     sync.Mutex
-	inUse  int
-	closed bool
+	relays   atomic.Pointer[map[netip.AddrPort]*Relay]
+	mu       sync.Mutex
+	inUse    int
+	maxCalls int // 0: no limit
+	closed   bool
 
 	toAsterisk *udpBatch    // browser→Asterisk packets of lean peers, queued by the media demux
 	toBrowser  *media.Batch // Asterisk→browser packets of lean peers; the reader goroutine only
@@ -110,8 +114,19 @@ func (p *Ports) Acquire() (*Socket, error) {
 	if p.closed {
 		return nil, ErrClosed
 	}
+	if p.maxCalls > 0 && p.inUse >= p.maxCalls {
+		return nil, ErrAtCapacity
+	}
 	p.inUse++
 	return &Socket{pool: p}, nil
+}
+
+// SetMaxCalls bounds the calls carrying media at once (media.max_calls): past it Acquire refuses, so a server at
+// capacity refuses new calls cleanly instead of degrading every call. 0: no limit.
+func (p *Ports) SetMaxCalls(n int) {
+	p.mu.Lock()
+	p.maxCalls = n
+	p.mu.Unlock()
 }
 
 // Stats returns the pool's counts.

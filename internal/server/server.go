@@ -118,6 +118,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("media (media.ice_port %d): %w", cfg.Media.ICEPort, err)
 	}
 	s.ports, err = relay.NewPorts(cfg.Media.RelayHost, cfg.Media.RelayPortStart, cfg.Media.RelayPortEnd, cfg.Media.RelayDrain)
+	if err == nil {
+		s.ports.SetMaxCalls(cfg.Media.MaxCalls)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("relay ports (media.relay_*): %w", err)
 	}

@@ -268,13 +268,14 @@ func TestFaultTwoInstancesShareAsterisk(t *testing.T) {
 	waitEmpty(t, insp, "", 5*time.Second)
 }
 
-// TestFaultRelayPortsExhausted: with every relay port taken, a new call is refused with unavailable and a message
-// about capacity, and nothing is created for it in Asterisk.
+// TestFaultRelayPortsExhausted: at capacity (the relay's media.max_calls, which replaced per-call relay ports when
+// every call came to share one socket), a new call is refused with unavailable and a message about capacity, and
+// nothing is created for it in Asterisk.
 func TestFaultRelayPortsExhausted(t *testing.T) {
 	a := testenv.StartAsterisk(t, testenv.AsteriskOptions{})
 	insp := inspector(t, a)
 	pb := testenv.StartPatchbay(t, a, testenv.PatchbayOptions{Config: func(c *config.Config) {
-		c.Media.RelayPortEnd = c.Media.RelayPortStart + 1
+		c.Media.MaxCalls = 2
 		c.Calls.DialplanExtensions = nil // 601 through a Local channel and a bridge: the resource that used to leak
 	}})
 	eng, err := synth.NewEngine(synth.EngineOptions{LoopbackOnly: true})
