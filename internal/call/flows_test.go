@@ -53,7 +53,8 @@ func TestBrowserCallsExtension(t *testing.T) {
 			startedAtAnswer := atomic.Int32{}
 			startedAtAnswer.Store(-1)
 			before := h.fake.Count("POST", tc.start)
-			c := alice.call(tc.to, synth.CallOptions{Duration: 800 * time.Millisecond}, func(m signal.Message) {
+			startedAt := h.firstSeen("POST", tc.start)
+			c := alice.call(tc.to, synth.CallOptions{Duration: 600 * time.Millisecond}, func(m signal.Message) {
 				if m.Type == signal.TypeAnswer {
 					// The browser has not applied the answer yet: no media can have flowed, so nothing may start.
 					startedAtAnswer.Store(int32(h.fake.Count("POST", tc.start) - before))
@@ -69,6 +70,10 @@ func TestBrowserCallsExtension(t *testing.T) {
 			}
 			if n := startedAtAnswer.Load(); n != 0 {
 				t.Errorf("far end reached (%d × %s) before the browser could send media", n, tc.start)
+			}
+			// The browser's first packet leaves once its peer is connected; the far end may be reached only after.
+			if at, connected := startedAt(), rep.Start.Add(rep.ConnectedAfter); at.IsZero() || at.Before(connected) {
+				t.Errorf("far end reached at %v, the browser's media could flow only from %v", at, connected)
 			}
 			h.assertClean()
 			t.Logf("requests: %v", h.steps(from))
@@ -264,7 +269,7 @@ func TestRoomWithBrowserAndMappedPhone(t *testing.T) {
 		t.Fatal(err)
 	}
 	alice := h.browserWith(roomClaims("alice", "sales", rooms.RoleParticipant))
-	c := alice.join(synth.JoinOptions{Room: "sales"}, synth.CallOptions{Duration: 2 * time.Second})
+	c := alice.join(synth.JoinOptions{Room: "sales"}, synth.CallOptions{Duration: 1500 * time.Millisecond})
 	joined := alice.wait(c.id, signal.TypeJoined, patience)
 	if joined.Room != "sales" || joined.Participant == nil || !joined.Participant.You || len(joined.Participants) != 1 {
 		t.Errorf("joined: %+v", joined)
@@ -278,7 +283,7 @@ func TestRoomWithBrowserAndMappedPhone(t *testing.T) {
 		}
 		return false
 	})
-	time.Sleep(700 * time.Millisecond) // the browser hears the room while the phone is up
+	time.Sleep(500 * time.Millisecond) // the browser hears the room while the phone is up
 	ch, _ := h.fake.Channel(phone)
 	bridges := h.fake.Bridges()
 	if ch.State != "Up" || len(bridges) != 1 || !slices.Contains(bridges[0].Channels, phone) || len(bridges[0].Channels) != 2 {

@@ -797,13 +797,14 @@ func deadAnswer(t testing.TB, offer string) string {
 	return pc.LocalDescription().SDP
 }
 
-// firstSeen polls the fake until a request matching method and pattern arrives and reports when it was first
-// seen (never earlier than it happened). It stops with the harness.
+// firstSeen polls the fake until a new request matching method and pattern arrives and reports when it was first
+// seen (never earlier than it happened; zero if not yet). It stops with the harness.
 func (h *harness) firstSeen(method, pattern string) func() time.Time {
 	var at atomic.Pointer[time.Time]
+	base := h.fake.Count(method, pattern)
 	h.goTest(func() {
 		for h.ctx.Err() == nil {
-			if h.fake.Count(method, pattern) > 0 {
+			if h.fake.Count(method, pattern) > base {
 				now := time.Now()
 				at.Store(&now)
 				return

@@ -159,7 +159,7 @@ func TestSetupFailsAtEveryStep(t *testing.T) {
 		}
 	}
 	// Run the cases side by side (each has its own harness and fake): most of a slow case is waiting.
-	sem := make(chan struct{}, 6)
+	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
 	for _, j := range jobs {
 		wg.Add(1)
