@@ -145,7 +145,7 @@ func TestBrowserSocketCloses(t *testing.T) {
 		defer h.close()
 		tab := h.browser("alice")
 		c := upCall(t, tab, "602")
-		tab.close() // the synthetic call keeps sending media, as a tab whose socket dropped does
+		tab.close()                        // the synthetic call keeps sending media, as a tab whose socket dropped does
 		time.Sleep(600 * time.Millisecond) // SessionClosed has run: the call is held, not ended
 		if n := h.m.Active(); n != 1 || len(h.channelsOf("far")) != 1 {
 			t.Fatalf("call not held through the socket's loss: %d calls, far legs %+v", n, h.channelsOf("far"))

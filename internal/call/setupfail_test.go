@@ -88,11 +88,12 @@ func TestSetupFailsAtEveryStep(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	type job struct {
 		name string
+		long bool
 		run  func(t *testing.T)
 	}
 	var jobs []job
 	for _, f := range setupFlows() {
-		jobs = append(jobs, job{f.name + "/steps", func(t *testing.T) {
+		jobs = append(jobs, job{f.name + "/steps", false, func(t *testing.T) {
 			h := matrixHarness(t, f, 10*time.Second)
 			defer h.close()
 			a := f.start(h, true)
@@ -123,7 +124,8 @@ func TestSetupFailsAtEveryStep(t *testing.T) {
 				if slow {
 					mode = "slow"
 				}
-				jobs = append(jobs, job{fmt.Sprintf("%s/%d_%s/%s", f.name, i+1, strings.ReplaceAll(s.req, "/", "_"), mode), func(t *testing.T) {
+				name := fmt.Sprintf("%s/%d_%s/%s", f.name, i+1, strings.ReplaceAll(s.req, "/", "_"), mode)
+				jobs = append(jobs, job{name, slow && s.toleratedSlow, func(t *testing.T) {
 					works := (slow && s.toleratedSlow) || (!slow && s.tolerated)
 					timeout := 10 * time.Second
 					switch {
@@ -158,8 +160,10 @@ func TestSetupFailsAtEveryStep(t *testing.T) {
 			}
 		}
 	}
-	// Run the cases side by side (each has its own harness and fake): most of a slow case is waiting.
-	sem := make(chan struct{}, 8)
+	// Run the cases side by side (each has its own harness and fake): most of a case is waiting. The longest
+	// (a slow step the call survives: it waits out a whole setup timeout) start first.
+	slices.SortStableFunc(jobs, func(a, b job) int { return cmpBool(b.long, a.long) })
+	sem := make(chan struct{}, 10)
 	var wg sync.WaitGroup
 	for _, j := range jobs {
 		wg.Add(1)
@@ -689,4 +693,14 @@ func noLeases(t *testing.T, h *harness) {
 			t.Errorf("%s still holds %d call(s) of its limit", l.key, active)
 		}
 	}
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
