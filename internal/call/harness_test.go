@@ -49,10 +49,8 @@ const (
 const patience = 15 * time.Second
 
 type harnessConfig struct {
-	opts      Options           // call options; zero fields take the harness defaults below
-	ariCfg    func(*ari.Config) // adjusts the ARI client's config
-	ports     int               // relay ports (8)
-	firstPort int               // fixed first relay port (0: the harness picks)
+	opts   Options           // call options; zero fields take the harness defaults below
+	ariCfg func(*ari.Config) // adjusts the ARI client's config
 }
 
 type harnessOption func(*harnessConfig)
@@ -111,14 +109,14 @@ type harness struct {
 	closeOnce sync.Once
 }
 
-// nextPort spreads the relay port ranges of harnesses (several may run at once) over a range nobody else here uses.
+// nextPort spreads the relay port ranges of harnesses (several may run at once) over ports nobody else here uses.
 var nextPort atomic.Int32
 
 func init() { nextPort.Store(int32(41000 + os.Getpid()%500*16)) }
 
 func newHarness(t testing.TB, hopts ...harnessOption) *harness {
 	t.Helper()
-	cfg := harnessConfig{ports: 8}
+	var cfg harnessConfig
 	for _, o := range hopts {
 		o(&cfg)
 	}
@@ -164,11 +162,9 @@ func newHarness(t testing.TB, hopts ...harnessOption) *harness {
 	if h.media, err = media.NewAPI(media.Options{ICEAddress: "127.0.0.1", IncludeLoopback: true, Logger: log.With("component", "media")}); err != nil {
 		t.Fatal(err)
 	}
-	first := cfg.firstPort
-	if first == 0 {
-		first = int(nextPort.Add(int32(cfg.ports))) - cfg.ports
-	}
-	if h.ports, err = relay.NewPorts("127.0.0.1", first, first+cfg.ports-1, 20*time.Millisecond); err != nil {
+	// The relay's shared socket binds the first free port of a range of its own.
+	first := int(nextPort.Add(8)) - 8
+	if h.ports, err = relay.NewPorts("127.0.0.1", first, first+7, 20*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	router, err := dialplan.NewRouter(dialplan.DefaultRules())
@@ -333,7 +329,7 @@ func (h *harness) assertClean() {
 	}
 	h.fake.AssertClean(h.t) // lists what is left
 	if st := h.ports.Stats(); st.InUse != 0 {
-		h.t.Errorf("relay ports still in use: %+v", st)
+		h.t.Errorf("relay handles still in use: %+v", st)
 	}
 }
 

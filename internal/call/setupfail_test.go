@@ -557,7 +557,17 @@ func setupFlows() []flow {
 		}), []string{"DELETE /channels/{em}"}),
 		browserOutFlow("browser_phone", "101", slices.Concat([]setupStep{em}, presentAs, bridged), bridgedTeardown),
 		browserOutFlow("browser_local", "602", slices.Concat([]setupStep{em}, bridged), bridgedTeardown),
-		browserOutFlow("browser_pstn", pstnNumber, slices.Concat([]setupStep{em}, presentAs, bridged), bridgedTeardown),
+		// An outside call makes its trunk leg once media flows (trunks.go: a leg per trunk tried, in failover order).
+		browserOutFlow("browser_pstn", pstnNumber, []setupStep{
+			em,
+			{req: "POST /bridges"},
+			{req: "POST /bridges/{br}/addChannel"},
+			{req: "POST /channels/{em}/variable", afterMedia: true}, // CALLERID(num) the trunk presents
+			{req: "POST /channels/{em}/variable", afterMedia: true}, // CALLERID(name)
+			{req: "POST /channels/create", afterMedia: true},
+			{req: "POST /bridges/{br}/addChannel", afterMedia: true},
+			{req: "POST /channels/{trunk}/dial", afterMedia: true},
+		}, []string{"DELETE /channels/{trunk}", "DELETE /channels/{em}", "DELETE /bridges/{br}"}),
 		{
 			name: "phone_in",
 			start: func(h *harness, media bool) attempt {
@@ -618,8 +628,8 @@ func setupFlows() []flow {
 			start:   func(h *harness, _ bool) attempt { return startPhonePSTN(h) },
 			steps: []setupStep{
 				{req: "POST /bridges"},
-				{req: "POST /channels/{dialplan}/variable"}, // CALLERID(num)
 				{req: "POST /bridges/{br}/addChannel"},
+				{req: "POST /channels/{dialplan}/variable"}, // CALLERID(num) the trunk presents
 				{req: "POST /channels/create"},
 				{req: "POST /bridges/{br}/addChannel"},
 				{req: "POST /channels/{trunk}/dial"},
@@ -644,6 +654,7 @@ func setupFlows() []flow {
 				{req: "POST /channels/create"},
 				{req: "POST /channels/{far}/dial"},
 				// answered
+				{req: "GET /channels/{far}/variable", tolerated: true}, // the far end's law; slow, it eats the join's time
 				{req: "POST /bridges"},
 				{req: "POST /bridges/{room}/addChannel"},
 			},
@@ -660,7 +671,8 @@ func setupFlows() []flow {
 			steps: []setupStep{
 				{req: "POST /channels/create"},
 				{req: "POST /channels/{far}/dial"},
-				// answered: the browser is rung and answers
+				// answered: the far end's law, then the browser is rung (with an offer in that law) and answers
+				{req: "GET /channels/{far}/variable", tolerated: true, toleratedSlow: true},
 				{req: "POST /channels/externalMedia"},
 				{req: "POST /bridges"},
 				{req: "POST /bridges/{br}/addChannel"},
