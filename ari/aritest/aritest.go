@@ -304,6 +304,7 @@ type fault struct {
 	status          int           // 0: a delay only
 	delay           time.Duration // for Delay
 	once            bool
+	skip            int // matching requests to let pass before this fault applies (FailNth, DelayNth)
 }
 
 func (f *fault) match(method, p string) bool {
@@ -342,7 +343,21 @@ func (s *Server) Delay(method, pathPattern string, d time.Duration) {
 	s.addFault(&fault{method: method, pattern: pathPattern, delay: d})
 }
 
-// ClearFaults removes every FailNext, FailAlways and Delay.
+// FailNth makes only the nth next request (1 is the next one) matching method
+// and pathPattern fail with status; the matching requests before it pass. It
+// singles out one of several alike requests, e.g. the second addChannel of a
+// call. FailNth(1, ...) is FailNext.
+func (s *Server) FailNth(n int, method, pathPattern string, status int) {
+	s.addFault(&fault{method: method, pattern: pathPattern, status: status, once: true, skip: max(n-1, 0)})
+}
+
+// DelayNth holds only the nth next request (1 is the next one) matching method
+// and pathPattern for d; the others are not delayed.
+func (s *Server) DelayNth(n int, method, pathPattern string, d time.Duration) {
+	s.addFault(&fault{method: method, pattern: pathPattern, delay: d, once: true, skip: max(n-1, 0)})
+}
+
+// ClearFaults removes every FailNext, FailNth, FailAlways, Delay and DelayNth.
 func (s *Server) ClearFaults() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -362,8 +377,16 @@ func (s *Server) takeFaults(method, p string) (delay time.Duration, status int) 
 		if !f.match(method, p) {
 			continue
 		}
+		if f.skip > 0 {
+			f.skip--
+			continue
+		}
 		if f.status == 0 {
 			delay += f.delay
+			if f.once {
+				s.faults = slices.Delete(s.faults, i, i+1)
+				i--
+			}
 			continue
 		}
 		if status == 0 {

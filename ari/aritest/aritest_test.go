@@ -630,6 +630,32 @@ func TestFaults(t *testing.T) {
 	s.AssertClean(t)
 }
 
+func TestFailNthDelayNth(t *testing.T) {
+	s := aritest.New(t)
+	c := client(t, s)
+	ctx := ctxT(t)
+	s.FailNth(2, "POST", "/bridges", http.StatusInternalServerError)
+	s.DelayNth(3, "POST", "/bridges", 100*time.Millisecond)
+	var got []int
+	var took []time.Duration
+	for range 4 {
+		t0 := time.Now()
+		br, err := c.Bridges().Create(ctx, ari.BridgeRequest{})
+		took = append(took, time.Since(t0))
+		got = append(got, status(err))
+		if err == nil {
+			_ = c.Bridge(br.ID).Delete(ctx)
+		}
+	}
+	if !slices.Equal(got, []int{0, 500, 0, 0}) {
+		t.Errorf("statuses %v, want only the second to fail", got)
+	}
+	if took[2] < 100*time.Millisecond || took[3] >= 100*time.Millisecond {
+		t.Errorf("took %v: want only the third delayed", took)
+	}
+	s.AssertClean(t)
+}
+
 func TestFreezeThaw(t *testing.T) {
 	s, c := start(t)
 	sub := c.Subscribe(ari.Filter{Types: []string{ari.TypeConnected, ari.TypeDisconnected, ari.TypeReconciled, ari.TypeStasisStart}})

@@ -1,7 +1,6 @@
 package call
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -241,9 +240,8 @@ func (c *Call) enterDialplan() {
 	ctx, cancel := c.setupCtx()
 	defer cancel()
 	err := c.a.Channel(c.browser.emID).Continue(ctx, ari.ContinueOptions{Context: c.m.o.DialplanContext, Extension: c.inDialplan, Priority: 1})
-	if err != nil && c.ctx.Err() == nil {
-		c.log.Error("send the browser's channel into the dialplan", "extension", c.inDialplan, "err", err)
-		c.endWith(wire.CauseTemporaryFailure)
+	if err != nil {
+		c.setupFailed(fmt.Errorf("send the browser's channel into extension %s: %w", c.inDialplan, err))
 	}
 }
 
@@ -288,14 +286,7 @@ func (c *Call) dialFar() {
 	ctx, cancel := c.setupCtx()
 	defer cancel()
 	if err := c.a.Channel(c.far.id).Dial(ctx, "", c.m.o.DialTimeout); err != nil {
-		if c.ctx.Err() != nil {
-			return
-		}
-		c.log.Error("dial the far end", "err", err)
-		if errors.Is(err, errSetupTimeout) || errors.Is(ctx.Err(), errSetupTimeout) {
-			c.end(&ending{cause: wire.CauseTemporaryFailure, code: wire.CodeUnavailable, text: "Asterisk did not answer in time (overloaded?); try again"})
-			return
-		}
-		c.endWith(wire.CauseTemporaryFailure)
+		// The last step of setup: it fails like the others (unavailable, then the hangup).
+		c.setupFailed(fmt.Errorf("dial the far end: %w", err))
 	}
 }

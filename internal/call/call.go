@@ -219,6 +219,11 @@ func (c *Call) loop() {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		// An ending call stops here: select picks at random among ready cases, and a closed peer (ready for good)
+		// would otherwise be handled, and logged as a media failure, again and again before ctx.Done is chosen.
+		if c.ctx.Err() != nil {
+			return
+		}
 		var peerDone <-chan struct{}
 		var firstMedia <-chan struct{}
 		if c.browser != nil && c.browser.peer != nil {

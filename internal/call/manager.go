@@ -148,12 +148,13 @@ func (m *Manager) SetDirectory(d Directory) {
 // Run serves Stasis events and watches the connection to Asterisk until ctx ends, then ends every call that is
 // left (cause server_shutdown) and waits for them to close.
 func (m *Manager) Run(ctx context.Context) error {
-	m.mu.Lock()
-	m.ctx = ctx
-	m.mu.Unlock()
+	// Listen before taking calls: once m.ctx is set a call may start, and its phone's StasisStart must not be lost.
 	sub := m.o.ARI.Subscribe(ari.Filter{Name: "call-manager",
 		Types: []string{ari.TypeStasisStart, ari.TypeConnected, ari.TypeDisconnected}})
 	defer sub.Close()
+	m.mu.Lock()
+	m.ctx = ctx
+	m.mu.Unlock()
 	for {
 		select {
 		case <-ctx.Done():

@@ -2,6 +2,7 @@ package call
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -166,10 +167,7 @@ func (c *Call) answerFar() {
 	defer cancel()
 	if !c.far.up {
 		if err := c.a.Channel(c.far.id).Answer(ctx); err != nil {
-			if c.ctx.Err() == nil {
-				c.log.Error("answer the caller", "err", err)
-				c.endWith(wire.CauseTemporaryFailure)
-			}
+			c.setupFailed(fmt.Errorf("answer the caller: %w", err))
 			return
 		}
 		c.far.up = true

@@ -32,7 +32,8 @@ func (p phoneParty) answered(c *Call) {
 	ctx, cancel := c.setupCtx()
 	defer cancel()
 	if err := c.a.Channel(p.id).Answer(ctx); err != nil {
-		c.log.Warn("answer phone", "err", err)
+		// The trunk is up and talking to nobody: end the call rather than leave the phone ringing.
+		c.setupFailed(fmt.Errorf("answer the phone: %w", err))
 	}
 }
 

@@ -134,7 +134,11 @@ func (c *Call) setupRoom(msg signal.Message) error {
 			return &ending{cause: wire.CauseUnallocatedNumber, code: wire.CodeUnknownRoom, text: "room " + ad.Room + " does not exist or has ended"}
 		}
 		c.log.Error("join room failed", "err", err)
-		return &ending{cause: wire.CauseTemporaryFailure, code: wire.CodeUnavailable, text: "could not put you in the room; try again"}
+		text := "could not put you in the room; try again"
+		if errors.Is(err, errSetupTimeout) {
+			text = "Asterisk did not answer in time (overloaded?); try again"
+		}
+		return &ending{cause: wire.CauseTemporaryFailure, code: wire.CodeUnavailable, text: text}
 	}
 	c.member = mem
 	c.answered = time.Now()
