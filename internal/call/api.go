@@ -284,7 +284,7 @@ func (c *Call) connectAPIAnswered() {
 	defer cancel()
 	// The far end's own law (a PCMA carrier stays PCMA): the room's leg and the browser's offer follow it.
 	law := media.PCMU
-	if v, err := c.a.Channel(c.far.id).Variable(ctx, "CHANNEL(audionativeformat)"); err == nil && strings.Contains(v, "alaw") {
+	if v, err := c.nativeFormat(ctx, c.far.id); err == nil && strings.Contains(v, "alaw") {
 		law = media.PCMA
 	}
 	switch {

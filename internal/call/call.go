@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	pion "github.com/pion/webrtc/v4"
+
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/internal/limits"
 	"github.com/patchbay/patchbay/internal/rooms"
@@ -250,8 +252,7 @@ func (c *Call) loop() {
 		case <-firstMedia:
 			c.onFirstMedia()
 		case <-peerDone:
-			c.log.Warn("browser media (ICE/DTLS) failed or closed")
-			c.end(&ending{cause: wire.CauseMediaTimeout})
+			c.onPeerDone()
 		case ev := <-memberEvents:
 			c.onRoomEvent(ev)
 		case <-timerC(c.maxDur):
@@ -273,6 +274,18 @@ func (c *Call) loop() {
 			c.onTick()
 		}
 	}
+}
+
+// onPeerDone: the browser's peer connection is over. A browser that closed it (DTLS close_notify, as a page does
+// after its hangup message, which may arrive second) has left; one whose ICE failed lost its network.
+func (c *Call) onPeerDone() {
+	if c.browser.peer.State() == pion.PeerConnectionStateClosed {
+		c.log.Info("the browser closed its media")
+		c.end(&ending{cause: wire.CauseNormalClearing, quiet: true})
+		return
+	}
+	c.log.Warn("browser media (ICE/DTLS) failed")
+	c.end(&ending{cause: wire.CauseMediaTimeout})
 }
 
 func timerC(t *time.Timer) <-chan time.Time {

@@ -366,6 +366,14 @@ func (c *Call) createLeg(ctx context.Context, kind string, r ari.CreateRequest) 
 	return l, nil
 }
 
+// nativeFormat reads a channel's native audio format (to offer the caller's own G.711 law). It is a hint, so it
+// gets a short time of its own: a slow answer must not eat the setup step that follows.
+func (c *Call) nativeFormat(ctx context.Context, id string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return c.a.Channel(id).Variable(ctx, "CHANNEL(audionativeformat)")
+}
+
 // adopt takes a channel the dialplan handed over: it is claimed (no sweep touches it while the call lives) and
 // followed.
 func (c *Call) adopt(ch ari.Channel) *chanLeg {

@@ -56,7 +56,7 @@ func (c *Call) setupPhoneIn(ch ari.Channel, sessions []*signal.Session) error {
 	defer cancel()
 	// Offer in the caller's own law so Asterisk does not transcode.
 	law := media.PCMU
-	if v, err := c.a.Channel(ch.ID).Variable(ctx, "CHANNEL(audionativeformat)"); err == nil && strings.Contains(v, "alaw") {
+	if v, err := c.nativeFormat(ctx, ch.ID); err == nil && strings.Contains(v, "alaw") {
 		law = media.PCMA
 	}
 	if err := c.a.Channel(ch.ID).Ring(ctx); err != nil {

@@ -243,7 +243,7 @@ func (c *Call) setupPhoneRoom(ch ari.Channel, number string) error {
 	format := "ulaw"
 	ctx, cancel := c.setupCtx()
 	defer cancel()
-	if v, err := c.a.Channel(ch.ID).Variable(ctx, "CHANNEL(audionativeformat)"); err == nil && strings.Contains(v, "alaw") {
+	if v, err := c.nativeFormat(ctx, ch.ID); err == nil && strings.Contains(v, "alaw") {
 		format = "alaw"
 	}
 	if err := c.a.Channel(ch.ID).Answer(ctx); err != nil {

@@ -279,7 +279,13 @@ func (s *Server) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
-	wg.Add(1)
+	// Call control listens before the events socket opens, so a phone that enters Stasis the moment the
+	// application registers is routed, not left to the sweep.
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_ = s.calls.Run(callCtx)
+	}()
 	go func() {
 		defer wg.Done()
 		if err := s.ari.Run(ariCtx); err != nil && !errors.Is(err, context.Canceled) {
@@ -287,15 +293,12 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}()
 	if err := s.connectARI(ctx); err != nil {
+		stopCalls()
 		stopARI()
 		wg.Wait()
 		return err
 	}
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		_ = s.calls.Run(callCtx)
-	}()
+	wg.Add(1)
 	if s.webhooks != nil {
 		wg.Add(1)
 		go func() {
