@@ -55,11 +55,13 @@ fi
 "$BIN" certs init >/dev/null
 # Asterisk reads its certificates at /etc/asterisk/keys inside the chroot; asterisk.sh installs them there.
 "$BIN" asterisk-config --out "$RUN/asterisk" --cert-dir /etc/asterisk/keys >/dev/null
-ASTERISK_CONF_DIR="$RUN/asterisk" ASTERISK_CERT_DIR="$RUN/certs" scripts/asterisk.sh start
+# Asterisk and Redis outlive a crashed Patchbay: they must not inherit the lock (fd 9), or the next `make run`
+# would think the dead Patchbay still runs.
+ASTERISK_CONF_DIR="$RUN/asterisk" ASTERISK_CERT_DIR="$RUN/certs" scripts/asterisk.sh start 9>&-
 
 if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
 	redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no --daemonize yes \
-		--pidfile "$PWD/$RUN/redis.pid" --logfile "$PWD/$RUN/redis.log"
+		--pidfile "$PWD/$RUN/redis.pid" --logfile "$PWD/$RUN/redis.log" 9>&-
 fi
 trap 'stop_all' EXIT INT TERM
 
