@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -45,6 +46,10 @@ type Session struct {
 	closing    chan struct{} // closed by closeWith: the writer flushes and says goodbye
 	readerDone chan struct{}
 	writerDone chan struct{}
+	ended      chan struct{} // closed once SessionClosed has returned (or was not due)
+
+	authed      atomic.Bool // claims are set; the writer may send refreshes
+	resumedFrom string      // the session this one resumed; written by the reader before it is published
 }
 
 func newSession(srv *Server, conn *websocket.Conn, log *slog.Logger) *Session {
@@ -63,8 +68,15 @@ func newSession(srv *Server, conn *websocket.Conn, log *slog.Logger) *Session {
 		closing:    make(chan struct{}),
 		readerDone: make(chan struct{}),
 		writerDone: make(chan struct{}),
+		ended:      make(chan struct{}),
 	}
 }
+
+// ResumeGrace is how long a Resumer holds this session's calls after its connection drops; 0: end them at once.
+func (s *Session) ResumeGrace() time.Duration { return s.srv.ResumeGrace() }
+
+// ResumedFrom is the ID of the session this one took over with a resume token, or "".
+func (s *Session) ResumedFrom() string { return s.resumedFrom }
 
 // ID is the server-chosen session identifier, also sent in "authed".
 func (s *Session) ID() string { return s.id }
@@ -185,10 +197,12 @@ func (s *Session) serve() {
 	close(s.readerDone)
 	s.closeWith("", "")
 	<-s.writerDone
-	s.srv.forget(s)
+	s.srv.forgetUser(s)
 	if authed {
 		s.srv.opts.Handler.SessionClosed(s)
 	}
+	s.srv.forgetConn(s)
+	close(s.ended)
 	s.log.Debug("session ended", "user", s.User())
 }
 
@@ -286,7 +300,14 @@ func (s *Session) readLoop() (authed bool) {
 			if !errors.As(err, &pe) || pe.Code == wire.CodeUnauthorized {
 				pe = &Error{Code: wire.CodeBadMessage, Message: "invalid message"}
 			}
-			s.reply(ErrorMessage(pe.CallID, pe.Code, pe.Message))
+			em := ErrorMessage(pe.CallID, pe.Code, pe.Message)
+			// A refused call or join never reached the call layer: the call is over before it began, so it
+			// ends like any other (error, then hangup). A bad message about a live call changes nothing.
+			em.Final = em.Final && (pe.msgType == TypeCall || pe.msgType == TypeJoin)
+			s.reply(em)
+			if em.Final {
+				s.reply(HangupMessage(pe.CallID, wire.CauseForCode(pe.Code)))
+			}
 			continue
 		}
 		switch m.Type {
@@ -362,17 +383,75 @@ func (s *Session) authenticate() bool {
 		return false
 	}
 	s.claims = claims
+	s.authed.Store(true)
+	prev := ""
+	if m.Resume != "" {
+		prev = s.takeOver(m.Resume)
+	}
 	if !s.srv.register(s) {
 		s.closeWith(wire.CodeUnavailable, "server shutting down")
 		return false
 	}
+	authed := s.refreshMessage(TypeAuthed)
+	authed.User, authed.Display, authed.Session = claims.Subject, claims.Name, s.id
+	if r, ok := o.Handler.(Resumer); ok && prev != "" {
+		authed.Resumed = r.SessionResumed(s.ctx, s, prev)
+	}
+	s.reply(authed)
+	s.log.Info("session authenticated", "user", claims.Subject, "remote", s.remote, "resumed_from", prev,
+		"resumed_calls", len(authed.Resumed))
+	return true
+}
+
+// takeOver checks a resume token for this session's user and, if it is good, ends the session it names (a socket
+// the server has not yet seen die) and waits until that session's SessionClosed has run. It returns the old
+// session's ID, or "" when the token is not usable: the browser then just gets no calls back.
+func (s *Session) takeOver(token string) string {
+	o := s.srv.opts
+	if o.ResumeGrace < 0 {
+		return ""
+	}
+	prev, ok := s.srv.checkResume(token, s.User(), time.Now())
+	if !ok || prev == s.id {
+		s.log.Info("resume token refused: expired, forged or for another user")
+		return ""
+	}
+	if old := s.srv.conn(prev); old != nil {
+		if old.User() != s.User() {
+			return ""
+		}
+		old.closeWith("", "")
+		t := time.NewTimer(o.CloseGrace + o.WriteTimeout + time.Second)
+		defer t.Stop()
+		select {
+		case <-old.ended:
+		case <-t.C:
+			s.log.Warn("resumed session did not close in time", "previous", prev)
+			return ""
+		}
+	}
+	s.resumedFrom = prev
+	return prev
+}
+
+// refreshMessage builds an authed or refresh message: ICE servers with fresh TURN credentials and a fresh resume
+// token.
+func (s *Session) refreshMessage(typ string) Message {
+	o := s.srv.opts
+	now := time.Now()
 	var ice []ICEServer
 	if o.ICEServers != nil {
 		ice = o.ICEServers()
 	}
-	s.reply(Message{Type: TypeAuthed, User: claims.Subject, Display: claims.Name, Session: s.id, ICEServers: ice})
-	s.log.Info("session authenticated", "user", claims.Subject, "remote", s.remote)
-	return true
+	if o.TURN.enabled() {
+		ice = append(ice, o.TURN.Mint(s.User(), now))
+	}
+	m := Message{Type: typ, ICEServers: ice}
+	if grace := s.srv.ResumeGrace(); grace > 0 {
+		m.ResumeToken = s.srv.resumeToken(s.id, s.User(), now.Add(o.ResumeTTL))
+		m.ResumeGrace = int(grace.Round(time.Second) / time.Second)
+	}
+	return m
 }
 
 // reply sends from the reader; a failure already closed the session.
@@ -398,10 +477,20 @@ func (s *Session) writeLoop() {
 	o := s.srv.opts
 	ping := time.NewTicker(o.PingInterval)
 	defer ping.Stop()
+	refresh := time.NewTicker(o.RefreshInterval)
+	defer refresh.Stop()
 	broken := false
 loop:
 	for {
 		select {
+		case <-refresh.C:
+			if !s.authed.Load() {
+				continue
+			}
+			if err := s.write(s.refreshMessage(TypeRefresh)); err != nil {
+				broken = true
+				break loop
+			}
 		case m := <-s.send:
 			if err := s.write(m); err != nil {
 				broken = true
