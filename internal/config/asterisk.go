@@ -21,6 +21,7 @@ func (c *Config) AsteriskParams(certDir string) asteriskconfigs.Params {
 	if certDir != "" {
 		p.CertDir = certDir
 	}
+	p.SessionExpires, p.MinSE = a.TimersSessExpires, a.TimersMinSE
 	p.ExternalAddress = a.ExternalAddress
 	if len(a.LocalNets) > 0 {
 		p.LocalNets = a.LocalNets

@@ -30,6 +30,10 @@ type Config struct {
 
 	// Rooms configures conferences of browsers and phones (rooms.go).
 	Rooms Rooms `mapstructure:"rooms" yaml:"rooms"`
+
+	// TURN and Signalling: reaching browsers on every network (network.go).
+	TURN       TURN       `mapstructure:"turn" yaml:"turn"`
+	Signalling Signalling `mapstructure:"signalling" yaml:"signalling"`
 }
 
 // HTTP is Patchbay's own listener: the page, /ws signalling and /api.
@@ -68,7 +72,10 @@ type Asterisk struct {
 	ExternalAddress string   `mapstructure:"external_address" yaml:"external_address"`
 	LocalNets       []string `mapstructure:"local_nets" yaml:"local_nets"`
 	Phones          []Phone  `mapstructure:"phones" yaml:"phones"`
-	Trunk           Trunk    `mapstructure:"trunk" yaml:"trunk"`
+	// TimersSessExpires and TimersMinSE are the SIP session timers (RFC 4028) of phones and the trunk, in seconds.
+	TimersSessExpires int   `mapstructure:"timers_sess_expires" yaml:"timers_sess_expires"`
+	TimersMinSE       int   `mapstructure:"timers_min_se" yaml:"timers_min_se"`
+	Trunk             Trunk `mapstructure:"trunk" yaml:"trunk"`
 }
 
 // Phone is a SIP softphone or desk phone registering to Asterisk.
@@ -93,6 +100,8 @@ type Trunk struct {
 type Media struct {
 	// ICEPort is the one UDP port all browser media uses (ICE-lite, muxed).
 	ICEPort int `mapstructure:"ice_port" yaml:"ice_port"`
+	// ICETCPPort is the TCP port for passive ICE-TCP (RFC 6544), for browsers whose network blocks UDP; 0: off.
+	ICETCPPort int `mapstructure:"ice_tcp_port" yaml:"ice_tcp_port"`
 	// PublicIPs are advertised in ICE candidates (NAT 1:1). Set them when Patchbay is behind NAT: never guessed.
 	PublicIPs []string `mapstructure:"public_ips" yaml:"public_ips"`
 	// IncludeLoopback offers loopback candidates: only for single-host tests.
@@ -163,9 +172,13 @@ func Defaults() Config {
 			RTPStart:    10000,
 			RTPEnd:      20000,
 			Trunk:       Trunk{Name: "carrier"},
+
+			TimersSessExpires: 1800,
+			TimersMinSE:       90,
 		},
 		Media: Media{
 			ICEPort:        50000,
+			ICETCPPort:     50000,
 			RelayHost:      "127.0.0.1",
 			RelayPortStart: 40000,
 			RelayPortEnd:   44999,
@@ -180,5 +193,8 @@ func Defaults() Config {
 		Dialplan: DefaultDialplan(),
 		API:      API{TicketTTL: time.Minute},
 		Limits:   DefaultLimits(),
+
+		TURN:       DefaultTURN(),
+		Signalling: DefaultSignalling(),
 	}
 }

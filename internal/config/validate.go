@@ -199,6 +199,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.validateCalls(bad)
+	c.validateNetwork(bad)
 	if c.Certs.Dir == "" {
 		bad("certs.dir", "must be set")
 	}

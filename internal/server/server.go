@@ -88,14 +88,14 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	for _, is := range cfg.Media.ICEServers {
 		iceServers = append(iceServers, pion.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential.Reveal()})
 	}
-	s.media, err = media.NewAPI(media.Options{
+	s.media, err = media.NewAPI(networkMedia(cfg, media.Options{
 		ICEPort:         cfg.Media.ICEPort,
 		PublicIPs:       cfg.Media.PublicIPs,
 		IncludeLoopback: cfg.Media.IncludeLoopback,
 		Video:           cfg.Media.Video,
 		ICEServers:      iceServers,
 		Logger:          log.With("component", "media"),
-	})
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("media (media.ice_port %d): %w", cfg.Media.ICEPort, err)
 	}
@@ -132,13 +132,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.signal, err = signal.NewServer(signal.ServerOptions{
+	s.signal, err = signal.NewServer(networkSignal(cfg, signal.ServerOptions{
 		Verifier:       s.signer,
 		Handler:        s.calls,
 		AllowedOrigins: cfg.HTTP.AllowedOrigins,
 		ICEServers:     s.iceServersForBrowsers,
 		Logger:         log,
-	})
+	}))
 	if err != nil {
 		return nil, err
 	}

@@ -51,6 +51,7 @@ func StartPatchbay(t testing.TB, a *Asterisk, opts PatchbayOptions) *Patchbay {
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.HTTP.ShutdownTimeout = 3 * time.Second
 	cfg.Media.ICEPort = 0
+	cfg.Media.ICETCPPort = FreeTCPPort(t)
 	cfg.Media.IncludeLoopback = true
 	// Relay ports: a random window per instance so that concurrent test processes do not collide.
 	base := 30000 + rand.IntN(200)*100
@@ -153,6 +154,17 @@ func (p *Patchbay) Dial(t testing.TB, ctx context.Context, user string, dial ...
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// FreeTCPPort returns a loopback TCP port that was free a moment ago.
+func FreeTCPPort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free TCP port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 type testWriter struct{ t testing.TB }
