@@ -1,9 +1,14 @@
 package config
 
 import (
+	"net"
 	"net/url"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/patchbay/patchbay/turnconf"
 )
 
 // TURN is the TURN relay (coturn with use-auth-secret) browsers fall back to when no direct path works. Patchbay
@@ -16,6 +21,15 @@ type TURN struct {
 	Secret Secret `mapstructure:"secret" yaml:"secret"`
 	// TTL is how long minted credentials stay valid; sessions get fresh ones before then. Default 10m.
 	TTL time.Duration `mapstructure:"ttl" yaml:"ttl"`
+	// The rest renders coturn's own file (`patchbay turn-config`). Realm defaults to public_host.
+	Realm          string `mapstructure:"realm" yaml:"realm"`
+	RelayPortStart int    `mapstructure:"relay_port_start" yaml:"relay_port_start"`
+	RelayPortEnd   int    `mapstructure:"relay_port_end" yaml:"relay_port_end"`
+	// AllowedPeerIPs are Patchbay's media addresses that coturn may relay to although they are private (a LAN
+	// or same-host deployment); every other private range stays denied. media.public_ips are always allowed.
+	AllowedPeerIPs []string `mapstructure:"allowed_peer_ips" yaml:"allowed_peer_ips"`
+	// ExternalIP is coturn's external-ip ("PUBLIC" or "PUBLIC/PRIVATE") when it is behind NAT.
+	ExternalIP string `mapstructure:"external_ip" yaml:"external_ip"`
 }
 
 // Signalling tunes the browser WebSocket sessions.
@@ -28,7 +42,45 @@ type Signalling struct {
 }
 
 // DefaultTURN returns the TURN defaults (no URLs: off).
-func DefaultTURN() TURN { return TURN{TTL: 10 * time.Minute} }
+func DefaultTURN() TURN {
+	return TURN{TTL: 10 * time.Minute, RelayPortStart: 49160, RelayPortEnd: 49999}
+}
+
+// TURNParams maps the configuration onto coturn's: the listening ports come from turn.urls (turn: → UDP/TCP,
+// turns: → TLS), the certificate from certs.dir (certDir overrides it, as coturn may see another path).
+func (c *Config) TURNParams(certDir string) turnconf.Params {
+	t := c.TURN
+	p := turnconf.Params{
+		Port: 3478, MinPort: t.RelayPortStart, MaxPort: t.RelayPortEnd,
+		Secret: t.Secret.Reveal(), Realm: t.Realm, ExternalIP: t.ExternalIP,
+		AllowedPeerIPs: append(append([]string(nil), c.Media.PublicIPs...), t.AllowedPeerIPs...),
+	}
+	if p.Realm == "" {
+		p.Realm = c.PublicHost
+	}
+	if certDir == "" {
+		certDir = c.Certs.Dir
+	}
+	for _, u := range t.URLs {
+		scheme, rest, _ := strings.Cut(u, ":")
+		hostPort, _, _ := strings.Cut(rest, "?")
+		port := 0
+		if _, ps, err := net.SplitHostPort(hostPort); err == nil {
+			port, _ = strconv.Atoi(ps)
+		}
+		switch {
+		case scheme == "turns":
+			if port == 0 {
+				port = 5349
+			}
+			p.TLSPort = port
+			p.CertFile, p.KeyFile = filepath.Join(certDir, "server.crt"), filepath.Join(certDir, "server.key")
+		case port != 0:
+			p.Port = port
+		}
+	}
+	return p
+}
 
 // DefaultSignalling returns the signalling defaults.
 func DefaultSignalling() Signalling {
@@ -48,6 +100,9 @@ func (c *Config) validateNetwork(bad func(key, format string, args ...any)) {
 	}
 	if len(t.URLs) > 0 && len(t.Secret) < 32 {
 		bad("turn.secret", "must be set to coturn's static-auth-secret, 32 or more random characters, when turn.urls is")
+	}
+	if t.RelayPortStart < 1024 || t.RelayPortEnd > 65535 || t.RelayPortEnd < t.RelayPortStart {
+		bad("turn.relay_port_start", "%d–%d is not a port range above 1023 (turn.relay_port_end)", t.RelayPortStart, t.RelayPortEnd)
 	}
 	if t.TTL < 10*time.Second || t.TTL > 24*time.Hour {
 		bad("turn.ttl", "must be between 10s and 24h; keep it short, e.g. 10m")

@@ -16,30 +16,62 @@
 
 /** Stable error codes the server sends; branch on these, never on the text. */
 export const ERROR_CODES = Object.freeze([
-  "bad_message", "too_large", "rate_limited", "unauthorized", "token_expired",
+  "bad_message", "too_large", "rate_limited", "unauthorized", "token_expired", "too_many_connections",
   "forbidden_destination", "invalid_number", "unknown_call", "duplicate_call",
-  "unsupported_media", "no_audio", "unavailable", "internal", "unknown_room",
+  "unsupported_media", "no_audio", "unavailable", "internal", "unknown_room", "invalid_ticket",
+  "call_rate_limited", "too_many_calls", "budget_exhausted", "max_duration", "forbidden_caller_id",
 ]);
+
+/**
+ * Codes this client makes itself (never sent by the server): turn_refused (the TURN server refused the
+ * credentials, e.g. they expired) and no_path (no network path to Patchbay or the relay worked).
+ */
+export const CLIENT_CODES = Object.freeze(["turn_refused", "no_path"]);
 
 /** Q.850 codes of the hangup causes this client itself produces. */
 export const CAUSES = Object.freeze({
   normal_clearing: 16, user_busy: 17, no_answer: 19, call_rejected: 21,
   unallocated_number: 1, answered_elsewhere: 26, invalid_number_format: 28,
-  bearer_capability_not_available: 58, temporary_failure: 41,
+  bearer_capability_not_available: 58, temporary_failure: 41, incompatible_destination: 88,
+  recovery_on_timer_expire: 102, media_timeout: 41, signalling_lost: 41,
 });
 
-// Errors that end the call they name: the server will not carry it further.
-const CALL_ENDING = Object.freeze({
+/**
+ * Errors that end the call they name, with the hangup cause the server sends right after them (docs/signalling.md,
+ * "Errors that end a call"; the same table as wire.CauseForCode). The server also marks them "final": true.
+ */
+export const FINAL_CODES = Object.freeze({
   forbidden_destination: "call_rejected",
   invalid_number: "invalid_number_format",
-  unknown_call: "temporary_failure",
-  duplicate_call: "temporary_failure",
-  unsupported_media: "bearer_capability_not_available",
-  unknown_room: "unallocated_number",
-  no_audio: "temporary_failure",
+  unsupported_media: "incompatible_destination",
+  no_audio: "media_timeout",
   unavailable: "temporary_failure",
   internal: "temporary_failure",
+  call_rate_limited: "call_rejected",
+  too_many_calls: "call_rejected",
+  budget_exhausted: "call_rejected",
+  max_duration: "recovery_on_timer_expire",
+  forbidden_caller_id: "call_rejected",
+  unknown_room: "unallocated_number",
+  invalid_ticket: "call_rejected",
+  token_expired: "normal_clearing",
 });
+
+// The server no longer knows a call we think is live: it is over for us too.
+const LOST_CODES = Object.freeze({ unknown_call: "temporary_failure", duplicate_call: "temporary_failure" });
+
+// Close reasons after which reconnecting cannot help.
+const FATAL_CLOSE = new Set(["unauthorized", "token_expired", "too_large", "rate_limited", "too_many_connections"]);
+
+// TURN REST usernames are "EXPIRY:USER": the expiry in ms, or 0.
+function turnExpiry(servers) {
+  let min = 0;
+  for (const s of servers || []) {
+    const e = Number(String(s.username || "").split(":")[0]) * 1000;
+    if (e > 0 && (!min || e < min)) min = e;
+  }
+  return min;
+}
 
 const DIGITS = /^[0-9*#A-D]{1,32}$/;
 
@@ -100,6 +132,12 @@ export class PatchbayCall extends Emitter {
   #sdpChain = Promise.resolve(); // remote descriptions are applied one at a time, in arrival order
   #lastOffer = ""; // the server's last renegotiation offer and our answer to it
   #lastAnswer = "";
+  #opts = {}; // per-call options: iceServers, iceTransportPolicy, answerFilter
+  #restartTimer = null; // ICE restart scheduled after "disconnected"
+  #restartDeadline = 0; // give up on the media path after this (ms since epoch)
+  #restartPending = false; // restart once signalling is back
+  #restarting = false;
+  #mediaUp = false;
 
   constructor(pb, id, direction, peer) {
     super();
@@ -115,6 +153,9 @@ export class PatchbayCall extends Emitter {
     this.offer = ""; // the server's offer, for incoming calls
     this.cause = "";
     this.code = 0;
+    this.iceErrors = []; // icecandidateerror events: {errorCode, errorText, url}
+    this.restarts = 0; // ICE restarts sent
+    this.network = "ok"; // "ok" | "reconnecting": media or signalling is being restored
   }
 
   /** Accept an incoming call. opts.stream: a MediaStream to send (else the microphone). */
@@ -195,12 +236,21 @@ export class PatchbayCall extends Emitter {
     return true;
   }
 
-  _createPeerConnection() {
+  _createPeerConnection(opts = {}) {
     const PC = this.#pb._RTCPeerConnection;
     if (!PC) throw new PatchbayError("unsupported_media", "this browser has no RTCPeerConnection");
     if (this.state === "ended") throw new PatchbayError("unknown_call", "call has ended", this.id);
-    const pc = new PC({ iceServers: this.#pb.iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+    this.#opts = opts;
+    const config = { iceServers: opts.iceServers || this.#pb.iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" };
+    if (opts.iceTransportPolicy) config.iceTransportPolicy = opts.iceTransportPolicy;
+    const pc = new PC(config);
     this.#pc = pc;
+    pc.onicecandidateerror = (e) => {
+      const err = { errorCode: e.errorCode || 0, errorText: e.errorText || "", url: e.url || "" };
+      this.iceErrors.push(err);
+      this.emit("iceerror", err);
+    };
+    pc.oniceconnectionstatechange = () => this.#onICEState(pc);
     pc.onicecandidate = (e) => {
       if (this.state === "ended") return;
       const c = e.candidate;
@@ -213,13 +263,115 @@ export class PatchbayCall extends Emitter {
       this.remoteStream = (e.streams && e.streams[0]) || (MS ? new MS([e.track]) : null);
       this.emit("track", { stream: this.remoteStream, track: e.track });
     };
-    pc.onconnectionstatechange = () => {
-      if (pc.connectionState === "failed" && this.state !== "ended") {
-        this.emit("error", new PatchbayError("no_audio", "media connection failed (ICE/DTLS)", this.id));
-        this.hangup();
-      }
-    };
     return pc;
+  }
+
+  // ICE restarts: "disconnected" for 2 s or "failed" sends a restart offer (new ufrag/pwd) over signalling; the
+  // server answers and media moves to whatever path works now. DTLS and the call stay. Without a working path by
+  // the deadline the call ends with no_audio (or turn_refused when the relay refused our credentials).
+  #onICEState(pc) {
+    if (pc !== this.#pc || this.state === "ended") return;
+    const s = pc.iceConnectionState;
+    if (s === "connected" || s === "completed") {
+      clearTimeout(this.#restartTimer);
+      this.#restartTimer = null;
+      this.#restartDeadline = 0;
+      this.#mediaUp = true;
+      if (this.network !== "ok") {
+        this.network = "ok";
+        this.#restarting = false;
+        this.emit("reconnected", { restarts: this.restarts });
+      }
+      return;
+    }
+    if (s === "disconnected" || s === "failed") {
+      if (!this.#restartDeadline) this.#restartDeadline = Date.now() + this.#pb.restartTimeout;
+      if (this.network === "ok") {
+        this.network = "reconnecting";
+        this.emit("reconnecting", { reason: "media", state: s });
+      }
+      if (s === "failed") this.#restartIce();
+      else if (!this.#restartTimer) this.#restartTimer = setTimeout(() => this.#restartIce(), 2000);
+    }
+  }
+
+  async #restartIce() {
+    clearTimeout(this.#restartTimer);
+    this.#restartTimer = null;
+    const pc = this.#pc;
+    if (!pc || this.state === "ended" || !pc.remoteDescription) return;
+    const st = pc.iceConnectionState;
+    if (st === "connected" || st === "completed") return;
+    if (this.#restartDeadline && Date.now() > this.#restartDeadline) {
+      this.#mediaFailed();
+      return;
+    }
+    // Retry every 5 s until the deadline; a restart needs signalling, so it waits for a resume.
+    this.#restartTimer = setTimeout(() => this.#restartIce(), 5000);
+    if (this.#pb.status !== "connected") {
+      this.#restartPending = true;
+      return;
+    }
+    this.#restartPending = false;
+    await this.#serially(async () => {
+      if (this.state === "ended") return;
+      try {
+        // Our last restart offer got no answer (signalling dropped after it): take it back and offer again.
+        if (pc.signalingState === "have-local-offer" && this.#restarting) await pc.setLocalDescription({ type: "rollback" });
+        if (pc.signalingState !== "stable") return;
+        this.#restarting = true;
+        if (!this.#opts.iceServers && typeof pc.setConfiguration === "function") {
+          // Fresh TURN credentials for the new allocation.
+          try { pc.setConfiguration({ ...pc.getConfiguration(), iceServers: this.#pb.iceServers }); } catch { /* keep the old ones */ }
+        }
+        const offer = await pc.createOffer({ iceRestart: true });
+        await pc.setLocalDescription(offer);
+        if (this.state === "ended") return;
+        this.restarts++;
+        this.#pb._send({ type: "offer", call_id: this.id, sdp: pc.localDescription.sdp });
+        this.emit("icerestart", { restarts: this.restarts });
+      } catch (err) {
+        this.emit("error", new PatchbayError("internal", `ICE restart failed: ${err.message || err}`, this.id));
+      }
+    });
+  }
+
+  #mediaFailed() {
+    const refused = this.iceErrors.find((e) => e.errorCode === 401 || e.errorCode === 403 || e.errorCode === 701 && /auth/i.test(e.errorText));
+    const exp = turnExpiry(this.#opts.iceServers || this.#pb.iceServers);
+    let err;
+    if (refused || (this.#opts.iceTransportPolicy === "relay" && exp && exp < Date.now())) {
+      err = new PatchbayError("turn_refused", refused
+        ? `the TURN server refused our credentials (${refused.errorCode} ${refused.errorText})${exp && exp < Date.now() ? ": they expired" : ""}`
+        : `the TURN credentials expired at ${new Date(exp).toISOString()}`, this.id);
+    } else {
+      err = new PatchbayError(this.#mediaUp ? "no_audio" : "no_path",
+        this.#mediaUp ? "the media connection was lost and could not be restored" : "no network path to Patchbay worked (UDP, TCP and relay)", this.id);
+    }
+    this.emit("error", err);
+    this.hangup();
+  }
+
+  // Signalling came back after a drop (the server gave this call back): restart ICE if the media path broke
+  // meanwhile.
+  _resumed() {
+    this.emit("resumed", {});
+    const pc = this.#pc;
+    if (!pc) return;
+    const s = pc.iceConnectionState;
+    if (this.#restartPending || s === "disconnected" || s === "failed") this.#restartIce();
+    else if (this.network !== "ok" && (s === "connected" || s === "completed")) {
+      this.network = "ok";
+      this.emit("reconnected", { restarts: this.restarts });
+    }
+  }
+
+  // Signalling dropped: the server holds the call for the resume grace.
+  _signallingLost() {
+    if (this.network === "ok") {
+      this.network = "reconnecting";
+      this.emit("reconnecting", { reason: "signalling" });
+    }
   }
 
   _addLocalTracks() {
@@ -245,6 +397,9 @@ export class PatchbayCall extends Emitter {
   _onServerAnswer(sdp) {
     return this.#serially(async () => {
       if (!this.#pc || this.state === "ended") return;
+      const ss = this.#pc.signalingState;
+      if (ss && ss !== "have-local-offer") return; // a late duplicate: nothing to apply
+      if (this.#opts.answerFilter) sdp = this.#opts.answerFilter(sdp);
       try {
         await this.#pc.setRemoteDescription({ type: "answer", sdp });
         await this.#flushRemoteCandidates();
@@ -338,7 +493,9 @@ export class PatchbayCall extends Emitter {
       case "error": {
         const err = new PatchbayError(m.error || "internal", m.message || "", this.id);
         this.emit("error", err);
-        const cause = CALL_ENDING[err.code];
+        // Final: the call is over (a hangup follows, and is ignored); stop trickling at once so the server
+        // never answers our candidates with unknown_call.
+        const cause = FINAL_CODES[err.code] || (m.final ? "temporary_failure" : LOST_CODES[err.code]);
         if (cause) this._end(cause, CAUSES[cause] || 41, { error: err.code, local: false });
         break;
       }
@@ -358,6 +515,8 @@ export class PatchbayCall extends Emitter {
 
   _end(cause, code, extra = {}) {
     if (this.state === "ended") return;
+    clearTimeout(this.#restartTimer);
+    this.#restartTimer = null;
     this.cause = cause;
     this.code = code;
     this.#setState("ended");
@@ -557,12 +716,17 @@ export class PatchbayRoom extends PatchbayCall {
  *
  * options: url (wss://host/ws), token (JWT), audio (getUserMedia audio
  * constraints, e.g. {echoCancellation:false}), iceServers (override those from
- * the server), pingInterval (ms, default 20000). For tests: WebSocket,
- * RTCPeerConnection and getUserMedia replace the browser's.
+ * the server), pingInterval (ms, default 20000), reconnect (default true),
+ * reconnectBase / reconnectMax (ms, backoff 500 → 8000, with jitter),
+ * restartTimeout (ms a call may be without media before it ends, default 30000).
+ * For tests: WebSocket, RTCPeerConnection and getUserMedia replace the browser's.
  *
- * status: "idle" | "connecting" | "connected" | "closed".
+ * status: "idle" | "connecting" | "connected" | "reconnecting" | "closed".
  * Events: statechange {status}, connected (authed message), incoming
- * (PatchbayCall), error (PatchbayError), close {code, reason}.
+ * (PatchbayCall), error (PatchbayError), close {code, reason},
+ * reconnecting {code, reason} (the socket dropped; calls are held by the
+ * server for resume_grace), reconnect {attempt, delay}, resumed {calls}
+ * (call ids given back), refresh {iceServers} (fresh TURN credentials).
  */
 export class Patchbay extends Emitter {
   #ws = null;
@@ -571,6 +735,11 @@ export class Patchbay extends Emitter {
   #awaitingPong = false;
   #lastErrorCode = "";
   #iceOverride = false;
+  #closing = false; // close() was called: no reconnect
+  #ended = new Set(); // ids of calls that ended lately: late errors about them are not news
+  #attempt = 0;
+  #reconnectTimer = null;
+  #graceTimer = null;
 
   constructor(options = {}) {
     super();
@@ -581,6 +750,13 @@ export class Patchbay extends Emitter {
     this.iceServers = options.iceServers || [];
     this.#iceOverride = Boolean(options.iceServers);
     this.pingInterval = options.pingInterval ?? 20000;
+    this.reconnect = options.reconnect ?? true;
+    this.reconnectBase = options.reconnectBase ?? 500;
+    this.reconnectMax = options.reconnectMax ?? 8000;
+    this.restartTimeout = options.restartTimeout ?? 30000;
+    this.resumeToken = "";
+    this.resumeGrace = 0; // ms
+    this.resumes = 0;
     this.status = "idle";
     this.user = "";
     this.display = "";
@@ -604,6 +780,12 @@ export class Patchbay extends Emitter {
     if (!this.token) return Promise.reject(new PatchbayError("unauthorized", "no token"));
     this.#setStatus("connecting");
     this.#lastErrorCode = "";
+    this.#closing = false;
+    return this.#open("");
+  }
+
+  // Opens the socket and authenticates, with a resume token after a drop.
+  #open(resume) {
     return new Promise((resolve, reject) => {
       let settled = false;
       let ws;
@@ -615,7 +797,7 @@ export class Patchbay extends Emitter {
         return;
       }
       this.#ws = ws;
-      ws.onopen = () => ws.send(JSON.stringify({ type: "auth", token: this.token }));
+      ws.onopen = () => ws.send(JSON.stringify(resume ? { type: "auth", token: this.token, resume } : { type: "auth", token: this.token }));
       ws.onmessage = (ev) => {
         let m;
         try {
@@ -629,13 +811,7 @@ export class Patchbay extends Emitter {
         }
         if (!settled && m.type === "authed") {
           settled = true;
-          this.user = m.user || "";
-          this.display = m.display || "";
-          this.session = m.session || "";
-          if (!this.#iceOverride) this.iceServers = m.ice_servers || [];
-          this.#setStatus("connected");
-          this.#startPing();
-          this.emit("connected", m);
+          this.#authed(m, Boolean(resume));
           resolve(m);
           return;
         }
@@ -651,7 +827,7 @@ export class Patchbay extends Emitter {
       };
       ws.onclose = (ev) => {
         if (this.#ws !== ws) return;
-        this.#closed(ev.code, ev.reason || "");
+        this.#dropped(ev.code, ev.reason || "");
         if (!settled) {
           settled = true;
           reject(new PatchbayError(ev.reason || this.#lastErrorCode || "unavailable",
@@ -662,9 +838,40 @@ export class Patchbay extends Emitter {
     });
   }
 
+  #authed(m, resumed) {
+    this.user = m.user || "";
+    this.display = m.display || "";
+    this.session = m.session || "";
+    this.#applyRefresh(m);
+    this.#attempt = 0;
+    clearTimeout(this.#graceTimer);
+    this.#graceTimer = null;
+    this.#setStatus("connected");
+    this.#startPing();
+    if (resumed) {
+      const back = new Set(m.resumed || []);
+      this.resumes++;
+      for (const c of [...this.#calls.values()]) {
+        if (back.has(c.id)) c._resumed();
+        else c._end("signalling_lost", CAUSES.signalling_lost, { error: "unavailable", local: false });
+      }
+      this.emit("resumed", { calls: [...back], session: this.session });
+    }
+    this.emit("connected", m);
+  }
+
+  #applyRefresh(m) {
+    if (!this.#iceOverride && Array.isArray(m.ice_servers)) this.iceServers = m.ice_servers;
+    if (m.resume_token) this.resumeToken = m.resume_token;
+    if (m.resume_grace) this.resumeGrace = m.resume_grace * 1000;
+    this.emit("refresh", { iceServers: this.iceServers });
+  }
+
   /**
    * Place a call. opts.stream: a MediaStream to send (else the microphone with
-   * this.audio constraints, or opts.audio). Resolves once the offer is sent.
+   * this.audio constraints, or opts.audio); opts.iceServers and
+   * opts.iceTransportPolicy ("relay") override the connection's for this call.
+   * Resolves once the offer is sent.
    */
   async call(to, opts = {}) {
     if (this.status !== "connected") throw new PatchbayError("unavailable", "not connected");
@@ -674,7 +881,9 @@ export class Patchbay extends Emitter {
     this.#calls.set(call.id, call);
     try {
       if (!(await call._attachStream(opts))) return call;
-      const pc = call._createPeerConnection();
+      const pc = call._createPeerConnection({
+        iceServers: opts.iceServers, iceTransportPolicy: opts.iceTransportPolicy, answerFilter: opts.answerFilter,
+      });
       call._addLocalTracks();
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
@@ -724,6 +933,9 @@ export class Patchbay extends Emitter {
 
   /** Hang up every call and close the connection. */
   close() {
+    this.#closing = true;
+    clearTimeout(this.#reconnectTimer);
+    clearTimeout(this.#graceTimer);
     for (const c of this.#calls.values()) c.hangup();
     const ws = this.#ws;
     if (ws) {
@@ -767,11 +979,17 @@ export class Patchbay extends Emitter {
 
   _forget(call) {
     this.#calls.delete(call.id);
+    this.#ended.add(call.id);
+    if (this.#ended.size > 64) this.#ended.delete(this.#ended.values().next().value);
   }
 
   #onMessage(m) {
     if (m.type === "pong") {
       this.#awaitingPong = false;
+      return;
+    }
+    if (m.type === "refresh") {
+      this.#applyRefresh(m);
       return;
     }
     if (m.type === "incoming") {
@@ -785,10 +1003,10 @@ export class Patchbay extends Emitter {
     }
     const call = m.call_id ? this.#calls.get(m.call_id) : null;
     if (m.type === "error") {
-      this.#lastErrorCode = m.error || "";
+      if (!m.call_id) this.#lastErrorCode = m.error || ""; // a session error: it may explain the close that follows
       const err = new PatchbayError(m.error || "internal", m.message || "", m.call_id);
       if (call) call._onServerMessage(m);
-      else this.emit("error", err);
+      else if (!this.#ended.has(m.call_id)) this.emit("error", err); // an answer to a candidate of an ended call is no news
       return;
     }
     if (!call) return; // a late message for a call that already ended
@@ -812,9 +1030,9 @@ export class Patchbay extends Emitter {
     if (!this.pingInterval) return;
     this.#pingTimer = setInterval(() => {
       if (this.#awaitingPong) { // a whole interval without a pong: the path is dead
-        this.emit("error", new PatchbayError("unavailable", "no pong from the server"));
-        try { this.#ws.close(1000); } catch { /* closing anyway */ }
-        this.#closed(1006, "unavailable");
+        const ws = this.#ws;
+        try { ws.close(1000); } catch { /* closing anyway */ }
+        this.#dropped(1006, "");
         return;
       }
       this.#awaitingPong = this._send({ type: "ping" });
@@ -827,8 +1045,56 @@ export class Patchbay extends Emitter {
     this.#awaitingPong = false;
   }
 
+  /**
+   * Drop the socket as a network failure would (no close frame reaches the server's handler first); the
+   * client reconnects and resumes. For tests and the pre-call check.
+   */
+  _dropForTest() {
+    const ws = this.#ws;
+    if (!ws) return;
+    this.#dropped(1006, "");
+    try { ws.close(4000, "test drop"); } catch { /* already closed */ }
+  }
+
+  // The socket ended. Unless it was ours to close or the server refused us for good, reconnect with backoff and
+  // jitter and resume: the server holds the calls for resume_grace.
+  #dropped(code, reason) {
+    const why = reason || this.#lastErrorCode;
+    const wasUp = this.status === "connected" || this.status === "reconnecting";
+    if (this.#closing || !this.reconnect || !wasUp || FATAL_CLOSE.has(why) || !this.resumeToken) {
+      this.#closed(code, reason);
+      return;
+    }
+    this.#stopPing();
+    this.#ws = null;
+    if (this.status !== "reconnecting") {
+      this.#setStatus("reconnecting");
+      this.emit("reconnecting", { code, reason: why });
+      for (const c of this.#calls.values()) c._signallingLost();
+      // Past the grace the server has ended the calls: say so instead of waiting for the resume reply.
+      if (this.#calls.size > 0 && this.resumeGrace > 0) {
+        this.#graceTimer = setTimeout(() => {
+          for (const c of [...this.#calls.values()]) {
+            c._end("signalling_lost", CAUSES.signalling_lost, { error: "unavailable", local: true });
+          }
+        }, this.resumeGrace);
+      }
+    }
+    clearTimeout(this.#reconnectTimer);
+    const base = Math.min(this.reconnectMax, this.reconnectBase * 2 ** this.#attempt);
+    const delay = Math.round(base / 2 + Math.random() * base / 2); // jitter: tabs of one office do not stampede
+    this.#attempt++;
+    this.emit("reconnect", { attempt: this.#attempt, delay });
+    this.#reconnectTimer = setTimeout(() => {
+      if (this.#closing || this.status !== "reconnecting") return;
+      this.#open(this.resumeToken).catch(() => { /* #dropped scheduled the next try */ });
+    }, delay);
+  }
+
   #closed(code, reason) {
     if (this.status === "closed") return;
+    clearTimeout(this.#reconnectTimer);
+    clearTimeout(this.#graceTimer);
     this.#stopPing();
     this.#ws = null;
     const why = reason || this.#lastErrorCode;
