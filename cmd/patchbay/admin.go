@@ -15,8 +15,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	asteriskconfigs "github.com/patchbay/patchbay/asterisk-configs"
-	"github.com/patchbay/patchbay/certs"
 	"github.com/patchbay/patchbay/auth"
+	"github.com/patchbay/patchbay/certs"
 	"github.com/patchbay/patchbay/turnconf"
 )
 

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchbay/patchbay/certs"
 	"github.com/patchbay/patchbay/auth"
+	"github.com/patchbay/patchbay/certs"
 	"github.com/patchbay/patchbay/internal/config"
 	"github.com/patchbay/patchbay/internal/server"
 	"github.com/patchbay/patchbay/webrtc/signal"
