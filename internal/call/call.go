@@ -20,6 +20,7 @@ const (
 	kindBrowser     inboundKind = iota // a message from a browser session
 	kindSessionGone                    // a browser's connection closed
 	kindShutdown                       // Patchbay is stopping
+	kindResumed                        // NETWORK-HOOK: the browser came back on a new session (in.session)
 )
 
 // inbound is something that happened to a call outside its own goroutine.

@@ -153,7 +153,8 @@ func (m *Manager) HandleMessage(ctx context.Context, s *signal.Session, msg sign
 		m.placeCall(s, msg)
 	case signal.TypeJoin:
 		m.joinRoom(s, msg)
-	case signal.TypeCandidate, signal.TypeDTMF, signal.TypeHangup, signal.TypeAnswer, signal.TypeReject:
+	case signal.TypeCandidate, signal.TypeDTMF, signal.TypeHangup, signal.TypeAnswer, signal.TypeReject,
+		signal.TypeOffer: // NETWORK-HOOK: an ICE restart on a live call
 		c := m.lookup(s.ID(), msg.CallID)
 		if c == nil {
 			_ = s.Send(ctx, signal.ErrorMessage(msg.CallID, wire.CodeUnknownCall, "no call with this call_id on this connection"))
@@ -174,6 +175,34 @@ func (m *Manager) SessionClosed(s *signal.Session) {
 	for _, c := range calls {
 		c.post(inbound{kind: kindSessionGone, session: s})
 	}
+}
+
+// SessionResumed implements signal.Resumer (NETWORK-HOOK, for the lead's call package to re-implement): the calls
+// the dropped session left held move to s, and each call's goroutine is told (kindResumed) so it sends to s from
+// now on and stops its grace timer. Returns the browser call_ids given back.
+func (m *Manager) SessionResumed(_ context.Context, s *signal.Session, previousSessionID string) []string {
+	m.mu.Lock()
+	held := m.bySession[previousSessionID]
+	delete(m.bySession, previousSessionID)
+	ids := make([]string, 0, len(held))
+	calls := make([]*Call, 0, len(held))
+	if len(held) > 0 {
+		byID := m.bySession[s.ID()]
+		if byID == nil {
+			byID = map[string]*Call{}
+			m.bySession[s.ID()] = byID
+		}
+		for id, c := range held {
+			byID[id] = c
+			ids = append(ids, id)
+			calls = append(calls, c)
+		}
+	}
+	m.mu.Unlock()
+	for _, c := range calls {
+		c.post(inbound{kind: kindResumed, session: s})
+	}
+	return ids
 }
 
 func (m *Manager) lookup(sessionID, callID string) *Call {

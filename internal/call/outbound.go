@@ -214,8 +214,12 @@ func (c *Call) loop(sub *ari.Subscription, iceDead <-chan struct{}) string {
 		defer t.Stop()
 		maxDur = t.C
 	}
+	var graceC <-chan time.Time // NETWORK-HOOK: set while the browser's signalling is gone
 	for {
 		select {
+		case <-graceC: // NETWORK-HOOK
+			c.log.Info("browser did not resume within the grace period: ending the call")
+			return wire.CauseSignallingLost
 		case <-c.ctx.Done():
 			c.send(c.browser, signal.HangupMessage(c.clientID, wire.CauseNormalClearing))
 			return wire.CauseNormalClearing
@@ -234,9 +238,33 @@ func (c *Call) loop(sub *ari.Subscription, iceDead <-chan struct{}) string {
 				c.send(c.browser, signal.HangupMessage(c.clientID, wire.CauseNormalClearing))
 				return wire.CauseNormalClearing
 			case kindSessionGone:
-				return wire.CauseNormalClearing
+				// NETWORK-HOOK: hold the call for the resume grace instead of ending it.
+				if in.session != c.browser {
+					break // a session this call already left
+				}
+				grace := in.session.ResumeGrace()
+				if grace <= 0 {
+					return wire.CauseNormalClearing
+				}
+				c.log.Info("browser signalling lost: holding the call for a resume", "grace", grace)
+				graceT := time.NewTimer(grace)
+				defer graceT.Stop()
+				graceC = graceT.C
+			case kindResumed: // NETWORK-HOOK
+				c.log.Info("browser resumed the call", "session", in.session.ID())
+				c.browser = in.session
+				graceC = nil
 			case kindBrowser:
 				switch in.msg.Type {
+				case signal.TypeOffer: // NETWORK-HOOK: ICE restart; DTLS/SRTP and Asterisk untouched
+					answer, err := c.peer.Restart(c.ctx, in.msg.SDP)
+					if err != nil {
+						c.log.Warn("ICE restart refused", "err", err)
+						c.send(c.browser, signal.ErrorMessage(c.clientID, wire.CodeBadMessage, "ICE restart not applied: "+err.Error()))
+						break
+					}
+					c.log.Info("ICE restart answered")
+					c.send(c.browser, signal.Message{Type: signal.TypeAnswer, CallID: c.clientID, SDP: answer})
 				case signal.TypeHangup:
 					return wire.CauseNormalClearing
 				case signal.TypeCandidate:

@@ -232,3 +232,26 @@ func TestRestartOfferValidated(t *testing.T) {
 		t.Fatalf("got %+v, want pong (no hangup)", m)
 	}
 }
+
+func TestFinalErrorGetsExactlyOneHangup(t *testing.T) {
+	e := newEnv(t, nil)
+	e.h.onMessage = func(ctx context.Context, s *Session, m Message) {
+		if m.Type != TypeCall {
+			return
+		}
+		_ = s.Send(ctx, ErrorMessage(m.CallID, wire.CodeTooManyCalls, "4 calls already"))
+		_ = s.Send(ctx, HangupMessage(m.CallID, wire.CauseNormalClearing)) // the call layer's own: dropped
+		_ = s.Send(ctx, ErrorMessage(m.CallID, wire.CodeUnknownCall, "not final"))
+	}
+	ws := e.authedRaw("alice")
+	writeJSON(t, ws, Message{Type: TypeCall, CallID: "c1", To: "600", SDP: testOffer})
+	if m := readMsg(t, ws); m.Type != TypeError || m.Error != wire.CodeTooManyCalls || !m.Final {
+		t.Fatalf("got %+v", m)
+	}
+	if m := readMsg(t, ws); m.Type != TypeHangup || m.Cause != wire.CauseCallRejected || m.Code != 21 {
+		t.Fatalf("got %+v, want hangup call_rejected/21", m)
+	}
+	if m := readMsg(t, ws); m.Type != TypeError || m.Error != wire.CodeUnknownCall || m.Final {
+		t.Fatalf("got %+v (a second hangup?)", m)
+	}
+}

@@ -35,9 +35,11 @@ type Session struct {
 	cancel context.CancelFunc
 	send   chan Message
 
-	mu        sync.Mutex // guards closed and closeCode against Send and Close
+	mu        sync.Mutex // guards closed, closeCode and hungUp against Send and Close
 	closed    bool
 	closeCode string
+	hungUp    map[string]bool // calls that got their one hangup (see Send)
+	hungOrder []string        // hungUp in insertion order, to bound it
 
 	// Owned by the reader goroutine (control-frame handlers run on it too).
 	bucket  *bucket
@@ -113,6 +115,10 @@ func (s *Session) Logger() *slog.Logger { return s.log.With("user", s.User()) }
 // closed or ctx is done. A full queue means the browser stopped reading: the
 // message cannot be delivered in order any more, so the session is closed with
 // "unavailable" and ErrQueueFull is returned.
+//
+// Every call ends with exactly one "hangup": a final error (Message.Final, see ErrorMessage) is followed at once
+// by a hangup with wire.CauseForCode(code), and any later hangup for the same call_id is dropped, so the call
+// layer may send its own hangup after an error without the browser seeing two.
 func (s *Session) Send(ctx context.Context, m Message) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("send %s to session %s: %w", m.Type, s.id, err)
@@ -122,16 +128,42 @@ func (s *Session) Send(ctx context.Context, m Message) error {
 		s.mu.Unlock()
 		return fmt.Errorf("send %s to session %s: %w", m.Type, s.id, ErrSessionClosed)
 	}
-	select {
-	case s.send <- m:
+	msgs := []Message{m}
+	switch {
+	case m.Type == TypeHangup && m.CallID != "":
+		if s.hungUp[m.CallID] {
+			s.mu.Unlock()
+			return nil // the call already ended on the wire
+		}
+		s.markHungUp(m.CallID)
+	case m.Type == TypeError && m.Final && m.CallID != "" && !s.hungUp[m.CallID]:
+		msgs = append(msgs, HangupMessage(m.CallID, wire.CauseForCode(m.Error)))
+		s.markHungUp(m.CallID)
+	}
+	if len(s.send)+len(msgs) <= cap(s.send) {
+		for _, x := range msgs {
+			s.send <- x // cannot block: only Send (under mu) fills the queue beyond closeWith's one error
+		}
 		s.mu.Unlock()
 		return nil
-	default:
 	}
 	s.mu.Unlock()
 	s.log.Warn("send queue full, closing session", "queue", cap(s.send), "type", m.Type, "call", m.CallID)
 	s.closeWith(wire.CodeUnavailable, "send queue overflow")
 	return fmt.Errorf("send %s to session %s: %w", m.Type, s.id, ErrQueueFull)
+}
+
+// markHungUp remembers that callID got its hangup; s.mu is held. The oldest of more than 1024 is forgotten.
+func (s *Session) markHungUp(callID string) {
+	if s.hungUp == nil {
+		s.hungUp = make(map[string]bool)
+	}
+	s.hungUp[callID] = true
+	s.hungOrder = append(s.hungOrder, callID)
+	if len(s.hungOrder) > 1024 {
+		delete(s.hungUp, s.hungOrder[0])
+		s.hungOrder = s.hungOrder[1:]
+	}
 }
 
 // Close ends the session. A non-empty code (one of the Code* constants) is
@@ -304,10 +336,7 @@ func (s *Session) readLoop() (authed bool) {
 			// A refused call or join never reached the call layer: the call is over before it began, so it
 			// ends like any other (error, then hangup). A bad message about a live call changes nothing.
 			em.Final = em.Final && (pe.msgType == TypeCall || pe.msgType == TypeJoin)
-			s.reply(em)
-			if em.Final {
-				s.reply(HangupMessage(pe.CallID, wire.CauseForCode(pe.Code)))
-			}
+			s.reply(em) // a final one is followed by its hangup (Send)
 			continue
 		}
 		switch m.Type {
