@@ -40,6 +40,8 @@ type Params struct {
 	AllowLoopback bool
 	// PidFile, if set, is where coturn writes its pid. LogFile defaults to stdout.
 	PidFile, LogFile string
+	// Verbose logs every request with its outcome (tests count allocations and refusals).
+	Verbose bool
 }
 
 var (

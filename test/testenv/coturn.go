@@ -51,7 +51,7 @@ func StartCoturn(t testing.TB, o CoturnOptions) *Coturn {
 		Port: c.Port, MinPort: relay, MaxPort: relay + 99,
 		Secret: c.Secret, Realm: c.Realm,
 		AllowLoopback: true, AllowedPeerIPs: []string{"127.0.0.1"},
-		PidFile: filepath.Join(dir, "turnserver.pid"), LogFile: c.LogPath,
+		PidFile: filepath.Join(dir, "turnserver.pid"), LogFile: c.LogPath, Verbose: true,
 	}
 	if o.CertDir != "" {
 		c.TLSPort = freeUDPTCPPort(t)
@@ -117,6 +117,11 @@ func (c *Coturn) Allocations() int {
 	return strings.Count(c.Log(), "ALLOCATE processed, success")
 }
 
+// Refusals counts requests refused for their credentials (401).
+func (c *Coturn) Refusals() int {
+	return strings.Count(c.Log(), "error 401")
+}
+
 // Stop ends coturn and waits for it.
 func (c *Coturn) Stop(t testing.TB) {
 	if c.cmd == nil || c.cmd.Process == nil {
@@ -129,8 +134,8 @@ func (c *Coturn) Stop(t testing.TB) {
 		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
 		<-c.done
 	}
-	if t.Failed() {
-		t.Logf("coturn log tail:\n%s", c.LogTail())
+	if t.Failed() || os.Getenv("PATCHBAY_TEST_COTURN_LOG") != "" {
+		t.Logf("coturn log:\n%s", c.Log())
 	}
 }
 
