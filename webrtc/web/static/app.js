@@ -457,8 +457,11 @@ window.patchbayApp = {
   reject: () => current && current.reject(),
   disconnect: () => pb && pb.close(),
   // Drop the signalling socket as a network failure would: the page reconnects and resumes its call.
-  dropSocket: () => pb && pb._dropForTest(),
+  // Drop the signalling socket as a network failure would, with no network for awayMs: the page reconnects and
+  // resumes its call (or, past the grace, learns it ended).
+  dropSocket: (awayMs = 0) => pb && pb._dropForTest(awayMs),
   iceServers: () => (pb ? pb.iceServers : []),
+  stats: () => (current ? current.getStats() : null),
   join,
   leave: () => room && room.leave(),
   roomMute,

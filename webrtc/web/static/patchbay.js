@@ -251,9 +251,15 @@ export class PatchbayCall extends Emitter {
       this.emit("iceerror", err);
     };
     pc.oniceconnectionstatechange = () => this.#onICEState(pc);
+    let gathered = 0;
     pc.onicecandidate = (e) => {
       if (this.state === "ended") return;
       const c = e.candidate;
+      if (c && c.candidate) gathered++;
+      // Relay only and the relay gave us nothing (refused credentials, blocked ports): no path can ever work.
+      if (!c && gathered === 0 && opts.iceTransportPolicy === "relay" && !this.#mediaUp) {
+        setTimeout(() => this.state !== "ended" && !this.#mediaUp && this.#mediaFailed(), 0);
+      }
       const msg = { type: "candidate", call_id: this.id, candidate: c ? (c.toJSON ? c.toJSON() : c) : null };
       if (this.#sendReady) this.#pb._send(msg);
       else this.#localCandidates.push(msg);
@@ -736,6 +742,7 @@ export class Patchbay extends Emitter {
   #lastErrorCode = "";
   #iceOverride = false;
   #closing = false; // close() was called: no reconnect
+  #awayUntil = 0; // _dropForTest: no network until then
   #ended = new Set(); // ids of calls that ended lately: late errors about them are not news
   #attempt = 0;
   #reconnectTimer = null;
@@ -790,9 +797,11 @@ export class Patchbay extends Emitter {
       let settled = false;
       let ws;
       try {
+        if (Date.now() < this.#awayUntil) throw new Error("network down (test)");
         ws = new this._WebSocket(this.url);
       } catch (err) {
-        this.#setStatus("closed");
+        if (this.status === "reconnecting") this.#dropped(1006, ""); // try again later
+        else this.#setStatus("closed");
         reject(new PatchbayError("unavailable", `cannot open ${this.url}: ${err.message || err}`));
         return;
       }
@@ -1049,9 +1058,10 @@ export class Patchbay extends Emitter {
    * Drop the socket as a network failure would (no close frame reaches the server's handler first); the
    * client reconnects and resumes. For tests and the pre-call check.
    */
-  _dropForTest() {
+  _dropForTest(awayMs = 0) {
     const ws = this.#ws;
     if (!ws) return;
+    this.#awayUntil = Date.now() + awayMs; // reconnect attempts fail until then, as on a dead network
     this.#dropped(1006, "");
     try { ws.close(4000, "test drop"); } catch { /* already closed */ }
   }
