@@ -940,6 +940,149 @@ export class Patchbay extends Emitter {
     return room;
   }
 
+  /**
+   * The pre-call check (what /check shows): microphone level, which network paths work (UDP and ICE-TCP straight
+   * to Patchbay, TURN over UDP, TCP and TLS), and a test call of opts.duration ms (default 10000) to the echo
+   * extension opts.echo (default "600") measuring round-trip time, loss and jitter. opts.onStep({step, status,
+   * detail}) follows progress. Resolves with {microphone, paths, call, verdict, ok}; never rejects.
+   */
+  async check(opts = {}) {
+    const echo = opts.echo || "600";
+    const duration = opts.duration ?? 10000;
+    const step = (name, status, detail = {}) => { try { opts.onStep?.({ step: name, status, detail }); } catch { /* page bug */ } };
+    const report = { microphone: { ok: false, level: null, error: "" }, paths: {}, call: { ok: false }, verdict: "", ok: false };
+
+    step("microphone", "running");
+    let stream = opts.stream || null;
+    try {
+      if (!stream) stream = await this._getUserMedia(this.audio);
+      report.microphone.ok = stream.getAudioTracks().length > 0;
+      report.microphone.level = await micLevel(stream, 1000);
+    } catch (err) {
+      report.microphone.error = err.code || String(err.message || err);
+    }
+    step("microphone", report.microphone.ok ? "ok" : "failed", report.microphone);
+
+    // TURN: each transport alone, relay only: a relay candidate means an allocation succeeded.
+    const kinds = { turnUdp: (u) => /^turn:/.test(u) && !/transport=tcp/.test(u), turnTcp: (u) => /^turn:/.test(u) && /transport=tcp/.test(u), turnTls: (u) => /^turns:/.test(u) };
+    await Promise.all(Object.entries(kinds).map(async ([name, match]) => {
+      const servers = [];
+      for (const s of this.iceServers) for (const u of [].concat(s.urls || [])) if (match(u)) servers.push({ ...s, urls: [u] });
+      if (servers.length === 0) {
+        report.paths[name] = { ok: false, tested: false };
+        return;
+      }
+      step(name, "running");
+      report.paths[name] = { ok: await this.#gathersRelay(servers, 5000), tested: true };
+      step(name, report.paths[name].ok ? "ok" : "failed", report.paths[name]);
+    }));
+
+    // Straight to Patchbay: a short echo call that may only use UDP, then one that may only use TCP.
+    const only = (proto) => (sdp) => sdp.split("\r\n").filter((l) => !l.startsWith("a=candidate:") || l.split(" ")[2].toLowerCase() === proto).join("\r\n");
+    for (const [name, proto] of [["udp", "udp"], ["tcp", "tcp"]]) {
+      step(name, "running");
+      const r = await this.#probeCall(echo, { stream, answerFilter: only(proto), iceServers: [] }, 5000);
+      report.paths[name] = { ok: r.ok, tested: true, error: r.error || "" };
+      step(name, r.ok ? "ok" : "failed", report.paths[name]);
+    }
+
+    step("call", "running");
+    report.call = await this.#testCall(echo, stream, duration, (d) => step("call", "running", d));
+    step("call", report.call.ok ? "ok" : "failed", report.call);
+    if (!opts.stream && stream) for (const t of stream.getTracks()) t.stop();
+    report.verdict = verdict(report);
+    report.ok = report.call.ok;
+    step("done", report.ok ? "ok" : "failed", report);
+    return report;
+  }
+
+  async #gathersRelay(servers, ms) {
+    const PC = this._RTCPeerConnection;
+    if (!PC) return false;
+    const pc = new PC({ iceServers: servers, iceTransportPolicy: "relay" });
+    try {
+      const found = new Promise((resolve) => {
+        const t = setTimeout(() => resolve(false), ms);
+        pc.onicecandidate = (e) => {
+          if (e.candidate && / typ relay /.test(e.candidate.candidate || "")) { clearTimeout(t); resolve(true); }
+          if (!e.candidate) { clearTimeout(t); resolve(false); }
+        };
+      });
+      pc.addTransceiver("audio");
+      await pc.setLocalDescription(await pc.createOffer());
+      return await found;
+    } catch {
+      return false;
+    } finally {
+      pc.close();
+    }
+  }
+
+  // A call to the echo extension that must be connected (ICE and DTLS) within ms; always hung up.
+  async #probeCall(to, opts, ms) {
+    let call;
+    try {
+      call = await this.call(to, opts);
+      const ok = await new Promise((resolve) => {
+        const t = setTimeout(() => resolve(false), ms);
+        const poll = setInterval(async () => {
+          const st = await call.getStats().catch(() => null);
+          let up = false;
+          st?.forEach((r) => { if (r.type === "candidate-pair" && r.state === "succeeded" && (r.nominated || r.selected)) up = true; });
+          if (up) { clearTimeout(t); clearInterval(poll); resolve(true); }
+        }, 200);
+        call.on("hangup", () => { clearTimeout(t); clearInterval(poll); resolve(false); });
+        setTimeout(() => clearInterval(poll), ms + 10);
+      });
+      return { ok };
+    } catch (err) {
+      return { ok: false, error: err.code || String(err) };
+    } finally {
+      call?.hangup();
+    }
+  }
+
+  async #testCall(to, stream, duration, progress) {
+    const out = { ok: false, rttMs: null, lossPct: null, jitterMs: null, path: "", seconds: 0, error: "" };
+    let call;
+    try {
+      call = await this.call(to, { stream });
+      const start = Date.now();
+      let rtts = [];
+      while (Date.now() - start < duration && call.state !== "ended") {
+        await new Promise((r) => setTimeout(r, 1000));
+        const st = await call.getStats().catch(() => null);
+        if (!st) continue;
+        const byId = new Map();
+        st.forEach((r) => byId.set(r.id, r));
+        let recv = 0, lost = 0, jitter = 0, pair = null;
+        st.forEach((r) => {
+          if (r.type === "inbound-rtp" && r.kind === "audio") { recv += r.packetsReceived || 0; lost += Math.max(0, r.packetsLost || 0); jitter = Math.max(jitter, r.jitter || 0); }
+          if (r.type === "candidate-pair" && r.state === "succeeded" && (r.nominated || r.selected)) pair = pair || r;
+          if (r.type === "transport" && r.selectedCandidatePairId) pair = byId.get(r.selectedCandidatePairId) || pair;
+        });
+        if (pair && pair.currentRoundTripTime != null) rtts.push(pair.currentRoundTripTime * 1000);
+        if (pair) {
+          const l = byId.get(pair.localCandidateId);
+          if (l) out.path = `${l.candidateType}/${l.relayProtocol || l.protocol}`;
+        }
+        out.packets = recv;
+        out.lossPct = recv + lost > 0 ? (100 * lost) / (recv + lost) : null;
+        out.jitterMs = jitter * 1000;
+        out.seconds = Math.round((Date.now() - start) / 1000);
+        if (rtts.length) out.rttMs = Math.round(rtts.reduce((a, b) => a + b, 0) / rtts.length);
+        progress({ ...out });
+      }
+      out.ok = call.state !== "ended" && (out.packets || 0) > 0;
+      if (!out.ok && !out.error) out.error = call.state === "ended" ? (call.cause || "ended") : "no audio came back";
+    } catch (err) {
+      out.error = err.code || String(err);
+    } finally {
+      call?.hangup();
+    }
+    return out;
+  }
+
   /** Hang up every call and close the connection. */
   close() {
     this.#closing = true;
@@ -1119,6 +1262,57 @@ export class Patchbay extends Emitter {
     this.status = s;
     this.emit("statechange", { status: s });
   }
+}
+
+// micLevel is the microphone's RMS level (0..1) over ms, or null when this browser cannot measure it here (no
+// audio output: WebAudio never starts).
+async function micLevel(stream, ms) {
+  const AC = globalThis.AudioContext || globalThis.webkitAudioContext;
+  if (!AC) return null;
+  const ac = new AC();
+  try {
+    const started = await Promise.race([ac.resume().then(() => true), new Promise((r) => setTimeout(() => r(false), 1000))]);
+    if (!started) return null;
+    const an = ac.createAnalyser();
+    an.fftSize = 2048;
+    ac.createMediaStreamSource(stream).connect(an);
+    const buf = new Float32Array(an.fftSize);
+    let peak = 0;
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 100));
+      an.getFloatTimeDomainData(buf);
+      let sum = 0;
+      for (const v of buf) sum += v * v;
+      peak = Math.max(peak, Math.sqrt(sum / buf.length));
+    }
+    return Math.round(peak * 1000) / 1000;
+  } catch {
+    return null;
+  } finally {
+    ac.close().catch(() => {});
+  }
+}
+
+/** The check's conclusion in words a customer can read to a support agent. */
+export function verdict(r) {
+  const p = r.paths;
+  const works = (k) => p[k] && p[k].ok;
+  const lines = [];
+  if (!r.microphone.ok) lines.push("Your microphone could not be opened: allow it in the browser's address bar, or plug one in.");
+  else if (r.microphone.level !== null && r.microphone.level < 0.005) lines.push("Your microphone seems silent: check that it is not muted.");
+  if (!r.call.ok) {
+    lines.push("Calls will not work from this network: no connection to the phone system got through.");
+    lines.push("Ask your IT team to allow UDP and TCP to the phone system's media port, or access to its TURN relay (TCP or TLS port 443).");
+    return lines.join(" ");
+  }
+  const loss = r.call.lossPct ?? 0, jitter = r.call.jitterMs ?? 0, rtt = r.call.rttMs ?? 0;
+  if (loss < 2 && jitter < 30 && rtt < 300) lines.push("Calls will work well from here.");
+  else lines.push(`Calls will work, but the sound may break up or lag (${loss.toFixed(1)}% lost, ${Math.round(jitter)} ms jitter, ${rtt} ms round trip).`);
+  if (works("udp")) lines.push("Your network allows the direct, fastest connection (UDP).");
+  else if (works("tcp")) lines.push("Your network blocks UDP, so calls go over TCP directly; this adds a little delay on a busy line.");
+  else if (works("turnUdp") || works("turnTcp") || works("turnTls")) lines.push("Your network blocks direct connections, so calls go through the relay server; this adds a little delay.");
+  return lines.join(" ");
 }
 
 export default Patchbay;
