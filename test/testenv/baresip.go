@@ -523,3 +523,15 @@ func (b *Baresip) logTail() string {
 	data, _ := os.ReadFile(filepath.Join(b.Dir, "baresip.log"))
 	return "--- baresip " + b.Name + " log:\n" + astTail(string(data), 25)
 }
+
+// Events returns the types of every ctrl_tcp event seen so far, in order (e.g. to prove no re-INVITE came:
+// baresip reports each remote SDP as CALL_REMOTE_SDP).
+func (b *Baresip) Events() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]string, 0, len(b.events))
+	for _, ev := range b.events {
+		out = append(out, ev.Type)
+	}
+	return out
+}

@@ -141,3 +141,12 @@ func WaitAudioFlowing(ctx context.Context, p Tab, d time.Duration) (InboundAudio
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// StartBrowserInNetNS starts Chromium or Firefox ESR inside ns (by name: "chromium" or "firefox").
+func StartBrowserInNetNS(t *testing.T, name string, ns *NetNS, o BrowserOptions) Browser {
+	t.Helper()
+	if name == "firefox" {
+		return StartFirefox(t, FirefoxOptions{FakeToneHz: o.FakeToneHz, NetNS: ns})
+	}
+	return StartChromium(t, ChromiumOptions{FakeMicWAV: o.FakeMicWAV, IgnoreCertErrors: true, NetNS: ns})
+}

@@ -23,6 +23,8 @@ const CoturnPath = "/usr/bin/turnserver"
 type CoturnOptions struct {
 	// CertDir holds server.crt/server.key for TURN over TLS (the test Asterisk's CertDir); empty: no TLS.
 	CertDir string
+	// ExtraIPs are addresses of the test's own namespaces (NetNS.HostIP) coturn also listens on and may relay to.
+	ExtraIPs []string
 }
 
 // Coturn is a coturn on loopback with its own config: random ports, use-auth-secret with a random secret, relay
@@ -47,10 +49,10 @@ func StartCoturn(t testing.TB, o CoturnOptions) *Coturn {
 	c.Port = freeUDPTCPPort(t)
 	relay := 45000 + rand.IntN(40)*100
 	p := turnconf.Params{
-		ListenIPs: []string{"127.0.0.1"}, RelayIPs: []string{"127.0.0.1"},
+		ListenIPs: append([]string{"127.0.0.1"}, o.ExtraIPs...), RelayIPs: []string{"127.0.0.1"},
 		Port: c.Port, MinPort: relay, MaxPort: relay + 99,
 		Secret: c.Secret, Realm: c.Realm,
-		AllowLoopback: true, AllowedPeerIPs: []string{"127.0.0.1"},
+		AllowLoopback: true, AllowedPeerIPs: append([]string{"127.0.0.1"}, o.ExtraIPs...),
 		PidFile: filepath.Join(dir, "turnserver.pid"), LogFile: c.LogPath, Verbose: true,
 	}
 	if o.CertDir != "" {

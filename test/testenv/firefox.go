@@ -28,6 +28,8 @@ type FirefoxOptions struct {
 	FakeToneHz int
 	// Prefs are extra about:config preferences.
 	Prefs map[string]any
+	// NetNS runs the driver and Firefox inside this namespace (they talk over its loopback; the test over pipes).
+	NetNS *NetNS
 }
 
 // Firefox is a headless Firefox ESR driven over WebDriver BiDi by puppeteer-core (test/browser/driver.mjs), with
@@ -130,7 +132,11 @@ func StartFirefox(t testing.TB, o FirefoxOptions) *Firefox {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.cmd = exec.Command(node, filepath.Join(BrowserDir(), "driver.mjs"), string(arg))
+	if o.NetNS != nil {
+		f.cmd = o.NetNS.Command(context.Background(), node, filepath.Join(BrowserDir(), "driver.mjs"), string(arg))
+	} else {
+		f.cmd = exec.Command(node, filepath.Join(BrowserDir(), "driver.mjs"), string(arg))
+	}
 	f.cmd.Dir = BrowserDir()
 	f.cmd.Env = append(os.Environ(), "HOME="+f.Dir, "MOZ_HEADLESS=1")
 	f.cmd.Stderr = f.log

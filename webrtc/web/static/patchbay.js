@@ -1307,7 +1307,7 @@ export function verdict(r) {
     return lines.join(" ");
   }
   const loss = r.call.lossPct ?? 0, jitter = r.call.jitterMs ?? 0, rtt = r.call.rttMs ?? 0;
-  if (loss < 2 && jitter < 30 && rtt < 300) lines.push("Calls will work well from here.");
+  if (loss < 2 && jitter < 50 && rtt < 300) lines.push("Calls will work well from here.");
   else lines.push(`Calls will work, but the sound may break up or lag (${loss.toFixed(1)}% lost, ${Math.round(jitter)} ms jitter, ${rtt} ms round trip).`);
   if (works("udp")) lines.push("Your network allows the direct, fastest connection (UDP).");
   else if (works("tcp")) lines.push("Your network blocks UDP, so calls go over TCP directly; this adds a little delay on a busy line.");
