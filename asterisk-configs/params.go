@@ -80,6 +80,9 @@ type Params struct {
 	SessionExpires int
 	// MinSE is timers_min_se, the shortest session interval accepted; Asterisk's floor is 90. Default 90.
 	MinSE int
+	// Timers is PJSIP's timers: "yes" (default: refresh when the peer supports session timers), "always"
+	// (refresh every peer, also those that do not announce support: finds dead calls on any phone) or "no".
+	Timers string
 
 	// ExternalAddress is the public address put in SIP headers and SDP for peers outside LocalNets
 	// (NAT 1:1: external_signaling_address and external_media_address). Empty: no NAT rewriting.
@@ -164,6 +167,7 @@ func DefaultParams() Params {
 		Verbose:           3,
 		SessionExpires:    1800,
 		MinSE:             90,
+		Timers:            "yes",
 	}
 }
 
@@ -192,6 +196,9 @@ func (p Params) Validate() error {
 		if (v == 0 && !allowZero) || v < 0 || v > 65535 {
 			bad(field, "port %d out of range 1-65535", v)
 		}
+	}
+	if p.Timers != "yes" && p.Timers != "always" && p.Timers != "no" {
+		bad("Timers", "%q must be yes, always or no", p.Timers)
 	}
 	if p.MinSE < 90 {
 		bad("MinSE", "%d is below 90, the least RFC 4028 and Asterisk accept", p.MinSE)

@@ -73,9 +73,11 @@ type Asterisk struct {
 	LocalNets       []string `mapstructure:"local_nets" yaml:"local_nets"`
 	Phones          []Phone  `mapstructure:"phones" yaml:"phones"`
 	// TimersSessExpires and TimersMinSE are the SIP session timers (RFC 4028) of phones and the trunk, in seconds.
-	TimersSessExpires int   `mapstructure:"timers_sess_expires" yaml:"timers_sess_expires"`
-	TimersMinSE       int   `mapstructure:"timers_min_se" yaml:"timers_min_se"`
-	Trunk             Trunk `mapstructure:"trunk" yaml:"trunk"`
+	TimersSessExpires int `mapstructure:"timers_sess_expires" yaml:"timers_sess_expires"`
+	TimersMinSE       int `mapstructure:"timers_min_se" yaml:"timers_min_se"`
+	// Timers is yes (refresh peers that support session timers), always (every peer) or no.
+	Timers string `mapstructure:"timers" yaml:"timers"`
+	Trunk  Trunk  `mapstructure:"trunk" yaml:"trunk"`
 }
 
 // Phone is a SIP softphone or desk phone registering to Asterisk.
@@ -175,6 +177,7 @@ func Defaults() Config {
 
 			TimersSessExpires: 1800,
 			TimersMinSE:       90,
+			Timers:            "yes",
 		},
 		Media: Media{
 			ICEPort:        50000,

@@ -118,6 +118,11 @@ func (c *Config) validateNetwork(bad func(key, format string, args ...any)) {
 		bad("media.ice_tcp_port", "%d is not a port number (1–65535, or 0 for no ICE-TCP)", p)
 	}
 	a := c.Asterisk
+	switch a.Timers {
+	case "yes", "always", "no":
+	default:
+		bad("asterisk.timers", "%q must be yes, always or no", a.Timers)
+	}
 	if a.TimersMinSE < 90 {
 		bad("asterisk.timers_min_se", "%d is below 90 s, the least Asterisk accepts", a.TimersMinSE)
 	}
