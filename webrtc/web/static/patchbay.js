@@ -314,10 +314,16 @@ export class PatchbayCall extends Emitter {
     }
     // Retry every 5 s until the deadline; a restart needs signalling, so it waits for a resume.
     this.#restartTimer = setTimeout(() => this.#restartIce(), 5000);
-    if (this.#pb.status !== "connected") {
+    // A restart needs the server's answer; over a socket that is itself cut (the link is down) both would sit in
+    // TCP retransmission and outlast the outage, while the old path comes back by itself. So restart only once a
+    // ping proves the socket alive; a dead socket is reconnected (ping timeout) and resumed, then we restart.
+    if (this.#pb.status !== "connected" || !(await this.#pb._alive(1500))) {
       this.#restartPending = true;
       return;
     }
+    if (this.state === "ended") return;
+    const now = pc.iceConnectionState;
+    if (now === "connected" || now === "completed") return; // the old path came back meanwhile
     this.#restartPending = false;
     await this.#serially(async () => {
       if (this.state === "ended") return;
@@ -744,6 +750,7 @@ export class Patchbay extends Emitter {
   #closing = false; // close() was called: no reconnect
   #awayUntil = 0; // _dropForTest: no network until then
   #ended = new Set(); // ids of calls that ended lately: late errors about them are not news
+  #pongWaiters = []; // _alive() callers waiting for the next pong
   #attempt = 0;
   #reconnectTimer = null;
   #graceTimer = null;
@@ -1129,6 +1136,19 @@ export class Patchbay extends Emitter {
     }
   }
 
+  // Resolves true when a ping is answered within ms: the socket carries messages both ways right now.
+  _alive(ms) {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.#pongWaiters = this.#pongWaiters.filter((w) => w !== done);
+        resolve(false);
+      }, ms);
+      const done = (ok) => { clearTimeout(t); resolve(ok); };
+      this.#pongWaiters.push(done);
+      if (!this._send({ type: "ping" })) done(false);
+    });
+  }
+
   _forget(call) {
     this.#calls.delete(call.id);
     this.#ended.add(call.id);
@@ -1138,6 +1158,7 @@ export class Patchbay extends Emitter {
   #onMessage(m) {
     if (m.type === "pong") {
       this.#awaitingPong = false;
+      for (const w of this.#pongWaiters.splice(0)) w(true);
       return;
     }
     if (m.type === "refresh") {
