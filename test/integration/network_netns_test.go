@@ -25,7 +25,7 @@ type nsEnv struct {
 	page *testenv.Patchbay // BaseURL on the host-side address
 }
 
-func newNSEnv(t *testing.T) *nsEnv {
+func newNSEnv(t *testing.T, grace ...time.Duration) *nsEnv {
 	t.Helper()
 	ns := testenv.NewNetNS(t)
 	e := &networkEnv{ast: testenv.StartAsterisk(t, testenv.AsteriskOptions{})}
@@ -34,6 +34,9 @@ func newNSEnv(t *testing.T) *nsEnv {
 		c.HTTP.Listen = ns.HostIP + ":0"
 		c.TURN.URLs = e.turn.URLs(ns.HostIP)
 		c.TURN.Secret = config.Secret(e.turn.Secret)
+		if len(grace) > 0 {
+			c.Signalling.ResumeGrace = grace[0]
+		}
 	}})
 	page := *e.pb
 	page.BaseURL = strings.Replace(e.pb.BaseURL, "localhost", ns.HostIP, 1)

@@ -109,81 +109,88 @@ func TestNetworkPageRefusalReasons(t *testing.T) {
 // a WebSocket dropped mid-call is resumed and the call goes on; a page away past the grace learns the call ended
 // with signalling_lost.
 func TestNetworkPageRelayAndResume(t *testing.T) {
-	e := newNetworkEnv(t, networkOptions{turn: true, grace: 4 * time.Second})
-	testenv.EachBrowser(t, testenv.BrowserOptions{TrustCA: e.pb.CACert, FakeMicWAV: micWAV(t, 1000)}, func(t *testing.T, b testenv.Browser) {
-		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-		defer cancel()
-		p := b.NewTab(t, "network")
-		if err := p.OpenPatchbay(ctx, e.pb, e.pb.Token(t, "alice", "ext"), nil); err != nil {
-			t.Fatal(err)
-		}
+	// The browsers run in a namespace of the test's own: Firefox gathers no loopback candidates on a host with
+	// another interface, and media may only go to loopback or the test's own namespaces.
+	e := newNSEnv(t, 4*time.Second)
+	for _, name := range []string{"chromium", "firefox"} {
+		t.Run(name, func(t *testing.T) {
+			relayAndResume(t, e, testenv.StartBrowserInNetNS(t, name, e.ns, testenv.BrowserOptions{FakeMicWAV: micWAV(t, 1000)}))
+		})
+	}
+}
 
-		// Relay only.
-		before := e.turn.Allocations()
-		if err := p.Eval(ctx, `window.patchbayApp.call("601", {iceTransportPolicy: "relay"}).then(() => true)`, nil); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.WaitFor(ctx, "answered", `window.patchbayState.callState === "answered"`, 15*time.Second); err != nil {
-			t.Fatal(err)
-		}
-		in, err := testenv.WaitAudioFlowing(ctx, p, 10*time.Second)
-		if err != nil {
-			t.Fatalf("relay-only call: %v", err)
-		}
-		t.Logf("relay-only: %+v", in)
-		if in.Path != "" && in.Path[:5] != "relay" {
-			t.Errorf("selected path %s, want relay", in.Path)
-		}
-		if e.turn.Allocations() == before {
-			t.Error("coturn made no allocation for the relay-only call")
-		}
-		hearsTone(t, ctx, p, b, 440)
+func relayAndResume(t *testing.T, e *nsEnv, b testenv.Browser) {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	p := e.open(t, ctx, b, "network")
 
-		// The WebSocket drops mid-call and comes back within the grace: same call, audio still flowing.
-		if err := p.Eval(ctx, `window.patchbayApp.dropSocket(500)`, nil); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.WaitFor(ctx, "resumed", `window.patchbayState.resumes >= 1 && window.patchbayState.status === "connected"`, 10*time.Second); err != nil {
-			t.Fatal(err)
-		}
-		if st, _ := p.State(ctx); st.CallState != "answered" {
-			t.Fatalf("call state %q after the resume", st.CallState)
-		}
-		if _, err := testenv.WaitAudioFlowing(ctx, p, 5*time.Second); err != nil {
-			t.Fatalf("after the resume: %v", err)
-		}
+	// Relay only.
+	before := e.turn.Allocations()
+	if err := p.Eval(ctx, `window.patchbayApp.call("601", {iceTransportPolicy: "relay"}).then(() => true)`, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitFor(ctx, "answered", `window.patchbayState.callState === "answered"`, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	in, err := testenv.WaitAudioFlowing(ctx, p, 10*time.Second)
+	if err != nil {
+		t.Fatalf("relay-only call: %v", err)
+	}
+	t.Logf("relay-only: %+v", in)
+	if in.Path != "" && in.Path[:5] != "relay" {
+		t.Errorf("selected path %s, want relay", in.Path)
+	}
+	if e.turn.Allocations() == before {
+		t.Error("coturn made no allocation for the relay-only call")
+	}
+	hearsTone(t, ctx, p, b, 440)
 
-		// Away longer than the grace: the server ended the call; the page says signalling_lost.
-		if err := p.Eval(ctx, `window.patchbayApp.dropSocket(6000)`, nil); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.WaitFor(ctx, "signalling_lost", `window.patchbayState.cause === "signalling_lost"`, 15*time.Second); err != nil {
-			t.Fatal(err)
-		}
-		waitActive(t, e.pb, 0, 10*time.Second)
-		if err := p.WaitFor(ctx, "reconnected", `window.patchbayState.status === "connected"`, 15*time.Second); err != nil {
-			t.Fatal(err)
-		}
+	// The WebSocket drops mid-call and comes back within the grace: same call, audio still flowing.
+	if err := p.Eval(ctx, `window.patchbayApp.dropSocket(500)`, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitFor(ctx, "resumed", `window.patchbayState.resumes >= 1 && window.patchbayState.status === "connected"`, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := p.State(ctx); st.CallState != "answered" {
+		t.Fatalf("call state %q after the resume", st.CallState)
+	}
+	if _, err := testenv.WaitAudioFlowing(ctx, p, 5*time.Second); err != nil {
+		t.Fatalf("after the resume: %v", err)
+	}
 
-		// Expired TURN credentials: coturn refuses them and the page says why.
-		refusedBefore := e.turn.Refusals()
-		expired := signal.MintTURN([]byte(e.turn.Secret), "alice", time.Now().Add(-time.Minute), e.turn.URLs("127.0.0.1")[:2])
-		js := fmt.Sprintf(`window.patchbayApp.call("601", {iceTransportPolicy: "relay", iceServers: [{urls: [%q, %q], username: %q, credential: %q}]}).then(() => true)`,
-			expired.URLs[0], expired.URLs[1], expired.Username, expired.Credential)
-		if err := p.Eval(ctx, js, nil); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.WaitFor(ctx, "turn_refused", `window.patchbayState.lastError === "turn_refused"`, 20*time.Second); err != nil {
-			t.Fatal(err)
-		}
-		var box string
-		_ = p.Eval(ctx, `document.getElementById("error").textContent`, &box)
-		t.Logf("page says: %s", box)
-		if e.turn.Refusals() == refusedBefore {
-			t.Error("coturn logged no 401 for the expired credentials")
-		}
-		waitActive(t, e.pb, 0, 10*time.Second)
-	})
+	// Away longer than the grace: the server ended the call; the page says signalling_lost.
+	if err := p.Eval(ctx, `window.patchbayApp.dropSocket(6000)`, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitFor(ctx, "signalling_lost", `window.patchbayState.cause === "signalling_lost"`, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, e.pb, 0, 10*time.Second)
+	if err := p.WaitFor(ctx, "reconnected", `window.patchbayState.status === "connected"`, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	// Expired TURN credentials: coturn refuses them and the page says why.
+	refusedBefore := e.turn.Refusals()
+	expired := signal.MintTURN([]byte(e.turn.Secret), "alice", time.Now().Add(-time.Minute), e.turn.URLs(e.ns.HostIP)[:2])
+	js := fmt.Sprintf(`window.patchbayApp.call("601", {iceTransportPolicy: "relay", iceServers: [{urls: [%q, %q], username: %q, credential: %q}]}).then(() => true)`,
+		expired.URLs[0], expired.URLs[1], expired.Username, expired.Credential)
+	if err := p.Eval(ctx, js, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitFor(ctx, "turn_refused", `window.patchbayState.lastError === "turn_refused"`, 35*time.Second); err != nil {
+		var iceErrs any
+		_ = p.Eval(ctx, `window.patchbayState.iceErrors`, &iceErrs)
+		t.Fatalf("%v; ICE errors %v; coturn:\n%s", err, iceErrs, e.turn.LogTail())
+	}
+	var box string
+	_ = p.Eval(ctx, `document.getElementById("error").textContent`, &box)
+	t.Logf("page says: %s", box)
+	if e.turn.Refusals() == refusedBefore {
+		t.Error("coturn logged no 401 for the expired credentials")
+	}
+	waitActive(t, e.pb, 0, 10*time.Second)
 }
 
 // hearsTone checks the tone of the far end in what the page plays: Goertzel over 100 ms windows of the recorded

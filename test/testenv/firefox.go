@@ -33,7 +33,9 @@ type FirefoxOptions struct {
 }
 
 // Firefox is a headless Firefox ESR driven over WebDriver BiDi by puppeteer-core (test/browser/driver.mjs), with
-// fake media, no permission prompts, autoplay and loopback ICE allowed. Certificates are accepted as the test CA
+// fake media, no permission prompts, autoplay and loopback ICE allowed. Firefox gathers ICE candidates on the
+// host's interfaces, never on loopback while another interface exists: a test whose calls carry media runs it in
+// a NetNS (FirefoxOptions.NetNS), so media only goes to the test's own namespace addresses. Certificates are accepted as the test CA
 // signs them (acceptInsecureCerts).
 type Firefox struct {
 	Name string

@@ -241,6 +241,7 @@ export class PatchbayCall extends Emitter {
     if (!PC) throw new PatchbayError("unsupported_media", "this browser has no RTCPeerConnection");
     if (this.state === "ended") throw new PatchbayError("unknown_call", "call has ended", this.id);
     this.#opts = opts;
+    let gathered = 0; // local candidates so far
     const config = { iceServers: opts.iceServers || this.#pb.iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" };
     if (opts.iceTransportPolicy) config.iceTransportPolicy = opts.iceTransportPolicy;
     const pc = new PC(config);
@@ -249,9 +250,15 @@ export class PatchbayCall extends Emitter {
       const err = { errorCode: e.errorCode || 0, errorText: e.errorText || "", url: e.url || "" };
       this.iceErrors.push(err);
       this.emit("iceerror", err);
+      // Relay only and the relay refuses our credentials: nothing else can work; say so now rather than when
+      // the media timers run out (other TURN URLs get a second to answer first).
+      if ((err.errorCode === 401 || err.errorCode === 403) && opts.iceTransportPolicy === "relay") {
+        setTimeout(() => {
+          if (this.state !== "ended" && !this.#mediaUp && gathered === 0) this.#mediaFailed();
+        }, 1000);
+      }
     };
     pc.oniceconnectionstatechange = () => this.#onICEState(pc);
-    let gathered = 0;
     pc.onicecandidate = (e) => {
       if (this.state === "ended") return;
       const c = e.candidate;
@@ -500,6 +507,10 @@ export class PatchbayCall extends Emitter {
         this.emit("dtmf", { digits: m.digits || "" });
         break;
       case "hangup":
+        // The server gave up on media that never came: if the relay refused us, that is the reason to show.
+        if (!this.#mediaUp && this.iceErrors.some((e) => e.errorCode === 401 || e.errorCode === 403)) {
+          this.emit("error", new PatchbayError("turn_refused", "the TURN server refused our credentials", this.id));
+        }
         this._end(m.cause || "normal_clearing", m.code || CAUSES.normal_clearing, { local: false });
         break;
       case "error": {
