@@ -255,3 +255,25 @@ func TestFinalErrorGetsExactlyOneHangup(t *testing.T) {
 		t.Fatalf("got %+v (a second hangup?)", m)
 	}
 }
+
+func TestCleanCloseHasNoGrace(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, e.wsURL, e.token("alice", time.Hour), DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close() // 1000: the browser left
+	if s := <-e.h.closed; s.ResumeGrace() != 0 {
+		t.Fatalf("grace %v after a clean close", s.ResumeGrace())
+	}
+	c2, err := Dial(ctx, e.wsURL, e.token("alice", time.Hour), DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2.Abort() // a network failure
+	if s := <-e.h.closed; s.ResumeGrace() != DefaultResumeGrace {
+		t.Fatalf("grace %v after a drop", s.ResumeGrace())
+	}
+}

@@ -51,6 +51,7 @@ type Session struct {
 	ended      chan struct{} // closed once SessionClosed has returned (or was not due)
 
 	authed      atomic.Bool // claims are set; the writer may send refreshes
+	leftCleanly atomic.Bool // the browser closed with 1000/1001: it left, it will not resume
 	resumedFrom string      // the session this one resumed; written by the reader before it is published
 }
 
@@ -75,7 +76,15 @@ func newSession(srv *Server, conn *websocket.Conn, log *slog.Logger) *Session {
 }
 
 // ResumeGrace is how long a Resumer holds this session's calls after its connection drops; 0: end them at once.
-func (s *Session) ResumeGrace() time.Duration { return s.srv.ResumeGrace() }
+// A browser that closed the socket itself (close frame 1000 or 1001: signed out, tab closed, page left) is not
+// coming back, so its grace is 0; any other end (no close frame, a timeout, another code) may be a network
+// failure and gets the server's grace.
+func (s *Session) ResumeGrace() time.Duration {
+	if s.leftCleanly.Load() {
+		return 0
+	}
+	return s.srv.ResumeGrace()
+}
 
 // ResumedFrom is the ID of the session this one took over with a resume token, or "".
 func (s *Session) ResumedFrom() string { return s.resumedFrom }
@@ -489,8 +498,11 @@ func (s *Session) reply(m Message) { _ = s.Send(s.ctx, m) }
 func (s *Session) logReadError(err error) {
 	var ne net.Error
 	switch {
-	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
+	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway):
+		s.leftCleanly.Store(true)
 		s.log.Debug("browser closed the connection")
+	case websocket.IsCloseError(err, websocket.CloseNoStatusReceived):
+		s.log.Debug("browser closed the connection without a status")
 	case errors.As(err, &ne) && ne.Timeout():
 		s.log.Info("connection silent past the pong timeout, dropping it")
 	default:
