@@ -123,11 +123,11 @@ func TestNetworkBlockedUDP(t *testing.T) {
 					Tested bool `json:"tested"`
 				} `json:"paths"`
 				Call struct {
-					OK     bool     `json:"ok"`
-					Path   string   `json:"path"`
-					RTT    *float64 `json:"rttMs"`
-					Loss   *float64 `json:"lossPct"`
-					Jitter *float64 `json:"jitterMs"`
+					OK     bool    `json:"ok"`
+					Path   string  `json:"path"`
+					RTT    float64 `json:"rttMs"`
+					Loss   float64 `json:"lossPct"`
+					Jitter float64 `json:"jitterMs"`
 				} `json:"call"`
 				Verdict string `json:"verdict"`
 			}
@@ -136,6 +136,11 @@ func TestNetworkBlockedUDP(t *testing.T) {
 			}
 			var shown string
 			_ = c.Eval(ctx, `document.getElementById("verdict").textContent`, &shown)
+			if pg, ok := c.(*testenv.Page); ok {
+				if path, err := pg.Screenshot(ctx, "check-udp-blocked-"+name); err == nil {
+					t.Logf("screenshot: %s", path)
+				}
+			}
 			t.Logf("check: paths %+v call %+v; page says: %s", rep.Paths, rep.Call, shown)
 			if rep.Paths["udp"].OK || !rep.Paths["tcp"].OK || !rep.Paths["turnTcp"].OK || rep.Paths["turnUdp"].OK {
 				t.Errorf("paths %+v: want UDP and TURN/UDP failing, ICE-TCP and TURN/TCP working", rep.Paths)

@@ -14,6 +14,14 @@ window.patchbayCheck = state;
 
 const words = { running: "testing…", ok: "works", failed: "does not work", skipped: "not offered here" };
 
+// pathWords turns a candidate path ("relay/tcp", "prflx/udp") into words a support agent understands.
+function pathWords(path) {
+  const [type, proto] = String(path || "").split("/");
+  if (!type) return "";
+  const p = (proto || "").toUpperCase();
+  return type === "relay" ? `through the relay over ${p}` : `direct over ${p}`;
+}
+
 function show(stepName, status, detail) {
   state.steps[stepName] = { status, ...detail };
   const li = document.querySelector(`li[data-step="${stepName}"]`);
@@ -26,7 +34,7 @@ function show(stepName, status, detail) {
   if (stepName === "call" && detail && detail.seconds) {
     text = `${status === "running" ? "in progress" : words[status]}: ${detail.seconds} s, ` +
       `round trip ${detail.rttMs ?? "?"} ms, loss ${detail.lossPct == null ? "?" : detail.lossPct.toFixed(1)} %, ` +
-      `jitter ${detail.jitterMs == null ? "?" : Math.round(detail.jitterMs)} ms${detail.path ? `, via ${detail.path}` : ""}`;
+      `jitter ${detail.jitterMs == null ? "?" : Math.round(detail.jitterMs)} ms${detail.path ? `, ${pathWords(detail.path)}` : ""}`;
   }
   if (detail && detail.tested === false) text = words.skipped;
   li.querySelector(".result").textContent = text;
