@@ -7,7 +7,7 @@ RUNDIR  ?= .run
 # Integration tests share one Asterisk root and a few fixed resources; -p 1 keeps packages from racing.
 ITEST_FLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build provision test test-unit test-integration fuzz bench run stop vet fmt clean
+.PHONY: all build provision test test-unit test-integration fuzz bench run stop vet fmt clean soak
 
 all: build
 
@@ -38,6 +38,14 @@ test: vet test-unit fuzz test-integration
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/relay ./tools/audio
+
+# Long calls (not in `make test`): one SOAK_LONG call (60m) and SOAK_N (10) parallel SOAK_SHORT (10m) calls through
+# a SIPp carrier that echoes and answers session refreshes; reports gaps in the audio (artifacts/soak-report.txt).
+SOAK_LONG ?= 60m
+SOAK_SHORT ?= 10m
+SOAK_N ?= 10
+soak: provision
+	SOAK_LONG=$(SOAK_LONG) SOAK_SHORT=$(SOAK_SHORT) SOAK_N=$(SOAK_N) $(GO) test -tags soak -count=1 -timeout 0 -v -run TestSoak ./test/soak/ 2>&1 | tee /tmp/patchbay-soak.log | grep -vE 'level=(DEBUG|INFO)'; test $${PIPESTATUS[0]} -eq 0
 
 run: provision build
 	scripts/run.sh

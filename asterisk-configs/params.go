@@ -76,6 +76,15 @@ type Params struct {
 	// Default /etc/asterisk/keys.
 	CertDir string
 
+	// SessionExpires is PJSIP's timers_sess_expires for phones and the trunk (RFC 4028 session timers): the far
+	// end or Asterisk refreshes the session with a re-INVITE or UPDATE about halfway through. Default 1800 s.
+	SessionExpires int
+	// MinSE is timers_min_se, the shortest session interval accepted; Asterisk's floor is 90. Default 90.
+	MinSE int
+	// Timers is PJSIP's timers: "yes" (default: refresh when the peer supports session timers), "always"
+	// (refresh every peer, also those that do not announce support: finds dead calls on any phone) or "no".
+	Timers string
+
 	// ExternalAddress is the public address put in SIP headers and SDP for peers outside LocalNets
 	// (NAT 1:1: external_signaling_address and external_media_address). Empty: no NAT rewriting.
 	ExternalAddress string
@@ -184,6 +193,9 @@ func DefaultParams() Params {
 		VarLibDir:         "/var/lib/asterisk",
 		Verbose:           3,
 		Prometheus:        true,
+		SessionExpires:    1800,
+		MinSE:             90,
+		Timers:            "yes",
 	}
 }
 
@@ -212,6 +224,15 @@ func (p Params) Validate() error {
 		if (v == 0 && !allowZero) || v < 0 || v > 65535 {
 			bad(field, "port %d out of range 1-65535", v)
 		}
+	}
+	if p.Timers != "yes" && p.Timers != "always" && p.Timers != "no" {
+		bad("Timers", "%q must be yes, always or no", p.Timers)
+	}
+	if p.MinSE < 90 {
+		bad("MinSE", "%d is below 90, the least RFC 4028 and Asterisk accept", p.MinSE)
+	}
+	if p.SessionExpires < p.MinSE {
+		bad("SessionExpires", "%d must not be below MinSE %d", p.SessionExpires, p.MinSE)
 	}
 	checkDir := func(field, v string) {
 		if !path.IsAbs(v) || strings.ContainsAny(v, ";\n\r ") {

@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/patchbay/patchbay/internal/config"
+	"github.com/patchbay/patchbay/turnconf"
 )
 
 type compose struct {
@@ -21,6 +22,7 @@ type compose struct {
 			Dockerfile string `yaml:"dockerfile"`
 		} `yaml:"build"`
 		Image       string            `yaml:"image"`
+		CapAdd      []string          `yaml:"cap_add"`
 		NetworkMode string            `yaml:"network_mode"`
 		Command     []string          `yaml:"command"`
 		Environment map[string]string `yaml:"environment"`
@@ -45,7 +47,7 @@ func load(t *testing.T) compose {
 
 func TestComposeServices(t *testing.T) {
 	c := load(t)
-	for _, name := range []string{"asterisk", "redis", "patchbay"} {
+	for _, name := range []string{"asterisk", "redis", "coturn", "patchbay"} {
 		s, ok := c.Services[name]
 		if !ok {
 			t.Fatalf("service %s missing", name)
@@ -63,8 +65,62 @@ func TestComposeServices(t *testing.T) {
 			}
 		}
 	}
-	if deps := c.Services["patchbay"].DependsOn; deps["asterisk"] == nil || deps["redis"] == nil {
-		t.Error("patchbay must wait for asterisk and redis")
+	if deps := c.Services["patchbay"].DependsOn; deps["asterisk"] == nil || deps["redis"] == nil || deps["coturn"] == nil {
+		t.Error("patchbay must wait for asterisk, redis and coturn")
+	}
+}
+
+// TestCoturnService: coturn runs the config `patchbay turn-config` renders (use-auth-secret, private ranges denied,
+// no loopback relay), as the turnserver user, with the TLS key it needs.
+func TestCoturnService(t *testing.T) {
+	c := load(t)
+	s := c.Services["coturn"]
+	if s.Build == nil || s.Build.Dockerfile != "coturn.Dockerfile" {
+		t.Fatal("coturn is not built from deploy/coturn.Dockerfile")
+	}
+	df, err := os.ReadFile(filepath.Join("..", s.Build.Context, s.Build.Dockerfile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(df), "coturn") || !strings.Contains(string(df), "debian:") {
+		t.Error("coturn image must install Debian's coturn")
+	}
+	for _, mount := range []string{"/etc/coturn/turnserver.conf", "/etc/coturn/certs"} {
+		if !slices.ContainsFunc(s.Volumes, func(v string) bool { return strings.HasSuffix(v, ":"+mount+":ro") }) {
+			t.Errorf("%s is not mounted read-only", mount)
+		}
+	}
+	entry, err := os.ReadFile("coturn-entrypoint.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"--reuid=turnserver", "/etc/coturn/turnserver.conf", "/run/coturn/certs", "+net_bind_service"} {
+		if !strings.Contains(string(entry), want) {
+			t.Errorf("coturn entrypoint lacks %q", want)
+		}
+	}
+	header, _ := os.ReadFile("../docker-compose.yml")
+	if !strings.Contains(string(header), "turn-config --out deploy/turnserver.conf --cert-dir /run/coturn/certs") {
+		t.Error("the compose header must say how to render deploy/turnserver.conf for the entrypoint's cert dir")
+	}
+	// What turn-config renders from a starter config: safe for production.
+	cfg := config.Defaults()
+	cfg.TURN.URLs = []string{"turn:turn.example.com:3478?transport=udp", "turns:turn.example.com:443?transport=tcp"}
+	cfg.TURN.Secret = "0123456789abcdef0123456789abcdef"
+	cfg.Media.PublicIPs = []string{"203.0.113.5"}
+	p := cfg.TURNParams("/run/coturn/certs")
+	conf, err := turnconf.Render(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"use-auth-secret", "tls-listening-port=443", "cert=/run/coturn/certs/server.crt",
+		"denied-peer-ip=10.0.0.0-10.255.255.255", "allowed-peer-ip=203.0.113.5", "no-multicast-peers", "fingerprint", "realm=localhost"} {
+		if !strings.Contains(string(conf), want) {
+			t.Errorf("rendered turnserver.conf lacks %q", want)
+		}
+	}
+	if strings.Contains(string(conf), "allow-loopback-peers") {
+		t.Error("production turnserver.conf relays to loopback")
 	}
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything Patchbay's `make run` and `make test` need on a Debian 12 machine: Debian packages for the
-# SIP peers, Redis, Chromium and the chroot builder, then the Asterisk 22 root from Debian sid (cached).
+# SIP peers, Redis, coturn, Chromium, Firefox ESR, nftables and the chroot builder, the Node driver for Firefox
+# (test/browser, from the npm registry), then the Asterisk 22 root from Debian sid (cached).
 # Idempotent: a second run only checks. Needs root (or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,10 @@ declare -A want=(
   [prometheus]=/usr/bin/prometheus
   [docker-compose]=/usr/bin/docker-compose
   [python3]=/usr/bin/python3
+  [npm]=/usr/bin/npm
+  [coturn]=/usr/bin/turnserver
+  [firefox-esr]=/usr/bin/firefox-esr
+  [nftables]=/usr/sbin/nft
 )
 missing=()
 for pkg in "${!want[@]}"; do
@@ -46,6 +51,17 @@ if ! command -v go >/dev/null; then
     echo "provision: Go is missing: install Go 1.21 or newer (https://go.dev/doc/install); it fetches Go 1.26 itself" >&2
   fi
   exit 1
+fi
+
+# Debian starts coturn as a service on install on some systems; Patchbay runs its own (make run, tests).
+if command -v systemctl >/dev/null && systemctl is-active --quiet coturn 2>/dev/null; then
+  $SUDO systemctl disable --now coturn >/dev/null 2>&1 || true
+fi
+
+# puppeteer-core drives Firefox ESR over WebDriver BiDi in the page tests (test/testenv/firefox.go).
+if [ ! -f test/browser/node_modules/puppeteer-core/package.json ]; then
+  echo "provision: installing test/browser (puppeteer-core)"
+  (cd test/browser && npm ci --no-audit --no-fund --ignore-scripts >/dev/null)
 fi
 
 scripts/asterisk-root.sh "${PATCHBAY_ASTERISK_ROOT:-/var/cache/patchbay/asterisk-root}"

@@ -15,6 +15,10 @@ stop_all() {
 		kill "$(cat "$RUN/patchbay.pid")" 2>/dev/null || true
 		rm -f "$RUN/patchbay.pid"
 	fi
+	if [[ -f "$RUN/turnserver.pid" ]]; then
+		kill "$(cat "$RUN/turnserver.pid")" 2>/dev/null || true
+		rm -f "$RUN/turnserver.pid"
+	fi
 	if [[ -f "$RUN/redis.pid" ]]; then
 		kill "$(cat "$RUN/redis.pid")" 2>/dev/null || true
 		rm -f "$RUN/redis.pid"
@@ -51,7 +55,7 @@ if [[ -f "$RUN/patchbay.pid" ]] && kill -0 "$(cat "$RUN/patchbay.pid")" 2>/dev/n
 	echo "run.sh: Patchbay is already running (PID $(cat "$RUN/patchbay.pid")): stop it first with 'make stop'" >&2
 	exit 1
 fi
-"$BIN" config init --out "$PATCHBAY_CONFIG" --certs-dir "$PWD/$RUN/certs" --redis "127.0.0.1:$REDIS_PORT"
+"$BIN" config init --out "$PATCHBAY_CONFIG" --certs-dir "$PWD/$RUN/certs" --redis "127.0.0.1:$REDIS_PORT" --turn-tls-port 5349
 "$BIN" certs init >/dev/null
 # Asterisk reads its certificates at /etc/asterisk/keys inside the chroot; asterisk.sh installs them there.
 "$BIN" asterisk-config --out "$RUN/asterisk" --cert-dir /etc/asterisk/keys >/dev/null
@@ -62,6 +66,18 @@ ASTERISK_CONF_DIR="$RUN/asterisk" ASTERISK_CERT_DIR="$RUN/certs" scripts/asteris
 if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
 	redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no --daemonize yes \
 		--pidfile "$PWD/$RUN/redis.pid" --logfile "$PWD/$RUN/redis.log" 9>&-
+fi
+# coturn, for browsers whose network only lets a TURN relay through. This single-host run relays to Patchbay on
+# loopback (--dev-loopback); a production turnserver.conf never does.
+turn_note="TURN: not configured (turn.urls empty in $PATCHBAY_CONFIG)"
+if grep -qE '^turn:' "$PATCHBAY_CONFIG"; then
+	command -v turnserver >/dev/null || { echo "run.sh: turnserver missing: run scripts/provision.sh" >&2; exit 1; }
+	"$BIN" turn-config --out "$RUN/turnserver.conf" --dev-loopback --log-file "$PWD/$RUN/turnserver.log" \
+		--pid-file "$PWD/$RUN/turnserver.pid" >/dev/null
+	if [[ ! -f "$RUN/turnserver.pid" ]] || ! kill -0 "$(cat "$RUN/turnserver.pid")" 2>/dev/null; then
+		turnserver -c "$RUN/turnserver.conf" -o >/dev/null 9>&-
+	fi
+	turn_note="TURN: coturn (log $RUN/turnserver.log); browsers get fresh credentials per session"
 fi
 trap 'stop_all' EXIT INT TERM
 
@@ -81,6 +97,7 @@ It is signed in as alice: dial 600 (echo), 601 (440 Hz tone), 602 (DTMF read), o
 Softphones register to 127.0.0.1 (SIP 5060 UDP/TCP, 5061 TLS) with these accounts:
 $phones
 A softphone dialling "alice" (or a number mapped under users: in the config) rings the page.
+$turn_note. Pre-call check: https://localhost:${port}/check?token=${token}
 Config: $PATCHBAY_CONFIG   Asterisk CLI: scripts/asterisk.sh cli 'core show channels'
 MSG
 

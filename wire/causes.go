@@ -30,6 +30,9 @@ const (
 	CauseServerShutdown = "server_shutdown" // 41: Patchbay is stopping; the call may be placed again
 	CauseAsteriskLost   = "asterisk_lost"   // 38: Asterisk stopped answering (crashed, frozen or unreachable)
 	CauseMediaTimeout   = "media_timeout"   // 41: the browser's media never flowed, or stopped (ICE failed)
+	// CauseSignallingLost: the browser's signalling connection dropped and was not resumed within the grace
+	// period (signal.ServerOptions.ResumeGrace), so its held calls ended.
+	CauseSignallingLost = "signalling_lost" // 41
 )
 
 var causeCodes = map[string]int{
@@ -59,6 +62,7 @@ var causeCodes = map[string]int{
 	CauseServerShutdown: 41,
 	CauseAsteriskLost:   38,
 	CauseMediaTimeout:   41,
+	CauseSignallingLost: 41,
 }
 
 // causeNames maps a Q.850 code to Asterisk's name for it; Patchbay's own causes share codes and are left out.
@@ -66,7 +70,7 @@ var causeNames = func() map[int]string {
 	m := make(map[int]string, len(causeCodes))
 	for name, code := range causeCodes {
 		switch name {
-		case CauseServerShutdown, CauseAsteriskLost, CauseMediaTimeout:
+		case CauseServerShutdown, CauseAsteriskLost, CauseMediaTimeout, CauseSignallingLost:
 			continue
 		}
 		m[code] = name

@@ -17,6 +17,7 @@ import (
 	asteriskconfigs "github.com/patchbay/patchbay/asterisk-configs"
 	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/certs"
+	"github.com/patchbay/patchbay/turnconf"
 )
 
 func runAsteriskConfig(_ context.Context, args []string) error {
@@ -126,6 +127,8 @@ func runConfig(_ context.Context, args []string) error {
 	certDir := fs.String("certs-dir", "", "certificate directory (default: beside the file, certs/)")
 	publicHost := fs.String("public-host", "localhost", "name browsers use to reach Patchbay")
 	redisAddr := fs.String("redis", "", "Redis host:port (empty: in-process store)")
+	turnHost := fs.String("turn-host", "", "name browsers use to reach coturn (default: --public-host)")
+	turnTLSPort := fs.Int("turn-tls-port", 443, "TURN over TLS port (443 gets through most firewalls); 0: no TLS")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -162,6 +165,14 @@ func runConfig(_ context.Context, args []string) error {
 	if *redisAddr != "" {
 		doc["redis"] = map[string]any{"addr": *redisAddr}
 	}
+	if *turnHost == "" {
+		*turnHost = *publicHost
+	}
+	turnURLs := []string{"turn:" + *turnHost + ":3478?transport=udp", "turn:" + *turnHost + ":3478?transport=tcp"}
+	if *turnTLSPort > 0 {
+		turnURLs = append(turnURLs, fmt.Sprintf("turns:%s:%d?transport=tcp", *turnHost, *turnTLSPort))
+	}
+	doc["turn"] = map[string]any{"urls": turnURLs, "secret": randomHex(32)}
 	b, err := yaml.Marshal(doc)
 	if err != nil {
 		return err
@@ -184,4 +195,38 @@ func randomHex(n int) string {
 		panic("crypto/rand failed: " + err.Error()) // the OS has no entropy source: nothing safe can continue
 	}
 	return hex.EncodeToString(b)
+}
+
+func runTURNConfig(_ context.Context, args []string) error {
+	fs := pflag.NewFlagSet("turn-config", pflag.ContinueOnError)
+	load := configFlags(fs)
+	out := fs.String("out", "", "file to write coturn's turnserver.conf to (required; written 0600: it holds turn.secret)")
+	certDir := fs.String("cert-dir", "", "where coturn reads server.crt/server.key for TURN over TLS (default: certs.dir)")
+	pidFile := fs.String("pid-file", "", "where coturn writes its pid (default: none)")
+	logFile := fs.String("log-file", "", "coturn's log (default: stdout)")
+	loopback := fs.Bool("dev-loopback", false, "allow relaying to 127.0.0.1: only for a single-host development run, never in production")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return errors.New("--out FILE is required (e.g. --out /etc/turnserver.conf)")
+	}
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	if len(cfg.TURN.URLs) == 0 {
+		return errors.New("turn.urls is empty: set turn.urls and turn.secret before rendering coturn's config")
+	}
+	p := cfg.TURNParams(*certDir)
+	p.PidFile, p.LogFile = *pidFile, *logFile
+	if *loopback {
+		p.AllowLoopback = true
+		p.AllowedPeerIPs = append(p.AllowedPeerIPs, "127.0.0.1")
+	}
+	if err := turnconf.Write(p, *out); err != nil {
+		return fmt.Errorf("render coturn config: %w", err)
+	}
+	fmt.Printf("wrote %s\n", *out)
+	return nil
 }

@@ -26,6 +26,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run Patchbay: signalling, media relay and the ARI application", runServe},
 		{"asterisk-config", "render the Asterisk configuration from Patchbay's config", runAsteriskConfig},
+		{"turn-config", "render coturn's turnserver.conf (TURN for browsers) from Patchbay's config", runTURNConfig},
 		{"certs", "manage the CA and server certificate (certs init)", runCerts},
 		{"config", "write a starter config with fresh secrets (config init)", runConfig},
 		{"token", "mint a browser token", runToken},

@@ -47,6 +47,9 @@ func refuse(code, format string, args ...any) *Refusal {
 // refusalCause is the hang-up cause that follows a refusal's error message, so a client that only reads hangup
 // messages still learns the call is over and roughly why.
 func refusalCause(code string) string {
+	if wire.EndsCall(code) {
+		return wire.CauseForCode(code)
+	}
 	switch code {
 	case wire.CodeInvalidNumber:
 		return wire.CauseInvalidNumberFormat

@@ -1,11 +1,13 @@
 package call
 
 import (
+	"errors"
 	"time"
 
 	pion "github.com/pion/webrtc/v4"
 
 	"github.com/patchbay/patchbay/ari"
+	"github.com/patchbay/patchbay/webrtc/media"
 	"github.com/patchbay/patchbay/webrtc/signal"
 	"github.com/patchbay/patchbay/wire"
 )
@@ -35,8 +37,34 @@ func (c *Call) onBrowserMessage(s *signal.Session, msg signal.Message) {
 		c.sendDTMF(msg.Digits)
 	case signal.TypeAnswer:
 		c.onRenegotiationAnswer(msg.SDP)
+	case signal.TypeOffer:
+		c.iceRestart(msg.SDP)
 	default:
 		b.send(c, signal.ErrorMessage("", wire.CodeBadMessage, msg.Type+" is not expected on this call now"))
+	}
+}
+
+// iceRestart applies a browser's mid-call offer (new ufrag/pwd: it changed networks) to its peer and answers it.
+// Asterisk never hears of it: only the browser's path to Patchbay changes.
+func (c *Call) iceRestart(offer string) {
+	b := c.browser
+	if b.peer == nil {
+		b.send(c, signal.ErrorMessage("", wire.CodeBadMessage, "no media on this call yet to restart"))
+		return
+	}
+	ctx, cancel := c.setupCtx()
+	defer cancel()
+	answer, err := b.peer.Restart(ctx, offer)
+	switch {
+	case errors.Is(err, media.ErrNotStable):
+		// A video renegotiation offer of ours is outstanding: the browser rolls back and restarts again.
+		c.log.Info("ICE restart crossed a renegotiation; the browser retries")
+	case err != nil:
+		c.log.Warn("ICE restart refused", "err", err)
+		b.send(c, signal.ErrorMessage("", wire.CodeBadMessage, "ICE restart: "+err.Error()))
+	default:
+		c.log.Info("ICE restarted: the browser's media moves to its new path")
+		b.send(c, signal.Message{Type: signal.TypeAnswer, SDP: answer})
 	}
 }
 
@@ -74,14 +102,15 @@ func (c *Call) onSessionGone(s *signal.Session) {
 	if b == nil || b.s != s {
 		return
 	}
-	if c.m.o.ResumeGrace <= 0 || b.peer == nil {
+	grace := s.ResumeGrace() // 0: the page closed its socket itself, or resume is off
+	if grace <= 0 || b.peer == nil {
 		c.end(&ending{cause: wire.CauseNormalClearing, quiet: true})
 		return
 	}
-	c.log.Info("browser connection lost: holding the call for a resume", "grace", c.m.o.ResumeGrace)
+	c.log.Info("browser connection lost: holding the call for a resume", "grace", grace)
 	b.setSession(nil)
 	c.detached = true
-	c.grace = time.NewTimer(c.m.o.ResumeGrace)
+	c.grace = time.NewTimer(grace)
 }
 
 // onResumed: the browser came back with its resume token; messages flow to its new session.

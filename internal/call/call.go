@@ -134,8 +134,15 @@ func (c *Call) ID() string { return c.id }
 // Context is cancelled when the call starts ending; everything the call starts hangs off it.
 func (c *Call) Context() context.Context { return c.ctx }
 
-// end asks the call to end with e. Safe from any goroutine and more than once: the first reason counts.
-func (c *Call) end(e *ending) { c.cancel(e) }
+// end asks the call to end with e. Safe from any goroutine and more than once: the first reason counts. An error
+// code that ends a call carries its one cause (wire.CauseForCode): the browser's hangup, Asterisk's hang-up reason
+// and the call record all say the same.
+func (c *Call) end(e *ending) {
+	if e.code != "" && wire.EndsCall(e.code) {
+		e.cause = wire.CauseForCode(e.code)
+	}
+	c.cancel(e)
+}
 
 // endWith is end for the common case of a cause alone.
 func (c *Call) endWith(cause string) { c.end(&ending{cause: cause}) }
@@ -266,8 +273,8 @@ func (c *Call) loop() {
 			c.log.Info("nobody answered in time", "ring_timeout", c.m.o.RingTimeout)
 			c.endWith(wire.CauseNoAnswer)
 		case <-timerC(c.grace):
-			c.log.Info("browser did not come back within the resume grace", "grace", c.m.o.ResumeGrace)
-			c.end(&ending{cause: wire.CauseNormalClearing, quiet: true})
+			c.log.Info("browser did not come back within the resume grace")
+			c.end(&ending{cause: wire.CauseSignallingLost, quiet: true})
 		case <-trunkTimerC(c.trunks):
 			c.onTrunkTimeout()
 		case <-tick.C:

@@ -132,11 +132,11 @@ func TestBrowserSocketCloses(t *testing.T) {
 		c.stop()
 	})
 	t.Run("resumed", func(t *testing.T) {
-		h := newHarness(t, withOptions(func(o *Options) { o.ResumeGrace = 10 * time.Second }))
+		h := newHarness(t, withResumeGrace(10*time.Second))
 		defer h.close()
 		tab := h.browser("alice")
 		c := upCall(t, tab, "602")
-		tab.close()                        // the synthetic call keeps sending media, as a tab whose socket dropped does
+		tab.drop()                         // the synthetic call keeps sending media, as a tab whose socket dropped does
 		time.Sleep(600 * time.Millisecond) // SessionClosed has run: the call is held, not ended
 		if n := h.m.Active(); n != 1 || len(h.channelsOf("far")) != 1 {
 			t.Fatalf("call not held through the socket's loss: %d calls, far legs %+v", n, h.channelsOf("far"))
@@ -157,11 +157,11 @@ func TestBrowserSocketCloses(t *testing.T) {
 		h.assertClean()
 	})
 	t.Run("grace expires", func(t *testing.T) {
-		h := newHarness(t, withOptions(func(o *Options) { o.ResumeGrace = time.Second }))
+		h := newHarness(t, withResumeGrace(time.Second))
 		defer h.close()
 		tab := h.browser("alice")
 		c := upCall(t, tab, "602")
-		tab.close()
+		tab.drop()
 		start := time.Now()
 		h.eventually("the call ends after the grace", patience, func() bool { return h.m.Active() == 0 })
 		if took := time.Since(start); took < 900*time.Millisecond {

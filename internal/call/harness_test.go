@@ -49,8 +49,14 @@ const (
 const patience = 15 * time.Second
 
 type harnessConfig struct {
-	opts   Options           // call options; zero fields take the harness defaults below
-	ariCfg func(*ari.Config) // adjusts the ARI client's config
+	opts        Options           // call options; zero fields take the harness defaults below
+	ariCfg      func(*ari.Config) // adjusts the ARI client's config
+	resumeGrace time.Duration     // the signalling server's; 0: resume off
+}
+
+// withResumeGrace turns resume on in the signalling server: a dropped socket's calls are held for d.
+func withResumeGrace(d time.Duration) harnessOption {
+	return func(c *harnessConfig) { c.resumeGrace = d }
 }
 
 type harnessOption func(*harnessConfig)
@@ -214,7 +220,11 @@ func newHarness(t testing.TB, hopts ...harnessOption) *harness {
 	if h.signer, err = auth.NewSigner([]byte(strings.Repeat("k", 32)), "calltest"); err != nil {
 		t.Fatal(err)
 	}
-	so := signal.ServerOptions{Verifier: h.signer, Handler: h.m, CloseGrace: 200 * time.Millisecond, Logger: log.With("component", "signal")}
+	so := signal.ServerOptions{Verifier: h.signer, Handler: h.m, CloseGrace: 200 * time.Millisecond, Logger: log.With("component", "signal"),
+		ResumeGrace: -1}
+	if cfg.resumeGrace > 0 {
+		so.ResumeGrace = cfg.resumeGrace
+	}
 	if h.sig, err = signal.NewServer(so); err != nil {
 		t.Fatal(err)
 	}
@@ -478,6 +488,14 @@ func (b *browser) run() {
 		default: // nobody has read for 4096 messages: the record still has them
 		}
 	}
+}
+
+// drop cuts the browser's socket without a close frame (its network went away) and waits for its pump.
+func (b *browser) drop() {
+	b.once.Do(func() {
+		b.conn.Abort()
+		<-b.pump
+	})
 }
 
 // close closes the browser's socket (as a tab that goes away) and waits for its pump.

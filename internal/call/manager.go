@@ -48,8 +48,6 @@ type Options struct {
 	// NoMediaTimeout: browser media must reach Asterisk within this of the answer, and may not stop for longer
 	// (10 s); the far end is dialled (or a phone answered) only once it flows.
 	NoMediaTimeout time.Duration
-	// ResumeGrace keeps a browser's calls up this long after its socket closed, for a resume; 0 ends them at once.
-	ResumeGrace time.Duration
 	// MaxSetups bounds calls being set up at once (64): past it new calls are refused at once instead of queuing
 	// behind a slow Asterisk.
 	MaxSetups int

@@ -36,6 +36,7 @@ func (c *Config) AsteriskParams(certDir string) asteriskconfigs.Params {
 	if certDir != "" {
 		p.CertDir = certDir
 	}
+	p.SessionExpires, p.MinSE, p.Timers = a.TimersSessExpires, a.TimersMinSE, a.Timers
 	p.ExternalAddress = a.ExternalAddress
 	if len(a.LocalNets) > 0 {
 		p.LocalNets = a.LocalNets

@@ -35,6 +35,9 @@ type Config struct {
 	Metrics Metrics `mapstructure:"metrics" yaml:"metrics"`
 	// Calls sets how calls are set up, watched, torn down and recorded (lifecycle.go, observability.go).
 	Calls Calls `mapstructure:"calls" yaml:"calls"`
+	// TURN and Signalling: reaching browsers on every network (network.go).
+	TURN       TURN       `mapstructure:"turn" yaml:"turn"`
+	Signalling Signalling `mapstructure:"signalling" yaml:"signalling"`
 }
 
 // HTTP is Patchbay's own listener: the page, /ws signalling and /api.
@@ -88,6 +91,11 @@ type Asterisk struct {
 	ExternalAddress string   `mapstructure:"external_address" yaml:"external_address"`
 	LocalNets       []string `mapstructure:"local_nets" yaml:"local_nets"`
 	Phones          []Phone  `mapstructure:"phones" yaml:"phones"`
+	// TimersSessExpires and TimersMinSE are the SIP session timers (RFC 4028) of phones and the trunk, in seconds.
+	TimersSessExpires int `mapstructure:"timers_sess_expires" yaml:"timers_sess_expires"`
+	TimersMinSE       int `mapstructure:"timers_min_se" yaml:"timers_min_se"`
+	// Timers is yes (refresh peers that support session timers), always (every peer) or no.
+	Timers string `mapstructure:"timers" yaml:"timers"`
 	// Trunk is the single carrier of older configurations; Trunks replaces it (use one or the other).
 	Trunk Trunk `mapstructure:"trunk" yaml:"trunk"`
 	// Trunks are the SIP carriers, in order of preference (see dialplan.pstn.routes for who carries what).
@@ -137,6 +145,8 @@ type Trunk struct {
 type Media struct {
 	// ICEPort is the one UDP port all browser media uses (ICE-lite, muxed).
 	ICEPort int `mapstructure:"ice_port" yaml:"ice_port"`
+	// ICETCPPort is the TCP port for passive ICE-TCP (RFC 6544), for browsers whose network blocks UDP; 0: off.
+	ICETCPPort int `mapstructure:"ice_tcp_port" yaml:"ice_tcp_port"`
 	// PublicIPs are advertised in ICE candidates (NAT 1:1). Set them when Patchbay is behind NAT: never guessed.
 	PublicIPs []string `mapstructure:"public_ips" yaml:"public_ips"`
 	// IncludeLoopback offers loopback candidates: only for single-host tests.
@@ -222,9 +232,14 @@ func Defaults() Config {
 			RTPStart:    10000,
 			RTPEnd:      20000,
 			Trunk:       Trunk{Name: "carrier"},
+
+			TimersSessExpires: 1800,
+			TimersMinSE:       90,
+			Timers:            "yes",
 		},
 		Media: Media{
 			ICEPort:        50000,
+			ICETCPPort:     50000,
 			RelayHost:      "127.0.0.1",
 			MemoryLimitMiB: 1024,
 			LeanAudio:      true,
@@ -243,5 +258,8 @@ func Defaults() Config {
 		Limits:   DefaultLimits(),
 		Metrics:  DefaultMetrics(),
 		Calls:    DefaultCalls(),
+
+		TURN:       DefaultTURN(),
+		Signalling: DefaultSignalling(),
 	}
 }

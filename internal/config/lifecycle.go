@@ -19,8 +19,6 @@ type Calls struct {
 	// NoMediaTimeout: browser media must reach Asterisk within this of the answer (the far end is dialled only
 	// then) and may not stop for longer; otherwise the call ends with no_audio.
 	NoMediaTimeout time.Duration `mapstructure:"no_media_timeout" yaml:"no_media_timeout"`
-	// ResumeGrace keeps a browser's calls up this long after its WebSocket closed, for a resume; 0: end at once.
-	ResumeGrace time.Duration `mapstructure:"resume_grace" yaml:"resume_grace"`
 	// MaxSetups bounds calls being set up at once; past it new calls are refused at once (unavailable).
 	MaxSetups int `mapstructure:"max_setups" yaml:"max_setups"`
 	// EndpointExtensions are extension patterns that are PJSIP endpoints of the same name (phones): a browser's
@@ -35,7 +33,7 @@ type Calls struct {
 }
 
 func defaultLifecycle() Calls {
-	return Calls{SetupTimeout: 10 * time.Second, NoMediaTimeout: 10 * time.Second, ResumeGrace: 20 * time.Second, MaxSetups: 64,
+	return Calls{SetupTimeout: 10 * time.Second, NoMediaTimeout: 10 * time.Second, MaxSetups: 64,
 		// The shipped dialplan: phones 1XX are PJSIP endpoints; 600 (echo), 601 and 603 (tones) answer by
 		// themselves; 602 reads DTMF and goes through a Local channel.
 		EndpointExtensions: []string{"_1XX"}, DialplanExtensions: []string{"600", "601", "603"}}
@@ -50,9 +48,6 @@ func (c *Config) validateLifecycle(bad func(key, format string, args ...any)) {
 	}
 	if l.NoMediaTimeout <= 0 {
 		bad("calls.no_media_timeout", "must be positive, e.g. 10s")
-	}
-	if l.ResumeGrace < 0 || l.ResumeGrace > 5*time.Minute {
-		bad("calls.resume_grace", "must be 0 (no resume) to 5m")
 	}
 	if l.MaxSetups < 1 {
 		bad("calls.max_setups", "must be at least 1")

@@ -192,6 +192,7 @@ func (c *Config) Validate() error {
 	c.validateCalls(bad)
 	c.validateLifecycle(bad)
 	c.validateObservability(bad)
+	c.validateNetwork(bad)
 	if c.Certs.Dir == "" {
 		bad("certs.dir", "must be set")
 	}

@@ -105,7 +105,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	for _, is := range cfg.Media.ICEServers {
 		iceServers = append(iceServers, pion.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential.Reveal()})
 	}
-	s.media, err = media.NewAPI(media.Options{
+	s.media, err = media.NewAPI(networkMedia(cfg, media.Options{
 		ICEPort:         cfg.Media.ICEPort,
 		PublicIPs:       cfg.Media.PublicIPs,
 		IncludeLoopback: cfg.Media.IncludeLoopback,
@@ -113,7 +113,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		PionMedia:       !cfg.Media.LeanAudio,
 		ICEServers:      iceServers,
 		Logger:          log.With("component", "media"),
-	})
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("media (media.ice_port %d): %w", cfg.Media.ICEPort, err)
 	}
@@ -160,7 +160,6 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 
 		SetupTimeout:   cfg.Calls.SetupTimeout,
 		NoMediaTimeout: cfg.Calls.NoMediaTimeout,
-		ResumeGrace:    cfg.Calls.ResumeGrace,
 		MaxSetups:      cfg.Calls.MaxSetups,
 
 		EndpointExtensions: endpointExts,
@@ -173,7 +172,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.signal, err = signal.NewServer(signal.ServerOptions{
+	s.signal, err = signal.NewServer(networkSignal(cfg, signal.ServerOptions{
 		Verifier:       s.signer,
 		Handler:        s.calls,
 		AllowedOrigins: cfg.HTTP.AllowedOrigins,
@@ -182,7 +181,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		MaxUnauthenticatedPerIP: cfg.HTTP.MaxUnauthenticatedPerIP,
 		MaxUnauthenticated:      cfg.HTTP.MaxUnauthenticated,
 		Logger:                  log,
-	})
+	}))
 	if err != nil {
 		return nil, err
 	}

@@ -523,3 +523,47 @@ func (b *Baresip) logTail() string {
 	data, _ := os.ReadFile(filepath.Join(b.Dir, "baresip.log"))
 	return "--- baresip " + b.Name + " log:\n" + astTail(string(data), 25)
 }
+
+// Events returns the types of every ctrl_tcp event seen so far, in order (e.g. to prove no re-INVITE came:
+// baresip reports each remote SDP as CALL_REMOTE_SDP).
+func (b *Baresip) Events() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]string, 0, len(b.events))
+	for _, ev := range b.events {
+		out = append(out, ev.Type)
+	}
+	return out
+}
+
+// AllRecordings waits until the latest recording is finished (see Recording) and returns every recording of the
+// phone joined in the order they were written: baresip starts a new file when a re-INVITE (hold, a session
+// refresh) restarts its audio stream.
+func (b *Baresip) AllRecordings(ctx context.Context) ([]int16, int, error) {
+	if _, _, err := b.Recording(ctx); err != nil {
+		return nil, 0, err
+	}
+	matches, _ := filepath.Glob(filepath.Join(b.recordDir(), "*dec*.wav"))
+	sort.Slice(matches, func(i, j int) bool {
+		si, ei := os.Stat(matches[i])
+		sj, ej := os.Stat(matches[j])
+		if ei != nil || ej != nil {
+			return matches[i] < matches[j]
+		}
+		return si.ModTime().Before(sj.ModTime())
+	})
+	var all []int16
+	rate := 0
+	for _, m := range matches {
+		s, r, err := audio.ReadWAV(m)
+		if err != nil {
+			return nil, 0, fmt.Errorf("baresip %s: read recording %s: %w", b.Name, m, err)
+		}
+		if rate != 0 && r != rate {
+			return nil, 0, fmt.Errorf("baresip %s: recordings at %d and %d Hz", b.Name, rate, r)
+		}
+		rate = r
+		all = append(all, s...)
+	}
+	return all, rate, nil
+}

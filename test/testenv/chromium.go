@@ -39,6 +39,8 @@ type ChromiumOptions struct {
 	// IgnoreCertErrors starts Chromium with --ignore-certificate-errors instead: the fallback
 	// when real trust cannot be set up. TrustCA is then not used.
 	IgnoreCertErrors bool
+	// NetNS runs Chromium inside this network namespace (chromedp still drives it over its pipe).
+	NetNS *NetNS
 }
 
 // Chromium is a running headless Chromium driven through chromedp. Each Page is one tab.
@@ -120,6 +122,12 @@ func StartChromium(t testing.TB, o ChromiumOptions) *Chromium {
 			// Its own process group, so Kill takes every Chromium process at once; and killed
 			// with the test process (Pdeathsig, as chromedp does by default).
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+			if o.NetNS != nil { // `ip netns exec` keeps the DevTools pipe's descriptors
+				if ip, err := exec.LookPath("ip"); err == nil {
+					cmd.Args = append([]string{ip, "netns", "exec", o.NetNS.Name}, cmd.Args...)
+					cmd.Path = ip
+				}
+			}
 		}),
 	)
 	if o.FakeMicWAV != "" {

@@ -43,7 +43,7 @@ type Patchbay struct {
 // StartPatchbay starts Patchbay against a, on a free HTTPS port and a free ICE port, and stops it at cleanup.
 func StartPatchbay(t testing.TB, a *Asterisk, opts PatchbayOptions) *Patchbay {
 	t.Helper()
-	cfg := testConfig(a)
+	cfg := testConfig(t, a)
 	if opts.Config != nil {
 		opts.Config(&cfg)
 	}
@@ -100,7 +100,7 @@ func StartPatchbay(t testing.TB, a *Asterisk, opts PatchbayOptions) *Patchbay {
 
 // testConfig is the configuration of a test Patchbay against a: free ports where the caller does not fix them,
 // a random relay window, the instance's certificates, fresh secrets.
-func testConfig(a *Asterisk) config.Config {
+func testConfig(t testing.TB, a *Asterisk) config.Config {
 	cfg := config.Defaults()
 	cfg.ARI.URL = a.ARIURL()
 	cfg.ARI.User = a.ARIUser
@@ -109,6 +109,7 @@ func testConfig(a *Asterisk) config.Config {
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.HTTP.ShutdownTimeout = 3 * time.Second
 	cfg.Media.ICEPort = 0
+	cfg.Media.ICETCPPort = FreeTCPPort(t)
 	cfg.Media.IncludeLoopback = true
 	// Relay ports: a random window per instance so that concurrent test processes do not collide.
 	base := 30000 + rand.IntN(200)*100
@@ -161,6 +162,17 @@ func (p *Patchbay) Dial(t testing.TB, ctx context.Context, user string, dial ...
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// FreeTCPPort returns a loopback TCP port that was free a moment ago.
+func FreeTCPPort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free TCP port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 type testWriter struct{ t testing.TB }

@@ -77,7 +77,7 @@ func patchbayBinary(t testing.TB) string {
 // (fixed free ports so a restart gets the same ones), and stops it at cleanup.
 func StartPatchbayProcess(t testing.TB, a *Asterisk, opts PatchbayOptions) *PatchbayProcess {
 	t.Helper()
-	cfg := testConfig(a)
+	cfg := testConfig(t, a)
 	ports, err := astFreePorts(2)
 	if err != nil {
 		t.Fatal(err)

@@ -498,3 +498,123 @@ func RunSIPpUAC(ctx context.Context, t testing.TB, c SIPpCall) error {
 	}
 	return nil
 }
+
+// CarrierUASRefresh is CarrierUAS that also answers in-dialog re-INVITEs and UPDATEs (session-timer refreshes,
+// hold) until the BYE, so long calls survive Asterisk's session refreshes.
+const CarrierUASRefresh = `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="Patchbay test carrier (UAS, session refreshes)">
+  <recv request="OPTIONS" optional="true" next="options"/>
+  <recv request="INVITE" crlf="true"/>
+  <send><![CDATA[
+
+SIP/2.0 100 Trying
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <pause milliseconds="{{RING_MS}}"/>
+  <send retrans="500"><![CDATA[
+
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:carrier@[local_ip]:[local_port];transport=[transport]>
+Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=carrier 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+a=ptime:20
+a=sendrecv
+
+]]></send>
+  <recv request="ACK" crlf="true"/>
+  <label id="loop"/>
+  <recv request="INVITE" optional="true" next="reinvite"/>
+  <recv request="UPDATE" optional="true" next="update"/>
+  <recv request="BYE" next="bye"/>
+  <label id="reinvite"/>
+  <send retrans="500"><![CDATA[
+
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+[last_Session-Expires:]
+Contact: <sip:carrier@[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=carrier 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+a=ptime:20
+a=sendrecv
+
+]]></send>
+  <recv request="ACK" next="loop"/>
+  <label id="update"/>
+  <send next="loop"><![CDATA[
+
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+[last_Session-Expires:]
+Contact: <sip:carrier@[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+
+]]></send>
+  <label id="bye"/>
+  <send next="end"><![CDATA[
+
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <label id="options"/>
+  <send><![CDATA[
+
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTagOpt[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <label id="end"/>
+  <nop/>
+</scenario>
+`

@@ -106,6 +106,8 @@ type call struct {
 	received uint64
 	firstPkt time.Time
 	firstEch time.Time
+	lastPkt  time.Time
+	gaps     []Gap
 	seqBase  int64
 	seqMax   int64
 	lastSeq  uint16
@@ -122,7 +124,11 @@ type call struct {
 
 func (e *Engine) newCall(o CallOptions) (*call, error) {
 	o.defaults()
-	pc, err := e.api.NewPeerConnection(webrtc.Configuration{ICEServers: e.iceServers})
+	conf := webrtc.Configuration{ICEServers: e.iceServers}
+	if e.relayOnly {
+		conf.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	pc, err := e.api.NewPeerConnection(conf)
 	if err != nil {
 		return nil, fmt.Errorf("synth: create peer connection: %w", err)
 	}
@@ -500,7 +506,10 @@ func (c *call) receive(t *webrtc.TrackRemote) {
 		c.received++
 		if c.firstPkt.IsZero() {
 			c.firstPkt = now
+		} else if d := now.Sub(c.lastPkt); d >= GapThreshold {
+			c.gaps = append(c.gaps, Gap{At: c.lastPkt.Sub(c.start), Length: d})
 		}
+		c.lastPkt = now
 		if echoed {
 			if c.firstEch.IsZero() {
 				c.firstEch = now
@@ -587,6 +596,7 @@ func (c *call) report() *Report {
 	}
 	r.RTTs = append([]time.Duration(nil), c.rtts...)
 	r.RTT = Summarize(r.RTTs)
+	r.Gaps = append([]Gap(nil), c.gaps...)
 	r.Audio = append([]int16(nil), c.pcm...)
 	r.HeardHz = c.o.ExpectHz
 	r.Heard = audio.Detect(r.Audio, sampleRate, c.o.ExpectHz)

@@ -37,12 +37,17 @@ type EngineOptions struct {
 	// ICEServers are used by every call (STUN/TURN), as a browser would use
 	// the servers handed out in "authed".
 	ICEServers []webrtc.ICEServer
+	// NetworkTypes overrides UDP4 (e.g. TCP4 only: a network that blocks UDP, using ICE-TCP).
+	NetworkTypes []webrtc.NetworkType
+	// RelayOnly uses only TURN relay candidates (iceTransportPolicy "relay").
+	RelayOnly bool
 }
 
 // Engine is one pion API shared by many synthetic calls.
 type Engine struct {
 	api        *webrtc.API
 	iceServers []webrtc.ICEServer
+	relayOnly  bool
 	tones      toneCache
 }
 
@@ -56,7 +61,11 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 		}
 	}
 	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	nets := o.NetworkTypes
+	if len(nets) == 0 {
+		nets = []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
+	}
+	se.SetNetworkTypes(nets)
 	se.SetIncludeLoopbackCandidate(o.IncludeLoopback || o.LoopbackOnly)
 	if o.LoopbackOnly {
 		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
@@ -70,6 +79,7 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 		api: webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se),
 			webrtc.WithInterceptorRegistry(&interceptor.Registry{})),
 		iceServers: o.ICEServers,
+		relayOnly:  o.RelayOnly,
 	}, nil
 }
 

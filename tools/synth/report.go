@@ -83,11 +83,32 @@ type Report struct {
 	// Audio is the decoded audio heard (up to CallOptions.RecordMax).
 	Audio []int16
 
+	// Gaps are the silences in what was heard, each at least GapThreshold long (no packet at all).
+	Gaps []Gap
+
 	// HungUpBy is "local" or "remote"; Cause/Code are the far end's when remote.
 	HungUpBy string
 	Cause    string
 	Code     int
 	Duration time.Duration // start to end
+}
+
+// GapThreshold is the shortest silence counted as a gap: 5 packets of 20 ms missing in a row.
+const GapThreshold = 120 * time.Millisecond
+
+// Gap is a stretch without any packet from the far end.
+type Gap struct {
+	At     time.Duration // since the call started
+	Length time.Duration
+}
+
+// MaxGap is the longest gap, or 0.
+func (r *Report) MaxGap() time.Duration {
+	var m time.Duration
+	for _, g := range r.Gaps {
+		m = max(m, g.Length)
+	}
+	return m
 }
 
 // Event returns the first far-end event of the given type.

@@ -23,6 +23,11 @@ type Options struct {
 	ICEAddress string
 	// ICEPort is the single UDP port all calls share for ICE and media; 0 picks a free one.
 	ICEPort int
+	// ICETCP also listens for passive ICE-TCP (RFC 6544) on ICETCPPort (0 picks a free one), for browsers whose
+	// network lets no UDP through: each answer then carries a "tcptype passive" host candidate too, with the
+	// same public IPs as the UDP one. One listener serves every call (muxed by ICE ufrag).
+	ICETCP     bool
+	ICETCPPort int
 	// PublicIPs are advertised in host candidates instead of the local
 	// addresses (NAT 1:1). Never guessed: set them when behind NAT.
 	PublicIPs []string
@@ -62,6 +67,8 @@ type API struct {
 	conn       *net.UDPConn
 	demux      *demux
 	mux        ice.UDPMux
+	tcpLn      net.Listener // nil without ICETCP
+	tcpMux     ice.TCPMux
 	iceServers []webrtc.ICEServer
 	video      bool
 	lean       bool
@@ -125,7 +132,27 @@ func NewAPI(o Options) (*API, error) {
 	se := webrtc.SettingEngine{}
 	se.LoggerFactory = logging.NewDefaultLoggerFactory()
 	se.SetLite(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
+	var tcpLn net.Listener
+	var tcpMux ice.TCPMux
+	if o.ICETCP {
+		tcpLn, err = net.ListenTCP("tcp4", &net.TCPAddr{IP: ip, Port: o.ICETCPPort})
+		if err != nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("bind ICE TCP port %s:%d: %w (choose a free media ICE TCP port)", ip, o.ICETCPPort, err)
+		}
+		// 8 frames of read buffer per connection; a G.711 call never has more in flight.
+		tcpMux = webrtc.NewICETCPMux(se.LoggerFactory.NewLogger("ice-tcp"), tcpLn, 8)
+		se.SetICETCPMux(tcpMux)
+		networks = append(networks, webrtc.NetworkTypeTCP4)
+	}
+	closeTCP := func() {
+		if tcpMux != nil {
+			_ = tcpMux.Close()
+			_ = tcpLn.Close()
+		}
+	}
+	se.SetNetworkTypes(networks)
 	se.SetIncludeLoopbackCandidate(o.IncludeLoopback)
 	// No mDNS at all: a server has real addresses to announce, and as an ICE-lite agent it only answers the
 	// browser's checks, learning the browser's address from them (peer-reflexive), so a browser's .local
@@ -151,6 +178,7 @@ func NewAPI(o Options) (*API, error) {
 		if err != nil {
 			_ = mux.Close()
 			_ = conn.Close()
+			closeTCP()
 			return nil, fmt.Errorf("set public IPs: %w", err)
 		}
 	}
@@ -169,6 +197,8 @@ func NewAPI(o Options) (*API, error) {
 		conn:         conn,
 		demux:        dm,
 		mux:          mux,
+		tcpLn:        tcpLn,
+		tcpMux:       tcpMux,
 		iceServers:   cloneICEServers(o.ICEServers),
 		video:        o.Video,
 		lean:         !o.PionMedia && !o.pionDefaults && !o.RTCPReports,
@@ -186,7 +216,11 @@ func NewAPI(o Options) (*API, error) {
 		defer a.wg.Done()
 		a.loop()
 	}()
-	log.Info("media API ready", "ice_addr", conn.LocalAddr().String(), "public_ips", o.PublicIPs,
+	tcpAddr := ""
+	if tcpLn != nil {
+		tcpAddr = tcpLn.Addr().String()
+	}
+	log.Info("media API ready", "ice_addr", conn.LocalAddr().String(), "ice_tcp_addr", tcpAddr, "public_ips", o.PublicIPs,
 		"video", o.Video, "rtcp_reports", o.RTCPReports, "lean_audio", a.lean)
 	return a, nil
 }
@@ -227,6 +261,14 @@ func (a *API) closeLater(p *Peer) {
 // ICEPort is the bound UDP port of the muxed ICE socket.
 func (a *API) ICEPort() int { return a.conn.LocalAddr().(*net.UDPAddr).Port }
 
+// ICETCPPort is the bound TCP port for passive ICE-TCP, or 0 without Options.ICETCP.
+func (a *API) ICETCPPort() int {
+	if a.tcpLn == nil {
+		return 0
+	}
+	return a.tcpLn.Addr().(*net.TCPAddr).Port
+}
+
 // ICEServers returns a copy of the STUN/TURN servers to hand to browsers.
 func (a *API) ICEServers() []webrtc.ICEServer { return cloneICEServers(a.iceServers) }
 
@@ -235,6 +277,9 @@ func (a *API) Close() error {
 	a.closeOnce.Do(func() {
 		close(a.stop)
 		a.closeErr = errors.Join(a.mux.Close(), ignoreClosed(a.conn.Close()))
+		if a.tcpMux != nil {
+			a.closeErr = errors.Join(a.closeErr, a.tcpMux.Close(), ignoreClosed(a.tcpLn.Close()))
+		}
 		a.wg.Wait()
 	})
 	return a.closeErr

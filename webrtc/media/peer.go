@@ -348,7 +348,24 @@ func (p *Peer) setLocal(ctx context.Context, desc webrtc.SessionDescription) (st
 	if ld == nil {
 		return "", errors.New("local description missing after gathering")
 	}
-	return ld.SDP, nil
+	return stripRTCPCandidates(ld.SDP), nil
+}
+
+// stripRTCPCandidates drops the component-2 (RTCP) copies pion writes of every candidate: every peer of ours
+// negotiates rtcp-mux (browsers require it), so those lines only confuse readers of the SDP and clients that take
+// them literally.
+func stripRTCPCandidates(sdp string) string {
+	lines := strings.SplitAfter(sdp, "\n")
+	out := lines[:0]
+	for _, l := range lines {
+		if rest, ok := strings.CutPrefix(l, "a=candidate:"); ok {
+			if f := strings.Fields(rest); len(f) > 1 && f[1] == "2" {
+				continue
+			}
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "")
 }
 
 // SetAnswer applies the browser's answer to an Offer peer, or to the last
@@ -468,6 +485,32 @@ func (p *Peer) Renegotiate(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("create renegotiation offer: %w", err)
 	}
 	return p.setLocal(ctx, offer)
+}
+
+// Restart applies a browser's ICE-restart offer (new ice-ufrag/ice-pwd, same media sections) to the live peer
+// and returns the answer, with fresh server credentials and candidates. Only ICE starts over: the DTLS
+// association, SRTP keys, tracks and SSRCs stay, so audio resumes on the new path as soon as the browser's checks
+// succeed and nothing upstream (relay, Asterisk) notices. pion restarts an ICE-lite answerer's agent by itself when
+// a remote offer changes the credentials (SetRemoteDescription); an offer with the same credentials is applied as
+// a plain renegotiation. Fails with ErrNotStable while a server offer (Renegotiate) is outstanding: the server is
+// the impolite peer, the browser rolls back and answers that offer first.
+func (p *Peer) Restart(ctx context.Context, offer string) (string, error) {
+	if s := p.pc.SignalingState(); s != webrtc.SignalingStateStable {
+		return "", fmt.Errorf("ICE restart in signalling state %s: %w", s, ErrNotStable)
+	}
+	select {
+	case <-p.dead:
+		return "", fmt.Errorf("ICE restart: %w", ErrClosed)
+	default:
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", fmt.Errorf("apply browser restart offer: %w: %w", ErrInvalidSDP, err)
+	}
+	answer, err := p.pc.CreateAnswer(nil)
+	if err != nil {
+		return "", fmt.Errorf("create restart answer: %w", err)
+	}
+	return p.setLocal(ctx, answer)
 }
 
 // WriteRTCP sends RTCP (e.g. a picture loss indication) to the browser.

@@ -20,6 +20,8 @@ type DialOptions struct {
 	Origin          string      // sent as the Origin header when set (as a browser would)
 	MaxMessageBytes int         // largest frame accepted from the server; default 1 MiB
 	RecvQueue       int         // messages buffered before the reader stops reading; default 64
+	// Resume is the resume_token of a dropped session: the server gives its held calls back (Authed().Resumed).
+	Resume string
 }
 
 // Conn is an authenticated client connection, used by tests and the synthetic
@@ -67,7 +69,7 @@ func Dial(ctx context.Context, url, token string, opts DialOptions) (*Conn, erro
 		done: make(chan struct{}),
 		quit: make(chan struct{}),
 	}
-	if err := c.Send(ctx, Message{Type: TypeAuth, Token: token}); err != nil {
+	if err := c.Send(ctx, Message{Type: TypeAuth, Token: token, Resume: opts.Resume}); err != nil {
 		_ = ws.Close()
 		return nil, err
 	}
@@ -187,6 +189,15 @@ func (c *Conn) SendRaw(ctx context.Context, messageType int, data []byte) error 
 		return fmt.Errorf("signalling send raw frame: %w", err)
 	}
 	return nil
+}
+
+// Abort drops the TCP connection without a close frame, as a network failure would, and ends the reader.
+func (c *Conn) Abort() {
+	c.once.Do(func() {
+		close(c.quit)
+		_ = c.ws.NetConn().Close()
+		<-c.done
+	})
 }
 
 // Close says goodbye with a normal close frame, waits up to a second for the

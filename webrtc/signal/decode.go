@@ -2,6 +2,7 @@ package signal
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -31,7 +32,12 @@ func Decode(data []byte) (Message, error) {
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return Message{}, errorf(wire.CodeBadMessage, "", "frame is not a JSON message object: %v", err)
 	}
-	return Validate(raw)
+	m, err := Validate(raw)
+	var pe *Error
+	if errors.As(err, &pe) {
+		pe.msgType = raw.Type
+	}
+	return m, err
 }
 
 // Validate checks a browser→server message and returns its sanitized copy.
@@ -57,7 +63,10 @@ func Validate(m Message) (Message, error) {
 		if len(m.Token) > MaxTokenBytes {
 			return Message{}, errorf(wire.CodeUnauthorized, "", "token longer than %d bytes", MaxTokenBytes)
 		}
-		return Message{Type: TypeAuth, Token: m.Token}, nil
+		if len(m.Resume) > MaxResumeLen {
+			return Message{}, errorf(wire.CodeUnauthorized, "", "resume token longer than %d bytes", MaxResumeLen)
+		}
+		return Message{Type: TypeAuth, Token: m.Token, Resume: m.Resume}, nil
 
 	case TypePing:
 		return Message{Type: TypePing}, nil
@@ -88,6 +97,16 @@ func Validate(m Message) (Message, error) {
 			return Message{}, err
 		}
 		return Message{Type: TypeAnswer, CallID: callID, SDP: m.SDP}, nil
+
+	case TypeOffer: // an ICE restart (new ufrag/pwd) on a live call; answered with "answer"
+		if err := needCallID(); err != nil {
+			return Message{}, err
+		}
+		if err := checkSDP(m.SDP, "offer"); err != nil {
+			err.CallID = callID
+			return Message{}, err
+		}
+		return Message{Type: TypeOffer, CallID: callID, SDP: m.SDP}, nil
 
 	case TypeCandidate:
 		if err := needCallID(); err != nil {

@@ -12,6 +12,8 @@ type Error struct {
 	Code    string // one of the Code* constants
 	Message string // human text, may be empty
 	CallID  string // set when the error is about one call
+
+	msgType string // the type of the refused message, when Decode knew it
 }
 
 func (e *Error) Error() string {

@@ -35,6 +35,9 @@ const (
 	TypeJoined    = "joined"    // server→browser: in the room; carries the participants
 	TypeRoom      = "room"      // server→browser: a room event (participant joined, left, updated; room ended)
 	TypeQuality   = "quality"   // server→browser: a media quality issue on a call (e.g. one-way audio)
+	// TypeRefresh (server→browser) carries fresh TURN credentials and a fresh resume token before the old ones
+	// expire: the page uses them for its next peer connections, ICE restarts and reconnects.
+	TypeRefresh = "refresh"
 )
 
 // Room event names carried in Message.Event of a "room" message.
@@ -78,7 +81,15 @@ type Message struct {
 	User       string        `json:"user,omitempty"`
 	Display    string        `json:"display,omitempty"`
 	Session    string        `json:"session,omitempty"`
-	ICEServers []ICEServer   `json:"ice_servers,omitempty"`
+	ICEServers []ICEServer   `json:"ice_servers,omitempty"` // always present in authed and refresh (see Encode)
+	// Resume: auth carries the resume token of a dropped session in Resume; authed and refresh carry a fresh one in
+	// ResumeToken and the grace in ResumeGrace (seconds); authed lists the calls given back in Resumed.
+	Resume      string   `json:"resume,omitempty"`
+	ResumeToken string   `json:"resume_token,omitempty"`
+	ResumeGrace int      `json:"resume_grace,omitempty"`
+	Resumed     []string `json:"resumed,omitempty"`
+	// Final marks an error that ended its call (wire.EndsCall): a hangup follows.
+	Final bool `json:"final,omitempty"`
 	// Rooms ("join", "joined", "room").
 	Room         string        `json:"room,omitempty"`
 	Number       string        `json:"number,omitempty"`
@@ -144,8 +155,10 @@ func (m Message) Err() error {
 
 // ErrorMessage builds an "error" message. callID may be empty when the error
 // is not about one call.
+// An error about one call with a call-ending code (wire.EndsCall) is marked Final; whoever sends it sends a
+// HangupMessage(callID, wire.CauseForCode(code)) after it.
 func ErrorMessage(callID, code, text string) Message {
-	return Message{Type: TypeError, CallID: callID, Error: code, Message: text}
+	return Message{Type: TypeError, CallID: callID, Error: code, Message: text, Final: callID != "" && wire.EndsCall(code)}
 }
 
 // HangupMessage builds a "hangup" message for the browser, filling in the
@@ -162,8 +175,21 @@ func QualityMessage(callID, issue, direction string) Message {
 }
 
 // Encode marshals m for the wire.
+// Encode marshals m for the wire. authed and refresh always carry ice_servers, an empty array when there are none.
 func Encode(m Message) ([]byte, error) {
-	b, err := json.Marshal(m)
+	var v any = m
+	if m.Type == TypeAuthed || m.Type == TypeRefresh {
+		type plain Message // no methods, same fields
+		ice := m.ICEServers
+		if ice == nil {
+			ice = []ICEServer{}
+		}
+		v = struct {
+			plain
+			ICEServers []ICEServer `json:"ice_servers"` // shallower: wins over the embedded omitempty field
+		}{plain(m), ice}
+	}
+	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s message: %w", m.Type, err)
 	}

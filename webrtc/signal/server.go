@@ -2,6 +2,7 @@ package signal
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,9 +63,18 @@ type ServerOptions struct {
 	MaxUnauthenticatedPerIP int
 	MaxUnauthenticated      int
 
-	// ICEServers gives the servers put in each "authed" reply; nil sends none.
+	// ICEServers gives the static servers (e.g. STUN) put in each "authed" and "refresh"; nil sends none.
 	ICEServers func() []ICEServer
-	Logger     *slog.Logger // default slog.Default()
+	// TURN, when it has URLs and a secret, adds per-session time-limited TURN credentials to authed and refresh.
+	TURN *TURN
+	// ResumeGrace is how long a Resumer holds a dropped session's calls for the browser to come back; default
+	// 20s; negative disables resume (no resume_token is sent).
+	ResumeGrace time.Duration
+	// ResumeTTL is the life of a resume token; default 5 minutes. Sessions get a fresh one in "refresh".
+	ResumeTTL time.Duration
+	// RefreshInterval is how often a session gets a "refresh"; default half the shorter of ResumeTTL and TURN.TTL.
+	RefreshInterval time.Duration
+	Logger          *slog.Logger // default slog.Default()
 }
 
 func (o ServerOptions) withDefaults() ServerOptions {
@@ -99,16 +109,33 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.ResumeGrace == 0 {
+		o.ResumeGrace = DefaultResumeGrace
+	}
+	if o.ResumeTTL <= 0 {
+		o.ResumeTTL = 5 * time.Minute
+	}
+	if o.RefreshInterval <= 0 {
+		shortest := o.ResumeTTL
+		if o.TURN.enabled() && o.TURN.ttl() < shortest {
+			shortest = o.TURN.ttl()
+		}
+		o.RefreshInterval = shortest / 2
+	}
 	return o
 }
+
+// DefaultResumeGrace is ServerOptions.ResumeGrace when unset.
+const DefaultResumeGrace = 20 * time.Second
 
 // Server accepts browser WebSocket connections on the path it is mounted at
 // (/ws) and runs one Session per connection.
 type Server struct {
-	opts     ServerOptions
-	log      *slog.Logger
-	upgrader websocket.Upgrader
-	origins  map[string]bool
+	opts      ServerOptions
+	log       *slog.Logger
+	resumeKey []byte // signs resume tokens; per process, as held calls are
+	upgrader  websocket.Upgrader
+	origins   map[string]bool
 
 	mu     sync.Mutex
 	closed bool
@@ -128,8 +155,16 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.Handler == nil {
 		return nil, errors.New("signal server: Handler is nil: pass the call coordinator")
 	}
+	if err := opts.TURN.check(); err != nil {
+		return nil, err
+	}
 	opts = opts.withDefaults()
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("signal server: resume key: %w", err)
+	}
 	s := &Server{
+		resumeKey:  key,
 		opts:       opts,
 		log:        opts.Logger.With("component", "signal"),
 		origins:    make(map[string]bool, len(opts.AllowedOrigins)),
@@ -275,10 +310,29 @@ func (srv *Server) register(s *Session) bool {
 	return true
 }
 
-func (srv *Server) forget(s *Session) {
+// forgetConn drops a connection whose SessionClosed has run.
+func (srv *Server) forgetConn(s *Session) {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	delete(srv.conns, s)
+}
+
+// conn finds a connection by session ID, live or closing.
+func (srv *Server) conn(id string) *Session {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	for s := range srv.conns {
+		if s.id == id {
+			return s
+		}
+	}
+	return nil
+}
+
+// forgetUser unpublishes a session whose connection is gone.
+func (srv *Server) forgetUser(s *Session) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
 	if set := srv.users[s.User()]; set != nil {
 		delete(set, s)
 		if len(set) == 0 {
@@ -312,6 +366,14 @@ func (srv *Server) Session(id string) *Session {
 		}
 	}
 	return nil
+}
+
+// ResumeGrace is how long a Resumer should hold a dropped session's calls; 0 when resume is off.
+func (srv *Server) ResumeGrace() time.Duration {
+	if srv.opts.ResumeGrace < 0 {
+		return 0
+	}
+	return srv.opts.ResumeGrace
 }
 
 // Len returns the number of open connections, authenticated or not.

@@ -90,6 +90,14 @@ func TestHostileInput(t *testing.T) {
 			if m.Message == "" {
 				t.Error("error without a human message")
 			}
+			if m.Final != (m.CallID != "" && wire.EndsCall(tc.code)) {
+				t.Errorf("final = %v for %s on call %q", m.Final, tc.code, m.CallID)
+			}
+			if m.Final { // a refused call ends like any other: a hangup follows the error
+				if h := readMsg(t, ws); h.Type != TypeHangup || h.CallID != m.CallID || h.Cause != wire.CauseForCode(tc.code) {
+					t.Fatalf("after final %s got %+v, want hangup with cause %s", tc.code, h, wire.CauseForCode(tc.code))
+				}
+			}
 			if tc.wantClose != 0 {
 				ce := expectClosed(t, ws)
 				if ce.Code != tc.wantClose || ce.Text != tc.code {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -37,9 +38,11 @@ type Session struct {
 	cancel context.CancelFunc
 	send   chan Message
 
-	mu        sync.Mutex // guards closed and closeCode against Send and Close
+	mu        sync.Mutex // guards closed, closeCode and hungUp against Send and Close
 	closed    bool
 	closeCode string
+	hungUp    map[string]bool // calls that got their one hangup (see Send)
+	hungOrder []string        // hungUp in insertion order, to bound it
 
 	// Owned by the reader goroutine (control-frame handlers run on it too).
 	bucket  *bucket
@@ -48,6 +51,11 @@ type Session struct {
 	closing    chan struct{} // closed by closeWith: the writer flushes and says goodbye
 	readerDone chan struct{}
 	writerDone chan struct{}
+	ended      chan struct{} // closed once SessionClosed has returned (or was not due)
+
+	authed      atomic.Bool // claims are set; the writer may send refreshes
+	leftCleanly atomic.Bool // the browser closed with 1000/1001: it left, it will not resume
+	resumedFrom string      // the session this one resumed; written by the reader before it is published
 }
 
 func newSession(srv *Server, conn *websocket.Conn, log *slog.Logger) *Session {
@@ -66,8 +74,23 @@ func newSession(srv *Server, conn *websocket.Conn, log *slog.Logger) *Session {
 		closing:    make(chan struct{}),
 		readerDone: make(chan struct{}),
 		writerDone: make(chan struct{}),
+		ended:      make(chan struct{}),
 	}
 }
+
+// ResumeGrace is how long a Resumer holds this session's calls after its connection drops; 0: end them at once.
+// A browser that closed the socket itself (close frame 1000 or 1001: signed out, tab closed, page left) is not
+// coming back, so its grace is 0; any other end (no close frame, a timeout, another code) may be a network
+// failure and gets the server's grace.
+func (s *Session) ResumeGrace() time.Duration {
+	if s.leftCleanly.Load() {
+		return 0
+	}
+	return s.srv.ResumeGrace()
+}
+
+// ResumedFrom is the ID of the session this one took over with a resume token, or "".
+func (s *Session) ResumedFrom() string { return s.resumedFrom }
 
 // ID is the server-chosen session identifier, also sent in "authed".
 func (s *Session) ID() string { return s.id }
@@ -104,6 +127,10 @@ func (s *Session) Logger() *slog.Logger { return s.log.With("user", s.User()) }
 // closed or ctx is done. A full queue means the browser stopped reading: the
 // message cannot be delivered in order any more, so the session is closed with
 // "unavailable" and ErrQueueFull is returned.
+//
+// Every call ends with exactly one "hangup": a final error (Message.Final, see ErrorMessage) is followed at once
+// by a hangup with wire.CauseForCode(code), and any later hangup for the same call_id is dropped, so the call
+// layer may send its own hangup after an error without the browser seeing two.
 func (s *Session) Send(ctx context.Context, m Message) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("send %s to session %s: %w", m.Type, s.id, err)
@@ -113,16 +140,42 @@ func (s *Session) Send(ctx context.Context, m Message) error {
 		s.mu.Unlock()
 		return fmt.Errorf("send %s to session %s: %w", m.Type, s.id, ErrSessionClosed)
 	}
-	select {
-	case s.send <- m:
+	msgs := []Message{m}
+	switch {
+	case m.Type == TypeHangup && m.CallID != "":
+		if s.hungUp[m.CallID] {
+			s.mu.Unlock()
+			return nil // the call already ended on the wire
+		}
+		s.markHungUp(m.CallID)
+	case m.Type == TypeError && m.Final && m.CallID != "" && !s.hungUp[m.CallID]:
+		msgs = append(msgs, HangupMessage(m.CallID, wire.CauseForCode(m.Error)))
+		s.markHungUp(m.CallID)
+	}
+	if len(s.send)+len(msgs) <= cap(s.send) {
+		for _, x := range msgs {
+			s.send <- x // cannot block: only Send (under mu) fills the queue beyond closeWith's one error
+		}
 		s.mu.Unlock()
 		return nil
-	default:
 	}
 	s.mu.Unlock()
 	s.log.Warn("send queue full, closing session", "queue", cap(s.send), "type", m.Type, "call", m.CallID)
 	s.closeWith(wire.CodeUnavailable, "send queue overflow")
 	return fmt.Errorf("send %s to session %s: %w", m.Type, s.id, ErrQueueFull)
+}
+
+// markHungUp remembers that callID got its hangup; s.mu is held. The oldest of more than 1024 is forgotten.
+func (s *Session) markHungUp(callID string) {
+	if s.hungUp == nil {
+		s.hungUp = make(map[string]bool)
+	}
+	s.hungUp[callID] = true
+	s.hungOrder = append(s.hungOrder, callID)
+	if len(s.hungOrder) > 1024 {
+		delete(s.hungUp, s.hungOrder[0])
+		s.hungOrder = s.hungOrder[1:]
+	}
 }
 
 // Close ends the session. A non-empty code (one of the Code* constants) is
@@ -189,10 +242,12 @@ func (s *Session) serve() {
 	close(s.readerDone)
 	s.closeWith("", "")
 	<-s.writerDone
-	s.srv.forget(s)
+	s.srv.forgetUser(s)
 	if authed {
 		s.srv.opts.Handler.SessionClosed(s)
 	}
+	s.srv.forgetConn(s)
+	close(s.ended)
 	s.log.Debug("session ended", "user", s.User())
 }
 
@@ -290,7 +345,11 @@ func (s *Session) readLoop() (authed bool) {
 			if !errors.As(err, &pe) || pe.Code == wire.CodeUnauthorized {
 				pe = &Error{Code: wire.CodeBadMessage, Message: "invalid message"}
 			}
-			s.reply(ErrorMessage(pe.CallID, pe.Code, pe.Message))
+			em := ErrorMessage(pe.CallID, pe.Code, pe.Message)
+			// A refused call or join never reached the call layer: the call is over before it began, so it
+			// ends like any other (error, then hangup). A bad message about a live call changes nothing.
+			em.Final = em.Final && (pe.msgType == TypeCall || pe.msgType == TypeJoin)
+			s.reply(em) // a final one is followed by its hangup (Send)
 			continue
 		}
 		switch m.Type {
@@ -367,17 +426,75 @@ func (s *Session) authenticate() bool {
 	}
 	s.claims = claims
 	s.leftUnauthenticated()
+	s.authed.Store(true)
+	prev := ""
+	if m.Resume != "" {
+		prev = s.takeOver(m.Resume)
+	}
 	if !s.srv.register(s) {
 		s.closeWith(wire.CodeUnavailable, "server shutting down")
 		return false
 	}
+	authed := s.refreshMessage(TypeAuthed)
+	authed.User, authed.Display, authed.Session = claims.Subject, claims.Name, s.id
+	if r, ok := o.Handler.(Resumer); ok && prev != "" {
+		authed.Resumed = r.SessionResumed(s.ctx, s, prev)
+	}
+	s.reply(authed)
+	s.log.Info("session authenticated", "user", claims.Subject, "remote", s.remote, "resumed_from", prev,
+		"resumed_calls", len(authed.Resumed))
+	return true
+}
+
+// takeOver checks a resume token for this session's user and, if it is good, ends the session it names (a socket
+// the server has not yet seen die) and waits until that session's SessionClosed has run. It returns the old
+// session's ID, or "" when the token is not usable: the browser then just gets no calls back.
+func (s *Session) takeOver(token string) string {
+	o := s.srv.opts
+	if o.ResumeGrace < 0 {
+		return ""
+	}
+	prev, ok := s.srv.checkResume(token, s.User(), time.Now())
+	if !ok || prev == s.id {
+		s.log.Info("resume token refused: expired, forged or for another user")
+		return ""
+	}
+	if old := s.srv.conn(prev); old != nil {
+		if old.User() != s.User() {
+			return ""
+		}
+		old.closeWith("", "")
+		t := time.NewTimer(o.CloseGrace + o.WriteTimeout + time.Second)
+		defer t.Stop()
+		select {
+		case <-old.ended:
+		case <-t.C:
+			s.log.Warn("resumed session did not close in time", "previous", prev)
+			return ""
+		}
+	}
+	s.resumedFrom = prev
+	return prev
+}
+
+// refreshMessage builds an authed or refresh message: ICE servers with fresh TURN credentials and a fresh resume
+// token.
+func (s *Session) refreshMessage(typ string) Message {
+	o := s.srv.opts
+	now := time.Now()
 	var ice []ICEServer
 	if o.ICEServers != nil {
 		ice = o.ICEServers()
 	}
-	s.reply(Message{Type: TypeAuthed, User: claims.Subject, Display: claims.Name, Session: s.id, ICEServers: ice})
-	s.log.Info("session authenticated", "user", claims.Subject, "remote", s.remote)
-	return true
+	if o.TURN.enabled() {
+		ice = append(ice, o.TURN.Mint(s.User(), now))
+	}
+	m := Message{Type: typ, ICEServers: ice}
+	if grace := s.srv.ResumeGrace(); grace > 0 {
+		m.ResumeToken = s.srv.resumeToken(s.id, s.User(), now.Add(o.ResumeTTL))
+		m.ResumeGrace = int(grace.Round(time.Second) / time.Second)
+	}
+	return m
 }
 
 // leftUnauthenticated frees the session's place under the unauthenticated caps, once.
@@ -391,8 +508,11 @@ func (s *Session) reply(m Message) { _ = s.Send(s.ctx, m) }
 func (s *Session) logReadError(err error) {
 	var ne net.Error
 	switch {
-	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
+	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway):
+		s.leftCleanly.Store(true)
 		s.log.Debug("browser closed the connection")
+	case websocket.IsCloseError(err, websocket.CloseNoStatusReceived):
+		s.log.Debug("browser closed the connection without a status")
 	case errors.As(err, &ne) && ne.Timeout():
 		s.log.Info("connection silent past the pong timeout, dropping it")
 	default:
@@ -408,10 +528,20 @@ func (s *Session) writeLoop() {
 	o := s.srv.opts
 	ping := time.NewTicker(o.PingInterval)
 	defer ping.Stop()
+	refresh := time.NewTicker(o.RefreshInterval)
+	defer refresh.Stop()
 	broken := false
 loop:
 	for {
 		select {
+		case <-refresh.C:
+			if !s.authed.Load() {
+				continue
+			}
+			if err := s.write(s.refreshMessage(TypeRefresh)); err != nil {
+				broken = true
+				break loop
+			}
 		case m := <-s.send:
 			if err := s.write(m); err != nil {
 				broken = true

@@ -49,6 +49,12 @@ func Handler() http.Handler {
 			h.Set("Access-Control-Allow-Origin", "*")
 		}
 		h.Set("Cache-Control", "no-cache")
+		if r.URL.Path == "/check" { // the pre-call check page
+			r2 := r.Clone(r.Context())
+			r2.URL.Path = "/check.html"
+			files.ServeHTTP(w, r2)
+			return
+		}
 		files.ServeHTTP(w, r)
 	})
 }

@@ -29,6 +29,8 @@ func TestHandler(t *testing.T) {
 		{"GET", "/patchbay.js", 200, "text/javascript", "export class Patchbay"},
 		{"GET", "/app.js", 200, "text/javascript", "window.patchbayState"},
 		{"GET", "/style.css", 200, "text/css", ".keypad"},
+		{"GET", "/check", 200, "text/html", `id="steps"`},
+		{"GET", "/check.js", 200, "text/javascript", "window.patchbayCheck"},
 		{"HEAD", "/", 200, "text/html", ""},
 		{"GET", "/missing.js", 404, "", ""},
 		{"GET", "/../web.go", 404, "", ""},

@@ -40,6 +40,15 @@ const HELP = {
   unavailable: "The phone system is not available right now.",
   internal: "Something went wrong on the server.",
   unknown_room: "That room does not exist or has ended.",
+  invalid_ticket: "The invitation was not accepted: it is unknown, expired or already used. Ask for a new one.",
+  too_many_connections: "Too many connections from here; close other Patchbay tabs and try again.",
+  call_rate_limited: "Too many calls in a short time; wait a moment and try again.",
+  too_many_calls: "You already have as many calls as allowed; end one first.",
+  budget_exhausted: "Today's calling minutes are used up; they renew at midnight (UTC).",
+  max_duration: "The call reached its maximum length and was ended.",
+  forbidden_caller_id: "Outside calls need a caller ID, and your account has none; ask your administrator.",
+  turn_refused: "The relay server refused the connection: its access has expired. Reconnect to get a fresh one.",
+  no_path: "No network path to the phone system worked; your network may block calls. Run the check at /check.",
 };
 
 const state = {
@@ -73,6 +82,11 @@ const state = {
   camera: false,
   roomMuted: false,
   roomCause: "",
+  // Reaching the browser on any network.
+  network: "ok", // ok | reconnecting: signalling or media is being restored
+  resumes: 0, // times the connection was resumed
+  restarts: 0, // ICE restarts of the current call
+  iceErrors: [], // icecandidateerror events of the current call: {errorCode, errorText, url}
 };
 window.patchbayState = state;
 
@@ -99,13 +113,15 @@ function clearError() {
 }
 
 function render() {
-  const connected = state.status === "connected";
+  const connected = state.status === "connected" || state.status === "reconnecting";
   $("login").hidden = connected;
   $("phone").hidden = !connected;
   $("user").textContent = state.user ? `(${state.user})` : "";
-  const labels = { idle: "Not connected", connecting: "Connecting…", connected: "Connected", closed: "Disconnected" };
+  const labels = { idle: "Not connected", connecting: "Connecting…", connected: "Connected", closed: "Disconnected",
+    reconnecting: "Connection lost: reconnecting…" };
   let text = labels[state.status] || state.status;
   if (connected && current) text = `Call ${state.callState}`;
+  if (current && state.network === "reconnecting") text = `Call ${state.callState}: reconnecting…`;
   $("status").textContent = text;
 
   const inCall = Boolean(current) && current.state !== "incoming";
@@ -419,7 +435,21 @@ function track(call) {
   current = call;
   Object.assign(state, {
     callId: call.id, peer: call.peer, direction: call.direction, callState: call.state,
-    cause: "", code: 0, muted: false, dtmfReceived: "",
+    cause: "", code: 0, muted: false, dtmfReceived: "", network: "ok", restarts: 0, iceErrors: [],
+  });
+  call.on("reconnecting", () => {
+    if (current === call) state.network = "reconnecting";
+    render();
+  });
+  call.on("reconnected", ({ restarts }) => {
+    if (current === call) Object.assign(state, { network: "ok", restarts });
+    render();
+  });
+  call.on("icerestart", ({ restarts }) => {
+    if (current === call) state.restarts = restarts;
+  });
+  call.on("iceerror", (e) => {
+    if (current === call) state.iceErrors.push(e);
   });
   $("dtmf-log").textContent = "";
   relayQualityMessages(call);
@@ -468,6 +498,10 @@ async function connect(token) {
   pb.on("close", ({ reason }) => {
     if (reason) showError(new PatchbayError(reason));
   });
+  pb.on("resumed", () => {
+    state.resumes = pb.resumes;
+    render();
+  });
   pb.on("incoming", (call) => {
     if (current || room) return; // busy: leave it ringing on the user's other devices
     track(call);
@@ -485,13 +519,14 @@ async function connect(token) {
   }
 }
 
-async function call(to) {
+// opts (tests and support): {iceTransportPolicy: "relay", iceServers: [...]}.
+async function call(to, opts = {}) {
   if (!pb || current || room || dialing) return;
   clearError();
   dialing = true;
   $("call").disabled = true;
   try {
-    const c = await pb.call(to);
+    const c = await pb.call(to, opts);
     if (c.state !== "ended") track(c);
   } catch (err) {
     showError(err);
@@ -538,6 +573,12 @@ window.patchbayApp = {
   hangup: () => current && current.hangup(),
   reject: () => current && current.reject(),
   disconnect: () => pb && pb.close(),
+  // Drop the signalling socket as a network failure would: the page reconnects and resumes its call.
+  // Drop the signalling socket as a network failure would, with no network for awayMs: the page reconnects and
+  // resumes its call (or, past the grace, learns it ended).
+  dropSocket: (awayMs = 0) => pb && pb._dropForTest(awayMs),
+  iceServers: () => (pb ? pb.iceServers : []),
+  stats: () => (current ? current.getStats() : null),
   join,
   leave: () => room && room.leave(),
   roomMute,

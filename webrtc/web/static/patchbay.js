@@ -16,30 +16,62 @@
 
 /** Stable error codes the server sends; branch on these, never on the text. */
 export const ERROR_CODES = Object.freeze([
-  "bad_message", "too_large", "rate_limited", "unauthorized", "token_expired",
+  "bad_message", "too_large", "rate_limited", "unauthorized", "token_expired", "too_many_connections",
   "forbidden_destination", "invalid_number", "unknown_call", "duplicate_call",
-  "unsupported_media", "no_audio", "unavailable", "internal", "unknown_room",
+  "unsupported_media", "no_audio", "unavailable", "internal", "unknown_room", "invalid_ticket",
+  "call_rate_limited", "too_many_calls", "budget_exhausted", "max_duration", "forbidden_caller_id",
 ]);
+
+/**
+ * Codes this client makes itself (never sent by the server): turn_refused (the TURN server refused the
+ * credentials, e.g. they expired) and no_path (no network path to Patchbay or the relay worked).
+ */
+export const CLIENT_CODES = Object.freeze(["turn_refused", "no_path"]);
 
 /** Q.850 codes of the hangup causes this client itself produces. */
 export const CAUSES = Object.freeze({
   normal_clearing: 16, user_busy: 17, no_answer: 19, call_rejected: 21,
   unallocated_number: 1, answered_elsewhere: 26, invalid_number_format: 28,
-  bearer_capability_not_available: 58, temporary_failure: 41,
+  bearer_capability_not_available: 58, temporary_failure: 41, incompatible_destination: 88,
+  recovery_on_timer_expire: 102, media_timeout: 41, signalling_lost: 41,
 });
 
-// Errors that end the call they name: the server will not carry it further.
-const CALL_ENDING = Object.freeze({
+/**
+ * Errors that end the call they name, with the hangup cause the server sends right after them (docs/signalling.md,
+ * "Errors that end a call"; the same table as wire.CauseForCode). The server also marks them "final": true.
+ */
+export const FINAL_CODES = Object.freeze({
   forbidden_destination: "call_rejected",
   invalid_number: "invalid_number_format",
-  unknown_call: "temporary_failure",
-  duplicate_call: "temporary_failure",
-  unsupported_media: "bearer_capability_not_available",
-  unknown_room: "unallocated_number",
-  no_audio: "temporary_failure",
+  unsupported_media: "incompatible_destination",
+  no_audio: "media_timeout",
   unavailable: "temporary_failure",
   internal: "temporary_failure",
+  call_rate_limited: "call_rejected",
+  too_many_calls: "call_rejected",
+  budget_exhausted: "call_rejected",
+  max_duration: "recovery_on_timer_expire",
+  forbidden_caller_id: "call_rejected",
+  unknown_room: "unallocated_number",
+  invalid_ticket: "call_rejected",
+  token_expired: "normal_clearing",
 });
+
+// The server no longer knows a call we think is live: it is over for us too.
+const LOST_CODES = Object.freeze({ unknown_call: "temporary_failure", duplicate_call: "temporary_failure" });
+
+// Close reasons after which reconnecting cannot help.
+const FATAL_CLOSE = new Set(["unauthorized", "token_expired", "too_large", "rate_limited", "too_many_connections"]);
+
+// TURN REST usernames are "EXPIRY:USER": the expiry in ms, or 0.
+function turnExpiry(servers) {
+  let min = 0;
+  for (const s of servers || []) {
+    const e = Number(String(s.username || "").split(":")[0]) * 1000;
+    if (e > 0 && (!min || e < min)) min = e;
+  }
+  return min;
+}
 
 const DIGITS = /^[0-9*#A-D]{1,32}$/;
 
@@ -100,6 +132,12 @@ export class PatchbayCall extends Emitter {
   #sdpChain = Promise.resolve(); // remote descriptions are applied one at a time, in arrival order
   #lastOffer = ""; // the server's last renegotiation offer and our answer to it
   #lastAnswer = "";
+  #opts = {}; // per-call options: iceServers, iceTransportPolicy, answerFilter
+  #restartTimer = null; // ICE restart scheduled after "disconnected"
+  #restartDeadline = 0; // give up on the media path after this (ms since epoch)
+  #restartPending = false; // restart once signalling is back
+  #restarting = false;
+  #mediaUp = false;
 
   constructor(pb, id, direction, peer) {
     super();
@@ -115,6 +153,9 @@ export class PatchbayCall extends Emitter {
     this.offer = ""; // the server's offer, for incoming calls
     this.cause = "";
     this.code = 0;
+    this.iceErrors = []; // icecandidateerror events: {errorCode, errorText, url}
+    this.restarts = 0; // ICE restarts sent
+    this.network = "ok"; // "ok" | "reconnecting": media or signalling is being restored
   }
 
   /** Accept an incoming call. opts.stream: a MediaStream to send (else the microphone). */
@@ -195,15 +236,37 @@ export class PatchbayCall extends Emitter {
     return true;
   }
 
-  _createPeerConnection() {
+  _createPeerConnection(opts = {}) {
     const PC = this.#pb._RTCPeerConnection;
     if (!PC) throw new PatchbayError("unsupported_media", "this browser has no RTCPeerConnection");
     if (this.state === "ended") throw new PatchbayError("unknown_call", "call has ended", this.id);
-    const pc = new PC({ iceServers: this.#pb.iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+    this.#opts = opts;
+    let gathered = 0; // local candidates so far
+    const config = { iceServers: opts.iceServers || this.#pb.iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" };
+    if (opts.iceTransportPolicy) config.iceTransportPolicy = opts.iceTransportPolicy;
+    const pc = new PC(config);
     this.#pc = pc;
+    pc.onicecandidateerror = (e) => {
+      const err = { errorCode: e.errorCode || 0, errorText: e.errorText || "", url: e.url || "" };
+      this.iceErrors.push(err);
+      this.emit("iceerror", err);
+      // Relay only and the relay refuses our credentials: nothing else can work; say so now rather than when
+      // the media timers run out (other TURN URLs get a second to answer first).
+      if ((err.errorCode === 401 || err.errorCode === 403) && opts.iceTransportPolicy === "relay") {
+        setTimeout(() => {
+          if (this.state !== "ended" && !this.#mediaUp && gathered === 0) this.#mediaFailed();
+        }, 1000);
+      }
+    };
+    pc.oniceconnectionstatechange = () => this.#onICEState(pc);
     pc.onicecandidate = (e) => {
       if (this.state === "ended") return;
       const c = e.candidate;
+      if (c && c.candidate) gathered++;
+      // Relay only and the relay gave us nothing (refused credentials, blocked ports): no path can ever work.
+      if (!c && gathered === 0 && opts.iceTransportPolicy === "relay" && !this.#mediaUp) {
+        setTimeout(() => this.state !== "ended" && !this.#mediaUp && this.#mediaFailed(), 0);
+      }
       const msg = { type: "candidate", call_id: this.id, candidate: c ? (c.toJSON ? c.toJSON() : c) : null };
       if (this.#sendReady) this.#pb._send(msg);
       else this.#localCandidates.push(msg);
@@ -213,13 +276,121 @@ export class PatchbayCall extends Emitter {
       this.remoteStream = (e.streams && e.streams[0]) || (MS ? new MS([e.track]) : null);
       this.emit("track", { stream: this.remoteStream, track: e.track });
     };
-    pc.onconnectionstatechange = () => {
-      if (pc.connectionState === "failed" && this.state !== "ended") {
-        this.emit("error", new PatchbayError("no_audio", "media connection failed (ICE/DTLS)", this.id));
-        this.hangup();
-      }
-    };
     return pc;
+  }
+
+  // ICE restarts: "disconnected" for 2 s or "failed" sends a restart offer (new ufrag/pwd) over signalling; the
+  // server answers and media moves to whatever path works now. DTLS and the call stay. Without a working path by
+  // the deadline the call ends with no_audio (or turn_refused when the relay refused our credentials).
+  #onICEState(pc) {
+    if (pc !== this.#pc || this.state === "ended") return;
+    const s = pc.iceConnectionState;
+    if (s === "connected" || s === "completed") {
+      clearTimeout(this.#restartTimer);
+      this.#restartTimer = null;
+      this.#restartDeadline = 0;
+      this.#mediaUp = true;
+      if (this.network !== "ok") {
+        this.network = "ok";
+        this.#restarting = false;
+        this.emit("reconnected", { restarts: this.restarts });
+      }
+      return;
+    }
+    if (s === "disconnected" || s === "failed") {
+      if (!this.#restartDeadline) this.#restartDeadline = Date.now() + this.#pb.restartTimeout;
+      if (this.network === "ok") {
+        this.network = "reconnecting";
+        this.emit("reconnecting", { reason: "media", state: s });
+      }
+      if (s === "failed") this.#restartIce();
+      else if (!this.#restartTimer) this.#restartTimer = setTimeout(() => this.#restartIce(), 2000);
+    }
+  }
+
+  async #restartIce() {
+    clearTimeout(this.#restartTimer);
+    this.#restartTimer = null;
+    const pc = this.#pc;
+    if (!pc || this.state === "ended" || !pc.remoteDescription) return;
+    const st = pc.iceConnectionState;
+    if (st === "connected" || st === "completed") return;
+    if (this.#restartDeadline && Date.now() > this.#restartDeadline) {
+      this.#mediaFailed();
+      return;
+    }
+    // Retry every 5 s until the deadline; a restart needs signalling, so it waits for a resume.
+    this.#restartTimer = setTimeout(() => this.#restartIce(), 5000);
+    // A restart needs the server's answer; over a socket that is itself cut (the link is down) both would sit in
+    // TCP retransmission and outlast the outage, while the old path comes back by itself. So restart only once a
+    // ping proves the socket alive; a dead socket is reconnected (ping timeout) and resumed, then we restart.
+    if (this.#pb.status !== "connected" || !(await this.#pb._alive(1500))) {
+      this.#restartPending = true;
+      return;
+    }
+    if (this.state === "ended") return;
+    const now = pc.iceConnectionState;
+    if (now === "connected" || now === "completed") return; // the old path came back meanwhile
+    this.#restartPending = false;
+    await this.#serially(async () => {
+      if (this.state === "ended") return;
+      try {
+        // Our last restart offer got no answer (signalling dropped after it): take it back and offer again.
+        if (pc.signalingState === "have-local-offer" && this.#restarting) await pc.setLocalDescription({ type: "rollback" });
+        if (pc.signalingState !== "stable") return;
+        this.#restarting = true;
+        if (!this.#opts.iceServers && typeof pc.setConfiguration === "function") {
+          // Fresh TURN credentials for the new allocation.
+          try { pc.setConfiguration({ ...pc.getConfiguration(), iceServers: this.#pb.iceServers }); } catch { /* keep the old ones */ }
+        }
+        const offer = await pc.createOffer({ iceRestart: true });
+        await pc.setLocalDescription(offer);
+        if (this.state === "ended") return;
+        this.restarts++;
+        this.#pb._send({ type: "offer", call_id: this.id, sdp: pc.localDescription.sdp });
+        this.emit("icerestart", { restarts: this.restarts });
+      } catch (err) {
+        this.emit("error", new PatchbayError("internal", `ICE restart failed: ${err.message || err}`, this.id));
+      }
+    });
+  }
+
+  #mediaFailed() {
+    const refused = this.iceErrors.find((e) => e.errorCode === 401 || e.errorCode === 403 || e.errorCode === 701 && /auth/i.test(e.errorText));
+    const exp = turnExpiry(this.#opts.iceServers || this.#pb.iceServers);
+    let err;
+    if (refused || (this.#opts.iceTransportPolicy === "relay" && exp && exp < Date.now())) {
+      err = new PatchbayError("turn_refused", refused
+        ? `the TURN server refused our credentials (${refused.errorCode} ${refused.errorText})${exp && exp < Date.now() ? ": they expired" : ""}`
+        : `the TURN credentials expired at ${new Date(exp).toISOString()}`, this.id);
+    } else {
+      err = new PatchbayError(this.#mediaUp ? "no_audio" : "no_path",
+        this.#mediaUp ? "the media connection was lost and could not be restored" : "no network path to Patchbay worked (UDP, TCP and relay)", this.id);
+    }
+    this.emit("error", err);
+    this.hangup();
+  }
+
+  // Signalling came back after a drop (the server gave this call back): restart ICE if the media path broke
+  // meanwhile.
+  _resumed() {
+    this.emit("resumed", {});
+    const pc = this.#pc;
+    if (!pc) return;
+    const s = pc.iceConnectionState;
+    if (this.#restartPending || s === "disconnected" || s === "failed") this.#restartIce();
+    else if (this.network !== "ok" && (s === "connected" || s === "completed")) {
+      this.network = "ok";
+      this.emit("reconnected", { restarts: this.restarts });
+    }
+  }
+
+  // Signalling dropped: the server holds the call for the resume grace.
+  _signallingLost() {
+    if (this.network === "ok") {
+      this.network = "reconnecting";
+      this.emit("reconnecting", { reason: "signalling" });
+    }
   }
 
   _addLocalTracks() {
@@ -245,6 +416,9 @@ export class PatchbayCall extends Emitter {
   _onServerAnswer(sdp) {
     return this.#serially(async () => {
       if (!this.#pc || this.state === "ended") return;
+      const ss = this.#pc.signalingState;
+      if (ss && ss !== "have-local-offer") return; // a late duplicate: nothing to apply
+      if (this.#opts.answerFilter) sdp = this.#opts.answerFilter(sdp);
       try {
         await this.#pc.setRemoteDescription({ type: "answer", sdp });
         await this.#flushRemoteCandidates();
@@ -333,12 +507,18 @@ export class PatchbayCall extends Emitter {
         this.emit("dtmf", { digits: m.digits || "" });
         break;
       case "hangup":
+        // The server gave up on media that never came: if the relay refused us, that is the reason to show.
+        if (!this.#mediaUp && this.iceErrors.some((e) => e.errorCode === 401 || e.errorCode === 403)) {
+          this.emit("error", new PatchbayError("turn_refused", "the TURN server refused our credentials", this.id));
+        }
         this._end(m.cause || "normal_clearing", m.code || CAUSES.normal_clearing, { local: false });
         break;
       case "error": {
         const err = new PatchbayError(m.error || "internal", m.message || "", this.id);
         this.emit("error", err);
-        const cause = CALL_ENDING[err.code];
+        // Final: the call is over (a hangup follows, and is ignored); stop trickling at once so the server
+        // never answers our candidates with unknown_call.
+        const cause = FINAL_CODES[err.code] || (m.final ? "temporary_failure" : LOST_CODES[err.code]);
         if (cause) this._end(cause, CAUSES[cause] || 41, { error: err.code, local: false });
         break;
       }
@@ -358,6 +538,8 @@ export class PatchbayCall extends Emitter {
 
   _end(cause, code, extra = {}) {
     if (this.state === "ended") return;
+    clearTimeout(this.#restartTimer);
+    this.#restartTimer = null;
     this.cause = cause;
     this.code = code;
     this.#setState("ended");
@@ -557,12 +739,17 @@ export class PatchbayRoom extends PatchbayCall {
  *
  * options: url (wss://host/ws), token (JWT), audio (getUserMedia audio
  * constraints, e.g. {echoCancellation:false}), iceServers (override those from
- * the server), pingInterval (ms, default 20000). For tests: WebSocket,
- * RTCPeerConnection and getUserMedia replace the browser's.
+ * the server), pingInterval (ms, default 20000), reconnect (default true),
+ * reconnectBase / reconnectMax (ms, backoff 500 → 8000, with jitter),
+ * restartTimeout (ms a call may be without media before it ends, default 30000).
+ * For tests: WebSocket, RTCPeerConnection and getUserMedia replace the browser's.
  *
- * status: "idle" | "connecting" | "connected" | "closed".
+ * status: "idle" | "connecting" | "connected" | "reconnecting" | "closed".
  * Events: statechange {status}, connected (authed message), incoming
- * (PatchbayCall), error (PatchbayError), close {code, reason}.
+ * (PatchbayCall), error (PatchbayError), close {code, reason},
+ * reconnecting {code, reason} (the socket dropped; calls are held by the
+ * server for resume_grace), reconnect {attempt, delay}, resumed {calls}
+ * (call ids given back), refresh {iceServers} (fresh TURN credentials).
  */
 export class Patchbay extends Emitter {
   #ws = null;
@@ -571,6 +758,13 @@ export class Patchbay extends Emitter {
   #awaitingPong = false;
   #lastErrorCode = "";
   #iceOverride = false;
+  #closing = false; // close() was called: no reconnect
+  #awayUntil = 0; // _dropForTest: no network until then
+  #ended = new Set(); // ids of calls that ended lately: late errors about them are not news
+  #pongWaiters = []; // _alive() callers waiting for the next pong
+  #attempt = 0;
+  #reconnectTimer = null;
+  #graceTimer = null;
 
   constructor(options = {}) {
     super();
@@ -581,6 +775,13 @@ export class Patchbay extends Emitter {
     this.iceServers = options.iceServers || [];
     this.#iceOverride = Boolean(options.iceServers);
     this.pingInterval = options.pingInterval ?? 20000;
+    this.reconnect = options.reconnect ?? true;
+    this.reconnectBase = options.reconnectBase ?? 500;
+    this.reconnectMax = options.reconnectMax ?? 8000;
+    this.restartTimeout = options.restartTimeout ?? 30000;
+    this.resumeToken = "";
+    this.resumeGrace = 0; // ms
+    this.resumes = 0;
     this.status = "idle";
     this.user = "";
     this.display = "";
@@ -604,18 +805,26 @@ export class Patchbay extends Emitter {
     if (!this.token) return Promise.reject(new PatchbayError("unauthorized", "no token"));
     this.#setStatus("connecting");
     this.#lastErrorCode = "";
+    this.#closing = false;
+    return this.#open("");
+  }
+
+  // Opens the socket and authenticates, with a resume token after a drop.
+  #open(resume) {
     return new Promise((resolve, reject) => {
       let settled = false;
       let ws;
       try {
+        if (Date.now() < this.#awayUntil) throw new Error("network down (test)");
         ws = new this._WebSocket(this.url);
       } catch (err) {
-        this.#setStatus("closed");
+        if (this.status === "reconnecting") this.#dropped(1006, ""); // try again later
+        else this.#setStatus("closed");
         reject(new PatchbayError("unavailable", `cannot open ${this.url}: ${err.message || err}`));
         return;
       }
       this.#ws = ws;
-      ws.onopen = () => ws.send(JSON.stringify({ type: "auth", token: this.token }));
+      ws.onopen = () => ws.send(JSON.stringify(resume ? { type: "auth", token: this.token, resume } : { type: "auth", token: this.token }));
       ws.onmessage = (ev) => {
         let m;
         try {
@@ -629,13 +838,7 @@ export class Patchbay extends Emitter {
         }
         if (!settled && m.type === "authed") {
           settled = true;
-          this.user = m.user || "";
-          this.display = m.display || "";
-          this.session = m.session || "";
-          if (!this.#iceOverride) this.iceServers = m.ice_servers || [];
-          this.#setStatus("connected");
-          this.#startPing();
-          this.emit("connected", m);
+          this.#authed(m, Boolean(resume));
           resolve(m);
           return;
         }
@@ -651,7 +854,7 @@ export class Patchbay extends Emitter {
       };
       ws.onclose = (ev) => {
         if (this.#ws !== ws) return;
-        this.#closed(ev.code, ev.reason || "");
+        this.#dropped(ev.code, ev.reason || "");
         if (!settled) {
           settled = true;
           reject(new PatchbayError(ev.reason || this.#lastErrorCode || "unavailable",
@@ -662,10 +865,41 @@ export class Patchbay extends Emitter {
     });
   }
 
+  #authed(m, resumed) {
+    this.user = m.user || "";
+    this.display = m.display || "";
+    this.session = m.session || "";
+    this.#applyRefresh(m);
+    this.#attempt = 0;
+    clearTimeout(this.#graceTimer);
+    this.#graceTimer = null;
+    this.#setStatus("connected");
+    this.#startPing();
+    if (resumed) {
+      const back = new Set(m.resumed || []);
+      this.resumes++;
+      for (const c of [...this.#calls.values()]) {
+        if (back.has(c.id)) c._resumed();
+        else c._end("signalling_lost", CAUSES.signalling_lost, { error: "unavailable", local: false });
+      }
+      this.emit("resumed", { calls: [...back], session: this.session });
+    }
+    this.emit("connected", m);
+  }
+
+  #applyRefresh(m) {
+    if (!this.#iceOverride && Array.isArray(m.ice_servers)) this.iceServers = m.ice_servers;
+    if (m.resume_token) this.resumeToken = m.resume_token;
+    if (m.resume_grace) this.resumeGrace = m.resume_grace * 1000;
+    this.emit("refresh", { iceServers: this.iceServers });
+  }
+
   /**
    * Place a call. opts.stream: a MediaStream to send (else the microphone with
    * this.audio constraints, or opts.audio); opts.callerId: one of the token's
-   * caller_ids (E.164) to present on an outside call. Resolves once the offer is sent.
+   * caller_ids (E.164) to present on an outside call; opts.iceServers and
+   * opts.iceTransportPolicy ("relay") override the connection's for this call.
+   * Resolves once the offer is sent.
    */
   async call(to, opts = {}) {
     if (this.status !== "connected") throw new PatchbayError("unavailable", "not connected");
@@ -675,7 +909,9 @@ export class Patchbay extends Emitter {
     this.#calls.set(call.id, call);
     try {
       if (!(await call._attachStream(opts))) return call;
-      const pc = call._createPeerConnection();
+      const pc = call._createPeerConnection({
+        iceServers: opts.iceServers, iceTransportPolicy: opts.iceTransportPolicy, answerFilter: opts.answerFilter,
+      });
       call._addLocalTracks();
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
@@ -725,8 +961,154 @@ export class Patchbay extends Emitter {
     return room;
   }
 
+  /**
+   * The pre-call check (what /check shows): microphone level, which network paths work (UDP and ICE-TCP straight
+   * to Patchbay, TURN over UDP, TCP and TLS), and a test call of opts.duration ms (default 10000) to the echo
+   * extension opts.echo (default "600") measuring round-trip time, loss and jitter. opts.onStep({step, status,
+   * detail}) follows progress. Resolves with {microphone, paths, call, verdict, ok}; never rejects.
+   */
+  async check(opts = {}) {
+    const echo = opts.echo || "600";
+    const duration = opts.duration ?? 10000;
+    const step = (name, status, detail = {}) => { try { opts.onStep?.({ step: name, status, detail }); } catch { /* page bug */ } };
+    const report = { microphone: { ok: false, level: null, error: "" }, paths: {}, call: { ok: false }, verdict: "", ok: false };
+
+    step("microphone", "running");
+    let stream = opts.stream || null;
+    try {
+      if (!stream) stream = await this._getUserMedia(this.audio);
+      report.microphone.ok = stream.getAudioTracks().length > 0;
+      report.microphone.level = await micLevel(stream, 1000);
+    } catch (err) {
+      report.microphone.error = err.code || String(err.message || err);
+    }
+    step("microphone", report.microphone.ok ? "ok" : "failed", report.microphone);
+
+    // TURN: each transport alone, relay only: a relay candidate means an allocation succeeded.
+    const kinds = { turnUdp: (u) => /^turn:/.test(u) && !/transport=tcp/.test(u), turnTcp: (u) => /^turn:/.test(u) && /transport=tcp/.test(u), turnTls: (u) => /^turns:/.test(u) };
+    await Promise.all(Object.entries(kinds).map(async ([name, match]) => {
+      const servers = [];
+      for (const s of this.iceServers) for (const u of [].concat(s.urls || [])) if (match(u)) servers.push({ ...s, urls: [u] });
+      if (servers.length === 0) {
+        report.paths[name] = { ok: false, tested: false };
+        return;
+      }
+      step(name, "running");
+      report.paths[name] = { ok: await this.#gathersRelay(servers, 5000), tested: true };
+      step(name, report.paths[name].ok ? "ok" : "failed", report.paths[name]);
+    }));
+
+    // Straight to Patchbay: a short echo call that may only use UDP, then one that may only use TCP.
+    const only = (proto) => (sdp) => sdp.split("\r\n").filter((l) => !l.startsWith("a=candidate:") || l.split(" ")[2].toLowerCase() === proto).join("\r\n");
+    for (const [name, proto] of [["udp", "udp"], ["tcp", "tcp"]]) {
+      step(name, "running");
+      const r = await this.#probeCall(echo, { stream, answerFilter: only(proto), iceServers: [] }, 5000);
+      report.paths[name] = { ok: r.ok, tested: true, error: r.error || "" };
+      step(name, r.ok ? "ok" : "failed", report.paths[name]);
+    }
+
+    step("call", "running");
+    report.call = await this.#testCall(echo, stream, duration, (d) => step("call", "running", d));
+    step("call", report.call.ok ? "ok" : "failed", report.call);
+    if (!opts.stream && stream) for (const t of stream.getTracks()) t.stop();
+    report.verdict = verdict(report);
+    report.ok = report.call.ok;
+    step("done", report.ok ? "ok" : "failed", report);
+    return report;
+  }
+
+  async #gathersRelay(servers, ms) {
+    const PC = this._RTCPeerConnection;
+    if (!PC) return false;
+    const pc = new PC({ iceServers: servers, iceTransportPolicy: "relay" });
+    try {
+      const found = new Promise((resolve) => {
+        const t = setTimeout(() => resolve(false), ms);
+        pc.onicecandidate = (e) => {
+          if (e.candidate && / typ relay /.test(e.candidate.candidate || "")) { clearTimeout(t); resolve(true); }
+          if (!e.candidate) { clearTimeout(t); resolve(false); }
+        };
+      });
+      pc.addTransceiver("audio");
+      await pc.setLocalDescription(await pc.createOffer());
+      return await found;
+    } catch {
+      return false;
+    } finally {
+      pc.close();
+    }
+  }
+
+  // A call to the echo extension that must be connected (ICE and DTLS) within ms; always hung up.
+  async #probeCall(to, opts, ms) {
+    let call;
+    try {
+      call = await this.call(to, opts);
+      const ok = await new Promise((resolve) => {
+        const t = setTimeout(() => resolve(false), ms);
+        const poll = setInterval(async () => {
+          const st = await call.getStats().catch(() => null);
+          let up = false;
+          st?.forEach((r) => { if (r.type === "candidate-pair" && r.state === "succeeded" && (r.nominated || r.selected)) up = true; });
+          if (up) { clearTimeout(t); clearInterval(poll); resolve(true); }
+        }, 200);
+        call.on("hangup", () => { clearTimeout(t); clearInterval(poll); resolve(false); });
+        setTimeout(() => clearInterval(poll), ms + 10);
+      });
+      return { ok };
+    } catch (err) {
+      return { ok: false, error: err.code || String(err) };
+    } finally {
+      call?.hangup();
+    }
+  }
+
+  async #testCall(to, stream, duration, progress) {
+    const out = { ok: false, rttMs: null, lossPct: null, jitterMs: null, path: "", seconds: 0, error: "" };
+    let call;
+    try {
+      call = await this.call(to, { stream });
+      const start = Date.now();
+      let rtts = [];
+      while (Date.now() - start < duration && call.state !== "ended") {
+        await new Promise((r) => setTimeout(r, 1000));
+        const st = await call.getStats().catch(() => null);
+        if (!st) continue;
+        const byId = new Map();
+        st.forEach((r) => byId.set(r.id, r));
+        let recv = 0, lost = 0, jitter = 0, pair = null;
+        st.forEach((r) => {
+          if (r.type === "inbound-rtp" && r.kind === "audio") { recv += r.packetsReceived || 0; lost += Math.max(0, r.packetsLost || 0); jitter = Math.max(jitter, r.jitter || 0); }
+          if (r.type === "candidate-pair" && r.state === "succeeded" && (r.nominated || r.selected)) pair = pair || r;
+          if (r.type === "transport" && r.selectedCandidatePairId) pair = byId.get(r.selectedCandidatePairId) || pair;
+        });
+        if (pair && pair.currentRoundTripTime != null) rtts.push(pair.currentRoundTripTime * 1000);
+        if (pair) {
+          const l = byId.get(pair.localCandidateId);
+          if (l) out.path = `${l.candidateType}/${l.relayProtocol || l.protocol}`;
+        }
+        out.packets = recv;
+        out.lossPct = recv + lost > 0 ? (100 * lost) / (recv + lost) : null;
+        out.jitterMs = jitter * 1000;
+        out.seconds = Math.round((Date.now() - start) / 1000);
+        if (rtts.length) out.rttMs = Math.round(rtts.reduce((a, b) => a + b, 0) / rtts.length);
+        progress({ ...out });
+      }
+      out.ok = call.state !== "ended" && (out.packets || 0) > 0;
+      if (!out.ok && !out.error) out.error = call.state === "ended" ? (call.cause || "ended") : "no audio came back";
+    } catch (err) {
+      out.error = err.code || String(err);
+    } finally {
+      call?.hangup();
+    }
+    return out;
+  }
+
   /** Hang up every call and close the connection. */
   close() {
+    this.#closing = true;
+    clearTimeout(this.#reconnectTimer);
+    clearTimeout(this.#graceTimer);
     for (const c of this.#calls.values()) c.hangup();
     const ws = this.#ws;
     if (ws) {
@@ -768,13 +1150,33 @@ export class Patchbay extends Emitter {
     }
   }
 
+  // Resolves true when a ping is answered within ms: the socket carries messages both ways right now.
+  _alive(ms) {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.#pongWaiters = this.#pongWaiters.filter((w) => w !== done);
+        resolve(false);
+      }, ms);
+      const done = (ok) => { clearTimeout(t); resolve(ok); };
+      this.#pongWaiters.push(done);
+      if (!this._send({ type: "ping" })) done(false);
+    });
+  }
+
   _forget(call) {
     this.#calls.delete(call.id);
+    this.#ended.add(call.id);
+    if (this.#ended.size > 64) this.#ended.delete(this.#ended.values().next().value);
   }
 
   #onMessage(m) {
     if (m.type === "pong") {
       this.#awaitingPong = false;
+      for (const w of this.#pongWaiters.splice(0)) w(true);
+      return;
+    }
+    if (m.type === "refresh") {
+      this.#applyRefresh(m);
       return;
     }
     if (m.type === "incoming") {
@@ -788,10 +1190,10 @@ export class Patchbay extends Emitter {
     }
     const call = m.call_id ? this.#calls.get(m.call_id) : null;
     if (m.type === "error") {
-      this.#lastErrorCode = m.error || "";
+      if (!m.call_id) this.#lastErrorCode = m.error || ""; // a session error: it may explain the close that follows
       const err = new PatchbayError(m.error || "internal", m.message || "", m.call_id);
       if (call) call._onServerMessage(m);
-      else this.emit("error", err);
+      else if (!this.#ended.has(m.call_id)) this.emit("error", err); // an answer to a candidate of an ended call is no news
       return;
     }
     if (!call) return; // a late message for a call that already ended
@@ -815,9 +1217,9 @@ export class Patchbay extends Emitter {
     if (!this.pingInterval) return;
     this.#pingTimer = setInterval(() => {
       if (this.#awaitingPong) { // a whole interval without a pong: the path is dead
-        this.emit("error", new PatchbayError("unavailable", "no pong from the server"));
-        try { this.#ws.close(1000); } catch { /* closing anyway */ }
-        this.#closed(1006, "unavailable");
+        const ws = this.#ws;
+        try { ws.close(1000); } catch { /* closing anyway */ }
+        this.#dropped(1006, "");
         return;
       }
       this.#awaitingPong = this._send({ type: "ping" });
@@ -830,8 +1232,57 @@ export class Patchbay extends Emitter {
     this.#awaitingPong = false;
   }
 
+  /**
+   * Drop the socket as a network failure would (no close frame reaches the server's handler first); the
+   * client reconnects and resumes. For tests and the pre-call check.
+   */
+  _dropForTest(awayMs = 0) {
+    const ws = this.#ws;
+    if (!ws) return;
+    this.#awayUntil = Date.now() + awayMs; // reconnect attempts fail until then, as on a dead network
+    this.#dropped(1006, "");
+    try { ws.close(4000, "test drop"); } catch { /* already closed */ }
+  }
+
+  // The socket ended. Unless it was ours to close or the server refused us for good, reconnect with backoff and
+  // jitter and resume: the server holds the calls for resume_grace.
+  #dropped(code, reason) {
+    const why = reason || this.#lastErrorCode;
+    const wasUp = this.status === "connected" || this.status === "reconnecting";
+    if (this.#closing || !this.reconnect || !wasUp || FATAL_CLOSE.has(why) || !this.resumeToken) {
+      this.#closed(code, reason);
+      return;
+    }
+    this.#stopPing();
+    this.#ws = null;
+    if (this.status !== "reconnecting") {
+      this.#setStatus("reconnecting");
+      this.emit("reconnecting", { code, reason: why });
+      for (const c of this.#calls.values()) c._signallingLost();
+      // Past the grace the server has ended the calls: say so instead of waiting for the resume reply.
+      if (this.#calls.size > 0 && this.resumeGrace > 0) {
+        this.#graceTimer = setTimeout(() => {
+          for (const c of [...this.#calls.values()]) {
+            c._end("signalling_lost", CAUSES.signalling_lost, { error: "unavailable", local: true });
+          }
+        }, this.resumeGrace);
+      }
+    }
+    clearTimeout(this.#reconnectTimer);
+    const base = Math.min(this.reconnectMax, this.reconnectBase * 2 ** this.#attempt);
+    const delay = Math.round(base / 2 + Math.random() * base / 2); // jitter: tabs of one office do not stampede
+    this.#attempt++;
+    this.emit("reconnect", { attempt: this.#attempt, delay });
+    this.#reconnectTimer = setTimeout(() => {
+      if (this.#closing || this.status !== "reconnecting") return;
+      this.#open(this.resumeToken).catch(() => { /* #dropped scheduled the next try */ });
+    }, delay);
+  }
+
   #closed(code, reason) {
     if (this.status === "closed") return;
+    clearTimeout(this.#reconnectTimer);
+    clearTimeout(this.#graceTimer);
     this.#stopPing();
     this.#ws = null;
     const why = reason || this.#lastErrorCode;
@@ -846,6 +1297,57 @@ export class Patchbay extends Emitter {
     this.status = s;
     this.emit("statechange", { status: s });
   }
+}
+
+// micLevel is the microphone's RMS level (0..1) over ms, or null when this browser cannot measure it here (no
+// audio output: WebAudio never starts).
+async function micLevel(stream, ms) {
+  const AC = globalThis.AudioContext || globalThis.webkitAudioContext;
+  if (!AC) return null;
+  const ac = new AC();
+  try {
+    const started = await Promise.race([ac.resume().then(() => true), new Promise((r) => setTimeout(() => r(false), 1000))]);
+    if (!started) return null;
+    const an = ac.createAnalyser();
+    an.fftSize = 2048;
+    ac.createMediaStreamSource(stream).connect(an);
+    const buf = new Float32Array(an.fftSize);
+    let peak = 0;
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 100));
+      an.getFloatTimeDomainData(buf);
+      let sum = 0;
+      for (const v of buf) sum += v * v;
+      peak = Math.max(peak, Math.sqrt(sum / buf.length));
+    }
+    return Math.round(peak * 1000) / 1000;
+  } catch {
+    return null;
+  } finally {
+    ac.close().catch(() => {});
+  }
+}
+
+/** The check's conclusion in words a customer can read to a support agent. */
+export function verdict(r) {
+  const p = r.paths;
+  const works = (k) => p[k] && p[k].ok;
+  const lines = [];
+  if (!r.microphone.ok) lines.push("Your microphone could not be opened: allow it in the browser's address bar, or plug one in.");
+  else if (r.microphone.level !== null && r.microphone.level < 0.005) lines.push("Your microphone seems silent: check that it is not muted.");
+  if (!r.call.ok) {
+    lines.push("Calls will not work from this network: no connection to the phone system got through.");
+    lines.push("Ask your IT team to allow UDP and TCP to the phone system's media port, or access to its TURN relay (TCP or TLS port 443).");
+    return lines.join(" ");
+  }
+  const loss = r.call.lossPct ?? 0, jitter = r.call.jitterMs ?? 0, rtt = r.call.rttMs ?? 0;
+  if (loss < 2 && jitter < 50 && rtt < 300) lines.push("Calls will work well from here.");
+  else lines.push(`Calls will work, but the sound may break up or lag (${loss.toFixed(1)}% lost, ${Math.round(jitter)} ms jitter, ${rtt} ms round trip).`);
+  if (works("udp")) lines.push("Your network allows the direct, fastest connection (UDP).");
+  else if (works("tcp")) lines.push("Your network blocks UDP, so calls go over TCP directly; this adds a little delay on a busy line.");
+  else if (works("turnUdp") || works("turnTcp") || works("turnTls")) lines.push("Your network blocks direct connections, so calls go through the relay server; this adds a little delay.");
+  return lines.join(" ");
 }
 
 export default Patchbay;

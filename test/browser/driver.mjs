@@ -1,0 +1,63 @@
+// Drives Firefox ESR over WebDriver BiDi for Patchbay's page tests (test/testenv/firefox.go). One JSON request a
+// line on stdin, one JSON reply a line on stdout ({id, ok, value|error}); console messages and page errors come
+// as {event, page, type, text}. The Go side owns this process and ends it by closing stdin.
+//   node driver.mjs '{"executable":"/usr/bin/firefox-esr","profile":DIR,"prefs":{...}}'
+import { createInterface } from "node:readline";
+import puppeteer from "puppeteer-core";
+
+const opts = JSON.parse(process.argv[2] || "{}");
+const out = (m) => process.stdout.write(JSON.stringify(m) + "\n");
+
+const browser = await puppeteer.launch({
+  browser: "firefox",
+  executablePath: opts.executable || "/usr/bin/firefox-esr",
+  headless: true,
+  userDataDir: opts.profile,
+  acceptInsecureCerts: true,
+  extraPrefsFirefox: opts.prefs || {},
+  args: opts.args || [],
+});
+const pages = new Map();
+out({ event: "ready", version: await browser.version() });
+
+async function handle(req) {
+  switch (req.op) {
+    case "newPage": {
+      const p = await browser.newPage();
+      pages.set(req.page, p);
+      p.on("console", (m) => out({ event: "console", page: req.page, type: m.type(), text: m.text() }));
+      p.on("pageerror", (e) => out({ event: "console", page: req.page, type: "error", text: String(e && e.message || e) }));
+      return null;
+    }
+    case "goto":
+      await pages.get(req.page).goto(req.url, { waitUntil: "load", timeout: req.timeout || 30000 });
+      return null;
+    case "eval": {
+      // The expression may be a promise; its value comes back as JSON text.
+      const s = await pages.get(req.page).evaluate(`(async () => JSON.stringify(await (${req.expr})))()`);
+      return s === undefined ? null : s;
+    }
+    case "closePage":
+      await pages.get(req.page)?.close();
+      pages.delete(req.page);
+      return null;
+    default:
+      throw new Error(`unknown op ${req.op}`);
+  }
+}
+
+const rl = createInterface({ input: process.stdin });
+rl.on("line", (line) => {
+  let req;
+  try {
+    req = JSON.parse(line);
+  } catch (e) {
+    out({ id: 0, ok: false, error: `bad request: ${e}` });
+    return;
+  }
+  handle(req).then((value) => out({ id: req.id, ok: true, value }), (e) => out({ id: req.id, ok: false, error: String(e && e.message || e) }));
+});
+rl.on("close", async () => {
+  try { await browser.close(); } catch { /* already gone */ }
+  process.exit(0);
+});

@@ -1,0 +1,46 @@
+package wire
+
+// A call-ending error: an "error" message with a call_id and one of these codes means the call is over. The
+// message carries "final": true, the server sends a "hangup" with CauseForCode(code) right after it, and a client
+// stops trickling candidates for that call. Every other code leaves the call as it was (bad_message on a
+// candidate, unknown_call, duplicate_call, rate_limited).
+var finalCodes = map[string]string{
+	CodeForbiddenDestination: CauseCallRejected,
+	CodeInvalidNumber:        CauseInvalidNumberFormat,
+	CodeUnsupportedMedia:     CauseIncompatibleDest,
+	CodeNoAudio:              CauseMediaTimeout,
+	CodeUnavailable:          CauseTemporaryFailure,
+	CodeInternal:             CauseTemporaryFailure,
+	CodeCallRateLimited:      CauseCallRejected,
+	CodeTooManyCalls:         CauseCallRejected,
+	CodeBudgetExhausted:      CauseCallRejected,
+	CodeMaxDuration:          CauseRecoveryOnTimerExpire,
+	CodeForbiddenCallerID:    CauseCallRejected,
+	CodeUnknownRoom:          CauseUnallocatedNumber,
+	CodeInvalidTicket:        CauseCallRejected,
+	CodeTokenExpired:         CauseNormalClearing,
+}
+
+// EndsCall reports whether an error with this code, sent about one call, ends that call.
+func EndsCall(code string) bool {
+	_, ok := finalCodes[code]
+	return ok
+}
+
+// FinalCodes lists the codes for which EndsCall is true, for docs, clients and tests.
+func FinalCodes() []string {
+	out := make([]string, 0, len(finalCodes))
+	for c := range finalCodes {
+		out = append(out, c)
+	}
+	return out
+}
+
+// CauseForCode is the hangup cause the server sends after a call-ending error with this code; normal_unspecified
+// for a code that does not end a call.
+func CauseForCode(code string) string {
+	if c, ok := finalCodes[code]; ok {
+		return c
+	}
+	return CauseNormalUnspecified
+}
