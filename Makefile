@@ -4,8 +4,6 @@ export PATH := $(PATH):/usr/local/go/bin
 GO      ?= go
 BIN     := bin/patchbay
 RUNDIR  ?= .run
-# Integration tests share one Asterisk root and a few fixed resources; -p 1 keeps packages from racing.
-ITEST_FLAGS ?= -count=1 -timeout 25m
 
 .PHONY: all build provision test test-unit test-integration fuzz bench run stop vet fmt clean soak
 
@@ -31,8 +29,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzRoute -fuzztime 20s ./dialplan
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 20s ./webrtc/signal
 
+# Integration tests run in lanes (scripts/itest.sh): separate processes side by side, each test one at a time in its
+# lane. Full logs in /tmp/patchbay-integration/. `make test-integration LANES=.` runs everything in one lane.
 test-integration: provision
-	$(GO) test -tags integration $(ITEST_FLAGS) -p 1 -v ./test/integration/... 2>&1 | tee /tmp/patchbay-integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; test $${PIPESTATUS[0]} -eq 0
+	GO=$(GO) scripts/itest.sh
 
 test: vet test-unit fuzz test-integration
 
