@@ -1,5 +1,5 @@
-// Package media holds the one pion API shared by every call: G.711 only,
-// ICE-lite on a single muxed UDP port, no interceptors unless asked for.
+// Package media holds the one pion API shared by every call: G.711 and Opus audio, ICE-lite on a single muxed
+// UDP port, no interceptors unless asked for.
 package media
 
 import (
@@ -44,6 +44,9 @@ type Options struct {
 	// PionMedia keeps every call's audio on pion's track, interceptor and SRTP session path instead of the lean
 	// path (see lean.go): for comparison in benchmarks, or as a fallback.
 	PionMedia bool
+	// OpusDTX asks browsers to stop sending Opus in silence (usedtx=1). Off by default: a silent stream is
+	// indistinguishable from a dead one for the media watchdogs, and comfort noise is not mixed in rooms.
+	OpusDTX bool
 	// Logger receives API-level logs; nil uses slog.Default().
 	Logger *slog.Logger
 
@@ -64,6 +67,7 @@ type API struct {
 	mux        ice.UDPMux
 	iceServers []webrtc.ICEServer
 	video      bool
+	opusDTX    bool
 	lean       bool
 	log        *slog.Logger
 
@@ -89,9 +93,11 @@ func NewAPI(o Options) (*API, error) {
 	}
 
 	me := &webrtc.MediaEngine{}
-	for _, law := range []Law{PCMU, PCMA} {
-		if err := me.RegisterCodec(law.Codec(), webrtc.RTPCodecTypeAudio); err != nil {
-			return nil, fmt.Errorf("register %s: %w", law, err)
+	// Opus first: a peer only ever negotiates the one codec its call chose (see Answer), so the order here only
+	// matters to pion's matching.
+	for _, c := range []Codec{Opus, PCMU, PCMA} {
+		if err := me.RegisterCodec(c.params(o.OpusDTX), webrtc.RTPCodecTypeAudio); err != nil {
+			return nil, fmt.Errorf("register %s: %w", c, err)
 		}
 	}
 	if o.Video {
@@ -171,6 +177,7 @@ func NewAPI(o Options) (*API, error) {
 		mux:          mux,
 		iceServers:   cloneICEServers(o.ICEServers),
 		video:        o.Video,
+		opusDTX:      o.OpusDTX,
 		lean:         !o.PionMedia && !o.pionDefaults && !o.RTCPReports,
 		log:          log,
 		disconnected: disc,
