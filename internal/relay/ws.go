@@ -37,7 +37,7 @@ type WSOptions struct {
 	// URL is the channel's media WebSocket (ari.Client.MediaURL); it must be opened before the channel exists in
 	// Stasis, so DialWS is called right after the externalMedia request.
 	URL string
-	// MaxQueue is how many frames Asterisk may hold for the channel before the relay trims (default 3: 60 ms).
+	// MaxQueue is how many frames Asterisk may hold for the channel before the relay trims (default 2: 40 ms).
 	MaxQueue int
 	// StatusEvery is how often the queue is polled (default 200 ms).
 	StatusEvery time.Duration
@@ -111,7 +111,7 @@ func DialWS(ctx context.Context, peer *media.Peer, o WSOptions) (*WS, error) {
 
 func dialWS(ctx context.Context, peer browser, codec media.Codec, o WSOptions) (*WS, error) {
 	if o.MaxQueue <= 0 {
-		o.MaxQueue = 3
+		o.MaxQueue = 2
 	}
 	if o.StatusEvery <= 0 {
 		o.StatusEvery = 200 * time.Millisecond
