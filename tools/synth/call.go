@@ -99,14 +99,14 @@ type call struct {
 	pc  *webrtc.PeerConnection
 	law media.Codec
 
-	opus     *opusTone                // the tone in Opus, on an Opus call
-	sentAt   [opusFrames]time.Time    // when each frame of the Opus loop was last sent (under ring.mu)
-	opusDec  *opusDecoder             // what an Opus call hears
-	rate     int                      // sample rate of pcm
-	echoSeq  uint16                   // Echo: the stream sent back
-	echoTS   uint32
-	echoPkt  rtp.Packet
-	tx       *webrtc.RTPTransceiver
+	opus    *opusTone             // the tone in Opus, on an Opus call
+	sentAt  [opusFrames]time.Time // when each frame of the Opus loop was last sent (under ring.mu)
+	opusDec *opusDecoder          // what an Opus call hears
+	rate    int                   // sample rate of pcm
+	echoSeq uint16                // Echo: the stream sent back
+	echoTS  uint32
+	echoPkt rtp.Packet
+	tx      *webrtc.RTPTransceiver
 
 	track *webrtc.TrackLocalStaticRTP
 	start time.Time

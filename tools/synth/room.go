@@ -23,7 +23,9 @@ func (e *Engine) Join(ctx context.Context, sig Signaller, j JoinOptions, o CallO
 
 // ToneShare is the mean share of energy at hz over the voiced 100 ms windows of pcm (8 kHz): about 1 for a lone
 // tone, about 1/n for one of n equal tones mixed, about 0 when hz is absent. Voiced is how many windows counted.
-func ToneShare(pcm []int16, hz float64) (share float64, voiced int) { return ToneShareAt(pcm, sampleRate, hz) }
+func ToneShare(pcm []int16, hz float64) (share float64, voiced int) {
+	return ToneShareAt(pcm, sampleRate, hz)
+}
 
 // ToneShareAt is ToneShare for pcm at rate samples a second (Report.AudioRate).
 func ToneShareAt(pcm []int16, rate int, hz float64) (share float64, voiced int) {
