@@ -5,6 +5,8 @@ package integration
 import (
 	"context"
 	"fmt"
+	"math"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -12,8 +14,10 @@ import (
 	"time"
 
 	"github.com/patchbay/patchbay/ari"
+	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/internal/cdr"
 	"github.com/patchbay/patchbay/internal/config"
+	"github.com/patchbay/patchbay/internal/rooms"
 	"github.com/patchbay/patchbay/test/testenv"
 	"github.com/patchbay/patchbay/tools/audio"
 	"github.com/patchbay/patchbay/tools/synth"
@@ -218,4 +222,224 @@ func (e *opusEnv) channelFormats(t *testing.T, ctx context.Context) []string {
 		}
 	}
 	return lines
+}
+
+// TestOpusBrowsersHearWideband: real Chromium on both ends, proving wideband end to end with a 6 kHz tone, which
+// G.711 (a 4 kHz band) cannot carry at all.
+//   - Browser ⇄ browser: alice (fake microphone: 6 kHz) calls the user bob (1 kHz); bob's page answers by itself
+//     and hears 6 kHz. Both call panels say Opus.
+//   - A room of three browsers and a phone: alice (6 kHz), bob and carol (1 kHz, tabs of one Chromium), and
+//     baresip on 101 (silent) dialling the room's number. bob and carol each hear alice's 6 kHz; the phone hears
+//     the room's speech band, 1 kHz, and no 6 kHz (nor its 2 kHz alias), and its own leg is G.711 with no Opus
+//     anywhere on its channel in Asterisk.
+func TestOpusBrowsersHearWideband(t *testing.T) {
+	e := newOpusEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	mic := func(hz float64) string {
+		p := filepath.Join(dir, fmt.Sprintf("mic-%d.wav", int(hz)))
+		// 10 s of whole cycles at 48 kHz: Chromium loops the file without a click.
+		if err := audio.WriteWAV(p, audio.Sine(hz, 48000, 10*time.Second, 0.3), 48000); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	hi := testenv.StartChromium(t, testenv.ChromiumOptions{Name: "alice-6k", FakeMicWAV: mic(6000), TrustCA: e.pb.CACert})
+	lo := testenv.StartChromium(t, testenv.ChromiumOptions{Name: "bob-carol-1k", FakeMicWAV: mic(1000), TrustCA: e.pb.CACert})
+	alice, bob, carol := hi.NewPage(t, "alice"), lo.NewPage(t, "bob"), lo.NewPage(t, "carol")
+	defer checkConsole(t, alice, bob, carol)
+
+	// hears records what a page plays for 3 s and returns the share of the energy at each frequency.
+	hears := func(p *testenv.Page, hz ...float64) []float64 {
+		t.Helper()
+		ra, err := p.RecordRemoteAudio(ctx, 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]float64, len(hz))
+		var voiced int
+		for i, f := range hz {
+			out[i], voiced = synth.ToneShareAt(ra.Samples, ra.Rate, f)
+		}
+		lvl, floor := toneLevel(ra.Samples, ra.Rate, 6000), max(toneLevel(ra.Samples, ra.Rate, 5400), toneLevel(ra.Samples, ra.Rate, 6600))
+		t.Logf("%s heard (WebAudio, %d Hz, %d voiced windows): shares %.2f at %v Hz; 6 kHz at %.1f dBFS, %.1f dB over 5.4/6.6 kHz; analyser peak %.0f Hz",
+			p.Name, ra.Rate, voiced, out, hz, lvl, lvl-floor, ra.PeakHz)
+		if voiced < 15 {
+			t.Errorf("%s heard almost nothing: %d voiced windows", p.Name, voiced)
+		}
+		return out
+	}
+	// hearsWideband: a 6 kHz tone stands out clearly in what the page plays. G.711 samples at 8 kHz and cannot
+	// carry anything above 4 kHz: the tone would be absent, not just quieter.
+	hearsWideband := func(p *testenv.Page, also ...float64) {
+		t.Helper()
+		ra, err := p.RecordRemoteAudio(ctx, 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lvl, floor := toneLevel(ra.Samples, ra.Rate, 6000), max(toneLevel(ra.Samples, ra.Rate, 5400), toneLevel(ra.Samples, ra.Rate, 6600))
+		share, voiced := synth.ToneShareAt(ra.Samples, ra.Rate, 6000)
+		t.Logf("%s heard (WebAudio, %d Hz, %d voiced windows): 6 kHz at %.1f dBFS, %.1f dB over 5.4/6.6 kHz, %.2f of the energy; analyser peak %.0f Hz",
+			p.Name, ra.Rate, voiced, lvl, lvl-floor, share, ra.PeakHz)
+		if voiced < 15 || lvl < -30 || lvl-floor < 20 {
+			t.Errorf("%s did not hear the 6 kHz tone in wideband: %.1f dBFS, %.1f dB over its neighbours", p.Name, lvl, lvl-floor)
+		}
+		for _, hz := range also {
+			if l := toneLevel(ra.Samples, ra.Rate, hz); l < -30 {
+				t.Errorf("%s did not hear %v Hz: %.1f dBFS", p.Name, hz, l)
+			}
+		}
+	}
+
+	t.Run("browser to browser", func(t *testing.T) {
+		if err := bob.OpenPatchbay(ctx, e.pb, e.pb.Token(t, "bob"), url.Values{"autoanswer": {"1"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := alice.OpenPatchbay(ctx, e.pb, e.pb.Token(t, "alice", "user"), nil); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := alice.Eval(ctx, `window.patchbayApp.call("bob")`, nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []*testenv.Page{alice, bob} {
+			if err := p.WaitFor(ctx, "call answered in Opus", `window.patchbayState.callState === "answered" && window.patchbayState.codec === "opus/48000"`, 20*time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Logf("answered on both pages, Opus, %v after dialling", time.Since(start).Round(time.Millisecond))
+		if path, err := alice.Screenshot(ctx, "opus-call-panel"); err == nil {
+			t.Logf("call panel: %s", path)
+		}
+		var panel string
+		if err := alice.Eval(ctx, `document.getElementById("call-codec").textContent`, &panel); err != nil || panel != "Codec: Opus (HD)" {
+			t.Errorf("call panel shows %q (%v), want Codec: Opus (HD)", panel, err)
+		}
+		hearsWideband(bob)
+		if s := hears(alice, 1000, 6000); s[0] < 0.8 {
+			t.Errorf("alice did not hear bob's 1 kHz: share %.2f", s[0])
+		}
+		if err := alice.Eval(ctx, `window.patchbayApp.hangup()`, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := bob.WaitFor(ctx, "hangup reaches bob", `window.patchbayState.callState === "ended"`, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		e.assertClean(t, "after the browser to browser call")
+	})
+
+	t.Run("room of three browsers and a phone", func(t *testing.T) {
+		const room, number = "hd-room", "8123"
+		if _, err := e.pb.Server.Rooms().Create(ctx, rooms.CreateOptions{ID: room, Name: "HD"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.pb.Server.Numbers().Map(ctx, number, room, 0); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []*testenv.Page{alice, bob, carol} {
+			c := auth.Claims{Name: p.Name, Room: room, Role: rooms.RoleParticipant}
+			c.Subject = p.Name
+			tok, err := e.pb.Server.Signer().Mint(c, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.OpenPatchbay(ctx, e.pb, tok, url.Values{"room": {room}, "video": {"0"}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		phone := testenv.StartBaresip(t, testenv.BaresipOptions{User: "101", Password: e.ast.Phone(t, "101").Password,
+			AutoAnswer: true, Transport: "udp", Registrar: fmt.Sprintf("127.0.0.1:%d", e.ast.SIPPort)})
+		if err := phone.WaitRegistered(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := phone.Dial(ctx, fmt.Sprintf("sip:%s@127.0.0.1:%d;transport=udp", number, e.ast.SIPPort)); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []*testenv.Page{alice, bob, carol} {
+			if err := p.WaitFor(ctx, "four in the room, in Opus", `window.patchbayState.roomState === "joined" && `+
+				`window.patchbayState.participants.length === 4 && window.patchbayState.roomCodec === "opus/48000"`, 20*time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Mid-call, the phone's channel: G.711 on the wire, and no Opus on its way in or out (only the decoding
+		// to and from the mix's linear audio that every member of a mixed room has).
+		var phoneLines []string
+		all := e.channelFormats(t, ctx)
+		for _, l := range all {
+			if strings.HasPrefix(l, "PJSIP/101-") {
+				phoneLines = append(phoneLines, l)
+			}
+		}
+		if len(phoneLines) == 0 {
+			t.Logf("channels: %v", all)
+		}
+		t.Logf("the phone's channel mid-call:\n%s", strings.Join(phoneLines, "\n"))
+		native := false
+		for _, l := range phoneLines {
+			if strings.Contains(l, "NativeFormats: (ulaw)") {
+				native = true
+			}
+			if strings.Contains(strings.ToLower(l), "opus") {
+				t.Errorf("the phone's leg touches Opus: %s", l)
+			}
+		}
+		if !native {
+			t.Errorf("the phone's leg is not G.711 µ-law: %v", phoneLines)
+		}
+		// bob and carol each hear alice's 6 kHz and the other's 1 kHz.
+		hearsWideband(bob, 1000)
+		hearsWideband(carol, 1000)
+		if s := hears(alice, 1000, 6000); s[0] < 0.8 || s[1] > 0.05 {
+			t.Errorf("alice should hear 1 kHz (bob and carol) and not her own 6 kHz: shares %v", s)
+		}
+		for _, p := range []*testenv.Page{alice, bob, carol} {
+			if err := p.Eval(ctx, `window.patchbayApp.leave()`, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := phone.Hangup(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := phone.WaitEvent(ctx, "CALL_CLOSED"); err != nil {
+			t.Fatal(err)
+		}
+		pcm, rate, err := phone.Recording(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pcm = lastSeconds(pcm, 3*time.Second)
+		lo, _ := synth.ToneShareAt(pcm, rate, 1000)
+		hi, voiced := synth.ToneShareAt(pcm, rate, 6000)
+		alias, _ := synth.ToneShareAt(pcm, rate, 2000)
+		t.Logf("phone heard (%d Hz, %d voiced windows of its last 3 s): 1 kHz share %.2f, 6 kHz %.2f, 2 kHz (alias) %.2f", rate, voiced, lo, hi, alias)
+		if voiced < 10 || lo < 0.8 || alias > 0.05 {
+			t.Errorf("the phone should hear the room's 1 kHz, narrowband: 1 kHz %.2f, 2 kHz alias %.2f over %d windows", lo, alias, voiced)
+		}
+		e.assertClean(t, "after the room")
+	})
+}
+
+// toneLevel is the level of the component at hz in pcm, in dBFS (a full-scale sine is 0): Goertzel over 100 ms
+// windows, power averaged.
+func toneLevel(pcm []int16, rate int, hz float64) float64 {
+	win := rate / 10
+	coeff := 2 * math.Cos(2*math.Pi*hz/float64(rate))
+	var sum float64
+	n := 0
+	for start := 0; start+win <= len(pcm); start += win {
+		var s1, s2 float64
+		for _, v := range pcm[start : start+win] {
+			s0 := float64(v)/32768 + coeff*s1 - s2
+			s2, s1 = s1, s0
+		}
+		power := s1*s1 + s2*s2 - coeff*s1*s2
+		amp := 2 * math.Sqrt(max(power, 0)) / float64(win) // the sine's amplitude
+		sum += amp * amp
+		n++
+	}
+	if n == 0 || sum == 0 {
+		return -200
+	}
+	return 10 * math.Log10(sum/float64(n))
 }
