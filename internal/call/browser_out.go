@@ -199,6 +199,7 @@ func (c *Call) setupBrowserOut(offer string, d dialplan.Decision, callerID strin
 	formats := farFormats(b.peer.Codec())
 	if wideband(d) {
 		formats = b.peer.Codec().Format() // the callee's tabs are offered the caller's codec: nothing transcodes
+		vars = userVars(d, vars)
 	}
 	far, err := c.createLeg(ctx, "far", ari.CreateRequest{Endpoint: c.m.farEndpoint(d), Formats: formats, Variables: vars})
 	c.far = far

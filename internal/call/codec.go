@@ -48,11 +48,23 @@ func (c *Call) noteTranscoded() {
 	}
 }
 
-// userEndpoint is the Local channel a browser's call to another browser user rings through: the dialplan sends it
-// to Stasis(inbound) like a phone's call (phone_in.go), so the callee's tabs are rung, the first answer wins, and
-// its media reaches the caller through Asterisk. Made in the caller's codec, it carries Opus untouched both ways.
-func (m *Manager) userEndpoint(d dialplan.Decision) string {
-	return "Local/" + d.Number + "@" + m.o.DialplanContext
+// UserContext is the dialplan context (asterisk-configs/extensions.conf.tmpl) whose extension "s" hands a Local
+// channel back to Patchbay as an incoming call for the user named in PB_USER.
+const UserContext = "patchbay-user"
+
+// userEndpoint is the Local channel a browser's call to another browser user rings through (with userVars): the
+// dialplan sends it to Stasis(inbound) like a phone's call (phone_in.go), so the callee's tabs are rung, the first
+// answer wins, and its media reaches the caller through Asterisk. Made in the caller's codec, it carries Opus
+// untouched both ways.
+func (m *Manager) userEndpoint(dialplan.Decision) string { return "Local/s@" + UserContext }
+
+// userVars names the user the Local channel of userEndpoint rings: the router's validated name or number.
+func userVars(d dialplan.Decision, vars map[string]string) map[string]string {
+	out := map[string]string{"PB_USER": d.Number}
+	for k, v := range vars {
+		out[k] = v
+	}
+	return out
 }
 
 // callerCodec is the codec a channel that Asterisk hands Patchbay carries: Opus for a browser's call through a
