@@ -546,3 +546,17 @@ func (h *ChannelHandle) Unmute(ctx context.Context, direction string) error {
 	setIf(q, "direction", direction)
 	return h.simple(ctx, "DELETE", "unmute", "/mute", q)
 }
+
+// MediaURL is where to open the media WebSocket of an externalMedia channel made with transport websocket and
+// connection type server: ws://HOST:PORT/media/<MEDIA_WEBSOCKET_CONNECTION_ID> (wss:// when ARI is https), on
+// Asterisk's HTTP server like ARI itself. Open it with the subprotocol "media".
+func (c *Client) MediaURL(connectionID string) string {
+	base := c.baseURL
+	switch {
+	case strings.HasPrefix(base, "https://"):
+		base = "wss://" + strings.TrimPrefix(base, "https://")
+	case strings.HasPrefix(base, "http://"):
+		base = "ws://" + strings.TrimPrefix(base, "http://")
+	}
+	return base + "/media/" + url.PathEscape(connectionID)
+}

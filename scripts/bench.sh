@@ -15,7 +15,10 @@
 #
 #   MODES="native patchbay"      modes run for each N and pass, in this order (alternating); "metrics" is Patchbay
 #                                with /metrics served and scraped every SCRAPE (15s; other modes run metrics off); "pion" is Patchbay
-#                                with media.lean_audio off (every call on pion's track path), labelled patchbay-pion
+#                                with media.lean_audio off (every call on pion's track path), labelled patchbay-pion;
+#                                "b2b" and "opus" are browser ⇄ browser calls (bench --pairs: caller N dials the user
+#                                bench-callee-N, whose synthetic browser sends back what it hears) offering PCMU, and
+#                                Opus then PCMU: HD voice against G.711, side by side in --compare
 #   PASSES=2                     passes over every N and mode
 #   SERVER_CPUS=0 LOAD_CPUS=1   taskset lists; empty SERVER_CPUS and LOAD_CPUS: no pinning
 #   RATE=20 STEADY=60s SETTLE=3s  ramp rate (calls/s), steady window, pause between them
@@ -139,6 +142,12 @@ run_one() {
 		pion)
 			lean=false
 			args+=(--label patchbay-pion)
+			;;
+		b2b) # browser ⇄ browser in G.711, the reference of mode opus
+			args+=(--label patchbay-b2b-g711 --pairs --codec pcmu)
+			;;
+		opus) # browser ⇄ browser in Opus over media WebSockets: what HD voice costs against b2b
+			args+=(--label patchbay-b2b-opus --pairs --codec opus)
 			;;
 		metrics) # /metrics served and scraped as Prometheus would: the cost of metrics against mode patchbay
 			metrics=$METRICS_ADDR

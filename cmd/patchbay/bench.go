@@ -28,6 +28,8 @@ func runBench(ctx context.Context, args []string) error {
 	token := fs.String("token", os.Getenv("PATCHBAY_TOKEN"), "browser token for every call (default: mint one per call with auth.token_secret)")
 	caFile := fs.String("ca", "", "CA certificate to trust (default: certs.dir/ca.crt)")
 	to := fs.String("to", "600", "echo extension to call")
+	codec := fs.String("codec", "pcmu", "what the callers offer: pcmu, or opus (Opus first, then PCMU, as browsers do)")
+	pairs := fs.Bool("pairs", false, "browser ⇄ browser calls: caller bench-N dials the user bench-callee-N, whose own synthetic browser answers and sends back what it hears (the echo crosses both legs); --to is unused")
 	n := fs.IntP("calls", "n", 50, "concurrent Patchbay calls")
 	rate := fs.Float64("rate", 20, "calls started per second during the ramp")
 	settle := fs.Duration("settle", 3*time.Second, "pause after the ramp before the steady window")
@@ -63,7 +65,10 @@ func runBench(ctx context.Context, args []string) error {
 		if len(rs) == 0 {
 			return fmt.Errorf("--compare %s: no *.json results there (run patchbay bench --json first)", *compareDir)
 		}
-		return bench.Compare(os.Stdout, rs)
+		if err := bench.Compare(os.Stdout, rs); err != nil {
+			return err
+		}
+		return bench.CompareCodecs(os.Stdout, rs)
 	}
 	if *n < 1 || *n > 5000 {
 		return fmt.Errorf("--calls %d: want 1..5000", *n)
@@ -81,6 +86,8 @@ func runBench(ctx context.Context, args []string) error {
 
 	total := time.Duration(float64(*n) / *rate * float64(time.Second)) + *settle + *steady
 	mint := func(int) (string, error) { return *token, nil }
+	mintCallee := mint
+	callee := func(i int) string { return "bench-callee-" + strconv.Itoa(i) }
 	if *token == "" {
 		signer, err := auth.NewSigner([]byte(cfg.Auth.TokenSecret.Reveal()), cfg.Auth.TokenIssuer)
 		if err != nil {
@@ -88,16 +95,25 @@ func runBench(ctx context.Context, args []string) error {
 		}
 		mint = func(i int) (string, error) {
 			user := "bench-" + strconv.Itoa(i)
-			c := auth.Claims{Name: user, Dial: []string{"ext"}}
+			c := auth.Claims{Name: user, Dial: []string{"ext", "user"}}
 			c.Subject = user
 			return signer.Mint(c, total+10*time.Minute)
 		}
+		mintCallee = func(i int) (string, error) {
+			c := auth.Claims{Name: callee(i)}
+			c.Subject = callee(i)
+			return signer.Mint(c, total+10*time.Minute)
+		}
+	} else if *pairs {
+		return errors.New("--pairs mints a token per caller and callee: leave --token out and give the config (auth.token_secret)")
 	}
 	tlsCfg, err := clientTLS(*caFile, cfg)
 	if err != nil {
 		return err
 	}
-	ac := ari.Config{URL: *ariURL, Username: *ariUser, Password: *ariPass, Application: *ariApp,
+	// The bench's own ARI client (for the plain-RTP baseline) never sweeps: its baseline channels are its own and
+	// are not claimed the way a Patchbay call claims them.
+	ac := ari.Config{URL: *ariURL, Username: *ariUser, Password: *ariPass, Application: *ariApp, SweepInterval: -1,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	if cfg != nil {
 		if ac.URL == "" {
@@ -154,6 +170,7 @@ func runBench(ctx context.Context, args []string) error {
 		Native: nat,
 		Label:  *label,
 		URL:    *url, Token: mint, TLS: tlsCfg, To: *to,
+		Codec: *codec, Pairs: *pairs, Callee: callee, CalleeToken: mintCallee,
 		Calls: *n, Rate: *rate, Settle: *settle, Steady: *steady,
 		ARI: ac, BaselineCalls: *baseCalls, BaselineEndpoint: *baseEndpoint,
 		PatchbayPID: *pbPID, AsteriskPID: *astPID, PatchbayLog: *pbLog, NativeCPU: *native, PlainCPU: *plainRef,

@@ -21,7 +21,10 @@ import (
 //     application subscription (ChannelDialplan Answer = answered, Dial events = the dialplan ringing someone);
 //   - a phone (calls.endpoint_extensions) or an outside number: a two-party bridge and the endpoint itself, PJSIP/101
 //     or PJSIP/+44…@trunk, created in Stasis (so the caller ID set on it is what the phone or carrier sees);
-//   - any other extension: a two-party bridge and a Local channel into the dialplan.
+//   - any other extension: a two-party bridge and a Local channel into the dialplan;
+//   - another browser user: a two-party bridge and a Local channel to the user's number or name, which the
+//     dialplan hands back to Patchbay as an incoming call ringing that user's tabs (phone_in.go). Both legs carry
+//     the caller's codec, Opus when it offered Opus (codec.go).
 //
 // The answer goes to the browser at once; the far end is dialled (or the dialplan entered) only once the browser's
 // media reaches Asterisk, so a browser that never connects never rings anybody.
@@ -44,7 +47,7 @@ func (m *Manager) placeCall(s *signal.Session, msg signal.Message) {
 		m.refuseBrowser(KindBrowserOut, s, msg, refuse(wire.CodeForbiddenDestination, "your token does not allow calling %s destinations", d.Kind), "kind", d.Kind, "number", d.Number)
 		return
 	}
-	if d.Kind != dialplan.KindExtension && d.Kind != dialplan.KindPSTN {
+	if d.Kind != dialplan.KindExtension && d.Kind != dialplan.KindPSTN && d.Kind != dialplan.KindUser {
 		m.refuseBrowser(KindBrowserOut, s, msg, refuse(wire.CodeForbiddenDestination, "calls to %s destinations are not available from a browser", d.Kind))
 		return
 	}
@@ -97,9 +100,10 @@ func (m *Manager) placeCall(s *signal.Session, msg signal.Message) {
 	}
 }
 
-// answerBrowser makes the peer for a browser's offer, so the answer is ready once Asterisk is.
-func (c *Call) answerBrowser(offer string) (string, error) {
-	peer, answer, err := c.m.o.Media.Answer(c.ctx, offer, media.PeerOptions{Logger: c.log})
+// answerBrowser makes the peer for a browser's offer, so the answer is ready once Asterisk is. wideband: the far
+// end is a browser (or a room of them), so Opus is preferred; otherwise G.711 (codec.go).
+func (c *Call) answerBrowser(offer string, wideband bool) (string, error) {
+	peer, answer, err := c.m.o.Media.Answer(c.ctx, offer, media.PeerOptions{Logger: c.log, Wideband: wideband})
 	if err != nil {
 		code := media.ErrorCode(err)
 		if code == "" {
@@ -108,6 +112,7 @@ func (c *Call) answerBrowser(offer string) (string, error) {
 		return "", &ending{cause: refusalCause(code), code: code, text: err.Error()}
 	}
 	c.browser.peer = peer
+	c.log = c.log.With("codec", peer.Codec().String())
 	return answer, nil
 }
 
@@ -120,9 +125,12 @@ func (c *Call) setupBrowserOut(offer string, d dialplan.Decision, callerID strin
 	if err := b.acquirePort(c); err != nil {
 		return err
 	}
-	answer, err := c.answerBrowser(offer)
+	answer, err := c.answerBrowser(offer, wideband(d))
 	if err != nil {
 		return err
+	}
+	if !wideband(d) {
+		c.noteTranscoded()
 	}
 	ctx, cancel := c.setupCtx()
 	defer cancel()
@@ -138,7 +146,7 @@ func (c *Call) setupBrowserOut(offer string, d dialplan.Decision, callerID strin
 			return err
 		}
 		c.trunks = newTrunkPlan(d, callerID, cl.Name)
-		c.trunks.presentOn, c.trunks.formats = b.emID, b.peer.Law().Format()
+		c.trunks.presentOn, c.trunks.formats = b.emID, farFormats(b.peer.Codec())
 		c.sendAnswer(answer)
 		c.onMedia = func() {
 			if err := c.dialTrunk(); err != nil {
@@ -156,7 +164,11 @@ func (c *Call) setupBrowserOut(offer string, d dialplan.Decision, callerID strin
 	if cl.Name != "" {
 		vars["CALLERID(name)"] = cl.Name
 	}
-	switch c.m.extensionLeg(d) {
+	how := c.m.extensionLeg(d)
+	if how == legInDialplan && b.peer.Codec().Wideband() {
+		how = legLocal // Opus: a G.711 far leg, so what the extension plays is transcoded where it is bridged
+	}
+	switch how {
 	case legInDialplan:
 		// The browser's channel is the caller: it presents the token's identity to the dialplan.
 		if err := presentAs(ctx, c.a, b.emID, num, cl.Name); err != nil {
@@ -183,7 +195,12 @@ func (c *Call) setupBrowserOut(offer string, d dialplan.Decision, callerID strin
 	if err := c.bridgeAdd(ctx, b.emID); err != nil {
 		return err
 	}
-	far, err := c.createLeg(ctx, "far", ari.CreateRequest{Endpoint: c.m.farEndpoint(d), Formats: b.peer.Law().Format(), Variables: vars})
+	formats := farFormats(b.peer.Codec())
+	if wideband(d) {
+		formats = b.peer.Codec().Format() // the callee's tabs are offered the caller's codec: nothing transcodes
+		vars = userVars(d, vars)
+	}
+	far, err := c.createLeg(ctx, "far", ari.CreateRequest{Endpoint: c.m.farEndpoint(d), Formats: formats, Variables: vars})
 	c.far = far
 	if err != nil {
 		return err
@@ -231,6 +248,8 @@ func (m *Manager) farEndpoint(d dialplan.Decision) string {
 	switch {
 	case d.Kind == dialplan.KindExtension && m.o.EndpointExtensions.Match(d.Number):
 		return "PJSIP/" + d.Number
+	case d.Kind == dialplan.KindUser:
+		return m.userEndpoint(d)
 	}
 	return d.Endpoint
 }

@@ -37,7 +37,7 @@ type browserLeg struct {
 
 	peer *media.Peer
 	sock *relay.Socket
-	rl   *relay.Relay
+	rl   mediaRelay // RTP (G.711) or a media WebSocket (Opus): codec.go
 
 	emID   string
 	emMade bool // the externalMedia request was sent: close must hang it up
@@ -115,7 +115,11 @@ func (b *browserLeg) acquirePort(c *Call) error {
 // socket, then starts the relay between them; the relay owns whatever goroutine it needs and stops in closeMedia.
 // The channel is not bridged here: the call's flow puts it in a bridge, a room, or the dialplan. The peer's media
 // path (lean or pion's) is decided by the time Answer or SetAnswer returned, so the relay is made after them.
+// An Opus peer goes over a media WebSocket instead (attachWS, codec.go).
 func (b *browserLeg) attach(ctx context.Context, c *Call) error {
+	if b.peer.Codec() == media.Opus {
+		return b.attachWS(ctx, c)
+	}
 	law := b.peer.Law()
 	rl, err := relay.New(b.sock, b.peer, relay.Options{PayloadType: law.PayloadType(), Logger: c.log})
 	if err != nil {

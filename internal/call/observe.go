@@ -92,7 +92,7 @@ func (c *Call) observeEnd(e *ending) {
 			r.ToAsterisk = cdr.MediaTotals{Packets: st.ToAsterisk.Packets, Bytes: st.ToAsterisk.Bytes, Drops: st.ToAsterisk.Drops}
 		}
 		if b.peer != nil {
-			r.Codec = b.peer.Law().Codec().MimeType[len("audio/"):] + "/8000"
+			r.Codec = b.peer.Codec().Name()
 			if q := b.peer.Quality(); q.Reports > 0 {
 				lq := &cdr.LegQuality{JitterMS: float64(q.Jitter.Microseconds()) / 1000, RTTMS: float64(q.RTT.Microseconds()) / 1000}
 				if sent := r.ToBrowser.Packets; sent > 0 {

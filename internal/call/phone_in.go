@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	pion "github.com/pion/webrtc/v4"
@@ -54,10 +53,11 @@ func (c *Call) setupPhoneIn(ch ari.Channel, sessions []*signal.Session) error {
 	c.log.Info("incoming call", "sessions", len(sessions))
 	ctx, cancel := c.setupCtx()
 	defer cancel()
-	// Offer in the caller's own law so Asterisk does not transcode.
+	// Offer in the caller's own codec so Asterisk does not transcode: a phone's G.711 law, or Opus when the caller
+	// is another browser ringing through a Local channel (codec.go).
 	law := media.PCMU
-	if v, err := c.nativeFormat(ctx, ch.ID); err == nil && strings.Contains(v, "alaw") {
-		law = media.PCMA
+	if v, err := c.nativeFormat(ctx, ch.ID); err == nil {
+		law = callerCodec(v)
 	}
 	if err := c.a.Channel(ch.ID).Ring(ctx); err != nil {
 		c.log.Warn("ring caller", "err", err)

@@ -110,7 +110,7 @@ func (c *Call) setupRoom(msg signal.Message) error {
 	if err := b.acquirePort(c); err != nil {
 		return err
 	}
-	answer, err := c.answerBrowser(msg.SDP)
+	answer, err := c.answerBrowser(msg.SDP, true) // rooms mix in wideband: Opus for browsers that offer it
 	if err != nil {
 		return err
 	}

@@ -166,6 +166,9 @@ type Media struct {
 	// LeanAudio carries audio-only calls on the lean path (batched socket I/O, SRTP done in place; see
 	// docs/architecture.md); false puts every call on pion's track path, as rooms with video always are.
 	LeanAudio bool `mapstructure:"lean_audio" yaml:"lean_audio"`
+	// OpusDTX asks browsers to stop sending Opus in silence (usedtx=1 in Patchbay's SDP). Off by default: media
+	// that stops looks like a dead browser to the watchdogs, and rooms mix no comfort noise.
+	OpusDTX bool `mapstructure:"opus_dtx" yaml:"opus_dtx"`
 	// MemoryLimitMiB is the Go runtime's soft memory limit (GOMEMLIMIT) for `serve`, so the collector works
 	// harder before the process outgrows its container; the GOMEMLIMIT environment variable wins. 0: none.
 	MemoryLimitMiB int `mapstructure:"memory_limit_mib" yaml:"memory_limit_mib"`

@@ -83,6 +83,10 @@ type Stats struct {
 	// the browser's stream, what the browser reports of ours, and the round trip from its receiver reports.
 	Lean bool
 	RTCP media.RTCPStats
+	// Trimmed (Opus over a media WebSocket only) counts the browser's frames dropped to keep Asterisk's queue
+	// for the channel short; AsteriskQueue is that queue's length as Asterisk last reported it.
+	Trimmed       uint64
+	AsteriskQueue int
 }
 
 type dirCounters struct {

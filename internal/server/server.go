@@ -111,6 +111,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		IncludeLoopback: cfg.Media.IncludeLoopback,
 		Video:           cfg.Media.Video,
 		PionMedia:       !cfg.Media.LeanAudio,
+		OpusDTX:         cfg.Media.OpusDTX,
 		ICEServers:      iceServers,
 		Logger:          log.With("component", "media"),
 	}))

@@ -231,3 +231,27 @@ func TestCompare(t *testing.T) {
 		t.Errorf("capacity row wrong:\n%s", out)
 	}
 }
+
+func TestCompareCodecs(t *testing.T) {
+	mk := func(codec string, ast, pb float64, p50 time.Duration, lookahead time.Duration) *Result {
+		return &Result{Mode: "patchbay-b2b-" + codec, Codec: codec, Pairs: true, Calls: 20, InWindow: 20, Sent: 1000,
+			RTT: Dist{N: 100, P50: p50, P99: p50 + time.Millisecond}, CodecDelay: lookahead,
+			CPUPerCallMin: map[string]float64{"asterisk": ast, "patchbay": pb}, RSSPerCall: map[string]int64{"asterisk": 100 << 10, "patchbay": 100 << 10}}
+	}
+	var b strings.Builder
+	if err := CompareCodecs(&b, []*Result{mk("pcmu", 0.1, 0.1, 4*time.Millisecond, 0), mk("opus", 0.2, 0.1, 24*time.Millisecond, 6500*time.Microsecond),
+		{Mode: "patchbay", Calls: 20}}); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	// CPU 0.3 against 0.2; one way: (24-4)/2 = 10 ms of path plus 6.5 ms of lookahead.
+	for _, want := range []string{"N=20", "1.50×", "+16.5 ms (path +10.0 ms + encoder lookahead 6.50 ms)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("codec comparison lacks %q:\n%s", want, out)
+		}
+	}
+	b.Reset()
+	if err := CompareCodecs(&b, []*Result{{Mode: "patchbay", Calls: 20}}); err != nil || b.Len() != 0 {
+		t.Errorf("no pair runs: wrote %q (%v)", b.String(), err)
+	}
+}

@@ -11,7 +11,14 @@ func (w window) contains(t time.Time) bool { return !t.Before(w.from) && t.Befor
 // Result is what one run measured.
 type Result struct {
 	// Mode is "patchbay" (browsers through Patchbay) or "native" (Asterisk's own WebRTC).
-	Mode                 string
+	Mode string
+	// Codec the callers offered ("pcmu", or "opus": Opus then PCMU) and Pairs whether each call was browser ⇄
+	// browser (two legs, the echo crossing both); CodecDelay is the encoder's algorithmic delay (Opus lookahead)
+	// that a mouth-to-ear figure adds to the path's, beside the 20 ms frame both codecs have.
+	Codec      string        `json:",omitempty"`
+	Pairs      bool          `json:",omitempty"`
+	CodecDelay time.Duration `json:",omitempty"`
+
 	Calls, BaselineCalls int
 	Rate                 float64
 	Steady               time.Duration
@@ -81,7 +88,7 @@ func summarize(o Options, outs []callOutcome, plains []plainResult, w window, id
 	if o.Label != "" {
 		mode = o.Label
 	}
-	r := &Result{Mode: mode, Calls: o.Calls, BaselineCalls: o.BaselineCalls, Rate: o.Rate, Steady: o.Steady, NativeCPU: o.NativeCPU, PlainCPU: o.PlainCPU,
+	r := &Result{Mode: mode, Codec: o.Codec, Pairs: o.Pairs, Calls: o.Calls, BaselineCalls: o.BaselineCalls, Rate: o.Rate, Steady: o.Steady, NativeCPU: o.NativeCPU, PlainCPU: o.PlainCPU,
 		CPU: map[string]time.Duration{}, CPUPerCallMin: map[string]float64{}, RSSDelta: map[string]int64{}, RSSPerCall: map[string]int64{}}
 	var answer, echo, rtt, brtt []time.Duration
 	for _, oc := range outs {
@@ -95,6 +102,7 @@ func summarize(o Options, outs []callOutcome, plains []plainResult, w window, id
 		if rep == nil {
 			continue
 		}
+		r.CodecDelay = max(r.CodecDelay, rep.Lookahead)
 		if rep.AnswerAfter > 0 {
 			answer = append(answer, rep.AnswerAfter)
 		}
@@ -164,7 +172,11 @@ func summarize(o Options, outs []callOutcome, plains []plainResult, w window, id
 	}
 	r.OtherCPU = max(end[hostKey].CPU-start[hostKey].CPU-ours, 0)
 	if cpu, ok := r.CPU["patchbay"]; ok && r.InWindow > 0 && o.Native == nil {
-		r.PacketOpMicros = float64(cpu.Microseconds()) / (float64(r.InWindow) * window.Seconds() * 200)
+		ops := 200.0 // per call a second: 50 packets each way, each read once and written once
+		if o.Pairs {
+			ops *= 2 // two browser legs
+		}
+		r.PacketOpMicros = float64(cpu.Microseconds()) / (float64(r.InWindow) * window.Seconds() * ops)
 	}
 	return r
 }

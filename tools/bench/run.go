@@ -23,6 +23,7 @@ import (
 
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/tools/synth"
+	"github.com/patchbay/patchbay/webrtc/media"
 	"github.com/patchbay/patchbay/webrtc/signal"
 )
 
@@ -40,6 +41,15 @@ type Options struct {
 	Token func(i int) (string, error)
 	TLS   *tls.Config
 	To    string // number called; default "600" (Echo)
+
+	// Codec is what the callers offer: "pcmu" (default) or "opus" (Opus first, then PCMU, as browsers offer).
+	Codec string
+	// Pairs makes each call browser ⇄ browser: call i dials the user Callee(i), whose own synthetic browser
+	// (signed in with CalleeToken(i)) answers and sends back every frame it hears, so the echo crosses both legs
+	// and Asterisk twice. To is then unused.
+	Pairs       bool
+	Callee      func(i int) string
+	CalleeToken func(i int) (string, error)
 
 	Calls  int           // concurrent Patchbay calls (N); required
 	Rate   float64       // calls started per second during the ramp; default 20
@@ -108,6 +118,16 @@ func (o *Options) defaults() error {
 	}
 	if o.CallLogs == nil {
 		o.CallLogs = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	switch o.Codec {
+	case "", "pcmu":
+		o.Codec = "pcmu"
+	case "opus":
+	default:
+		return fmt.Errorf("bench: codec %q: use pcmu or opus", o.Codec)
+	}
+	if o.Pairs && (o.Native != nil || o.Callee == nil || o.CalleeToken == nil) {
+		return errors.New("bench: pairs need Callee and CalleeToken, and no native mode")
 	}
 	if o.Native != nil {
 		if err := o.Native.validate(); err != nil {
@@ -244,9 +264,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		calls.Add(1)
 		go func() {
 			defer calls.Done()
-			if o.Native != nil {
+			switch {
+			case o.Native != nil:
 				outcomes[i] = placeNativeCall(callsCtx, eng, o, i)
-			} else {
+			case o.Pairs:
+				outcomes[i] = placePair(callsCtx, eng, o, i)
+			default:
 				outcomes[i] = placeCall(callsCtx, eng, o, i)
 			}
 			if outcomes[i].err != nil {
@@ -331,11 +354,44 @@ func placeCall(ctx context.Context, eng *synth.Engine, o Options, i int) callOut
 		return callOutcome{err: fmt.Errorf("connect to %s: %w", o.URL, err)}
 	}
 	defer conn.Close()
-	rep, err := eng.Call(ctx, conn, synth.CallOptions{To: o.To, Duration: -1, RecordMax: time.Second, Logger: o.CallLogs})
+	rep, err := eng.Call(ctx, conn, synth.CallOptions{To: o.To, Codecs: offered(o.Codec), Duration: -1, RecordMax: time.Second, Logger: o.CallLogs})
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		err = nil // the bench ended it
 	}
 	return callOutcome{rep: rep, err: err}
+}
+
+// offered is what a caller offers for the bench's codec: Opus first then PCMU, as browsers do, or PCMU alone.
+func offered(codec string) []media.Codec {
+	if codec == "opus" {
+		return []media.Codec{media.Opus, media.PCMU}
+	}
+	return []media.Codec{media.PCMU}
+}
+
+// placePair runs one browser ⇄ browser call until ctx ends: the callee's synthetic browser signs in first and
+// answers by sending back what it hears; the caller dials it.
+func placePair(ctx context.Context, eng *synth.Engine, o Options, i int) callOutcome {
+	ctok, err := o.CalleeToken(i)
+	if err != nil {
+		return callOutcome{err: fmt.Errorf("callee token for call %d: %w", i, err)}
+	}
+	callee, err := signal.Dial(ctx, o.URL, ctok, signal.DialOptions{TLSConfig: o.TLS})
+	if err != nil {
+		return callOutcome{err: fmt.Errorf("connect callee to %s: %w", o.URL, err)}
+	}
+	defer callee.Close()
+	answered := make(chan error, 1)
+	go func() { // ends with ctx: the bench hangs up, or the caller's hang-up reaches it
+		_, err := eng.Receive(ctx, callee, synth.CallOptions{Echo: true, Duration: -1, RecordMax: time.Second, Logger: o.CallLogs})
+		answered <- err
+	}()
+	o.To = o.Callee(i)
+	out := placeCall(ctx, eng, o, i)
+	if err := <-answered; err != nil && out.err == nil && ctx.Err() == nil {
+		out.err = fmt.Errorf("callee of call %d: %w", i, err)
+	}
+	return out
 }
 
 // scrape GETs Patchbay's /metrics every interval until ctx ends, as Prometheus would, and throws the body away.

@@ -33,6 +33,15 @@ func FormatTable(w io.Writer, r *Result) error {
 	if r.Mode == "native" {
 		what = "Asterisk-native WebRTC (SIP/WSS + DTLS-SRTP with Asterisk; Patchbay not involved)"
 	}
+	if r.Pairs {
+		what += ", browser ⇄ browser (each call two browser legs, the far one sending back what it hears)"
+	}
+	if r.Codec == "opus" {
+		what += ", callers offering Opus then PCMU"
+		if r.CodecDelay > 0 {
+			what += fmt.Sprintf(" (Opus encoder lookahead %s)", fmtDur(r.CodecDelay))
+		}
+	}
 	fmt.Fprintf(w, "patchbay bench, %s: %d calls (+%d baseline plain-RTP calls), ramp %.0f calls/s, steady window %v\n",
 		what, r.Calls, r.BaselineCalls, r.Rate, r.Steady)
 	fmt.Fprintf(w, "calls up for the whole window: %d of %d (baseline %d of %d); failed: %d\n",

@@ -27,6 +27,12 @@ type CallOptions struct {
 	// CallerID asks for one of the token's caller IDs (the "call" message's caller_id); empty: the default.
 	CallerID string
 	Law      media.Law // law offered on outgoing calls; default PCMU
+	// Codecs, when set, are offered on outgoing calls instead of Law, in this order of preference (e.g. Opus
+	// alone, or Opus then PCMU as browsers offer); the call carries whichever the server's answer picks.
+	Codecs []media.Codec
+	// Echo makes an answered call send back what it hears, frame for frame, instead of a tone: the far end of a
+	// browser ⇄ browser call that measures the round trip through both legs.
+	Echo bool
 
 	ToneHz    float64 // tone played; default 1000
 	Amplitude float64 // 0..1 of full scale; default 0.3
@@ -91,7 +97,16 @@ type call struct {
 	o   CallOptions
 	log *slog.Logger
 	pc  *webrtc.PeerConnection
-	law media.Law
+	law media.Codec
+
+	opus    *opusTone             // the tone in Opus, on an Opus call
+	sentAt  [opusFrames]time.Time // when each frame of the Opus loop was last sent (under ring.mu)
+	opusDec *opusDecoder          // what an Opus call hears
+	rate    int                   // sample rate of pcm
+	echoSeq uint16                // Echo: the stream sent back
+	echoTS  uint32
+	echoPkt rtp.Packet
+	tx      *webrtc.RTPTransceiver
 
 	track *webrtc.TrackLocalStaticRTP
 	start time.Time
@@ -141,6 +156,7 @@ func (e *Engine) newCall(o CallOptions) (*call, error) {
 		states: make(chan webrtc.PeerConnectionState, 8),
 		stopTx: make(chan struct{}),
 	}
+	c.rate = sampleRate
 	c.pcm = make([]int16, 0, int(o.RecordMax/time.Second+1)*sampleRate)
 	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
 		if cand == nil {
@@ -172,9 +188,12 @@ func (e *Engine) newCall(o CallOptions) (*call, error) {
 	return c, nil
 }
 
-func (c *call) addTrack(law media.Law) error {
-	c.law = law
-	c.rep.Law = law
+// addTrack adds the audio track in the first of codecs and offers exactly codecs, in that order.
+func (c *call) addTrack(codecs ...media.Codec) error {
+	law := codecs[0]
+	if err := c.setCodec(law); err != nil {
+		return err
+	}
 	tr, err := webrtc.NewTrackLocalStaticRTP(law.Codec().RTPCodecCapability, "synth", c.o.CallID)
 	if err != nil {
 		return fmt.Errorf("synth: create %s track: %w", law, err)
@@ -183,13 +202,65 @@ func (c *call) addTrack(law media.Law) error {
 	if _, err := c.pc.AddTrack(tr); err != nil {
 		return fmt.Errorf("synth: add %s track: %w", law, err)
 	}
+	params := make([]webrtc.RTPCodecParameters, len(codecs))
+	for i, cd := range codecs {
+		params[i] = cd.Codec()
+	}
 	for _, t := range c.pc.GetTransceivers() {
 		if t.Sender() != nil && t.Sender().Track() == tr {
-			if err := t.SetCodecPreferences([]webrtc.RTPCodecParameters{law.Codec()}); err != nil {
-				return fmt.Errorf("synth: restrict to %s: %w", law, err)
+			c.tx = t
+			if err := t.SetCodecPreferences(params); err != nil {
+				return fmt.Errorf("synth: restrict to %v: %w", codecs, err)
 			}
 		}
 	}
+	return nil
+}
+
+// setCodec readies the call for one codec: its tone and, for Opus, a decoder for what it hears.
+func (c *call) setCodec(law media.Codec) error {
+	c.law = law
+	c.rep.Law = law
+	if law != media.Opus {
+		c.recvMu.Lock()
+		c.opus, c.opusDec, c.rate = nil, nil, sampleRate
+		c.pcm = make([]int16, 0, int(c.o.RecordMax/time.Second+1)*sampleRate)
+		c.recvMu.Unlock()
+		return nil
+	}
+	t, err := c.e.opus(c.o.ToneHz, c.o.Amplitude)
+	if err != nil {
+		return err
+	}
+	d, err := newOpusDecoder()
+	if err != nil {
+		return err
+	}
+	c.recvMu.Lock()
+	c.opus, c.opusDec, c.rate = t, d, opusRate
+	c.pcm = make([]int16, 0, int(c.o.RecordMax/time.Second+1)*opusRate)
+	c.recvMu.Unlock()
+	return nil
+}
+
+// fitTrack swaps the track for one in the codec the answer picked, when the offer named several: the track must
+// be in the negotiated codec before the answer is applied, or pion cannot bind it.
+func (c *call) fitTrack(answer string) error {
+	cs, err := media.OfferedCodecs(answer)
+	if err != nil || cs[0] == c.law || c.tx == nil {
+		return nil
+	}
+	if err := c.setCodec(cs[0]); err != nil {
+		return err
+	}
+	tr, err := webrtc.NewTrackLocalStaticRTP(cs[0].Codec().RTPCodecCapability, "synth", c.o.CallID)
+	if err != nil {
+		return fmt.Errorf("synth: create %s track: %w", cs[0], err)
+	}
+	if err := c.tx.Sender().ReplaceTrack(tr); err != nil {
+		return fmt.Errorf("synth: switch to %s: %w", cs[0], err)
+	}
+	c.track = tr
 	return nil
 }
 
@@ -225,11 +296,15 @@ func (e *Engine) offerAndRun(ctx context.Context, sig Signaller, o CallOptions, 
 		return nil, err
 	}
 	defer c.close()
-	law := c.o.Law
-	if law != media.PCMA {
-		law = media.PCMU
+	codecs := c.o.Codecs
+	if len(codecs) == 0 {
+		law := c.o.Law
+		if law != media.PCMA {
+			law = media.PCMU
+		}
+		codecs = []media.Codec{law}
 	}
-	if err := c.addTrack(law); err != nil {
+	if err := c.addTrack(codecs...); err != nil {
 		return c.report(), err
 	}
 	offer, err := c.pc.CreateOffer(nil)
@@ -277,7 +352,7 @@ func (e *Engine) answer(ctx context.Context, sig Signaller, in signal.Message, o
 		c.rep.HungUpBy = "local"
 		return c.report(), sig.Send(ctx, signal.Message{Type: signal.TypeReject, CallID: in.CallID})
 	}
-	law, err := media.OfferedLaw(in.SDP)
+	cs, err := media.OfferedCodecs(in.SDP)
 	if err != nil {
 		_ = sig.Send(ctx, signal.Message{Type: signal.TypeReject, CallID: in.CallID})
 		return c.report(), fmt.Errorf("synth: incoming offer: %w", err)
@@ -285,7 +360,7 @@ func (e *Engine) answer(ctx context.Context, sig Signaller, in signal.Message, o
 	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: in.SDP}); err != nil {
 		return c.report(), fmt.Errorf("synth: apply incoming offer: %w", err)
 	}
-	if err := c.addTrack(law); err != nil {
+	if err := c.addTrack(cs[0]); err != nil { // the server offers exactly one codec
 		return c.report(), err
 	}
 	ans, err := c.pc.CreateAnswer(nil)
@@ -385,6 +460,10 @@ func (c *call) run(ctx context.Context, sig Signaller) (*Report, error) {
 				if c.rep.AnswerAfter == 0 {
 					c.rep.AnswerAfter = time.Since(c.start)
 				}
+				if err := c.fitTrack(m.SDP); err != nil {
+					_ = hangup()
+					return c.report(), err
+				}
 				if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m.SDP}); err != nil {
 					_ = hangup()
 					return c.report(), fmt.Errorf("synth: apply answer: %w", err)
@@ -421,23 +500,31 @@ func (c *call) event(m signal.Message) {
 // startSender plays the tone, one stamped frame per 20 ms of wall clock.
 // Frames missed while the goroutine was not scheduled are sent late (up to
 // maxBurst at once), as a clock-driven source would, so a loaded host shows
-// up as jitter rather than as fewer packets.
+// up as jitter rather than as fewer packets. An Opus call loops its
+// pre-encoded frames; an Echo call sends nothing of its own.
 func (c *call) startSender() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closing {
+	if c.closing || c.o.Echo {
 		return
 	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		const maxBurst = 10
-		tone := c.e.tone(c.law, c.o.ToneHz, c.o.Amplitude)
+		step := uint32(frameSamples)
+		var tone []byte
+		if c.opus != nil {
+			step = opusFrame
+		} else {
+			tone = c.e.tone(c.law, c.o.ToneHz, c.o.Amplitude)
+		}
 		var seed [6]byte
 		_, _ = rand.Read(seed[:])
 		pkt := rtp.Packet{Header: rtp.Header{Version: 2, Marker: true,
 			SequenceNumber: binary.BigEndian.Uint16(seed[:2]), Timestamp: binary.BigEndian.Uint32(seed[2:])},
 			Payload: make([]byte, frameSamples)}
+		buf := pkt.Payload
 		tick := time.NewTicker(frameInterval)
 		defer tick.Stop()
 		begin := time.Now()
@@ -456,20 +543,29 @@ func (c *call) startSender() {
 			if due-n > maxBurst {
 				// Too far behind: skip the frames, keep the timestamps honest.
 				skip := due - n - maxBurst
-				pkt.Timestamp += skip * frameSamples
+				pkt.Timestamp += skip * step
 				n += skip
 			}
 			for ; n < due; n++ {
-				off := int(n) * frameSamples % len(tone)
-				copy(pkt.Payload, tone[off:off+frameSamples])
-				stamp(pkt.Payload, n)
-				c.ring.put(n, pkt.Payload, time.Now())
+				if c.opus != nil {
+					i := int(n) % opusFrames
+					pkt.Payload = c.opus.frames[i]
+					c.ring.mu.Lock()
+					c.sentAt[i] = time.Now()
+					c.ring.mu.Unlock()
+				} else {
+					pkt.Payload = buf
+					off := int(n) * frameSamples % len(tone)
+					copy(pkt.Payload, tone[off:off+frameSamples])
+					stamp(pkt.Payload, n)
+					c.ring.put(n, pkt.Payload, time.Now())
+				}
 				if err := c.track.WriteRTP(&pkt); err == nil {
 					c.sent.Add(1)
 				}
 				pkt.Marker = false
 				pkt.SequenceNumber++
-				pkt.Timestamp += frameSamples
+				pkt.Timestamp += step
 			}
 			select {
 			case <-tick.C:
@@ -482,15 +578,56 @@ func (c *call) startSender() {
 	}()
 }
 
+// matchOpus returns the send time of an echoed Opus frame of the loop, once.
+func (c *call) matchOpus(p []byte) (time.Time, bool) {
+	i, ok := c.opus.index[hash64(p)]
+	if !ok {
+		return time.Time{}, false
+	}
+	c.ring.mu.Lock()
+	defer c.ring.mu.Unlock()
+	at := c.sentAt[i]
+	if at.IsZero() {
+		return time.Time{}, false
+	}
+	c.sentAt[i] = time.Time{}
+	return at, true
+}
+
+// echo sends a heard frame back (CallOptions.Echo), as its own continuous stream.
+func (c *call) echo(payload []byte) {
+	if c.echoPkt.Version == 0 {
+		c.echoPkt.Version, c.echoPkt.Marker = 2, true
+		c.echoSeq, c.echoTS = uint16(time.Now().UnixNano()), uint32(time.Now().UnixNano()>>10)
+	}
+	c.echoPkt.SequenceNumber, c.echoPkt.Timestamp, c.echoPkt.Payload = c.echoSeq, c.echoTS, payload
+	if err := c.track.WriteRTP(&c.echoPkt); err == nil {
+		c.sent.Add(1)
+	}
+	c.echoPkt.Marker = false
+	c.echoSeq++
+	if c.law == media.Opus {
+		c.echoTS += opusFrame
+	} else {
+		c.echoTS += uint32(len(payload))
+	}
+}
+
 // receive reads the far end's audio until the peer connection closes.
 func (c *call) receive(t *webrtc.TrackRemote) {
 	law := media.PCMU
-	if t.Codec().MimeType == webrtc.MimeTypePCMA {
+	switch t.Codec().MimeType {
+	case webrtc.MimeTypePCMA:
 		law = media.PCMA
+	case webrtc.MimeTypeOpus:
+		law = media.Opus
 	}
 	buf := make([]byte, 1500)
 	dec := make([]int16, 0, frameSamples*2)
-	maxPCM := int(int64(c.o.RecordMax) * sampleRate / int64(time.Second))
+	c.recvMu.Lock()
+	rate, od := c.rate, c.opusDec
+	c.recvMu.Unlock()
+	maxPCM := int(int64(c.o.RecordMax) * int64(rate) / int64(time.Second))
 	for {
 		n, _, err := t.Read(buf)
 		if err != nil {
@@ -501,7 +638,16 @@ func (c *call) receive(t *webrtc.TrackRemote) {
 			continue
 		}
 		now := time.Now()
-		sentAt, echoed := c.ring.match(payload)
+		var sentAt time.Time
+		var echoed bool
+		if law == media.Opus && c.opus != nil {
+			sentAt, echoed = c.matchOpus(payload)
+		} else if law != media.Opus {
+			sentAt, echoed = c.ring.match(payload)
+		}
+		if c.o.Echo {
+			c.echo(payload)
+		}
 		c.recvMu.Lock()
 		c.received++
 		if c.firstPkt.IsZero() {
@@ -518,7 +664,11 @@ func (c *call) receive(t *webrtc.TrackRemote) {
 		}
 		c.trackSeq(seq)
 		if len(c.pcm) < maxPCM {
-			dec = decodeInto(dec[:0], law, payload)
+			if law == media.Opus && od != nil {
+				dec = od.decodeInto(dec[:0], payload)
+			} else if law != media.Opus {
+				dec = decodeInto(dec[:0], law, payload)
+			}
 			c.pcm = append(c.pcm, dec[:min(len(dec), maxPCM-len(c.pcm))]...)
 		}
 		c.recvMu.Unlock()
@@ -598,7 +748,11 @@ func (c *call) report() *Report {
 	r.RTT = Summarize(r.RTTs)
 	r.Gaps = append([]Gap(nil), c.gaps...)
 	r.Audio = append([]int16(nil), c.pcm...)
+	r.AudioRate = c.rate
+	if c.opus != nil {
+		r.Lookahead = time.Duration(c.opus.lookahead) * time.Second / opusRate
+	}
 	r.HeardHz = c.o.ExpectHz
-	r.Heard = audio.Detect(r.Audio, sampleRate, c.o.ExpectHz)
+	r.Heard = audio.Detect(r.Audio, c.rate, c.o.ExpectHz)
 	return r
 }

@@ -49,13 +49,14 @@ type Engine struct {
 	iceServers []webrtc.ICEServer
 	relayOnly  bool
 	tones      toneCache
+	opusTones  opusCache
 }
 
-// NewEngine builds the shared API: PCMU and PCMA only, full ICE, no
+// NewEngine builds the shared API: Opus, PCMU and PCMA (each call offers what its options say), full ICE, no
 // interceptors (a browser would run some; we measure Patchbay, not them).
 func NewEngine(o EngineOptions) (*Engine, error) {
 	me := &webrtc.MediaEngine{}
-	for _, law := range []media.Law{media.PCMU, media.PCMA} {
+	for _, law := range []media.Codec{media.Opus, media.PCMU, media.PCMA} {
 		if err := me.RegisterCodec(law.Codec(), webrtc.RTPCodecTypeAudio); err != nil {
 			return nil, fmt.Errorf("register %s: %w", law, err)
 		}

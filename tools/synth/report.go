@@ -80,8 +80,13 @@ type Report struct {
 	// HeardHz is the tone looked for in what was heard; Heard the result.
 	HeardHz float64
 	Heard   audio.Report
-	// Audio is the decoded audio heard (up to CallOptions.RecordMax).
-	Audio []int16
+	// Audio is the decoded audio heard (up to CallOptions.RecordMax), at AudioRate samples a second (8000 for
+	// G.711, 48000 for Opus).
+	Audio     []int16
+	AudioRate int
+	// Lookahead is the Opus encoder's algorithmic delay of an Opus call (what the codec adds to mouth-to-ear delay
+	// beyond the 20 ms frame G.711 has too); zero for G.711.
+	Lookahead time.Duration
 
 	// Gaps are the silences in what was heard, each at least GapThreshold long (no packet at all).
 	Gaps []Gap

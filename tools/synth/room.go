@@ -24,7 +24,12 @@ func (e *Engine) Join(ctx context.Context, sig Signaller, j JoinOptions, o CallO
 // ToneShare is the mean share of energy at hz over the voiced 100 ms windows of pcm (8 kHz): about 1 for a lone
 // tone, about 1/n for one of n equal tones mixed, about 0 when hz is absent. Voiced is how many windows counted.
 func ToneShare(pcm []int16, hz float64) (share float64, voiced int) {
-	const win = sampleRate / 10
+	return ToneShareAt(pcm, sampleRate, hz)
+}
+
+// ToneShareAt is ToneShare for pcm at rate samples a second (Report.AudioRate).
+func ToneShareAt(pcm []int16, rate int, hz float64) (share float64, voiced int) {
+	win := rate / 10
 	var sum float64
 	for start := 0; start+win <= len(pcm); start += win {
 		w := pcm[start : start+win]
@@ -32,17 +37,17 @@ func ToneShare(pcm []int16, hz float64) (share float64, voiced int) {
 		for _, v := range w {
 			energy += float64(v) * float64(v)
 		}
-		if math.Sqrt(energy/win) < 100 {
+		if math.Sqrt(energy/float64(win)) < 100 {
 			continue
 		}
-		coeff := 2 * math.Cos(2*math.Pi*hz/sampleRate)
+		coeff := 2 * math.Cos(2*math.Pi*hz/float64(rate))
 		var s1, s2 float64
 		for _, v := range w {
 			s0 := float64(v) + coeff*s1 - s2
 			s2, s1 = s1, s0
 		}
 		power := s1*s1 + s2*s2 - coeff*s1*s2
-		sum += min(2*power/(win*energy), 1)
+		sum += min(2*power/(float64(win)*energy), 1)
 		voiced++
 	}
 	if voiced == 0 {

@@ -1,5 +1,5 @@
-// Package media holds the one pion API shared by every call: G.711 only,
-// ICE-lite on a single muxed UDP port, no interceptors unless asked for.
+// Package media holds the one pion API shared by every call: G.711 and Opus audio, ICE-lite on a single muxed
+// UDP port, no interceptors unless asked for.
 package media
 
 import (
@@ -49,6 +49,9 @@ type Options struct {
 	// PionMedia keeps every call's audio on pion's track, interceptor and SRTP session path instead of the lean
 	// path (see lean.go): for comparison in benchmarks, or as a fallback.
 	PionMedia bool
+	// OpusDTX asks browsers to stop sending Opus in silence (usedtx=1). Off by default: a silent stream is
+	// indistinguishable from a dead one for the media watchdogs, and comfort noise is not mixed in rooms.
+	OpusDTX bool
 	// Logger receives API-level logs; nil uses slog.Default().
 	Logger *slog.Logger
 
@@ -71,6 +74,7 @@ type API struct {
 	tcpMux     ice.TCPMux
 	iceServers []webrtc.ICEServer
 	video      bool
+	opusDTX    bool
 	lean       bool
 	log        *slog.Logger
 
@@ -96,9 +100,11 @@ func NewAPI(o Options) (*API, error) {
 	}
 
 	me := &webrtc.MediaEngine{}
-	for _, law := range []Law{PCMU, PCMA} {
-		if err := me.RegisterCodec(law.Codec(), webrtc.RTPCodecTypeAudio); err != nil {
-			return nil, fmt.Errorf("register %s: %w", law, err)
+	// Opus first: a peer only ever negotiates the one codec its call chose (see Answer), so the order here only
+	// matters to pion's matching.
+	for _, c := range []Codec{Opus, PCMU, PCMA} {
+		if err := me.RegisterCodec(c.params(o.OpusDTX), webrtc.RTPCodecTypeAudio); err != nil {
+			return nil, fmt.Errorf("register %s: %w", c, err)
 		}
 	}
 	if o.Video {
@@ -201,6 +207,7 @@ func NewAPI(o Options) (*API, error) {
 		tcpMux:       tcpMux,
 		iceServers:   cloneICEServers(o.ICEServers),
 		video:        o.Video,
+		opusDTX:      o.OpusDTX,
 		lean:         !o.PionMedia && !o.pionDefaults && !o.RTCPReports,
 		log:          log,
 		disconnected: disc,

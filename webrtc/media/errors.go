@@ -20,8 +20,8 @@ func (e *Error) Error() string { return e.msg }
 var (
 	// ErrNoAudio: the offer has no usable audio section.
 	ErrNoAudio = &Error{Code: wire.CodeNoAudio, msg: "offer carries no audio: add an audio track (getUserMedia audio or addTransceiver('audio'))"}
-	// ErrUnsupportedMedia: audio is offered, but in no codec Patchbay forwards.
-	ErrUnsupportedMedia = &Error{Code: wire.CodeUnsupportedMedia, msg: "offer has no PCMU or PCMA audio: Patchbay forwards G.711 untouched, enable PCMU/PCMA in the client"}
+	// ErrUnsupportedMedia: audio is offered, but in no codec Patchbay carries (PCMU, PCMA, Opus).
+	ErrUnsupportedMedia = &Error{Code: wire.CodeUnsupportedMedia, msg: "offer has no PCMU, PCMA or Opus audio: Patchbay carries G.711 untouched and Opus between browsers; enable one of them in the client"}
 	// ErrInvalidSDP: the SDP could not be parsed.
 	ErrInvalidSDP = &Error{Code: wire.CodeBadMessage, msg: "session description could not be parsed"}
 	// ErrClosed: the API or peer was already closed.

@@ -69,7 +69,9 @@ const (
 type tap struct {
 	d     *demux
 	state atomic.Int32
-	law   Law
+	law   Codec
+	pt    uint8  // payload type stamped on what we send: the negotiated one (decideMode)
+	clock uint32 // RTP clock rate of the codec
 
 	kmu                          sync.Mutex // key capture, on pion's DTLS goroutine
 	master, clientRandom, sRand  []byte
@@ -134,8 +136,8 @@ type rxState struct {
 	lastReportedLost int64
 }
 
-func newTap(d *demux, law Law) *tap {
-	return &tap{d: d, law: law}
+func newTap(d *demux, law Codec) *tap {
+	return &tap{d: d, law: law, pt: law.PayloadType(), clock: law.ClockRate()}
 }
 
 func (t *tap) ready() bool { return t.state.Load() == tapReady }
@@ -242,7 +244,7 @@ func (t *tap) inbound(b []byte, from netip.AddrPort, now time.Time) RTPHandler {
 	t.rxBytes.Add(uint64(len(out)))
 	t.rxLast.Store(now.UnixNano())
 	t.rxMu.Lock()
-	t.rx.record(&t.rhdr, now)
+	t.rx.record(&t.rhdr, now, t.clock)
 	t.rxMu.Unlock()
 	hb := t.handler.Load()
 	if hb == nil {
@@ -259,7 +261,7 @@ func (t *tap) setDst(from netip.AddrPort) {
 	}
 }
 
-func (r *rxState) record(h *rtp.Header, now time.Time) {
+func (r *rxState) record(h *rtp.Header, now time.Time, clock uint32) {
 	if !r.init || h.SSRC != r.ssrc {
 		*r = rxState{init: true, ssrc: h.SSRC, base: h.SequenceNumber, max: h.SequenceNumber, epoch: now,
 			lastSR: r.lastSR, lastSRAt: r.lastSRAt}
@@ -270,7 +272,7 @@ func (r *rxState) record(h *rtp.Header, now time.Time) {
 		r.max = h.SequenceNumber
 	}
 	r.received++
-	arrival := int64(now.Sub(r.epoch) / (time.Second / samplesPerSecond)) // no overflow however long the call
+	arrival := int64(now.Sub(r.epoch) / (time.Second / time.Duration(clock))) // no overflow however long the call
 	transit := arrival - int64(h.Timestamp)
 	if r.haveTransit {
 		d := float64(transit - r.lastTransit)
@@ -281,8 +283,6 @@ func (r *rxState) record(h *rtp.Header, now time.Time) {
 	}
 	r.lastTransit, r.haveTransit = transit, true
 }
-
-const samplesPerSecond = 8000 // G.711
 
 // readRTCP takes the browser's sender report time and its report on our stream.
 func (t *tap) readRTCP(b []byte, now time.Time) {
@@ -363,7 +363,7 @@ func (t *tap) appendRTP(b *Batch, seq uint16, ts uint32, marker bool, payload []
 	t.outMu.Lock()
 	plain := t.obuf[:12+len(payload)]
 	plain[0] = 0x80
-	plain[1] = t.law.PayloadType()
+	plain[1] = t.pt
 	if marker {
 		plain[1] |= 0x80
 	}
@@ -434,7 +434,7 @@ func (t *tap) sendRTCP(now time.Time, cname string) {
 		sec, frac := ntpTime(now)
 		binary.BigEndian.PutUint32(plain[8:], sec)
 		binary.BigEndian.PutUint32(plain[12:], frac)
-		binary.BigEndian.PutUint32(plain[16:], t.txTS+uint32(now.Sub(t.txAt)/(time.Second/samplesPerSecond)))
+		binary.BigEndian.PutUint32(plain[16:], t.txTS+uint32(now.Sub(t.txAt)/(time.Second/time.Duration(t.clock))))
 		binary.BigEndian.PutUint32(plain[20:], uint32(t.txPkts.Load()))
 		binary.BigEndian.PutUint32(plain[24:], uint32(t.txBytes.Load()))
 		n = 28
@@ -496,7 +496,7 @@ func (t *tap) stats() RTCPStats {
 	if t.rx.init {
 		expected := t.rx.cycles + uint32(t.rx.max) - uint32(t.rx.base) + 1
 		s.FromBrowser.Lost = max(int64(expected)-int64(t.rx.received), 0)
-		s.FromBrowser.Jitter = time.Duration(t.rx.jitter * float64(time.Second) / samplesPerSecond)
+		s.FromBrowser.Jitter = time.Duration(t.rx.jitter * float64(time.Second) / float64(t.clock))
 	}
 	t.rxMu.Unlock()
 	s.ToBrowser.Packets, s.ToBrowser.Bytes = t.txPkts.Load(), t.txBytes.Load()
@@ -505,7 +505,7 @@ func (t *tap) stats() RTCPStats {
 	}
 	s.ToBrowser.Lost = t.remoteLost.Load()
 	s.ToBrowser.FractionLost = float64(t.remoteFrac.Load()) / 256
-	s.ToBrowser.Jitter = time.Duration(int64(t.remoteJitter.Load()) * int64(time.Second) / samplesPerSecond)
+	s.ToBrowser.Jitter = time.Duration(int64(t.remoteJitter.Load()) * int64(time.Second) / int64(t.clock))
 	s.RTT = time.Duration(t.rtt.Load())
 	s.Undecryptable = t.rxBad.Load()
 	return s

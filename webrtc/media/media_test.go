@@ -108,26 +108,40 @@ func (h *chanHandler) HandleRTP(pkt []byte) {
 func (h *chanHandler) FlushRTP() {}
 
 func TestAnswerCarriesAudioBothWays(t *testing.T) {
-	for _, law := range []Law{PCMU, PCMA} {
+	// Firefox numbers Opus 109: the answer and what is sent must keep the offer's number.
+	opus := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 109}
+	cases := []struct {
+		name     string
+		offer    []webrtc.RTPCodecParameters // the client's, in its preference order
+		wideband bool
+		want     Codec
+		pt       uint8
+	}{
+		// Opus offered first: a narrowband far end skips it for the G.711 law.
+		{"PCMU", []webrtc.RTPCodecParameters{PCMU.Codec(), opus}, false, PCMU, 0},
+		{"PCMA", []webrtc.RTPCodecParameters{PCMA.Codec(), opus}, false, PCMA, 8},
+		// A browser at the far end: Opus, though G.711 is offered too.
+		{"opus", []webrtc.RTPCodecParameters{opus, PCMU.Codec()}, true, Opus, 109},
+	}
+	for _, tc := range cases {
+		law := tc.want
 		for _, mode := range []Mode{ModeLean, ModePion} {
-			t.Run(law.String()+"/"+mode.String(), func(t *testing.T) {
+			t.Run(tc.name+"/"+mode.String(), func(t *testing.T) {
 				a := newTestAPI(t, Options{PionMedia: mode == ModePion})
-				// Offer Opus first: the server must skip it and pick the G.711 law.
-				opus := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
-					MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: 111}
-				c := newClient(t, law.Codec(), opus)
+				c := newClient(t, tc.offer...)
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 
 				srvTrack := make(chan *webrtc.TrackRemote, 1)
 				c.pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { srvTrack <- tr })
-				p, answer, err := a.Answer(ctx, c.offer(t), PeerOptions{})
+				p, answer, err := a.Answer(ctx, c.offer(t), PeerOptions{Wideband: tc.wideband})
 				if err != nil {
 					t.Fatalf("Answer: %v", err)
 				}
 				defer p.Close()
-				if p.Law() != law {
-					t.Fatalf("law = %s, want %s", p.Law(), law)
+				if p.Codec() != law {
+					t.Fatalf("codec = %s, want %s", p.Codec(), law)
 				}
 				if p.Mode() != mode {
 					t.Fatalf("mode = %s, want %s", p.Mode(), mode)
@@ -135,8 +149,12 @@ func TestAnswerCarriesAudioBothWays(t *testing.T) {
 				if !strings.Contains(answer, "a=ice-lite") || !strings.Contains(answer, "a=candidate:") {
 					t.Fatalf("answer lacks ice-lite or candidates:\n%s", answer)
 				}
-				if strings.Contains(answer, "opus") {
+				if law != Opus && strings.Contains(answer, "opus") {
 					t.Fatalf("answer offers opus:\n%s", answer)
+				}
+				if law == Opus && (!strings.Contains(answer, "a=rtpmap:109 opus/48000/2") || !strings.Contains(answer, "useinbandfec=1") ||
+					strings.Contains(answer, "PCMU") || strings.Contains(answer, "usedtx=1")) {
+					t.Fatalf("answer is not Opus 109 alone with FEC and without DTX:\n%s", answer)
 				}
 				h := &chanHandler{ch: make(chan []byte, 64)}
 				p.SetRTPHandler(h)
@@ -186,7 +204,7 @@ func TestAnswerCarriesAudioBothWays(t *testing.T) {
 					select {
 					case pkt := <-h.ch:
 						var rp rtp.Packet
-						if err := rp.Unmarshal(pkt); err != nil || rp.PayloadType != law.PayloadType() || len(rp.Payload) != 160 {
+						if err := rp.Unmarshal(pkt); err != nil || rp.PayloadType != tc.pt || len(rp.Payload) != 160 {
 							t.Fatalf("server got %v (PT %d, %d bytes)", err, rp.PayloadType, len(rp.Payload))
 						}
 					case <-ctx.Done():
@@ -199,7 +217,7 @@ func TestAnswerCarriesAudioBothWays(t *testing.T) {
 					if err != nil {
 						t.Fatalf("client read: %v", err)
 					}
-					if pk.PayloadType != law.PayloadType() || len(pk.Payload) != 160 {
+					if pk.PayloadType != tc.pt || len(pk.Payload) != 160 {
 						t.Fatalf("client got PT %d len %d", pk.PayloadType, len(pk.Payload))
 					}
 				case <-ctx.Done():
@@ -296,9 +314,6 @@ func TestPublicIPAdvertised(t *testing.T) {
 
 func TestRefusedOffers(t *testing.T) {
 	a := newTestAPI(t, Options{})
-	opus := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
-		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: 111}
-
 	dcOnly := func(t *testing.T) string {
 		c := newClient(t)
 		if _, err := c.pc.CreateDataChannel("x", nil); err != nil {
@@ -311,7 +326,12 @@ func TestRefusedOffers(t *testing.T) {
 		offer func(t *testing.T) string
 		want  *Error
 	}{
-		{"opus only", func(t *testing.T) string { return newClient(t, opus).offer(t) }, ErrUnsupportedMedia},
+		{"G.722 only", func(*testing.T) string {
+			return "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 9\r\na=rtpmap:9 G722/8000\r\n"
+		}, ErrUnsupportedMedia},
+		{"opus at 16k", func(*testing.T) string {
+			return "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 opus/16000\r\n"
+		}, ErrUnsupportedMedia},
 		{"data channel only", dcOnly, ErrNoAudio},
 		{"garbage", func(*testing.T) string { return "v=banana" }, ErrInvalidSDP},
 		{"audio rejected", func(*testing.T) string {
@@ -350,6 +370,31 @@ func TestChooseLaw(t *testing.T) {
 			got, err := OfferedLaw(head + tc.m)
 			if err != nil || got != tc.want {
 				t.Fatalf("OfferedLaw = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestChooseCodec(t *testing.T) {
+	const head = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+	const chrome = "m=audio 9 RTP/AVP 111 63 9 0 8 13\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:63 red/48000/2\r\na=rtpmap:9 G722/8000\r\n" +
+		"a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:13 CN/8000\r\n"
+	tests := []struct {
+		name     string
+		m        string
+		wideband bool
+		want     Codec
+	}{
+		{"browser far end takes Opus", chrome, true, Opus},
+		{"phone far end takes G.711 though Opus comes first", chrome, false, PCMU},
+		{"Opus only to a phone: transcoded", "m=audio 9 RTP/AVP 109\r\na=rtpmap:109 OPUS/48000/2\r\n", false, Opus},
+		{"G.711 only to a browser", "m=audio 9 RTP/AVP 8 0\r\n", true, PCMA},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ChooseCodec(head+tc.m, tc.wideband)
+			if err != nil || got != tc.want {
+				t.Fatalf("ChooseCodec = %v, %v; want %v", got, err, tc.want)
 			}
 		})
 	}

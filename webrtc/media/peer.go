@@ -24,6 +24,10 @@ type PeerOptions struct {
 	OnState func(webrtc.PeerConnectionState)
 	// OnICEState reports every ICE connection state change.
 	OnICEState func(webrtc.ICEConnectionState)
+	// Wideband: the far end of the call carries wideband audio (another browser, a room of browsers), so Answer
+	// prefers Opus; otherwise it prefers the offer's G.711 law and takes Opus only from an offer without G.711.
+	// See ChooseCodec.
+	Wideband bool
 }
 
 // Peer is the server side of one browser's media: one audio track each way
@@ -40,7 +44,7 @@ type Peer struct {
 	seen   atomic.Int64 // unix ns of the last datagram from the browser
 	iceBad atomic.Int32 // 0 fine, 1 reported disconnected, 2 reported failed
 	track  *webrtc.TrackLocalStaticRTP
-	law    Law
+	law    Codec
 	log    *slog.Logger
 	remote chan *webrtc.TrackRemote
 	video  chan *webrtc.TrackRemote // the browser's camera; only fed when video was negotiated
@@ -59,11 +63,11 @@ type Peer struct {
 }
 
 // Answer creates a peer for a browser's offer and returns the answer SDP with
-// the server's candidates in it (ICE-lite on a mux gathers at once). It
-// fails with ErrNoAudio, ErrUnsupportedMedia or ErrInvalidSDP when the offer
-// cannot be served.
+// the server's candidates in it (ICE-lite on a mux gathers at once), in the one codec ChooseCodec picks for the
+// offer and o.Wideband. It fails with ErrNoAudio, ErrUnsupportedMedia or ErrInvalidSDP when the offer cannot be
+// served.
 func (a *API) Answer(ctx context.Context, offer string, o PeerOptions) (*Peer, string, error) {
-	law, err := OfferedLaw(offer)
+	law, err := ChooseCodec(offer, o.Wideband)
 	if err != nil {
 		return nil, "", err
 	}
@@ -79,11 +83,11 @@ func (a *API) Answer(ctx context.Context, offer string, o PeerOptions) (*Peer, s
 	return p, answer, nil
 }
 
-// Offer creates a peer for an incoming call in the given law and returns the
+// Offer creates a peer for an incoming call in the given codec (only that one is offered) and returns the
 // offer SDP; complete it with SetAnswer when the browser accepts.
-func (a *API) Offer(ctx context.Context, law Law, o PeerOptions) (*Peer, string, error) {
-	if law != PCMU && law != PCMA {
-		return nil, "", fmt.Errorf("offer in law %d: %w", law, ErrUnsupportedMedia)
+func (a *API) Offer(ctx context.Context, law Codec, o PeerOptions) (*Peer, string, error) {
+	if law != PCMU && law != PCMA && law != Opus {
+		return nil, "", fmt.Errorf("offer in codec %d: %w", law, ErrUnsupportedMedia)
 	}
 	p, err := a.newPeer(law, o)
 	if err != nil {
@@ -97,7 +101,7 @@ func (a *API) Offer(ctx context.Context, law Law, o PeerOptions) (*Peer, string,
 	return p, offer, nil
 }
 
-func (a *API) newPeer(law Law, o PeerOptions) (*Peer, error) {
+func (a *API) newPeer(law Codec, o PeerOptions) (*Peer, error) {
 	log := o.Logger
 	if log == nil {
 		log = a.log
@@ -113,7 +117,7 @@ func (a *API) newPeer(law Law, o PeerOptions) (*Peer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create peer connection: %w", err)
 	}
-	track, err := webrtc.NewTrackLocalStaticRTP(law.Codec().RTPCodecCapability, "audio", "patchbay-"+cname)
+	track, err := webrtc.NewTrackLocalStaticRTP(law.params(a.opusDTX).RTPCodecCapability, "audio", "patchbay-"+cname)
 	if err != nil {
 		_ = pc.Close()
 		return nil, fmt.Errorf("create %s track: %w", law, err)
@@ -127,7 +131,7 @@ func (a *API) newPeer(law Law, o PeerOptions) (*Peer, error) {
 		pc:     pc,
 		track:  track,
 		law:    law,
-		log:    log.With("law", law.String()),
+		log:    log.With("codec", law.String()),
 		remote: make(chan *webrtc.TrackRemote, 1),
 		video:  make(chan *webrtc.TrackRemote, 1),
 		vp8:    a.video,
@@ -211,6 +215,8 @@ func (p *Peer) decideMode(local, remote string) {
 	}
 	if m != ModeLean {
 		p.tap.state.Store(tapOff)
+	} else if pt, ok := p.negotiatedPT(); ok {
+		p.tap.pt = pt
 	}
 	p.log.Debug("media path", "mode", m.String())
 }
@@ -218,6 +224,22 @@ func (p *Peer) decideMode(local, remote string) {
 // dtlsServer reports whether Patchbay is the DTLS server: it said passive, or the other side said active.
 func dtlsServer(local, remote string) bool {
 	return strings.Contains(local, "a=setup:passive") || strings.Contains(remote, "a=setup:active")
+}
+
+// negotiatedPT is the payload type the audio sender uses: the offer's own for the codec when answering (Firefox
+// numbers Opus 109, Chrome 111), ours when offering.
+func (p *Peer) negotiatedPT() (uint8, bool) {
+	for _, t := range p.pc.GetTransceivers() {
+		if t.Sender() == nil || t.Sender().Track() != p.track {
+			continue
+		}
+		for _, c := range t.Sender().GetParameters().Codecs {
+			if strings.EqualFold(c.MimeType, p.law.MimeType()) {
+				return uint8(c.PayloadType), true
+			}
+		}
+	}
+	return 0, false
 }
 
 func (p *Peer) localSSRC() (uint32, bool) {
@@ -286,7 +308,7 @@ func (p *Peer) answer(ctx context.Context, offer string) (string, error) {
 		return "", fmt.Errorf("attach %s track: %w", p.law, err)
 	}
 	p.readReports(sender)
-	if err := p.preferLaw(); err != nil {
+	if err := p.preferLaw(offeredPT(offer, p.law)); err != nil {
 		return "", err
 	}
 	answer, err := p.pc.CreateAnswer(nil)
@@ -309,7 +331,7 @@ func (p *Peer) offer(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("add %s transceiver: %w", p.law, err)
 	}
 	p.readReports(tr.Sender())
-	if err := p.preferLaw(); err != nil {
+	if err := p.preferLaw(p.law.PayloadType()); err != nil {
 		return "", err
 	}
 	offer, err := p.pc.CreateOffer(nil)
@@ -319,14 +341,16 @@ func (p *Peer) offer(ctx context.Context) (string, error) {
 	return p.setLocal(ctx, offer)
 }
 
-// preferLaw narrows the audio transceiver to the chosen law so the browser
-// sends exactly what the track carries.
-func (p *Peer) preferLaw() error {
+// preferLaw narrows the audio transceiver to the chosen codec so the browser sends exactly what the track
+// carries, numbered pt: an answer keeps the number the offer gave the codec (RFC 3264 §6.1).
+func (p *Peer) preferLaw(pt uint8) error {
+	params := p.law.params(p.a.opusDTX)
+	params.PayloadType = webrtc.PayloadType(pt)
 	for _, t := range p.pc.GetTransceivers() {
 		if t.Sender() == nil || t.Sender().Track() != p.track {
 			continue
 		}
-		if err := t.SetCodecPreferences([]webrtc.RTPCodecParameters{p.law.Codec()}); err != nil {
+		if err := t.SetCodecPreferences([]webrtc.RTPCodecParameters{params}); err != nil {
 			return fmt.Errorf("restrict audio to %s: %w", p.law, err)
 		}
 		return nil
@@ -394,8 +418,11 @@ func (p *Peer) AddICECandidate(c webrtc.ICECandidateInit) error {
 	return nil
 }
 
-// Law is the negotiated G.711 law of both tracks.
-func (p *Peer) Law() Law { return p.law }
+// Codec is the negotiated codec of both tracks.
+func (p *Peer) Codec() Codec { return p.law }
+
+// Law is Codec's older name.
+func (p *Peer) Law() Codec { return p.law }
 
 // LocalTrack is the track toward the browser on pion's path (ModePion). Its SSRC stays fixed for the life of the
 // peer whatever is written to it. It is nil on the lean path: pion must never encrypt with the keys and SSRC the

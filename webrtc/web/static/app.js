@@ -64,6 +64,8 @@ const state = {
   code: 0,
   muted: false,
   dtmfReceived: "",
+  codec: "", // the call's audio codec from the server's SDP ("opus/48000", "PCMU/8000"); roomCodec the room's
+  roomCodec: "",
   audio,
   // The call panel: talk time since the far end answered, and quality from getStats (good | fair | poor |
   // unknown) with the numbers behind it; qualityIssue/qualityDirection from the server's "quality" message.
@@ -271,7 +273,10 @@ function trackRoom(r) {
     render();
   };
   r.on("statechange", ({ state: s }) => {
-    if (room === r) state.roomState = s;
+    if (room === r) {
+      Object.assign(state, { roomState: s, roomCodec: r.codec || state.roomCodec });
+      $("room-codec").textContent = `Codec: ${codecLabel(state.roomCodec)}`;
+    }
     redraw();
   });
   r.on("joined", ({ room: name, you }) => {
@@ -389,12 +394,19 @@ function renderPanel() {
   const q = $("call-quality");
   q.dataset.level = state.quality;
   q.textContent = `Quality: ${state.quality === "unknown" ? "measuring…" : state.quality}`;
+  $("call-codec").textContent = `Codec: ${codecLabel(state.codec)}`;
   const st = state.qualityStats;
   q.title = st ? `loss ${(st.loss * 100).toFixed(1)} %, jitter ${st.jitterMs.toFixed(0)} ms, round trip ${st.rttMs ? st.rttMs.toFixed(0) + " ms" : "unknown"}` : "Measured from the browser's call statistics";
   const notice = $("call-notice");
   const words = QUALITY_WORDS[`${state.qualityIssue}/${state.qualityDirection}`];
   notice.hidden = !words;
   notice.textContent = words || "";
+}
+
+// "opus/48000" → "Opus (HD)", "PCMU/8000" → "G.711 µ-law".
+function codecLabel(c) {
+  const name = String(c || "").split("/")[0].toLowerCase();
+  return { opus: "Opus (HD)", pcmu: "G.711 µ-law", pcma: "G.711 A-law" }[name] || "—";
 }
 
 function startPanel(call) {
@@ -435,7 +447,7 @@ function track(call) {
   current = call;
   Object.assign(state, {
     callId: call.id, peer: call.peer, direction: call.direction, callState: call.state,
-    cause: "", code: 0, muted: false, dtmfReceived: "", network: "ok", restarts: 0, iceErrors: [],
+    cause: "", code: 0, muted: false, dtmfReceived: "", network: "ok", restarts: 0, iceErrors: [], codec: call.codec || "",
   });
   call.on("reconnecting", () => {
     if (current === call) state.network = "reconnecting";
@@ -455,7 +467,7 @@ function track(call) {
   relayQualityMessages(call);
   startPanel(call);
   call.on("statechange", ({ state: s }) => {
-    if (current === call) state.callState = s;
+    if (current === call) Object.assign(state, { callState: s, codec: call.codec || state.codec });
     if (s === "answered" && !answeredAt) answeredAt = Date.now();
     render();
   });

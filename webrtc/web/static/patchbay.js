@@ -85,6 +85,35 @@ export class PatchbayError extends Error {
   }
 }
 
+// Our offers name Opus first and G.711 second, and nothing else: the server answers Opus when the far end
+// is another browser or a room, and G.711 untouched for phones (docs/signalling.md, "Codecs").
+const CODEC_ORDER = ["audio/opus", "audio/PCMU", "audio/PCMA"];
+function preferCodecs(pc) {
+  const caps = globalThis.RTCRtpReceiver && RTCRtpReceiver.getCapabilities && RTCRtpReceiver.getCapabilities("audio");
+  if (!caps) return;
+  const codecs = [];
+  for (const mime of CODEC_ORDER) {
+    for (const c of caps.codecs) if (c.mimeType.toLowerCase() === mime.toLowerCase()) codecs.push(c);
+  }
+  for (const t of pc.getTransceivers()) {
+    const kind = t.receiver && t.receiver.track && t.receiver.track.kind;
+    if (kind !== "audio" || !t.setCodecPreferences || codecs.length === 0) continue;
+    try {
+      t.setCodecPreferences(codecs);
+    } catch (_) { /* keep the browser's own order */ }
+  }
+}
+
+// The codec a call carries, from the server's SDP ("opus/48000", "PCMU/8000"), for the call panel.
+export function sdpCodec(sdp) {
+  const audio = String(sdp || "").split("m=audio")[1];
+  if (!audio) return "";
+  const pt = (audio.split("\r\n")[0] || "").trim().split(/\s+/)[2]; // " 9 UDP/TLS/RTP/SAVPF 111"
+  const m = audio.match(new RegExp("a=rtpmap:" + pt + " ([^/\\s]+)/(\\d+)"));
+  if (m) return m[1] + "/" + m[2];
+  return pt === "0" ? "PCMU/8000" : pt === "8" ? "PCMA/8000" : "";
+}
+
 function newCallId() {
   const c = globalThis.crypto;
   if (c && typeof c.randomUUID === "function") return c.randomUUID();
@@ -156,6 +185,7 @@ export class PatchbayCall extends Emitter {
     this.iceErrors = []; // icecandidateerror events: {errorCode, errorText, url}
     this.restarts = 0; // ICE restarts sent
     this.network = "ok"; // "ok" | "reconnecting": media or signalling is being restored
+    this.codec = ""; // what the server's SDP carries: "opus/48000" or "PCMU/8000"
   }
 
   /** Accept an incoming call. opts.stream: a MediaStream to send (else the microphone). */
@@ -168,6 +198,7 @@ export class PatchbayCall extends Emitter {
       if (!(await this._attachStream(opts))) return this;
       const pc = this._createPeerConnection();
       await pc.setRemoteDescription({ type: "offer", sdp: this.offer });
+      this.codec = sdpCodec(this.offer);
       this.#addTracks(pc, true);
       await this.#flushRemoteCandidates();
       const answer = await pc.createAnswer();
@@ -403,9 +434,10 @@ export class PatchbayCall extends Emitter {
     const tracks = this.localStream ? this.localStream.getAudioTracks() : [];
     if (tracks.length === 0) {
       if (!answering) pc.addTransceiver("audio", { direction: "recvonly" });
-      return;
+    } else {
+      for (const t of tracks) pc.addTrack(t, this.localStream);
     }
-    for (const t of tracks) pc.addTrack(t, this.localStream);
+    if (!answering) preferCodecs(pc);
   }
 
   _sendReady() {
@@ -421,6 +453,8 @@ export class PatchbayCall extends Emitter {
       if (this.#opts.answerFilter) sdp = this.#opts.answerFilter(sdp);
       try {
         await this.#pc.setRemoteDescription({ type: "answer", sdp });
+        this.codec = sdpCodec(sdp);
+        this.emit("statechange", { state: this.state, muted: this.muted, codec: this.codec });
         await this.#flushRemoteCandidates();
       } catch (err) {
         this._fail(new PatchbayError("unsupported_media", `answer not accepted: ${err.message || err}`, this.id));
