@@ -265,6 +265,7 @@ func (r *iceStates) String() string {
 func TestICETCPLiveness(t *testing.T) {
 	for _, mode := range []Mode{ModeLean, ModePion} {
 		t.Run(mode.String(), func(t *testing.T) {
+			t.Parallel() // each waits out timeouts
 			a := newTestAPI(t, Options{ICETCP: true, PionMedia: mode == ModePion,
 				DisconnectedTimeout: 500 * time.Millisecond, FailedTimeout: 700 * time.Millisecond})
 			c := newTCPClient(t)
@@ -322,6 +323,7 @@ func TestRestartKeepsDTLSAndMedia(t *testing.T) {
 		mode Mode
 	}{{"udp/lean", false, ModeLean}, {"tcp/lean", true, ModeLean}, {"udp/pion", false, ModePion}} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each waits out timeouts
 			a := newTestAPI(t, Options{ICETCP: tc.tcp, PionMedia: tc.mode == ModePion,
 				DisconnectedTimeout: time.Second, FailedTimeout: time.Second})
 			c := newClient(t, PCMU.Codec())
@@ -431,6 +433,17 @@ func TestRestartKeepsDTLSAndMedia(t *testing.T) {
 			}
 			if _, err := p.Restart(ctx, "v=0\r\nnot sdp"); err == nil {
 				t.Fatal("garbage restart offer accepted")
+			}
+			if tc.mode == ModePion {
+				// After the restart the watchdog watches the new address: a browser vanishing from it is failed.
+				if err := c.pc.SCTP().Transport().ICETransport().Stop(); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case <-p.Done():
+				case <-ctx.Done():
+					t.Fatalf("a browser that vanished after its restart was never failed; ICE states %v", &states)
+				}
 			}
 		})
 	}
