@@ -233,7 +233,7 @@ func (s *Socket) Release() {
 }
 
 // udpBatch queues datagrams toward Asterisk for one sendmmsg. Lean peers' packets arrive on the media demux
-// goroutine (one per media API), so it is locked.
+// goroutine (one per media API) and on the readers of ICE-TCP connections, so it is locked.
 type udpBatch struct {
 	mu    sync.Mutex
 	msgs  []ipv4.Message

@@ -349,7 +349,8 @@ func (r *Relay) fromAsterisk(pkt []byte, now time.Time, b *media.Batch) {
 }
 
 // HandleRTP forwards one decrypted packet from the browser on the lean path (media.RTPHandler), on the media
-// demux goroutine: its header extensions are stripped and it is queued toward Asterisk.
+// demux goroutine or, for a browser on ICE-TCP, its connection's reader: its header extensions are stripped and it
+// is queued toward Asterisk (the queue is locked: both readers may add to it).
 func (r *Relay) HandleRTP(pkt []byte) {
 	ast := r.asterisk.Load()
 	h, ok := parseRTP(pkt)

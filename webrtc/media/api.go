@@ -71,7 +71,7 @@ type API struct {
 	demux      *demux
 	mux        ice.UDPMux
 	tcpLn      net.Listener // nil without ICETCP
-	tcpMux     ice.TCPMux
+	tcpMux     *tcpMux
 	iceServers []webrtc.ICEServer
 	video      bool
 	opusDTX    bool
@@ -138,17 +138,17 @@ func NewAPI(o Options) (*API, error) {
 	se := webrtc.SettingEngine{}
 	se.LoggerFactory = logging.NewDefaultLoggerFactory()
 	se.SetLite(true)
+	dm := newDemux(conn, log)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 	var tcpLn net.Listener
-	var tcpMux ice.TCPMux
+	var tcpMux *tcpMux
 	if o.ICETCP {
 		tcpLn, err = net.ListenTCP("tcp4", &net.TCPAddr{IP: ip, Port: o.ICETCPPort})
 		if err != nil {
 			_ = conn.Close()
 			return nil, fmt.Errorf("bind ICE TCP port %s:%d: %w (choose a free media ICE TCP port)", ip, o.ICETCPPort, err)
 		}
-		// 8 frames of read buffer per connection; a G.711 call never has more in flight.
-		tcpMux = webrtc.NewICETCPMux(se.LoggerFactory.NewLogger("ice-tcp"), tcpLn, 8)
+		tcpMux = newTCPMux(tcpLn, se.LoggerFactory.NewLogger("ice-tcp"), dm)
 		se.SetICETCPMux(tcpMux)
 		networks = append(networks, webrtc.NetworkTypeTCP4)
 	}
@@ -167,13 +167,12 @@ func NewAPI(o Options) (*API, error) {
 	// Raise the socket buffers: one socket carries every call (best effort; the kernel caps them at rmem_max).
 	_ = conn.SetReadBuffer(4 << 20)
 	_ = conn.SetWriteBuffer(4 << 20)
-	dm := newDemux(conn, log)
 	mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: se.LoggerFactory.NewLogger("ice-mux"), UDPConn: dm.pion})
 	se.SetICEUDPMux(mux)
 	// Patchbay answers as DTLS server (the browser sends ClientHello): the lean path derives its keys as server.
 	_ = se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer)
-	// ICE liveness is watched by the API from every datagram the demux sees (pion's lite agent would only see STUN
-	// of lean peers), so pion's own timeouts are off.
+	// ICE liveness is watched by the API from every packet the demux or the ICE-TCP mux sees (pion's lite agent
+	// would only see STUN of lean peers), so pion's own timeouts are off.
 	se.SetICETimeouts(0, 0, 2*time.Second)
 	if len(o.PublicIPs) > 0 {
 		err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{

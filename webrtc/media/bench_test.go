@@ -14,7 +14,8 @@ import (
 // connected pair (SRTP both sides): the lean path, and pion's track path with
 // the interceptor sets on offer. One op is one packet browser→server read plus
 // one server→browser write. The pion client's own cost is in every variant
-// alike, so compare cpu-ns/op between variants of one run.
+// alike, so compare cpu-ns/op between variants of one run. The -tcp variants
+// carry the call over ICE-TCP (a client that may not use UDP).
 func BenchmarkInterceptors(b *testing.B) {
 	for _, v := range []struct {
 		name string
@@ -24,10 +25,15 @@ func BenchmarkInterceptors(b *testing.B) {
 		{"pion-none", Options{PionMedia: true}},
 		{"pion-rtcp-reports", Options{RTCPReports: true}},
 		{"pion-defaults", Options{pionDefaults: true}},
+		{"lean-tcp", Options{ICETCP: true}},
+		{"pion-none-tcp", Options{ICETCP: true, PionMedia: true}},
 	} {
 		b.Run(v.name, func(b *testing.B) {
 			a := newTestAPI(b, v.o)
 			c := newClient(b, PCMU.Codec())
+			if v.o.ICETCP {
+				c = newTCPClient(b)
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			p, answer, err := a.Answer(ctx, c.offer(b), PeerOptions{})

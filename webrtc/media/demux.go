@@ -25,12 +25,15 @@ const (
 	pionQueue   = 512  // datagrams queued for pion's mux before new ones are dropped
 )
 
-// RTPHandler receives a lean peer's RTP from the browser on the socket's reader goroutine.
+// RTPHandler receives a lean peer's RTP from the browser: on the UDP socket's reader goroutine, or for a browser
+// on ICE-TCP on the reader of its connection (tcp.go). Calls for one peer never overlap, but two peers' handlers
+// may be called at once from different readers.
 type RTPHandler interface {
 	// HandleRTP is given one decrypted RTP packet (header and payload); pkt is only valid during the call, which
 	// must not block.
 	HandleRTP(pkt []byte)
-	// FlushRTP is called once after each batch read in which HandleRTP was called: write what was queued.
+	// FlushRTP is called once after each batch read in which HandleRTP was called (after each packet on ICE-TCP):
+	// write what was queued.
 	FlushRTP()
 }
 
@@ -60,22 +63,35 @@ func newDemux(conn *net.UDPConn, log *slog.Logger) *demux {
 	return d
 }
 
-// register makes a peer's ICE username fragment known, so that the addresses it checks from are learnt.
+// register makes a peer's current ICE username fragment known, so that the addresses it checks from are learnt.
+// An ICE restart gives the peer a new one: it replaces the old (whose checks pion now refuses), while the
+// addresses already learnt stay the peer's, so media from them keeps its route until the browser moves.
 func (d *demux) register(ufrag string, p *Peer) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if p.gone {
+		return
+	}
 	m := cloneMap(*d.byUfrag.Load())
+	for k, v := range m {
+		if v == p && k != ufrag {
+			delete(m, k)
+		}
+	}
 	m[ufrag] = p
 	d.byUfrag.Store(&m)
 }
 
-// unregister forgets a peer and every address learnt for it.
-func (d *demux) unregister(ufrag string, p *Peer) {
+// unregister forgets a peer, its ufrag and every address learnt for it, for good.
+func (d *demux) unregister(p *Peer) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	p.gone = true
 	u := cloneMap(*d.byUfrag.Load())
-	if u[ufrag] == p {
-		delete(u, ufrag)
+	for k, v := range u {
+		if v == p {
+			delete(u, k)
+		}
 	}
 	d.byUfrag.Store(&u)
 	a := cloneMap(*d.byAddr.Load())
@@ -87,13 +103,16 @@ func (d *demux) unregister(ufrag string, p *Peer) {
 	d.byAddr.Store(&a)
 }
 
+// peer returns the peer whose current ufrag this is, or nil.
+func (d *demux) peer(ufrag string) *Peer { return (*d.byUfrag.Load())[ufrag] }
+
 func (d *demux) learn(addr netip.AddrPort, p *Peer) {
 	if (*d.byAddr.Load())[addr] == p {
 		return
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if (*d.byUfrag.Load())[p.ufrag] != p {
+	if p.gone {
 		return // unregistered meanwhile
 	}
 	a := cloneMap(*d.byAddr.Load())
@@ -153,12 +172,12 @@ func (d *demux) handle(b []byte, from netip.AddrPort, now time.Time) {
 	}
 	switch {
 	case b[0] < 4: // STUN (RFC 7983)
-		if p == nil {
-			if ufrag, ok := stunLocalUfrag(b); ok {
-				if q := (*d.byUfrag.Load())[ufrag]; q != nil {
-					d.learn(from, q)
-					q.seen.Store(now.UnixNano())
-				}
+		// A check names the peer by our ufrag: the address is that peer's from now on (it may have been another
+		// call's, or the peer's before an ICE restart under its old ufrag).
+		if ufrag, ok := stunLocalUfrag(b); ok {
+			if q := (*d.byUfrag.Load())[string(ufrag)]; q != nil && q != p { // string(ufrag): no allocation
+				d.learn(from, q)
+				q.seen.Store(now.UnixNano())
 			}
 		}
 	case b[0] >= 128 && b[0] < 192: // SRTP or SRTCP
@@ -185,30 +204,30 @@ func (d *demux) markDirty(h RTPHandler) {
 }
 
 // stunLocalUfrag returns our half of a Binding request's USERNAME ("ours:theirs") without decoding the message:
-// the attribute is only used to route, pion's ICE agent checks the message.
-func stunLocalUfrag(b []byte) (string, bool) {
+// the attribute is only used to route, pion's ICE agent checks the message. The result points into b.
+func stunLocalUfrag(b []byte) ([]byte, bool) {
 	if len(b) < 20 || binary.BigEndian.Uint16(b) != 0x0001 || binary.BigEndian.Uint32(b[4:]) != 0x2112A442 {
-		return "", false
+		return nil, false
 	}
 	end := min(20+int(binary.BigEndian.Uint16(b[2:])), len(b))
 	for off := 20; off+4 <= end; {
 		typ, l := binary.BigEndian.Uint16(b[off:]), int(binary.BigEndian.Uint16(b[off+2:]))
 		v := off + 4
 		if v+l > end {
-			return "", false
+			return nil, false
 		}
 		if typ == 0x0006 { // USERNAME
 			u := b[v : v+l]
 			for i, c := range u {
 				if c == ':' {
-					return string(u[:i]), true
+					return u[:i], true
 				}
 			}
-			return "", false
+			return nil, false
 		}
 		off = v + (l+3)&^3
 	}
-	return "", false
+	return nil, false
 }
 
 // datagram is one packet queued for pion.

@@ -31,7 +31,9 @@ import (
 // and the server random and SRTP profile from the ServerHello it sends. From those the tap derives exactly what
 // RFC 5705's exporter gives (EXTRACTOR-dtls_srtp), so it needs Patchbay to be the DTLS server, which it asks for
 // (SettingEngine.SetAnsweringDTLSRole) and which browsers choose when answering our actpass offers. A peer for
-// which that does not hold, or that negotiated video, stays on pion's full path.
+// which that does not hold, or that negotiated video, stays on pion's full path. The path does not depend on the
+// transport ICE picks: a browser on ICE-TCP has its SRTP taken off its TCP connection (tcp.go) and gets ours back
+// on it, and the tap's route follows the browser's authenticated packets across ICE restarts.
 
 // Mode says which path a peer's audio takes.
 type Mode int32
@@ -79,13 +81,16 @@ type tap struct {
 	prfHash                      func() hash.Hash
 	haveHello, haveSecret, keyed bool
 
-	// Inbound: the demux goroutine only (rx* under rxMu for the RTCP sender).
+	// Inbound: under inMu. The UDP demux and the reader of an ICE-TCP connection (tcp.go) may both deliver while
+	// a browser moves between them; otherwise only one does and the lock is never contended. rx* are also under
+	// rxMu for the RTCP sender.
+	inMu    sync.Mutex
 	in      *srtp.Context
 	rhdr    rtp.Header
 	rchdr   rtcp.Header
 	rbuf    [datagramMax]byte
 	handler atomic.Pointer[handlerBox]
-	dst     atomic.Pointer[netip.AddrPort]
+	dst     atomic.Pointer[route] // where the browser's last authenticated packet came from
 
 	rxMu    sync.Mutex
 	rx      rxState
@@ -100,6 +105,7 @@ type tap struct {
 	ohdr    rtp.Header
 	ochdr   rtcp.Header
 	obuf    [datagramMax]byte
+	tcpBuf  []byte // ciphertext toward an ICE-TCP route; made on first use, so UDP peers never hold it
 	ssrc    uint32
 	txTS    uint32
 	txAt    time.Time
@@ -117,6 +123,28 @@ type tap struct {
 }
 
 type handlerBox struct{ h RTPHandler }
+
+// route is where a lean peer's media goes: the browser's address on the muxed UDP socket, or, for a browser on
+// ICE-TCP, the connection it came in on (tcp.go). It follows the browser's last authenticated SRTP/SRTCP, so an
+// ICE restart onto another address or transport moves it with the first packet from there.
+type route struct {
+	addr    netip.AddrPort // the browser's address (the far end of the TCP connection on ICE-TCP)
+	tcp     *tcpConn       // nil: UDP
+	tcpAddr net.Addr       // the connection's remote address as pion's mux knows it
+}
+
+func (r *route) same(o *route) bool { return r.addr == o.addr && r.tcp == o.tcp }
+
+// send writes one protected packet on r: used for what is not batched (RTCP, and everything on ICE-TCP, where
+// pion's mux queues writes per connection and never blocks the caller).
+func (t *tap) send(r *route, pkt []byte) error {
+	if r.tcp != nil {
+		_, err := r.tcp.WriteTo(pkt, r.tcpAddr)
+		return err
+	}
+	_, err := t.d.conn.WriteToUDPAddrPort(pkt, r.addr)
+	return err
+}
 
 // rxState follows RFC 3550 appendix A.1/A.8 for the browser's stream.
 type rxState struct {
@@ -221,16 +249,23 @@ func (t *tap) tryKeys() {
 
 func isRTCP(b []byte) bool { return len(b) > 1 && b[1] >= 192 && b[1] <= 223 } // RFC 5761 §4
 
-// inbound handles one SRTP or SRTCP datagram from the browser on the demux goroutine. It returns the handler to
-// flush after the batch, if the packet went to one.
+// inbound handles one SRTP or SRTCP datagram from the browser's UDP address, on the demux goroutine. It returns
+// the handler to flush after the batch, if the packet went to one.
 func (t *tap) inbound(b []byte, from netip.AddrPort, now time.Time) RTPHandler {
+	return t.inboundVia(b, route{addr: from}, now)
+}
+
+// inboundVia handles one SRTP or SRTCP packet that came in on r.
+func (t *tap) inboundVia(b []byte, r route, now time.Time) RTPHandler {
+	t.inMu.Lock()
+	defer t.inMu.Unlock()
 	if isRTCP(b) {
 		out, err := t.in.DecryptRTCP(t.rbuf[:0], b, &t.rchdr)
 		if err != nil {
 			t.rxBad.Add(1)
 			return nil
 		}
-		t.setDst(from)
+		t.setDst(r)
 		t.readRTCP(out, now)
 		return nil
 	}
@@ -239,7 +274,7 @@ func (t *tap) inbound(b []byte, from netip.AddrPort, now time.Time) RTPHandler {
 		t.rxBad.Add(1)
 		return nil
 	}
-	t.setDst(from)
+	t.setDst(r)
 	t.rxPkts.Add(1)
 	t.rxBytes.Add(uint64(len(out)))
 	t.rxLast.Store(now.UnixNano())
@@ -254,9 +289,9 @@ func (t *tap) inbound(b []byte, from netip.AddrPort, now time.Time) RTPHandler {
 	return hb.h
 }
 
-func (t *tap) setDst(from netip.AddrPort) {
-	if d := t.dst.Load(); d == nil || *d != from {
-		nd := from // allocated only when the browser's address changes
+func (t *tap) setDst(r route) {
+	if d := t.dst.Load(); d == nil || !d.same(&r) {
+		nd := r // allocated only when the browser's address changes
 		t.dst.Store(&nd)
 	}
 }
@@ -359,8 +394,47 @@ func (t *tap) appendRTP(b *Batch, seq uint16, ts uint32, marker bool, payload []
 	if len(payload) > datagramMax-12-32 {
 		return errors.New("media: RTP payload too large")
 	}
+	if dst.tcp != nil {
+		return t.sendRTPTCP(dst, seq, ts, marker, payload, now)
+	}
 	slot := b.slot(t.d)
 	t.outMu.Lock()
+	out, err := t.protect(slot[:0], seq, ts, marker, payload, now)
+	t.outMu.Unlock()
+	if err != nil {
+		return err
+	}
+	t.sent(len(payload), now)
+	b.commit(len(out), dst.addr)
+	return nil
+}
+
+// sendRTPTCP protects one frame toward a browser on ICE-TCP and hands it to the connection's write queue.
+func (t *tap) sendRTPTCP(dst *route, seq uint16, ts uint32, marker bool, payload []byte, now time.Time) error {
+	t.outMu.Lock()
+	defer t.outMu.Unlock()
+	if t.tcpBuf == nil {
+		t.tcpBuf = make([]byte, datagramMax)
+	}
+	out, err := t.protect(t.tcpBuf[:0], seq, ts, marker, payload, now)
+	if err != nil {
+		return err
+	}
+	if err := t.send(dst, out); err != nil {
+		return err
+	}
+	t.sent(len(payload), now)
+	return nil
+}
+
+func (t *tap) sent(n int, now time.Time) {
+	t.txPkts.Add(1)
+	t.txBytes.Add(uint64(n))
+	t.txLast.Store(now.UnixNano())
+}
+
+// protect builds and encrypts one RTP packet into dst; outMu is held.
+func (t *tap) protect(dst []byte, seq uint16, ts uint32, marker bool, payload []byte, now time.Time) ([]byte, error) {
 	plain := t.obuf[:12+len(payload)]
 	plain[0] = 0x80
 	plain[1] = t.pt
@@ -371,19 +445,11 @@ func (t *tap) appendRTP(b *Batch, seq uint16, ts uint32, marker bool, payload []
 	binary.BigEndian.PutUint32(plain[4:], ts)
 	binary.BigEndian.PutUint32(plain[8:], t.ssrc)
 	copy(plain[12:], payload)
-	out, err := t.out.EncryptRTP(slot[:0], plain, &t.ohdr)
+	out, err := t.out.EncryptRTP(dst, plain, &t.ohdr)
 	if err == nil {
 		t.txTS, t.txAt = ts, now
 	}
-	t.outMu.Unlock()
-	if err != nil {
-		return err
-	}
-	t.txPkts.Add(1)
-	t.txBytes.Add(uint64(len(payload)))
-	t.txLast.Store(now.UnixNano())
-	b.commit(len(out), *dst)
-	return nil
+	return out, err
 }
 
 // sendRTCP sends a sender (or receiver) report with a report block on the browser's stream, and our CNAME.
@@ -462,7 +528,7 @@ func (t *tap) sendRTCP(now time.Time, cname string) {
 	if err != nil {
 		return
 	}
-	_, _ = t.d.conn.WriteToUDPAddrPort(out, *dst)
+	_ = t.send(dst, out)
 }
 
 // RTCPStats is what a lean peer knows of the call's media quality; zero values mean not known (yet).

@@ -53,7 +53,7 @@ func newLeanPair(t testing.TB) *leanPair {
 	tp := newTap(newDemux(server, quietLog()), PCMU)
 	tp.in, tp.out, tp.ssrc = mk(), mk(), 0x5eed
 	dst := browser.LocalAddr().(*net.UDPAddr).AddrPort()
-	tp.dst.Store(&dst)
+	tp.dst.Store(&route{addr: dst})
 	tp.state.Store(tapReady)
 	lp := &leanPair{tap: tp, browser: mk(), sock: browser, plain: make([]byte, 172), enc: make([]byte, 1500)}
 	lp.plain[0] = 0x80

@@ -37,7 +37,7 @@ type Peer struct {
 	a      *API
 	o      PeerOptions
 	pc     *webrtc.PeerConnection
-	ufrag  string
+	gone   bool // unregistered from the demux for good; under the demux's mu
 	cname  string
 	tap    *tap
 	mode   atomic.Int32
@@ -106,10 +106,10 @@ func (a *API) newPeer(law Codec, o PeerOptions) (*Peer, error) {
 	if log == nil {
 		log = a.log
 	}
-	ufrag, pwd, cname := randomToken(12), randomToken(24), randomToken(16)
+	cname := randomToken(16)
 	tp := newTap(a.demux, law)
+	// pion makes the ICE credentials (and new ones at each ICE restart); setLocal registers the current ufrag.
 	se := a.se
-	se.SetICECredentials(ufrag, pwd)
 	se.SetDTLSKeyLogWriter(tp)
 	se.SetDTLSServerHelloMessageHook(tp.serverHello)
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(a.me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(a.reg))
@@ -125,7 +125,6 @@ func (a *API) newPeer(law Codec, o PeerOptions) (*Peer, error) {
 	p := &Peer{
 		a:      a,
 		o:      o,
-		ufrag:  ufrag,
 		cname:  cname,
 		tap:    tp,
 		pc:     pc,
@@ -162,7 +161,6 @@ func (a *API) newPeer(law Codec, o PeerOptions) (*Peer, error) {
 			p.markDead()
 		}
 	})
-	a.demux.register(ufrag, p)
 	return p, nil
 }
 
@@ -372,7 +370,24 @@ func (p *Peer) setLocal(ctx context.Context, desc webrtc.SessionDescription) (st
 	if ld == nil {
 		return "", errors.New("local description missing after gathering")
 	}
+	// Before the browser can see this description, the demux must know the ufrag its checks will name: the first
+	// one, or a new one after an ICE restart.
+	u := sdpUfrag(ld.SDP)
+	if u == "" {
+		return "", errors.New("local description has no ICE ufrag")
+	}
+	p.a.demux.register(u, p)
 	return stripRTCPCandidates(ld.SDP), nil
+}
+
+// sdpUfrag is the first a=ice-ufrag of an SDP (pion writes the same one in every media section).
+func sdpUfrag(sdp string) string {
+	for l := range strings.Lines(sdp) {
+		if v, ok := strings.CutPrefix(l, "a=ice-ufrag:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 // stripRTCPCandidates drops the component-2 (RTCP) copies pion writes of every candidate: every peer of ours
@@ -518,8 +533,10 @@ func (p *Peer) Renegotiate(ctx context.Context) (string, error) {
 // and returns the answer, with fresh server credentials and candidates. Only ICE starts over: the DTLS
 // association, SRTP keys, tracks and SSRCs stay, so audio resumes on the new path as soon as the browser's checks
 // succeed and nothing upstream (relay, Asterisk) notices. pion restarts an ICE-lite answerer's agent by itself when
-// a remote offer changes the credentials (SetRemoteDescription); an offer with the same credentials is applied as
-// a plain renegotiation. Fails with ErrNotStable while a server offer (Renegotiate) is outstanding: the server is
+// a remote offer changes the credentials (SetRemoteDescription), with new credentials of its own; setLocal
+// registers the new ufrag with the demux, so the addresses the browser checks from next are learnt for this peer
+// (its watchdog and, on the lean path, its tap follow it there, over UDP or ICE-TCP alike). An offer with the
+// same credentials is applied as a plain renegotiation. Fails with ErrNotStable while a server offer (Renegotiate) is outstanding: the server is
 // the impolite peer, the browser rolls back and answers that offer first.
 func (p *Peer) Restart(ctx context.Context, offer string) (string, error) {
 	if s := p.pc.SignalingState(); s != webrtc.SignalingStateStable {
@@ -566,7 +583,7 @@ func (p *Peer) markDead() { p.deadOnce.Do(func() { close(p.dead) }) }
 // Close tears the peer down; safe to call more than once.
 func (p *Peer) Close() error {
 	p.closeOnce.Do(func() {
-		p.a.demux.unregister(p.ufrag, p)
+		p.a.demux.unregister(p)
 		p.tap.handler.Store(nil)
 		p.closeErr = p.pc.Close()
 		p.markDead()
