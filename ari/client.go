@@ -59,6 +59,10 @@ type Config struct {
 	// SweepInterval is how often resources of this instance that no live call claims are removed (also at every
 	// connect and on SweepSoon). Zero means DefaultSweepInterval; negative disables sweeping.
 	SweepInterval time.Duration
+	// AppCheckInterval is how often the client proves that Asterisk still delivers the application's events on
+	// the socket, by sending itself a user event (also one second after every connect). A socket that misses one
+	// for DeadAfter is dropped and reconnected. Zero means DefaultAppCheckInterval; negative disables it.
+	AppCheckInterval time.Duration
 	// SweepMinAge spares resources younger than this that appeared after the client started (their owner may
 	// not have claimed them yet). Zero means DefaultSweepMinAge.
 	SweepMinAge time.Duration
@@ -100,6 +104,8 @@ type Client struct {
 	bus   *bus
 	track *tracker
 	own   *owner
+	// canary matches the user events the app check sends itself (appcheck.go).
+	canary canaries
 	// wsTLS is the events socket's TLS config, copied once from the HTTP transport: reading the transport's
 	// config later would race with REST calls setting it up.
 	wsTLS *tls.Config
@@ -170,6 +176,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.SweepInterval == 0 {
 		cfg.SweepInterval = DefaultSweepInterval
+	}
+	if cfg.AppCheckInterval == 0 {
+		cfg.AppCheckInterval = DefaultAppCheckInterval
 	}
 	if cfg.SweepMinAge == 0 {
 		cfg.SweepMinAge = DefaultSweepMinAge

@@ -144,6 +144,7 @@ func newTestClient(t *testing.T, f *fakeARI, mod func(*Config)) (*Client, *logBu
 		URL: f.srv.URL, Username: testUser, Password: testPass, Application: testApp,
 		Logger:       slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		PingInterval: time.Second, MaxBackoff: 200 * time.Millisecond,
+		AppCheckInterval: -1, // this fake has no user events; appcheck_test.go uses aritest
 	}
 	if mod != nil {
 		mod(&cfg)

@@ -196,10 +196,18 @@ func (c *Client) Run(ctx context.Context) error {
 		c.bus.publish(&Connected{EventBase: c.synthetic(TypeConnected), Reconnect: reconnect})
 
 		connCtx, cancelConn := context.WithCancel(ctx)
-		wg.Add(1)
+		var deafErr atomic.Pointer[error]
+		wg.Add(2)
 		go func() {
 			defer wg.Done()
 			c.sweepLoop(connCtx)
+		}()
+		go func() {
+			defer wg.Done()
+			c.appCheckLoop(connCtx, func(err error) {
+				deafErr.Store(&err)
+				_ = conn.Close() // ends readLoop, which owns conn otherwise
+			})
 		}()
 		if reconnect {
 			wg.Add(1)
@@ -218,6 +226,9 @@ func (c *Client) Run(ctx context.Context) error {
 
 		readErr := c.readLoop(ctx, conn)
 		cancelConn()
+		if e := deafErr.Load(); e != nil {
+			readErr = *e
+		}
 		c.setConnected(false)
 		if ctx.Err() != nil {
 			c.bus.publish(&Disconnected{EventBase: c.synthetic(TypeDisconnected)})
@@ -317,6 +328,9 @@ func (c *Client) dispatch(data []byte) {
 		if ev == nil {
 			ev = &UnknownEvent{EventBase: EventBase{Type: "Invalid"}, Raw: append([]byte(nil), data...), DecodeErr: err}
 		}
+	}
+	if ue, ok := ev.(*ChannelUserevent); ok && ue.Channel == nil && ue.Bridge == nil && c.canary.arrived(ue.EventName) {
+		return // the app check's own canary
 	}
 	if app := ev.Common().Application; app != "" && app != c.cfg.Application {
 		// Another app's event on a shared socket: still publish, but do not

@@ -469,6 +469,17 @@ func (s *Server) Bridges() []ari.Bridge {
 	return out
 }
 
+// Deafen makes app's current events socket stop carrying events while it stays open and answers pings, as
+// Asterisk does when it deactivates an application whose stale socket closed after a newer one took over.
+// A new socket for app (a reconnect) hears again.
+func (s *Server) Deafen(app string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.apps[app]; c != nil {
+		c.deaf = true
+	}
+}
+
 // Registered reports whether a Stasis application has an events socket now.
 func (s *Server) Registered(app string) bool {
 	s.mu.Lock()

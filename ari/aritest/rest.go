@@ -256,8 +256,33 @@ func (s *Server) route(r *req) reply {
 		return s.routePlaybacks(r)
 	case "recordings":
 		return s.routeRecordings(r)
+	case "events":
+		return s.routeEvents(r)
 	}
 	return notFound
+}
+
+// routeEvents serves POST /events/user/{name}: a ChannelUserevent to one application, as Asterisk sends it
+// (no channel or bridge when no source is given).
+func (s *Server) routeEvents(r *req) reply {
+	segs := r.segs[1:]
+	if r.method != http.MethodPost || len(segs) != 2 || segs[0] != "user" {
+		return notFound
+	}
+	app := r.str("application")
+	if app == "" {
+		return fail(http.StatusBadRequest, "Missing parameter application")
+	}
+	if s.apps[app] == nil {
+		return fail(http.StatusNotFound, "Application not found")
+	}
+	ev := s.newEvent("ChannelUserevent")
+	ev["eventname"] = segs[1]
+	uv := map[string]string{}
+	maps.Copy(uv, r.vars)
+	ev["userevent"] = uv
+	s.publishTo([]string{app}, ev)
+	return noContent()
 }
 
 func (s *Server) routeChannels(r *req) reply {

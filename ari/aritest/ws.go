@@ -18,6 +18,7 @@ type wsConn struct {
 	conn  *websocket.Conn
 	queue [][]byte      // guarded by s.mu
 	dead  bool          // guarded by s.mu
+	deaf  bool          // guarded by s.mu; Deafen: open and answering pings, but no events
 	kick  chan struct{} // wakes the writer
 
 	endpoints, devices map[string]bool // applications-API subscriptions without events
@@ -25,7 +26,7 @@ type wsConn struct {
 
 // send queues one event. Called with s.mu held.
 func (c *wsConn) send(b []byte) {
-	if c.dead {
+	if c.dead || c.deaf {
 		return
 	}
 	c.queue = append(c.queue, b)

@@ -364,7 +364,8 @@ func step(r aritest.Request) string {
 func (h *harness) steps(from int) []string {
 	var out []string
 	for _, r := range h.fake.Requests()[from:] {
-		if r.Path == "/events" || r.Path == "/asterisk/ping" || (r.Method == "GET" && (r.Path == "/channels" || r.Path == "/bridges")) {
+		// The events socket, the liveness probes and the ARI client's app-check canaries are not the call's.
+		if r.Path == "/events" || r.Path == "/asterisk/ping" || strings.HasPrefix(r.Path, "/events/user/") || (r.Method == "GET" && (r.Path == "/channels" || r.Path == "/bridges")) {
 			continue
 		}
 		out = append(out, step(r))

@@ -5,10 +5,12 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -728,4 +730,60 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestFaultStaleEventsSocket: a stale events socket of Patchbay's application closes after Patchbay's own took
+// the application over (what a reconnect while Asterisk was frozen leaves behind), and Asterisk deactivates the
+// application, so no channel can enter Stasis while Patchbay's socket stays open and answers pings. Patchbay
+// notices within seconds, registers again, and calls work.
+func TestFaultStaleEventsSocket(t *testing.T) {
+	a := testenv.StartAsterisk(t, testenv.AsteriskOptions{})
+	pb := testenv.StartPatchbay(t, a, testenv.PatchbayOptions{})
+	eng, err := synth.NewEngine(synth.EngineOptions{LoopbackOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	call := func(what string) {
+		t.Helper()
+		rep, err := eng.Call(ctx, pb.Dial(t, ctx, "alice", "ext"), synth.CallOptions{To: "600", Duration: 2 * time.Second})
+		if err != nil || !rep.Heard.Detected(5) {
+			t.Fatalf("%s: err %v, heard %+v", what, err, rep.Heard)
+		}
+	}
+	call("call before")
+
+	// A second socket for the same application replaces Patchbay's registration; closing it abruptly makes
+	// Asterisk deactivate the application.
+	u := strings.Replace(a.ARIURL(), "http", "ws", 1) + "/ari/events?app=" + a.App
+	hdr := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte(a.ARIUser+":"+a.ARIPassword))}}
+	stale, _, err := websocket.DefaultDialer.DialContext(ctx, u, hdr)
+	if err != nil {
+		t.Fatalf("open the stale socket: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	_ = stale.NetConn().Close()
+	closed := time.Now()
+	asteriskSays := func(s string, after int) int {
+		data, _ := os.ReadFile(a.LogPath)
+		if i := strings.Index(string(data[min(after, len(data)):]), s); i >= 0 {
+			return after + i + len(s)
+		}
+		return -1
+	}
+	var at int
+	waitFor(t, 5*time.Second, "Asterisk deactivates the application", func() bool {
+		at = asteriskSays("Deactivating Stasis app '"+a.App+"'", 0)
+		return at >= 0
+	})
+	waitFor(t, 15*time.Second, "Patchbay registers the application again", func() bool {
+		// "Activating" if Asterisk still kept the deactivated application, "Creating" if it had destroyed it.
+		return asteriskSays("Activating Stasis app '"+a.App+"'", at) >= 0 || asteriskSays("Creating Stasis app '"+a.App+"'", at) >= 0
+	})
+	t.Logf("MEASURED application deactivated by a stale socket → registered again after %v", time.Since(closed).Round(time.Millisecond))
+	if d := time.Since(closed); d > 10*time.Second {
+		t.Errorf("the application stayed deactivated for %v, want under 10 s", d)
+	}
+	call("call after")
 }
