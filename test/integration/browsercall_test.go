@@ -180,6 +180,7 @@ func TestHostileCallsAreRefusedAndServerKeepsServing(t *testing.T) {
 	opusOnly := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\n" +
 		"a=rtpmap:111 opus/48000/2\r\na=mid:0\r\na=sendrecv\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n" +
 		"a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\na=setup:actpass\r\n"
+	ilbcOnly := strings.ReplaceAll(strings.ReplaceAll(opusOnly, " 111\r\n", " 97\r\n"), "a=rtpmap:111 opus/48000/2", "a=rtpmap:97 iLBC/8000")
 	for i, tc := range []struct {
 		name, to, sdp, want string
 	}{
@@ -188,7 +189,9 @@ func TestHostileCallsAreRefusedAndServerKeepsServing(t *testing.T) {
 		{"variable", "${EXTEN}", opusOnly, wire.CodeInvalidNumber},
 		{"pstn not granted", "+441234567890", opusOnly, wire.CodeForbiddenDestination},
 		{"no audio", "600", offerless, ""},
-		{"opus only", "600", opusOnly, wire.CodeUnsupportedMedia},
+		// Opus-only offers are carried (Asterisk transcodes toward narrowband), so the
+		// unusable offer is one whose only codec Patchbay cannot carry.
+		{"no usable codec", "600", ilbcOnly, wire.CodeUnsupportedMedia},
 	} {
 		id := "hostile-" + string(rune('a'+i))
 		if err := conn.Send(ctx, signal.Message{Type: signal.TypeCall, CallID: id, To: tc.to, SDP: tc.sdp}); err != nil {

@@ -124,7 +124,7 @@ func TestDoctor(t *testing.T) {
 
 	t.Run("Stasis entry missing", func(t *testing.T) {
 		// An admin's hand-edited dialplan without Patchbay's entries: remove them from the running Asterisk.
-		for _, ext := range []string{"_[a-z].@internal", "_7XXX@internal", "_8XXX@internal", "_+X.@from-phones", "_0X.@from-phones", "_X.@from-trunk", "_+X.@from-trunk"} {
+		for _, ext := range []string{"_[a-z].@internal", "_7XXX@internal", "_8XXX@internal", "_+X.@from-phones", "_0X.@from-phones", "_X.@from-trunk", "_+X.@from-trunk", "s@patchbay-user"} {
 			if _, err := ast.CLI(ctx, "dialplan remove extension "+ext); err != nil {
 				t.Fatal(err)
 			}
