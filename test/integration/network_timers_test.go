@@ -36,7 +36,7 @@ func TestNetworkSessionTimers(t *testing.T) {
 	}})
 	pb := testenv.StartPatchbay(t, a, testenv.PatchbayOptions{Config: func(c *config.Config) {
 		c.Asterisk.Trunk.Name = trunkName
-		c.Media.PublicIPs = []string{"127.0.0.1"}
+		loopbackPage(c)
 	}})
 	t.Cleanup(func() { // before Asterisk's own cleanup removes it
 		if t.Failed() {
@@ -191,14 +191,14 @@ func keepArtifact(t *testing.T, src, name string) {
 	}
 }
 
-func pageHearsWindow(t *testing.T, ctx context.Context, p *testenv.Page, hz float64, at time.Duration) {
+func pageHearsWindow(t *testing.T, ctx context.Context, p testenv.Tab, hz float64, at time.Duration) {
 	t.Helper()
 	rec, err := p.RecordRemoteAudio(ctx, 1500*time.Millisecond)
 	if err != nil {
-		t.Fatalf("%s at %v: %v", p.Name, at.Round(time.Second), err)
+		t.Fatalf("%s at %v: %v", p.TabName(), at.Round(time.Second), err)
 	}
 	if r := audio.Detect(rec.Samples, rec.Rate, hz); !r.Detected(5) {
-		t.Errorf("%s at %v: %v Hz not heard: %+v", p.Name, at.Round(time.Second), hz, r)
+		t.Errorf("%s at %v: %v Hz not heard: %+v", p.TabName(), at.Round(time.Second), hz, r)
 	}
 }
 
