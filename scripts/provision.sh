@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything Patchbay's `make run` and `make test` need on a Debian 12 machine: Debian packages for the
-# SIP peers, Redis, coturn, Chromium, Firefox ESR, nftables and the chroot builder, the Node driver for Firefox
+# SIP peers, Redis, coturn, Chromium, Firefox ESR (with PulseAudio: a null sink is its audio output in tests), nftables
+# and the chroot builder, the Node driver for Firefox
 # (test/browser, from the npm registry), then the Asterisk 22 root from Debian sid (cached).
 # Idempotent: a second run only checks. Needs root (or sudo).
 set -euo pipefail
@@ -31,6 +32,7 @@ declare -A want=(
   [npm]=/usr/bin/npm
   [coturn]=/usr/bin/turnserver
   [firefox-esr]=/usr/bin/firefox-esr
+  [pulseaudio]=/usr/bin/pulseaudio
   [nftables]=/usr/sbin/nft
 )
 missing=()

@@ -18,7 +18,8 @@ const browser = await puppeteer.launch({
   args: opts.args || [],
 });
 const pages = new Map();
-out({ event: "ready", version: await browser.version() });
+// pid: Firefox runs in a process group of its own (puppeteer starts it detached); the Go side kills it by that.
+out({ event: "ready", version: await browser.version(), pid: browser.process()?.pid || 0 });
 
 async function handle(req) {
   switch (req.op) {
@@ -37,6 +38,15 @@ async function handle(req) {
       const s = await pages.get(req.page).evaluate(`(async () => JSON.stringify(await (${req.expr})))()`);
       return s === undefined ? null : s;
     }
+    case "click":
+      await pages.get(req.page).click(req.selector);
+      return null;
+    case "type":
+      await pages.get(req.page).type(req.selector, req.text);
+      return null;
+    case "screenshot":
+      // PNG of the viewport, base64.
+      return await pages.get(req.page).screenshot({ encoding: "base64" });
     case "closePage":
       await pages.get(req.page)?.close();
       pages.delete(req.page);

@@ -17,23 +17,30 @@ import (
 	"github.com/patchbay/patchbay/tools/audio"
 )
 
-// TestAgentFollowsCustomerByNumber is the seed use case: a customer waits in a room whose number is mapped to it;
-// an agent opens /agent?number=X with an agent token and lands in the same room; the customer's page pins the
-// agent's video first. A customer token cannot use the number route.
+// TestAgentFollowsCustomerByNumber is the seed use case, in Chromium and Firefox ESR: a customer waits in a room
+// whose number is mapped to it; an agent opens /agent?number=X with an agent token and lands in the same room; the
+// customer's page pins the agent's video first. A customer token cannot use the number route.
 func TestAgentFollowsCustomerByNumber(t *testing.T) {
 	ast := testenv.StartAsterisk(t, testenv.AsteriskOptions{})
 	pb := testenv.StartPatchbay(t, ast, testenv.PatchbayOptions{Config: func(c *config.Config) {
-		c.Media.PublicIPs = []string{"127.0.0.1"}
+		loopbackPage(c)
 		c.Media.Video = true
 		c.Rooms.Grace = 2 * time.Second
 	}})
+	for _, name := range testenv.BrowserNames {
+		t.Run(name, func(t *testing.T) { agentFollowsCustomer(t, pb, name) })
+	}
+}
+
+func agentFollowsCustomer(t *testing.T, pb *testenv.Patchbay, browserName string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	r, err := pb.Server.Rooms().Create(ctx, rooms.CreateOptions{Name: "Support"})
 	if err != nil {
 		t.Fatalf("create room: %v", err)
 	}
-	const customerNumber = "+441632960123"
+	// A number per browser run: the second run's customer waits in a room of its own.
+	customerNumber := map[string]string{"chromium": "+441632960123", "firefox": "+441632960124"}[browserName]
 	if err := pb.Server.Numbers().Map(ctx, customerNumber, r.ID, time.Hour); err != nil {
 		t.Fatalf("map number: %v", err)
 	}
@@ -47,13 +54,21 @@ func TestAgentFollowsCustomerByNumber(t *testing.T) {
 		return tok
 	}
 	dir := t.TempDir()
-	page := func(name string, hz float64) *testenv.Page {
+	// Chromium: an instance per page, each with its own microphone tone. Firefox: one instance with two tabs (its
+	// tone is per instance, and this test checks video, not audio).
+	var firefox testenv.Browser
+	page := func(name string, hz float64) testenv.Tab {
+		if browserName == "firefox" {
+			if firefox == nil {
+				firefox = testenv.StartBrowser(t, "firefox", testenv.BrowserOptions{FakeToneHz: int(hz)})
+			}
+			return firefox.NewTab(t, name)
+		}
 		wav := filepath.Join(dir, fmt.Sprintf("%s.wav", name))
 		if err := audio.WriteWAV(wav, audio.Sine(hz, 48000, 10*time.Second, 0.3), 48000); err != nil {
 			t.Fatal(err)
 		}
-		c := testenv.StartChromium(t, testenv.ChromiumOptions{Name: name, FakeMicWAV: wav, TrustCA: pb.CACert})
-		return c.NewPage(t, name)
+		return testenv.StartBrowser(t, browserName, testenv.BrowserOptions{Name: name, FakeMicWAV: wav, TrustCA: pb.CACert}).NewTab(t, name)
 	}
 	customer, agent := page("customer", 440), page("agent", 1000)
 
@@ -81,7 +96,7 @@ func TestAgentFollowsCustomerByNumber(t *testing.T) {
 	agentID := roomState(t, ctx, customer).Participants[0].ID
 	framesFrom(t, ctx, customer, agentID) // the pinned tile shows moving video, not a black box
 	time.Sleep(500 * time.Millisecond)
-	if path, err := customer.Screenshot(ctx, "agent-pinned"); err == nil {
+	if path, err := customer.Screenshot(ctx, "agent-pinned-"+browserName); err == nil {
 		t.Logf("screenshot: %s", path)
 	}
 	if got := roomState(t, ctx, customer).VideoTiles; got != 1 {

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
 	"github.com/patchbay/patchbay/internal/cdr"
 	"github.com/patchbay/patchbay/internal/config"
 	"github.com/patchbay/patchbay/test/testenv"
@@ -454,49 +453,54 @@ func scrape(t *testing.T, e *obsEnv) string {
 	return string(b)
 }
 
-// TestOneWayAudioOnPage: the page's call panel runs a timer, rates the call from getStats, and says in words
-// that nothing comes back from the phone system when Asterisk stops sending. A screenshot goes to artifacts/.
+// TestOneWayAudioOnPage, in Chromium and Firefox ESR: the page's call panel runs a timer, rates the call from
+// getStats, and says in words that nothing comes back from the phone system when Asterisk stops sending. A
+// screenshot goes to artifacts/ (call-panel-quality-<browser>.png).
 func TestOneWayAudioOnPage(t *testing.T) {
-	e := newObsEnv(t, func(c *config.Config) { c.Media.PublicIPs = []string{"127.0.0.1"} })
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
+	e := newObsEnv(t, loopbackPage)
 	mic := filepath.Join(t.TempDir(), "mic.wav")
 	if err := audio.WriteWAV(mic, audio.Sine(1000, 48000, 10*time.Second, 0.3), 48000); err != nil {
 		t.Fatal(err)
 	}
-	chrome := testenv.StartChromium(t, testenv.ChromiumOptions{FakeMicWAV: mic, TrustCA: e.pb.CACert})
-	p := chrome.NewPage(t, "quality")
-	if err := p.OpenPatchbay(ctx, e.pb, e.pb.Token(t, "carol", "ext"), nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Do(ctx, chromedp.SendKeys(chromedp.ID("number"), "191"), chromedp.Click(chromedp.ID("call"))); err != nil {
-		t.Fatal(err)
-	}
-	wait := func(what, cond string, d time.Duration) {
-		t.Helper()
-		if err := p.WaitFor(ctx, what, cond, d); err != nil {
+	testenv.EachBrowser(t, testenv.BrowserOptions{FakeMicWAV: mic, FakeToneHz: 1000, TrustCA: e.pb.CACert}, func(t *testing.T, b testenv.Browser) {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		p := b.NewTab(t, "quality")
+		if err := p.OpenPatchbay(ctx, e.pb, e.pb.Token(t, "carol", "ext"), nil); err != nil {
 			t.Fatal(err)
 		}
-	}
-	wait("answered", `window.patchbayState.callState === "answered"`, 15*time.Second)
-	wait("a quality rating", `["good","fair"].includes(window.patchbayState.quality) && document.getElementById("call-quality").dataset.level === window.patchbayState.quality`, 6*time.Second)
-	wait("the timer running", `window.patchbayState.callSeconds >= 2 && /^00:0[2-9]$/.test(document.getElementById("call-timer").textContent)`, 5*time.Second)
-	// 191 goes silent 2 s after answering; the server says so within 5 s and the page puts it in words.
-	wait("the quality message in words", `window.patchbayState.qualityIssue === "one_way_audio" && window.patchbayState.qualityDirection === "to_browser" && !document.getElementById("call-notice").hidden && document.getElementById("call-notice").textContent.startsWith("You cannot hear the other side")`, 8*time.Second)
-	wait("poor quality shown", `document.getElementById("call-quality").dataset.level === "poor"`, 3*time.Second)
-	if err := p.Eval(ctx, `document.getElementById("in-call").scrollIntoView({block: "center"}), true`, nil); err != nil {
-		t.Fatal(err)
-	}
-	shot, err := p.Screenshot(ctx, "call-panel-quality")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot of the call panel: %s", shot)
-	if err := p.Click(ctx, "#hangup"); err != nil {
-		t.Fatal(err)
-	}
-	wait("hung up", `window.patchbayState.callState === "ended"`, 10*time.Second)
-	for _, m := range p.ConsoleErrors() {
-		t.Errorf("console: %s", m)
-	}
+		if err := p.Type(ctx, "#number", "191"); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Click(ctx, "#call"); err != nil {
+			t.Fatal(err)
+		}
+		wait := func(what, cond string, d time.Duration) {
+			t.Helper()
+			if err := p.WaitFor(ctx, what, cond, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wait("answered", `window.patchbayState.callState === "answered"`, 15*time.Second)
+		wait("a quality rating", `["good","fair"].includes(window.patchbayState.quality) && document.getElementById("call-quality").dataset.level === window.patchbayState.quality`, 6*time.Second)
+		wait("the timer running", `window.patchbayState.callSeconds >= 2 && /^00:0[2-9]$/.test(document.getElementById("call-timer").textContent)`, 5*time.Second)
+		// 191 goes silent 2 s after answering; the server says so within 5 s and the page puts it in words.
+		wait("the quality message in words", `window.patchbayState.qualityIssue === "one_way_audio" && window.patchbayState.qualityDirection === "to_browser" && !document.getElementById("call-notice").hidden && document.getElementById("call-notice").textContent.startsWith("You cannot hear the other side")`, 8*time.Second)
+		wait("poor quality shown", `document.getElementById("call-quality").dataset.level === "poor"`, 3*time.Second)
+		if err := p.Eval(ctx, `document.getElementById("in-call").scrollIntoView({block: "center"}), true`, nil); err != nil {
+			t.Fatal(err)
+		}
+		shot, err := p.Screenshot(ctx, "call-panel-quality-"+b.BrowserName())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot of the call panel: %s", shot)
+		if err := p.Click(ctx, "#hangup"); err != nil {
+			t.Fatal(err)
+		}
+		wait("hung up", `window.patchbayState.callState === "ended"`, 10*time.Second)
+		for _, m := range p.ConsoleErrors() {
+			t.Errorf("console: %s", m)
+		}
+	})
 }

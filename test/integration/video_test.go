@@ -45,7 +45,7 @@ type roomPageState struct {
 	} `json:"participants"`
 }
 
-func roomState(t *testing.T, ctx context.Context, p *testenv.Page) roomPageState {
+func roomState(t *testing.T, ctx context.Context, p testenv.Tab) roomPageState {
 	t.Helper()
 	var s roomPageState
 	if err := p.Eval(ctx, `window.patchbayState`, &s); err != nil {
@@ -55,7 +55,7 @@ func roomState(t *testing.T, ctx context.Context, p *testenv.Page) roomPageState
 }
 
 // framesFrom waits until p has decoded frames of participant pid's camera and returns the count.
-func framesFrom(t *testing.T, ctx context.Context, p *testenv.Page, pid string) int {
+func framesFrom(t *testing.T, ctx context.Context, p testenv.Tab, pid string) int {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	var st roomStats
@@ -66,30 +66,42 @@ func framesFrom(t *testing.T, ctx context.Context, p *testenv.Page, pid string) 
 		}
 		for _, v := range st.Video {
 			if v.ParticipantID == pid && v.FramesDecoded > 0 {
-				t.Logf("%s decodes %s's camera: %d frames (%d received) at %dx%d", p.Name, pid, v.FramesDecoded, v.FramesReceived, v.Width, v.Height)
+				t.Logf("%s decodes %s's camera: %d frames (%d received) at %dx%d", p.TabName(), pid, v.FramesDecoded, v.FramesReceived, v.Width, v.Height)
 				return v.FramesDecoded
 			}
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Fatalf("%s decoded no frame of %s's camera in 20 s: stats %+v", p.Name, pid, st)
+	t.Fatalf("%s decoded no frame of %s's camera in 20 s: stats %+v", p.TabName(), pid, st)
 	return 0
 }
 
-// TestRoomVideoBetweenTwoBrowsers: two headless Chromiums (a fake camera each, and fake microphones playing
-// 1000 Hz and 440 Hz) join one room through the page. Each decodes the other's camera through Patchbay's SFU
-// (getStats framesDecoded) and hears the other's tone through the Asterisk mix. When one leaves, the other's
-// tile goes (renegotiation toward a real browser). A screenshot of the room page is kept in artifacts/.
+// TestRoomVideoBetweenTwoBrowsers, two headless Chromiums and then two Firefox ESRs (a fake camera each, and fake
+// microphones playing 1000 Hz and 440 Hz; Firefox's tone is a per-instance pref, hence two instances) join one
+// room through the page. Each decodes the other's camera through Patchbay's SFU (getStats framesDecoded) and hears
+// the other's tone through the Asterisk mix. When one leaves, the other's tile goes (renegotiation toward a real
+// browser). A screenshot of the room page is kept in artifacts/ (room-video-<browser>.png).
 func TestRoomVideoBetweenTwoBrowsers(t *testing.T) {
 	ast := testenv.StartAsterisk(t, testenv.AsteriskOptions{})
 	pb := testenv.StartPatchbay(t, ast, testenv.PatchbayOptions{Config: func(c *config.Config) {
-		c.Media.PublicIPs = []string{"127.0.0.1"}
+		loopbackPage(c)
 		c.Media.Video = true
 		c.Rooms.Grace = 2 * time.Second
 	}})
+	dir := t.TempDir()
+	phoneTone := filepath.Join(dir, "phone-1700.wav")
+	if err := audio.WriteWAV(phoneTone, audio.Sine(1700, 8000, 60*time.Second, 0.25), 8000); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range testenv.BrowserNames {
+		t.Run(name, func(t *testing.T) { roomVideo(t, ast, pb, name, dir, phoneTone) })
+	}
+}
+
+func roomVideo(t *testing.T, ast *testenv.Asterisk, pb *testenv.Patchbay, browserName, dir, phoneTone string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	const room = "video-e2e"
+	room := "video-e2e-" + browserName // a fresh room per browser
 	if _, err := pb.Server.Rooms().Create(ctx, rooms.CreateOptions{ID: room, Name: "Video test"}); err != nil {
 		t.Fatalf("create room: %v", err)
 	}
@@ -102,22 +114,23 @@ func TestRoomVideoBetweenTwoBrowsers(t *testing.T) {
 		}
 		return tok
 	}
-	dir := t.TempDir()
-	browser := func(name string, hz float64) *testenv.Page {
+	browser := func(name string, hz float64) testenv.Tab {
 		wav := filepath.Join(dir, fmt.Sprintf("%s-%d.wav", name, int(hz)))
 		// 10 s of whole cycles: Chromium loops the file without a click.
 		if err := audio.WriteWAV(wav, audio.Sine(hz, 48000, 10*time.Second, 0.3), 48000); err != nil {
 			t.Fatal(err)
 		}
-		c := testenv.StartChromium(t, testenv.ChromiumOptions{Name: name, FakeMicWAV: wav, TrustCA: pb.CACert})
-		t.Cleanup(func() { // before Chromium's own cleanup removes its directory
-			if t.Failed() {
-				if b, err := os.ReadFile(filepath.Join(c.Dir, "console-"+name+".log")); err == nil {
-					t.Logf("%s console:\n%s", name, b)
+		b := testenv.StartBrowser(t, browserName, testenv.BrowserOptions{Name: name, FakeMicWAV: wav, FakeToneHz: int(hz), TrustCA: pb.CACert})
+		if c, ok := b.(*testenv.Chromium); ok {
+			t.Cleanup(func() { // before Chromium's own cleanup removes its directory
+				if t.Failed() {
+					if b, err := os.ReadFile(filepath.Join(c.Dir, "console-"+name+".log")); err == nil {
+						t.Logf("%s console:\n%s", name, b)
+					}
 				}
-			}
-		})
-		return c.NewPage(t, name)
+			})
+		}
+		return b.NewTab(t, name)
 	}
 	alice, bob := browser("alice", 1000), browser("bob", 440)
 
@@ -133,7 +146,7 @@ func TestRoomVideoBetweenTwoBrowsers(t *testing.T) {
 	if err := bob.OpenPatchbay(ctx, pb, token("bob", "Bob Example"), url.Values{"room": {room}}); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []*testenv.Page{alice, bob} {
+	for _, p := range []testenv.Tab{alice, bob} {
 		if err := p.WaitFor(ctx, "two participants with video", `window.patchbayState.roomState === "joined" && `+
 			`window.patchbayState.participants.length === 2 && window.patchbayState.videoTiles === 1`, 20*time.Second); err != nil {
 			t.Fatal(err)
@@ -149,7 +162,7 @@ func TestRoomVideoBetweenTwoBrowsers(t *testing.T) {
 
 	// The room's audio is Asterisk's mix: each hears the other's tone, not its own.
 	for _, c := range []struct {
-		page      *testenv.Page
+		page      testenv.Tab
 		want, not float64
 	}{{alice, 440, 1000}, {bob, 1000, 440}} {
 		rec, err := c.page.RecordRemoteAudio(ctx, 2*time.Second)
@@ -158,12 +171,12 @@ func TestRoomVideoBetweenTwoBrowsers(t *testing.T) {
 		}
 		got, wrong := audio.Detect(rec.Samples, rec.Rate, c.want), audio.Detect(rec.Samples, rec.Rate, c.not)
 		t.Logf("%s heard (%d Hz, %d samples): %d Hz in %d/%d voiced windows (fraction %.2f), own %d Hz fraction %.2f; analyser peak %.0f Hz",
-			c.page.Name, rec.Rate, len(rec.Samples), int(c.want), got.Matching, got.Voiced, got.Fraction, int(c.not), wrong.Fraction, rec.PeakHz)
+			c.page.TabName(), rec.Rate, len(rec.Samples), int(c.want), got.Matching, got.Voiced, got.Fraction, int(c.not), wrong.Fraction, rec.PeakHz)
 		if !got.Detected(10) {
-			t.Errorf("%s did not hear the other browser's %d Hz through the room: %+v", c.page.Name, int(c.want), got)
+			t.Errorf("%s did not hear the other browser's %d Hz through the room: %+v", c.page.TabName(), int(c.want), got)
 		}
 		if wrong.Fraction > 0.1 {
-			t.Errorf("%s heard its own %d Hz back (fraction %.2f)", c.page.Name, int(c.not), wrong.Fraction)
+			t.Errorf("%s heard its own %d Hz back (fraction %.2f)", c.page.TabName(), int(c.not), wrong.Fraction)
 		}
 	}
 
@@ -171,12 +184,8 @@ func TestRoomVideoBetweenTwoBrowsers(t *testing.T) {
 	if err := pb.Server.Numbers().Map(ctx, "8100", room, 0); err != nil {
 		t.Fatalf("map 8100: %v", err)
 	}
-	tone := filepath.Join(dir, "phone-1700.wav")
-	if err := audio.WriteWAV(tone, audio.Sine(1700, 8000, 60*time.Second, 0.25), 8000); err != nil {
-		t.Fatal(err)
-	}
 	phone := testenv.StartBaresip(t, testenv.BaresipOptions{User: "101", Password: ast.Phone(t, "101").Password,
-		Registrar: fmt.Sprintf("127.0.0.1:%d", ast.SIPPort), PlayWAV: tone})
+		Registrar: fmt.Sprintf("127.0.0.1:%d", ast.SIPPort), PlayWAV: phoneTone})
 	if err := phone.WaitRegistered(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +194,7 @@ func TestRoomVideoBetweenTwoBrowsers(t *testing.T) {
 	}
 	const phoneTile = `window.patchbayState.participants.some((p) => p.kind === "phone" && p.callerId === "101" && !p.video) && ` +
 		`[...document.querySelectorAll("#tiles .tile.phone .label")].some((l) => l.textContent.includes("101"))`
-	for _, p := range []*testenv.Page{alice, bob} {
+	for _, p := range []testenv.Tab{alice, bob} {
 		if err := p.WaitFor(ctx, "the phone's audio tile", phoneTile, 15*time.Second); err != nil {
 			t.Fatal(err)
 		}
@@ -197,7 +206,7 @@ func TestRoomVideoBetweenTwoBrowsers(t *testing.T) {
 	if m := framesFrom(t, ctx, alice, bs.You); m <= n {
 		t.Errorf("alice's decoded frames of bob stalled at %d", m)
 	}
-	if path, err := alice.Screenshot(ctx, "room-video"); err != nil {
+	if path, err := alice.Screenshot(ctx, "room-video-"+browserName); err != nil {
 		t.Errorf("screenshot: %v", err)
 	} else {
 		t.Logf("room page screenshot: %s", path)
@@ -225,9 +234,9 @@ func TestRoomVideoBetweenTwoBrowsers(t *testing.T) {
 	if n := pb.Server.ActiveCalls(); n > 0 {
 		t.Errorf("%d calls left after both left", n)
 	}
-	for _, p := range []*testenv.Page{alice, bob} {
+	for _, p := range []testenv.Tab{alice, bob} {
 		if errs := p.ConsoleErrors(); len(errs) > 0 {
-			t.Errorf("%s console errors: %s", p.Name, strings.Join(errs, "\n"))
+			t.Errorf("%s console errors: %s", p.TabName(), strings.Join(errs, "\n"))
 		}
 	}
 }

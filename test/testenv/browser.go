@@ -11,7 +11,17 @@ import (
 
 // Tab is one page of a browser under test: Chromium (chromedp, *Page) or Firefox ESR (WebDriver BiDi).
 type Tab interface {
+	// TabName is the name the tab was opened with (for logs).
+	TabName() string
 	Navigate(ctx context.Context, u string) error
+	// Click clicks the element matching the CSS selector, as a user would.
+	Click(ctx context.Context, css string) error
+	// Type types text into the element matching the CSS selector, key by key.
+	Type(ctx context.Context, css, text string) error
+	// Screenshot saves a PNG of the viewport as ArtifactsDir()/name.png and returns its path.
+	Screenshot(ctx context.Context, name string) (string, error)
+	// RecordRemoteAudio captures d of the call's received audio as the page plays it (<audio id="remote">).
+	RecordRemoteAudio(ctx context.Context, d time.Duration) (RemoteAudio, error)
 	// Eval runs a JavaScript expression, awaits it if it is a promise, and decodes its JSON value into out.
 	Eval(ctx context.Context, expr string, out any) error
 	// WaitFor polls the condition until it is true or timeout passes; the error carries the page state.
@@ -26,10 +36,17 @@ type Tab interface {
 type Browser interface {
 	BrowserName() string
 	NewTab(t testing.TB, name string) Tab
+	// Kill ends every process of the browser at once with SIGKILL, as a crash would.
+	Kill() error
 }
+
+// BrowserNames are the browsers every page test runs in, by the names StartBrowser takes.
+var BrowserNames = []string{"chromium", "firefox"}
 
 // BrowserOptions are what both browsers share in page tests.
 type BrowserOptions struct {
+	// Name labels the instance in logs (default: the browser's name).
+	Name string
 	// TrustCA is the PEM CA the page's certificate chains to (Chromium trusts it; Firefox accepts the test
 	// certificates anyway).
 	TrustCA string
@@ -38,14 +55,25 @@ type BrowserOptions struct {
 	FakeToneHz int
 }
 
-// EachBrowser runs fn as a subtest in Chromium and in Firefox ESR.
+// EachBrowser runs fn as a subtest in Chromium and in Firefox ESR, each started on the host for it.
 func EachBrowser(t *testing.T, o BrowserOptions, fn func(t *testing.T, b Browser)) {
-	t.Run("chromium", func(t *testing.T) {
-		fn(t, StartChromium(t, ChromiumOptions{TrustCA: o.TrustCA, FakeMicWAV: o.FakeMicWAV}))
-	})
-	t.Run("firefox", func(t *testing.T) {
-		fn(t, StartFirefox(t, FirefoxOptions{FakeToneHz: o.FakeToneHz}))
-	})
+	for _, name := range BrowserNames {
+		t.Run(name, func(t *testing.T) { fn(t, StartBrowser(t, name, o)) })
+	}
+}
+
+// StartBrowser starts Chromium or Firefox ESR (by name: "chromium" or "firefox") on the host; t.Cleanup stops it.
+// Both gather loopback ICE candidates, so they call a Patchbay that offers 127.0.0.1.
+func StartBrowser(t testing.TB, name string, o BrowserOptions) Browser {
+	t.Helper()
+	switch name {
+	case "chromium":
+		return StartChromium(t, ChromiumOptions{Name: o.Name, TrustCA: o.TrustCA, FakeMicWAV: o.FakeMicWAV})
+	case "firefox":
+		return StartFirefox(t, FirefoxOptions{Name: o.Name, FakeToneHz: o.FakeToneHz})
+	}
+	t.Fatalf("no browser named %q (want one of %v)", name, BrowserNames)
+	return nil
 }
 
 // BrowserName is "chromium".
@@ -146,7 +174,7 @@ func WaitAudioFlowing(ctx context.Context, p Tab, d time.Duration) (InboundAudio
 func StartBrowserInNetNS(t *testing.T, name string, ns *NetNS, o BrowserOptions) Browser {
 	t.Helper()
 	if name == "firefox" {
-		return StartFirefox(t, FirefoxOptions{FakeToneHz: o.FakeToneHz, NetNS: ns})
+		return StartFirefox(t, FirefoxOptions{Name: o.Name, FakeToneHz: o.FakeToneHz, NetNS: ns})
 	}
-	return StartChromium(t, ChromiumOptions{FakeMicWAV: o.FakeMicWAV, IgnoreCertErrors: true, NetNS: ns})
+	return StartChromium(t, ChromiumOptions{Name: o.Name, FakeMicWAV: o.FakeMicWAV, IgnoreCertErrors: true, NetNS: ns})
 }

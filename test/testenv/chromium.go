@@ -366,6 +366,14 @@ func (p *Page) Click(ctx context.Context, css string) error {
 	return p.Do(ctx, chromedp.Click(chromedp.CSS(css)))
 }
 
+// Type types text into the element matching the CSS selector, key by key.
+func (p *Page) Type(ctx context.Context, css, text string) error {
+	return p.Do(ctx, chromedp.SendKeys(chromedp.CSS(css), text))
+}
+
+// TabName is the name the tab was opened with.
+func (p *Page) TabName() string { return p.Name }
+
 // Eval runs the JavaScript expression, awaits it if it is a promise, and decodes its JSON value
 // into out (nil: ignore the value).
 func (p *Page) Eval(ctx context.Context, expr string, out any) error {
@@ -453,19 +461,27 @@ func (p *Page) Screenshot(ctx context.Context, name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: screenshot: %w", p.Name, err)
 	}
+	return saveScreenshot(name, png)
+}
+
+// saveScreenshot writes png as ArtifactsDir()/name.png.
+func saveScreenshot(name string, png []byte) (string, error) {
 	if err := os.MkdirAll(ArtifactsDir(), 0o755); err != nil {
 		return "", err
 	}
 	path := filepath.Join(ArtifactsDir(), name+".png")
 	if err := os.WriteFile(path, png, 0o644); err != nil {
-		return "", fmt.Errorf("%s: save screenshot: %w", p.Name, err)
+		return "", fmt.Errorf("save screenshot %s: %w", name, err)
 	}
 	return path, nil
 }
 
-// recordJS captures the remote stream of the page's <audio id="remote"> through WebAudio for %d
-// ms: raw samples with a ScriptProcessor, and the loudest bin of an AnalyserNode at the end. The
-// stream must also play in the <audio> element, or Chromium delivers silence.
+// recordJS captures %d ms of the remote stream of the page's <audio id="remote"> through WebAudio:
+// raw samples with a ScriptProcessor, and the loudest bin of an AnalyserNode at the end. The
+// stream must also play in the <audio> element, or Chromium delivers silence. Firefox needs an audio
+// output device for WebAudio to run (its harness gives it a PulseAudio null sink), and its first
+// AudioContext's clock starts slowly (seen: 1 s of audio in 3 s of wall time on a busy machine): so
+// the recording counts samples, not wall time, with a wall-time bound.
 const recordJS = `(async (ms) => {
   const el = document.getElementById("remote");
   const stream = el && el.srcObject;
@@ -484,7 +500,13 @@ const recordJS = `(async (ms) => {
   src.connect(proc);
   proc.connect(mute);
   mute.connect(ac.destination);
-  await new Promise((r) => setTimeout(r, ms));
+  const want = ac.sampleRate * ms / 1000, deadline = performance.now() + 3 * ms + 5000;
+  let have = 0;
+  while (have < want && performance.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    have = 0;
+    for (const c of chunks) have += c.length;
+  }
   const bins = new Float32Array(an.frequencyBinCount);
   an.getFloatFrequencyData(bins);
   let peak = 0;
@@ -514,6 +536,10 @@ type RemoteAudio struct {
 
 // RecordRemoteAudio captures d of the call's received audio as the page plays it.
 func (p *Page) RecordRemoteAudio(ctx context.Context, d time.Duration) (RemoteAudio, error) {
+	return recordRemoteAudio(ctx, p, d)
+}
+
+func recordRemoteAudio(ctx context.Context, p Tab, d time.Duration) (RemoteAudio, error) {
 	var r struct {
 		Rate   float64 `json:"rate"`
 		PeakHz float64 `json:"peakHz"`
@@ -525,7 +551,7 @@ func (p *Page) RecordRemoteAudio(ctx context.Context, d time.Duration) (RemoteAu
 	}
 	raw, err := base64.StdEncoding.DecodeString(r.PCM)
 	if err != nil {
-		return RemoteAudio{}, fmt.Errorf("%s: decode recorded audio: %w", p.Name, err)
+		return RemoteAudio{}, fmt.Errorf("%s: decode recorded audio: %w", p.TabName(), err)
 	}
 	out := RemoteAudio{Samples: make([]int16, len(raw)/2), Rate: int(r.Rate), PeakHz: r.PeakHz}
 	if db, ok := r.PeakDB.(float64); ok {

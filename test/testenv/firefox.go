@@ -3,6 +3,7 @@ package testenv
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -33,10 +35,11 @@ type FirefoxOptions struct {
 }
 
 // Firefox is a headless Firefox ESR driven over WebDriver BiDi by puppeteer-core (test/browser/driver.mjs), with
-// fake media, no permission prompts, autoplay and loopback ICE allowed. Firefox gathers ICE candidates on the
-// host's interfaces, never on loopback while another interface exists: a test whose calls carry media runs it in
-// a NetNS (FirefoxOptions.NetNS), so media only goes to the test's own namespace addresses. Certificates are accepted as the test CA
-// signs them (acceptInsecureCerts).
+// fake media, no permission prompts, autoplay and loopback ICE allowed, and a PulseAudio null sink of its own as
+// its audio output (so WebAudio runs and a page can record what it hears). It gathers loopback candidates like
+// Chromium, so page tests run it on the host against Patchbay on 127.0.0.1; tests that firewall or cut the
+// browser's network run it in a NetNS (FirefoxOptions.NetNS). Certificates are accepted as the test CA signs them
+// (acceptInsecureCerts).
 type Firefox struct {
 	Name string
 	Dir  string
@@ -46,6 +49,8 @@ type Firefox struct {
 	stdin io.WriteCloser
 	done  chan struct{}
 	log   *os.File
+	pulse *pulseSink
+	ffPID atomic.Int64 // Firefox's own process (and group): puppeteer starts it detached from the driver's
 
 	mu      sync.Mutex
 	nextID  int
@@ -62,6 +67,7 @@ type firefoxReply struct {
 	Error string          `json:"error"`
 	Event string          `json:"event"`
 	Page  string          `json:"page"`
+	PID   int             `json:"pid"`
 	Type  string          `json:"type"`
 	Text  string          `json:"text"`
 }
@@ -106,8 +112,12 @@ func StartFirefox(t testing.TB, o FirefoxOptions) *Firefox {
 	f := &Firefox{Name: o.Name, Dir: t.TempDir(), t: t, done: make(chan struct{}),
 		waiting: map[int]chan firefoxReply{}, errs: map[string][]string{}}
 	prefs := map[string]any{
-		"media.navigator.streams.fake":                      true,
-		"media.navigator.permission.disabled":               true,
+		"media.navigator.streams.fake":        true,
+		"media.navigator.permission.disabled": true,
+		// A page capturing from fake devices counts as capturing only with this. Otherwise Firefox treats it as a
+		// page without microphone access and gathers ICE candidates on the default route's address alone: never
+		// on loopback, so no call to Patchbay on 127.0.0.1 could carry media.
+		"media.navigator.permission.fake":                   true,
 		"media.autoplay.default":                            0,
 		"media.autoplay.block-webaudio":                     false,
 		"media.peerconnection.ice.loopback":                 true,
@@ -140,7 +150,11 @@ func StartFirefox(t testing.TB, o FirefoxOptions) *Firefox {
 		f.cmd = exec.Command(node, filepath.Join(BrowserDir(), "driver.mjs"), string(arg))
 	}
 	f.cmd.Dir = BrowserDir()
-	f.cmd.Env = append(os.Environ(), "HOME="+f.Dir, "MOZ_HEADLESS=1")
+	f.pulse, err = startPulseSink(t, filepath.Join(f.Dir, "pulseaudio.log"))
+	if err != nil {
+		t.Fatalf("%s: audio output: %v", f.Name, err)
+	}
+	f.cmd.Env = append(os.Environ(), "HOME="+f.Dir, "MOZ_HEADLESS=1", "PULSE_SERVER="+f.pulse.Server)
 	f.cmd.Stderr = f.log
 	f.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdout, err := f.cmd.StdoutPipe()
@@ -151,7 +165,9 @@ func StartFirefox(t testing.TB, o FirefoxOptions) *Firefox {
 	if err != nil {
 		t.Fatal(err)
 	}
+	started := time.Now()
 	if err := f.cmd.Start(); err != nil {
+		f.pulse.stop()
 		t.Fatalf("start the Firefox driver: %v", err)
 	}
 	ready := make(chan string, 1)
@@ -160,7 +176,7 @@ func StartFirefox(t testing.TB, o FirefoxOptions) *Firefox {
 	t.Cleanup(f.Close)
 	select {
 	case v := <-ready:
-		t.Logf("%s: %s", f.Name, v)
+		t.Logf("%s: %s in %v", f.Name, v, time.Since(started).Round(time.Millisecond))
 	case <-f.done:
 		t.Fatalf("%s: driver exited at start:\n%s", f.Name, f.logTail())
 	case <-time.After(60 * time.Second):
@@ -180,7 +196,8 @@ func (f *Firefox) readLoop(r io.Reader, ready chan<- string) {
 		}
 		switch m.Event {
 		case "ready":
-			ready <- "ready"
+			f.ffPID.Store(int64(m.PID))
+			ready <- fmt.Sprintf("ready (Firefox pid %d)", m.PID)
 			continue
 		case "console":
 			fmt.Fprintf(f.log, "console %s %s: %s\n", m.Page, m.Type, m.Text)
@@ -246,6 +263,20 @@ func (f *Firefox) logTail() string {
 	return astTail(string(b), 30)
 }
 
+// Kill ends Firefox and its driver at once with SIGKILL, as a crash or a killed laptop would: no WebSocket close
+// frame, no hangup, no DTLS close_notify.
+func (f *Firefox) Kill() error {
+	pid := int(f.ffPID.Load())
+	if pid <= 0 {
+		return errors.New("firefox: no process to kill")
+	}
+	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill firefox process group %d: %w", pid, err)
+	}
+	_ = syscall.Kill(-f.cmd.Process.Pid, syscall.SIGKILL) // the driver
+	return nil
+}
+
 // Close ends the driver (which closes Firefox). Safe to call more than once.
 func (f *Firefox) Close() {
 	f.once.Do(func() {
@@ -256,13 +287,19 @@ func (f *Firefox) Close() {
 			_ = syscall.Kill(-f.cmd.Process.Pid, syscall.SIGKILL)
 			<-f.done
 		}
+		if pid := int(f.ffPID.Load()); pid > 0 { // what outlived the driver (Firefox's group of its own)
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+		f.pulse.stop()
 		_ = f.log.Close()
 		if f.t.Failed() {
 			name := strings.NewReplacer("/", "_", " ", "_").Replace(f.t.Name()) + "-" + f.Name
 			dst := filepath.Join(ArtifactsDir(), name)
 			if os.MkdirAll(dst, 0o755) == nil {
-				if b, err := os.ReadFile(filepath.Join(f.Dir, "firefox.log")); err == nil {
-					_ = os.WriteFile(filepath.Join(dst, "firefox.log"), b, 0o644)
+				for _, name := range []string{"firefox.log", "pulseaudio.log"} {
+					if b, err := os.ReadFile(filepath.Join(f.Dir, name)); err == nil {
+						_ = os.WriteFile(filepath.Join(dst, name), b, 0o644)
+					}
 				}
 				f.t.Logf("%s: log kept in %s", f.Name, dst)
 			}
@@ -287,6 +324,42 @@ func (f *Firefox) NewTab(t testing.TB, name string) Tab {
 type firefoxTab struct {
 	f    *Firefox
 	name string
+}
+
+func (p *firefoxTab) TabName() string { return p.name }
+
+func (p *firefoxTab) Click(ctx context.Context, css string) error {
+	if _, err := p.f.call(ctx, map[string]any{"op": "click", "page": p.name, "selector": css}); err != nil {
+		return fmt.Errorf("%s: click %s: %w", p.name, css, err)
+	}
+	return nil
+}
+
+func (p *firefoxTab) Type(ctx context.Context, css, text string) error {
+	if _, err := p.f.call(ctx, map[string]any{"op": "type", "page": p.name, "selector": css, "text": text}); err != nil {
+		return fmt.Errorf("%s: type into %s: %w", p.name, css, err)
+	}
+	return nil
+}
+
+func (p *firefoxTab) Screenshot(ctx context.Context, name string) (string, error) {
+	raw, err := p.f.call(ctx, map[string]any{"op": "screenshot", "page": p.name})
+	if err != nil {
+		return "", fmt.Errorf("%s: screenshot: %w", p.name, err)
+	}
+	var b64 string
+	if err := json.Unmarshal(raw, &b64); err != nil {
+		return "", fmt.Errorf("%s: screenshot: %w", p.name, err)
+	}
+	png, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return "", fmt.Errorf("%s: screenshot: %w", p.name, err)
+	}
+	return saveScreenshot(name, png)
+}
+
+func (p *firefoxTab) RecordRemoteAudio(ctx context.Context, d time.Duration) (RemoteAudio, error) {
+	return recordRemoteAudio(ctx, p, d)
 }
 
 func (p *firefoxTab) Navigate(ctx context.Context, u string) error {

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
@@ -254,20 +253,32 @@ func loopbackCandidate(s string) bool {
 	if len(f) < 5 {
 		return false
 	}
+	// IPv4 only: the stand-in gathers UDP4 alone (Firefox also offers ::1).
 	ip := net.ParseIP(f[4])
-	return ip != nil && ip.IsLoopback()
+	return ip != nil && ip.To4() != nil && ip.IsLoopback()
 }
 
-// TestPageInChromium drives the real page (webrtc/web) in headless Chromium against the signalling
-// server and a pion stand-in for the call layer: sign in from ?token=, call, media flows to pion,
-// DTMF both ways, mute, hang up, a refused destination shows its stable error code, and an
-// incoming call is answered. (It lived in webrtc/web, where it skipped without Chromium; here a
-// missing Chromium fails.)
-func TestPageInChromium(t *testing.T) {
+// TestPageCallsPionStandIn drives the real page (webrtc/web) in headless Chromium and Firefox ESR against the
+// signalling server and a pion stand-in for the call layer: sign in from ?token=, call, media flows to pion,
+// DTMF both ways, mute, hang up, a refused destination shows its stable error code, and an incoming call is
+// answered. A missing browser fails.
+func TestPageCallsPionStandIn(t *testing.T) {
 	signer, err := auth.NewSigner([]byte("browser-secret-0123456789abcdef-0123456789"), "patchbay-test")
 	if err != nil {
 		t.Fatal(err)
 	}
+	tok, err := signer.Mint(auth.Claims{Name: "Alice", RegisteredClaims: jwt.RegisteredClaims{Subject: "alice"}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The browsers' own fake microphones: Chromium's beep, Firefox's tone.
+	testenv.EachBrowser(t, testenv.BrowserOptions{}, func(t *testing.T, b testenv.Browser) {
+		pageCallsPionStandIn(t, signer, tok, b)
+	})
+}
+
+func pageCallsPionStandIn(t *testing.T, signer *auth.Signer, tok string, b testenv.Browser) {
+	// A signalling server and stand-in of its own per browser: sessions and counts start from zero.
 	coord := newPionCoordinator(t)
 	srv, err := signal.NewServer(signal.ServerOptions{Verifier: signer, Handler: coord,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -282,13 +293,7 @@ func TestPageInChromium(t *testing.T) {
 	defer srv.Close()
 	defer coord.SessionClosed(nil)
 
-	tok, err := signer.Mint(auth.Claims{Name: "Alice", RegisteredClaims: jwt.RegisteredClaims{Subject: "alice"}}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	chrome := testenv.StartChromium(t, testenv.ChromiumOptions{}) // Chromium's own fake microphone
-	pg := chrome.NewPage(t, "page")
+	pg := b.NewTab(t, "page")
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	poll := func(what, expr string) {
@@ -300,6 +305,12 @@ func TestPageInChromium(t *testing.T) {
 	eval := func(expr string) {
 		t.Helper()
 		if err := pg.Eval(ctx, expr, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	click := func(css string) {
+		t.Helper()
+		if err := pg.Click(ctx, css); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -319,12 +330,10 @@ func TestPageInChromium(t *testing.T) {
 	}
 
 	// Dial through the form, as a user would.
-	if err := pg.Do(ctx,
-		chromedp.SendKeys(chromedp.ID("number"), "600"),
-		chromedp.Click(chromedp.ID("call")),
-	); err != nil {
+	if err := pg.Type(ctx, "#number", "600"); err != nil {
 		t.Fatal(err)
 	}
+	click("#call")
 	poll("answered", `window.patchbayState.callState === "answered"`)
 	deadline := time.Now().Add(10 * time.Second)
 	for coord.packets.Load() < 25 && time.Now().Before(deadline) {
@@ -335,17 +344,11 @@ func TestPageInChromium(t *testing.T) {
 	}
 
 	// Keypad during a call sends DTMF; the far end's reply shows up.
-	if err := pg.Do(ctx, chromedp.Click(chromedp.CSS(`#keypad button[data-key="5"]`))); err != nil {
-		t.Fatal(err)
-	}
+	click(`#keypad button[data-key="5"]`)
 	poll("far-end dtmf", `window.patchbayState.dtmfReceived === "7"`)
-	if err := pg.Do(ctx, chromedp.Click(chromedp.ID("mute"))); err != nil {
-		t.Fatal(err)
-	}
+	click("#mute")
 	poll("muted", `window.patchbayState.muted === true && document.getElementById("mute").getAttribute("aria-pressed") === "true"`)
-	if err := pg.Do(ctx, chromedp.Click(chromedp.ID("hangup"))); err != nil {
-		t.Fatal(err)
-	}
+	click("#hangup")
 	poll("hung up", `window.patchbayState.callState === "ended" && window.patchbayState.code === 16`)
 
 	// A refused destination: the stable code is shown and exposed.
@@ -363,9 +366,7 @@ func TestPageInChromium(t *testing.T) {
 	}
 	poll("incoming shown", `window.patchbayState.callState === "incoming" && !document.getElementById("incoming").hidden &&
 		document.getElementById("incoming-text").textContent.includes("Front desk")`)
-	if err := pg.Do(ctx, chromedp.Click(chromedp.ID("answer"))); err != nil {
-		t.Fatal(err)
-	}
+	click("#answer")
 	poll("incoming answered", `window.patchbayState.callState === "answered" && window.patchbayState.direction === "incoming"`)
 	deadline = time.Now().Add(10 * time.Second)
 	for coord.packets.Load() < before+25 && time.Now().Before(deadline) {
