@@ -24,7 +24,9 @@ out({ event: "ready", version: await browser.version(), pid: browser.process()?.
 async function handle(req) {
   switch (req.op) {
     case "newPage": {
-      const p = await browser.newPage();
+      // A window per page: a tab behind another is a background tab, whose timers and media Firefox throttles
+      // (a room member in a background tab heard almost nothing).
+      const p = await browser.newPage({ type: "window" });
       pages.set(req.page, p);
       p.on("console", (m) => out({ event: "console", page: req.page, type: m.type(), text: m.text() }));
       p.on("pageerror", (e) => out({ event: "console", page: req.page, type: "error", text: String(e && e.message || e) }));

@@ -77,7 +77,7 @@ func (e *opusEnv) waitRecord(t *testing.T, match func(cdr.Record) bool) cdr.Reco
 // assertClean fails unless Asterisk has no channels or bridges and Patchbay no calls within 5 s.
 func (e *opusEnv) assertClean(t *testing.T, what string) {
 	t.Helper()
-	ce := &chromiumEnv{ari: e.ari, pb: e.pb}
+	ce := &pageEnv{ari: e.ari, pb: e.pb}
 	ce.assertClean(t, what)
 }
 
@@ -224,17 +224,17 @@ func (e *opusEnv) channelFormats(t *testing.T, ctx context.Context) []string {
 	return lines
 }
 
-// TestOpusBrowsersHearWideband: real Chromium on both ends, proving wideband end to end with a 6 kHz tone, which
+// TestOpusBrowsersHearWideband, in Chromium and then Firefox ESR (the same browser on every end), proving wideband end to end with a 6 kHz tone, which
 // G.711 (a 4 kHz band) cannot carry at all.
 //   - Browser ⇄ browser: alice (fake microphone: 6 kHz) calls the user bob (1 kHz); bob's page answers by itself
 //     and hears 6 kHz, alice hears 1 kHz. Both call panels say Opus.
-//   - A room of three browsers and a phone: alice (6 kHz), bob and carol (1 kHz, tabs of one Chromium; carol
+//   - A room of three browsers and a phone: alice (6 kHz), bob and carol (1 kHz; carol
 //     mutes), and baresip on 101 (silent) dialling the room's number. bob and carol each hear alice's 6 kHz; the
 //     phone hears the room's speech band, bob's 1 kHz, with no 6 kHz folded in, and its own leg is G.711 with no
 //     Opus anywhere on its channel in Asterisk (`core show channel`).
 func TestOpusBrowsersHearWideband(t *testing.T) {
 	e := newOpusEnv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Second)
 	defer cancel()
 	dir := t.TempDir()
 	mic := func(hz float64) string {
@@ -245,16 +245,32 @@ func TestOpusBrowsersHearWideband(t *testing.T) {
 		}
 		return p
 	}
-	hi := testenv.StartChromium(t, testenv.ChromiumOptions{Name: "alice-6k", FakeMicWAV: mic(6000), TrustCA: e.pb.CACert})
-	lo := testenv.StartChromium(t, testenv.ChromiumOptions{Name: "bob-carol-1k", FakeMicWAV: mic(1000), TrustCA: e.pb.CACert})
-	alice, bob, carol := hi.NewPage(t, "alice"), lo.NewPage(t, "bob"), lo.NewPage(t, "carol")
-	defer checkConsole(t, alice, bob, carol)
+	// One browser at a time: six browsers and a mixing room at once starve a 2-core host's audio.
+	for i, name := range testenv.BrowserNames {
+		t.Run(name, func(t *testing.T) {
+			room, number := "hd-room-"+name, fmt.Sprint(8123+i)
+			hi := testenv.StartBrowser(t, name, testenv.BrowserOptions{Name: name + "-alice-6k", FakeMicWAV: mic(6000), FakeToneHz: 6000, TrustCA: e.pb.CACert})
+			// A browser each: Firefox starves the audio capture of a window behind another of its own.
+			lo := func(who string) testenv.Tab {
+				b := testenv.StartBrowser(t, name, testenv.BrowserOptions{Name: name + "-" + who + "-1k", FakeMicWAV: mic(1000), FakeToneHz: 1000, TrustCA: e.pb.CACert})
+				return b.NewTab(t, who)
+			}
+			alice, bob, carol := hi.NewTab(t, "alice"), lo("bob"), lo("carol")
+			defer checkConsole(t, alice, bob, carol)
+			// The room runs in Chromium only for now: in Firefox an unmuted member sometimes hears the room's
+			// wideband audio with long gaps (see the issue notes); the browser ⇄ browser call runs in both.
+			opusBrowsersHearWideband(t, ctx, e, room, number, alice, bob, carol, name == "chromium")
+		})
+	}
+}
+
+func opusBrowsersHearWideband(t *testing.T, ctx context.Context, e *opusEnv, room, number string, alice, bob, carol testenv.Tab, withRoom bool) {
 
 	// listen records what a page plays for 3 s, and checks that each tone of want stands out clearly in it (at
 	// least -30 dBFS and 20 dB over its neighbours ±10 %) and each of not is absent (under -45 dBFS). G.711 samples
 	// at 8 kHz and cannot carry anything above 4 kHz: a 6 kHz tone through it would be absent, not just quieter.
 	// Levels rather than shares of the energy: on a loaded host a cut or two in 3 s spreads energy everywhere.
-	listen := func(p *testenv.Page, want, not []float64) {
+	listen := func(p testenv.Tab, want, not []float64) {
 		t.Helper()
 		ra, err := p.RecordRemoteAudio(ctx, 3*time.Second)
 		if err != nil {
@@ -266,19 +282,19 @@ func TestOpusBrowsersHearWideband(t *testing.T) {
 			lvl, prom := toneProminence(ra.Samples, ra.Rate, hz)
 			got = append(got, fmt.Sprintf("%v Hz %.1f dBFS (+%.1f dB)", hz, lvl, prom))
 			if lvl < -30 || prom < 20 {
-				t.Errorf("%s did not hear %v Hz clearly: %.1f dBFS, %.1f dB over its neighbours", p.Name, hz, lvl, prom)
+				t.Errorf("%s did not hear %v Hz clearly: %.1f dBFS, %.1f dB over its neighbours", p.TabName(), hz, lvl, prom)
 			}
 		}
 		for _, hz := range not {
 			lvl, _ := toneProminence(ra.Samples, ra.Rate, hz)
 			got = append(got, fmt.Sprintf("%v Hz %.1f dBFS", hz, lvl))
 			if lvl > -45 {
-				t.Errorf("%s heard %v Hz, which it should not: %.1f dBFS", p.Name, hz, lvl)
+				t.Errorf("%s heard %v Hz, which it should not: %.1f dBFS", p.TabName(), hz, lvl)
 			}
 		}
-		t.Logf("%s heard (WebAudio, %d Hz, %d voiced windows): %s; analyser peak %.0f Hz", p.Name, ra.Rate, voiced, strings.Join(got, ", "), ra.PeakHz)
+		t.Logf("%s heard (WebAudio, %d Hz, %d voiced windows): %s; analyser peak %.0f Hz", p.TabName(), ra.Rate, voiced, strings.Join(got, ", "), ra.PeakHz)
 		if voiced < 10 {
-			t.Errorf("%s heard almost nothing: %d voiced windows of 30", p.Name, voiced)
+			t.Errorf("%s heard almost nothing: %d voiced windows of 30", p.TabName(), voiced)
 		}
 	}
 
@@ -293,7 +309,7 @@ func TestOpusBrowsersHearWideband(t *testing.T) {
 		if err := alice.Eval(ctx, `window.patchbayApp.call("bob")`, nil); err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range []*testenv.Page{alice, bob} {
+		for _, p := range []testenv.Tab{alice, bob} {
 			if err := p.WaitFor(ctx, "call answered in Opus", `window.patchbayState.callState === "answered" && window.patchbayState.codec === "opus/48000"`, 20*time.Second); err != nil {
 				t.Fatal(err)
 			}
@@ -317,17 +333,19 @@ func TestOpusBrowsersHearWideband(t *testing.T) {
 		e.assertClean(t, "after the browser to browser call")
 	})
 
+	if !withRoom {
+		return
+	}
 	t.Run("room of three browsers and a phone", func(t *testing.T) {
-		const room, number = "hd-room", "8123"
 		if _, err := e.pb.Server.Rooms().Create(ctx, rooms.CreateOptions{ID: room, Name: "HD"}); err != nil {
 			t.Fatal(err)
 		}
 		if err := e.pb.Server.Numbers().Map(ctx, number, room, 0); err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range []*testenv.Page{alice, bob, carol} {
-			c := auth.Claims{Name: p.Name, Room: room, Role: rooms.RoleParticipant}
-			c.Subject = p.Name
+		for _, p := range []testenv.Tab{alice, bob, carol} {
+			c := auth.Claims{Name: p.TabName(), Room: room, Role: rooms.RoleParticipant}
+			c.Subject = p.TabName()
 			tok, err := e.pb.Server.Signer().Mint(c, time.Hour)
 			if err != nil {
 				t.Fatal(err)
@@ -344,7 +362,7 @@ func TestOpusBrowsersHearWideband(t *testing.T) {
 		if err := phone.Dial(ctx, fmt.Sprintf("sip:%s@127.0.0.1:%d;transport=udp", number, e.ast.SIPPort)); err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range []*testenv.Page{alice, bob, carol} {
+		for _, p := range []testenv.Tab{alice, bob, carol} {
 			if err := p.WaitFor(ctx, "four in the room, in Opus", `window.patchbayState.roomState === "joined" && `+
 				`window.patchbayState.participants.length === 4 && window.patchbayState.roomCodec === "opus/48000"`, 20*time.Second); err != nil {
 				t.Fatal(err)
@@ -391,7 +409,7 @@ func TestOpusBrowsersHearWideband(t *testing.T) {
 		if _, err := phone.WaitEvent(ctx, "CALL_CLOSED"); err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range []*testenv.Page{alice, bob, carol} {
+		for _, p := range []testenv.Tab{alice, bob, carol} {
 			if err := p.Eval(ctx, `window.patchbayApp.leave()`, nil); err != nil {
 				t.Fatal(err)
 			}
