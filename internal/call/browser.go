@@ -35,6 +35,8 @@ func (c *Call) onBrowserMessage(s *signal.Session, msg signal.Message) {
 		c.sendDTMF(msg.Digits)
 	case signal.TypeAnswer:
 		c.onRenegotiationAnswer(msg.SDP)
+	case signal.TypeHold, signal.TypeResume, signal.TypeTransfer, signal.TypeRecord, signal.TypeSupervise, signal.TypeModerate:
+		c.onCTIMessage(msg) // cti.go
 	default:
 		b.send(c, signal.ErrorMessage("", wire.CodeBadMessage, msg.Type+" is not expected on this call now"))
 	}

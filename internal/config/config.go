@@ -35,6 +35,8 @@ type Config struct {
 	Metrics Metrics `mapstructure:"metrics" yaml:"metrics"`
 	// Calls sets how calls are set up, watched, torn down and recorded (lifecycle.go, observability.go).
 	Calls Calls `mapstructure:"calls" yaml:"calls"`
+	// Recording records calls and rooms (cti.go).
+	Recording Recording `mapstructure:"recording" yaml:"recording"`
 }
 
 // HTTP is Patchbay's own listener: the page, /ws signalling and /api.
@@ -97,6 +99,10 @@ type Asterisk struct {
 	// `patchbay bench --native`, which compares Asterisk's own WebRTC with Patchbay's path. Their passwords are
 	// derived from auth.token_secret. 0 (the default, and the value for production) renders none.
 	BenchWebRTCEndpoints int `mapstructure:"bench_webrtc_endpoints" yaml:"bench_webrtc_endpoints"`
+	// MOHDir is the music-on-hold directory Asterisk plays to held and transferred parties; empty: Patchbay's own
+	// short tune, rendered beside the configuration (install asterisk-moh-opsound-wav and set
+	// /usr/share/asterisk/moh for real music).
+	MOHDir string `mapstructure:"moh_dir" yaml:"moh_dir"`
 }
 
 // Phone is a SIP softphone or desk phone registering to Asterisk.
@@ -240,5 +246,7 @@ func Defaults() Config {
 		Limits:   DefaultLimits(),
 		Metrics:  DefaultMetrics(),
 		Calls:    DefaultCalls(),
+
+		Recording: DefaultRecording(),
 	}
 }

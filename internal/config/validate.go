@@ -189,6 +189,7 @@ func (c *Config) Validate() error {
 	c.validateCalls(bad)
 	c.validateLifecycle(bad)
 	c.validateObservability(bad)
+	c.validateRecording(bad)
 	if c.Certs.Dir == "" {
 		bad("certs.dir", "must be set")
 	}
