@@ -252,9 +252,9 @@ func (c *Call) onHandOff(h *handoff) {
 // until the answer (ctiAnswered stops it).
 type transferParty struct{}
 
-func (transferParty) ringing(*Call)       {}
-func (transferParty) answered(*Call)      {}
-func (transferParty) dtmf(*Call, string)  {}
+func (transferParty) ringing(*Call)      {}
+func (transferParty) answered(*Call)     {}
+func (transferParty) dtmf(*Call, string) {}
 
 // followLegs subscribes the transfer call to the legs it was handed before it ran.
 func (c *Call) followLegs() {
