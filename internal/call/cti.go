@@ -40,6 +40,9 @@ type ctiState struct {
 
 	rec *recording.Session // the recording in progress, if any
 
+	roomMOH  string // a room bridge this call plays music on hold into (a room hold, a transfer into the room)
+	joinRoom string // a transfer call's room: its new party joins it once it answers
+
 	sup *supervision // a supervisor's call (KindSupervise)
 
 	// farReplaced: a phone's transfer swapped the far party; the transferred message waits for its event.
@@ -70,6 +73,10 @@ func (c *Call) onCTIMessage(msg signal.Message) {
 // onCTIEvent reacts to what the far party does through Asterisk: its hold key, and a transfer that replaces it. It
 // runs before the generic handling, so a far party swapped by a transfer is not taken for one that hung up.
 func (c *Call) onCTIEvent(ev ari.Event) {
+	if c.kind == KindSupervise {
+		c.onSupervisedEvent(ev)
+		return
+	}
 	switch e := ev.(type) {
 	case *ari.ChannelHold:
 		if c.far != nil && e.Channel.ID == c.far.id {
@@ -116,8 +123,14 @@ func (c *Call) ctiAnswered() {
 	c.recordByPolicy()
 }
 
-// ctiClosed runs in close: the end of a supervision is audited.
+// ctiClosed runs in close: music this call left playing in a room stops; the end of a supervision is audited.
 func (c *Call) ctiClosed(e *ending) {
+	c.stopRoomMOH()
+	if c.kind == KindRoom && c.cti.rec != nil { // an agent's recording of its room ends when it leaves
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), c.m.o.CloseTimeout)
+		c.cti.rec.Stop(ctx)
+		cancel()
+	}
 	c.auditSupervisionEnd(e)
 }
 

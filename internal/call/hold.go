@@ -1,6 +1,9 @@
 package call
 
 import (
+	"context"
+
+	"github.com/patchbay/patchbay/internal/rooms"
 	"github.com/patchbay/patchbay/webrtc/signal"
 	"github.com/patchbay/patchbay/wire"
 )
@@ -17,6 +20,14 @@ func (c *Call) holdable() string {
 	switch {
 	case c.browser == nil || !c.browser.emMade:
 		return "this call has no browser media to hold"
+	case c.kind == KindRoom:
+		if r := c.browserRole(); r != rooms.RoleAgent && r != rooms.RoleModerator {
+			return "only an agent or a moderator may put a room on hold; use mute"
+		}
+		if c.member == nil {
+			return "you are not in the room yet"
+		}
+		return ""
 	case c.inDialplan != "":
 		return "extension " + c.inDialplan + " runs without a bridge (calls.dialplan_extensions): it cannot be held"
 	case c.far == nil || c.bridge == "":
@@ -37,9 +48,12 @@ func (c *Call) hold(on bool) {
 	if c.cti.heldByYou != on {
 		ctx, cancel := c.setupCtx()
 		var err error
-		if on {
+		switch {
+		case c.kind == KindRoom:
+			err = c.holdRoom(ctx, on)
+		case on:
 			err = c.a.Channel(c.far.id).Hold(ctx)
-		} else {
+		default:
 			err = c.a.Channel(c.far.id).Unhold(ctx)
 		}
 		cancel()
@@ -102,4 +116,33 @@ func (c *Call) applyHold() {
 		}
 		c.cti.emMuted = muted
 	}
+}
+
+// holdRoom: an agent or moderator holds a room. The others in it hear music on hold (played into the room's
+// bridge); the agent's own channel is muted both ways by applyHold, like any hold.
+func (c *Call) holdRoom(ctx context.Context, on bool) error {
+	bridge, err := c.m.o.Rooms.BridgeOf(c.member.Room())
+	if err != nil {
+		return err
+	}
+	if on {
+		c.cti.roomMOH = bridge
+		return c.a.Bridge(bridge).StartMOH(ctx, "")
+	}
+	c.cti.roomMOH = ""
+	return c.a.Bridge(bridge).StopMOH(ctx)
+}
+
+// stopRoomMOH stops music this call started in a room (a hold or a transfer into the room that did not resume or
+// complete): from close, or once the transfer's party joins.
+func (c *Call) stopRoomMOH() {
+	if c.cti.roomMOH == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), c.m.o.CloseTimeout)
+	defer cancel()
+	if err := c.a.Bridge(c.cti.roomMOH).StopMOH(ctx); err != nil && c.ctx.Err() == nil {
+		c.log.Debug("stop music on hold in the room", "err", err)
+	}
+	c.cti.roomMOH = ""
 }

@@ -40,7 +40,12 @@ func (c *Call) recordable() string {
 		return "recording is off on this server (recording.mode)"
 	case c.inDialplan != "":
 		return "extension " + c.inDialplan + " runs without a bridge (calls.dialplan_extensions): only one side could be recorded"
-	case c.kind == KindRoom || c.kind == KindPhoneRoom || c.kind == KindSupervise:
+	case c.kind == KindRoom:
+		if c.member == nil {
+			return "you are not in the room yet"
+		}
+		return ""
+	case c.kind == KindPhoneRoom || c.kind == KindSupervise:
 		return "rooms are recorded per room (POST /rooms/{room}/recording), not per participant"
 	case c.bridge == "" || c.answered.IsZero():
 		return "the call is not connected yet"
@@ -75,8 +80,15 @@ func (c *Call) setRecording(start bool, by string) (string, error) {
 			b.sendAsync(signal.Message{Type: signal.TypeRecording, CallID: b.clientID, Event: event})
 		}
 	}
-	sess, err := c.m.o.CTI.Recorder.Start(c.ctx, recording.Target{Bridge: c.bridge}, recording.Meta{
-		CallID: c.id, Parties: c.parties(), StartedBy: by}, notify)
+	target, meta := recording.Target{Bridge: c.bridge}, recording.Meta{CallID: c.id, Parties: c.parties(), StartedBy: by}
+	if c.kind == KindRoom { // an agent records the room it is in, until it leaves (ctiClosed)
+		bridge, err := c.m.o.Rooms.BridgeOf(c.member.Room())
+		if err != nil {
+			return "", fmt.Errorf("%w: %w", recording.ErrNotRecordable, err)
+		}
+		target.Bridge, meta.Room, meta.Parties = bridge, c.member.Room(), c.roomParties()
+	}
+	sess, err := c.m.o.CTI.Recorder.Start(c.ctx, target, meta, notify)
 	if err != nil {
 		return "", err
 	}
@@ -110,6 +122,19 @@ func (c *Call) parties() []recording.Party {
 	from, to := phone(r.From), phone(r.To)
 	from.Role, to.Role = "caller", "callee"
 	return []recording.Party{from, to}
+}
+
+// roomParties describes the room's members for a recording's sidecar.
+func (c *Call) roomParties() []recording.Party {
+	var out []recording.Party
+	for _, p := range c.member.Participants() {
+		role := p.Role
+		if role == "" {
+			role = rooms.RoleParticipant
+		}
+		out = append(out, recording.Party{Role: role, Kind: p.Kind, ID: p.CallerID, Name: p.Name})
+	}
+	return out
 }
 
 // recordByPolicy starts the recording of a call that recording.mode always records.

@@ -122,6 +122,8 @@ func (c *Call) setupSupervise(offer string) error {
 	if err := b.attach(ctx, c); err != nil {
 		return err
 	}
+	// A snoop channel outlives the channel it spies on: the agent's channel ending is what ends the supervision.
+	c.sub.Add(sup.em)
 	if err := c.makeBridge(ctx, "mixing"); err != nil {
 		return err
 	}
@@ -209,5 +211,25 @@ func (c *Call) changeSupervision(mode string) {
 func (c *Call) auditSupervisionEnd(e *ending) {
 	if sup := c.cti.sup; sup != nil {
 		c.log.Info("audit: supervisor left", "supervisor", c.browserUser(), "mode", sup.mode, "target_call", sup.target, "agent", sup.agent, "cause", e.cause)
+	}
+}
+
+// onSupervisedEvent ends a supervision when the supervised call's channel is gone (the agent hung up or left).
+func (c *Call) onSupervisedEvent(ev ari.Event) {
+	sup := c.cti.sup
+	if sup == nil {
+		return
+	}
+	switch e := ev.(type) {
+	case *ari.ChannelDestroyed:
+		if e.Channel.ID == sup.em {
+			c.log.Info("the supervised call ended")
+			c.endWith(wire.CauseNormalClearing)
+		}
+	case *ari.StasisEnd:
+		if e.Channel.ID == sup.em {
+			c.log.Info("the supervised call ended")
+			c.endWith(wire.CauseNormalClearing)
+		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/internal/limits"
+	"github.com/patchbay/patchbay/internal/rooms"
 	"github.com/patchbay/patchbay/webrtc/media"
 	"github.com/patchbay/patchbay/webrtc/signal"
 	"github.com/patchbay/patchbay/wire"
@@ -43,7 +45,15 @@ func (c *Call) transferable() string {
 	switch {
 	case c.browser == nil || c.browser.s == nil:
 		return "transfer needs the browser connected"
-	case c.kind == KindRoom || c.kind == KindSupervise || c.kind == KindTransfer:
+	case c.kind == KindRoom:
+		if r := c.browserRole(); r != rooms.RoleAgent && r != rooms.RoleModerator {
+			return "only an agent or a moderator may hand a room on"
+		}
+		if c.member == nil {
+			return "you are not in the room yet"
+		}
+		return ""
+	case c.kind == KindSupervise || c.kind == KindTransfer:
 		return "only a two-party call's far party can be transferred"
 	case c.inDialplan != "":
 		return "extension " + c.inDialplan + " runs without a bridge (calls.dialplan_extensions): it cannot be transferred"
@@ -62,6 +72,10 @@ func (c *Call) transfer(msg signal.Message) {
 		return
 	}
 	if msg.Target != "" {
+		if c.kind == KindRoom {
+			c.ctiRefuse(wire.CodeTransferFailed, "a room is handed on with a blind transfer (to)")
+			return
+		}
 		c.attendedTransfer(msg.Target)
 		return
 	}
@@ -107,6 +121,13 @@ func (c *Call) blindTransfer(to, callerID string) {
 	}
 	var user string
 	switch d.Kind {
+	case dialplan.KindUser:
+		if c.kind == KindRoom {
+			refused(refuse(wire.CodeForbiddenDestination, "a browser user joins a room with a ticket or a room token, not a transfer"))
+			return
+		}
+	}
+	switch d.Kind {
 	case dialplan.KindExtension:
 	case dialplan.KindPSTN:
 		id, r := pickCallerID(callerID, cl.CallerIDs, c.m.o.PSTN.DefaultCallerID)
@@ -139,11 +160,15 @@ func (c *Call) blindTransfer(to, callerID string) {
 		refused(limitRefusal(err))
 		return
 	}
+	name := cl.Name
+	if c.kind == KindRoom {
+		c.transferRoom(d, callerID, name, lease)
+		return
+	}
 	t := c.newTransferCall("blind transfer", d.Number)
 	t.lease = lease
 	t.obs.rec.CallerID, t.obs.rec.Trunk = callerID, d.Trunk
 	t.preclaim(t.phone.id)
-	name := cl.Name
 	var setup func() error
 	if user != "" {
 		// A browser user takes the transferee like an incoming call: the transferee is the caller (phone_in.go).
@@ -360,7 +385,7 @@ func (c *Call) startTransfereeMOH(ctx context.Context) {
 
 func (c *Call) stopTransfereeMOH() {
 	l := c.transferee()
-	if l == nil || l.gone {
+	if l == nil || l.gone || c.cti.joinRoom != "" {
 		return
 	}
 	ctx, cancel := c.setupCtx()
@@ -392,4 +417,70 @@ func (c *Call) replaceFar(ch ari.Channel, to string) {
 		c.browser.send(c, signal.Message{Type: signal.TypeTransferred, To: to, By: signal.ByFar})
 		c.publishLive()
 	}
+}
+
+// transferRoom hands a room on: a transfer call rings the destination and puts it in the room once it answers; the
+// others in the room hear music on hold meanwhile. The agent leaves at once.
+func (c *Call) transferRoom(d dialplan.Decision, callerID, name string, lease *limits.Lease) {
+	room := c.member.Room()
+	t := c.m.newCall(KindTransfer, c.m.log.With("transfer_from", c.id, "by", c.browserUser(), "to", d.Number, "room", room))
+	t.lease = lease
+	t.cti.joinRoom = room
+	r := &t.obs.rec
+	r.From, r.To, r.User, r.Room, r.CallerID, r.Trunk = room, d.Number, c.browserUser(), room, callerID, d.Trunk
+	t.onFarAnswered = t.joinRoomAnswered
+	if err := c.m.start(t, func() error { return t.setupTransferIntoRoom(d, callerID, name) }); err != nil {
+		lease.End(0)
+		c.ctiRefuse(wire.CodeTransferFailed, "the server is shutting down; try again in a moment")
+		return
+	}
+	c.log.Info("room handed on", "to", d.Number, "transfer_call", t.id)
+	c.browser.send(c, signal.Message{Type: signal.TypeTransferred, To: d.Number, By: signal.ByYou})
+	c.end(&ending{cause: wire.CauseNormalClearing})
+}
+
+// setupTransferIntoRoom plays music into the room and rings the destination (an extension, or an outside number
+// over the trunks presenting the agent's caller ID).
+func (c *Call) setupTransferIntoRoom(d dialplan.Decision, callerID, name string) error {
+	ctx, cancel := c.setupCtx()
+	defer cancel()
+	if bridge, err := c.m.o.Rooms.BridgeOf(c.cti.joinRoom); err == nil {
+		if err := c.a.Bridge(bridge).StartMOH(ctx, ""); err == nil {
+			c.cti.roomMOH = bridge
+		}
+	}
+	if d.Kind == dialplan.KindPSTN {
+		c.trunks = newTrunkPlan(d, callerID, name) // no bridge: the trunk leg presents the caller ID itself
+		c.trunks.formats = "ulaw"
+		return c.dialTrunk()
+	}
+	far, err := c.createLeg(ctx, "far", ari.CreateRequest{Endpoint: c.m.farEndpoint(d), Formats: "ulaw", Variables: callerVars(c.cti.joinRoom, name)})
+	c.far = far
+	if err != nil {
+		return err
+	}
+	if err := c.a.Channel(far.id).Dial(ctx, "", c.m.o.DialTimeout); err != nil {
+		return fmt.Errorf("dial the transfer's destination: %w", err)
+	}
+	return nil
+}
+
+// joinRoomAnswered puts the answered destination in the room (as an agent: the room leaves the queue).
+func (c *Call) joinRoomAnswered() {
+	c.stopRoomMOH()
+	ctx, cancel := c.setupCtx()
+	defer cancel()
+	law := c.transfereeLaw(ctx, c.far.id)
+	mem, err := c.m.o.Rooms.Join(ctx, c.cti.joinRoom, rooms.JoinSpec{
+		Kind: rooms.KindPhone, Name: c.obs.rec.To, CallerID: c.obs.rec.To, Role: rooms.RoleAgent,
+		Channel: c.far.id, Format: law.Format(), Log: c.log,
+		Kick: func(reason string) { c.post(inbound{kind: inKicked, reason: reason}) },
+	})
+	if err != nil {
+		c.log.Error("put the transfer's party in the room", "err", err)
+		c.endWith(wire.CauseTemporaryFailure)
+		return
+	}
+	c.member = mem
+	c.log.Info("transfer's party is in the room", "participant", mem.ID())
 }
