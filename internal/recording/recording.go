@@ -275,6 +275,8 @@ func (s *Session) announce(ctx context.Context, sub *ari.Subscription) {
 	}
 	t := time.NewTimer(time.Minute)
 	defer t.Stop()
+	poll := time.NewTicker(2 * time.Second) // an event lost with the events socket must not hold the recording up
+	defer poll.Stop()
 	for {
 		select {
 		case ev, ok := <-sub.Events():
@@ -287,6 +289,13 @@ func (s *Session) announce(ctx context.Context, sub *ari.Subscription) {
 					return
 				}
 			case *ari.BridgeDestroyed:
+				return
+			}
+		case <-poll.C:
+			gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := a.Playbacks().Get(gctx, id)
+			cancel()
+			if ari.IsNotFound(err) {
 				return
 			}
 		case <-t.C:
