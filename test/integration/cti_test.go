@@ -404,6 +404,9 @@ func ctiRecording(t *testing.T, ctx context.Context, e *ctiEnv) {
 	t.Logf("recording %s: %.1f s, voiced %s, agent's 440 Hz in %s, phone's 1000 Hz in %s", meta.ID, float64(len(pcm))/8000, pct(v), pct(h[0]), pct(h[1]))
 	if len(pcm) < 8000*2 || h[0] < 0.7 || h[1] < 0.7 {
 		t.Errorf("the recording does not hold both parties: %.1f s, 440 Hz %s, 1000 Hz %s", float64(len(pcm))/8000, pct(h[0]), pct(h[1]))
+		for i, w := range audio.Windows(pcm, 8000, agentHz, phone101Hz) {
+			t.Logf("window %d: rms %.0f, 440 Hz %.2f, 1000 Hz %.2f", i, w.RMS, w.Shares[0], w.Shares[1])
+		}
 	}
 	if st, _, _ := apiRaw(t, e.pb, "DELETE", "/recordings/"+meta.ID, ctiKey); st != 204 {
 		t.Errorf("delete: %d", st)
