@@ -31,6 +31,8 @@ const (
 	TypeRecordingStarted       = "RecordingStarted"
 	TypeRecordingFinished      = "RecordingFinished"
 	TypeRecordingFailed        = "RecordingFailed"
+	TypeBridgeBlindTransfer    = "BridgeBlindTransfer"
+	TypeBridgeAttendedTransfer = "BridgeAttendedTransfer"
 
 	// Synthetic events published by the client itself.
 	TypeConnected    = "Connected"
@@ -401,6 +403,10 @@ func DecodeEvent(data []byte) (Event, error) {
 		ev = &RecordingFinished{}
 	case TypeRecordingFailed:
 		ev = &RecordingFailed{}
+	case TypeBridgeBlindTransfer:
+		ev = &BridgeBlindTransfer{}
+	case TypeBridgeAttendedTransfer:
+		ev = &BridgeAttendedTransfer{}
 	default:
 		return &UnknownEvent{EventBase: base, Raw: append(json.RawMessage(nil), data...)}, nil
 	}

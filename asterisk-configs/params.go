@@ -107,6 +107,11 @@ type Params struct {
 	// run side by side. Defaults are Debian's paths.
 	EtcDir, RunDir, DBDir, LogDir, SpoolDir, VarLibDir string
 
+	// MOHDir is the directory of music-on-hold files the default class plays (held calls, transfers). Empty:
+	// <EtcDir>/moh, where Render writes Patchbay's own short tune (Debian ships no music); point it at e.g.
+	// /usr/share/asterisk/moh after installing asterisk-moh-opsound-wav for real music.
+	MOHDir string
+
 	// Prometheus loads res_prometheus (Asterisk's own metrics under /metrics on its loopback HTTP server, see
 	// prometheus.conf). Default true.
 	Prometheus bool
@@ -291,7 +296,7 @@ func (p Params) Validate() error {
 	}
 	for _, d := range []struct{ f, v string }{
 		{"EtcDir", p.EtcDir}, {"RunDir", p.RunDir}, {"DBDir", p.DBDir},
-		{"LogDir", p.LogDir}, {"SpoolDir", p.SpoolDir}, {"VarLibDir", p.VarLibDir},
+		{"LogDir", p.LogDir}, {"SpoolDir", p.SpoolDir}, {"VarLibDir", p.VarLibDir}, {"MOHDir", p.MOHDirectory()},
 	} {
 		checkDir(d.f, d.v)
 	}

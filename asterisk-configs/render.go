@@ -91,7 +91,8 @@ func RenderFS(p Params) (map[string][]byte, error) {
 
 // Render writes every file into outDir (created 0750 if missing) with mode FileMode and returns
 // the paths written, sorted. Each file is written to a temporary name and renamed, so a running
-// Asterisk never reads half a file on reload.
+// Asterisk never reads half a file on reload. Unless p.MOHDir names music of its own, Render also
+// writes the hold tune into outDir/moh (holdmusic.go); it is not among the paths returned.
 func Render(p Params, outDir string) ([]string, error) {
 	files, err := RenderFS(p)
 	if err != nil {
@@ -112,6 +113,11 @@ func Render(p Params, outDir string) ([]string, error) {
 			return paths, err
 		}
 		paths = append(paths, dst)
+	}
+	if p.MOHDir == "" {
+		if err := writeHoldTune(outDir); err != nil {
+			return paths, err
+		}
 	}
 	return paths, nil
 }

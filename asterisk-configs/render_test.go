@@ -320,8 +320,62 @@ func TestRenderWritesFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	ents, _ := os.ReadDir(dir)
-	if len(ents) != len(paths) {
-		t.Errorf("dir holds %d entries after re-render, want %d", len(ents), len(paths))
+	if len(ents) != len(paths)+1 { // + moh/
+		t.Errorf("dir holds %d entries after re-render, want %d and moh/", len(ents), len(paths))
+	}
+	moh, _ := os.ReadDir(filepath.Join(dir, "moh"))
+	if len(moh) != 1 || moh[0].Name() != HoldTuneFile {
+		t.Errorf("moh/ holds %v, want only %s", moh, HoldTuneFile)
+	}
+}
+
+// TestHoldTune: the default music-on-hold class plays the tune Render writes; it is a valid 8 kHz WAV whose notes
+// are the ones tests listen for, and an admin's own music directory replaces it.
+func TestHoldTune(t *testing.T) {
+	p := sampleParams()
+	files, err := RenderFS(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := string(files["musiconhold.conf"])
+	if !strings.Contains(conf, "[default]") || !strings.Contains(conf, "mode = files") ||
+		!strings.Contains(conf, "directory = "+p.EtcDir+"/moh") {
+		t.Errorf("musiconhold.conf does not play <etc>/moh:\n%s", conf)
+	}
+	b := holdTune()
+	if string(b[:4]) != "RIFF" || string(b[8:16]) != "WAVEfmt " || len(b) != 44+2*4000*len(HoldTuneHz) {
+		t.Fatalf("hold tune is not the expected WAV: %d bytes, header %q", len(b), b[:16])
+	}
+	// Each note's middle sample window carries its frequency: the zero crossings per second say so.
+	for k, hz := range HoldTuneHz {
+		crossings := 0
+		prev := int16(0)
+		for i := 1000; i < 3000; i++ {
+			v := int16(uint16(b[44+2*(k*4000+i)]) | uint16(b[45+2*(k*4000+i)])<<8)
+			if (prev < 0) != (v < 0) {
+				crossings++
+			}
+			prev = v
+		}
+		got := float64(crossings) / 2 / (2000.0 / 8000)
+		if got < hz*0.95 || got > hz*1.05 {
+			t.Errorf("note %d: %.0f Hz, want %.0f", k, got, hz)
+		}
+	}
+	p.MOHDir = "/usr/share/asterisk/moh"
+	files, err = RenderFS(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(files["musiconhold.conf"]), "directory = /usr/share/asterisk/moh") {
+		t.Errorf("MOHDir ignored:\n%s", files["musiconhold.conf"])
+	}
+	dir := t.TempDir()
+	if _, err := Render(p, dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "moh")); !os.IsNotExist(err) {
+		t.Errorf("Render wrote the hold tune although MOHDir names music of its own (%v)", err)
 	}
 }
 

@@ -32,6 +32,10 @@ const (
 	CodeUnknownRoom   = "unknown_room"   // the room does not exist or has ended, or the number maps to none
 	CodeInvalidTicket = "invalid_ticket" // a one-time ticket that is unknown, expired, used, or not for this identity
 
+	// Contact center.
+	CodeNotAllowed     = "not_allowed"     // the token's role does not allow this (supervise, moderate, record, console)
+	CodeTransferFailed = "transfer_failed" // a transfer was refused or could not start; the call goes on
+
 	// REST API only.
 	CodeBadRequest = "bad_request" // the request body or a parameter is not valid
 	CodeNotFound   = "not_found"   // no such resource for this key
@@ -45,6 +49,6 @@ var Codes = []string{
 	CodeForbiddenDestination, CodeInvalidNumber, CodeUnknownCall, CodeDuplicateCall,
 	CodeUnsupportedMedia, CodeNoAudio, CodeUnavailable, CodeInternal,
 	CodeCallRateLimited, CodeTooManyCalls, CodeBudgetExhausted, CodeMaxDuration, CodeForbiddenCallerID,
-	CodeUnknownRoom, CodeInvalidTicket,
+	CodeUnknownRoom, CodeInvalidTicket, CodeNotAllowed, CodeTransferFailed,
 	CodeBadRequest, CodeNotFound, CodeNotMapped, CodeConflict,
 }

@@ -421,3 +421,62 @@ func (s *Server) DTMFFromFar(id, digits string) error {
 	s.dtmf(ch, digits)
 	return nil
 }
+
+// HoldFromFar makes the far end of a channel put it on hold (a phone's re-INVITE with sendonly): ChannelHold, or
+// ChannelUnhold when hold is false.
+func (s *Server) HoldFromFar(id string, hold bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := s.channels[id]
+	if ch == nil {
+		return fmt.Errorf("aritest: hold from the far end of %s: no such channel", id)
+	}
+	if hold {
+		s.chanEvent("ChannelHold", ch, nil)
+	} else {
+		s.chanEvent("ChannelUnhold", ch, nil)
+	}
+	return nil
+}
+
+// BlindTransferFromFar makes the far end of channel id, which must be in a Stasis bridge, blind-transfer its peers
+// to exten (a phone's REFER), as Asterisk 22 does: a Local channel ";1" that dials exten@context enters the
+// transferer's Stasis application with no arguments and the transferer as its replace_channel, takes its place in
+// the bridge, BridgeBlindTransfer follows, and the transferer hangs up. It returns the Local channel's ID.
+func (s *Server) BlindTransferFromFar(id, context, exten string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := s.channels[id]
+	if ch == nil || ch.bridge == "" || ch.stasisApp == "" {
+		return "", fmt.Errorf("aritest: blind transfer from %s: no such channel in a Stasis bridge", id)
+	}
+	b := s.bridges[ch.bridge]
+	s.seq++
+	local := &channel{id: s.newChannelID(), name: fmt.Sprintf("Local/%s@%s-%08x;1", exten, context, s.seq), state: stateUp,
+		format: ch.format, vars: map[string]string{}}
+	local.dp.Context, local.dp.Exten, local.dp.Priority = context, exten, 1
+	s.addChannel(local)
+	local.stasisApp = ch.stasisApp
+	local.subs[ch.stasisApp]++
+	local.dp.AppName, local.dp.AppData = "Stasis", ch.stasisApp
+	s.chanEvent("StasisStart", local, event{"args": []string{}, "replace_channel": ch.snapshot()})
+	var transferee *channel
+	for _, other := range b.channels {
+		if other != ch.id {
+			transferee = s.channels[other]
+		}
+	}
+	s.removeFromBridge(ch, b)
+	s.addToBridge(local, b)
+	ev := s.newEvent("BridgeBlindTransfer")
+	ev["channel"] = ch.snapshot()
+	ev["replace_channel"] = local.snapshot()
+	if transferee != nil {
+		ev["transferee"] = transferee.snapshot()
+	}
+	ev["exten"], ev["context"], ev["result"], ev["is_external"] = exten, context, "Success", true
+	ev["bridge"] = b.snapshot()
+	s.publish(ev, []*channel{ch, local}, []*bridge{b})
+	s.hangup(ch, CauseNormalClearing, false)
+	return local.id, nil
+}

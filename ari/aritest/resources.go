@@ -401,6 +401,12 @@ func (s *Server) routeRecordings(r *req) reply {
 				out = append(out, s.stored[name])
 			}
 			return ok(out)
+		case len(segs) == 3 && segs[2] == "file" && m == http.MethodGet:
+			rec, found := s.stored[segs[1]]
+			if !found {
+				return fail(http.StatusNotFound, "Recording not found")
+			}
+			return reply{status: http.StatusOK, raw: storedFile(rec.Format), contentType: "audio/" + rec.Format}
 		case len(segs) == 2 && (m == http.MethodGet || m == http.MethodDelete):
 			rec, found := s.stored[segs[1]]
 			if !found {
@@ -414,4 +420,29 @@ func (s *Server) routeRecordings(r *req) reply {
 		}
 	}
 	return notFound
+}
+
+// storedFile is the content the fake serves for a stored recording: a WAV header and a second of 8 kHz silence for
+// "wav", a second of silence for raw formats. Recording content is not modelled.
+func storedFile(format string) []byte {
+	const n = 8000 * 2
+	if format != "wav" {
+		return make([]byte, n)
+	}
+	b := make([]byte, 44+n)
+	copy(b, "RIFF")
+	putLE32(b[4:], 36+n)
+	copy(b[8:], "WAVEfmt ")
+	putLE32(b[16:], 16)
+	b[20], b[22] = 1, 1 // PCM, mono
+	putLE32(b[24:], 8000)
+	putLE32(b[28:], 16000)
+	b[32], b[34] = 2, 16
+	copy(b[36:], "data")
+	putLE32(b[40:], n)
+	return b
+}
+
+func putLE32(b []byte, v int) {
+	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
 }

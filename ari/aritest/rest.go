@@ -63,6 +63,9 @@ type reply struct {
 	status   int
 	body     any
 	location string
+	// raw, when set, is sent as is with contentType instead of body as JSON (a stored recording's file).
+	raw         []byte
+	contentType string
 }
 
 func ok(v any) reply { return reply{status: http.StatusOK, body: v} }
@@ -155,6 +158,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if rp.status == http.StatusNoContent {
 		w.WriteHeader(rp.status)
+		return
+	}
+	if rp.raw != nil {
+		w.Header().Set("Content-Type", rp.contentType)
+		w.WriteHeader(rp.status)
+		_, _ = w.Write(rp.raw)
 		return
 	}
 	writeJSON(w, rp.status, rp.body)

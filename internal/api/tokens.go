@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/patchbay/patchbay/auth"
+	"github.com/patchbay/patchbay/internal/call"
 	"github.com/patchbay/patchbay/internal/rooms"
 	"github.com/patchbay/patchbay/wire"
 )
@@ -74,15 +75,18 @@ func (h *roomsAPI) roomToken(w http.ResponseWriter, r *http.Request, caller stri
 	return h.mint(w, req, id, caller)
 }
 
-// agentToken mints a token with role agent and no room: the agent joins the room mapped to a number.
+// agentToken mints a token with role agent (the default) or supervisor and no room: the agent joins the room mapped
+// to a number; a supervisor sees every live call on the console and may supervise agents.
 func (h *roomsAPI) agentToken(w http.ResponseWriter, r *http.Request, caller string) error {
 	var req tokenRequest
 	if err := DecodeJSON(r, &req); err != nil {
 		return err
 	}
-	if req.Role != "" && req.Role != rooms.RoleAgent {
-		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "agent tokens have role %q", rooms.RoleAgent)
+	if req.Role != "" && req.Role != rooms.RoleAgent && req.Role != call.RoleSupervisor {
+		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "agent tokens have role %q or %q", rooms.RoleAgent, call.RoleSupervisor)
 	}
-	req.Role = rooms.RoleAgent
+	if req.Role == "" {
+		req.Role = rooms.RoleAgent
+	}
 	return h.mint(w, req, "", caller)
 }

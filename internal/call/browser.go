@@ -39,6 +39,8 @@ func (c *Call) onBrowserMessage(s *signal.Session, msg signal.Message) {
 		c.onRenegotiationAnswer(msg.SDP)
 	case signal.TypeOffer:
 		c.iceRestart(msg.SDP)
+	case signal.TypeHold, signal.TypeResume, signal.TypeTransfer, signal.TypeRecord, signal.TypeSupervise, signal.TypeModerate:
+		c.onCTIMessage(msg) // cti.go
 	default:
 		b.send(c, signal.ErrorMessage("", wire.CodeBadMessage, msg.Type+" is not expected on this call now"))
 	}

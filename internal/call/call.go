@@ -28,6 +28,8 @@ const (
 	KindPhoneRoom  Kind = "phone_room"  // a phone (or a DID) in a room
 	KindPhonePSTN  Kind = "phone_pstn"  // a softphone calls an outside number
 	KindAPI        Kind = "api"         // the REST API calls a number, then a room or a browser user
+	KindTransfer   Kind = "transfer"    // a party handed on by a browser's transfer, with its new party (transfer.go)
+	KindSupervise  Kind = "supervise"   // a supervisor listening, whispering or barging into a call (supervise.go)
 )
 
 // inboundKind says what reached a call from outside its goroutine.
@@ -38,6 +40,8 @@ const (
 	inSessionGone                    // a browser's connection closed
 	inResumed                        // a browser's connection came back (resume)
 	inKicked                         // removed from its room, or the room ended
+	inHandOff                        // another call takes this call's far party (attended transfer, transfer.go)
+	inRecord                         // the API starts or stops recording the call (record.go)
 )
 
 type inbound struct {
@@ -45,6 +49,8 @@ type inbound struct {
 	session *signal.Session
 	msg     signal.Message
 	reason  string
+	handoff *handoff   // inHandOff
+	record  *recordReq // inRecord
 }
 
 // ending is why a call ends: the hang-up cause every party is told, and, when the browser must learn why in words,
@@ -101,6 +107,11 @@ type Call struct {
 	api           *apiCall
 	obs           obs
 	trunks        *trunkPlan // an outside call's trunks (trunks.go)
+
+	// cti is the call's contact-center state (hold, transfer, recording, supervision; cti.go); live is what
+	// consoles see of the call, published by the call goroutine for any goroutine to read.
+	cti  ctiState
+	live atomic.Pointer[liveInfo]
 
 	// Flow hooks: what the far end's progress means for this kind of call.
 	onFarAnswered func() // after the generic handling (browser told, time noted)
@@ -314,6 +325,10 @@ func (c *Call) onInbound(in inbound) {
 		c.endWith(wire.CauseNormalClearing)
 	case inBrowser:
 		c.onBrowserMessage(in.session, in.msg)
+	case inHandOff:
+		c.onHandOff(in.handoff)
+	case inRecord:
+		c.onRecordRequest(in.record)
 	}
 }
 
@@ -321,6 +336,7 @@ func (c *Call) onInbound(in inbound) {
 // browser's externalMedia channel or the bridge vanishing, talk detection, resources lost while the events socket
 // was down.
 func (c *Call) onARI(ev ari.Event) {
+	c.onCTIEvent(ev) // hold keys and transfers by the far party may replace it first (cti.go)
 	if c.far != nil {
 		if st, cause := c.far.observe(ev); st != legNoChange {
 			c.onFarProgress(st, cause)
@@ -405,6 +421,7 @@ func (c *Call) onFarProgress(st legState, cause string) {
 		if c.onFarAnswered != nil {
 			c.onFarAnswered()
 		}
+		c.ctiAnswered()
 	case legGone:
 		if c.far != nil && c.far.trunk && c.trunkFailed(c.far.outcome()) {
 			return // the next trunk carries the call
@@ -482,6 +499,7 @@ func (c *Call) close() {
 		c.a.SweepSoon()
 	}
 	c.observeEnd(e)
+	c.ctiClosed(e)
 	c.finish(e)
 }
 

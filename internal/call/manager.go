@@ -71,6 +71,9 @@ type Options struct {
 	// TrunkChannels counts calls per trunk against asterisk.trunks[].max_channels (trunks.go).
 	TrunkChannels *limits.Channels
 
+	// CTI configures hold, transfer, recording and supervision (cti.go).
+	CTI CTIOptions
+
 	// Observer is told about every call (metrics and call records, internal/cdr); nil: nothing observes.
 	Observer cdr.Observer
 	// OneWayAfter is how long one media direction may be silent while the other flows before the call is
@@ -248,6 +251,14 @@ func (m *Manager) HandleMessage(ctx context.Context, s *signal.Session, msg sign
 		m.placeCall(s, msg)
 	case signal.TypeJoin:
 		m.joinRoom(s, msg)
+	case signal.TypeConsole:
+		m.console(s) // console.go
+	case signal.TypeSupervise:
+		if c := m.lookup(s.ID(), msg.CallID); c != nil { // a mode change
+			c.post(inbound{kind: inBrowser, session: s, msg: msg})
+			return
+		}
+		m.supervise(s, msg) // supervise.go
 	case signal.TypeHangup:
 		if c := m.lookup(s.ID(), msg.CallID); c != nil {
 			c.post(inbound{kind: inBrowser, session: s, msg: msg})

@@ -55,6 +55,10 @@ func (c *Call) observeTick(now time.Time) {
 	if c.obs.ticks++; c.obs.ticks%2 == 0 {
 		c.observeMedia(st)
 	}
+	if c.onHold() {
+		c.obs.ow = nil // a held call is silent on purpose: the watch starts afresh on resume (hold.go)
+		return
+	}
 	if c.answered.IsZero() || c.detached {
 		return
 	}

@@ -102,10 +102,11 @@ func (c *Call) setupRoom(msg signal.Message) error {
 		Admit(c.ctx, rooms.Grant{User: s.User(), Room: cl.Room, Role: cl.Role}, rooms.JoinRequest{Room: msg.Room, Number: msg.Number, Ticket: msg.Ticket})
 	if !ad.Accept {
 		c.log.Warn("security: room join refused", "user", s.User(), "code", ad.Code, "reason", ad.Reason,
-			"room", msg.Room, "number", msg.Number, "ticket", msg.Ticket != "")
+			"room", msg.Room, "number", msg.Number, "ticket", msg.Ticket != "", "detail", ad.Detail)
 		return &ending{cause: refusalCause(ad.Code), code: ad.Code, text: ad.Reason}
 	}
 	c.log = c.log.With("room", ad.Room, "via", ad.Via, "role", ad.Role)
+	c.cti.role = ad.Role // what the room lets this browser do (moderate, be supervised; cti.go)
 	c.obs.rec.Room, c.obs.rec.To = ad.Room, ad.Room
 	if err := b.acquirePort(c); err != nil {
 		return err
@@ -143,6 +144,7 @@ func (c *Call) setupRoom(msg signal.Message) error {
 	c.member = mem
 	c.answered = time.Now()
 	c.log = c.log.With("participant", mem.ID())
+	c.publishLive()
 	b.send(c, signal.Message{Type: signal.TypeAnswer, SDP: answer})
 	c.obs.rec.AnswerSentAt = time.Now()
 	b.send(c, signal.Message{Type: signal.TypeJoined, Room: ad.Room,
@@ -232,7 +234,10 @@ func (c *Call) setupPhoneRoom(ch ari.Channel, number string) error {
 		exists = c.m.o.Rooms.Exists
 	}
 	lctx, lcancel := context.WithTimeout(c.ctx, 3*time.Second)
-	rt := routePhone(lctx, c.m.o.Numbers, exists, number, ch.Caller.Number)
+	rt, byTicket := c.ticketRoute(lctx, exists, number, ch.Caller.Number) // cti_tickets.go
+	if !byTicket {
+		rt = routePhone(lctx, c.m.o.Numbers, exists, number, ch.Caller.Number)
+	}
 	lcancel()
 	if rt.room == "" {
 		c.treat(rt.treatment, rt.reason)

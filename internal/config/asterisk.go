@@ -47,6 +47,7 @@ func (c *Config) AsteriskParams(certDir string) asteriskconfigs.Params {
 		})
 	}
 	p.Trunks = c.asteriskTrunks()
+	p.MOHDir = a.MOHDir
 	for i := 1; i <= a.BenchWebRTCEndpoints; i++ {
 		name, pass := c.BenchWebRTCEndpoint(i)
 		p.BenchWebRTC = append(p.BenchWebRTC, asteriskconfigs.Phone{Name: name, Password: pass, Transport: asteriskconfigs.TransportWSS})

@@ -38,6 +38,8 @@ type Config struct {
 	// TURN and Signalling: reaching browsers on every network (network.go).
 	TURN       TURN       `mapstructure:"turn" yaml:"turn"`
 	Signalling Signalling `mapstructure:"signalling" yaml:"signalling"`
+	// Recording records calls and rooms (cti.go).
+	Recording Recording `mapstructure:"recording" yaml:"recording"`
 }
 
 // HTTP is Patchbay's own listener: the page, /ws signalling and /api.
@@ -105,6 +107,10 @@ type Asterisk struct {
 	// `patchbay bench --native`, which compares Asterisk's own WebRTC with Patchbay's path. Their passwords are
 	// derived from auth.token_secret. 0 (the default, and the value for production) renders none.
 	BenchWebRTCEndpoints int `mapstructure:"bench_webrtc_endpoints" yaml:"bench_webrtc_endpoints"`
+	// MOHDir is the music-on-hold directory Asterisk plays to held and transferred parties; empty: Patchbay's own
+	// short tune, rendered beside the configuration (install asterisk-moh-opsound-wav and set
+	// /usr/share/asterisk/moh for real music).
+	MOHDir string `mapstructure:"moh_dir" yaml:"moh_dir"`
 }
 
 // Phone is a SIP softphone or desk phone registering to Asterisk.
@@ -264,5 +270,6 @@ func Defaults() Config {
 
 		TURN:       DefaultTURN(),
 		Signalling: DefaultSignalling(),
+		Recording:  DefaultRecording(),
 	}
 }

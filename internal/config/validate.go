@@ -193,6 +193,7 @@ func (c *Config) Validate() error {
 	c.validateLifecycle(bad)
 	c.validateObservability(bad)
 	c.validateNetwork(bad)
+	c.validateRecording(bad)
 	if c.Certs.Dir == "" {
 		bad("certs.dir", "must be set")
 	}

@@ -31,6 +31,8 @@ type Admission struct {
 	Via    string // "room", "number" or "ticket"
 	Code   string // when refused: a wire.Code*
 	Reason string
+	// Detail is what only the log learns of a refusal (e.g. that a ticket is bound to someone else).
+	Detail string
 }
 
 func refuse(code, format string, args ...any) Admission {
@@ -52,13 +54,18 @@ func (a Admitter) Admit(ctx context.Context, g Grant, r JoinRequest) Admission {
 		if a.Tickets == nil {
 			return refuse(wire.CodeForbiddenDestination, "this server does not accept join tickets; join with a token for the room")
 		}
-		room, role, err := a.Tickets.Redeem(ctx, r.Ticket)
+		tg, err := a.Tickets.RedeemFor(ctx, r.Ticket, tickets.Identity{User: g.User})
 		if errors.Is(err, tickets.ErrUnavailable) {
 			return refuse(wire.CodeUnavailable, "tickets cannot be checked right now; try again shortly")
 		}
 		if err != nil {
-			return refuse(wire.CodeInvalidTicket, "ticket refused: unknown, expired or already used; ask for a new one")
+			ad := refuse(wire.CodeInvalidTicket, "ticket refused: unknown, expired or already used; ask for a new one")
+			if errors.Is(err, tickets.ErrWrongIdentity) {
+				ad.Detail = "ticket is bound to another identity than user " + g.User + " (not consumed)"
+			}
+			return ad
 		}
+		room, role := tg.Room, tg.Role
 		if dialplan.ValidateRoomID(room) != nil || !ValidRole(role) {
 			return refuse(wire.CodeInternal, "the ticket names no valid room or role")
 		}

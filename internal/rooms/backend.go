@@ -47,36 +47,44 @@ type bridgeBackend struct {
 
 	mu      sync.Mutex
 	created bool
+
+	onCreate func(room, bridgeID string) // Options.OnBridge
+	room     string
 }
 
 func newBridgeBackend(a *ari.Client, roomID string) *bridgeBackend {
-	return &bridgeBackend{a: a, id: a.NamedID("room", roomID), name: "patchbay-room-" + roomID}
+	return &bridgeBackend{a: a, id: a.NamedID("room", roomID), name: "patchbay-room-" + roomID, room: roomID}
 }
 
 func (b *bridgeBackend) Kind() string { return BackendBridge }
 
-func (b *bridgeBackend) ensure(ctx context.Context) error {
+// ensure creates the room's bridge on the first join; made reports that this call created it.
+func (b *bridgeBackend) ensure(ctx context.Context) (made bool, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.created {
-		return nil
+		return false, nil
 	}
 	// Claimed before the request and from then on until Close, whatever the request's outcome: a bridge that a
 	// timed-out request made after all is the sweep's once released.
 	b.a.Claim(b.id)
 	b.created = true
 	if _, err := b.a.Bridges().Create(ctx, ari.BridgeRequest{ID: b.id, Type: "mixing", Name: b.name}); err != nil {
-		return fmt.Errorf("create room bridge %s: %w", b.id, err)
+		return false, fmt.Errorf("create room bridge %s: %w", b.id, err)
 	}
-	return nil
+	return true, nil
 }
 
 func (b *bridgeBackend) Attach(ctx context.Context, _, channelID, _ string) (Attachment, error) {
-	if err := b.ensure(ctx); err != nil {
+	first, err := b.ensure(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if err := b.a.Bridge(b.id).AddChannel(ctx, ari.AddChannelOptions{}, channelID); err != nil {
 		return nil, fmt.Errorf("add channel %s to room bridge %s: %w", channelID, b.id, err)
+	}
+	if first && b.onCreate != nil {
+		b.onCreate(b.room, b.id)
 	}
 	return &bridgeAttachment{b: b, ch: channelID}, nil
 }

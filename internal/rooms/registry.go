@@ -24,6 +24,9 @@ type Options struct {
 	// NewBackend makes a room's backend; tests replace it. Default: ARI bridge or ConfBridge by kind.
 	NewBackend func(kind, roomID string) Backend
 	Logger     *slog.Logger
+	// OnBridge, if set, is told (on the joining goroutine) when a room's mixing bridge has been created: recording
+	// by policy starts there (record.go).
+	OnBridge func(room, bridgeID string)
 }
 
 // Registry holds the live rooms of this Patchbay instance. It is safe for concurrent use.
@@ -63,7 +66,9 @@ func New(o Options) *Registry {
 			if kind == BackendConfBridge {
 				return &confBackend{a: a, room: id}
 			}
-			return newBridgeBackend(a, id)
+			b := newBridgeBackend(a, id)
+			b.onCreate = o.OnBridge
+			return b
 		}
 	}
 	return &Registry{o: o, log: o.Logger, rooms: map[string]*room{}}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/internal/tickets"
 )
 
 // Backend kinds.
@@ -55,10 +56,10 @@ var (
 	ErrInvalid       = errors.New("rooms: invalid request")
 )
 
-// TicketRedeemer redeems a one-time join ticket for the room and role it was issued for. It is implemented
-// elsewhere (click-to-call); a join that presents a ticket is refused when none is configured.
+// TicketRedeemer redeems a one-time join ticket for the room and role it was issued for, if it admits who
+// presents it (internal/tickets); a join that presents a ticket is refused when none is configured.
 type TicketRedeemer interface {
-	Redeem(ctx context.Context, ticket string) (room, role string, err error)
+	RedeemFor(ctx context.Context, ticket string, who tickets.Identity) (tickets.Grant, error)
 }
 
 // Room is what is known about a room, as a value.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/patchbay/patchbay/dialplan"
+	"github.com/patchbay/patchbay/internal/tickets"
 	"github.com/patchbay/patchbay/wire"
 )
 
@@ -229,12 +230,12 @@ func TestJoinFailureLeavesNothing(t *testing.T) {
 
 type fakeTickets map[string][2]string
 
-func (f fakeTickets) Redeem(_ context.Context, t string) (string, string, error) {
+func (f fakeTickets) RedeemFor(_ context.Context, t string, _ tickets.Identity) (tickets.Grant, error) {
 	v, ok := f[t]
 	if !ok {
-		return "", "", errors.New("unknown or used ticket")
+		return tickets.Grant{}, errors.New("unknown or used ticket")
 	}
-	return v[0], v[1], nil
+	return tickets.Grant{Room: v[0], Role: v[1]}, nil
 }
 
 func TestAdmit(t *testing.T) {

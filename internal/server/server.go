@@ -63,6 +63,7 @@ type Server struct {
 	tickets  tickets.Store   // one-time join tickets (calls.go)
 	webhooks *webhook.Sender // nil without webhook.url
 	obs      *observability  // metrics and call records (metrics.go)
+	cti      *cti            // recordings and contact-center wiring (cti.go)
 }
 
 // New builds everything and binds the listeners, so that a bad port, certificate or secret fails here with a
@@ -130,7 +131,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("dialplan rules (dialplan.pstn): %w", err)
 	}
 	s.numbers = s.numberStore(cfg, log)
-	s.rooms = rooms.New(rooms.Options{ARI: s.ari, Grace: cfg.Rooms.Grace, MaxRooms: cfg.Rooms.MaxRooms, Logger: log.With("component", "rooms")})
+	if err := s.newCTI(cfg, log); err != nil {
+		return nil, err
+	}
+	s.rooms = rooms.New(rooms.Options{ARI: s.ari, Grace: cfg.Rooms.Grace, MaxRooms: cfg.Rooms.MaxRooms, Logger: log.With("component", "rooms"),
+		OnBridge: s.ctiRoomBridge})
 	pstnOpts, err := s.pstnOptions(cfg, log)
 	if err != nil {
 		return nil, err
@@ -169,6 +174,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 
 		Observer:    s.obs.observer,
 		OneWayAfter: cfg.Calls.OneWayAfter,
+
+		CTI: s.ctiOptions(),
 	})
 	if err != nil {
 		return nil, err
@@ -202,6 +209,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s.api.RegisterRooms(api.RoomsDeps{Rooms: s.rooms, Numbers: s.numbers, Signer: s.signer, TokenTTL: cfg.Auth.TokenTTL,
 		NumberTTL: cfg.Rooms.NumberTTL, Logger: log.With("component", "api")})
 	s.api.RegisterCalls(s.calls)
+	s.registerCTI()
 	s.wireObservability()
 
 	mux := http.NewServeMux()
@@ -267,6 +275,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer close(s.done)
 	defer s.closeParts()
 	defer s.startObservability(ctx)() // stops after the calls ended, so their last records are written
+	defer s.startCTI(ctx)()           // likewise: the last recordings are collected
 	stopPprof, err := s.startPprof()  // off unless PATCHBAY_PPROF_LISTEN names a loopback address
 	if err != nil {
 		return err

@@ -3,7 +3,11 @@
 // every Patchbay instance) or in memory. Only a SHA-256 digest of a ticket is stored, so a dump of the store
 // holds nothing a browser could present.
 //
-// A Store implements rooms.TicketRedeemer: Redeem(ctx, ticket) (room, role string, err error).
+// A ticket may be bound to an identity: a browser user (the token's subject must match) or a caller (a phone whose
+// caller ID matches). A ticket bound to a caller can also be attached to a number: a phone that calls the number
+// presents it. A ticket presented by anyone else is refused with invalid_ticket and stays valid for its owner.
+//
+// A Store implements rooms.TicketRedeemer.
 package tickets
 
 import (
@@ -20,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/patchbay/patchbay/dialplan"
 	"github.com/patchbay/patchbay/wire"
 	"github.com/redis/go-redis/v9"
 )
@@ -30,6 +35,11 @@ var (
 	ErrInvalid = errors.New("tickets: " + wire.CodeInvalidTicket + ": unknown, expired or already used; ask the backend for a new one")
 	// ErrUnavailable wraps a store that cannot be reached.
 	ErrUnavailable = errors.New("tickets: store unavailable")
+	// ErrWrongIdentity is a valid ticket presented by someone it is not bound to. It matches ErrInvalid too (the
+	// presenter is told no more); the ticket is not consumed.
+	ErrWrongIdentity = fmt.Errorf("%w (bound to another user or caller)", ErrInvalid)
+	// ErrNoTicket: no ticket is attached to the number called.
+	ErrNoTicket = errors.New("tickets: no ticket for this number")
 )
 
 // Prefix starts every ticket, so that one is recognisable in logs (which never show more than the prefix).
@@ -51,16 +61,66 @@ type Grant struct {
 	User string `json:"user,omitempty"`
 	// CallID is the API call that issued the ticket, for logs; optional.
 	CallID string `json:"call_id,omitempty"`
+	// ForUser binds the ticket to a browser user: only a token with this subject may redeem it.
+	ForUser string `json:"for_user,omitempty"`
+	// ForCaller binds the ticket to a caller: only a phone presenting this caller ID may redeem it (browsers never).
+	ForCaller string `json:"for_caller,omitempty"`
+	// Number, with ForCaller, attaches the ticket to a number: calling it presents the ticket.
+	Number string `json:"number,omitempty"`
+}
+
+// Identity is who presents a ticket: a browser user (token subject) or a phone's caller ID.
+type Identity struct {
+	User   string
+	Caller string
+}
+
+func (i Identity) String() string {
+	if i.Caller != "" {
+		return "caller " + i.Caller
+	}
+	return "user " + i.User
+}
+
+// Admits reports whether the grant may be redeemed by who.
+func (g Grant) Admits(who Identity) bool {
+	if g.ForUser != "" && g.ForUser != who.User {
+		return false
+	}
+	if g.ForCaller != "" && !SameCaller(g.ForCaller, who.Caller) {
+		return false
+	}
+	return true
+}
+
+// SameCaller compares two caller IDs as numbers: "+44 20 7946 0000" and "+442079460000" are the same caller. An
+// empty caller ID matches nothing.
+func SameCaller(a, b string) bool {
+	na, nb := normNumber(a), normNumber(b)
+	return na != "" && na == nb
+}
+
+func normNumber(s string) string {
+	if n, err := dialplan.NormalizeNumber(s); err == nil {
+		return n
+	}
+	return strings.TrimSpace(s)
 }
 
 // Store issues and redeems tickets.
 type Store interface {
 	Issue(ctx context.Context, g Grant, ttl time.Duration) (string, error)
 	// Redeem returns the ticket's room and role and consumes it: a second Redeem of the same ticket fails
-	// with ErrInvalid.
+	// with ErrInvalid. A ticket bound to an identity is refused (use RedeemFor).
 	Redeem(ctx context.Context, ticket string) (room, role string, err error)
 	// RedeemGrant is Redeem returning the whole grant.
 	RedeemGrant(ctx context.Context, ticket string) (Grant, error)
+	// RedeemFor consumes the ticket if it admits who; a ticket bound to someone else gives ErrWrongIdentity and
+	// stays valid.
+	RedeemFor(ctx context.Context, ticket string, who Identity) (Grant, error)
+	// RedeemByNumber consumes the ticket attached to number if it admits who (ErrWrongIdentity otherwise, the
+	// ticket staying valid); ErrNoTicket when the number has none.
+	RedeemByNumber(ctx context.Context, number string, who Identity) (Grant, error)
 }
 
 func newTicket() (string, error) {
@@ -89,6 +149,23 @@ func checkIssue(g Grant, ttl time.Duration) error {
 	if ttl <= 0 || ttl > MaxTTL {
 		return fmt.Errorf("tickets: ttl %v must be above 0 and at most %v", ttl, MaxTTL)
 	}
+	if g.ForUser != "" && !fieldRe.MatchString(strings.ReplaceAll(g.ForUser, ".", "_")) {
+		return fmt.Errorf("tickets: for_user %q must be 1-64 of A-Z a-z 0-9 . _ -", g.ForUser)
+	}
+	if g.ForCaller != "" && normNumber(g.ForCaller) == "" {
+		return fmt.Errorf("tickets: for_caller %q is not a number", g.ForCaller)
+	}
+	if g.ForUser != "" && g.ForCaller != "" {
+		return errors.New("tickets: bind a ticket to a user or to a caller, not both")
+	}
+	if g.Number != "" {
+		if g.ForCaller == "" {
+			return errors.New("tickets: a ticket attached to a number must be bound to a caller (for_caller): anyone may call a number")
+		}
+		if _, err := dialplan.NormalizeNumber(g.Number); err != nil {
+			return fmt.Errorf("tickets: number: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -97,6 +174,7 @@ type Memory struct {
 	now func() time.Time
 	mu  sync.Mutex
 	m   map[string]memEntry
+	num map[string]string // normalized number → digest of the ticket attached to it
 }
 
 type memEntry struct {
@@ -105,7 +183,9 @@ type memEntry struct {
 }
 
 // NewMemory returns an empty in-process store.
-func NewMemory() *Memory { return &Memory{now: time.Now, m: map[string]memEntry{}} }
+func NewMemory() *Memory {
+	return &Memory{now: time.Now, m: map[string]memEntry{}, num: map[string]string{}}
+}
 
 // Issue implements Store.
 func (s *Memory) Issue(_ context.Context, g Grant, ttl time.Duration) (string, error) {
@@ -124,28 +204,67 @@ func (s *Memory) Issue(_ context.Context, g Grant, ttl time.Duration) (string, e
 			delete(s.m, k)
 		}
 	}
-	s.m[digest(t)] = memEntry{g: g, exp: now.Add(ttl)}
+	for n, d := range s.num {
+		if _, ok := s.m[d]; !ok {
+			delete(s.num, n)
+		}
+	}
+	d := digest(t)
+	s.m[d] = memEntry{g: g, exp: now.Add(ttl)}
+	if g.Number != "" {
+		s.num[normNumber(g.Number)] = d // the newest ticket on a number replaces an older one
+	}
 	return t, nil
 }
 
 // Redeem implements Store.
 func (s *Memory) Redeem(ctx context.Context, ticket string) (string, string, error) {
-	g, err := s.RedeemGrant(ctx, ticket)
+	g, err := s.RedeemFor(ctx, ticket, Identity{})
 	return g.Room, g.Role, err
 }
 
 // RedeemGrant implements Store.
-func (s *Memory) RedeemGrant(_ context.Context, ticket string) (Grant, error) {
+func (s *Memory) RedeemGrant(ctx context.Context, ticket string) (Grant, error) {
+	return s.RedeemFor(ctx, ticket, Identity{})
+}
+
+// RedeemFor implements Store.
+func (s *Memory) RedeemFor(_ context.Context, ticket string, who Identity) (Grant, error) {
 	if !ticketRe.MatchString(ticket) {
 		return Grant{}, ErrInvalid
 	}
-	k := digest(ticket)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.m[k]
-	delete(s.m, k)
+	return s.takeLocked(digest(ticket), who)
+}
+
+// RedeemByNumber implements Store.
+func (s *Memory) RedeemByNumber(_ context.Context, number string, who Identity) (Grant, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.num[normNumber(number)]
+	if !ok {
+		return Grant{}, ErrNoTicket
+	}
+	g, err := s.takeLocked(d, who)
+	if errors.Is(err, ErrInvalid) && !errors.Is(err, ErrWrongIdentity) {
+		return Grant{}, ErrNoTicket // expired or used meanwhile
+	}
+	return g, err
+}
+
+func (s *Memory) takeLocked(d string, who Identity) (Grant, error) {
+	e, ok := s.m[d]
 	if !ok || s.now().After(e.exp) {
+		delete(s.m, d)
 		return Grant{}, ErrInvalid
+	}
+	if !e.g.Admits(who) {
+		return Grant{}, ErrWrongIdentity
+	}
+	delete(s.m, d)
+	if e.g.Number != "" && s.num[normNumber(e.g.Number)] == d {
+		delete(s.num, normNumber(e.g.Number))
 	}
 	return e.g, nil
 }
@@ -173,24 +292,59 @@ func (s *Redis) Issue(ctx context.Context, g Grant, ttl time.Duration) (string, 
 	if err != nil {
 		return "", fmt.Errorf("tickets: encode grant: %w", err)
 	}
-	if err := s.c.Set(ctx, s.prefix+digest(t), b, ttl).Err(); err != nil {
+	d := digest(t)
+	if err := s.c.Set(ctx, s.prefix+d, b, ttl).Err(); err != nil {
 		return "", fmt.Errorf("%w: store ticket in Redis: %w (is redis.addr reachable?)", ErrUnavailable, err)
+	}
+	if g.Number != "" {
+		if err := s.c.Set(ctx, s.numKey(g.Number), d, ttl).Err(); err != nil {
+			return "", fmt.Errorf("%w: attach ticket to number in Redis: %w (is redis.addr reachable?)", ErrUnavailable, err)
+		}
 	}
 	return t, nil
 }
 
+func (s *Redis) numKey(number string) string { return s.prefix + "number:" + normNumber(number) }
+
 // Redeem implements Store.
 func (s *Redis) Redeem(ctx context.Context, ticket string) (string, string, error) {
-	g, err := s.RedeemGrant(ctx, ticket)
+	g, err := s.RedeemFor(ctx, ticket, Identity{})
 	return g.Room, g.Role, err
 }
 
 // RedeemGrant implements Store.
 func (s *Redis) RedeemGrant(ctx context.Context, ticket string) (Grant, error) {
+	return s.RedeemFor(ctx, ticket, Identity{})
+}
+
+// RedeemFor implements Store. The grant is read, checked against who, then taken with GETDEL: exactly one
+// redemption wins even across instances, and a presenter it is not bound to consumes nothing.
+func (s *Redis) RedeemFor(ctx context.Context, ticket string, who Identity) (Grant, error) {
 	if !ticketRe.MatchString(ticket) {
 		return Grant{}, ErrInvalid
 	}
-	b, err := s.c.GetDel(ctx, s.prefix+digest(ticket)).Bytes()
+	return s.take(ctx, digest(ticket), who)
+}
+
+// RedeemByNumber implements Store.
+func (s *Redis) RedeemByNumber(ctx context.Context, number string, who Identity) (Grant, error) {
+	d, err := s.c.Get(ctx, s.numKey(number)).Result()
+	if errors.Is(err, redis.Nil) {
+		return Grant{}, ErrNoTicket
+	}
+	if err != nil {
+		return Grant{}, fmt.Errorf("%w: look up the ticket of a number in Redis: %w (is redis.addr reachable?)", ErrUnavailable, err)
+	}
+	g, err := s.take(ctx, d, who)
+	if errors.Is(err, ErrInvalid) && !errors.Is(err, ErrWrongIdentity) {
+		return Grant{}, ErrNoTicket
+	}
+	return g, err
+}
+
+func (s *Redis) take(ctx context.Context, d string, who Identity) (Grant, error) {
+	key := s.prefix + d
+	b, err := s.c.Get(ctx, key).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return Grant{}, ErrInvalid
 	}
@@ -200,6 +354,21 @@ func (s *Redis) RedeemGrant(ctx context.Context, ticket string) (Grant, error) {
 	var g Grant
 	if err := json.Unmarshal(b, &g); err != nil {
 		return Grant{}, fmt.Errorf("tickets: stored grant is corrupt: %w", err)
+	}
+	if !g.Admits(who) {
+		return Grant{}, ErrWrongIdentity
+	}
+	if err := s.c.GetDel(ctx, key).Err(); errors.Is(err, redis.Nil) {
+		return Grant{}, ErrInvalid // another redemption won
+	} else if err != nil {
+		return Grant{}, fmt.Errorf("%w: redeem ticket in Redis: %w (is redis.addr reachable?)", ErrUnavailable, err)
+	}
+	if g.Number != "" {
+		// Only if it still points at this ticket: a newer ticket on the number stays.
+		nk := s.numKey(g.Number)
+		if cur, err := s.c.Get(ctx, nk).Result(); err == nil && cur == d {
+			s.c.Del(ctx, nk)
+		}
 	}
 	return g, nil
 }

@@ -95,3 +95,79 @@ func TestIssueValidates(t *testing.T) {
 		t.Error("ttl above MaxTTL accepted")
 	}
 }
+
+// TestBoundTickets: a ticket bound to a user or a caller admits only that identity; anyone else is refused with
+// invalid_ticket and the ticket stays valid for its owner; a ticket on a number is presented by calling it.
+func TestBoundTickets(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			tk, err := s.Issue(ctx, Grant{Room: "r1", Role: "customer", ForUser: "cust-1"}, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, who := range []Identity{{}, {User: "cust-2"}, {Caller: "555"}} {
+				if _, err := s.RedeemFor(ctx, tk, who); !errors.Is(err, ErrWrongIdentity) || !errors.Is(err, ErrInvalid) {
+					t.Errorf("user-bound ticket presented by %v: %v, want ErrWrongIdentity", who, err)
+				}
+			}
+			if g, err := s.RedeemFor(ctx, tk, Identity{User: "cust-1"}); err != nil || g.Room != "r1" {
+				t.Fatalf("owner: %+v %v", g, err)
+			}
+			if _, err := s.RedeemFor(ctx, tk, Identity{User: "cust-1"}); !errors.Is(err, ErrInvalid) {
+				t.Errorf("second use: %v", err)
+			}
+
+			tk, err = s.Issue(ctx, Grant{Room: "r2", Role: "customer", ForCaller: "555", Number: "+442079460123"}, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.RedeemByNumber(ctx, "+44 20 7946 0123", Identity{Caller: "556"}); !errors.Is(err, ErrWrongIdentity) {
+				t.Errorf("caller 556 on the number: %v, want ErrWrongIdentity", err)
+			}
+			if _, err := s.RedeemFor(ctx, tk, Identity{User: "mallory"}); !errors.Is(err, ErrWrongIdentity) {
+				t.Errorf("a browser presenting a caller-bound ticket: %v", err)
+			}
+			if _, err := s.RedeemByNumber(ctx, "+442079460999", Identity{Caller: "555"}); !errors.Is(err, ErrNoTicket) {
+				t.Errorf("another number: %v, want ErrNoTicket", err)
+			}
+			g, err := s.RedeemByNumber(ctx, "+442079460123", Identity{Caller: "555"})
+			if err != nil || g.Room != "r2" {
+				t.Fatalf("caller 555: %+v %v", g, err)
+			}
+			if _, err := s.RedeemByNumber(ctx, "+442079460123", Identity{Caller: "555"}); !errors.Is(err, ErrNoTicket) {
+				t.Errorf("number after use: %v, want ErrNoTicket", err)
+			}
+			if _, err := s.RedeemFor(ctx, tk, Identity{Caller: "555"}); !errors.Is(err, ErrInvalid) {
+				t.Errorf("ticket after use by number: %v", err)
+			}
+		})
+	}
+}
+
+func TestIssueBindingValidates(t *testing.T) {
+	m := NewMemory()
+	for _, g := range []Grant{
+		{Room: "r", Role: "x", Number: "+442079460123"},                  // a number without a caller: anyone could call
+		{Room: "r", Role: "x", ForUser: "a", ForCaller: "555"},           // both
+		{Room: "r", Role: "x", ForCaller: "555", Number: "not a number"}, // bad number
+		{Room: "r", Role: "x", ForUser: "bad user!"},                     // bad user
+	} {
+		if _, err := m.Issue(context.Background(), g, time.Minute); err == nil {
+			t.Errorf("issue %+v: no error", g)
+		}
+	}
+}
+
+func TestSameCaller(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"555", "555", true}, {"555", "556", false}, {"+442079460000", "+44 20 7946 0000", true}, {"", "", false}, {"555", "", false},
+	} {
+		if got := SameCaller(tc.a, tc.b); got != tc.want {
+			t.Errorf("SameCaller(%q, %q) = %v", tc.a, tc.b, got)
+		}
+	}
+}

@@ -82,3 +82,68 @@ func goertzelShare(w []int16, rate int, freq, energy float64) float64 {
 	}
 	return share
 }
+
+// Window is one 100 ms window of a signal: its RMS level and the share of its energy at each frequency asked for
+// (Windows), in the order asked.
+type Window struct {
+	RMS    float64
+	Shares []float64
+}
+
+// Voiced reports whether the window holds more than silence.
+func (w Window) Voiced() bool { return w.RMS >= silenceRMS }
+
+// Windows cuts s into 100 ms windows and measures each: its level, and the share of its energy at each of freqs.
+// Unlike Detect it tells mixtures apart: two tones at equal level each hold about half the energy.
+func Windows(s []int16, rate int, freqs ...float64) []Window {
+	win := int(int64(rate) * int64(windowDur) / int64(time.Second))
+	if win == 0 {
+		return nil
+	}
+	var out []Window
+	for start := 0; start+win <= len(s); start += win {
+		w := s[start : start+win]
+		var energy float64
+		for _, v := range w {
+			energy += float64(v) * float64(v)
+		}
+		x := Window{RMS: math.Sqrt(energy / float64(len(w))), Shares: make([]float64, len(freqs))}
+		if energy > 0 {
+			for i, f := range freqs {
+				x.Shares[i] = goertzelShare(w, rate, f, energy)
+			}
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// Presence summarises windows for the frequency at index i: how many windows were voiced, and in what fraction of
+// them that frequency held at least minShare of the energy.
+func Presence(ws []Window, i int, minShare float64) (voiced int, frac float64) {
+	n := 0
+	for _, w := range ws {
+		if !w.Voiced() {
+			continue
+		}
+		voiced++
+		if i < len(w.Shares) && w.Shares[i] >= minShare {
+			n++
+		}
+	}
+	if voiced > 0 {
+		frac = float64(n) / float64(voiced)
+	}
+	return voiced, frac
+}
+
+// SpanWindows returns the windows of s from offset from to offset to (clipped), for a phase of a call.
+func SpanWindows(s []int16, rate int, from, to time.Duration, freqs ...float64) []Window {
+	a := int(int64(rate) * int64(from) / int64(time.Second))
+	b := int(int64(rate) * int64(to) / int64(time.Second))
+	a, b = max(0, min(a, len(s))), max(0, min(b, len(s)))
+	if a >= b {
+		return nil
+	}
+	return Windows(s[a:b], rate, freqs...)
+}

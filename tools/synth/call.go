@@ -55,6 +55,12 @@ type CallOptions struct {
 
 	// NoTrickle gathers every candidate before sending the SDP.
 	NoTrickle bool
+	// TimeAlign keeps Audio on the wall clock: a pause in what is heard (a muted or held call) is filled with
+	// silence, so a window of Audio at offset t is what was heard t after the first packet.
+	TimeAlign bool
+	// OnConnected, if set, is called once the peer connection is up, with the call's call_id (an incoming call's
+	// is the server's): a test acts on the call while it runs (hold, transfer...).
+	OnConnected func(callID string)
 	// Reject declines an incoming call instead of answering it.
 	Reject bool
 
@@ -323,6 +329,12 @@ func (e *Engine) offerAndRun(ctx context.Context, sig Signaller, o CallOptions, 
 	return c.run(ctx, sig)
 }
 
+// Offer places a call like Call but with the first message first builds from the call_id and the SDP offer (a
+// supervisor's "supervise", say); the call then runs to the end like any other.
+func (e *Engine) Offer(ctx context.Context, sig Signaller, o CallOptions, first func(callID, sdp string) signal.Message) (*Report, error) {
+	return e.offerAndRun(ctx, sig, o, "offer", func(c *call, sdp string) signal.Message { return first(c.o.CallID, sdp) })
+}
+
 // Receive waits for an "incoming" call on sig, answers it (or rejects it when
 // o.Reject) and runs it to the end. o.CallID is ignored: the server chose it.
 func (e *Engine) Receive(ctx context.Context, sig Signaller, o CallOptions) (*Report, error) {
@@ -434,6 +446,9 @@ func (c *call) run(ctx context.Context, sig Signaller) (*Report, error) {
 					if c.o.DTMF != "" {
 						dtmfT = time.After(c.o.DTMFAfter)
 					}
+					if c.o.OnConnected != nil {
+						c.o.OnConnected(id)
+					}
 				}
 			case webrtc.PeerConnectionStateFailed:
 				_ = hangup()
@@ -474,7 +489,8 @@ func (c *call) run(ctx context.Context, sig Signaller) (*Report, error) {
 						c.log.Warn("bad remote candidate", "err", err)
 					}
 				}
-			case signal.TypeRinging, signal.TypeAnswered, signal.TypeDTMF, signal.TypeJoined, signal.TypeRoom, signal.TypeQuality:
+			case signal.TypeRinging, signal.TypeAnswered, signal.TypeDTMF, signal.TypeJoined, signal.TypeRoom, signal.TypeQuality,
+				signal.TypeHeld, signal.TypeResumed, signal.TypeTransferred, signal.TypeRecording:
 				c.event(m)
 			case signal.TypeHangup:
 				c.event(m)
@@ -494,7 +510,7 @@ func (c *call) event(m signal.Message) {
 	c.rep.Events = append(c.rep.Events, Event{Type: m.Type, At: time.Since(c.start), Cause: m.Cause,
 		Code: m.Code, Digits: m.Digits, Error: m.Error,
 		Room: m.Room, RoomEvent: m.Event, Participant: m.Participant, Participants: m.Participants,
-		Issue: m.Issue, Direction: m.Direction})
+		Issue: m.Issue, Direction: m.Direction, By: m.By, To: m.To})
 }
 
 // startSender plays the tone, one stamped frame per 20 ms of wall clock.
@@ -656,6 +672,13 @@ func (c *call) receive(t *webrtc.TrackRemote) {
 			c.gaps = append(c.gaps, Gap{At: c.lastPkt.Sub(c.start), Length: d})
 		}
 		c.lastPkt = now
+		if c.o.TimeAlign && len(c.pcm) < maxPCM {
+			// Fill a pause with silence, so the audio stays on the wall clock (a frame of jitter is left alone).
+			due := int(int64(now.Sub(c.firstPkt)) * sampleRate / int64(time.Second))
+			if gap := due - len(c.pcm) - frameSamples; gap > 2*frameSamples {
+				c.pcm = append(c.pcm, make([]int16, min(gap, maxPCM-len(c.pcm)))...)
+			}
+		}
 		if echoed {
 			if c.firstEch.IsZero() {
 				c.firstEch = now

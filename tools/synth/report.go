@@ -27,6 +27,9 @@ type Event struct {
 	// Quality: the issue and the silent direction of a "quality" message.
 	Issue     string `json:"issue,omitempty"`
 	Direction string `json:"direction,omitempty"`
+	// Contact center: who held or transferred ("held", "resumed", "transferred"), to whom, a "recording" event.
+	By string `json:"by,omitempty"`
+	To string `json:"to,omitempty"`
 }
 
 // RTTSummary condenses the echo round-trip times of one call.

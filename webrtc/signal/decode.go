@@ -150,6 +150,11 @@ func Validate(m Message) (Message, error) {
 
 	case "":
 		return Message{}, errorf(wire.CodeBadMessage, callID, "message has no type")
+	}
+	if out, handled, err := validateCTI(m, callID, needCallID); handled {
+		return out, err
+	}
+	switch m.Type {
 	default:
 		t := m.Type
 		if len(t) > 32 || !utf8.ValidString(t) {

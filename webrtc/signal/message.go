@@ -101,6 +101,15 @@ type Message struct {
 	// direction (wire.ToBrowser, wire.ToAsterisk, or "both").
 	Issue     string `json:"issue,omitempty"`
 	Direction string `json:"direction,omitempty"`
+	// Contact center (cti.go): who held or transferred (ByYou, ByFar); the action of "record" and "moderate";
+	// the target of "transfer" (your other call), "supervise" (a live call's id) and "moderate" (a participant);
+	// the supervision mode; the console's queue and live calls.
+	By     string       `json:"by,omitempty"`
+	Action string       `json:"action,omitempty"`
+	Target string       `json:"target,omitempty"`
+	Mode   string       `json:"mode,omitempty"`
+	Queue  []QueueEntry `json:"queue,omitempty"`
+	Calls  []LiveCall   `json:"calls,omitempty"`
 }
 
 // ICECandidate is the browser's RTCIceCandidateInit. Its fields match pion's

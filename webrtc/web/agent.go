@@ -10,9 +10,12 @@ import (
 // joins the room mapped to that number ({"type":"join","number":...}) with the agent's token.
 const AgentPageMeta = `<meta name="patchbay-mode" content="agent">`
 
-// AgentPage serves /agent?number=X: the browser page with the agent flag. The number is checked here with
-// validNumber (the router's normaliser, passed in so the page depends on no call logic) so a bad link fails at once
-// with a clear message; whether it is mapped is decided at join, by the token's role.
+// AgentPage serves /agent. Without ?number= it is the agent console (agent.html): the customers waiting in rooms
+// mapped to numbers, the call in progress with hold, transfer, recording and a timer, and for supervisors every
+// live call with listen, whisper and barge. With ?number=X it is the browser page with the agent flag, which joins
+// the room mapped to X at once. The number is checked here with validNumber (the router's normaliser, passed in so
+// the page depends on no call logic) so a bad link fails at once with a clear message; whether it is mapped is
+// decided at join, by the token's role.
 func AgentPage(validNumber func(string) error) http.Handler {
 	page := Handler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -21,19 +24,21 @@ func AgentPage(validNumber func(string) error) http.Handler {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
+		file := "agent.html"
 		if n := r.URL.Query().Get("number"); n != "" {
 			if err := validNumber(n); err != nil {
 				http.Error(w, "bad number in the link: "+err.Error(), http.StatusBadRequest)
 				return
 			}
+			file = "index.html"
 		}
-		index, err := fs.ReadFile(FS(), "index.html")
+		html, err := fs.ReadFile(FS(), file)
 		if err != nil {
 			http.Error(w, "page not available", http.StatusInternalServerError)
 			return
 		}
-		// The page's own headers (CSP and the rest) come from the web handler: serve index.html through it into
-		// a recorder-free writer by setting them the same way, then write the flagged page.
+		// The page's own headers (CSP and the rest) come from the web handler: let it set them on a body-less
+		// request, then write the page.
 		rw := &headerOnly{h: w.Header()}
 		r2 := r.Clone(r.Context())
 		r2.URL.Path = "/"
@@ -41,10 +46,12 @@ func AgentPage(validNumber func(string) error) http.Handler {
 		page.ServeHTTP(rw, r2)
 		w.Header().Del("Content-Length")
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		out := bytes.Replace(index, []byte("<head>"), []byte("<head>\n"+AgentPageMeta), 1)
+		if file == "index.html" {
+			html = bytes.Replace(html, []byte("<head>"), []byte("<head>\n"+AgentPageMeta), 1)
+		}
 		w.WriteHeader(http.StatusOK)
 		if r.Method == http.MethodGet {
-			_, _ = w.Write(out)
+			_, _ = w.Write(html)
 		}
 	})
 }

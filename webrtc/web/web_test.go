@@ -158,4 +158,11 @@ func TestAgentPage(t *testing.T) {
 	if rec.Code != http.StatusBadRequest {
 		t.Errorf("bad number: %d", rec.Code)
 	}
+	// Without a number: the console, with the page's security headers.
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/agent", nil))
+	body := rec.Body.String()
+	if rec.Code != 200 || !strings.Contains(body, `src="agent.js"`) || strings.Contains(body, AgentPageMeta) || rec.Header().Get("Content-Security-Policy") == "" {
+		t.Errorf("console: %d, csp %q", rec.Code, rec.Header().Get("Content-Security-Policy"))
+	}
 }

@@ -19,7 +19,7 @@ export const ERROR_CODES = Object.freeze([
   "bad_message", "too_large", "rate_limited", "unauthorized", "token_expired", "too_many_connections",
   "forbidden_destination", "invalid_number", "unknown_call", "duplicate_call",
   "unsupported_media", "no_audio", "unavailable", "internal", "unknown_room", "invalid_ticket",
-  "call_rate_limited", "too_many_calls", "budget_exhausted", "max_duration", "forbidden_caller_id",
+  "call_rate_limited", "too_many_calls", "budget_exhausted", "max_duration", "forbidden_caller_id", "not_allowed", "transfer_failed",
 ]);
 
 /**
@@ -247,6 +247,70 @@ export class PatchbayCall extends Emitter {
     this.muted = Boolean(on);
     if (this.localStream) for (const t of this.localStream.getAudioTracks()) t.enabled = !this.muted;
     this.emit("statechange", { state: this.state, muted: this.muted });
+  }
+
+  // --- contact center: hold, transfer, recording, supervision (docs/signalling.md "Contact center") ---
+
+  /** Put the far party on hold (it hears music on hold); the microphone pauses until resume(). */
+  hold() {
+    this.#cti("hold");
+    this.#pauseMic(true);
+  }
+
+  /** Take the far party off hold. */
+  resume() {
+    this.#cti("resume");
+    this.#pauseMic(false);
+  }
+
+  /** Blind transfer to a number or user (to: string), or attended: join with your other call (to: a PatchbayCall). */
+  transfer(to, opts = {}) {
+    if (to instanceof PatchbayCall) return this.#cti("transfer", { target: to.id });
+    const msg = { to: String(to || "").trim() };
+    if (opts.callerId) msg.caller_id = String(opts.callerId);
+    return this.#cti("transfer", msg);
+  }
+
+  /** Start (true) or stop (false) recording the call (agents). */
+  record(on = true) {
+    return this.#cti("record", { action: on ? "start" : "stop" });
+  }
+
+  /** On a supervision (Patchbay.supervise): switch to "listen", "whisper" or "barge". */
+  supervise(mode) {
+    this.mode = mode;
+    return this.#cti("supervise", { mode });
+  }
+
+  #cti(type, fields = {}) {
+    if (this.state === "ended") throw new PatchbayError("unknown_call", "call has ended", this.id);
+    this.#pb._send({ type, call_id: this.id, ...fields });
+  }
+
+  #pauseMic(paused) {
+    if (this.localStream) for (const t of this.localStream.getAudioTracks()) t.enabled = !paused && !this.muted;
+  }
+
+  // held/resumed/transferred/recording from the server: state on the call, and an event of the same name.
+  _onCTIMessage(m) {
+    switch (m.type) {
+      case "held":
+      case "resumed": {
+        const on = m.type === "held";
+        if (m.by === "far") this.heldByFar = on;
+        else this.held = on;
+        this.emit(m.type, { by: m.by || "you" });
+        return true;
+      }
+      case "transferred":
+        this.emit("transferred", { by: m.by || "you", to: m.to || "" });
+        return true;
+      case "recording":
+        this.recording = m.event === "started";
+        this.emit("recording", { recording: this.recording });
+        return true;
+    }
+    return false;
   }
 
   // --- used by Patchbay ---
@@ -524,6 +588,7 @@ export class PatchbayCall extends Emitter {
   }
 
   _onServerMessage(m) {
+    if (this._onCTIMessage(m)) return;
     switch (m.type) {
       case "ringing":
         if (this.state === "connecting") {
@@ -1138,6 +1203,36 @@ export class Patchbay extends Emitter {
     return out;
   }
 
+  /** Ask for the agent console's view; it arrives as a "console" event {queue, calls} (agents, supervisors). */
+  console() {
+    if (!this._send({ type: "console" })) throw new PatchbayError("unavailable", "not connected");
+  }
+
+  /**
+   * Supervise a live call (its id from the console's calls) as a supervisor: mode "listen", "whisper" (the agent
+   * hears you) or "barge" (everyone does). Resolves with the PatchbayCall; its "track" is what you hear, and
+   * call.supervise(mode) switches the mode.
+   */
+  async supervise(target, mode = "listen", opts = {}) {
+    if (this.status !== "connected") throw new PatchbayError("unavailable", "not connected");
+    const sup = new PatchbayCall(this, newCallId(), "outgoing", String(target));
+    sup.mode = mode;
+    this.#calls.set(sup.id, sup);
+    try {
+      if (!(await sup._attachStream(opts))) return sup;
+      const pc = sup._createPeerConnection();
+      sup._addLocalTracks();
+      await pc.setLocalDescription(await pc.createOffer());
+      if (sup.state === "ended") return sup;
+      this._send({ type: "supervise", call_id: sup.id, target: String(target), mode, sdp: pc.localDescription.sdp });
+      sup._sendReady();
+    } catch (err) {
+      sup._fail(err);
+      throw err;
+    }
+    return sup;
+  }
+
   /** Hang up every call and close the connection. */
   close() {
     this.#closing = true;
@@ -1220,6 +1315,10 @@ export class Patchbay extends Emitter {
       call.offer = m.sdp || "";
       this.#calls.set(call.id, call);
       this.emit("incoming", call);
+      return;
+    }
+    if (m.type === "console") {
+      this.emit("console", { queue: m.queue || [], calls: m.calls || [] });
       return;
     }
     const call = m.call_id ? this.#calls.get(m.call_id) : null;
