@@ -159,7 +159,9 @@ type Redis struct {
 
 // NewRedis returns a store keeping keys under prefix + "ticket:". The caller owns client (one server, a Sentinel
 // master or a Redis Cluster: each ticket is one key).
-func NewRedis(c redis.UniversalClient, prefix string) *Redis { return &Redis{c: c, prefix: prefix + "ticket:"} }
+func NewRedis(c redis.UniversalClient, prefix string) *Redis {
+	return &Redis{c: c, prefix: prefix + "ticket:"}
+}
 
 // Issue implements Store.
 func (s *Redis) Issue(ctx context.Context, g Grant, ttl time.Duration) (string, error) {
