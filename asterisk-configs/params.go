@@ -155,8 +155,8 @@ type Trunk struct {
 // and authenticated both ways with digest: it proves itself with InUser/InPassword, this node with
 // OutUser/OutPassword. Make it with ClusterPeerFor.
 type ClusterPeer struct {
-	Name string // the peer's node ID
-	Host string // IP:port of its SIP transport
+	Name                                     string // the peer's node ID
+	Host                                     string // IP:port of its SIP transport
 	InUser, InPassword, OutUser, OutPassword string
 }
 
