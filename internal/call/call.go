@@ -99,6 +99,7 @@ type Call struct {
 	api           *apiCall
 	obs           obs
 	trunks        *trunkPlan // an outside call's trunks (trunks.go)
+	clusterKey    string     // a call rung on several nodes: its cluster-wide key (cluster.go)
 
 	// Flow hooks: what the far end's progress means for this kind of call.
 	onFarAnswered func() // after the generic handling (browser told, time noted)
@@ -384,6 +385,7 @@ func (c *Call) onFarProgress(st legState, cause string) {
 		if c.far != nil && c.far.trunk && c.trunkFailed(c.far.outcome()) {
 			return // the next trunk carries the call
 		}
+		cause = c.clusterCause(cause) // a tab on another node may have taken the call (cluster.go)
 		c.log.Info("far end hung up", "cause", cause)
 		c.endWith(cause)
 	}

@@ -31,6 +31,9 @@ type Admission struct {
 	Via    string // "room", "number" or "ticket"
 	Code   string // when refused: a wire.Code*
 	Reason string
+	// Redirect, when set (Accept false), is the signalling URL of the cluster node holding the room: the join is
+	// not refused, it belongs there.
+	Redirect string
 }
 
 func refuse(code, format string, args ...any) Admission {
@@ -42,6 +45,8 @@ type Admitter struct {
 	Rooms   interface{ Exists(id string) bool }
 	Store   dialplan.Store
 	Tickets TicketRedeemer
+	// Elsewhere, if set, finds a room another node of a cluster holds: the URL browsers join it at, or "".
+	Elsewhere func(ctx context.Context, room string) string
 }
 
 // Admit decides whether g may join what r names. It never acts: the caller joins on Accept.
@@ -100,6 +105,12 @@ func (a Admitter) Admit(ctx context.Context, g Grant, r JoinRequest) Admission {
 		ad.Role = RoleParticipant
 	}
 	if a.Rooms == nil || !a.Rooms.Exists(ad.Room) {
+		if a.Elsewhere != nil {
+			if url := a.Elsewhere(ctx, ad.Room); url != "" {
+				ad.Redirect = url
+				return ad
+			}
+		}
 		return refuse(wire.CodeUnknownRoom, "room %s does not exist or has ended", ad.Room)
 	}
 	ad.Accept = true

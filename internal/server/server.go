@@ -24,6 +24,7 @@ import (
 	"github.com/patchbay/patchbay/dialplan"
 	"github.com/patchbay/patchbay/internal/api"
 	"github.com/patchbay/patchbay/internal/call"
+	"github.com/patchbay/patchbay/internal/cluster"
 	"github.com/patchbay/patchbay/internal/config"
 	"github.com/patchbay/patchbay/internal/relay"
 	"github.com/patchbay/patchbay/internal/rooms"
@@ -57,8 +58,9 @@ type Server struct {
 
 	rooms   *rooms.Registry
 	numbers dialplan.Store
-	redis   *redis.Client // nil without redis.addr
-	sfu     *sfu.Hub      // nil unless media.video (video.go)
+	redis   redis.UniversalClient // nil without Redis (one server, Sentinel or Cluster)
+	sfu     *sfu.Hub              // nil unless media.video (video.go)
+	cluster *clusterParts         // nil unless cluster.enabled (cluster.go)
 
 	tickets  tickets.Store   // one-time join tickets (calls.go)
 	webhooks *webhook.Sender // nil without webhook.url
@@ -129,7 +131,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("dialplan rules (dialplan.pstn): %w", err)
 	}
 	s.numbers = s.numberStore(cfg, log)
-	s.rooms = rooms.New(rooms.Options{ARI: s.ari, Grace: cfg.Rooms.Grace, MaxRooms: cfg.Rooms.MaxRooms, Logger: log.With("component", "rooms")})
+	if err := s.newCluster(cfg, log); err != nil {
+		return nil, err
+	}
+	s.rooms = rooms.New(rooms.Options{ARI: s.ari, Grace: cfg.Rooms.Grace, MaxRooms: cfg.Rooms.MaxRooms, Logger: log.With("component", "rooms"),
+		Directory: s.roomDirectory()})
 	pstnOpts, err := s.pstnOptions(cfg, log)
 	if err != nil {
 		return nil, err
@@ -169,6 +175,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 
 		Observer:    s.obs.observer,
 		OneWayAfter: cfg.Calls.OneWayAfter,
+		Cluster:     s.callCluster(),
 	})
 	if err != nil {
 		return nil, err
@@ -182,6 +189,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		MaxUnauthenticatedPerIP: cfg.HTTP.MaxUnauthenticatedPerIP,
 		MaxUnauthenticated:      cfg.HTTP.MaxUnauthenticated,
 		Logger:                  log,
+		OnUsersChanged:          s.clusterKick,
 	})
 	if err != nil {
 		return nil, err
@@ -201,12 +209,12 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s.api = api.New(keys, log.With("component", "api"))
 	s.api.RegisterRooms(api.RoomsDeps{Rooms: s.rooms, Numbers: s.numbers, Signer: s.signer, TokenTTL: cfg.Auth.TokenTTL,
 		NumberTTL: cfg.Rooms.NumberTTL, Logger: log.With("component", "api")})
-	s.api.RegisterCalls(s.calls)
+	s.api.RegisterCalls(s.callService())
 	s.wireObservability()
 
 	mux := http.NewServeMux()
 	mux.Handle("/ws", s.signal)
-	mux.Handle(api.Prefix+"/", s.api)
+	mux.Handle(api.Prefix+"/", s.apiHandler())
 	mux.HandleFunc("/healthz", s.healthz)
 	mux.Handle("/agent", web.AgentPage(func(n string) error {
 		_, err := dialplan.NormalizeNumber(n)
@@ -291,6 +299,7 @@ func (s *Server) Run(ctx context.Context) error {
 		wg.Wait()
 		return err
 	}
+	defer s.startCluster()() // heartbeat until the calls have ended, then leave the cluster (cluster.go)
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -438,25 +447,23 @@ func (s *Server) closeParts() {
 	}
 }
 
-// numberStore is the number→room store: Redis when redis.addr is set (shared by every instance), else in
-// memory. A Redis that is down at start is not fatal: lookups fail with a clear error until it is back.
+// numberStore is the number→room store: Redis when one is configured (shared by every instance), else in
+// memory. The Redis client it makes (one server, Sentinel or Cluster: cluster.NewRedisClient) is the one every
+// other part shares. A Redis that is down at start is not fatal: lookups fail with a clear error until it is back.
 func (s *Server) numberStore(cfg *config.Config, log *slog.Logger) dialplan.Store {
-	if cfg.Redis.Addr == "" {
+	if !cfg.Redis.Enabled() {
 		log.Info("number store: in memory (set redis.addr to share mappings and keep them across restarts)")
 		return dialplan.NewMemoryStore()
 	}
 	redis.SetLogger(redisLogger{log.With("component", "redis")})
-	opts := dialplan.RedisOptions(cfg.Redis.Addr)
-	opts.Password = cfg.Redis.Password.Reveal()
-	opts.DB = cfg.Redis.DB
-	s.redis = redis.NewClient(opts)
+	s.redis = cluster.NewRedisClient(cfg.Redis)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := s.redis.Ping(ctx).Err(); err != nil {
 		log.Warn("number store: Redis not reachable at start; calls to mapped numbers get the unavailable treatment until it is",
-			"addr", cfg.Redis.Addr, "err", err)
+			"redis", cfg.Redis.Where(), "err", err)
 	} else {
-		log.Info("number store: Redis", "addr", cfg.Redis.Addr, "db", cfg.Redis.DB)
+		log.Info("number store: Redis", "redis", cfg.Redis.Where(), "db", cfg.Redis.DB)
 	}
 	return dialplan.NewRedisStore(s.redis, cfg.Redis.Prefix+"dialplan:")
 }

@@ -35,6 +35,7 @@ const (
 	TypeJoined    = "joined"    // server→browser: in the room; carries the participants
 	TypeRoom      = "room"      // server→browser: a room event (participant joined, left, updated; room ended)
 	TypeQuality   = "quality"   // server→browser: a media quality issue on a call (e.g. one-way audio)
+	TypeRedirect  = "redirect"  // server→browser: the room joined is held by another node; join it at "url"
 )
 
 // Room event names carried in Message.Event of a "room" message.
@@ -90,6 +91,9 @@ type Message struct {
 	// direction (wire.ToBrowser, wire.ToAsterisk, or "both").
 	Issue     string `json:"issue,omitempty"`
 	Direction string `json:"direction,omitempty"`
+	// URL ("redirect") is the signalling URL of the cluster node holding the room; a "redirect" may carry a fresh
+	// one-time Ticket to join with there.
+	URL string `json:"url,omitempty"`
 }
 
 // ICECandidate is the browser's RTCIceCandidateInit. Its fields match pion's
