@@ -99,8 +99,8 @@ func (m *Manager) ringAcrossNodes(ctx context.Context, ch ari.Channel, user stri
 		key := m.o.Cluster.ID() + "." + strings.ToLower(ch.ID)
 		log.Info("cluster: ringing the user on other nodes", "user", user, "peers", peers, "local_tabs", local, "call_key", key)
 		m.toClusterDialplan(ctx, ch.ID, clusterUserExt, map[string]string{
-			"PB_DIAL": strings.Join(targets, "&"),
-			"PB_RING": strconv.Itoa(int(m.o.RingTimeout.Seconds())),
+			"PB_DIAL":   strings.Join(targets, "&"),
+			"PB_RING":   strconv.Itoa(int(m.o.RingTimeout.Seconds())),
 			"__PB_CALL": key,
 		}, log)
 	}()

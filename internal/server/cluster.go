@@ -137,7 +137,9 @@ func (a callCluster) ID() string { return a.c.ID() }
 func (a callCluster) UserPeers(ctx context.Context, user string) ([]string, error) {
 	return a.c.UserPeers(ctx, user)
 }
-func (a callCluster) Settle(ctx context.Context, key string) (bool, error) { return a.c.Settle(ctx, key) }
+func (a callCluster) Settle(ctx context.Context, key string) (bool, error) {
+	return a.c.Settle(ctx, key)
+}
 func (a callCluster) SettledElsewhere(ctx context.Context, key string) bool {
 	return a.c.SettledElsewhere(ctx, key)
 }
@@ -243,7 +245,9 @@ func (c clusterCalls) Originate(ctx context.Context, r call.OriginateRequest) (c
 	return res, err
 }
 
-func (c clusterCalls) HangupAPICall(id, apiKey string) error { return c.s.calls.HangupAPICall(id, apiKey) }
+func (c clusterCalls) HangupAPICall(id, apiKey string) error {
+	return c.s.calls.HangupAPICall(id, apiKey)
+}
 
 // APICall answers from this node's memory, else from Redis. A call whose node stopped beating before it ended is
 // shown ended (temporary_failure): its node's Asterisk channels go with that node's sweep.
