@@ -389,7 +389,7 @@ func (c *call) run(ctx context.Context, sig Signaller) (*Report, error) {
 						c.log.Warn("bad remote candidate", "err", err)
 					}
 				}
-			case signal.TypeRinging, signal.TypeAnswered, signal.TypeDTMF, signal.TypeJoined, signal.TypeRoom, signal.TypeQuality:
+			case signal.TypeRinging, signal.TypeAnswered, signal.TypeDTMF, signal.TypeJoined, signal.TypeRoom, signal.TypeQuality, signal.TypeRedirect:
 				c.event(m)
 			case signal.TypeHangup:
 				c.event(m)
@@ -409,7 +409,7 @@ func (c *call) event(m signal.Message) {
 	c.rep.Events = append(c.rep.Events, Event{Type: m.Type, At: time.Since(c.start), Cause: m.Cause,
 		Code: m.Code, Digits: m.Digits, Error: m.Error,
 		Room: m.Room, RoomEvent: m.Event, Participant: m.Participant, Participants: m.Participants,
-		Issue: m.Issue, Direction: m.Direction})
+		Issue: m.Issue, Direction: m.Direction, URL: m.URL, Ticket: m.Ticket})
 }
 
 // startSender plays the tone, one stamped frame per 20 ms of wall clock.

@@ -27,6 +27,9 @@ type Event struct {
 	// Quality: the issue and the silent direction of a "quality" message.
 	Issue     string `json:"issue,omitempty"`
 	Direction string `json:"direction,omitempty"`
+	// Redirect: the node holding the room, and a fresh ticket to join it with there (docs/cluster.md).
+	URL    string `json:"url,omitempty"`
+	Ticket string `json:"ticket,omitempty"`
 }
 
 // RTTSummary condenses the echo round-trip times of one call.
