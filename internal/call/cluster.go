@@ -234,17 +234,20 @@ func (c *Call) forwardToRoomNode(ch ari.Channel, room string, n ClusterNode) {
 
 // roomElsewhere is the signalling URL of the node holding room when it is not this one ("" otherwise): a browser
 // joining it is redirected there.
-func (m *Manager) roomElsewhere(ctx context.Context, room string) string {
+func (m *Manager) roomElsewhere(ctx context.Context, room string) (string, error) {
 	if m.o.Cluster == nil {
-		return ""
+		return "", nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, clusterLookupTimeout)
 	defer cancel()
 	n, ok, err := m.o.Cluster.RoomNode(ctx, room)
-	if err != nil || !ok || n.ID == m.o.Cluster.ID() {
-		return ""
+	if err != nil {
+		return "", err
 	}
-	return n.URL
+	if !ok || n.ID == m.o.Cluster.ID() {
+		return "", nil
+	}
+	return n.URL, nil
 }
 
 // redirectJoin tells a browser the room it joins is held by another node: "redirect" with that node's URL, then

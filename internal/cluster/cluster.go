@@ -45,9 +45,9 @@ type Node struct {
 // Endpoint is the PJSIP endpoint other nodes' Asterisks reach this node through (asterisk-configs).
 func (n Node) Endpoint() string { return "cluster-" + n.ID }
 
-// underCeiling reports whether the node may take a new room.
+// underCeiling reports whether the node may take a new room. A CPU ceiling of 1 (or 0) is none.
 func (n Node) underCeiling() bool {
-	return (n.MaxCPU <= 0 || n.CPU < n.MaxCPU) && (n.MaxCalls <= 0 || n.Calls < n.MaxCalls)
+	return (n.MaxCPU <= 0 || n.MaxCPU >= 1 || n.CPU < n.MaxCPU) && (n.MaxCalls <= 0 || n.Calls < n.MaxCalls)
 }
 
 // Load is what the node reports about itself at each heartbeat.
@@ -99,6 +99,8 @@ type Cluster struct {
 	nodesAt    time.Time
 	published  map[string]bool // users whose presence this node has written
 	ownedRooms map[string]bool // rooms whose directory entry this node has written
+
+	lastCPU float64 // this node's CPU at its last heartbeat (guarded by mu)
 
 	leases *leaseSet // API calls whose state this node keeps alive (apicalls.go)
 	rpc    *rpc      // forwarded API requests (rpc.go)
@@ -214,6 +216,9 @@ func (c *Cluster) beat(ctx context.Context) error {
 	l := c.o.Load()
 	rooms := c.o.Rooms()
 	self.Calls, self.Sessions, self.Rooms, self.CPU = l.Calls, l.Sessions, len(rooms), c.o.CPU()
+	c.mu.Lock()
+	c.lastCPU = self.CPU
+	c.mu.Unlock()
 	users := c.o.Users()
 	errs := []error{c.publishNode(ctx, self), c.syncPresence(ctx, users), c.syncRooms(ctx, rooms), c.leases.refresh(ctx, c)}
 	if _, err := c.readNodes(ctx); err != nil {
@@ -331,6 +336,9 @@ func (c *Cluster) node(ctx context.Context, id string) (Node, bool) {
 // isPeer reports whether this node's Asterisk has a trunk to node id.
 func (c *Cluster) isPeer(id string) bool { return slices.Contains(c.o.Peers, id) }
 
+// ErrAtCapacity is returned by PickRoomNode when no live node is below its admission ceiling.
+var ErrAtCapacity = errors.New("cluster: every node is at its admission ceiling (cluster.max_cpu, cluster.max_calls); add a node or raise the ceiling")
+
 // PickRoomNode chooses the node a new room goes to: among live nodes below their admission ceiling, the least busy
 // CPU (in steps of 5 %, so noise does not decide), then the fewest calls, then this node, then the lowest ID. With
 // every node at its ceiling it fails: the caller answers unavailable.
@@ -340,14 +348,23 @@ func (c *Cluster) PickRoomNode(ctx context.Context) (Node, error) {
 		return Node{}, err
 	}
 	self := c.o.Self.ID
-	var cands []Node
+	// This node judges itself by its load now, not by its last heartbeat (nor its absence from the directory).
+	me := c.o.Self
+	me.Calls, me.Alive = c.o.Load().Calls, true
+	c.mu.Lock()
+	me.CPU = c.lastCPU
+	c.mu.Unlock()
+	cands := []Node{}
+	if me.underCeiling() {
+		cands = append(cands, me)
+	}
 	for _, n := range nodes {
-		if n.Alive && n.underCeiling() && (n.ID == self || c.isPeer(n.ID)) {
+		if n.ID != self && n.Alive && n.underCeiling() && c.isPeer(n.ID) {
 			cands = append(cands, n)
 		}
 	}
 	if len(cands) == 0 {
-		return Node{}, fmt.Errorf("every node is at its admission ceiling (cluster.max_cpu, cluster.max_calls) or down; add a node or raise the ceiling")
+		return Node{}, ErrAtCapacity
 	}
 	return pickLeastLoaded(cands, self), nil
 }

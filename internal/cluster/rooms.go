@@ -93,8 +93,12 @@ func (c *Cluster) syncRooms(ctx context.Context, rooms []RoomInfo) error {
 	if err != nil {
 		return unavailable(ctx, "refresh the rooms directory", err)
 	}
+	// Claims are added here and by ClaimRoom and dropped by ReleaseRoom only: a room claimed after this beat read
+	// the list stays owned, so a clean leave releases it too.
 	c.mu.Lock()
-	c.ownedRooms = held
+	for r := range held {
+		c.ownedRooms[r] = true
+	}
 	c.mu.Unlock()
 	return nil
 }

@@ -45,8 +45,9 @@ type Admitter struct {
 	Rooms   interface{ Exists(id string) bool }
 	Store   dialplan.Store
 	Tickets TicketRedeemer
-	// Elsewhere, if set, finds a room another node of a cluster holds: the URL browsers join it at, or "".
-	Elsewhere func(ctx context.Context, room string) string
+	// Elsewhere, if set, finds a room another node of a cluster holds: the URL browsers join it at, or "". An
+	// error (the cluster's directory unreachable) refuses the join with unavailable.
+	Elsewhere func(ctx context.Context, room string) (string, error)
 }
 
 // Admit decides whether g may join what r names. It never acts: the caller joins on Accept.
@@ -106,7 +107,11 @@ func (a Admitter) Admit(ctx context.Context, g Grant, r JoinRequest) Admission {
 	}
 	if a.Rooms == nil || !a.Rooms.Exists(ad.Room) {
 		if a.Elsewhere != nil {
-			if url := a.Elsewhere(ctx, ad.Room); url != "" {
+			url, err := a.Elsewhere(ctx, ad.Room)
+			if err != nil {
+				return refuse(wire.CodeUnavailable, "the cluster's rooms directory is unavailable; try again shortly")
+			}
+			if url != "" {
 				ad.Redirect = url
 				return ad
 			}

@@ -44,6 +44,12 @@ func (rt *clusterRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	node, why, err := rt.route(ctx, r.Method, path, body)
 	cancel()
+	if errors.Is(err, cluster.ErrAtCapacity) {
+		rt.s.cluster.log.Warn("new room refused: every node is at its admission ceiling", "path", r.URL.Path)
+		api.WriteError(w, api.Errorf(http.StatusServiceUnavailable, wire.CodeUnavailable,
+			"every node of the cluster is at its admission ceiling (cluster.max_cpu, cluster.max_calls); try again later"))
+		return
+	}
 	if err != nil {
 		rt.s.cluster.log.Warn("API request cannot be routed in the cluster", "path", r.URL.Path, "err", err)
 		api.WriteError(w, api.Errorf(http.StatusServiceUnavailable, wire.CodeUnavailable,
@@ -82,10 +88,7 @@ func (rt *clusterRouter) route(ctx context.Context, method, path string, body []
 	case method == http.MethodPost && path == "/rooms":
 		n, err := rt.c.PickRoomNode(ctx)
 		if err != nil {
-			if errors.Is(err, cluster.ErrUnavailable) {
-				return "", "", err
-			}
-			return "", "", nil // every node at its ceiling: this node answers (and may refuse)
+			return "", "", err
 		}
 		return n.ID, "new room", nil
 	case parts[0] == "rooms" && len(parts) >= 2:
@@ -114,7 +117,7 @@ func (rt *clusterRouter) route(ctx context.Context, method, path string, body []
 			return rt.roomNode(ctx, b.Connect.Room)
 		case b.Connect.CreateRoom:
 			n, err := rt.c.PickRoomNode(ctx)
-			if errors.Is(err, cluster.ErrUnavailable) {
+			if err != nil {
 				return "", "", err
 			}
 			return n.ID, "new room", nil

@@ -11,6 +11,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/patchbay/patchbay/ari"
 	asteriskconfigs "github.com/patchbay/patchbay/asterisk-configs"
+	"github.com/patchbay/patchbay/internal/cluster"
 	"github.com/patchbay/patchbay/internal/config"
 	"github.com/patchbay/patchbay/test/testenv"
 	"github.com/patchbay/patchbay/tools/audio"
@@ -242,6 +245,28 @@ func (e *clusterEnv) apiOK(t *testing.T, node, method, path string, body any, wa
 		}
 	}
 	return h
+}
+
+// clusterStatus runs `patchbay cluster status --json` as an operator would, against the cluster's Sentinels.
+func (e *clusterEnv) clusterStatus(t *testing.T) cluster.Status {
+	t.Helper()
+	f := writeMinimalConfig(t)
+	extra := fmt.Sprintf("redis:\n  master_name: %s\n  sentinels: [%s]\n", e.sent.MasterName, strings.Join(e.sent.Sentinels, ", "))
+	b, _ := os.ReadFile(f)
+	if err := os.WriteFile(f, append(b, extra...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(buildPatchbay(t), "cluster", "status", "--json", "--config", f)
+	cmd.Env = append(os.Environ(), "PATCHBAY_CONFIG=")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("patchbay cluster status: %v\n%s", err, out)
+	}
+	var st cluster.Status
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("patchbay cluster status printed no JSON: %v\n%s", err, out)
+	}
+	return st
 }
 
 // createAndJoin creates a room through node's API, mints a token for user and joins it briefly (following a
@@ -660,6 +685,17 @@ func TestClusterTwoNodes(t *testing.T) {
 		t.Logf("MEASURED after kill -9 of b: its user gone from presence in %v, its room from the directory in %v (TTL 10 s)",
 			presenceGone.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
 		_ = roomGone
+		// The operator's view: `patchbay cluster status` lists b as down, a as up with its load.
+		st := e.clusterStatus(t)
+		for _, n := range st.Nodes {
+			t.Logf("cluster status: %s alive=%v heartbeat age %v calls %d cpu %.2f", n.ID, n.Alive, n.HeartbeatAge, n.Calls, n.CPU)
+			if (n.ID == "b") == n.Alive {
+				t.Errorf("cluster status after b died: %+v", n)
+			}
+		}
+		if len(st.Nodes) != 2 {
+			t.Errorf("cluster status lists %d nodes, want a and b", len(st.Nodes))
+		}
 		// A phone calling the user whose only tab was on b: busy at once, no ringing into the void.
 		dialed := time.Now()
 		if err := e.phone.Dial(ctx, "alice"); err != nil {
