@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything Patchbay's `make run` and `make test` need on a Debian 12 machine: Debian packages for the
-# SIP peers, Redis, Chromium and the chroot builder, then the Asterisk 22 root from Debian sid (cached).
+# SIP peers, Redis (with Sentinel and redis-cli, for the cluster tests), Chromium and the chroot builder, then the
+# Asterisk 22 root from Debian sid (cached).
 # Idempotent: a second run only checks. Needs root (or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,8 @@ fi
 declare -A want=(
   [mmdebstrap]=/usr/bin/mmdebstrap
   [redis-server]=/usr/bin/redis-server
+  [redis-sentinel]=/usr/bin/redis-sentinel
+  [redis-tools]=/usr/bin/redis-cli
   [baresip]=/usr/bin/baresip
   [sip-tester]=/usr/bin/sipp
   [chromium]=/usr/bin/chromium
