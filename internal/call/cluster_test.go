@@ -27,7 +27,7 @@ func (f fakeCluster) RoomNode(_ context.Context, room string) (ClusterNode, bool
 	n, ok := f.rooms[room]
 	return n, ok, nil
 }
-func (f fakeCluster) Settle(context.Context, string) (bool, error)   { return true, nil }
+func (f fakeCluster) Settle(context.Context, string) (bool, error)  { return true, nil }
 func (f fakeCluster) SettledElsewhere(context.Context, string) bool { return false }
 
 // TestPhonesFindRoomsOnOtherNodes: a number mapped to a room another node holds routes there (the phone is
