@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/patchbay/patchbay/internal/call"
@@ -25,10 +26,11 @@ import (
 
 // clusterParts is what a node holds beyond a lone Patchbay; nil on a lone one.
 type clusterParts struct {
-	c      *cluster.Cluster
-	shared *limits.Shared
-	notify *apiStateNotifier // its writes are waited for when the node stops
-	log    *slog.Logger
+	c        *cluster.Cluster
+	shared   *limits.Shared
+	notify   *apiStateNotifier // its writes are waited for when the node stops
+	log      *slog.Logger
+	draining atomic.Bool // shutting down: no user is online here any more for the other nodes
 }
 
 // newCluster builds the node's view of the cluster when cluster.enabled. Its heartbeat reads the calls, sessions
@@ -81,10 +83,20 @@ func (s *Server) clusterLoad() cluster.Load {
 }
 
 func (s *Server) clusterUsers() []string {
-	if s.signal == nil || !s.ready.Load() {
+	if s.signal == nil || !s.ready.Load() || s.cluster.draining.Load() {
 		return nil
 	}
 	return s.signal.Users()
+}
+
+// clusterDrain runs when shutdown starts: this node refuses new calls, so its users' presence is withdrawn at
+// once and phones ring their tabs on the other nodes only. The node itself and its rooms stay listed until it
+// has stopped.
+func (s *Server) clusterDrain() {
+	if s.cluster != nil {
+		s.cluster.draining.Store(true)
+		s.cluster.c.Kick()
+	}
 }
 
 func (s *Server) clusterRooms() []cluster.RoomInfo {

@@ -345,6 +345,7 @@ func (s *Server) Hurry() { s.hurryOnce.Do(func() { close(s.hurry) }) }
 // and the sweep go through it.
 func (s *Server) shutdown() {
 	s.calls.Drain()
+	s.clusterDrain() // other nodes stop sending calls here (cluster.go)
 	s.log.Info("patchbay stopping: new calls refused", "active_calls", s.calls.Active(), "grace", s.cfg.HTTP.ShutdownTimeout)
 	grace, cancel := context.WithTimeout(context.Background(), s.cfg.HTTP.ShutdownTimeout)
 	defer cancel()
