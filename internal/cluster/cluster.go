@@ -183,8 +183,10 @@ func (c *Cluster) Run(ctx context.Context) error {
 	t := time.NewTicker(c.o.Heartbeat)
 	defer t.Stop()
 	failing := false
+	// A beat may take up to half the TTL (a slow Redis, a failover): entries still outlive it.
+	beatTimeout := max(c.o.Heartbeat, c.o.TTL/2)
 	for {
-		bctx, cancel := context.WithTimeout(ctx, c.o.Heartbeat)
+		bctx, cancel := context.WithTimeout(ctx, beatTimeout)
 		err := c.beat(bctx)
 		cancel()
 		switch {

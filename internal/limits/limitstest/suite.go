@@ -125,7 +125,7 @@ func Run(t *testing.T, newNode NewNode) {
 
 	t.Run("a dead node's slots expire", func(t *testing.T) {
 		cfg := limits.Config{MaxConcurrent: 1}
-		dead := newNode(t, "dead:", 500*time.Millisecond).NewLimiter(cfg) // never refreshed, never ended
+		dead := newNode(t, "dead:", 1500*time.Millisecond).NewLimiter(cfg) // never refreshed, never ended
 		if _, err := dead.Start("token:dave", false); err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +133,7 @@ func Run(t *testing.T, newNode NewNode) {
 		if _, err := alive.Start("token:dave", false); code(err) != wire.CodeTooManyCalls {
 			t.Fatalf("while the other node's lease lives: %v", err)
 		}
-		time.Sleep(700 * time.Millisecond)
+		time.Sleep(1700 * time.Millisecond)
 		if _, err := alive.Start("token:dave", false); err != nil {
 			t.Fatalf("after the dead node's TTL: %v", err)
 		}
