@@ -183,14 +183,21 @@ func (s *RedisStore) fetch(ctx context.Context, numbers []string) ([]Mapping, er
 	}
 	gets := make([]*redis.StringCmd, len(numbers))
 	ttls := make([]*redis.DurationCmd, len(numbers))
-	// A pipeline, not a transaction: the numbers' keys may sit in different slots of a cluster.
-	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+	fill := func(p redis.Pipeliner) error {
 		for i, n := range numbers {
 			gets[i] = p.Get(ctx, s.key(n))
 			ttls[i] = p.PTTL(ctx, s.key(n))
 		}
 		return nil
-	})
+	}
+	// One number: a transaction on its one key (a timed-out MULTI is not retried, so a hung Redis fails the lookup
+	// within one read timeout). Several: a plain pipeline, since their keys may sit in different slots of a cluster.
+	var err error
+	if len(numbers) == 1 {
+		_, err = s.client.TxPipelined(ctx, fill)
+	} else {
+		_, err = s.client.Pipelined(ctx, fill)
+	}
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
