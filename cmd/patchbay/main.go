@@ -55,13 +55,13 @@ func mainWithArgs(args []string, stderr io.Writer) int {
 		}
 		// The first signal cancels ctx: serve lets calls finish. A second one cancels the hard-stop context
 		// (hardStop), and serve hangs every call up at once.
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		hard, stopHard := context.WithCancel(context.Background())
 		defer stopHard()
 		go func() {
 			select {
-			case <-ctx.Done():
+			case <-sigCtx.Done():
 			case <-hard.Done():
 				return
 			}
@@ -70,7 +70,7 @@ func mainWithArgs(args []string, stderr io.Writer) int {
 			<-second.Done()
 			stopHard()
 		}()
-		ctx = context.WithValue(ctx, hardStopKey{}, hard)
+		ctx := context.WithValue(sigCtx, hardStopKey{}, hard)
 		if err := c.run(ctx, args[1:]); err != nil {
 			if errors.Is(err, pflag.ErrHelp) {
 				return 0
