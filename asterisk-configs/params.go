@@ -6,6 +6,9 @@
 package asteriskconfigs
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -111,6 +114,10 @@ type Params struct {
 	// <EtcDir>/moh, where Render writes Patchbay's own short tune (Debian ships no music); point it at e.g.
 	// /usr/share/asterisk/moh after installing asterisk-moh-opsound-wav for real music.
 	MOHDir string
+	// ClusterNode is this node's ID when Patchbay runs as a cluster of nodes, each beside its own Asterisk; empty:
+	// no inter-node trunk and no cluster dialplan. ClusterPeers are the other nodes (ClusterPeerFor).
+	ClusterNode  string
+	ClusterPeers []ClusterPeer
 
 	// Prometheus loads res_prometheus (Asterisk's own metrics under /metrics on its loopback HTTP server, see
 	// prometheus.conf). Default true.
@@ -155,6 +162,33 @@ type Trunk struct {
 	FromDomain string
 	// FromUser is the user part of our From header / caller ID number for outbound calls. Optional.
 	FromUser string
+}
+
+// ClusterPeer is another node's Asterisk on the inter-node trunk: endpoint cluster-<Name>, identified by Host's IP,
+// and authenticated both ways with digest: it proves itself with InUser/InPassword, this node with
+// OutUser/OutPassword. Make it with ClusterPeerFor.
+type ClusterPeer struct {
+	Name                                     string // the peer's node ID
+	Host                                     string // IP:port of its SIP transport
+	InUser, InPassword, OutUser, OutPassword string
+}
+
+// ClusterPeerFor derives the trunk to node peer at host (IP:port) from this node's ID and the cluster's shared
+// secret: each direction has its own password, HMAC-SHA256(secret, "from>to"), and the node calling is the
+// username, so both sides render matching credentials without exchanging any.
+func ClusterPeerFor(self, peer, host, secret string) ClusterPeer {
+	pw := func(from, to string) string {
+		m := hmac.New(sha256.New, []byte(secret))
+		m.Write([]byte("patchbay cluster sip/" + from + ">" + to))
+		return hex.EncodeToString(m.Sum(nil))[:40]
+	}
+	return ClusterPeer{Name: peer, Host: host, InUser: peer, InPassword: pw(peer, self), OutUser: self, OutPassword: pw(self, peer)}
+}
+
+// ClusterIP is the IP a peer is identified by.
+func (c ClusterPeer) ClusterIP() string {
+	h, _, _ := net.SplitHostPort(c.Host)
+	return h
 }
 
 // Codecs Asterisk can offer to a carrier.
@@ -212,6 +246,7 @@ var (
 	// Caller-ID names go into callerid="..." and must not break out of the quotes.
 	displayRE  = regexp.MustCompile(`^[A-Za-z0-9 _.+-]{0,64}$`)
 	fromUserRE = regexp.MustCompile(`^\+?[A-Za-z0-9_.-]{1,64}$`)
+	clusterRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,23}$`)
 )
 
 // Validate checks every field and names the first bad one in the error.
@@ -357,6 +392,32 @@ func (p Params) Validate() error {
 		}
 		if !secretRE.MatchString(ph.Password) {
 			bad(f+".Password", "required; printable ASCII without spaces or ';', at most 128 characters")
+		}
+	}
+
+	if p.ClusterNode != "" && !clusterRE.MatchString(p.ClusterNode) {
+		bad("ClusterNode", "%q must be 1-24 of a-z 0-9 '-'", p.ClusterNode)
+	}
+	if len(p.ClusterPeers) > 0 && p.ClusterNode == "" {
+		bad("ClusterPeers", "set ClusterNode too: peers belong to a node")
+	}
+	for i, c := range p.ClusterPeers {
+		f := fmt.Sprintf("ClusterPeers[%d]", i)
+		if !clusterRE.MatchString(c.Name) || c.Name == p.ClusterNode {
+			bad(f+".Name", "%q must be 1-24 of a-z 0-9 '-' and not this node", c.Name)
+		} else {
+			claim(f+".Name", "cluster-"+c.Name)
+		}
+		if ap, err := netip.ParseAddrPort(c.Host); err != nil || ap.Port() == 0 {
+			bad(f+".Host", "%q must be IP:port (the peer is identified by its IP)", c.Host)
+		}
+		for _, v := range []struct{ k, v string }{{"InUser", c.InUser}, {"OutUser", c.OutUser}} {
+			if !nameRE.MatchString(v.v) {
+				bad(f+"."+v.k, "%q must be letters, digits, '_', '.', '-'", v.v)
+			}
+		}
+		if !secretRE.MatchString(c.InPassword) || !secretRE.MatchString(c.OutPassword) {
+			bad(f+".Password", "required; printable ASCII without spaces or ';' (use ClusterPeerFor)")
 		}
 	}
 

@@ -30,6 +30,8 @@ func sampleParams() Params {
 		{Name: "secure", Host: "sip.example.org:5061", Transport: TransportTLS, Match: []string{"198.51.100.0/24"},
 			Username: "acct2", Password: "trunk-Secret-2"},
 	}
+	p.ClusterNode = "a"
+	p.ClusterPeers = []ClusterPeer{ClusterPeerFor("a", "b", "198.51.100.9:5060", "cluster-Secret-0123456789abcdef0123")}
 	return p
 }
 
@@ -69,7 +71,8 @@ func TestSecretsOnlyFromParams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secrets := map[string]string{p.ARIPassword: "ari.conf", p.Trunk.Password: "pjsip.conf", p.Trunks[1].Password: "pjsip.conf"}
+	secrets := map[string]string{p.ARIPassword: "ari.conf", p.Trunk.Password: "pjsip.conf", p.Trunks[1].Password: "pjsip.conf",
+		p.ClusterPeers[0].InPassword: "pjsip.conf", p.ClusterPeers[0].OutPassword: "pjsip.conf"}
 	for _, ph := range p.Phones {
 		secrets[ph.Password] = "pjsip.conf"
 	}
@@ -418,5 +421,64 @@ func TestBenchWebRTCEndpoints(t *testing.T) {
 	p.HTTPSPort = 0
 	if _, err := RenderFS(p); err == nil {
 		t.Fatal("bench endpoints accepted without the TLS listener")
+	}
+}
+
+// TestClusterTrunkBothSidesAgree: two nodes rendered from the same secret expect of each other exactly the
+// credentials the other presents, each direction with its own password, and only the cluster dialplan reaches
+// Stasis from a peer.
+func TestClusterTrunkBothSidesAgree(t *testing.T) {
+	const secret = "shared-cluster-Secret-0123456789abcdef"
+	a := ClusterPeerFor("a", "b", "127.0.0.3:5070", secret) // a's view of b
+	b := ClusterPeerFor("b", "a", "127.0.0.2:5060", secret) // b's view of a
+	if a.OutUser != b.InUser || a.OutPassword != b.InPassword || b.OutUser != a.InUser || b.OutPassword != a.InPassword {
+		t.Fatalf("credentials disagree: a %+v, b %+v", a, b)
+	}
+	if a.InPassword == a.OutPassword {
+		t.Error("both directions share one password")
+	}
+	if ClusterPeerFor("a", "b", "127.0.0.3:5070", secret+"x").OutPassword == a.OutPassword {
+		t.Error("password does not depend on the secret")
+	}
+	p := sampleParams()
+	p.ClusterPeers = []ClusterPeer{a}
+	files, err := RenderFS(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pj, ext := string(files["pjsip.conf"]), string(files["extensions.conf"])
+	for _, want := range []string{"[cluster-b]\ntype = endpoint\ncontext = from-cluster", "match = 127.0.0.3", "contact = sip:127.0.0.3:5070",
+		"auth = cluster-b-in", "outbound_auth = cluster-b-out", "username = b\npassword = " + a.InPassword, "username = a\npassword = " + a.OutPassword} {
+		if !strings.Contains(pj, want) {
+			t.Errorf("pjsip.conf lacks %q", want)
+		}
+	}
+	for _, want := range []string{"[from-cluster]", "Stasis(patchbay,peer,", "Stasis(patchbay,peer-room,", "[patchbay-cluster]",
+		"Dial(${PB_DIAL},${PB_RING},b(patchbay-cluster-predial^s^1))", "[patchbay-cluster-local]"} {
+		if !strings.Contains(ext, want) {
+			t.Errorf("extensions.conf lacks %q", want)
+		}
+	}
+	// from-cluster never dials: a peer cannot use this node to reach its phones or trunks.
+	sec := ext[strings.Index(ext, "[from-cluster]"):]
+	sec = sec[:strings.Index(sec, "[patchbay-cluster]")]
+	if strings.Contains(sec, "Dial(") || strings.Contains(sec, "include") {
+		t.Errorf("from-cluster dials or includes:\n%s", sec)
+	}
+
+	none := DefaultParams()
+	none.ARIPassword = "ari-Secret-1"
+	files, err = RenderFS(none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(files["extensions.conf"]), "cluster") || strings.Contains(string(files["pjsip.conf"]), "cluster-") {
+		t.Error("a node without cluster config renders cluster contexts")
+	}
+
+	bad := sampleParams()
+	bad.ClusterPeers = []ClusterPeer{ClusterPeerFor("a", "a", "example.org:5060", secret)}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "ClusterPeers[0]") {
+		t.Errorf("a peer named like this node with a host name: %v", err)
 	}
 }

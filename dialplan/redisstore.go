@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -16,8 +17,11 @@ const DefaultRedisPrefix = "patchbay:dialplan:"
 
 // RedisStore is a Store shared by every Patchbay instance, kept in Redis as
 // one key per number (PREFIX + "num:" + number) whose TTL is the mapping's.
+// The client may be a single server, a Sentinel-managed master or a Redis
+// Cluster (redis.UniversalClient): every command touches one key, and List
+// scans each master of a cluster.
 type RedisStore struct {
-	client *redis.Client
+	client redis.UniversalClient
 	prefix string
 }
 
@@ -46,7 +50,7 @@ func RedisOptions(addr string) *redis.Options {
 
 // NewRedisStore returns a store keeping its keys under prefix
 // (DefaultRedisPrefix if empty). The caller owns client and closes it.
-func NewRedisStore(client *redis.Client, prefix string) *RedisStore {
+func NewRedisStore(client redis.UniversalClient, prefix string) *RedisStore {
 	if prefix == "" {
 		prefix = DefaultRedisPrefix
 	}
@@ -120,35 +124,52 @@ func (s *RedisStore) List(ctx context.Context) ([]Mapping, error) {
 		return nil, err
 	}
 	match := globEscape(s.prefix+"num:") + "*"
+	var mu sync.Mutex
 	seen := make(map[string]bool)
 	var out []Mapping
-	var cursor uint64
-	for {
-		keys, next, err := s.client.Scan(ctx, cursor, match, scanCount).Result()
-		if err != nil {
-			return nil, s.fail(ctx, "list mappings", err)
-		}
-		var numbers []string
-		for _, k := range keys {
-			n := strings.TrimPrefix(k, s.prefix+"num:")
-			// SCAN may repeat keys; skip keys this package did not write.
-			if seen[n] {
-				continue
+	scan := func(ctx context.Context, c redis.Cmdable) error {
+		var cursor uint64
+		for {
+			keys, next, err := c.Scan(ctx, cursor, match, scanCount).Result()
+			if err != nil {
+				return err
 			}
-			seen[n] = true
-			if norm, err := NormalizeNumber(n); err != nil || norm != n {
-				continue
+			var numbers []string
+			mu.Lock()
+			for _, k := range keys {
+				n := strings.TrimPrefix(k, s.prefix+"num:")
+				// SCAN may repeat keys; skip keys this package did not write.
+				if seen[n] {
+					continue
+				}
+				seen[n] = true
+				if norm, err := NormalizeNumber(n); err != nil || norm != n {
+					continue
+				}
+				numbers = append(numbers, n)
 			}
-			numbers = append(numbers, n)
+			mu.Unlock()
+			ms, err := s.fetch(ctx, numbers)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			out = append(out, ms...)
+			mu.Unlock()
+			if cursor = next; cursor == 0 {
+				return nil
+			}
 		}
-		ms, err := s.fetch(ctx, numbers)
-		if err != nil {
-			return nil, s.fail(ctx, "list mappings", err)
-		}
-		out = append(out, ms...)
-		if cursor = next; cursor == 0 {
-			break
-		}
+	}
+	var err error
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		// Each master of a cluster holds its own slots: SCAN every one of them.
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
+	} else {
+		err = scan(ctx, s.client)
+	}
+	if err != nil {
+		return nil, s.fail(ctx, "list mappings", err)
 	}
 	slices.SortFunc(out, func(a, b Mapping) int { return strings.Compare(a.Number, b.Number) })
 	return out, nil
@@ -162,13 +183,21 @@ func (s *RedisStore) fetch(ctx context.Context, numbers []string) ([]Mapping, er
 	}
 	gets := make([]*redis.StringCmd, len(numbers))
 	ttls := make([]*redis.DurationCmd, len(numbers))
-	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	fill := func(p redis.Pipeliner) error {
 		for i, n := range numbers {
 			gets[i] = p.Get(ctx, s.key(n))
 			ttls[i] = p.PTTL(ctx, s.key(n))
 		}
 		return nil
-	})
+	}
+	// One number: a transaction on its one key (a timed-out MULTI is not retried, so a hung Redis fails the lookup
+	// within one read timeout). Several: a plain pipeline, since their keys may sit in different slots of a cluster.
+	var err error
+	if len(numbers) == 1 {
+		_, err = s.client.TxPipelined(ctx, fill)
+	} else {
+		_, err = s.client.Pipelined(ctx, fill)
+	}
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
@@ -193,7 +222,7 @@ func (s *RedisStore) fetch(ctx context.Context, numbers []string) ([]Mapping, er
 
 func (s *RedisStore) ready() error {
 	if s == nil || s.client == nil {
-		return errors.New("dialplan: RedisStore has no client; build it with NewRedisStore(redis.NewClient(dialplan.RedisOptions(addr)), prefix)")
+		return errors.New("dialplan: RedisStore has no client; build it with NewRedisStore(client, prefix)")
 	}
 	return nil
 }
@@ -213,7 +242,22 @@ func (s *RedisStore) fail(ctx context.Context, op string, err error) error {
 		return fmt.Errorf("%s: Redis refused the command: %w", op, err)
 	}
 	return fmt.Errorf("%s: %w: Redis at %s is not reachable or not answering; check that redis-server is running, listening on that address, not overloaded and not blocked by a firewall: %w",
-		op, ErrStoreUnavailable, s.client.Options().Addr, err)
+		op, ErrStoreUnavailable, RedisWhere(s.client), err)
+}
+
+// RedisWhere names the server a client talks to, for error messages: its address, a cluster's seeds, or the
+// Sentinel-managed master.
+func RedisWhere(c redis.UniversalClient) string {
+	switch cl := c.(type) {
+	case *redis.ClusterClient:
+		return "cluster " + strings.Join(cl.Options().Addrs, ",")
+	case *redis.Client:
+		if a := cl.Options().Addr; a != "FailoverClient" {
+			return a
+		}
+		return "the master Sentinel names"
+	}
+	return "the configured address"
 }
 
 func unavailableReply(msg string) bool {

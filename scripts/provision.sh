@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything Patchbay's `make run` and `make test` need on a Debian 12 machine: Debian packages for the
-# SIP peers, Redis, coturn, Chromium, Firefox ESR (with PulseAudio: a null sink is its audio output in tests), nftables
-# and the chroot builder, the Node driver for Firefox
+# SIP peers, Redis (with Sentinel and redis-cli, for the cluster tests), coturn, Chromium, Firefox ESR (with
+# PulseAudio: a null sink is its audio output in tests), nftables and the chroot builder, the Node driver for Firefox
 # (test/browser, from the npm registry), then the Asterisk 22 root from Debian sid (cached).
 # Idempotent: a second run only checks. Needs root (or sudo).
 set -euo pipefail
@@ -17,6 +17,8 @@ fi
 declare -A want=(
   [mmdebstrap]=/usr/bin/mmdebstrap
   [redis-server]=/usr/bin/redis-server
+  [redis-sentinel]=/usr/bin/redis-sentinel
+  [redis-tools]=/usr/bin/redis-cli
   [baresip]=/usr/bin/baresip
   [sip-tester]=/usr/bin/sipp
   [chromium]=/usr/bin/chromium

@@ -33,7 +33,8 @@ func commands() []command {
 		{"route", "show what a call to a number would get: allowed or refused, class, country, trunks", runRoute},
 		{"call", "place a synthetic call through Patchbay and report what was heard", runCall},
 		{"bench", "load-test Patchbay with concurrent synthetic calls", runBench},
-		{"doctor", "check the installation: config, certificates, ports, Asterisk, dialplan, NAT, Redis, TURN (--call)", runDoctor},
+		{"doctor", "check the installation: config, certificates, ports, Asterisk, dialplan, NAT, Redis, cluster, TURN (--call)", runDoctor},
+		{"cluster", "show the nodes of a cluster: load, heartbeat age, state (cluster status)", runCluster},
 	}
 }
 

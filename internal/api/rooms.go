@@ -69,7 +69,7 @@ func roomError(err error) error {
 		return Errorf(http.StatusConflict, wire.CodeConflict, "%v", err)
 	case errors.Is(err, rooms.ErrInvalid):
 		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "%v", err)
-	case errors.Is(err, rooms.ErrEnded):
+	case errors.Is(err, rooms.ErrEnded), errors.Is(err, rooms.ErrUnavailable):
 		return Errorf(http.StatusServiceUnavailable, wire.CodeUnavailable, "%v", err)
 	}
 	return err

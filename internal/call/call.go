@@ -107,6 +107,7 @@ type Call struct {
 	api           *apiCall
 	obs           obs
 	trunks        *trunkPlan // an outside call's trunks (trunks.go)
+	clusterKey    string     // a call rung on several nodes: its cluster-wide key (cluster.go)
 
 	// cti is the call's contact-center state (hold, transfer, recording, supervision; cti.go); live is what
 	// consoles see of the call, published by the call goroutine for any goroutine to read.
@@ -426,6 +427,7 @@ func (c *Call) onFarProgress(st legState, cause string) {
 		if c.far != nil && c.far.trunk && c.trunkFailed(c.far.outcome()) {
 			return // the next trunk carries the call
 		}
+		cause = c.clusterCause(cause) // a tab on another node may have taken the call (cluster.go)
 		c.log.Info("far end hung up", "cause", cause)
 		c.endWith(cause)
 	}

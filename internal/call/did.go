@@ -16,6 +16,8 @@ import (
 //	did,<number>               the trunk delivered a DID: a user or an extension per
 //	                           dialplan.dids, else the room the number store maps it to
 //	leg,…                      a channel Patchbay made itself: its call already owns it
+//	peer,<user>,<key>          another node (or this node's own fork) rings this node's tabs of user  → cluster.go
+//	peer-room,<room>           another node sends a phone to a room held here                        → cluster.go
 
 // stasisStart dispatches a channel that entered the application. It runs on the manager's event loop: nothing in
 // it waits on ARI.
@@ -48,6 +50,8 @@ func (m *Manager) stasisStart(ctx context.Context, e *ari.StasisStart) {
 		m.phoneDialsOut(ctx, ch, arg)
 	case "did":
 		m.did(ctx, ch, arg)
+	case "peer", "peer-room":
+		m.peerStart(ctx, ch, e.Args, log)
 	default:
 		log.Warn("channel entered Stasis for a purpose this version does not handle; hanging up", "args", strings.Join(e.Args, ","))
 		m.hangupAsync(ctx, ch.ID, "unallocated", log)

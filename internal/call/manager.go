@@ -79,6 +79,9 @@ type Options struct {
 	// OneWayAfter is how long one media direction may be silent while the other flows before the call is
 	// flagged one_way_audio (4 s).
 	OneWayAfter time.Duration
+
+	// Cluster, if set, is the other nodes of a cluster: users and rooms may be there (cluster.go).
+	Cluster Cluster
 }
 
 // Manager owns every call.

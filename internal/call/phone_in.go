@@ -20,8 +20,18 @@ import (
 // channel. The caller is answered only once the browser's media reaches Asterisk.
 
 // ringUser starts an incoming call from ch (a channel in Stasis from the dialplan) to a browser user. Phones get
-// busy when the user has no browser online.
+// busy when the user has no browser online. In a cluster the user's tabs may be on other nodes too.
 func (m *Manager) ringUser(ctx context.Context, ch ari.Channel, user string, log *slog.Logger) {
+	if m.o.Cluster != nil {
+		m.ringAcrossNodes(ctx, ch, user, log) // cluster.go
+		return
+	}
+	m.ringHere(ctx, ch, user, "", log)
+}
+
+// ringHere rings this node's tabs of user. key, when set, names a call rung on several nodes at once: the first
+// tab to answer on any of them wins (cluster.go).
+func (m *Manager) ringHere(ctx context.Context, ch ari.Channel, user, key string, log *slog.Logger) {
 	var sessions []*signal.Session
 	if dir := m.directory(); dir != nil {
 		sessions = dir.SessionsOf(user)
@@ -37,6 +47,7 @@ func (m *Manager) ringUser(ctx context.Context, ch ari.Channel, user string, log
 	}
 	c := m.newCall(KindPhoneIn, m.log.With("channel", ch.ID, "user", user, "from", ch.Caller.Number))
 	c.far = c.adoptLater(ch)
+	c.clusterKey = key
 	c.obs.rec.From, c.obs.rec.To, c.obs.rec.User = ch.Caller.Number, user, user
 	if err := m.start(c, func() error { return c.setupPhoneIn(ch, sessions) }); err != nil {
 		m.hangupAsync(ctx, ch.ID, "congestion", log)
@@ -118,6 +129,9 @@ func (c *Call) offersLeft() {
 
 // browserAnswered makes o's browser the call's, tells the others, and connects the media.
 func (c *Call) browserAnswered(o *offer) {
+	if !c.settleAnswer() { // a tab on another node answered first (cluster.go)
+		return
+	}
 	delete(c.offers, o.s.ID())
 	for id, other := range c.offers {
 		other.close()

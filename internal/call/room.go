@@ -98,8 +98,11 @@ func (c *Call) setupRoom(msg signal.Message) error {
 	b := c.browser
 	s := b.s
 	cl := browserClaims(s)
-	ad := rooms.Admitter{Rooms: c.m.o.Rooms, Store: c.m.o.Numbers, Tickets: c.m.o.Tickets}.
+	ad := rooms.Admitter{Rooms: c.m.o.Rooms, Store: c.m.o.Numbers, Tickets: c.m.o.Tickets, Elsewhere: c.m.roomElsewhere}.
 		Admit(c.ctx, rooms.Grant{User: s.User(), Room: cl.Room, Role: cl.Role}, rooms.JoinRequest{Room: msg.Room, Number: msg.Number, Ticket: msg.Ticket})
+	if ad.Redirect != "" {
+		return c.redirectJoin(ad) // the room is held by another node of the cluster (cluster.go)
+	}
 	if !ad.Accept {
 		c.log.Warn("security: room join refused", "user", s.User(), "code", ad.Code, "reason", ad.Reason,
 			"room", msg.Room, "number", msg.Number, "ticket", msg.Ticket != "", "detail", ad.Detail)
@@ -229,22 +232,53 @@ func (m *Manager) phoneToRoom(ctx context.Context, ch ari.Channel, number string
 
 func (c *Call) setupPhoneRoom(ch ari.Channel, number string) error {
 	c.claim(ch.ID)
-	exists := func(string) bool { return false }
-	if c.m.o.Rooms != nil {
-		exists = c.m.o.Rooms.Exists
-	}
 	lctx, lcancel := context.WithTimeout(c.ctx, 3*time.Second)
-	rt, byTicket := c.ticketRoute(lctx, exists, number, ch.Caller.Number) // cti_tickets.go
+	loc := c.roomLocator(lctx)                                                // this node's rooms and, in a cluster, the other nodes' (cluster.go)
+	rt, byTicket := c.ticketRoute(lctx, loc.exists, number, ch.Caller.Number) // tickets.go
 	if !byTicket {
-		rt = routePhone(lctx, c.m.o.Numbers, exists, number, ch.Caller.Number)
+		rt = routePhone(lctx, c.m.o.Numbers, loc.exists, number, ch.Caller.Number)
 	}
 	lcancel()
 	if rt.room == "" {
+		if loc.failed != nil && rt.treatment == TreatmentUnallocated {
+			rt.treatment, rt.reason = TreatmentUnavailable, "the cluster's rooms directory is unavailable: "+loc.failed.Error()
+		}
 		c.treat(rt.treatment, rt.reason)
 		return nil
 	}
 	c.log = c.log.With("room", rt.room, "mapped", rt.mapped)
 	c.obs.rec.Room = rt.room
+	if n, elsewhere := loc.nodes[rt.room]; elsewhere {
+		c.forwardToRoomNode(ch, rt.room, n)
+		return nil
+	}
+	return c.joinPhone(ch, rt.room)
+}
+
+// phoneToRoomHere takes a phone another node sent over the inter-node trunk to a room held here (Stasis
+// "peer-room"): no number lookup, the room is named.
+func (m *Manager) phoneToRoomHere(ctx context.Context, ch ari.Channel, room string, log *slog.Logger) {
+	if m.unavailable() != "" {
+		m.continueAsync(ctx, ch.ID, ari.ContinueOptions{Context: TreatmentContext, Extension: TreatmentUnavailable, Priority: 1}, "congestion", log)
+		return
+	}
+	c := m.newCall(KindPhoneRoom, m.log.With("channel", ch.ID, "from", ch.Caller.Number, "room", room, "via", "cluster"))
+	c.phone = c.adoptLater(ch)
+	c.obs.rec.From, c.obs.rec.To, c.obs.rec.Room = ch.Caller.Number, room, room
+	if err := m.start(c, func() error {
+		c.claim(ch.ID)
+		if m.o.Rooms == nil || !m.o.Rooms.Exists(room) {
+			c.treat(TreatmentUnallocated, "another node sent a phone to room "+clip(room)+", which is not held here (ended or moved)")
+			return nil
+		}
+		return c.joinPhone(ch, room)
+	}); err != nil {
+		m.hangupAsync(ctx, ch.ID, "congestion", log)
+	}
+}
+
+// joinPhone answers the phone and puts it in room, held here.
+func (c *Call) joinPhone(ch ari.Channel, room string) error {
 	format := "ulaw"
 	ctx, cancel := c.setupCtx()
 	defer cancel()
@@ -256,7 +290,7 @@ func (c *Call) setupPhoneRoom(ch ari.Channel, number string) error {
 	}
 	c.phone.up = true
 	setTalkDetect(ctx, c.a, ch.ID, c.log)
-	mem, err := c.m.o.Rooms.Join(ctx, rt.room, rooms.JoinSpec{
+	mem, err := c.m.o.Rooms.Join(ctx, room, rooms.JoinSpec{
 		Kind: rooms.KindPhone, Name: ch.Caller.Name, CallerID: ch.Caller.Number, Role: rooms.RoleParticipant,
 		Channel: ch.ID, Format: format, Log: c.log,
 		Kick: func(reason string) { c.post(inbound{kind: inKicked, reason: reason}) },

@@ -48,6 +48,12 @@ func (c *Config) AsteriskParams(certDir string) asteriskconfigs.Params {
 	}
 	p.Trunks = c.asteriskTrunks()
 	p.MOHDir = a.MOHDir
+	if c.Cluster.Enabled {
+		p.ClusterNode = c.ClusterNodeID()
+		for _, peer := range c.Cluster.Peers {
+			p.ClusterPeers = append(p.ClusterPeers, asteriskconfigs.ClusterPeerFor(p.ClusterNode, peer.ID, peer.SIPAddress, c.Cluster.Secret.Reveal()))
+		}
+	}
 	for i := 1; i <= a.BenchWebRTCEndpoints; i++ {
 		name, pass := c.BenchWebRTCEndpoint(i)
 		p.BenchWebRTC = append(p.BenchWebRTC, asteriskconfigs.Phone{Name: name, Password: pass, Transport: asteriskconfigs.TransportWSS})

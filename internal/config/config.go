@@ -5,6 +5,7 @@
 package config
 
 import (
+	"strings"
 	"time"
 )
 
@@ -40,6 +41,9 @@ type Config struct {
 	Signalling Signalling `mapstructure:"signalling" yaml:"signalling"`
 	// Recording records calls and rooms (cti.go).
 	Recording Recording `mapstructure:"recording" yaml:"recording"`
+
+	// Cluster makes this Patchbay one node of several sharing state in Redis (cluster.go).
+	Cluster Cluster `mapstructure:"cluster" yaml:"cluster"`
 }
 
 // HTTP is Patchbay's own listener: the page, /ws signalling and /api.
@@ -199,12 +203,33 @@ type Auth struct {
 	APIKeys map[string]Secret `mapstructure:"api_keys" yaml:"api_keys"`
 }
 
-// Redis holds the number→room store. Empty Addr: an in-process store (lost on restart).
+// Redis holds the number→room store, tickets and, in a cluster, the state nodes share. One of three modes: Addr (one
+// server), Addrs (a Redis Cluster: its seed nodes) or MasterName with Sentinels (a master found through Sentinel,
+// followed across failovers). None: in-process stores (lost on restart).
 type Redis struct {
-	Addr     string `mapstructure:"addr" yaml:"addr"`
-	Password Secret `mapstructure:"password" yaml:"password"`
-	DB       int    `mapstructure:"db" yaml:"db"`
-	Prefix   string `mapstructure:"prefix" yaml:"prefix"`
+	Addr  string   `mapstructure:"addr" yaml:"addr"`
+	Addrs []string `mapstructure:"addrs" yaml:"addrs"`
+	// MasterName is the master's name in Sentinel (sentinel monitor NAME ...); Sentinels their host:port addresses.
+	MasterName       string   `mapstructure:"master_name" yaml:"master_name"`
+	Sentinels        []string `mapstructure:"sentinels" yaml:"sentinels"`
+	SentinelPassword Secret   `mapstructure:"sentinel_password" yaml:"sentinel_password"`
+	Password         Secret   `mapstructure:"password" yaml:"password"`
+	DB               int      `mapstructure:"db" yaml:"db"`
+	Prefix           string   `mapstructure:"prefix" yaml:"prefix"`
+}
+
+// Enabled reports whether a Redis is configured (any mode).
+func (r Redis) Enabled() bool { return r.Addr != "" || len(r.Addrs) > 0 || r.MasterName != "" }
+
+// Where describes the configured Redis for logs and errors: an address, the cluster's seeds or the Sentinel master.
+func (r Redis) Where() string {
+	switch {
+	case r.MasterName != "":
+		return "Sentinel master " + r.MasterName + " via " + strings.Join(r.Sentinels, ",")
+	case len(r.Addrs) > 0:
+		return "Redis Cluster " + strings.Join(r.Addrs, ",")
+	}
+	return r.Addr
 }
 
 // Certs is where the CA and server certificate live, for Patchbay and Asterisk alike.
@@ -271,5 +296,6 @@ func Defaults() Config {
 		TURN:       DefaultTURN(),
 		Signalling: DefaultSignalling(),
 		Recording:  DefaultRecording(),
+		Cluster:    DefaultCluster(),
 	}
 }

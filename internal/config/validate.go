@@ -172,11 +172,7 @@ func (c *Config) Validate() error {
 		}
 	}
 
-	if c.Redis.Addr != "" {
-		if err := checkHostPort(c.Redis.Addr); err != nil {
-			bad("redis.addr", "%q: %v", c.Redis.Addr, err)
-		}
-	}
+	c.validateRedis(bad)
 	if c.Redis.DB < 0 {
 		bad("redis.db", "must not be negative")
 	}
@@ -190,6 +186,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.validateCalls(bad)
+	c.validateCluster(bad)
 	c.validateLifecycle(bad)
 	c.validateObservability(bad)
 	c.validateNetwork(bad)
@@ -222,4 +219,41 @@ func checkHostPort(hp string) error {
 		return fmt.Errorf("port %q is not 1–65535", port)
 	}
 	return nil
+}
+
+func (c *Config) validateRedis(bad func(key, format string, args ...any)) {
+	r := c.Redis
+	modes := 0
+	for _, set := range []bool{r.Addr != "", len(r.Addrs) > 0, r.MasterName != "" || len(r.Sentinels) > 0} {
+		if set {
+			modes++
+		}
+	}
+	if modes > 1 {
+		bad("redis", "set one of redis.addr (one server), redis.addrs (Redis Cluster) or redis.master_name with redis.sentinels (Sentinel)")
+	}
+	if r.Addr != "" {
+		if err := checkHostPort(r.Addr); err != nil {
+			bad("redis.addr", "%q: %v", r.Addr, err)
+		}
+	}
+	for i, a := range r.Addrs {
+		if err := checkHostPort(a); err != nil {
+			bad(fmt.Sprintf("redis.addrs[%d]", i), "%q: %v", a, err)
+		}
+	}
+	if (r.MasterName == "") != (len(r.Sentinels) == 0) {
+		bad("redis.master_name", "Sentinel needs both redis.master_name and redis.sentinels")
+	}
+	for i, a := range r.Sentinels {
+		if err := checkHostPort(a); err != nil {
+			bad(fmt.Sprintf("redis.sentinels[%d]", i), "%q: %v", a, err)
+		}
+	}
+	if len(r.Addrs) > 0 && r.DB != 0 {
+		bad("redis.db", "Redis Cluster has only database 0")
+	}
+	if strings.ContainsAny(r.Prefix, "{}") {
+		bad("redis.prefix", "%q must not hold '{' or '}': Patchbay's keys carry Redis Cluster hash tags after it", r.Prefix)
+	}
 }

@@ -123,6 +123,7 @@ func checks(o Options) []check {
 		{"rtp range and external_host", checkRTP},
 		{"public addresses", checkPublicIPs},
 		{"redis", checkRedis},
+		{"cluster", checkCluster},
 		{"turn", checkTURN},
 	}
 	if o.Call != nil {

@@ -10,27 +10,71 @@ import (
 	"time"
 
 	"github.com/pion/turn/v5"
-	"github.com/redis/go-redis/v9"
+
+	"github.com/patchbay/patchbay/internal/cluster"
 )
 
 func checkRedis(ctx context.Context, d *run) Result {
 	c := d.cfg
-	if c.Redis.Addr == "" {
-		return skip("redis.addr not set: number mappings and tickets live in memory (lost on restart, not shared)", "set redis.addr to share them between instances")
+	if !c.Redis.Enabled() {
+		return skip("no redis configured: number mappings and tickets live in memory (lost on restart, not shared)", "set redis.addr (or redis.addrs, or redis.master_name with redis.sentinels) to share them between instances")
 	}
-	cl := redis.NewClient(&redis.Options{Addr: c.Redis.Addr, Password: c.Redis.Password.Reveal(), DB: c.Redis.DB,
-		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, MaxRetries: -1})
+	cl := cluster.NewRedisClient(c.Redis)
 	defer cl.Close()
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if err := cl.Ping(pctx).Err(); err != nil {
 		fix := "start Redis (`systemctl start redis-server`) or fix redis.addr"
-		if strings.Contains(err.Error(), "NOAUTH") || strings.Contains(err.Error(), "WRONGPASS") {
+		switch {
+		case strings.Contains(err.Error(), "NOAUTH") || strings.Contains(err.Error(), "WRONGPASS"):
 			fix = "set redis.password to Redis's requirepass"
+		case c.Redis.MasterName != "":
+			fix = "check that the Sentinels in redis.sentinels run and monitor redis.master_name, and that they name a reachable master"
+		case len(c.Redis.Addrs) > 0:
+			fix = "check that the Redis Cluster's nodes in redis.addrs run and `redis-cli --cluster check` is clean"
 		}
-		return fail(fmt.Sprintf("Redis at %s: %v", c.Redis.Addr, err), fix)
+		return fail(fmt.Sprintf("Redis (%s): %v", c.Redis.Where(), err), fix)
 	}
-	return pass("Redis at %s answers", c.Redis.Addr)
+	return pass("Redis (%s) answers", c.Redis.Where())
+}
+
+// checkCluster lists the cluster's nodes as the directory in Redis shows them (`patchbay cluster status` in
+// full) and fails when a configured peer is not beating.
+func checkCluster(ctx context.Context, d *run) Result {
+	c := d.cfg
+	if !c.Cluster.Enabled {
+		return skip("cluster.enabled is off: this Patchbay runs alone", "see docs/cluster.md to run several nodes")
+	}
+	cl := cluster.NewRedisClient(c.Redis)
+	defer cl.Close()
+	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	st, err := cluster.ReadStatus(rctx, cl, c.Redis.Prefix, c.Redis.Where())
+	if err != nil {
+		return fail(fmt.Sprintf("cluster directory: %v", err), "fix Redis first (see the redis check)")
+	}
+	alive := map[string]cluster.Node{}
+	var parts []string
+	for _, n := range st.Nodes {
+		if n.Alive {
+			alive[n.ID] = n
+			parts = append(parts, fmt.Sprintf("%s (%d calls, cpu %.0f%%, beat %v ago)", n.ID, n.Calls, n.CPU*100, n.HeartbeatAge.Round(100*time.Millisecond)))
+		}
+	}
+	var missing []string
+	for _, p := range c.Cluster.Peers {
+		if _, ok := alive[p.ID]; !ok {
+			missing = append(missing, p.ID)
+		}
+	}
+	if len(missing) > 0 {
+		return fail(fmt.Sprintf("peers not beating: %s; live: %s", strings.Join(missing, ", "), strings.Join(parts, "; ")),
+			"start Patchbay on those nodes (or remove them from cluster.peers and reload PJSIP); `patchbay cluster status` shows the directory")
+	}
+	if _, ok := alive[c.ClusterNodeID()]; !ok {
+		return pass("this node (%s) is not beating (not running?); live: %s", c.ClusterNodeID(), strings.Join(parts, "; "))
+	}
+	return pass("%d live nodes: %s", len(alive), strings.Join(parts, "; "))
 }
 
 // checkTURN allocates a relay on every turn: server browsers are given, with the credentials they get.

@@ -4,9 +4,11 @@
 package limits
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/patchbay/patchbay/wire"
@@ -40,11 +42,12 @@ var ErrRefused = errors.New("limits: call refused")
 // Is lets errors.Is(err, ErrRefused) work.
 func (r *Refusal) Is(target error) bool { return target == ErrRefused }
 
-// Limiter applies one Config to many keys. It is safe for concurrent use. State lives in this process: with
-// several Patchbay instances each enforces its own share.
+// Limiter applies one Config to many keys. It is safe for concurrent use. State lives in this process (New), or in
+// Redis shared by every node of a cluster (NewShared, shared.go), behind the same Start and Lease.End.
 type Limiter struct {
-	cfg Config
-	now func() time.Time
+	cfg    Config
+	now    func() time.Time
+	shared *Shared // nil: state in this process
 
 	mu     sync.Mutex
 	keys   map[string]*state
@@ -84,6 +87,9 @@ type Lease struct {
 	once     sync.Once
 	// Budget is how long this call may last before today's minutes run out; 0 means no budget applies.
 	Budget time.Duration
+	// Shared leases: the member of the caller's set of calls in progress, and whether it has ended (shared.go).
+	id    string
+	ended atomic.Bool
 }
 
 // End releases the call's slot and, for outbound calls, charges talked against today's budget.
@@ -91,18 +97,35 @@ func (l *Lease) End(talked time.Duration) {
 	if l == nil || l.l == nil {
 		return
 	}
-	l.once.Do(func() { l.l.end(l.key, l.outbound, talked) })
+	l.once.Do(func() {
+		if l.l.shared != nil {
+			l.l.shared.end(l, talked)
+			return
+		}
+		l.l.end(l.key, l.outbound, talked)
+	})
 }
 
 // Start admits a new call for key or returns a *Refusal. Outbound calls are also held to the daily budget.
-// A nil Limiter admits everything.
+// A nil Limiter admits everything. A shared limiter whose Redis cannot be reached refuses with unavailable.
 func (l *Limiter) Start(key string, outbound bool) (*Lease, error) {
+	return l.StartContext(context.Background(), key, outbound)
+}
+
+// StartContext is Start bounded by ctx (a shared limiter waits on Redis).
+func (l *Limiter) StartContext(ctx context.Context, key string, outbound bool) (*Lease, error) {
 	if l == nil {
 		return &Lease{}, nil
 	}
-	lease, err := l.start(key, outbound)
+	var lease *Lease
+	var err error
+	if l.shared != nil {
+		lease, err = l.shared.start(ctx, l, key, outbound)
+	} else {
+		lease, err = l.start(key, outbound)
+	}
 	var r *Refusal
-	if l.cfg.OnRefuse != nil && errors.As(err, &r) {
+	if l.cfg.OnRefuse != nil && errors.As(err, &r) && r.Code != wire.CodeUnavailable {
 		l.cfg.OnRefuse(r.Code)
 	}
 	return lease, err
@@ -174,6 +197,9 @@ func (l *Limiter) end(key string, outbound bool, talked time.Duration) {
 func (l *Limiter) Used(key string) (used time.Duration, active int) {
 	if l == nil {
 		return 0, 0
+	}
+	if l.shared != nil {
+		return l.shared.used(context.Background(), key, l.now())
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -33,6 +33,9 @@ type Admission struct {
 	Reason string
 	// Detail is what only the log learns of a refusal (e.g. that a ticket is bound to someone else).
 	Detail string
+	// Redirect, when set (Accept false), is the signalling URL of the cluster node holding the room: the join is
+	// not refused, it belongs there.
+	Redirect string
 }
 
 func refuse(code, format string, args ...any) Admission {
@@ -44,6 +47,9 @@ type Admitter struct {
 	Rooms   interface{ Exists(id string) bool }
 	Store   dialplan.Store
 	Tickets TicketRedeemer
+	// Elsewhere, if set, finds a room another node of a cluster holds: the URL browsers join it at, or "". An
+	// error (the cluster's directory unreachable) refuses the join with unavailable.
+	Elsewhere func(ctx context.Context, room string) (string, error)
 }
 
 // Admit decides whether g may join what r names. It never acts: the caller joins on Accept.
@@ -107,6 +113,16 @@ func (a Admitter) Admit(ctx context.Context, g Grant, r JoinRequest) Admission {
 		ad.Role = RoleParticipant
 	}
 	if a.Rooms == nil || !a.Rooms.Exists(ad.Room) {
+		if a.Elsewhere != nil {
+			url, err := a.Elsewhere(ctx, ad.Room)
+			if err != nil {
+				return refuse(wire.CodeUnavailable, "the cluster's rooms directory is unavailable; try again shortly")
+			}
+			if url != "" {
+				ad.Redirect = url
+				return ad
+			}
+		}
 		return refuse(wire.CodeUnknownRoom, "room %s does not exist or has ended", ad.Room)
 	}
 	ad.Accept = true

@@ -27,6 +27,16 @@ type Options struct {
 	// OnBridge, if set, is told (on the joining goroutine) when a room's mixing bridge has been created: recording
 	// by policy starts there (record.go).
 	OnBridge func(room, bridgeID string)
+	// Directory, if set, is a cluster's rooms directory: a room's ID is claimed there before the room is made, so
+	// no two nodes hold one ID, and released when it ends.
+	Directory Directory
+}
+
+// Directory is a cluster's rooms directory (internal/cluster, through the server's wiring). ClaimRoom's errors
+// wrap ErrExists (another node holds the ID) or ErrUnavailable (the directory cannot be reached).
+type Directory interface {
+	ClaimRoom(ctx context.Context, room string) error
+	ReleaseRoom(ctx context.Context, room string)
 }
 
 // Registry holds the live rooms of this Patchbay instance. It is safe for concurrent use.
@@ -83,7 +93,7 @@ type CreateOptions struct {
 }
 
 // Create makes a room. No Asterisk resource is made until someone joins.
-func (r *Registry) Create(_ context.Context, o CreateOptions) (Room, error) {
+func (r *Registry) Create(ctx context.Context, o CreateOptions) (Room, error) {
 	if o.ID != "" {
 		if err := ValidateName(o.ID); err != nil {
 			return Room{}, err
@@ -105,16 +115,27 @@ func (r *Registry) Create(_ context.Context, o CreateOptions) (Room, error) {
 	if id == "" {
 		id = NewRoomID()
 	}
+	if d := r.o.Directory; d != nil && !r.Exists(id) {
+		if err := d.ClaimRoom(ctx, id); err != nil {
+			return Room{}, fmt.Errorf("room %s: %w", id, err)
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	fail := func(err error) (Room, error) {
+		if d := r.o.Directory; d != nil && r.rooms[id] == nil {
+			d.ReleaseRoom(context.WithoutCancel(ctx), id)
+		}
+		return Room{}, err
+	}
 	if r.closed {
-		return Room{}, fmt.Errorf("create room: %w: Patchbay is shutting down", ErrEnded)
+		return fail(fmt.Errorf("create room: %w: Patchbay is shutting down", ErrEnded))
 	}
 	if _, dup := r.rooms[id]; dup {
 		return Room{}, fmt.Errorf("room %s: %w; pick another name or end it first", id, ErrExists)
 	}
 	if len(r.rooms) >= r.o.MaxRooms {
-		return Room{}, fmt.Errorf("%w: %d rooms are live, the limit; end some first", ErrInvalid, r.o.MaxRooms)
+		return fail(fmt.Errorf("%w: %d rooms are live, the limit; end some first", ErrInvalid, r.o.MaxRooms))
 	}
 	rm := &room{
 		info: Room{ID: id, Name: safeText(o.Name, 128), Backend: o.Backend, Created: time.Now().UTC(),
@@ -465,6 +486,9 @@ func (r *Registry) End(ctx context.Context, id, reason string) error {
 	r.publishLocked(rm, Event{Type: EventEnded, Room: id})
 	r.mu.Unlock()
 	r.log.Info("room ended", "room", id, "reason", reason, "participants", len(members))
+	if d := r.o.Directory; d != nil {
+		d.ReleaseRoom(ctx, id)
+	}
 	for _, m := range members {
 		m.doKick("room ended")
 	}

@@ -54,6 +54,8 @@ var (
 	ErrEnded         = errors.New("rooms: room has ended")
 	ErrForbidden     = errors.New("rooms: not allowed")
 	ErrInvalid       = errors.New("rooms: invalid request")
+	// ErrUnavailable: a cluster's rooms directory (Redis) cannot be reached, so no room can be created safely.
+	ErrUnavailable = errors.New("rooms: the rooms directory is unavailable")
 )
 
 // TicketRedeemer redeems a one-time join ticket for the room and role it was issued for, if it admits who

@@ -16,7 +16,8 @@ import (
 // after numberStore, whose Redis client the tickets share.
 func (s *Server) pstnOptions(cfg *config.Config, log *slog.Logger) (call.PSTNOptions, error) {
 	set := func(l config.LimitSet, scope string) *limits.Limiter {
-		return limits.New(limits.Config{CallsPerMinute: l.CallsPerMinute, Burst: l.Burst, MaxConcurrent: l.MaxConcurrent, DailyMinutes: l.DailyMinutes,
+		// Shared by every node in a cluster (cluster.go), else in this process.
+		return s.clusterLimits(limits.Config{CallsPerMinute: l.CallsPerMinute, Burst: l.Burst, MaxConcurrent: l.MaxConcurrent, DailyMinutes: l.DailyMinutes,
 			OnRefuse: s.obs.limitRefused(scope)})
 	}
 	if s.redis != nil {
@@ -46,8 +47,8 @@ func (s *Server) pstnOptions(cfg *config.Config, log *slog.Logger) (call.PSTNOpt
 			return o, fmt.Errorf("webhook: %w", err)
 		}
 		s.webhooks = w
-		o.Webhooks = w
 	}
+	o.Webhooks = s.clusterNotifier(s.webhooks) // in a cluster every API call's state is also stored in Redis
 	return o, nil
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/patchbay/patchbay/dialplan"
 	"github.com/patchbay/patchbay/internal/api"
 	"github.com/patchbay/patchbay/internal/call"
+	"github.com/patchbay/patchbay/internal/cluster"
 	"github.com/patchbay/patchbay/internal/config"
 	"github.com/patchbay/patchbay/internal/relay"
 	"github.com/patchbay/patchbay/internal/rooms"
@@ -57,8 +58,9 @@ type Server struct {
 
 	rooms   *rooms.Registry
 	numbers dialplan.Store
-	redis   *redis.Client // nil without redis.addr
-	sfu     *sfu.Hub      // nil unless media.video (video.go)
+	redis   redis.UniversalClient // nil without Redis (one server, Sentinel or Cluster)
+	sfu     *sfu.Hub              // nil unless media.video (video.go)
+	cluster *clusterParts         // nil unless cluster.enabled (cluster.go)
 
 	tickets  tickets.Store   // one-time join tickets (calls.go)
 	webhooks *webhook.Sender // nil without webhook.url
@@ -134,8 +136,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err := s.newCTI(cfg, log); err != nil {
 		return nil, err
 	}
+	if err := s.newCluster(cfg, log); err != nil {
+		return nil, err
+	}
 	s.rooms = rooms.New(rooms.Options{ARI: s.ari, Grace: cfg.Rooms.Grace, MaxRooms: cfg.Rooms.MaxRooms, Logger: log.With("component", "rooms"),
-		OnBridge: s.ctiRoomBridge})
+		OnBridge: s.ctiRoomBridge, Directory: s.roomDirectory()})
 	pstnOpts, err := s.pstnOptions(cfg, log)
 	if err != nil {
 		return nil, err
@@ -174,8 +179,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 
 		Observer:    s.obs.observer,
 		OneWayAfter: cfg.Calls.OneWayAfter,
-
-		CTI: s.ctiOptions(),
+		Cluster:     s.callCluster(),
+		CTI:         s.ctiOptions(),
 	})
 	if err != nil {
 		return nil, err
@@ -189,6 +194,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		MaxUnauthenticatedPerIP: cfg.HTTP.MaxUnauthenticatedPerIP,
 		MaxUnauthenticated:      cfg.HTTP.MaxUnauthenticated,
 		Logger:                  log,
+		OnUsersChanged:          s.clusterKick,
 	}))
 	if err != nil {
 		return nil, err
@@ -208,13 +214,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s.api = api.New(keys, log.With("component", "api"))
 	s.api.RegisterRooms(api.RoomsDeps{Rooms: s.rooms, Numbers: s.numbers, Signer: s.signer, TokenTTL: cfg.Auth.TokenTTL,
 		NumberTTL: cfg.Rooms.NumberTTL, Logger: log.With("component", "api")})
-	s.api.RegisterCalls(s.calls)
+	s.api.RegisterCalls(s.callService())
 	s.registerCTI()
 	s.wireObservability()
 
 	mux := http.NewServeMux()
 	mux.Handle("/ws", s.signal)
-	mux.Handle(api.Prefix+"/", s.api)
+	mux.Handle(api.Prefix+"/", s.apiHandler())
 	mux.HandleFunc("/healthz", s.healthz)
 	mux.Handle("/agent", web.AgentPage(func(n string) error {
 		_, err := dialplan.NormalizeNumber(n)
@@ -307,6 +313,7 @@ func (s *Server) Run(ctx context.Context) error {
 		wg.Wait()
 		return err
 	}
+	defer s.startCluster()() // heartbeat until the calls have ended, then leave the cluster (cluster.go)
 	wg.Add(1)
 	if s.webhooks != nil {
 		wg.Add(1)
@@ -348,6 +355,7 @@ func (s *Server) Hurry() { s.hurryOnce.Do(func() { close(s.hurry) }) }
 // and the sweep go through it.
 func (s *Server) shutdown() {
 	s.calls.Drain()
+	s.clusterDrain() // other nodes stop sending calls here (cluster.go)
 	s.log.Info("patchbay stopping: new calls refused", "active_calls", s.calls.Active(), "grace", s.cfg.HTTP.ShutdownTimeout)
 	grace, cancel := context.WithTimeout(context.Background(), s.cfg.HTTP.ShutdownTimeout)
 	defer cancel()
@@ -450,25 +458,23 @@ func (s *Server) closeParts() {
 	}
 }
 
-// numberStore is the number→room store: Redis when redis.addr is set (shared by every instance), else in
-// memory. A Redis that is down at start is not fatal: lookups fail with a clear error until it is back.
+// numberStore is the number→room store: Redis when one is configured (shared by every instance), else in
+// memory. The Redis client it makes (one server, Sentinel or Cluster: cluster.NewRedisClient) is the one every
+// other part shares. A Redis that is down at start is not fatal: lookups fail with a clear error until it is back.
 func (s *Server) numberStore(cfg *config.Config, log *slog.Logger) dialplan.Store {
-	if cfg.Redis.Addr == "" {
+	if !cfg.Redis.Enabled() {
 		log.Info("number store: in memory (set redis.addr to share mappings and keep them across restarts)")
 		return dialplan.NewMemoryStore()
 	}
 	redis.SetLogger(redisLogger{log.With("component", "redis")})
-	opts := dialplan.RedisOptions(cfg.Redis.Addr)
-	opts.Password = cfg.Redis.Password.Reveal()
-	opts.DB = cfg.Redis.DB
-	s.redis = redis.NewClient(opts)
+	s.redis = cluster.NewRedisClient(cfg.Redis)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := s.redis.Ping(ctx).Err(); err != nil {
 		log.Warn("number store: Redis not reachable at start; calls to mapped numbers get the unavailable treatment until it is",
-			"addr", cfg.Redis.Addr, "err", err)
+			"redis", cfg.Redis.Where(), "err", err)
 	} else {
-		log.Info("number store: Redis", "addr", cfg.Redis.Addr, "db", cfg.Redis.DB)
+		log.Info("number store: Redis", "redis", cfg.Redis.Where(), "db", cfg.Redis.DB)
 	}
 	return dialplan.NewRedisStore(s.redis, cfg.Redis.Prefix+"dialplan:")
 }

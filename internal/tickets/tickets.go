@@ -272,12 +272,15 @@ func (s *Memory) takeLocked(d string, who Identity) (Grant, error) {
 // Redis is a Store shared by every instance: one key per ticket digest, with the ticket's TTL, taken with
 // GETDEL so that exactly one redemption wins even across instances.
 type Redis struct {
-	c      *redis.Client
+	c      redis.UniversalClient
 	prefix string
 }
 
-// NewRedis returns a store keeping keys under prefix + "ticket:". The caller owns client.
-func NewRedis(c *redis.Client, prefix string) *Redis { return &Redis{c: c, prefix: prefix + "ticket:"} }
+// NewRedis returns a store keeping keys under prefix + "ticket:". The caller owns client (one server, a Sentinel
+// master or a Redis Cluster: each ticket is one key).
+func NewRedis(c redis.UniversalClient, prefix string) *Redis {
+	return &Redis{c: c, prefix: prefix + "ticket:"}
+}
 
 // Issue implements Store.
 func (s *Redis) Issue(ctx context.Context, g Grant, ttl time.Duration) (string, error) {

@@ -729,3 +729,14 @@ func astTail(s string, lines int) string {
 	}
 	return strings.Join(parts, "\n")
 }
+
+// FreePorts returns n distinct ports free on loopback for both TCP and UDP at the time of the call, for tests that
+// must fix a port before starting something (a cluster node's SIP port, which its peer's config names).
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports, err := astFreePorts(n)
+	if err != nil {
+		t.Fatalf("pick free ports: %v", err)
+	}
+	return ports
+}

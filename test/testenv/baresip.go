@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -370,10 +371,17 @@ func (b *Baresip) Command(ctx context.Context, cmd, params string) (string, erro
 
 // WaitEvent returns the oldest event of that type not yet returned, waiting for one if needed.
 func (b *Baresip) WaitEvent(ctx context.Context, typ string) (BaresipEvent, error) {
+	return b.WaitAnyEvent(ctx, typ)
+}
+
+// WaitAnyEvent returns the oldest event of any of the types not yet returned (e.g. CALL_ESTABLISHED or
+// CALL_CLOSED, whichever comes), waiting for one if needed.
+func (b *Baresip) WaitAnyEvent(ctx context.Context, types ...string) (BaresipEvent, error) {
+	typ := strings.Join(types, "|")
 	for {
 		b.mu.Lock()
 		for i, ev := range b.events {
-			if ev.Type == typ && !b.consumed[i] {
+			if slices.Contains(types, ev.Type) && !b.consumed[i] {
 				b.consumed[i] = true
 				b.mu.Unlock()
 				return ev, nil

@@ -490,7 +490,7 @@ func (c *call) run(ctx context.Context, sig Signaller) (*Report, error) {
 					}
 				}
 			case signal.TypeRinging, signal.TypeAnswered, signal.TypeDTMF, signal.TypeJoined, signal.TypeRoom, signal.TypeQuality,
-				signal.TypeHeld, signal.TypeResumed, signal.TypeTransferred, signal.TypeRecording:
+				signal.TypeHeld, signal.TypeResumed, signal.TypeTransferred, signal.TypeRecording, signal.TypeRedirect:
 				c.event(m)
 			case signal.TypeHangup:
 				c.event(m)

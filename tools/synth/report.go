@@ -30,6 +30,9 @@ type Event struct {
 	// Contact center: who held or transferred ("held", "resumed", "transferred"), to whom, a "recording" event.
 	By string `json:"by,omitempty"`
 	To string `json:"to,omitempty"`
+	// Redirect: the node holding the room, and a fresh ticket to join it with there (docs/cluster.md).
+	URL    string `json:"url,omitempty"`
+	Ticket string `json:"ticket,omitempty"`
 }
 
 // RTTSummary condenses the echo round-trip times of one call.

@@ -37,7 +37,8 @@ const (
 	TypeQuality   = "quality"   // server→browser: a media quality issue on a call (e.g. one-way audio)
 	// TypeRefresh (server→browser) carries fresh TURN credentials and a fresh resume token before the old ones
 	// expire: the page uses them for its next peer connections, ICE restarts and reconnects.
-	TypeRefresh = "refresh"
+	TypeRefresh  = "refresh"
+	TypeRedirect = "redirect" // server→browser: the room joined is held by another node; join it at "url"
 )
 
 // Room event names carried in Message.Event of a "room" message.
@@ -110,6 +111,9 @@ type Message struct {
 	Mode   string       `json:"mode,omitempty"`
 	Queue  []QueueEntry `json:"queue,omitempty"`
 	Calls  []LiveCall   `json:"calls,omitempty"`
+	// URL ("redirect") is the signalling URL of the cluster node holding the room; a "redirect" may carry a fresh
+	// one-time Ticket to join with there.
+	URL string `json:"url,omitempty"`
 }
 
 // ICECandidate is the browser's RTCIceCandidateInit. Its fields match pion's

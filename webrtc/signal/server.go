@@ -75,6 +75,9 @@ type ServerOptions struct {
 	// RefreshInterval is how often a session gets a "refresh"; default half the shorter of ResumeTTL and TURN.TTL.
 	RefreshInterval time.Duration
 	Logger          *slog.Logger // default slog.Default()
+	// OnUsersChanged, if set, is called when a user's first session authenticates or its last one closes (a
+	// cluster publishes presence then). It must return at once; Users tells who is online.
+	OnUsersChanged func()
 }
 
 func (o ServerOptions) withDefaults() ServerOptions {
@@ -305,9 +308,28 @@ func (srv *Server) register(s *Session) bool {
 	if set == nil {
 		set = make(map[*Session]struct{})
 		srv.users[s.User()] = set
+		srv.usersChanged()
 	}
 	set[s] = struct{}{}
 	return true
+}
+
+// usersChanged tells OnUsersChanged; called with mu held, so the callback must not call back into the server.
+func (srv *Server) usersChanged() {
+	if srv.opts.OnUsersChanged != nil {
+		srv.opts.OnUsersChanged()
+	}
+}
+
+// Users lists the users with at least one live authenticated session.
+func (srv *Server) Users() []string {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	out := make([]string, 0, len(srv.users))
+	for u := range srv.users {
+		out = append(out, u)
+	}
+	return out
 }
 
 // forgetConn drops a connection whose SessionClosed has run.
@@ -337,6 +359,7 @@ func (srv *Server) forgetUser(s *Session) {
 		delete(set, s)
 		if len(set) == 0 {
 			delete(srv.users, s.User())
+			srv.usersChanged()
 		}
 	}
 }

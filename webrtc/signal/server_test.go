@@ -552,3 +552,43 @@ func TestPingFloodIsRateLimited(t *testing.T) {
 		t.Fatalf("%d pongs, want at most the burst of 5", pongs)
 	}
 }
+
+// TestUsersAndPresenceChanges: Users lists who is online, and OnUsersChanged fires when a user's first tab
+// authenticates and when their last one closes, not for the tabs in between (a cluster publishes presence then).
+func TestUsersAndPresenceChanges(t *testing.T) {
+	changed := make(chan struct{}, 16)
+	e := newEnv(t, func(o *ServerOptions) { o.OnUsersChanged = func() { changed <- struct{}{} } })
+	count := func() int {
+		n := 0
+		for {
+			select {
+			case <-changed:
+				n++
+			case <-time.After(200 * time.Millisecond):
+				return n
+			}
+		}
+	}
+	a1 := e.authedRaw("alice")
+	a2 := e.authedRaw("alice")
+	if n := count(); n != 1 {
+		t.Fatalf("two tabs of alice: %d changes, want 1", n)
+	}
+	if u := e.srv.Users(); len(u) != 1 || u[0] != "alice" {
+		t.Fatalf("Users() = %v", u)
+	}
+	for i, ws := range []*websocket.Conn{a1, a2} {
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+		<-e.h.closed
+		want := 0
+		if i == 1 {
+			want = 1
+		}
+		if n := count(); n != want {
+			t.Fatalf("after tab %d closed: %d changes, want %d", i+1, n, want)
+		}
+	}
+	if u := e.srv.Users(); len(u) != 0 {
+		t.Fatalf("Users() after both closed = %v", u)
+	}
+}

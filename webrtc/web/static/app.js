@@ -292,13 +292,22 @@ function trackRoom(r) {
     el.play().catch(() => { /* autoplay refused: the user's next click starts it */ });
   });
   r.on("error", showError);
-  r.on("hangup", ({ cause }) => {
+  const left = (cause) => {
     if (room !== r) return;
     Object.assign(state, { roomState: "ended", roomCause: cause, roomMuted: false, camera: false });
     room = null;
     $("remote").srcObject = null;
     renderRoom();
     render();
+  };
+  // The room is held by another node of the cluster: follow it there (patchbay.js has joined it there already).
+  r.on("redirect", ({ room: next }) => {
+    if (room !== r) return;
+    if (next && next.state !== "ended") trackRoom(next);
+    else left("temporary_failure");
+  });
+  r.on("hangup", ({ cause, redirected }) => {
+    if (!redirected) left(cause);
   });
   redraw();
 }

@@ -610,7 +610,8 @@ export class PatchbayCall extends Emitter {
         if (!this.#mediaUp && this.iceErrors.some((e) => e.errorCode === 401 || e.errorCode === 403)) {
           this.emit("error", new PatchbayError("turn_refused", "the TURN server refused our credentials", this.id));
         }
-        this._end(m.cause || "normal_clearing", m.code || CAUSES.normal_clearing, { local: false });
+        this._end(m.cause || "normal_clearing", m.code || CAUSES.normal_clearing,
+          this._redirectedTo ? { local: false, redirected: true } : { local: false });
         break;
       case "error": {
         const err = new PatchbayError(m.error || "internal", m.message || "", this.id);
@@ -1321,6 +1322,10 @@ export class Patchbay extends Emitter {
       this.emit("console", { queue: m.queue || [], calls: m.calls || [] });
       return;
     }
+    if (m.type === "redirect") {
+      this.#followRedirect(m);
+      return;
+    }
     const call = m.call_id ? this.#calls.get(m.call_id) : null;
     if (m.type === "error") {
       if (!m.call_id) this.#lastErrorCode = m.error || ""; // a session error: it may explain the close that follows
@@ -1342,6 +1347,33 @@ export class Patchbay extends Emitter {
         break;
       default:
         call._onServerMessage(m);
+    }
+  }
+
+  // A room lives on one node of a cluster (docs/cluster.md); the node this page reached names the one holding it.
+  // The join moves there: a second Patchbay to m.url, with the same token, joins again (with the fresh one-time
+  // ticket the redirect carries, if any). The old room ends (the hangup that follows has redirected: true); its
+  // "redirect" event, and this Patchbay's, hand over {url, room, patchbay}: the new PatchbayRoom and its
+  // connection (room null when joining there failed). This connection stays, for calls.
+  async #followRedirect(m) {
+    const old = this.#calls.get(m.call_id);
+    if (!(old instanceof PatchbayRoom) || old.state === "ended" || !m.url) return;
+    old._redirectedTo = m.url;
+    try {
+      const next = new Patchbay({
+        url: m.url, token: this.token, audio: this.audio, pingInterval: this.pingInterval,
+        iceServers: this.#iceOverride ? this.iceServers : undefined,
+        WebSocket: this._WebSocket, RTCPeerConnection: this._RTCPeerConnection, getUserMedia: this._gum || undefined,
+      });
+      await next.connect();
+      const room = await next.join(m.ticket ? { ticket: m.ticket } : old.target, { video: Boolean(old.localVideo) });
+      const detail = { url: m.url, room, patchbay: next };
+      old.emit("redirect", detail);
+      this.emit("redirect", detail);
+    } catch (err) {
+      old.emit("error", err instanceof PatchbayError ? err
+        : new PatchbayError("unavailable", `could not join the room on ${m.url}: ${err.message || err}`, old.id));
+      old.emit("redirect", { url: m.url, room: null, patchbay: null });
     }
   }
 
