@@ -510,7 +510,7 @@ func (c *call) event(m signal.Message) {
 	c.rep.Events = append(c.rep.Events, Event{Type: m.Type, At: time.Since(c.start), Cause: m.Cause,
 		Code: m.Code, Digits: m.Digits, Error: m.Error,
 		Room: m.Room, RoomEvent: m.Event, Participant: m.Participant, Participants: m.Participants,
-		Issue: m.Issue, Direction: m.Direction, By: m.By, To: m.To})
+		Issue: m.Issue, Direction: m.Direction, By: m.By, To: m.To, URL: m.URL, Ticket: m.Ticket})
 }
 
 // startSender plays the tone, one stamped frame per 20 ms of wall clock.
