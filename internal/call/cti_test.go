@@ -19,6 +19,7 @@ import (
 	"github.com/patchbay/patchbay/dialplan"
 	"github.com/patchbay/patchbay/internal/recording"
 	"github.com/patchbay/patchbay/internal/relay"
+	"github.com/patchbay/patchbay/internal/rooms"
 	"github.com/patchbay/patchbay/tools/synth"
 	"github.com/patchbay/patchbay/webrtc/media"
 	"github.com/patchbay/patchbay/webrtc/signal"
@@ -633,4 +634,99 @@ func (v *muxView) Recv(ctx context.Context) (signal.Message, error) {
 	case <-ctx.Done():
 		return signal.Message{}, ctx.Err()
 	}
+}
+
+// TestModeratorMutesKicksAndEndsTheRoom: a room's moderator mutes, kicks and ends through signalling; a participant
+// may not; each action reaches Asterisk and the room.
+func TestModeratorMutesKicksAndEndsTheRoom(t *testing.T) {
+	var reg *rooms.Registry
+	h := newCTIHarness(t, func(o *Options) {
+		reg = rooms.New(rooms.Options{ARI: o.ARI, Grace: time.Second, Logger: o.Logger})
+		o.Rooms = reg
+	})
+	t.Cleanup(func() { reg.Close(context.Background()) })
+	if _, err := reg.Create(h.ctx, rooms.CreateOptions{ID: "standup"}); err != nil {
+		t.Fatal(err)
+	}
+	join := func(user, role, id string) (*signal.Conn, chan result) {
+		cl := auth.Claims{Name: user, Room: "standup", Role: role}
+		cl.Subject = user
+		tok, err := h.signer.Mint(cl, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := signal.Dial(h.ctx, h.wsURL, tok, signal.DialOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		done := make(chan result, 1)
+		go func() {
+			rep, err := h.eng.Join(h.ctx, c, synth.JoinOptions{Room: "standup"}, synth.CallOptions{CallID: id, Duration: -1})
+			done <- result{rep, err}
+		}()
+		return c, done
+	}
+	mod, modDone := join("mia", rooms.RoleModerator, "m1")
+	part, partDone := join("pat", rooms.RoleParticipant, "p1")
+	var pid string
+	h.waitFor("both in the room", func() bool {
+		ps, _ := reg.Participants("standup")
+		for _, p := range ps {
+			if p.CallerID == "pat" {
+				pid = p.ID
+			}
+		}
+		return len(ps) == 2
+	})
+	// A participant may not moderate: refused, nothing changes (the refusal ends the synthetic caller's call).
+	if err := part.Send(h.ctx, signal.Message{Type: signal.TypeModerate, CallID: "p1", Action: signal.ActionMute, Target: pid}); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.result(partDone); signal.ErrorCode(r.err) != wire.CodeNotAllowed {
+		t.Errorf("participant moderating: %v; want %s", r.err, wire.CodeNotAllowed)
+	}
+	// not_allowed does not end a call: the synthetic caller gave up on p1, so pat hangs it up and joins again.
+	if err := part.Send(h.ctx, signal.Message{Type: signal.TypeHangup, CallID: "p1"}); err != nil {
+		t.Fatal(err)
+	}
+	old := pid
+	_, partDone = join("pat", rooms.RoleParticipant, "p2")
+	h.waitFor("pat back, once", func() bool {
+		ps, _ := reg.Participants("standup")
+		for _, p := range ps {
+			if p.CallerID == "pat" {
+				pid = p.ID
+			}
+		}
+		return len(ps) == 2 && pid != old
+	})
+	if err := mod.Send(h.ctx, signal.Message{Type: signal.TypeModerate, CallID: "m1", Action: signal.ActionMute, Target: pid}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("pat muted", func() bool {
+		ps, _ := reg.Participants("standup")
+		for _, p := range ps {
+			if p.ID == pid {
+				return p.Muted
+			}
+		}
+		return false
+	})
+	if err := mod.Send(h.ctx, signal.Message{Type: signal.TypeModerate, CallID: "m1", Action: signal.ActionKick, Target: pid}); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.result(partDone); r.rep.HungUpBy != "remote" {
+		t.Errorf("kicked participant: %v %+v", r.err, r.rep)
+	}
+	if err := mod.Send(h.ctx, signal.Message{Type: signal.TypeModerate, CallID: "m1", Action: signal.ActionEndRoom}); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.result(modDone); r.rep.HungUpBy != "remote" {
+		t.Errorf("moderator after ending the room: %v", r.err)
+	}
+	if reg.Exists("standup") {
+		t.Error("the room still exists")
+	}
+	h.assertNothingLeft()
 }
