@@ -165,6 +165,9 @@ func (s *Server) Config() ari.Config {
 	return ari.Config{
 		URL: s.srv.URL, Username: s.user, Password: s.pass, Application: s.app,
 		HTTPClient: &http.Client{Transport: roundTripper{s.tr}}, PingInterval: 200 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		// No app check: with a 400 ms DeadAfter, a canary late under -race on a busy host would reconnect the
+		// socket mid-test and lose its events. Tests of the check set their own interval.
+		AppCheckInterval: -1,
 	}
 }
 
