@@ -41,12 +41,18 @@ type consoleState struct {
 	Mode       string `json:"mode"`
 }
 
-// TestCTIAgentConsole: a customer's phone waits in a room mapped to a number; the agent console (/agent, in
-// Chromium) shows it in the queue with its caller ID and wait time, answers it (joining the room with video),
+// TestCTIAgentConsole, in Chromium and in Firefox ESR: a customer's phone waits in a room mapped to a number; the
+// agent console (/agent) shows it in the queue with its caller ID and wait time, answers it (joining the room with video),
 // holds (the customer hears music on hold) and resumes, records (the indicator shows), and a supervisor's console
 // lists the live call and listens in. Screenshots of the waiting queue, the call and the supervisor's view are kept
 // in artifacts/.
 func TestCTIAgentConsole(t *testing.T) {
+	for _, name := range testenv.BrowserNames {
+		t.Run(name, func(t *testing.T) { agentConsole(t, name) })
+	}
+}
+
+func agentConsole(t *testing.T, browserName string) {
 	ast := testenv.StartAsterisk(t, testenv.AsteriskOptions{})
 	recDir := t.TempDir()
 	pb := testenv.StartPatchbay(t, ast, testenv.PatchbayOptions{Config: func(c *config.Config) {
@@ -90,16 +96,16 @@ func TestCTIAgentConsole(t *testing.T) {
 	if err := audio.WriteWAV(mic, audio.Sine(agentHz, 48000, 10*time.Second, 0.3), 48000); err != nil {
 		t.Fatal(err)
 	}
-	br := testenv.StartChromium(t, testenv.ChromiumOptions{Name: "console", FakeMicWAV: mic, TrustCA: pb.CACert})
-	agent := br.NewPage(t, "agent")
-	state := func(p *testenv.Page) consoleState {
+	br := testenv.StartBrowser(t, browserName, testenv.BrowserOptions{Name: browserName + "-console", FakeMicWAV: mic, FakeToneHz: int(agentHz), TrustCA: pb.CACert})
+	agent := br.NewTab(t, "agent")
+	state := func(p testenv.Tab) consoleState {
 		var s consoleState
 		if err := p.Eval(ctx, `window.patchbayConsole`, &s); err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}
-	open := func(p *testenv.Page, token string) {
+	open := func(p testenv.Tab, token string) {
 		q := url.Values{"token": {token}, "echoCancellation": {"0"}, "noiseSuppression": {"0"}, "autoGainControl": {"0"}}
 		if err := p.Navigate(ctx, pb.BaseURL+"/agent?"+q.Encode()); err != nil {
 			t.Fatal(err)
@@ -125,7 +131,7 @@ func TestCTIAgentConsole(t *testing.T) {
 	if s := state(agent); s.Queue[0].WaitS < 1 {
 		t.Errorf("queue entry shows no wait time: %+v", s.Queue[0])
 	}
-	if path, err := agent.Screenshot(ctx, "agent-console-waiting"); err != nil {
+	if path, err := agent.Screenshot(ctx, browserName+"-agent-console-waiting"); err != nil {
 		t.Error(err)
 	} else {
 		t.Logf("screenshot: %s", path)
@@ -171,14 +177,14 @@ func TestCTIAgentConsole(t *testing.T) {
 	if err := agent.WaitFor(ctx, "timer running", `window.patchbayConsole.seconds >= 3`, 10*time.Second); err != nil {
 		t.Error(err)
 	}
-	if path, err := agent.Screenshot(ctx, "agent-console-in-call"); err != nil {
+	if path, err := agent.Screenshot(ctx, browserName+"-agent-console-in-call"); err != nil {
 		t.Error(err)
 	} else {
 		t.Logf("screenshot: %s", path)
 	}
 
 	// A supervisor's console lists the call and listens in.
-	supPage := br.NewPage(t, "supervisor")
+	supPage := br.NewTab(t, "supervisor")
 	open(supPage, mint("sam", "Sam Supervisor", "supervisor"))
 	if err := supPage.WaitFor(ctx, "the agent's call listed", `(window.patchbayConsole.calls || []).some((c) => c.user === "agent-7")`, 10*time.Second); err != nil {
 		t.Fatal(err)
@@ -190,7 +196,7 @@ func TestCTIAgentConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
-	if path, err := supPage.Screenshot(ctx, "supervisor-console"); err != nil {
+	if path, err := supPage.Screenshot(ctx, browserName+"-supervisor-console"); err != nil {
 		t.Error(err)
 	} else {
 		t.Logf("screenshot: %s", path)

@@ -71,16 +71,22 @@ func newTrunkEnv(t *testing.T, sippOpts testenv.SIPpOptions, edit func(*config.C
 // unreachable contact makes PJSIP refuse to dial it.
 func (e *trunkEnv) waitTrunkReachable(t *testing.T) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	// 30 s: on a loaded host the first qualify and `asterisk -rx` itself can each take seconds.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	var last string
 	for {
 		out, err := e.ast.CLI(ctx, "pjsip show contacts")
 		if err == nil && strings.Contains(out, trunkName+"/sip:") && (strings.Contains(out, "Avail") || strings.Contains(out, "NonQual")) {
 			return
 		}
+		if err != nil {
+			out = "CLI: " + err.Error()
+		}
+		last = out
 		select {
 		case <-ctx.Done():
-			t.Fatalf("trunk %s never became reachable (SIPp answering OPTIONS?):\n%s", trunkName, out)
+			t.Fatalf("trunk %s never became reachable (SIPp answering OPTIONS?):\n%s", trunkName, last)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
