@@ -46,7 +46,7 @@ func (a *BridgesAPI) Create(ctx context.Context, r BridgeRequest) (*Bridge, erro
 	setIf(q, "bridgeId", r.ID)
 	setIf(q, "name", r.Name)
 	var out Bridge
-	if err := a.c.do(ctx, "POST", "/bridges", q, nil, &out); err != nil {
+	if err := a.c.doCreate(ctx, "POST", "/bridges", q, nil, &out, a.c.undoBridge(&out)); err != nil {
 		return nil, fmt.Errorf("create %s bridge: %w", typ, err)
 	}
 	a.c.track.addBridge(out.ID)

@@ -111,7 +111,7 @@ func (a *ChannelsAPI) Originate(ctx context.Context, r OriginateRequest) (*Chann
 		return nil, fmt.Errorf("ari: %w", err)
 	}
 	var out Channel
-	if err := a.c.do(ctx, "POST", "/channels", q, variablesBody(r.Variables), &out); err != nil {
+	if err := a.c.doCreate(ctx, "POST", "/channels", q, variablesBody(r.Variables), &out, a.c.undoChannel(&out)); err != nil {
 		return nil, fmt.Errorf("originate %s: %w", r.Endpoint, err)
 	}
 	if r.App == a.c.cfg.Application {
@@ -147,7 +147,7 @@ func (a *ChannelsAPI) Create(ctx context.Context, r CreateRequest) (*Channel, er
 	setIf(q, "originator", r.Originator)
 	setIf(q, "formats", r.Formats)
 	var out Channel
-	if err := a.c.do(ctx, "POST", "/channels/create", q, variablesBody(r.Variables), &out); err != nil {
+	if err := a.c.doCreate(ctx, "POST", "/channels/create", q, variablesBody(r.Variables), &out, a.c.undoChannel(&out)); err != nil {
 		return nil, fmt.Errorf("create channel %s: %w", r.Endpoint, err)
 	}
 	if r.App == a.c.cfg.Application {
@@ -247,7 +247,7 @@ func (a *ChannelsAPI) ExternalMedia(ctx context.Context, r ExternalMediaRequest)
 		defer sub.Close()
 	}
 	var ch Channel
-	if err := a.c.do(ctx, "POST", "/channels/externalMedia", q, variablesBody(r.Variables), &ch); err != nil {
+	if err := a.c.doCreate(ctx, "POST", "/channels/externalMedia", q, variablesBody(r.Variables), &ch, a.c.undoChannel(&ch)); err != nil {
 		return nil, fmt.Errorf("create externalMedia channel to %s: %w", r.ExternalHost, err)
 	}
 	if r.App == a.c.cfg.Application {

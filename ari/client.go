@@ -111,6 +111,8 @@ type Client struct {
 	wsTLS *tls.Config
 
 	running atomic.Bool
+	// undos are requests that make resources, still running after their callers gave up (doCreate).
+	undos sync.WaitGroup
 
 	stateMu   sync.Mutex
 	connected bool
@@ -303,6 +305,54 @@ func Route(path string) string {
 		}
 	}
 	return "/" + strings.Join(segs, "/")
+}
+
+// createGrace bounds how long a request that makes a resource may run on after its caller gave up.
+const createGrace = 10 * time.Second
+
+// doCreate is do for a request that makes a resource (a channel, a bridge, a snoop). A caller that gives up mid-
+// request (its call ended, its setup timed out) gets its error at once, as with do, but the request is not cut
+// off: Asterisk may carry out a request whose connection was closed, and the resource would then exist with no
+// call left to remove it until the sweep. The request runs on in the background, and if it succeeds, undo
+// removes what it made. Run waits for these before it returns. A ctx already ended sends nothing.
+func (c *Client) doCreate(ctx context.Context, method, path string, q url.Values, body, out any, undo func(context.Context) error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("ari: %s %s: %w", method, path, context.Cause(ctx))
+	}
+	done := make(chan error, 1)
+	c.undos.Add(1)
+	go func() {
+		defer c.undos.Done()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createGrace)
+		defer cancel()
+		err := c.do(rctx, method, path, q, body, out)
+		done <- err
+		if err == nil && ctx.Err() != nil && undo != nil {
+			if uerr := undo(rctx); uerr != nil && !IsNotFound(uerr) {
+				c.log.Warn("ari: could not remove what a request made after its caller gave up; the sweep will",
+					"method", method, "route", Route(path), "err", uerr)
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("ari: %s %s: %w", method, path, context.Cause(ctx))
+	}
+}
+
+// undoChannel hangs up the channel a create left in *ch; undoBridge destroys the bridge in *b (doCreate).
+func (c *Client) undoChannel(ch *Channel) func(context.Context) error {
+	return func(ctx context.Context) error {
+		return c.do(ctx, "DELETE", "/channels/"+pathEscape(ch.ID), nil, nil, nil)
+	}
+}
+
+func (c *Client) undoBridge(b *Bridge) func(context.Context) error {
+	return func(ctx context.Context) error {
+		return c.do(ctx, "DELETE", "/bridges/"+pathEscape(b.ID), nil, nil, nil)
+	}
 }
 
 // transportError turns a failed HTTP round trip into an error that says what to do.

@@ -84,7 +84,7 @@ func (h *ChannelHandle) Snoop(ctx context.Context, r SnoopRequest) (*Channel, er
 	setIf(q, "appArgs", r.AppArgs)
 	setIf(q, "snoopId", r.SnoopID)
 	var out Channel
-	if err := h.c.do(ctx, "POST", "/channels/"+pathEscape(h.id)+"/snoop", q, nil, &out); err != nil {
+	if err := h.c.doCreate(ctx, "POST", "/channels/"+pathEscape(h.id)+"/snoop", q, nil, &out, h.c.undoChannel(&out)); err != nil {
 		return nil, fmt.Errorf("snoop on channel %s (spy %s, whisper %s): %w", h.id, spy, whisper, err)
 	}
 	if r.App == h.c.cfg.Application {

@@ -165,6 +165,7 @@ func (c *Client) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup // reconcile and sweep goroutines
 	defer wg.Wait()
+	defer c.undos.Wait() // abandoned creates finish (or time out) and remove what they made
 
 	attempt := 0
 	everConnected := false

@@ -115,12 +115,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	if delay > 0 {
+		// A client that hangs up meanwhile does not stop the request: Asterisk carries out what it was sent.
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
 		case <-s.done:
 			t.Stop()
 			return
