@@ -482,25 +482,66 @@ func saveScreenshot(name string, png []byte) (string, error) {
 // output device for WebAudio to run (its harness gives it a PulseAudio null sink), and its first
 // AudioContext's clock starts slowly (seen: 1 s of audio in 3 s of wall time on a busy machine): so
 // the recording counts samples, not wall time, with a wall-time bound.
+//
+// Recording starts only once the element plays the stream in step with the wall clock. When a call's (or a room's)
+// audio first arrives, Firefox plays its first 50-80 ms and then holds the element's clock, and stops pulling its
+// jitter buffer, while it opens the audio output: measured here 1-3.5 s in each of three Firefoxes joining a room
+// on the busy 2-core host (its packets kept coming, 50 a second, none lost), after which it plays on in real time
+// and works off the backlog by acceleration. A capture started in that window records silence with bursts of
+// sound, which is the harness's own start-up, not what the call carries. The capture's own AudioContext then goes
+// through the same start-up (seen: up to a second of silence and then sound with gaps, although the element was
+// playing in step and the call's packets kept coming): so the samples kept start with the first 5 chunks in a row
+// (0.5 s) that carry sound, and what came before is dropped, 10 s of it at most (a silent call is still recorded,
+// and fails its checks).
 const recordJS = `(async (ms) => {
   const el = document.getElementById("remote");
   const stream = el && el.srcObject;
   if (!stream || stream.getAudioTracks().length === 0) throw new Error("no remote audio stream on #remote");
+  const waitFrom = performance.now(), waitUntil = waitFrom + 20000;
+  let t0 = waitFrom, c0 = el.currentTime;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 100));
+    const t = performance.now(), c = el.currentTime;
+    if (t - t0 >= 500) {
+      if ((c - c0) * 1000 >= 0.8 * (t - t0)) break;
+      t0 = t;
+      c0 = c;
+    }
+    if (t > waitUntil) throw new Error("#remote does not play the call's audio: its clock is at " + c.toFixed(3) +
+      " s after 20 s (paused " + el.paused + ", readyState " + el.readyState + ")");
+  }
+  const waitedMs = performance.now() - waitFrom;
   const ac = new AudioContext();
-  await ac.resume();
+  await Promise.race([ac.resume(), new Promise((_, no) => setTimeout(() => no(new Error("AudioContext did not start within 10 s (no audio output?)")), 10000))]);
   const src = ac.createMediaStreamSource(stream);
   const an = ac.createAnalyser();
   an.fftSize = 8192;
   const proc = ac.createScriptProcessor(4096, 1, 1);
   const chunks = [];
-  proc.onaudioprocess = (e) => chunks.push(new Float32Array(e.inputBuffer.getChannelData(0)));
+  // Until the capture hears sound in primeChunks chunks in a row (or for 10 s at most), chunks are dropped.
+  const primeChunks = 5, primeMax = 10 * ac.sampleRate;
+  let run = [], skipped = 0;
+  proc.onaudioprocess = (e) => {
+    const d = new Float32Array(e.inputBuffer.getChannelData(0));
+    if (run !== null) {
+      let sum = 0;
+      for (const v of d) sum += v * v;
+      if (Math.sqrt(sum / d.length) > 0.001) run.push(d);
+      else { skipped += run.reduce((n, c) => n + c.length, 0) + d.length; run = []; }
+      if (run.length < primeChunks && skipped < primeMax) return;
+      for (const c of run) chunks.push(c);
+      run = null;
+      return;
+    }
+    chunks.push(d);
+  };
   const mute = ac.createGain();
   mute.gain.value = 0;
   src.connect(an);
   src.connect(proc);
   proc.connect(mute);
   mute.connect(ac.destination);
-  const want = ac.sampleRate * ms / 1000, deadline = performance.now() + 3 * ms + 5000;
+  const want = ac.sampleRate * ms / 1000, deadline = performance.now() + 3 * ms + 15000;
   let have = 0;
   while (have < want && performance.now() < deadline) {
     await new Promise((r) => setTimeout(r, 50));
@@ -523,7 +564,7 @@ const recordJS = `(async (ms) => {
   const bytes = new Uint8Array(pcm.buffer);
   let bin = "";
   for (let j = 0; j < bytes.length; j += 0x8000) bin += String.fromCharCode.apply(null, bytes.subarray(j, j + 0x8000));
-  return { rate, peakHz: peak * rate / an.fftSize, peakDb: bins[peak], pcm: btoa(bin) };
+  return { rate, peakHz: peak * rate / an.fftSize, peakDb: bins[peak], pcm: btoa(bin), waitedMs, skipped };
 })(%d)`
 
 // RemoteAudio is what the page heard.
@@ -532,6 +573,9 @@ type RemoteAudio struct {
 	Rate    int
 	// PeakHz is the loudest frequency the AnalyserNode saw at the end (bin resolution Rate/8192).
 	PeakHz, PeakDB float64
+	// Waited is how long the element took to play in step with the clock before the capture began, and
+	// SkippedLead how much of the capture's start was dropped before it carried sound steadily.
+	Waited, SkippedLead time.Duration
 }
 
 // RecordRemoteAudio captures d of the call's received audio as the page plays it.
@@ -545,6 +589,8 @@ func recordRemoteAudio(ctx context.Context, p Tab, d time.Duration) (RemoteAudio
 		PeakHz float64 `json:"peakHz"`
 		PeakDB any     `json:"peakDb"` // -Infinity on silence arrives as null
 		PCM    string  `json:"pcm"`
+		Waited float64 `json:"waitedMs"`
+		Skip   float64 `json:"skipped"`
 	}
 	if err := p.Eval(ctx, fmt.Sprintf(recordJS, d.Milliseconds()), &r); err != nil {
 		return RemoteAudio{}, fmt.Errorf("record remote audio: %w", err)
@@ -553,7 +599,11 @@ func recordRemoteAudio(ctx context.Context, p Tab, d time.Duration) (RemoteAudio
 	if err != nil {
 		return RemoteAudio{}, fmt.Errorf("%s: decode recorded audio: %w", p.TabName(), err)
 	}
-	out := RemoteAudio{Samples: make([]int16, len(raw)/2), Rate: int(r.Rate), PeakHz: r.PeakHz}
+	out := RemoteAudio{Samples: make([]int16, len(raw)/2), Rate: int(r.Rate), PeakHz: r.PeakHz,
+		Waited: time.Duration(r.Waited * float64(time.Millisecond))}
+	if r.Rate > 0 {
+		out.SkippedLead = time.Duration(r.Skip / r.Rate * float64(time.Second))
+	}
 	if db, ok := r.PeakDB.(float64); ok {
 		out.PeakDB = db
 	}

@@ -479,6 +479,8 @@ function track(call) {
     if (current === call) Object.assign(state, { callState: s, codec: call.codec || state.codec });
     if (s === "answered" && !answeredAt) answeredAt = Date.now();
     render();
+    // The panel's codec shows at once, not at the panel's next tick (up to a second of "Codec: —" after answering).
+    if (current === call) renderPanel();
   });
   call.on("quality", ({ issue, direction }) => {
     if (current !== call) return;
