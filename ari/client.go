@@ -319,15 +319,21 @@ func (c *Client) doCreate(ctx context.Context, method, path string, q url.Values
 	if ctx.Err() != nil {
 		return fmt.Errorf("ari: %s %s: %w", method, path, context.Cause(ctx))
 	}
-	done := make(chan error, 1)
+	// Unbuffered: the result is handed over only if the caller is still there to take it. Whether it was is the
+	// one thing that decides the undo (the caller's ctx may well end right after it took a good result).
+	done := make(chan error)
 	c.undos.Add(1)
 	go func() {
 		defer c.undos.Done()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createGrace)
 		defer cancel()
 		err := c.do(rctx, method, path, q, body, out)
-		done <- err
-		if err == nil && ctx.Err() != nil && undo != nil {
+		select {
+		case done <- err:
+			return
+		case <-ctx.Done():
+		}
+		if err == nil && undo != nil {
 			if uerr := undo(rctx); uerr != nil && !IsNotFound(uerr) {
 				c.log.Warn("ari: could not remove what a request made after its caller gave up; the sweep will",
 					"method", method, "route", Route(path), "err", uerr)
