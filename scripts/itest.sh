@@ -9,6 +9,7 @@
 #   ITEST_RUN               what the last lane runs among the tests no other lane runs (default: all of them)
 #   ITEST_TIMEOUT           each lane's timeout (default 25m)
 #   ITEST_LOG_DIR           where each lane's full log goes (default /tmp/patchbay-integration)
+#   ITEST_RETRY=0           fail at once instead of running the failed tests again, alone (see the end)
 # A lane's summary (=== RUN / --- PASS / --- FAIL lines) is printed as it runs; the exit status is non-zero if any
 # lane failed.
 set -uo pipefail
@@ -28,7 +29,7 @@ bin="$LOGS/integration.test"
 $GO test -tags integration -c -o "$bin" ./test/integration || exit 1
 
 n=$((${#lanes[@]} + 1))
-rm -f "$LOGS"/lane*.log
+rm -f "$LOGS"/lane*.log "$LOGS"/retry.log
 for i in $(seq 1 "$n"); do : >"$LOGS/lane$i.log"; done
 skip=""
 pids=()
@@ -62,5 +63,24 @@ cat "$LOGS"/lane*.log >"$LOGS.log"
 if ((status != 0)); then
 	echo "itest.sh: a lane failed; full logs in $LOGS/" >&2
 	grep -hE '^\s*--- FAIL' "$LOGS"/lane*.log >&2
+	# Tests that fail beside two other lanes on a 2-core host are mostly starved of CPU (audio checked in 100 ms
+	# windows, browsers decoding video). Each failed test runs once more, alone; the run passes only if every one
+	# of them passes then, and each is named as FLAKY so it is not forgotten. A lane that failed without a
+	# failing test (a panic, a timeout, a build error) fails the run.
+	failed=$(grep -hE '^--- FAIL: ' "$LOGS"/lane*.log | awk '{print $3}' | sort -u | paste -sd '|')
+	if [[ -z "$failed" ]] || [[ "${ITEST_RETRY:-1}" == 0 ]]; then
+		exit 1
+	fi
+	echo "itest.sh: running the failed tests again, alone: $failed" >&2
+	run_lane retry -test.run "^($failed)\$"
+	status=$?
+	grep -hE '^(--- |PASS$|FAIL|ok |panic)' "$LOGS/retry.log"
+	cat "$LOGS/retry.log" >>"$LOGS.log"
+	if ((status == 0)); then
+		echo "itest.sh: FLAKY (failed beside the other lanes, passed alone): ${failed//|/ }" >&2
+	else
+		echo "itest.sh: failed again alone; full log in $LOGS/retry.log" >&2
+		grep -hE '^\s*--- FAIL' "$LOGS/retry.log" >&2
+	fi
 fi
 exit $status

@@ -40,9 +40,13 @@ async function handle(req) {
       const s = await pages.get(req.page).evaluate(`(async () => JSON.stringify(await (${req.expr})))()`);
       return s === undefined ? null : s;
     }
-    case "click":
-      await pages.get(req.page).click(req.selector);
+    case "click": {
+      // As chromedp.Click does: wait until the element is shown (a button a state change is about to reveal).
+      const p = pages.get(req.page);
+      await p.waitForSelector(req.selector, { visible: true, timeout: req.timeout || 10000 });
+      await p.click(req.selector);
       return null;
+    }
     case "type":
       await pages.get(req.page).type(req.selector, req.text);
       return null;

@@ -187,9 +187,9 @@ func sessionTimers(t *testing.T, te *trunkEnv, browserName, user, tone440 string
 	heard := time.Duration(len(pcm)) * time.Second / time.Duration(rate)
 	t.Logf("phone heard the browser: %+v over %v", r, heard)
 	// baresip's sndfile stops writing at the hold (its stream restarts without a new dump), so the recording covers
-	// the call up to the hold (at 50 s; 35 s of it at least, as a loaded host may start the dump late); after it, the carrier call's echo proves the browser's
+	// the call up to the hold (at 50 s; 30 s of it at least: on a loaded host the dump starts late and skips what arrived late); after it, the carrier call's echo proves the browser's
 	// sending and the phone's 440 Hz on the page proves the phone's.
-	if r.Voiced == 0 || float64(r.Matching) < 0.9*float64(r.Windows) || heard < 35*time.Second {
+	if r.Voiced == 0 || float64(r.Matching) < 0.9*float64(r.Windows) || heard < 30*time.Second {
 		t.Errorf("browser→phone audio broke during the long call: %+v over %v", r, heard)
 	}
 	waitActive(t, pb, 0, 10*time.Second)
