@@ -103,6 +103,7 @@ type Server struct {
 	done       chan struct{} // closed by Close: releases frozen and delayed handlers
 	gen        int           // bumped by Restart: callbacks of an older generation do nothing
 	frozen     bool
+	starved    bool // frozen, but media still flows (Starve)
 	thaw       chan struct{} // closed by Thaw
 	pending    []func()      // scheduled work that came due while frozen
 	timers     map[int]*time.Timer
@@ -253,15 +254,27 @@ func (s *Server) Freeze() {
 	}
 }
 
-// Thaw undoes Freeze: held requests proceed, held events and due scripted
-// steps go out in order.
+// Starve is Asterisk starved of CPU so long that its HTTP server and events
+// socket answer nothing, while its RTP threads still echo: Freeze with media
+// still flowing. Thaw resumes all of it.
+func (s *Server) Starve() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.frozen {
+		s.frozen, s.starved = true, true
+		s.thaw = make(chan struct{})
+	}
+}
+
+// Thaw undoes Freeze and Starve: held requests proceed, held events and due
+// scripted steps go out in order.
 func (s *Server) Thaw() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.frozen {
 		return
 	}
-	s.frozen = false
+	s.frozen, s.starved = false, false
 	close(s.thaw)
 	for len(s.pending) > 0 {
 		fn := s.pending[0]

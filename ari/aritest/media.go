@@ -74,10 +74,10 @@ func sameAddr(a, b *net.UDPAddr) bool {
 }
 
 // mediaConnected: media flows when the channel is bridged with an answered
-// channel, or runs Echo in the dialplan; not while Asterisk is frozen.
-// Called with s.mu held.
+// channel, or runs Echo in the dialplan; not while Asterisk is frozen (but
+// while it is starved). Called with s.mu held.
 func (s *Server) mediaConnected(ch *channel) bool {
-	if s.frozen || !s.alive(ch) {
+	if (s.frozen && !s.starved) || !s.alive(ch) {
 		return false
 	}
 	if ch.stasisApp == "" && ch.dp.AppName == "Echo" {

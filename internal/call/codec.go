@@ -103,7 +103,7 @@ func (b *browserLeg) attachWS(ctx context.Context, c *Call) error {
 	if em.ConnectionID == "" {
 		return fmt.Errorf("externalMedia channel %s gave no MEDIA_WEBSOCKET_CONNECTION_ID (chan_websocket loaded?)", b.emID)
 	}
-	ws, err := relay.DialWS(ctx, b.peer, relay.WSOptions{URL: c.a.MediaURL(em.ConnectionID), Logger: c.log})
+	ws, err := relay.DialWS(ctx, b.peer, relay.WSOptions{URL: c.a.MediaURL(em.ConnectionID), Logger: c.log, Heard: c.m.o.Ports.Heard()})
 	if err != nil {
 		return fmt.Errorf("open the browser's media WebSocket: %w", err)
 	}

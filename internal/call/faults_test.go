@@ -209,6 +209,51 @@ func TestAsteriskFrozen(t *testing.T) {
 	h.assertClean()
 }
 
+// Asterisk starved of CPU on a loaded host: its events socket and REST answer nothing for seconds, but its media
+// still flows. That is not a frozen Asterisk: the call goes on through it, and after it recovers.
+func TestAsteriskStarvedCallGoesOn(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	const deadAfter = time.Second
+	h := newHarness(t, withARI(func(a *ari.Config) { a.PingInterval, a.DeadAfter = 500*time.Millisecond, deadAfter }))
+	defer h.close()
+	alice := h.browser("alice")
+	c := upCall(t, alice, "602")
+	up := h.ari.Subscribe(ari.Filter{Types: []string{ari.TypeDisconnected, ari.TypeConnected}})
+	defer up.Close()
+	h.fake.Starve()
+	select {
+	case ev := <-up.Events():
+		if ev.EventType() != ari.TypeDisconnected {
+			t.Fatalf("got %s, want the socket found silent first", ev.EventType())
+		}
+	case <-time.After(patience):
+		t.Fatal("the events socket of a starved Asterisk was never found silent")
+	}
+	time.Sleep(3 * deadAfter) // several pings missed meanwhile
+	for _, m := range alice.messages(c.id) {
+		if m.Type == signal.TypeHangup || m.Type == signal.TypeError {
+			t.Fatalf("the call ended while Asterisk's media still flowed: %s", m.String())
+		}
+	}
+	if !strings.Contains(h.logs.String(), "media still flows") {
+		t.Errorf("no log line says why the calls go on")
+	}
+	h.fake.Thaw()
+	select {
+	case ev := <-up.Events():
+		if ev.EventType() != ari.TypeConnected {
+			t.Fatalf("got %s, want the socket back", ev.EventType())
+		}
+	case <-time.After(patience):
+		t.Fatal("the events socket did not come back after the thaw")
+	}
+	if h.m.Active() != 1 || h.m.unavailable() != "" {
+		t.Fatalf("%d calls, unavailable %q after the thaw; want the call up and calls taken", h.m.Active(), h.m.unavailable())
+	}
+	c.stop()
+	h.assertClean()
+}
+
 // The events socket drops but Asterisk still answers REST: the call goes on, and so do new ones.
 func TestEventsSocketDropsCallSurvives(t *testing.T) {
 	defer goleak.VerifyNone(t)

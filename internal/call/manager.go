@@ -48,6 +48,10 @@ type Options struct {
 	// NoMediaTimeout: browser media must reach Asterisk within this of the answer, and may not stop for longer
 	// (10 s); the far end is dialled (or a phone answered) only once it flows.
 	NoMediaTimeout time.Duration
+	// MediaGrace: when the ARI events socket went silent and Asterisk misses a REST ping too, media from it this
+	// recent proves it is alive but starved, and calls go on (1 s). Keep it at most ari.dead_after, so that a
+	// frozen Asterisk's last media is older than this by the time the socket is found silent.
+	MediaGrace time.Duration
 	// MaxSetups bounds calls being set up at once (64): past it new calls are refused at once instead of queuing
 	// behind a slow Asterisk.
 	MaxSetups int
@@ -119,6 +123,7 @@ func New(o Options) (*Manager, error) {
 	def(&o.SetupTimeout, 10*time.Second)
 	def(&o.CloseTimeout, 5*time.Second)
 	def(&o.NoMediaTimeout, 10*time.Second)
+	def(&o.MediaGrace, time.Second)
 	if o.TrunkChannels == nil {
 		o.TrunkChannels = limits.NewChannels()
 	}
@@ -180,22 +185,36 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 }
 
-// asteriskSilent runs when the events socket dropped: if Asterisk still answers a REST ping it is alive (a lost
-// socket, a restart of its HTTP server) and calls go on; if not (crashed, frozen), every call ends at once with
-// asterisk_lost, because its media has stopped too and nobody can hang it up for us.
+// asteriskSilent runs when the events socket dropped. If Asterisk still answers a REST ping it is alive (a lost
+// socket, a restart of its HTTP server) and calls go on. If it does not, but its media still reached us within
+// MediaGrace, it is alive and starved of CPU: calls go on and it is asked again until it answers, the socket is
+// back, or its media stops too. Otherwise (crashed, frozen: no media either) every call ends at once with
+// asterisk_lost, because its media has stopped and nobody can hang it up for us.
 func (m *Manager) asteriskSilent(ctx context.Context) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		_, err := m.o.ARI.Asterisk().Ping(pctx)
-		cancel()
-		if err == nil || ctx.Err() != nil {
-			return
+		for {
+			pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			_, err := m.o.ARI.Asterisk().Ping(pctx)
+			cancel()
+			if err == nil || ctx.Err() != nil || m.o.ARI.Connected() {
+				return
+			}
+			age := time.Since(m.o.Ports.Heard().Last())
+			if age >= m.o.MediaGrace {
+				m.lost.Store(true)
+				n := m.EndAll(wire.CauseAsteriskLost)
+				m.log.Error("Asterisk stopped answering and sends no media: calls ended", "calls", n, "err", err)
+				return
+			}
+			m.log.Warn("Asterisk did not answer a ping but its media still flows: calls go on", "media_age", age, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(m.o.MediaGrace / 2):
+			}
 		}
-		m.lost.Store(true)
-		n := m.EndAll(wire.CauseAsteriskLost)
-		m.log.Error("Asterisk stopped answering: calls ended", "calls", n, "err", err)
 	}()
 }
 

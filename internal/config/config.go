@@ -79,7 +79,8 @@ type ARI struct {
 	// reconnect to ARI and this often.
 	SweepInterval time.Duration `mapstructure:"sweep_interval" yaml:"sweep_interval"`
 	// PingInterval and DeadAfter watch the events socket: silent for DeadAfter (no event, no pong) means Asterisk is
-	// gone or frozen, and calls end at once with asterisk_lost unless Asterisk still answers a REST ping.
+	// gone or frozen, and calls end at once with asterisk_lost unless Asterisk still answers a REST ping or its
+	// media still arrives (then it is only slow).
 	PingInterval time.Duration `mapstructure:"ping_interval" yaml:"ping_interval"`
 	DeadAfter    time.Duration `mapstructure:"dead_after" yaml:"dead_after"`
 }

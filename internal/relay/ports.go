@@ -52,6 +52,7 @@ type Ports struct {
 	toBrowser  *media.Batch // Asterisk→browser packets of lean peers; the reader goroutine only
 
 	unknown atomic.Uint64 // datagrams from no known externalMedia channel (stale or stray)
+	heard   Liveness
 	done    chan struct{}
 }
 
@@ -189,6 +190,7 @@ func (p *Ports) run() {
 // forward handles one batch read from Asterisk.
 func (p *Ports) forward(msgs []ipv4.Message, now time.Time) {
 	relays := *p.relays.Load()
+	known := false
 	for i := range msgs {
 		m := &msgs[i]
 		ua, ok := m.Addr.(*net.UDPAddr)
@@ -201,12 +203,20 @@ func (p *Ports) forward(msgs []ipv4.Message, now time.Time) {
 			p.unknown.Add(1)
 			continue
 		}
+		known = true
 		r.fromAsterisk(m.Buffers[0][:m.N], now, p.toBrowser)
+	}
+	if known {
+		p.heard.Mark(now)
 	}
 	if p.toBrowser.Len() > 0 {
 		_ = p.toBrowser.Flush()
 	}
 }
+
+// Heard is when media last came from Asterisk on this pool's socket, and on every media WebSocket given it
+// (WSOptions.Heard).
+func (p *Ports) Heard() *Liveness { return &p.heard }
 
 // Socket is one call's handle on the shared socket.
 type Socket struct {

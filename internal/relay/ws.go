@@ -43,6 +43,8 @@ type WSOptions struct {
 	StatusEvery time.Duration
 	// Logger carries the call's fields; nil uses slog.Default().
 	Logger *slog.Logger
+	// Heard, if set, records each frame from Asterisk (Ports.Heard: one clock for every call).
+	Heard *Liveness
 }
 
 // WS moves one call's audio between the browser's peer and an Asterisk media WebSocket. It owns two goroutines
@@ -52,6 +54,7 @@ type WS struct {
 	peer  browser
 	conn  *websocket.Conn
 	log   *slog.Logger
+	heard *Liveness
 	codec media.Codec
 	fmtOK string // the format Asterisk said in MEDIA_START
 	lean  atomic.Bool
@@ -134,7 +137,7 @@ func dialWS(ctx context.Context, peer browser, codec media.Codec, o WSOptions) (
 		return nil, fmt.Errorf("open media WebSocket %s%s: %w (is chan_websocket loaded?)", o.URL, status, err)
 	}
 	r := &WS{
-		peer: peer, conn: conn, log: log, codec: codec,
+		peer: peer, conn: conn, log: log, codec: codec, heard: o.Heard,
 		maxQueue: o.MaxQueue, statusEvery: o.StatusEvery,
 		free:   make(chan int, wsSlots),
 		out:    make(chan int, wsSlots),
@@ -346,6 +349,7 @@ func (r *WS) reader() {
 			}
 			return
 		}
+		r.heard.Mark(time.Now())
 		n, err := io.ReadFull(rd, r.rbuf[:])
 		switch {
 		case err == nil: // the buffer filled: longer than any datagram, not a frame

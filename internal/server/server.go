@@ -171,6 +171,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 
 		SetupTimeout:   cfg.Calls.SetupTimeout,
 		NoMediaTimeout: cfg.Calls.NoMediaTimeout,
+		MediaGrace:     min(time.Second, cfg.ARI.DeadAfter),
 		MaxSetups:      cfg.Calls.MaxSetups,
 
 		EndpointExtensions: endpointExts,

@@ -82,6 +82,74 @@ type Baresip struct {
 	nextTok  int
 }
 
+var errBaresipPortTaken = errors.New("a port picked for it was taken meanwhile")
+
+// launch writes baresip's config on newly picked ports, starts it and connects to its control socket.
+func (b *Baresip) launch(bin string, o BaresipOptions) error {
+	// baresip listens for TLS on the SIP port + 1: keep the control port off it.
+	ports, err := astFreePorts(3)
+	if err != nil {
+		return fmt.Errorf("pick ports: %w", err)
+	}
+	b.SIPPort = ports[0]
+	ctrlPort := ports[1]
+	if ctrlPort == b.SIPPort+1 {
+		ctrlPort = ports[2]
+	}
+	ctrlAddr := fmt.Sprintf("127.0.0.1:%d", ctrlPort)
+
+	if err := os.WriteFile(filepath.Join(b.Dir, "config"), []byte(b.config(o, ctrlAddr)), 0o600); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(b.Dir, "accounts"), []byte(b.account(o)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write accounts: %w", err)
+	}
+	// Stop the (empty) contacts file from being created with samples that dial nothing.
+	if err := os.WriteFile(filepath.Join(b.Dir, "contacts"), nil, 0o600); err != nil {
+		return fmt.Errorf("write contacts: %w", err)
+	}
+
+	logf, err := os.Create(filepath.Join(b.Dir, "baresip.log"))
+	if err != nil {
+		return err
+	}
+	b.cmd = exec.Command(bin, "-f", b.Dir)
+	b.cmd.Stdout, b.cmd.Stderr = logf, logf
+	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := b.cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start: %w", err)
+	}
+	logf.Close()
+	done := make(chan struct{})
+	b.done = done
+	cmd := b.cmd
+	go func() { // owned by b: ends when the process exits (Close guarantees it)
+		_ = cmd.Wait()
+		close(done)
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", ctrlAddr)
+		if err == nil {
+			b.conn = c
+			return nil
+		}
+		select {
+		case <-done:
+			if log, _ := os.ReadFile(filepath.Join(b.Dir, "baresip.log")); strings.Contains(string(log), "Address already in use") {
+				return errBaresipPortTaken
+			}
+			return errors.New("exited at startup")
+		case <-ctx.Done():
+			return fmt.Errorf("ctrl_tcp %s not answering: %w", ctrlAddr, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // StartBaresip starts a softphone with its own config dir and waits until its control socket is
 // up. It does not wait for registration: call WaitRegistered. t.Cleanup stops it.
 func StartBaresip(t testing.TB, o BaresipOptions) *Baresip {
@@ -125,63 +193,19 @@ func StartBaresip(t testing.TB, o BaresipOptions) *Baresip {
 	if err := os.MkdirAll(b.recordDir(), 0o755); err != nil {
 		t.Fatalf("baresip %s: %v", o.Name, err)
 	}
-	// baresip listens for TLS on the SIP port + 1: keep the control port off it.
-	ports, err := astFreePorts(3)
-	if err != nil {
-		t.Fatalf("baresip %s: pick ports: %v", o.Name, err)
-	}
-	b.SIPPort = ports[0]
-	ctrlPort := ports[1]
-	if ctrlPort == b.SIPPort+1 {
-		ctrlPort = ports[2]
-	}
-	ctrlAddr := fmt.Sprintf("127.0.0.1:%d", ctrlPort)
-
-	if err := os.WriteFile(filepath.Join(b.Dir, "config"), []byte(b.config(o, ctrlAddr)), 0o600); err != nil {
-		t.Fatalf("baresip %s: write config: %v", o.Name, err)
-	}
-	if err := os.WriteFile(filepath.Join(b.Dir, "accounts"), []byte(b.account(o)+"\n"), 0o600); err != nil {
-		t.Fatalf("baresip %s: write accounts: %v", o.Name, err)
-	}
-	// Stop the (empty) contacts file from being created with samples that dial nothing.
-	if err := os.WriteFile(filepath.Join(b.Dir, "contacts"), nil, 0o600); err != nil {
-		t.Fatalf("baresip %s: write contacts: %v", o.Name, err)
-	}
-
-	logf, err := os.Create(filepath.Join(b.Dir, "baresip.log"))
-	if err != nil {
-		t.Fatalf("baresip %s: %v", o.Name, err)
-	}
-	b.cmd = exec.Command(bin, "-f", b.Dir)
-	b.cmd.Stdout, b.cmd.Stderr = logf, logf
-	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := b.cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("baresip %s: start: %v", o.Name, err)
-	}
-	logf.Close()
-	b.done = make(chan struct{})
-	go func() { // owned by b: ends when the process exits (Close guarantees it)
-		_ = b.cmd.Wait()
-		close(b.done)
-	}()
+	// The ports are free when picked but are ephemeral ones, so another process may take one before baresip
+	// binds it (its TLS port, SIP + 1, is not even checked): then start again on new ports.
 	t.Cleanup(func() { b.Close() })
-
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	for {
-		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", ctrlAddr)
+	for attempt := 1; ; attempt++ {
+		err := b.launch(bin, o)
 		if err == nil {
-			b.conn = c
 			break
 		}
-		select {
-		case <-b.done:
-			t.Fatalf("baresip %s exited at startup:\n%s", o.Name, b.logTail())
-		case <-ctx.Done():
-			t.Fatalf("baresip %s: ctrl_tcp %s not answering: %v\n%s", o.Name, ctrlAddr, err, b.logTail())
-		case <-time.After(20 * time.Millisecond):
+		if errors.Is(err, errBaresipPortTaken) && attempt < 4 {
+			t.Logf("baresip %s: %v; again on other ports", o.Name, err)
+			continue
 		}
+		t.Fatalf("baresip %s: %v\n%s", o.Name, err, b.logTail())
 	}
 	go b.readLoop() // owned by b: ends when Close closes the connection
 	return b
@@ -512,6 +536,9 @@ func wavHeaderComplete(path string, size int64) bool {
 func (b *Baresip) Close() {
 	if b.conn != nil {
 		b.conn.Close()
+	}
+	if b.done == nil { // never started
+		return
 	}
 	select {
 	case <-b.done:
