@@ -103,7 +103,7 @@ type Server struct {
 	done       chan struct{} // closed by Close: releases frozen and delayed handlers
 	gen        int           // bumped by Restart: callbacks of an older generation do nothing
 	frozen     bool
-	starved    bool // frozen, but media still flows (Starve)
+	starved    bool          // frozen, but media still flows (Starve)
 	thaw       chan struct{} // closed by Thaw
 	pending    []func()      // scheduled work that came due while frozen
 	timers     map[int]*time.Timer
