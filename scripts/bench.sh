@@ -155,7 +155,9 @@ run_one() {
 			;;
 		esac
 		# setsid execs in place (a background job is no group leader), so $! is Patchbay itself.
-		PATCHBAY_METRICS_LISTEN=$metrics PATCHBAY_MEDIA_LEAN_AUDIO=$lean PATCHBAY_PPROF_LISTEN=$PPROF \
+		RECORDS="$DIR/records-$tag.jsonl"
+		PATCHBAY_CALLS_RECORDS_FILE=$RECORDS \
+			PATCHBAY_METRICS_LISTEN=$metrics PATCHBAY_MEDIA_LEAN_AUDIO=$lean PATCHBAY_PPROF_LISTEN=$PPROF \
 			setsid $(pin "$SERVER_CPUS") "$BIN" serve --config "$CFG" 2>"$LOG" &
 		PB_PID=$!
 		group_nice "$PB_PID"
@@ -165,7 +167,7 @@ run_one() {
 			((i < 100)) || { echo "bench.sh: Patchbay not healthy within 20 s; see $LOG" >&2; exit 1; }
 			sleep 0.2
 		done
-		args+=(--patchbay-pid "$PB_PID" --patchbay-log "$LOG")
+		args+=(--patchbay-pid "$PB_PID" --patchbay-log "$LOG" --patchbay-records "$RECORDS")
 	fi
 	PROF_JOB=""
 	if [[ "$n" == "$PROFILE_N" && $mode != native && $pass == 1 ]]; then

@@ -42,7 +42,8 @@ func runBench(ctx context.Context, args []string) error {
 	ariApp := fs.String("ari-app", "patchbay-bench", "Stasis app of the bench's own ARI connection (not Patchbay's)")
 	pbPID := fs.Int("patchbay-pid", 0, "Patchbay's PID, for its CPU time and memory")
 	astPID := fs.Int("asterisk-pid", 0, "Asterisk's PID, for its CPU time and memory")
-	pbLog := fs.String("patchbay-log", "", "Patchbay's log file: its `answered` lines give server-side setup times")
+	pbLog := fs.String("patchbay-log", "", "Patchbay's log file: its `answered` lines give offer→far answered times")
+	pbRecords := fs.String("patchbay-records", "", "Patchbay's call-records file (calls.records.file): setup_answer_ms gives the server's offer→answer")
 	pinServer := fs.String("pin-server", "", "CPUs to pin Patchbay and Asterisk to (taskset list, e.g. 0)")
 	pinLoad := fs.String("pin-load", "", "CPUs to pin this load generator to (e.g. 1)")
 	native := fs.Float64("native-cpu", 0.16, "Asterisk-native WebRTC CPU-s per call-minute, the reference of the goals")
@@ -173,7 +174,7 @@ func runBench(ctx context.Context, args []string) error {
 		Codec: *codec, Pairs: *pairs, Callee: callee, CalleeToken: mintCallee,
 		Calls: *n, Rate: *rate, Settle: *settle, Steady: *steady,
 		ARI: ac, BaselineCalls: *baseCalls, BaselineEndpoint: *baseEndpoint,
-		PatchbayPID: *pbPID, AsteriskPID: *astPID, PatchbayLog: *pbLog, NativeCPU: *native, PlainCPU: *plainRef,
+		PatchbayPID: *pbPID, AsteriskPID: *astPID, PatchbayLog: *pbLog, PatchbayRecords: *pbRecords, NativeCPU: *native, PlainCPU: *plainRef,
 		MetricsURL: *metricsURL, ScrapeInterval: *scrapeEvery,
 		Logger: log,
 	})

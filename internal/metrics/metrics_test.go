@@ -113,3 +113,47 @@ func BenchmarkMedia(b *testing.B) {
 		m.Media(cdr.DirBrowserOut, d, d)
 	}
 }
+
+// BenchmarkCallMinute is the metrics work of one call lasting a minute: started, the ARI requests of a typical
+// setup and teardown, 60 per-second media deltas, ended. Against the CPU a call-minute costs Patchbay
+// (docs/benchmarks.md) it bounds what metrics add, free of the run-to-run noise of an end-to-end bench.
+func BenchmarkCallMinute(b *testing.B) {
+	m := New(Options{Version: "bench"})
+	rec := cdr.Record{Direction: cdr.DirBrowserOut, Cause: wire.CauseNormalClearing, SetupAnswerMS: ms(12),
+		SetupFirstMediaMS: ms(40), SetupFarAnsweredMS: ms(60), Browser: &cdr.LegQuality{Loss: 0.01, JitterMS: 3, RTTMS: 20}}
+	routes := []string{"/channels/externalMedia", "/channels/{id}/variable", "/channels/{id}/continue",
+		"/channels/{id}", "/channels/{id}/dial", "/bridges/{id}"}
+	b.ReportAllocs()
+	for b.Loop() {
+		m.CallStarted(cdr.DirBrowserOut)
+		for _, r := range routes {
+			m.ObserveARI("POST", r, 204, 2*time.Millisecond)
+		}
+		for range 60 {
+			m.Media(cdr.DirBrowserOut, cdr.MediaDelta{Packets: 50, Bytes: 8600}, cdr.MediaDelta{Packets: 50, Bytes: 8600})
+		}
+		m.CallEnded(rec)
+	}
+}
+
+// BenchmarkScrape is one scrape of /metrics with every call family populated, as Prometheus makes every 15 s; its
+// cost is shared by all the calls of the node.
+func BenchmarkScrape(b *testing.B) {
+	m := New(Options{Version: "bench"})
+	for _, d := range cdr.Directions() {
+		m.CallStarted(d)
+		m.CallRefused(d, wire.CodeForbiddenDestination)
+		m.Media(d, cdr.MediaDelta{Packets: 50, Bytes: 8600}, cdr.MediaDelta{Packets: 50, Bytes: 8600})
+		m.CallEnded(cdr.Record{Direction: d, Cause: wire.CauseNormalClearing, SetupAnswerMS: ms(12), SetupFirstMediaMS: ms(40),
+			SetupFarAnsweredMS: ms(60), Browser: &cdr.LegQuality{Loss: 0.01, JitterMS: 3, RTTMS: 20}})
+	}
+	h := m.Handler()
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+		if w.Code != 200 {
+			b.Fatalf("scrape: %d", w.Code)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -117,6 +118,23 @@ func TestParseAnswered(t *testing.T) {
 		if got[i] != want[i] {
 			t.Errorf("[%d] = %v, want %v", i, got[i], want[i])
 		}
+	}
+}
+
+func TestParseRecordAnswers(t *testing.T) {
+	recs := strings.Join([]string{
+		`{"call_id":"a","direction":"browser_out","setup_answer_ms":12.5,"setup_far_answered_ms":230}`,
+		`{"call_id":"b","direction":"browser_out","refusal":"forbidden_destination"}`,
+		`not a record`,
+		`{"call_id":"c","direction":"browser_out","setup_answer_ms":14}`,
+	}, "\n")
+	got, err := ParseRecordAnswers(strings.NewReader(recs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []time.Duration{12500 * time.Microsecond, 14 * time.Millisecond}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
 	}
 }
 

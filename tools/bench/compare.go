@@ -85,8 +85,9 @@ func serverMem(r *Result) (int64, bool) {
 	return a + p, ok
 }
 
-// serverAnswer is offer→answer as the server sees it: Patchbay's log for Patchbay runs; for native runs the
-// client's INVITE→200 OK (there is no server log to read), which slightly overstates it.
+// serverAnswer is offer→answer as the server sees it: Patchbay's call records (offer received → answer SDP sent) for
+// Patchbay runs; for native runs the client's INVITE→200 OK (there is nothing server-side to read), which slightly
+// overstates it.
 func serverAnswer(r *Result) Dist {
 	if r.Mode != "native" && r.ServerAnswer.N > 0 {
 		return r.ServerAnswer
@@ -244,7 +245,8 @@ func Compare(w io.Writer, rs []*Result) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintln(w, "† Patchbay: offer received → far end answered, from its log; native: INVITE sent → 200 OK received, measured by the caller.\n"+
+	_, err := fmt.Fprintln(w, "† Patchbay: offer received → answer SDP sent, from its call records (the client's offer → answer when there are none);\n"+
+		"  native: INVITE sent → 200 OK (with the answer SDP) received, measured by the caller.\n"+
 		"A load core at 85 % or more is marked LOAD SATURATED: part of that run's latency and loss is the generator's own.")
 	return err
 }

@@ -33,8 +33,9 @@ type Result struct {
 	UpAtStart int
 
 	// Setup times of the Patchbay calls, measured by the client from sending the offer: answer SDP received, and
-	// first echoed packet. ServerAnswer is from Patchbay's log (offer received → far end answered), if given.
-	Answer, FirstEcho, ServerAnswer Dist
+	// first echoed packet. ServerAnswer is from Patchbay's call records (offer received → answer SDP sent),
+	// ServerFarAnswered from its log (offer received → far end answered, after the caller's ICE and DTLS), if given.
+	Answer, FirstEcho, ServerAnswer, ServerFarAnswered Dist
 
 	// RTT of echoed packets arriving in the steady window, through Patchbay and on the baseline.
 	RTT, BaselineRTT Dist

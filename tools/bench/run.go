@@ -65,8 +65,10 @@ type Options struct {
 
 	// PIDs whose CPU time and RSS are measured; 0 skips one. The load generator (this process) is always measured.
 	PatchbayPID, AsteriskPID int
-	// PatchbayLog, when set, is Patchbay's log file: its `answered after=` lines give server-side setup times.
+	// PatchbayLog, when set, is Patchbay's log file: its `answered after=` lines give offer → far answered.
 	PatchbayLog string
+	// PatchbayRecords, when set, is Patchbay's call-records file: setup_answer_ms gives the server's offer → answer.
+	PatchbayRecords string
 	// NativeCPU is Asterisk-native WebRTC's CPU-seconds per call-minute, the reference the goals compare with;
 	// PlainCPU is Asterisk's cost of a plain-RTP echo call measured at the same time (default 0.16 and 0.06, from
 	// the field notes). This run measures Asterisk's plain-RTP cost again, and NativeCPU/PlainCPU scales the native
@@ -228,9 +230,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	var logOff int64
+	var logOff, recOff int64
 	if o.PatchbayLog != "" {
 		if logOff, err = LogOffset(o.PatchbayLog); err != nil {
+			return nil, err
+		}
+	}
+	if o.PatchbayRecords != "" {
+		if recOff, err = LogOffset(o.PatchbayRecords); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
 	}
@@ -336,7 +343,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.PatchbayLog != "" {
 		ds, err := ReadAnswered(o.PatchbayLog, logOff)
 		if err != nil {
-			log.Warn("server-side setup times unavailable", "err", err)
+			log.Warn("server-side offer→far answered times unavailable", "err", err)
+		}
+		res.ServerFarAnswered = Distribution(ds)
+	}
+	if o.PatchbayRecords != "" {
+		ds, err := ReadRecordAnswers(o.PatchbayRecords, recOff)
+		if err != nil {
+			log.Warn("server-side offer→answer times unavailable", "err", err)
 		}
 		res.ServerAnswer = Distribution(ds)
 	}

@@ -12,9 +12,10 @@ import (
 )
 
 // Patchbay logs `answered after=D` (text) or {"msg":"answered","after":NANOS} (JSON) when the far end of an
-// outgoing call answers, with D measured from the offer's arrival. For the echo extension that is the server's
-// offer → answer-sent time plus the dial and Echo's Answer (about a millisecond on loopback): an upper bound on
-// the server-side setup time, measured without the client's scheduling delays.
+// outgoing call answers, with D measured from the offer's arrival. The far end is dialled only once the browser's
+// media flows, so D includes the caller's ICE and DTLS handshakes: it is offer → far answered, not the server's
+// offer → answer. That one is in each call record (setup_answer_ms: offer received → answer SDP sent), read by
+// ReadRecordAnswers.
 
 // LogOffset returns the current size of the log file, so that only lines written afterwards are read.
 func LogOffset(path string) (int64, error) {
@@ -83,4 +84,38 @@ func parseAnsweredLine(line string) (time.Duration, bool) {
 		}
 	}
 	return 0, false
+}
+
+// ReadRecordAnswers reads the offer → answer-sent times (setup_answer_ms) of the call records in path (JSON lines,
+// calls.records.file) from offset on: the server's own setup time, without the client's scheduling delays.
+func ReadRecordAnswers(path string, offset int64) ([]time.Duration, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open call records: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("seek call records: %w", err)
+	}
+	return ParseRecordAnswers(f)
+}
+
+// ParseRecordAnswers extracts setup_answer_ms from call records; records without it (refused calls) are skipped.
+func ParseRecordAnswers(r io.Reader) ([]time.Duration, error) {
+	var out []time.Duration
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		var rec struct {
+			SetupAnswerMS *float64 `json:"setup_answer_ms"`
+		}
+		if json.Unmarshal(sc.Bytes(), &rec) != nil || rec.SetupAnswerMS == nil {
+			continue
+		}
+		out = append(out, time.Duration(*rec.SetupAnswerMS*float64(time.Millisecond)))
+	}
+	if err := sc.Err(); err != nil {
+		return out, fmt.Errorf("read call records: %w", err)
+	}
+	return out, nil
 }

@@ -73,7 +73,12 @@ func FormatTable(w io.Writer, r *Result) error {
 	} else if r.Answer.N > 0 {
 		srvGoal += " (client-side: " + verdict(r.Answer.P50 <= GoalServerAnswer, fmtDur(r.Answer.P50-GoalServerAnswer)) + ")"
 	}
-	row("setup offer→far answered (server log)", srv, "", "", srvGoal)
+	row("setup offer→answer sent (call records)", srv, "", "", srvGoal)
+	far := notMeasured
+	if r.ServerFarAnswered.N > 0 {
+		far = pq(r.ServerFarAnswered)
+	}
+	row("setup offer→far answered (server log)", far, "", "", "")
 	row("setup offer→first echo (client)", pq(r.FirstEcho), "", "", "")
 	added := r.RTT.P99 - r.BaselineRTT.P99
 	rttGoal := "added p99 ≤ 1 ms at 200 calls"
