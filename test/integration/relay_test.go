@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
-	"go.uber.org/goleak"
 
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/internal/relay"
@@ -205,7 +204,7 @@ func TestRelayThroughAsterisk(t *testing.T) {
 	}
 
 	// Whatever runs now (the ARI client, the media APIs) is the baseline; the calls must leave nothing beyond it.
-	baseline := goleak.IgnoreCurrent()
+	baseline := goroutineBaseline()
 	tests := []struct {
 		name, target string
 		expectHz     float64
@@ -258,18 +257,5 @@ func TestRelayThroughAsterisk(t *testing.T) {
 			}
 		})
 	}
-	// An idle keep-alive connection to ARI's HTTP server is the client's, not a call's.
-	// goleak's own retries last under a second; a loaded host may need longer to tear the calls down.
-	var leak error
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		leak = goleak.Find(baseline,
-			goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
-			goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"))
-		if leak == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if leak != nil {
-		t.Fatalf("goroutines left by the calls: %v", leak)
-	}
+	assertGoroutinesBack(t, baseline)
 }

@@ -490,7 +490,12 @@ func (b *Baresip) RecordingPath() string {
 // CALL_CLOSED. sndfile writes the RIFF size into the header only when it closes the file, and it buffers writes,
 // so a file that merely stopped growing for a moment may still be half written: finished means the header's size
 // matches the file, or (for a recorder that never fixes the header) no growth for a whole second.
+//
+// It waits at most 20 s: a recording that is not there by then never will be, and a test's whole deadline spent
+// waiting for it would fail everything after it too.
 func (b *Baresip) Recording(ctx context.Context) ([]int16, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
 	var (
 		lastSize int64 = -1
 		stableAt time.Time
@@ -512,7 +517,9 @@ func (b *Baresip) Recording(ctx context.Context) ([]int16, int, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return nil, 0, fmt.Errorf("baresip %s: no finished recording in %s: %w", b.Name, b.recordDir(), ctx.Err())
+			files, _ := filepath.Glob(filepath.Join(b.recordDir(), "*"))
+			return nil, 0, fmt.Errorf("baresip %s: no finished recording in %s (files %v; events %v): %w\n%s",
+				b.Name, b.recordDir(), files, b.eventTypes(), ctx.Err(), b.logTail())
 		case <-time.After(150 * time.Millisecond):
 		}
 	}
