@@ -44,3 +44,19 @@ func CauseForCode(code string) string {
 	}
 	return CauseNormalUnspecified
 }
+
+// RefusalCause is the hangup cause that follows the refusal of a call before it began (a "call", "join" or new
+// "supervise" refused by the signalling server or by call control, or a call the API refused): the call-ending
+// cause of a final code, else the cause that tells a phone or carrier the same thing. Every refused call gets its
+// hangup, whatever the code, so a client can free its call_id on "hangup" alone.
+func RefusalCause(code string) string {
+	if c, ok := finalCodes[code]; ok {
+		return c
+	}
+	switch code {
+	case CodeBadMessage:
+		return CauseInterworking // the request itself was malformed
+	default: // not allowed, unknown call or target, a limit: the network refused the call
+		return CauseCallRejected
+	}
+}

@@ -44,9 +44,10 @@ type HandlerFunc func(w http.ResponseWriter, r *http.Request, caller string) err
 
 // Server routes /api/v1.
 type Server struct {
-	keys *auth.APIKeys
-	log  *slog.Logger
-	mux  *http.ServeMux
+	keys   *auth.APIKeys
+	log    *slog.Logger
+	mux    *http.ServeMux
+	routes []string // every pattern registered through Handle, for the test that keeps the OpenAPI document true
 }
 
 // New returns an API server; with no keys configured every request is refused (the API is off).
@@ -62,6 +63,7 @@ func (s *Server) Handle(pattern string, h HandlerFunc) {
 	if !ok {
 		panic("api: pattern needs a method: " + pattern) // a programming error at start-up, never input
 	}
+	s.routes = append(s.routes, method+" "+path)
 	s.mux.HandleFunc(method+" "+Prefix+path, func(w http.ResponseWriter, r *http.Request) {
 		caller, ok := s.authenticate(r)
 		if !ok {
@@ -81,8 +83,43 @@ func (s *Server) Handle(pattern string, h HandlerFunc) {
 	})
 }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. A path or method the API does not have gets a JSON error like any other
+// (not_found 404, or bad_request 405 with the Allow header), not the mux's plain text.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := s.mux.Handler(r)
+	if pattern != "" {
+		s.mux.ServeHTTP(w, r) // the mux itself, which sets the path values (Handler does not)
+		return
+	}
+	probe := &statusProbe{header: http.Header{}}
+	h.ServeHTTP(probe, r) // the mux's own 404 or 405, to learn which and the Allow header
+	switch allow := probe.header.Get("Allow"); probe.status {
+	case http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", allow)
+		WriteError(w, Errorf(http.StatusMethodNotAllowed, wire.CodeBadRequest, "method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow))
+	case http.StatusNotFound:
+		WriteError(w, Errorf(http.StatusNotFound, wire.CodeNotFound, "no API endpoint %s %s; see %s/openapi.json", r.Method, r.URL.Path, Prefix))
+	default: // e.g. the mux's redirect of a cleaned path
+		h.ServeHTTP(w, r)
+	}
+}
+
+// statusProbe records the status and headers a handler writes and drops its body.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header { return p.header }
+func (p *statusProbe) WriteHeader(code int) {
+	if p.status == 0 {
+		p.status = code
+	}
+}
+func (p *statusProbe) Write(b []byte) (int, error) {
+	p.WriteHeader(http.StatusOK)
+	return len(b), nil
+}
 
 func (s *Server) authenticate(r *http.Request) (string, bool) {
 	if s.keys == nil {

@@ -47,25 +47,7 @@ func refuse(code, format string, args ...any) *Refusal {
 // refusalCause is the hang-up cause that follows a refusal's error message, so a client that only reads hangup
 // messages still learns the call is over and roughly why.
 func refusalCause(code string) string {
-	if wire.EndsCall(code) {
-		return wire.CauseForCode(code)
-	}
-	switch code {
-	case wire.CodeInvalidNumber:
-		return wire.CauseInvalidNumberFormat
-	case wire.CodeUnknownRoom:
-		return wire.CauseUnallocatedNumber
-	case wire.CodeUnavailable:
-		return wire.CauseTemporaryFailure
-	case wire.CodeUnsupportedMedia:
-		return wire.CauseIncompatibleDest
-	case wire.CodeNoAudio:
-		return wire.CauseMediaTimeout
-	case wire.CodeBadMessage:
-		return wire.CauseInterworking
-	default: // forbidden destination or caller ID, limits, tickets: the network refused the call
-		return wire.CauseCallRejected
-	}
+	return wire.RefusalCause(code) // one table, shared with the signalling server's own refusals
 }
 
 // refuseBrowser tells a browser its call or join is refused: an error with the code, then a hangup with a cause,

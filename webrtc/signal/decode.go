@@ -35,7 +35,7 @@ func Decode(data []byte) (Message, error) {
 	m, err := Validate(raw)
 	var pe *Error
 	if errors.As(err, &pe) {
-		pe.msgType = raw.Type
+		pe.msgType, pe.sdp = raw.Type, raw.SDP != ""
 	}
 	return m, err
 }

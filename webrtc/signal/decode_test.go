@@ -2,6 +2,7 @@ package signal
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -161,6 +162,12 @@ func FuzzDecode(f *testing.F) {
 		`{"type":"hangup","call_id":"c"}`, `{"type":"reject","call_id":"c"}`,
 		mustJSON(Message{Type: TypeAnswer, CallID: "c", SDP: testOffer}),
 		`{"type":"call","call_id":"c","to":"500&SIP/x"}`, `{`, `[]`, `null`, `"x"`, "\xff",
+		`{"type":"join","call_id":"j","room":"r","number":"1","sdp":"v=0\nm=audio 9"}`, `{"type":"join","call_id":"j","ticket":"a b"}`,
+		`{"type":"transfer","call_id":"c","to":"102","target":"c2"}`, `{"type":"transfer","call_id":"c","target":"c"}`,
+		`{"type":"supervise","call_id":"s","mode":"barge","target":"x"}`, `{"type":"supervise","call_id":"s","mode":"listen","target":"x","sdp":"v=0\nm=video 9"}`,
+		`{"type":"moderate","call_id":"j","action":"kick"}`, `{"type":"record","call_id":"c","action":"pause"}`,
+		`{"type":"offer","call_id":"c","sdp":"v=1"}`, `{"type":"console","call_id":"x"}`,
+		`{"type":"auth","token":"t","resume":"` + strings.Repeat("r", 300) + `"}`, `{"type":"candidate","call_id":"c","candidate":{"candidate":"x"}}`,
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -172,6 +179,9 @@ func FuzzDecode(f *testing.F) {
 			if !ok || pe.Code == "" || pe.Message == "" {
 				t.Fatalf("error %v is not a coded *Error", err)
 			}
+			if !slices.Contains(wire.Codes, pe.Code) {
+				t.Fatalf("error code %q is not a wire code", pe.Code)
+			}
 			if pe.CallID != "" && !validCallID(pe.CallID) {
 				t.Fatalf("error carries invalid call_id %q", pe.CallID)
 			}
@@ -179,7 +189,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		// Invariants of every accepted message.
 		switch m.Type {
-		case TypeAuth, TypePing:
+		case TypeAuth, TypePing, TypeConsole: // messages about no call
 			if m.CallID != "" {
 				t.Fatalf("%s kept a call_id", m.Type)
 			}

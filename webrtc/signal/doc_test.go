@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -122,4 +123,75 @@ func TestDocFinalCodesTable(t *testing.T) {
 func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// docSection returns the text of the "## title" section of the doc.
+func docSection(t *testing.T, doc, title string) string {
+	t.Helper()
+	i := strings.Index(doc, "\n## "+title+"\n")
+	if i < 0 {
+		t.Fatalf("docs/signalling.md has no section %q", title)
+	}
+	rest := doc[i+1:]
+	if j := strings.Index(rest[3:], "\n## "); j >= 0 {
+		rest = rest[:j+3]
+	}
+	return rest
+}
+
+// restOnlyCodes are the codes only the REST API sends (documented in its OpenAPI document).
+var restOnlyCodes = []string{wire.CodeBadRequest, wire.CodeNotFound, wire.CodeNotMapped, wire.CodeConflict}
+
+// TestDocErrorCodesTable: the error table of docs/signalling.md lists exactly the signalling codes of package
+// wire, and a code that closes the connection names the close status the server uses.
+func TestDocErrorCodesTable(t *testing.T) {
+	_, doc := docExamples(t)
+	sec := docSection(t, doc, "Error codes")
+	rows := regexp.MustCompile("(?m)^\\| `(\\w+)` \\| [^|]*(?:\\\\\\|[^|]*)*\\| ([^|]*) \\| `\\{").FindAllStringSubmatch(sec, -1)
+	listed := map[string]bool{}
+	for _, r := range rows {
+		code, closes := r[1], r[2]
+		if listed[code] {
+			t.Errorf("doc lists %s twice", code)
+		}
+		listed[code] = true
+		if !slices.Contains(wire.Codes, code) {
+			t.Errorf("doc lists error code %s, which package wire does not define", code)
+		}
+		if m := regexp.MustCompile(`\((\d{4})\)`).FindStringSubmatch(closes); m != nil {
+			want := itoa(closeStatus(code))
+			if code == wire.CodeTooManyConnections {
+				want = itoa(closeTryAgainLater)
+			}
+			if m[1] != want {
+				t.Errorf("doc: %s closes with %s, the server with %s", code, m[1], want)
+			}
+		}
+	}
+	for _, code := range wire.Codes {
+		if !listed[code] && !slices.Contains(restOnlyCodes, code) {
+			t.Errorf("wire code %s is missing from the error table of docs/signalling.md", code)
+		}
+	}
+}
+
+// TestDocHangupCauses: the "Hangup causes" section lists every cause of package wire with its Q.850 code.
+func TestDocHangupCauses(t *testing.T) {
+	_, doc := docExamples(t)
+	sec := docSection(t, doc, "Hangup causes")
+	pairs := regexp.MustCompile("`([a-z_]+)` (\\d+)").FindAllStringSubmatch(sec, -1)
+	listed := map[string]bool{}
+	for _, p := range pairs {
+		listed[p[1]] = true
+		if !slices.Contains(wire.Causes(), p[1]) {
+			t.Errorf("doc lists cause %s, which package wire does not define", p[1])
+		} else if itoa(wire.CauseCode(p[1])) != p[2] {
+			t.Errorf("doc gives %s code %s, wire %d", p[1], p[2], wire.CauseCode(p[1]))
+		}
+	}
+	for _, c := range wire.Causes() {
+		if !listed[c] {
+			t.Errorf("cause %s is missing from the Hangup causes section", c)
+		}
+	}
 }

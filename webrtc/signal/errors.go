@@ -14,6 +14,7 @@ type Error struct {
 	CallID  string // set when the error is about one call
 
 	msgType string // the type of the refused message, when Decode knew it
+	sdp     bool   // the refused message carried an sdp (a "supervise" with one opens a call)
 }
 
 func (e *Error) Error() string {

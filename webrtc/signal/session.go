@@ -43,6 +43,11 @@ type Session struct {
 	closeCode string
 	hungUp    map[string]bool // calls that got their one hangup (see Send)
 	hungOrder []string        // hungUp in insertion order, to bound it
+	// used holds the call_ids opened on this connection (call, join, supervise with an offer; incoming; resumed),
+	// so that reusing one is refused with duplicate_call: a reused call_id would get no hangup (hungUp) and a
+	// refused reuse of a live one would end that call in the client. The oldest of more than 1024 is forgotten.
+	used      map[string]bool
+	usedOrder []string
 
 	// Owned by the reader goroutine (control-frame handlers run on it too).
 	bucket  *bucket
@@ -151,6 +156,8 @@ func (s *Session) Send(ctx context.Context, m Message) error {
 	case m.Type == TypeError && m.Final && m.CallID != "" && !s.hungUp[m.CallID]:
 		msgs = append(msgs, HangupMessage(m.CallID, wire.CauseForCode(m.Error)))
 		s.markHungUp(m.CallID)
+	case m.Type == TypeIncoming && m.CallID != "":
+		s.markUsed(m.CallID)
 	}
 	if len(s.send)+len(msgs) <= cap(s.send) {
 		for _, x := range msgs {
@@ -176,6 +183,45 @@ func (s *Session) markHungUp(callID string) {
 		delete(s.hungUp, s.hungOrder[0])
 		s.hungOrder = s.hungOrder[1:]
 	}
+}
+
+// markUsed remembers that callID was opened on this connection; s.mu is held.
+func (s *Session) markUsed(callID string) {
+	if s.used == nil {
+		s.used = make(map[string]bool)
+	}
+	if s.used[callID] {
+		return
+	}
+	s.used[callID] = true
+	s.usedOrder = append(s.usedOrder, callID)
+	if len(s.usedOrder) > 1024 {
+		delete(s.used, s.usedOrder[0])
+		s.usedOrder = s.usedOrder[1:]
+	}
+}
+
+// openCallID claims callID for a call the browser opens; false if it was already used on this connection.
+func (s *Session) openCallID(callID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.used[callID] || s.hungUp[callID] {
+		return false
+	}
+	s.markUsed(callID)
+	return true
+}
+
+// opensCall reports whether a browser message of this type starts a new call: "call", "join", and "supervise"
+// with an offer (without one it changes the mode of a supervision in progress).
+func opensCall(typ string, hasSDP bool) bool {
+	return typ == TypeCall || typ == TypeJoin || typ == TypeSupervise && hasSDP
+}
+
+// refuseDuplicate answers a message that opens a call with a call_id already used on this connection. The error is
+// not final and no hangup follows: the call that owns the call_id, live or over, is not touched.
+func (s *Session) refuseDuplicate(callID string) {
+	s.reply(ErrorMessage(callID, wire.CodeDuplicateCall, "call_id "+callID+" is already used on this connection: choose a new one (a UUID)"))
 }
 
 // Close ends the session. A non-empty code (one of the Code* constants) is
@@ -345,11 +391,24 @@ func (s *Session) readLoop() (authed bool) {
 			if !errors.As(err, &pe) || pe.Code == wire.CodeUnauthorized {
 				pe = &Error{Code: wire.CodeBadMessage, Message: "invalid message"}
 			}
+			opens := opensCall(pe.msgType, pe.sdp) && pe.CallID != ""
+			if opens && !s.openCallID(pe.CallID) {
+				s.refuseDuplicate(pe.CallID)
+				continue
+			}
 			em := ErrorMessage(pe.CallID, pe.Code, pe.Message)
-			// A refused call or join never reached the call layer: the call is over before it began, so it
-			// ends like any other (error, then hangup). A bad message about a live call changes nothing.
-			em.Final = em.Final && (pe.msgType == TypeCall || pe.msgType == TypeJoin)
+			// A refused call, join or supervise never reached the call layer: the call is over before it began,
+			// so it ends as the call layer's refusals do (error, then hangup), whatever the code. A bad message
+			// about a live call changes nothing.
+			em.Final = em.Final && opens
 			s.reply(em) // a final one is followed by its hangup (Send)
+			if opens {
+				s.reply(HangupMessage(pe.CallID, wire.RefusalCause(pe.Code))) // dropped if Send already sent it
+			}
+			continue
+		}
+		if opensCall(m.Type, m.SDP != "") && !s.openCallID(m.CallID) {
+			s.refuseDuplicate(m.CallID)
 			continue
 		}
 		switch m.Type {
@@ -439,6 +498,11 @@ func (s *Session) authenticate() bool {
 	authed.User, authed.Display, authed.Session = claims.Subject, claims.Name, s.id
 	if r, ok := o.Handler.(Resumer); ok && prev != "" {
 		authed.Resumed = r.SessionResumed(s.ctx, s, prev)
+		s.mu.Lock()
+		for _, id := range authed.Resumed {
+			s.markUsed(id) // the resumed calls' call_ids stay taken on this connection
+		}
+		s.mu.Unlock()
 	}
 	s.reply(authed)
 	s.log.Info("session authenticated", "user", claims.Subject, "remote", s.remote, "resumed_from", prev,
