@@ -24,8 +24,8 @@ import (
 )
 
 // networkCoordinator plays the call layer for network_e2e.mjs: it refuses "refuse-CODE" with that code (and the
-// hangup that follows every final error), holds calls of a dropped session for resume, and answers ICE-restart
-// offers.
+// hangup that follows every final error), refuses every transfer without ending the call, holds calls of a dropped
+// session for resume, and answers ICE-restart offers.
 type networkCoordinator struct {
 	t  *testing.T
 	mu sync.Mutex
@@ -59,6 +59,10 @@ func (c *networkCoordinator) HandleMessage(ctx context.Context, s *signal.Sessio
 		c.mu.Unlock()
 		send(signal.Message{Type: signal.TypeAnswer, CallID: m.CallID, SDP: e2eOffer})
 		send(signal.Message{Type: signal.TypeAnswered, CallID: m.CallID})
+	case signal.TypeTransfer: // refused as call control refuses a contact-center request: about the call, not final
+		r := signal.ErrorMessage("", wire.CodeForbiddenDestination, "your token may not transfer to "+m.To)
+		r.CallID = m.CallID
+		send(r)
 	case signal.TypeOffer: // ICE restart
 		send(signal.Message{Type: signal.TypeAnswer, CallID: m.CallID, SDP: e2eOffer + "a=ice-ufrag:restarted\r\n"})
 	case signal.TypeHangup:

@@ -617,8 +617,9 @@ export class PatchbayCall extends Emitter {
         const err = new PatchbayError(m.error || "internal", m.message || "", this.id);
         this.emit("error", err);
         // Final: the call is over (a hangup follows, and is ignored); stop trickling at once so the server
-        // never answers our candidates with unknown_call.
-        const cause = FINAL_CODES[err.code] || (m.final ? "temporary_failure" : LOST_CODES[err.code]);
+        // never answers our candidates with unknown_call. Only "final" says so: a refused transfer or hold
+        // carries a call-ending code (forbidden_destination, invalid_number) about a call that goes on.
+        const cause = m.final ? (FINAL_CODES[err.code] || "temporary_failure") : LOST_CODES[err.code];
         if (cause) this._end(cause, CAUSES[cause] || 41, { error: err.code, local: false });
         break;
       }

@@ -90,6 +90,16 @@ for (const code of finalCodes) {
 const call = await pb.call("600");
 await waitFor(call, "answered");
 pcs.at(-1).setICE("connected");
+
+// 2b. A refused request about a live call (a transfer to a forbidden number) carries a final code but not
+// "final": the call goes on.
+const refusedTransfer = waitFor(call, "error");
+call.transfer("+4490055512345");
+const te = await refusedTransfer;
+await sleep(50);
+assert(te.code === "forbidden_destination" && call.state === "answered" && !pcs.at(-1).closed,
+  `a refused transfer ended the call: error ${te.code}, state ${call.state}`);
+log.push("refused transfer: call goes on");
 const reconnecting = waitFor(pb, "reconnecting");
 const resumed = waitFor(pb, "resumed");
 pb._dropForTest();
