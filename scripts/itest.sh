@@ -18,11 +18,14 @@ GO="${GO:-go}"
 TIMEOUT="${ITEST_TIMEOUT:-25m}"
 LOGS="${ITEST_LOG_DIR:-/tmp/patchbay-integration}"
 # Lanes: two, each running half of the tests that drive real browsers (Chromium and Firefox ESR cost far more CPU
-# than a synthetic caller) and half of the rest. Three lanes on two cores starved the audio of each other's tests
+# than a synthetic caller) and half of the rest; the heaviest never run beside another lane's timed checks (below). Three lanes on two cores starved the audio of each other's tests
 # (load average 20–30, a third of the browser tests failing beside the others and passing alone).
 DEFAULT_LANES='^(TestNetworkSessionTimers|TestNetworkLinkDown|TestNetworkBlockedUDP|TestNetworkPageRefusalReasons|TestNetworkPageRelayAndResume|TestOneWayAudioOnPage|TestClusterTwoNodes|TestFault.*|TestPSTN.*|TestTrunk.*|TestMetrics.*|TestCallRecord.*|TestDoctor.*)$'
 read -r -a lanes <<<"${LANES:-$DEFAULT_LANES}"
 mkdir -p "$LOGS"
+# The lanes share one lock file: a test marked testenv.Heavy (several browsers, two nodes) runs alone, a test
+# marked testenv.Sensitive (tight timed audio checks) only beside other Sensitive ones or unmarked tests.
+export PATCHBAY_ITEST_LANE_LOCK="$LOGS/lane.lock"
 
 # Build the test binary once, so lanes do not race to compile it.
 bin="$LOGS/integration.test"

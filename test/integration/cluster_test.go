@@ -377,6 +377,7 @@ func phoneHears(t *testing.T, ctx context.Context, ph *testenv.Baresip, hz float
 }
 
 func TestClusterTwoNodes(t *testing.T) {
+	testenv.Heavy(t)
 	start := time.Now()
 	e := newClusterEnv(t)
 	t.Logf("MEASURED cluster env up (Sentinel, 2 Asterisks, 2 Patchbays, 2 phones) in %v", time.Since(start).Round(time.Millisecond))

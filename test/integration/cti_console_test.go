@@ -47,6 +47,7 @@ type consoleState struct {
 // lists the live call and listens in. Screenshots of the waiting queue, the call and the supervisor's view are kept
 // in artifacts/.
 func TestCTIAgentConsole(t *testing.T) {
+	testenv.Heavy(t)
 	for _, name := range testenv.BrowserNames {
 		t.Run(name, func(t *testing.T) { agentConsole(t, name) })
 	}

@@ -274,6 +274,7 @@ func (v *muxView) Recv(ctx context.Context) (signal.Message, error) {
 // and cancel, a phone's REFER), a recording of both parties, and supervision (whisper, barge), each on the real
 // stack and checked by what each party heard.
 func TestCTICalls(t *testing.T) {
+	testenv.Sensitive(t)
 	e := newCTIEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()

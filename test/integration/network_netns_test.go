@@ -77,6 +77,7 @@ func hangupPage(t *testing.T, ctx context.Context, p testenv.Tab, pb *testenv.Pa
 // Firefox ESR) still calls over ICE-TCP; with all UDP dropped it calls over TURN/TCP; and /check says UDP does
 // not work while TCP and the TCP relay do, with a plain verdict.
 func TestNetworkBlockedUDP(t *testing.T) {
+	testenv.Sensitive(t)
 	e := newNSEnv(t)
 	for _, name := range []string{"chromium", "firefox"} {
 		t.Run(name, func(t *testing.T) {
@@ -157,6 +158,7 @@ func TestNetworkBlockedUDP(t *testing.T) {
 // TestNetworkLinkDown: a browser's link goes down for 10 s mid-call with a phone and comes back: the call is not
 // dropped, audio resumes both ways within 2 s, and the phone never noticed (no BYE, no re-INVITE).
 func TestNetworkLinkDown(t *testing.T) {
+	testenv.Sensitive(t)
 	e := newNSEnv(t)
 	tone440 := filepath.Join(t.TempDir(), "440.wav")
 	if err := audio.WriteWAV(tone440, audio.Sine(440, 8000, 120*time.Second, 0.3), 8000); err != nil {

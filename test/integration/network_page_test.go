@@ -112,6 +112,7 @@ func TestNetworkPageRefusalReasons(t *testing.T) {
 // a WebSocket dropped mid-call is resumed and the call goes on; a page away past the grace learns the call ended
 // with signalling_lost.
 func TestNetworkPageRelayAndResume(t *testing.T) {
+	testenv.Sensitive(t)
 	// The browsers run in a namespace of the test's own: Firefox gathers no loopback candidates on a host with
 	// another interface, and media may only go to loopback or the test's own namespaces.
 	e := newNSEnv(t, 4*time.Second)

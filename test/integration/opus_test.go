@@ -89,6 +89,7 @@ func (e *opusEnv) assertClean(t *testing.T, what string) {
 //     both legs run Opus, and the caller's own Opus frames come back bit for bit, so nothing transcoded on the
 //     way through Asterisk, twice.
 func TestOpusSyntheticCalls(t *testing.T) {
+	testenv.Sensitive(t)
 	e := newOpusEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -233,6 +234,7 @@ func (e *opusEnv) channelFormats(t *testing.T, ctx context.Context) []string {
 //     phone hears the room's speech band, bob's 1 kHz, with no 6 kHz folded in, and its own leg is G.711 with no
 //     Opus anywhere on its channel in Asterisk (`core show channel`).
 func TestOpusBrowsersHearWideband(t *testing.T) {
+	testenv.Heavy(t)
 	e := newOpusEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Second)
 	defer cancel()

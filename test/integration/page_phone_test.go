@@ -297,6 +297,7 @@ func TestPhoneCallsBrowserUserOnPage(t *testing.T) {
 // the second answers and gets the call, the first is told answered_elsewhere (26). Then the browser is killed with
 // SIGKILL mid-call: the phone is hung up and nothing is left in Asterisk or Patchbay.
 func TestPhoneCallRingsEveryTabFirstAnswerWins(t *testing.T) {
+	testenv.Heavy(t)
 	e := newPageEnv(t)
 	e.eachBrowser(t, func(t *testing.T, b testenv.Browser) {
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

@@ -82,6 +82,7 @@ func framesFrom(t *testing.T, ctx context.Context, p testenv.Tab, pid string) in
 // the other's tone through the Asterisk mix. When one leaves, the other's tile goes (renegotiation toward a real
 // browser). A screenshot of the room page is kept in artifacts/ (room-video-<browser>.png).
 func TestRoomVideoBetweenTwoBrowsers(t *testing.T) {
+	testenv.Heavy(t)
 	ast := testenv.StartAsterisk(t, testenv.AsteriskOptions{})
 	pb := testenv.StartPatchbay(t, ast, testenv.PatchbayOptions{Config: func(c *config.Config) {
 		loopbackPage(c)
