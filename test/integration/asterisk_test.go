@@ -530,7 +530,13 @@ func TestTrunk(t *testing.T) {
 		t.Errorf("DID call did not run from-trunk's Stasis(did) on the carrier endpoint; see %s", ast.LogPath)
 	}
 
-	// Outbound: a Local channel in from-patchbay dials the number through the trunk.
+	// Outbound: a Local channel in from-patchbay dials the number through the trunk, once Asterisk holds the
+	// carrier reachable: on a loaded host its first OPTIONS may be answered past qualify_timeout, and a dial to a
+	// contact marked Unreachable fails at once (as it should: that is what failover to another trunk is for).
+	astWaitFor(ctx, t, "trunk contact reachable", func() (bool, string) {
+		out, _ := ast.CLI(ctx, "pjsip show contacts")
+		return strings.Contains(out, "carrier/sip:") && strings.Contains(out, "Avail"), out
+	})
 	if _, err := ast.CLI(ctx, "channel originate Local/+4930777@from-patchbay application Wait 2"); err != nil {
 		t.Fatal(err)
 	}

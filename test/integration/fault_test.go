@@ -49,7 +49,8 @@ func inspector(t *testing.T, a *testenv.Asterisk) *ari.Client {
 // held counts the channels and bridges Asterisk holds whose IDs carry prefix ("" counts all).
 func held(t *testing.T, c *ari.Client, prefix string) (chans, bridges []string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// 15 s: a list waits on Asterisk's channel container, which a loaded host may keep busy for seconds.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	cs, err := c.Channels().List(ctx)
 	if err != nil {
