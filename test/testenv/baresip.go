@@ -219,9 +219,12 @@ func (b *Baresip) config(o BaresipOptions, ctrlAddr string) string {
 		fmt.Sprintf("sip_listen %s:%d", o.localAddr(), b.SIPPort),
 		"call_local_timeout 120",
 		"call_max_calls 4",
-		// No sound card: play into ALSA's null device; send the WAV; record what is heard.
-		"audio_player alsa,null",
-		"audio_alert alsa,null",
+		// No sound card: send the WAV; record what is heard (sndfile, in the receive path before the player). The
+		// players are aubridge's, which never run without a source on the same device: ALSA's null device took
+		// samples as fast as they came, and its player thread spun a core for every phone in a call. Ringback has
+		// a device of its own: sharing the call's broke the call's playback path (frames dropped, nothing recorded).
+		"audio_player aubridge,nowhere",
+		"audio_alert aubridge,nowhere-alert",
 		"audio_source aufile," + o.PlayWAV,
 		"audio_level no",
 		"jitter_buffer_delay 5-10",
@@ -230,7 +233,7 @@ func (b *Baresip) config(o BaresipOptions, ctrlAddr string) string {
 		"net_interface " + o.localAddr(),
 		"module_path /usr/lib/baresip/modules",
 		"module g711.so",
-		"module alsa.so",
+		"module aubridge.so",
 		"module aufile.so",
 		"module sndfile.so",
 		"module srtp.so",
