@@ -28,15 +28,25 @@ func LogOffset(path string) (int64, error) {
 
 // ReadAnswered reads the server-side answer times logged in path from offset on.
 func ReadAnswered(path string, offset int64) ([]time.Duration, error) {
-	f, err := os.Open(path)
+	f, err := openAt(path, offset, "Patchbay log")
 	if err != nil {
-		return nil, fmt.Errorf("open Patchbay log: %w", err)
+		return nil, err
 	}
 	defer f.Close()
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("seek Patchbay log: %w", err)
-	}
 	return ParseAnswered(f)
+}
+
+// openAt opens what (a log, the call records) at path and seeks to offset.
+func openAt(path string, offset int64, what string) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", what, err)
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("seek %s: %w", what, err)
+	}
+	return f, nil
 }
 
 // ParseAnswered extracts the `answered` times from Patchbay log lines, text or JSON.
@@ -89,14 +99,11 @@ func parseAnsweredLine(line string) (time.Duration, bool) {
 // ReadRecordAnswers reads the offer → answer-sent times (setup_answer_ms) of the call records in path (JSON lines,
 // calls.records.file) from offset on: the server's own setup time, without the client's scheduling delays.
 func ReadRecordAnswers(path string, offset int64) ([]time.Duration, error) {
-	f, err := os.Open(path)
+	f, err := openAt(path, offset, "call records")
 	if err != nil {
-		return nil, fmt.Errorf("open call records: %w", err)
+		return nil, err
 	}
 	defer f.Close()
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("seek call records: %w", err)
-	}
 	return ParseRecordAnswers(f)
 }
 
