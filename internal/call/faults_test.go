@@ -209,6 +209,19 @@ func TestAsteriskFrozen(t *testing.T) {
 	h.assertClean()
 }
 
+// nextEvent fails the test unless the subscription's next event, within d, is of type want.
+func nextEvent(t *testing.T, sub *ari.Subscription, want string, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case ev := <-sub.Events():
+		if ev.EventType() != want {
+			t.Fatalf("%s: got %s, want %s", what, ev.EventType(), want)
+		}
+	case <-time.After(d):
+		t.Fatalf("%s: no %s within %v", what, want, d)
+	}
+}
+
 // Asterisk starved of CPU on a loaded host: its events socket and REST answer nothing for seconds, but its media
 // still flows. That is not a frozen Asterisk: the call goes on through it, and after it recovers.
 func TestAsteriskStarvedCallGoesOn(t *testing.T) {
@@ -221,14 +234,7 @@ func TestAsteriskStarvedCallGoesOn(t *testing.T) {
 	up := h.ari.Subscribe(ari.Filter{Types: []string{ari.TypeDisconnected, ari.TypeConnected}})
 	defer up.Close()
 	h.fake.Starve()
-	select {
-	case ev := <-up.Events():
-		if ev.EventType() != ari.TypeDisconnected {
-			t.Fatalf("got %s, want the socket found silent first", ev.EventType())
-		}
-	case <-time.After(patience):
-		t.Fatal("the events socket of a starved Asterisk was never found silent")
-	}
+	nextEvent(t, up, ari.TypeDisconnected, patience, "the events socket of a starved Asterisk found silent")
 	time.Sleep(3 * deadAfter) // several pings missed meanwhile
 	for _, m := range alice.messages(c.id) {
 		if m.Type == signal.TypeHangup || m.Type == signal.TypeError {
@@ -239,14 +245,7 @@ func TestAsteriskStarvedCallGoesOn(t *testing.T) {
 		t.Errorf("no log line says why the calls go on")
 	}
 	h.fake.Thaw()
-	select {
-	case ev := <-up.Events():
-		if ev.EventType() != ari.TypeConnected {
-			t.Fatalf("got %s, want the socket back", ev.EventType())
-		}
-	case <-time.After(patience):
-		t.Fatal("the events socket did not come back after the thaw")
-	}
+	nextEvent(t, up, ari.TypeConnected, patience, "the events socket back after the thaw")
 	if h.m.Active() != 1 || h.m.unavailable() != "" {
 		t.Fatalf("%d calls, unavailable %q after the thaw; want the call up and calls taken", h.m.Active(), h.m.unavailable())
 	}
@@ -265,14 +264,7 @@ func TestEventsSocketDropsCallSurvives(t *testing.T) {
 	defer up.Close()
 	h.fake.DropEvents()
 	for _, want := range []string{ari.TypeConnected, ari.TypeReconciled} {
-		select {
-		case ev := <-up.Events():
-			if ev.EventType() != want {
-				t.Fatalf("got %s, want %s", ev.EventType(), want)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("no %s after the socket dropped", want)
-		}
+		nextEvent(t, up, want, 5*time.Second, "after the socket dropped")
 	}
 	time.Sleep(300 * time.Millisecond)
 	for _, m := range alice.messages(c.id) {
