@@ -13,13 +13,15 @@
 # call, µs per packet operation, saturation) with ratios and goals, and the calls a core carries cleanly in each
 # mode. Needs root (chroot).
 #
-#   MODES="native patchbay"      modes run for each N and pass, in this order (alternating); "metrics" is Patchbay
+#   MODES="native patchbay"      modes run for each N and pass, in this order (reversed on even passes: ORDER); "metrics" is Patchbay
 #                                with /metrics served and scraped every SCRAPE (15s; other modes run metrics off); "pion" is Patchbay
 #                                with media.lean_audio off (every call on pion's track path), labelled patchbay-pion;
 #                                "b2b" and "opus" are browser ⇄ browser calls (bench --pairs: caller N dials the user
 #                                bench-callee-N, whose synthetic browser sends back what it hears) offering PCMU, and
 #                                Opus then PCMU: HD voice against G.711, side by side in --compare
 #   PASSES=2                     passes over every N and mode
+#   ORDER=abba                   abba: even passes run MODES in reverse (A B, B A, ...), so a drift within a pass
+#                                cancels over an even number of passes; same: MODES' order in every pass
 #   SERVER_CPUS=0 LOAD_CPUS=1   taskset lists; empty SERVER_CPUS and LOAD_CPUS: no pinning
 #   RATE=20 STEADY=60s SETTLE=3s  ramp rate (calls/s), steady window, pause between them
 #   GROUP_NICE=-20               niceness of the scheduler autogroups of Asterisk, Patchbay and the load
@@ -50,6 +52,8 @@ MODES="${MODES:-native patchbay}"
 METRICS_ADDR="${METRICS_ADDR:-127.0.0.1:19464}"
 SCRAPE="${SCRAPE:-15s}"
 PASSES="${PASSES:-2}"
+ORDER="${ORDER:-abba}"
+[[ $ORDER == abba || $ORDER == same ]] || { echo "bench.sh: ORDER=$ORDER: want abba or same" >&2; exit 2; }
 NS=("$@")
 ((${#NS[@]})) || NS=(50 100 150)
 MAXN=0
@@ -197,7 +201,11 @@ rm -rf "$RESULTS"
 mkdir -p "$RESULTS"
 for n in "${NS[@]}"; do
 	for pass in $(seq 1 "$PASSES"); do
-		for mode in $MODES; do
+		order=$MODES
+		# ABBA: every other pass runs the modes in reverse, so a drift within a pass (the second run of a pass tends
+		# to cost a few per cent more, whatever its mode) falls equally on every mode over an even number of passes.
+		if [[ $ORDER == abba ]] && ((pass % 2 == 0)); then order=$(tr ' ' '\n' <<<"$MODES" | tac | tr '\n' ' '); fi
+		for mode in $order; do
 			run_one "$n" "$mode" "$pass"
 		done
 	done

@@ -69,6 +69,9 @@ func runBench(ctx context.Context, args []string) error {
 		if err := bench.Compare(os.Stdout, rs); err != nil {
 			return err
 		}
+		if err := bench.CompareMetrics(os.Stdout, rs); err != nil {
+			return err
+		}
 		return bench.CompareCodecs(os.Stdout, rs)
 	}
 	if *n < 1 || *n > 5000 {
