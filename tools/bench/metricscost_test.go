@@ -58,3 +58,33 @@ func TestMeanRatio(t *testing.T) {
 		t.Error("no values on one side: want not ok")
 	}
 }
+
+func TestCompareMetricsSideBySide(t *testing.T) {
+	half := func(mode, run string, pb float64) *Result {
+		return &Result{Mode: mode, ABRun: run, Calls: 50, CPUPerCallMin: map[string]float64{"asterisk": 0.3, "patchbay": pb}}
+	}
+	rs := []*Result{
+		half("patchbay-ab-off", "100-1", 0.20), half("patchbay-ab-on", "100-1", 0.202),
+		half("patchbay-ab-on", "100-2", 0.25), half("patchbay-ab-off", "100-2", 0.25),
+		half("patchbay-ab-on", "100-3", 0.3), // its other half is missing: left out
+		{Mode: "native", Calls: 100, CPUPerCallMin: map[string]float64{"asterisk": 0.3}},
+	}
+	var b strings.Builder
+	if err := CompareMetrics(&b, rs); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, w := range []string{"side by side", "100  2 ", "1.010 ; 1.000", "1.005× ± 0.005", "met"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("lacks %q:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "0.300") {
+		t.Errorf("an unpaired half was counted:\n%s", out)
+	}
+	// Compare leaves the halves out: they are not runs of their own N.
+	b.Reset()
+	if err := Compare(&b, rs); err != nil || strings.Contains(b.String(), "patchbay-ab") {
+		t.Errorf("Compare shows side-by-side halves (%v):\n%s", err, b.String())
+	}
+}
