@@ -18,7 +18,9 @@
 #                                with media.lean_audio off (every call on pion's track path), labelled patchbay-pion;
 #                                "b2b" and "opus" are browser ⇄ browser calls (bench --pairs: caller N dials the user
 #                                bench-callee-N, whose synthetic browser sends back what it hears) offering PCMU, and
-#                                Opus then PCMU: HD voice against G.711, side by side in --compare
+#                                Opus then PCMU: HD voice against G.711, side by side in --compare; "metrics-ab" is
+#                                two Patchbays on one Asterisk at once, N/2 calls each, one with /metrics scraped: the
+#                                cost of metrics free of what the host does meanwhile (run_ab)
 #   PASSES=2                     passes over every N and mode
 #   ORDER=abba                   abba: even passes run MODES in reverse (A B, B A, ...), so a drift within a pass
 #                                cancels over an even number of passes; same: MODES' order in every pass
