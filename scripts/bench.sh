@@ -79,6 +79,9 @@ export PATCHBAY_MEDIA_ICE_TCP_PORT=18500
 export PATCHBAY_MEDIA_RELAY_PORT_START=40000
 export PATCHBAY_MEDIA_RELAY_PORT_END=47999
 export PATCHBAY_MEDIA_INCLUDE_LOOPBACK=true
+# The callers reach Patchbay on loopback: offer that address alone, as a one-address server would, not a candidate
+# for every interface of this host (and of the tests' namespaces), each with its goroutines and buffers per call.
+export PATCHBAY_MEDIA_ICE_IPS=127.0.0.1
 PPROF=127.0.0.1:16060
 want_fds=65536 hard_fds="$(ulimit -Hn)"
 [[ "$hard_fds" == unlimited ]] || ((hard_fds >= want_fds)) || { echo "bench.sh: open files capped at $hard_fds here (hard limit)" >&2; want_fds=$hard_fds; }
