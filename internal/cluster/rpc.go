@@ -256,7 +256,8 @@ func (c *Cluster) Forward(ctx context.Context, node string, r *http.Request, bod
 	if err != nil {
 		return Reply{}, unavailable(ctx, "forward to node "+node, err)
 	}
-	if n == 0 {
+	if _, sharded := c.c.(*redis.ClusterClient); n == 0 && !sharded {
+		// On a Redis Cluster the count is only the receiving shard's subscribers, so 0 proves nothing there.
 		return Reply{}, fmt.Errorf("forward to node %s: %w (not listening)", node, ErrNodeUnreachable)
 	}
 	t := time.NewTimer(forwardTimeout)
