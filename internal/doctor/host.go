@@ -303,4 +303,3 @@ func checkICEIPs(_ context.Context, d *run) Result {
 	}
 	return pass("candidates offered on %s", strings.Join(c.Media.ICEIPs, ", "))
 }
-
