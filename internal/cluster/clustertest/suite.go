@@ -248,7 +248,7 @@ func Run(t *testing.T, newClient NewClient) {
 		req, _ := http.NewRequest("DELETE", "/api/v1/calls/c1", nil)
 		req.Header.Set("Authorization", "Bearer k")
 		var rep cluster.Reply
-		waitFor(t, 2*time.Second, "b listening", func() bool {
+		waitFor(t, 10*time.Second, "b listening", func() bool {
 			rep, err = a.Forward(ctx, "b", req, []byte("x"))
 			return err == nil
 		})
@@ -272,7 +272,7 @@ func Run(t *testing.T, newClient NewClient) {
 			w.WriteHeader(http.StatusCreated)
 		}))
 		ping, _ := http.NewRequest("GET", "/ping", nil)
-		waitFor(t, 2*time.Second, "b listening", func() bool { _, err := a.Forward(ctx, "b", ping, nil); return err == nil })
+		waitFor(t, 10*time.Second, "b listening", func() bool { _, err := a.Forward(ctx, "b", ping, nil); return err == nil })
 		req, _ := http.NewRequest("POST", "/slow", nil)
 		rep, err := a.Forward(ctx, "b", req, nil)
 		if err != nil || rep.Status != http.StatusCreated {
