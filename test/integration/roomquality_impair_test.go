@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net/url"
 	"path/filepath"
@@ -22,6 +23,8 @@ import (
 	"github.com/patchbay/patchbay/tools/audio"
 	"github.com/patchbay/patchbay/tools/bench"
 	"github.com/patchbay/patchbay/tools/synth"
+	"github.com/patchbay/patchbay/webrtc/media"
+	"github.com/patchbay/patchbay/webrtc/signal"
 )
 
 // The impaired leg of issue 16: netem's "loss 5% delay 40ms 30ms" both ways, plus one 200 ms stall 4 s in, on the
@@ -56,7 +59,8 @@ func TestRoomQualityImpairedLeg(t *testing.T) {
 			p.BenchWebRTC = []asteriskconfigs.Phone{{Name: "bench-webrtc-1", Password: nativePass}}
 		},
 		// The native callers' context reaches only the echo test; here it reaches the room numbers as well.
-		Extra: map[string]string{"extensions.conf": "\n[bench-webrtc](+)\nexten => _8XXX,1,Goto(internal,${EXTEN},1)\n"},
+		Extra: map[string]string{"extensions.conf": "\n[bench-webrtc](+)\nexten => _8XXX,1,Goto(internal,${EXTEN},1)\n" +
+			"exten => _9XXX,1,Set(JITTERBUFFER(adaptive)=default)\n same => n,Goto(internal,8${EXTEN:1},1)\n"},
 	})
 	pb := testenv.StartPatchbay(t, ast, testenv.PatchbayOptions{Config: func(c *config.Config) {
 		c.HTTP.Listen = ns.HostIP + ":0"
@@ -124,17 +128,96 @@ func TestRoomQualityImpairedLeg(t *testing.T) {
 	}
 	nat := bench.Native{WSS: fmt.Sprintf("127.0.0.1:%d", ast.HTTPSPort), TLS: &tls.Config{RootCAs: caPool, ServerName: "localhost"},
 		Endpoint: func(int) (string, string) { return "bench-webrtc-1", nativePass }}
+
+	native := func(number string) func(context.Context, synth.CallOptions) (*synth.Report, error) {
+		return func(ctx context.Context, co synth.CallOptions) (*synth.Report, error) {
+			return bench.NativeCall(ctx, eng, nat, 1, number, false, co)
+		}
+	}
+	// A G.711 synthetic browser through Patchbay: the very sender of the native caller, on Patchbay's RTP relay and
+	// externalMedia path (a browser that offers no Opus), so the two paths differ in nothing else.
+	g711 := func(ctx context.Context, co synth.CallOptions) (*synth.Report, error) {
+		conn, err := signal.Dial(ctx, strings.Replace(pb.URL, "localhost", ns.HostIP, 1), token("g711"), signal.DialOptions{TLSConfig: pb.TLS})
+		if err != nil {
+			return nil, err
+		}
+		defer conn.Close()
+		co.Codecs = []media.Codec{media.PCMU}
+		return eng.Join(ctx, conn, synth.JoinOptions{Room: room}, co)
+	}
+
+	// Phases under the same impairment with the same seeds, each with a second caller behind the link beside the
+	// Chromium: the native caller as Asterisk runs it by default (no jitter buffer on a chan_pjsip channel), with
+	// JITTERBUFFER(adaptive) set on its channel (9XXX), and the G.711 synthetic browser through Patchbay.
+	var summary []string
+	for _, ph := range []struct {
+		name   string
+		second func(context.Context, synth.CallOptions) (*synth.Report, error)
+		imp    testenv.Impairment
+		d      time.Duration
+	}{
+		{"unimpaired, native WebRTC", native(number), testenv.Impairment{}, 6 * time.Second},
+		{"native WebRTC", native(number), legImpairment, impairFor},
+		{"native WebRTC + JITTERBUFFER(adaptive)", native("9" + number[1:]), legImpairment, impairFor},
+		{"Patchbay G.711 synthetic browser", g711, legImpairment, impairFor},
+	} {
+		r := impairedPhase(t, ctx, link, ph.second, ph.imp, ph.d, impaired, listener)
+		t.Cleanup(func() { // what each page heard, kept to listen to when the test fails
+			if !t.Failed() {
+				return
+			}
+			for who, rec := range map[string]testenv.RemoteAudio{"listener": r.lrec, "impaired": r.irec} {
+				name := strings.NewReplacer(" ", "-", "+", "", ",", "", "(", "", ")", "").Replace(ph.name)
+				path := filepath.Join(testenv.ArtifactsDir(), "roomquality-impaired-"+name+"-"+who+".wav")
+				if err := audio.WriteWAV(path, rec.Samples, rec.Rate); err == nil {
+					t.Logf("kept %s", path)
+				}
+			}
+		})
+		summary = append(summary, fmt.Sprintf("%-40s Patchbay (Chromium, Opus) %5.1f%%   %s %5.1f%%   Patchbay browser hears %5.1f%%",
+			ph.name+":", r.pb.Percent, "second caller", r.nat.Percent, r.pbIn.Percent))
+		t.Logf("%s | listener hears the Patchbay browser %.1f%% (%d/%d windows, missed at %s) | the %s caller %.1f%% (%d/%d, missed at %s)",
+			ph.name, r.pb.Percent, r.pb.Heard, r.pb.Windows, r.pbMissed, ph.name, r.nat.Percent, r.nat.Heard, r.nat.Windows, r.natMissed)
+		t.Logf("%s | the Patchbay browser hears the listener %.1f%% (%d/%d, missed at %s) | the %s caller hears it %.1f%% (%d/%d; no jitter buffer of its own: logged, not judged)",
+			ph.name, r.pbIn.Percent, r.pbIn.Heard, r.pbIn.Windows, r.pbInMissed, ph.name, r.natIn.Percent, r.natIn.Heard, r.natIn.Windows)
+		t.Logf("%s | link: namespace → host %v; host → namespace %v", ph.name, r.up, r.down)
+		if r.pb.Windows < int(ph.d/(100*time.Millisecond))*3/5 {
+			t.Fatalf("the listener's recording has %d windows, want at least %d", r.pb.Windows, int(ph.d/(100*time.Millisecond))*3/5)
+		}
+		if r.pb.Percent < 95 {
+			t.Errorf("%s phase: the listener heard the impaired browser in %.1f%% of windows, want at least 95%%", ph.name, r.pb.Percent)
+		}
+	}
+	t.Logf("tone heard by the unimpaired listener, 100 ms windows:\n%s", strings.Join(summary, "\n"))
+	t.Logf("test body took %v", time.Since(started).Round(time.Second))
+}
+
+// phaseResult is what one impaired phase measured: continuity of each impaired caller's tone at the listener
+// (pb, nat), of the listener's tone at each impaired caller (pbIn, natIn), the 100 ms windows missed, and the link's
+// counts.
+type phaseResult struct {
+	pb, nat, pbIn, natIn            audio.Continuity
+	pbMissed, natMissed, pbInMissed string
+	up, down                        testenv.LinkStats
+	lrec, irec                      testenv.RemoteAudio
+}
+
+// impairedPhase brings a second caller into the room behind the link (second), impairs the link with imp for d while both pages
+// record, and hangs the native caller up.
+func impairedPhase(t *testing.T, ctx context.Context, link *testenv.ImpairedLink,
+	second func(context.Context, synth.CallOptions) (*synth.Report, error),
+	imp testenv.Impairment, d time.Duration, impaired, listener *testenv.Page) phaseResult {
+	t.Helper()
 	nctx, stopNative := context.WithCancel(ctx)
-	connected := make(chan struct{})
+	connected, nativeDone := make(chan struct{}), make(chan struct{})
 	var nativeRep *synth.Report
 	var nativeErr error
-	nativeDone := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer close(nativeDone)
-		nativeRep, nativeErr = bench.NativeCall(nctx, eng, nat, 1, number, false, synth.CallOptions{
+		nativeRep, nativeErr = second(nctx, synth.CallOptions{
 			ToneHz: nativeHz, Amplitude: 0.3, Duration: -1, RecordMax: 40 * time.Second, TimeAlign: true,
 			OnConnected: func(string) { close(connected) }})
 	}()
@@ -154,73 +237,69 @@ func TestRoomQualityImpairedLeg(t *testing.T) {
 	time.Sleep(time.Second) // every leg's audio settles into the mix
 
 	up0, down0 := link.Stats()
-	link.Impair(seeded(legImpairment, 1), seeded(legImpairment, 2))
+	link.Impair(seeded(imp, 1), seeded(imp, 2))
 	impairedAt := time.Now()
-	type recording struct {
-		rec testenv.RemoteAudio
-		err error
-	}
-	recs := make([]recording, 2)
+	recs := make([]testenv.RemoteAudio, 2)
+	errs := make([]error, 2)
 	var rw sync.WaitGroup
 	for i, p := range []*testenv.Page{listener, impaired} {
 		rw.Add(1)
 		go func() {
 			defer rw.Done()
-			recs[i].rec, recs[i].err = p.RecordRemoteAudio(ctx, impairFor-2*time.Second)
+			recs[i], errs[i] = p.RecordRemoteAudio(ctx, d-2*time.Second)
 		}()
 	}
 	rw.Wait()
-	if d := impairFor - time.Since(impairedAt); d > 0 {
-		time.Sleep(d)
+	if left := d - time.Since(impairedAt); left > 0 {
+		time.Sleep(left)
 	}
 	link.Impair(testenv.Impairment{}, testenv.Impairment{})
 	stopNative()
 	wg.Wait()
-	up, down := link.Stats()
-	t.Logf("impaired link (%v), namespace → host: %v; host → namespace: %v", legImpairment,
-		diffStats(up, up0), diffStats(down, down0))
-	for _, r := range recs {
-		if r.err != nil {
-			t.Fatal(r.err)
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
+	if nativeErr != nil && !errors.Is(nativeErr, context.Canceled) { // it was hung up by cancelling its context
+		t.Fatalf("second caller: %v", nativeErr)
+	}
+	if nativeRep == nil {
+		t.Fatal("second caller: no report")
+	}
+	var r phaseResult
+	up, down := link.Stats()
+	r.up, r.down = diffStats(up, up0), diffStats(down, down0)
+	lr, ir := recs[0], recs[1]
+	r.pb, r.pbMissed = continuity(lr.Samples, lr.Rate, impairedHz)
+	r.nat, r.natMissed = continuity(lr.Samples, lr.Rate, nativeHz)
+	r.pbIn, r.pbInMissed = continuity(ir.Samples, ir.Rate, listenerHz)
+	// The native caller stopped as the impairment ended: its last impairFor of audio is what it heard under it.
+	r.natIn, _ = continuity(lastSeconds(nativeRep.Audio, d), 8000, listenerHz)
+	r.lrec, r.irec = lr, ir
+	return r
+}
 
-	// What the listener heard of each impaired caller.
-	lr := recs[0].rec
-	pbC := audio.ToneContinuity(lr.Samples, lr.Rate, impairedHz, mixedShare)
-	natC := audio.ToneContinuity(lr.Samples, lr.Rate, nativeHz, mixedShare)
-	lisOwn := audio.ToneContinuity(lr.Samples, lr.Rate, listenerHz, mixedShare)
-	t.Logf("listener (unimpaired) heard the Patchbay browser's %d Hz in %.1f%% of 100 ms windows (%d/%d, %d silent); "+
-		"the Asterisk-native WebRTC caller's %d Hz in %.1f%% (%d/%d); its own %d Hz in %.1f%%",
-		impairedHz, pbC.Percent, pbC.Heard, pbC.Windows, pbC.Silent, nativeHz, natC.Percent, natC.Heard, natC.Windows,
-		listenerHz, lisOwn.Percent)
-
-	// What each impaired caller heard of the listener (the downlink through the impaired link).
-	ir := recs[1].rec
-	pbIn := audio.ToneContinuity(ir.Samples, ir.Rate, listenerHz, mixedShare)
-	t.Logf("the Patchbay browser (impaired) heard the listener's %d Hz in %.1f%% of 100 ms windows (%d/%d, %d silent)",
-		listenerHz, pbIn.Percent, pbIn.Heard, pbIn.Windows, pbIn.Silent)
-	if nativeErr != nil {
-		t.Errorf("native caller: %v", nativeErr)
-	} else if nativeRep != nil {
-		// The synthetic caller has no jitter buffer of its own (it decodes packets as they come, a pause filled
-		// with silence), so this figure is harsher than a browser's: logged, not judged.
-		// It stopped as the impairment ended: its last impairFor of audio is what it heard under it.
-		nIn := audio.ToneContinuity(lastSeconds(nativeRep.Audio, impairFor), 8000, listenerHz, mixedShare)
-		t.Logf("the native caller (impaired, no jitter buffer of its own) heard the listener's %d Hz in %.1f%% of 100 ms windows (%d/%d, %d silent)",
-			listenerHz, nIn.Percent, nIn.Heard, nIn.Windows, nIn.Silent)
+// continuity scores hz in s and lists the start of each 100 ms window where it was not heard (s from the start).
+func continuity(s []int16, rate int, hz float64) (audio.Continuity, string) {
+	c := audio.ToneContinuity(s, rate, hz, mixedShare)
+	var missed []string
+	for i, w := range audio.Windows(s, rate, hz) {
+		if !w.Voiced() || w.Shares[0] < mixedShare {
+			missed = append(missed, fmt.Sprintf("%.1f", float64(i)/10))
+		}
 	}
-	if pbC.Windows < 80 {
-		t.Fatalf("the listener's recording has %d windows, want at least 80", pbC.Windows)
+	if len(missed) > 12 {
+		missed = append(missed[:12], fmt.Sprintf("… (%d)", len(missed)))
 	}
-	if pbC.Percent < 95 {
-		t.Errorf("the listener heard the impaired browser in %.1f%% of windows, want at least 95%%", pbC.Percent)
-	}
-	t.Logf("test body took %v", time.Since(started).Round(time.Second))
+	return c, "[" + strings.Join(missed, " ") + "]"
 }
 
 // seeded is im with its own seed, so each direction has its own pattern of losses.
 func seeded(im testenv.Impairment, seed uint64) testenv.Impairment {
+	if im == (testenv.Impairment{}) {
+		return im
+	}
 	im.Seed = seed
 	return im
 }
