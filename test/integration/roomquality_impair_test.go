@@ -151,7 +151,7 @@ func TestRoomQualityImpairedLeg(t *testing.T) {
 	// Phases under the same impairment with the same seeds, each with a second caller behind the link beside the
 	// Chromium: the native caller as Asterisk runs it by default (no jitter buffer on a chan_pjsip channel), with
 	// JITTERBUFFER(adaptive) set on its channel (9XXX), and the G.711 synthetic browser through Patchbay. Seen here:
-	// the native caller was heard in 61-72 % of windows, Patchbay's G.711 path in 62-70 % (the same: Asterisk's mix
+	// the native caller was heard in 54-72 % of windows, Patchbay's G.711 path in 62-70 % (the same: Asterisk's mix
 	// has no jitter buffer for either RTP leg, and softmix flushes a leg that runs 80 ms ahead), and with
 	// JITTERBUFFER(adaptive) or (fixed) the native caller went silent in the mix (0 %): Asterisk's own jitter
 	// buffer is no help to a channel in a mixing bridge. Patchbay's Opus path, where the relay sizes
