@@ -37,7 +37,8 @@ type WSOptions struct {
 	// URL is the channel's media WebSocket (ari.Client.MediaURL); it must be opened before the channel exists in
 	// Stasis, so DialWS is called right after the externalMedia request.
 	URL string
-	// MaxQueue is how many frames Asterisk may hold for the channel before the relay trims (default 2: 40 ms).
+	// MaxQueue is how many frames Asterisk may hold for the channel before the relay trims (default 2: 40 ms) on a
+	// steady leg; a leg with jitter gets more, as its jitter asks (jitter.go).
 	MaxQueue int
 	// StatusEvery is how often the queue is polled (default 200 ms).
 	StatusEvery time.Duration
@@ -69,6 +70,7 @@ type WS struct {
 	free  chan int
 	out   chan int
 	skip  atomic.Int64 // frames still to drop to shorten Asterisk's queue
+	jit   *jitterEstimator
 
 	// Toward the browser: the reader's own state.
 	seq         uint16
@@ -143,6 +145,7 @@ func dialWS(ctx context.Context, peer browser, codec media.Codec, o WSOptions) (
 		out:    make(chan int, wsSlots),
 		first:  make(chan struct{}),
 		closed: make(chan struct{}),
+		jit:    newJitterEstimator(int(codec.ClockRate())),
 	}
 	for i := range wsSlots {
 		r.free <- i
@@ -285,6 +288,8 @@ func (r *WS) HandleRTP(pkt []byte) {
 		r.toAst.drops.Add(1)
 		return
 	}
+	now := time.Now()
+	r.jit.update(h.ts, now)
 	if r.skip.Load() > 0 && r.skip.Add(-1) >= 0 {
 		r.trimmed.Add(1)
 		return
@@ -298,7 +303,6 @@ func (r *WS) HandleRTP(pkt []byte) {
 	}
 	r.lens[i] = copy(r.slots[i][:], pkt[h.start:h.end])
 	r.out <- i // never blocks: out holds every slot
-	now := time.Now()
 	r.toAst.forwarded(h.end-h.start, now)
 	if !r.got.Load() && r.got.CompareAndSwap(false, true) {
 		close(r.first)
@@ -378,9 +382,11 @@ func (r *WS) control(msg string) {
 			return
 		}
 		r.queueLen.Store(int64(q))
-		if excess := int64(q - 1); q > r.maxQueue && r.skip.Load() < excess {
+		// Trimmed back to one frame less than the limit: one frame, as ever, on a steady leg (limit 2).
+		limit := queueLimit(r.maxQueue, r.jit.get())
+		if excess := int64(q - (limit - 1)); q > limit && r.skip.Load() < excess {
 			r.skip.Store(excess)
-			r.log.Debug("Asterisk's media queue grew: trimming", "queue", q)
+			r.log.Debug("Asterisk's media queue grew: trimming", "queue", q, "limit", limit, "jitter", r.jit.get())
 		}
 	case strings.Contains(msg, "MEDIA_XOFF"):
 		r.log.Warn("Asterisk's media queue is full (MEDIA_XOFF)")

@@ -82,3 +82,39 @@ func TestWAVRoundTrip(t *testing.T) {
 		t.Fatal("missing file: no error")
 	}
 }
+
+func TestToneContinuity(t *testing.T) {
+	const rate = 8000
+	tone := Sine(1000, rate, 2*time.Second, 0.3) // 20 windows
+	gappy := append([]int16(nil), tone...)
+	for i := 300 * rate / 1000; i < 600*rate/1000; i++ { // 300 ms of silence: windows 3, 4, 5
+		gappy[i] = 0
+	}
+	mixed := Sine(1000, rate, time.Second, 0.2)
+	for i, v := range Sine(440, rate, time.Second, 0.2) {
+		mixed[i] += v
+	}
+	for _, tc := range []struct {
+		name                  string
+		s                     []int16
+		freq, share           float64
+		windows, heard, quiet int
+	}{
+		{"steady tone", tone, 1000, 0.5, 20, 20, 0},
+		{"300 ms gap", gappy, 1000, 0.5, 20, 17, 3},
+		{"other tone", tone, 440, 0.5, 20, 0, 0},
+		{"mixed, low share", mixed, 1000, 0.3, 10, 10, 0},
+		{"mixed, alone share", mixed, 1000, 0.8, 10, 0, 0},
+		{"empty", nil, 1000, 0.5, 0, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ToneContinuity(tc.s, rate, tc.freq, tc.share)
+			if c.Windows != tc.windows || c.Heard != tc.heard || c.Silent != tc.quiet {
+				t.Fatalf("got %+v, want %d windows, %d heard, %d silent", c, tc.windows, tc.heard, tc.quiet)
+			}
+			if tc.windows > 0 && math.Abs(c.Percent-100*float64(tc.heard)/float64(tc.windows)) > 1e-9 {
+				t.Fatalf("percent %v", c.Percent)
+			}
+		})
+	}
+}

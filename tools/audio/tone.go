@@ -147,3 +147,32 @@ func SpanWindows(s []int16, rate int, from, to time.Duration, freqs ...float64) 
 	}
 	return Windows(s[a:b], rate, freqs...)
 }
+
+// Continuity says in how many of a recording's 100 ms windows a tone was heard: unlike Detect and Presence, a
+// silent window counts against it, so audio lost on the way (a gap the receiver did not conceal) shows.
+type Continuity struct {
+	Windows int     // 100 ms windows examined
+	Heard   int     // windows voiced and holding at least minShare of their energy at the tone
+	Silent  int     // windows under the silence level
+	Percent float64 // 100 · Heard / Windows (0 when there are no windows)
+}
+
+// ToneContinuity measures Continuity for freq in s (sampled at rate). minShare is the share of a window's energy
+// the tone must hold: about 0.5 when it is heard alone, lower when mixed with other tones at similar levels
+// (two tones at equal level hold about half each).
+func ToneContinuity(s []int16, rate int, freq, minShare float64) Continuity {
+	var c Continuity
+	for _, w := range Windows(s, rate, freq) {
+		c.Windows++
+		switch {
+		case !w.Voiced():
+			c.Silent++
+		case w.Shares[0] >= minShare:
+			c.Heard++
+		}
+	}
+	if c.Windows > 0 {
+		c.Percent = 100 * float64(c.Heard) / float64(c.Windows)
+	}
+	return c
+}

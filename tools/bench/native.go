@@ -48,8 +48,18 @@ func (n *Native) validate() error {
 // placeNativeCall registers caller i to Asterisk, calls o.To with an offer from a synthetic caller, and runs the
 // call until ctx ends; then it hangs up with BYE and unregisters.
 func placeNativeCall(ctx context.Context, eng *synth.Engine, o Options, i int) callOutcome {
-	n := o.Native
-	user, pass := n.Endpoint(i + 1)
+	rep, err := NativeCall(ctx, eng, *o.Native, i+1, o.To, true,
+		synth.CallOptions{Duration: -1, RecordMax: time.Second, Logger: o.CallLogs})
+	return callOutcome{rep: rep, err: err}
+}
+
+// NativeCall is one Asterisk-native WebRTC call: endpoint i (1-based) of n registers over SIP/WSS, calls to with
+// an offer from eng's synthetic caller (co: its tone, what it records), runs ICE and DTLS-SRTP with Asterisk itself
+// until ctx ends (or co.Duration), then hangs up with BYE and unregisters. loopbackOnly drops Asterisk's
+// candidates off 127.0.0.0/8 (an engine whose network is a test's namespace needs them). The bench places many;
+// tests place one beside a browser to compare the two paths under the same conditions.
+func NativeCall(ctx context.Context, eng *synth.Engine, n Native, i int, to string, loopbackOnly bool, co synth.CallOptions) (*synth.Report, error) {
+	user, pass := n.Endpoint(i)
 	host, portStr, _ := net.SplitHostPort(n.WSS)
 	port, _ := strconv.Atoi(portStr)
 	quiet := slog.New(slog.DiscardHandler)
@@ -62,12 +72,12 @@ func placeNativeCall(ctx context.Context, eng *synth.Engine, o Options, i int) c
 			}}})),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quiet)))
 	if err != nil {
-		return callOutcome{err: fmt.Errorf("native caller %s: user agent: %w", user, err)}
+		return nil, fmt.Errorf("native caller %s: user agent: %w", user, err)
 	}
 	defer ua.Close()
 	cl, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientLogger(quiet))
 	if err != nil {
-		return callOutcome{err: fmt.Errorf("native caller %s: client: %w", user, err)}
+		return nil, fmt.Errorf("native caller %s: client: %w", user, err)
 	}
 	defer cl.Close()
 	server := sip.Uri{Host: host, Port: port, UriParams: sip.NewParams()}
@@ -78,7 +88,7 @@ func placeNativeCall(ctx context.Context, eng *synth.Engine, o Options, i int) c
 	setup, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := register(setup, cl, server, contact, user, pass, 300); err != nil {
-		return callOutcome{err: fmt.Errorf("native caller %s: %w", user, err)}
+		return nil, fmt.Errorf("native caller %s: %w", user, err)
 	}
 	defer func() {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -89,24 +99,24 @@ func placeNativeCall(ctx context.Context, eng *synth.Engine, o Options, i int) c
 	dc := sipgo.NewDialogClientCache(cl, contact)
 	var dlg *sipgo.DialogClientSession
 	exchange := func(ctx context.Context, offer string) (string, error) {
-		to := server
-		to.User = o.To
+		uri := server
+		uri.User = to
 		ictx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
-		d, err := dc.Invite(ictx, to, []byte(offer), sip.NewHeader("Content-Type", "application/sdp"))
+		d, err := dc.Invite(ictx, uri, []byte(offer), sip.NewHeader("Content-Type", "application/sdp"))
 		if err != nil {
-			return "", fmt.Errorf("INVITE %s: %w", o.To, err)
+			return "", fmt.Errorf("INVITE %s: %w", to, err)
 		}
 		dlg = d
 		if err := d.WaitAnswer(ictx, sipgo.AnswerOptions{Username: user, Password: pass}); err != nil {
-			return "", fmt.Errorf("INVITE %s: %w", o.To, err)
+			return "", fmt.Errorf("INVITE %s: %w", to, err)
 		}
 		if err := d.Ack(ictx); err != nil {
 			return "", fmt.Errorf("ACK: %w", err)
 		}
 		return string(d.InviteResponse.Body()), nil
 	}
-	rep, err := eng.CallSDP(ctx, exchange, true, synth.CallOptions{Duration: -1, RecordMax: time.Second, Logger: o.CallLogs})
+	rep, err := eng.CallSDP(ctx, exchange, loopbackOnly, co)
 	if dlg != nil {
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		if dlg.InviteResponse != nil && dlg.InviteResponse.IsSuccess() {
@@ -116,9 +126,9 @@ func placeNativeCall(ctx context.Context, eng *synth.Engine, o Options, i int) c
 		cancel()
 	}
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		err = nil // the bench ended it
+		err = nil // the caller ended it
 	}
-	return callOutcome{rep: rep, err: err}
+	return rep, err
 }
 
 // register sends REGISTER (expires 0 unregisters), answering a digest challenge.

@@ -11,6 +11,7 @@ import (
 	"net"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/transport/v4"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/patchbay/patchbay/tools/audio"
@@ -41,6 +42,9 @@ type EngineOptions struct {
 	NetworkTypes []webrtc.NetworkType
 	// RelayOnly uses only TURN relay candidates (iceTransportPolicy "relay").
 	RelayOnly bool
+	// Net, when set, is the network the calls gather candidates on and send from (a test's namespace, whose link
+	// it impairs: testenv.NetNS.PionNet); nil is the host's.
+	Net transport.Net
 }
 
 // Engine is one pion API shared by many synthetic calls.
@@ -67,6 +71,9 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 		nets = []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 	}
 	se.SetNetworkTypes(nets)
+	if o.Net != nil {
+		se.SetNet(o.Net)
+	}
 	se.SetIncludeLoopbackCandidate(o.IncludeLoopback || o.LoopbackOnly)
 	if o.LoopbackOnly {
 		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })

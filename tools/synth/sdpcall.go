@@ -75,6 +75,9 @@ func (e *Engine) CallSDP(ctx context.Context, exchange Exchanger, loopbackOnly b
 				if c.rep.ConnectedAfter == 0 {
 					c.rep.ConnectedAfter = time.Since(c.start)
 					c.startSender()
+					if c.o.OnConnected != nil {
+						c.o.OnConnected(c.o.CallID)
+					}
 					if c.o.Duration > 0 {
 						hangupT = time.After(c.o.Duration)
 					}
