@@ -48,9 +48,13 @@ type Peer struct {
 	log    *slog.Logger
 	remote chan *webrtc.TrackRemote
 	video  chan *webrtc.TrackRemote // the browser's camera; only fed when video was negotiated
+	screen chan *webrtc.TrackRemote // the browser's screen share: its join offer's second video section (video.go)
 	vp8    bool                     // the API registers VP8
-	up     chan struct{}            // closed when the connection first reaches connected
-	dead   chan struct{}
+
+	vmu       sync.Mutex    // videoMids
+	videoMids []string      // mids of the join offer's video sections, in order: camera, then screen
+	up        chan struct{} // closed when the connection first reaches connected
+	dead      chan struct{}
 
 	upOnce sync.Once
 
@@ -133,14 +137,18 @@ func (a *API) newPeer(law Codec, o PeerOptions) (*Peer, error) {
 		log:    log.With("codec", law.String()),
 		remote: make(chan *webrtc.TrackRemote, 1),
 		video:  make(chan *webrtc.TrackRemote, 1),
+		screen: make(chan *webrtc.TrackRemote, 1),
 		vp8:    a.video,
 		up:     make(chan struct{}),
 		dead:   make(chan struct{}),
 	}
-	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		ch, kind := p.remote, "audio"
 		if t.Kind() == webrtc.RTPCodecTypeVideo {
 			ch, kind = p.video, "video"
+			if p.isScreen(r) {
+				ch, kind = p.screen, "screen"
+			}
 		}
 		select {
 		case ch <- t:
@@ -297,6 +305,11 @@ func randomToken(n int) string {
 }
 
 func (p *Peer) answer(ctx context.Context, offer string) (string, error) {
+	if p.vp8 {
+		if err := p.noteVideoOffer(offer); err != nil {
+			return "", err
+		}
+	}
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return "", fmt.Errorf("apply browser offer: %w: %w", ErrInvalidSDP, err)
 	}

@@ -16,11 +16,22 @@ import (
 	"github.com/patchbay/patchbay/webrtc/media"
 )
 
-// publication is one browser's camera and the one local track every viewer's
-// peer is bound to: a packet is read once and written once, and pion sends
-// it to each bound viewer with that viewer's SSRC.
+// Kinds of publication: a browser's camera, or its screen share.
+const (
+	kindCamera = "camera"
+	kindScreen = "screen"
+)
+
+// ScreenStreamPrefix starts the MediaStream id of a forwarded screen share: "screen-" and the sharer's member id.
+// A camera's stream id is the member id itself.
+const ScreenStreamPrefix = media.ScreenStreamPrefix
+
+// publication is one browser's camera or screen share and the one local track every viewer's peer is bound to: a
+// packet is read once and written once, and pion sends it to each bound viewer with that viewer's SSRC.
 type publication struct {
 	owner  *member
+	kind   string // kindCamera or kindScreen
+	key    string // the forwarded stream's id: what viewers subscribe to and browsers map to a tile
 	remote *webrtc.TrackRemote
 	local  *webrtc.TrackLocalStaticRTP
 	pli    []rtcp.Packet // preallocated: PLI for remote's SSRC
@@ -34,17 +45,23 @@ type publication struct {
 	burstUntil time.Time // room goroutine only: ask for key frames until then
 }
 
-func newPublication(m *member, remote *webrtc.TrackRemote, gap time.Duration, onPLI func()) (*publication, error) {
+func newPublication(m *member, kind string, remote *webrtc.TrackRemote, gap time.Duration, onPLI func()) (*publication, error) {
 	if remote.Codec().MimeType != webrtc.MimeTypeVP8 {
-		return nil, fmt.Errorf("camera codec %s: only VP8 is forwarded", remote.Codec().MimeType)
+		return nil, fmt.Errorf("%s codec %s: only VP8 is forwarded", kind, remote.Codec().MimeType)
 	}
-	// The stream id is the member id: the browser maps a track to its tile by it.
-	local, err := webrtc.NewTrackLocalStaticRTP(media.VP8Codec().RTPCodecCapability, "video-"+m.id, m.id)
+	// The stream id is the key: the browser maps a track to its tile by it.
+	key := m.id
+	if kind == kindScreen {
+		key = ScreenStreamPrefix + m.id
+	}
+	local, err := webrtc.NewTrackLocalStaticRTP(media.VP8Codec().RTPCodecCapability, "video-"+key, key)
 	if err != nil {
-		return nil, fmt.Errorf("create forwarding track for %s: %w", m.id, err)
+		return nil, fmt.Errorf("create forwarding track for %s: %w", key, err)
 	}
 	return &publication{
 		owner:  m,
+		kind:   kind,
+		key:    key,
 		remote: remote,
 		local:  local,
 		pli:    []rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(remote.SSRC())}},
@@ -53,7 +70,7 @@ func newPublication(m *member, remote *webrtc.TrackRemote, gap time.Duration, on
 	}, nil
 }
 
-// forward copies the camera's RTP to the shared track until ctx ends or
+// forward copies the publisher's RTP to the shared track until ctx ends or
 // the track does. No allocation per packet: one buffer, one reused packet.
 func (p *publication) forward(ctx context.Context) error {
 	buf := make([]byte, 1500)
@@ -65,12 +82,12 @@ func (p *publication) forward(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("read camera of %s: %w", p.owner.id, err)
+			return fmt.Errorf("read %s of %s: %w", p.kind, p.owner.id, err)
 		}
 		if err := p.forwardPacket(&pkt, buf[:n]); err != nil {
 			// A viewer's transport failing must not stop the others; say so now and then.
 			if writeErrs++; writeErrs&(writeErrs-1) == 0 && !errors.Is(err, io.ErrClosedPipe) {
-				p.owner.log.Debug("forward camera packet", "errors", writeErrs, "err", err)
+				p.owner.log.Debug("forward video packet", "kind", p.kind, "errors", writeErrs, "err", err)
 			}
 		}
 	}
@@ -93,7 +110,7 @@ func (p *publication) stopReading() {
 	_ = p.remote.SetReadDeadline(time.Unix(1, 0))
 }
 
-// requestKeyframe sends a PLI to the camera unless one went out less than
+// requestKeyframe sends a PLI to the publisher unless one went out less than
 // the minimum gap ago. Safe from any goroutine.
 func (p *publication) requestKeyframe(now time.Time) {
 	last := p.lastPLI.Load()
@@ -110,8 +127,8 @@ func (p *publication) requestKeyframe(now time.Time) {
 	}
 }
 
-// readViewerRTCP reads a viewer's RTCP for one forwarded camera and passes
-// its key frame requests (PLI, FIR) on to the camera. It ends when the
+// readViewerRTCP reads a viewer's RTCP for one forwarded camera or screen and
+// passes its key frame requests (PLI, FIR) on to its publisher. It ends when the
 // sender stops (unsubscribe) or the viewer's peer closes.
 func readViewerRTCP(s *webrtc.RTPSender, pub *publication) {
 	buf := make([]byte, 1500)
