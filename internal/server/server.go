@@ -113,6 +113,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		PublicIPs:       cfg.Media.PublicIPs,
 		IncludeLoopback: cfg.Media.IncludeLoopback,
 		Video:           cfg.Media.Video,
+		H264:            cfg.Media.H264,
 		PionMedia:       !cfg.Media.LeanAudio,
 		OpusDTX:         cfg.Media.OpusDTX,
 		ICEServers:      iceServers,

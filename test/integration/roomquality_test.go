@@ -248,3 +248,123 @@ func TestRoomQualityScreenShare(t *testing.T) {
 	}
 	_ = bobID
 }
+
+// h264Capable is a page expression: the browser sends and receives the H.264 Patchbay negotiates (constrained
+// baseline, packetization-mode 1), by RTCRtpSender/RTCRtpReceiver.getCapabilities("video").
+const h264Capable = `(() => {
+  const cb1 = (c) => c.mimeType.toLowerCase() === "video/h264" && /packetization-mode=1/.test(c.sdpFmtpLine || "") &&
+    /profile-level-id=42e0/i.test(c.sdpFmtpLine || "");
+  const has = (cls) => Boolean(cls && cls.getCapabilities && (cls.getCapabilities("video") || { codecs: [] }).codecs.some(cb1));
+  return { send: has(globalThis.RTCRtpSender), receive: has(globalThis.RTCRtpReceiver) };
+})()`
+
+type h264Caps struct {
+	Send    bool `json:"send"`
+	Receive bool `json:"receive"`
+}
+
+// decodes waits until p decodes fresh frames of participant pid's camera in codec (a MIME type) and returns them.
+func decodes(t *testing.T, ctx context.Context, p testenv.Tab, pid, codec string) videoStat {
+	t.Helper()
+	before, _ := videoFrom(t, ctx, p, pid, false)
+	v := waitVideo(t, ctx, p, pid+"'s camera in "+codec, pid, false, before.FramesDecoded+5, func(v videoStat) bool { return strings.EqualFold(v.Codec, codec) })
+	t.Logf("%s decodes %s's camera in %s: %d frames at %dx%d", p.TabName(), pid, v.Codec, v.FramesDecoded, v.Width, v.Height)
+	return v
+}
+
+// TestRoomQualityH264: with media.h264 on, two headless Chromiums in a room negotiate H.264 (constrained baseline,
+// packetization-mode 1) and decode each other's cameras in it (getStats codec video/H264). Then a Firefox ESR joins:
+// the room settles on a codec all three support (VP8 unless this Firefox offers H.264 constrained baseline too), and
+// every browser decodes every other's camera in it. A Chromium whose WebRTC stack cannot send and receive that
+// H.264 fails the test, saying so.
+func TestRoomQualityH264(t *testing.T) {
+	testenv.Heavy(t)
+	e := newQualityEnv(t, func(c *config.Config) { c.Media.H264 = true })
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	const room = "h264"
+	e.room(t, ctx, room)
+	alice, bob := e.chromiumTab(t, "alice"), e.chromiumTab(t, "bob")
+	start := time.Now()
+	aliceID := e.joinRoom(t, ctx, alice, room, "alice", rooms.RoleParticipant)
+	var caps h264Caps
+	if err := alice.Eval(ctx, h264Capable, &caps); err != nil {
+		t.Fatal(err)
+	}
+	if !caps.Send || !caps.Receive {
+		t.Fatalf("this Chromium (%s) cannot do H.264 constrained baseline with packetization-mode 1 in WebRTC "+
+			"(getCapabilities: send %v, receive %v): Debian's chromium encodes H.264 with OpenH264 (libopenh264) and decodes it with FFmpeg; install them",
+			testenv.ChromiumPath, caps.Send, caps.Receive)
+	}
+	bobID := e.joinRoom(t, ctx, bob, room, "bob", rooms.RoleParticipant)
+	for _, p := range []testenv.Tab{alice, bob} {
+		if err := p.WaitFor(ctx, "the other's camera tile", `window.patchbayState.participants.length === 2 && window.patchbayState.videoTiles === 1`, 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	decodes(t, ctx, alice, bobID, "video/H264")
+	decodes(t, ctx, bob, aliceID, "video/H264")
+	sfuRoom := e.pb.Server.SFU().Room(room)
+	if sfuRoom == nil {
+		t.Fatal("no SFU room")
+	}
+	if c, err := sfuRoom.Codec(ctx); err != nil || c != "H264" {
+		t.Errorf("SFU room codec %q (%v), want H264", c, err)
+	}
+	t.Logf("two Chromiums decode each other in H.264 %v after the first joined", time.Since(start).Round(time.Millisecond))
+
+	// A Firefox joins: the room takes a codec all three decode.
+	ff := testenv.StartBrowser(t, "firefox", testenv.BrowserOptions{Name: "carol"}).NewTab(t, "carol")
+	var ffCaps h264Caps
+	if err := ff.Navigate(ctx, e.pb.BaseURL+"/"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ff.Eval(ctx, h264Capable, &ffCaps); err != nil {
+		t.Fatal(err)
+	}
+	want := "video/VP8"
+	if ffCaps.Send && ffCaps.Receive {
+		want = "video/H264"
+	}
+	t.Logf("Firefox ESR's H.264 constrained baseline mode 1: send %v, receive %v; the room should use %s", ffCaps.Send, ffCaps.Receive, want)
+	ffAt := time.Now()
+	carolID := e.joinRoom(t, ctx, ff, room, "carol", rooms.RoleParticipant)
+	for _, p := range []testenv.Tab{alice, bob, ff} {
+		if err := p.WaitFor(ctx, "two camera tiles", `window.patchbayState.participants.length === 3 && window.patchbayState.videoTiles === 2`, 25*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	decodes(t, ctx, ff, aliceID, want)
+	decodes(t, ctx, ff, bobID, want)
+	decodes(t, ctx, alice, bobID, want)
+	decodes(t, ctx, bob, aliceID, want)
+	decodes(t, ctx, alice, carolID, want)
+	decodes(t, ctx, bob, carolID, want)
+	t.Logf("with Firefox in the room every browser decodes every other in %s %v after it joined", want, time.Since(ffAt).Round(time.Millisecond))
+	if st, err := sfuRoom.Stats(ctx); err == nil {
+		for id, s := range st {
+			t.Logf("SFU member %s: codec %s, %d packets forwarded, %d key frame requests, %d offers", id, s.Codec, s.ForwardedPackets, s.KeyframeRequests, s.Offers)
+		}
+	}
+	if path, err := alice.Screenshot(ctx, "room-h264-fallback"); err == nil {
+		t.Logf("alice's page with Firefox in the room: %s", path)
+	}
+
+	for _, p := range []testenv.Tab{alice, bob, ff} {
+		if err := p.Eval(ctx, `window.patchbayApp.leave(), true`, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for e.pb.Server.ActiveCalls() > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := e.pb.Server.ActiveCalls(); n > 0 {
+		t.Errorf("%d calls left after all left", n)
+	}
+	for _, p := range []testenv.Tab{alice, bob, ff} {
+		if errs := p.ConsoleErrors(); len(errs) > 0 {
+			t.Errorf("%s console errors: %s", p.TabName(), strings.Join(errs, "\n"))
+		}
+	}
+}

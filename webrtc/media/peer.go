@@ -51,10 +51,13 @@ type Peer struct {
 	screen chan *webrtc.TrackRemote // the browser's screen share: its join offer's second video section (video.go)
 	vp8    bool                     // the API registers VP8
 
-	vmu       sync.Mutex    // videoMids
-	videoMids []string      // mids of the join offer's video sections, in order: camera, then screen
-	up        chan struct{} // closed when the connection first reaches connected
-	dead      chan struct{}
+	vmu        sync.Mutex // the video fields below
+	videoMids  []string   // mids of the join offer's video sections, in order: camera, then screen
+	h264       bool       // the browser offered the H.264 Patchbay negotiates (and the API registers it)
+	videoCodec VideoCodec // the codec every video section lists first: the one the browser sends
+
+	up   chan struct{} // closed when the connection first reaches connected
+	dead chan struct{}
 
 	upOnce sync.Once
 
@@ -322,6 +325,9 @@ func (p *Peer) answer(ctx context.Context, offer string) (string, error) {
 	if err := p.preferLaw(offeredPT(offer, p.law)); err != nil {
 		return "", err
 	}
+	if err := p.applyVideoCodec(); err != nil {
+		return "", err
+	}
 	answer, err := p.pc.CreateAnswer(nil)
 	if err != nil {
 		return "", fmt.Errorf("create answer: %w", err)
@@ -515,6 +521,10 @@ func (p *Peer) AddTrack(t webrtc.TrackLocal) (*webrtc.RTPSender, error) {
 	s, err := p.pc.AddTrack(t)
 	if err != nil {
 		return nil, fmt.Errorf("add video track %s: %w", t.StreamID(), err)
+	}
+	// A new section lists the codecs in the room's order like the others.
+	if err := p.applyVideoCodec(); err != nil {
+		p.log.Warn("video codec order", "err", err)
 	}
 	return s, nil
 }

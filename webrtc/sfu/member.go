@@ -71,6 +71,8 @@ func (r *Room) join(id string, p *media.Peer, o MemberOptions) error {
 		m.connected = true
 	default: // publish marks it connected when it is
 	}
+	sent := p.VideoCodec() // what its join answer asked it to send
+	r.settleCodec(m)
 	for _, other := range r.members {
 		if other.pub != nil {
 			r.subscribe(m, other.pub)
@@ -79,14 +81,75 @@ func (r *Room) join(id string, p *media.Peer, o MemberOptions) error {
 			r.subscribe(m, other.screen)
 		}
 	}
-	if len(m.subs) > 0 {
+	if len(m.subs) > 0 || sent != p.VideoCodec() {
 		r.renegotiate(m)
 	}
 	m.wg.Add(2)
 	go r.publish(m, kindCamera)
 	go r.publish(m, kindScreen)
-	m.log.Info("joined with video", "videos", len(m.subs), "can_share", p.CanShare())
+	m.log.Info("joined with video", "videos", len(m.subs), "can_share", p.CanShare(), "h264", p.SupportsH264(), "room_codec", r.codec)
 	return nil
+}
+
+// settleCodec decides the room's codec as m joins (roomCodec) and moves everyone to it: a fallback to VP8 asks
+// every publisher for VP8 (an offer listing it first) and rebinds every forwarding track to a VP8 one.
+func (r *Room) settleCodec(m *member) {
+	next := roomCodec(r.codec, m.peer.SupportsH264())
+	if r.codec != "" && next != r.codec {
+		r.log.Info("video falls back to VP8: a member cannot do H.264", "member", m.id)
+		for _, other := range r.members {
+			if other == m || !other.peer.Video() {
+				continue
+			}
+			if err := other.peer.SetVideoCodec(next); err != nil {
+				other.log.Warn("cannot move to VP8", "err", err)
+			}
+			for _, pub := range []*publication{other.pub, other.screen} {
+				if pub != nil {
+					r.switchCodec(pub, next)
+				}
+			}
+			r.renegotiate(other)
+		}
+	}
+	r.codec = next
+	if err := m.peer.SetVideoCodec(r.codec); err != nil {
+		m.log.Warn("video codec order", "err", err)
+	}
+}
+
+// roomCodec is a room's video codec once a member joins that can (h264) or cannot do H.264: the first member's
+// best, then VP8 from the moment one cannot. A room never goes back to H.264: its members' encoders would switch
+// again at every join and leave.
+func roomCodec(current media.VideoCodec, h264 bool) media.VideoCodec {
+	switch {
+	case !h264:
+		return media.CodecVP8
+	case current == "":
+		return media.CodecH264
+	}
+	return current
+}
+
+// switchCodec gives pub a forwarding track in codec c and rebinds every viewer's sender to it. Until the publisher
+// answers the offer that asks it for c its packets are dropped; its first ones in c start with a key frame.
+func (r *Room) switchCodec(pub *publication, c media.VideoCodec) {
+	if pub.currentCodec() == c {
+		return
+	}
+	if err := pub.setCodec(c); err != nil {
+		pub.owner.log.Warn("cannot switch video codec", "err", err)
+		return
+	}
+	local := pub.local.Load()
+	for _, viewer := range r.members {
+		if s := viewer.subs[pub.key]; s != nil {
+			if err := s.sender.ReplaceTrack(local); err != nil {
+				viewer.log.Warn("cannot rebind video to the new codec", "from", pub.key, "err", err)
+			}
+		}
+	}
+	pub.burstUntil = time.Now().Add(r.o.KeyframeBurst)
 }
 
 func (r *Room) leave(id string) *member {
@@ -125,7 +188,7 @@ func (r *Room) subscribe(viewer *member, pub *publication) {
 	if viewer == pub.owner || viewer.subs[pub.key] != nil || !viewer.peer.Video() {
 		return
 	}
-	sender, err := viewer.peer.AddTrack(pub.local)
+	sender, err := viewer.peer.AddTrack(pub.local.Load())
 	if err != nil {
 		viewer.log.Warn("cannot forward video", "from", pub.key, "err", err)
 		return
@@ -200,6 +263,12 @@ func (r *Room) answer(id, sdp string) error {
 		return err
 	}
 	now := time.Now()
+	// A publisher that just agreed to a new codec starts it with a key frame; ask anyway in case it was lost.
+	for _, pub := range []*publication{m.pub, m.screen} {
+		if pub != nil && now.Before(pub.burstUntil) {
+			pub.requestKeyframe(now)
+		}
+	}
 	for _, s := range m.subs {
 		if !s.live {
 			s.live = true
@@ -292,6 +361,10 @@ func (r *Room) publish(m *member, kind string) {
 			return
 		}
 		published <- true
+		if c := pub.currentCodec(); c != r.codec && r.codec != "" {
+			// Sent before the member was moved to the room's codec: forward only what it sends once it has.
+			r.switchCodec(pub, r.codec)
+		}
 		if kind == kindScreen {
 			m.screen = pub
 			if r.sharer == m.id {

@@ -1,4 +1,4 @@
-// Package sfu forwards browsers' VP8 cameras and screen shares to the other
+// Package sfu forwards browsers' cameras and screen shares to the other
 // browsers of a room through Patchbay's own pion endpoint. Audio is not its
 // business: it stays on the Asterisk mix path (internal/relay). Each browser's
 // single *media.Peer carries its audio to Asterisk and, when video was
@@ -9,6 +9,10 @@
 // browser's second video section, reserved by its join offer, and is forwarded
 // as its own stream ("screen-" + member id) only while the member is the
 // room's sharer; stopping it takes that stream away from the viewers again.
+//
+// Video is forwarded as encoded, so a room has one codec every member decodes:
+// H.264 (constrained baseline) while every member can, VP8 from the moment one
+// cannot (the publishers are moved with an offer listing VP8 first).
 //
 // A Room renegotiates with server-initiated offers on the existing peer
 // (signalling "offer" server→browser, "answer" back): one offer outstanding
@@ -107,6 +111,8 @@ type MemberStats struct {
 	Receiving []string
 	// Offers is the number of renegotiation offers sent to it.
 	Offers int
+	// Codec is the video codec its browser is asked to send (the room's, when it can).
+	Codec media.VideoCodec
 	// Sharing: it is the room's screen sharer. ScreenPackets counts its screen's RTP packets forwarded.
 	Sharing       bool
 	ScreenPackets uint64
@@ -127,7 +133,8 @@ type Room struct {
 
 	// Owned by the loop goroutine.
 	members map[string]*member
-	sharer  string // the member sharing its screen, or ""
+	sharer  string           // the member sharing its screen, or ""
+	codec   media.VideoCodec // the room's video codec (roomCodec); "" until the first member with video
 }
 
 // NewRoom starts a room's goroutine; Close stops it.
@@ -262,6 +269,9 @@ func (r *Room) Stats(ctx context.Context) (map[string]MemberStats, error) {
 	err := r.do(ctx, func() {
 		for id, m := range r.members {
 			st := MemberStats{Offers: m.offers, Sharing: r.sharer == id}
+			if m.peer.Video() {
+				st.Codec = m.peer.VideoCodec()
+			}
 			if m.pub != nil {
 				st.Publishing = true
 				st.ForwardedPackets = m.pub.packets.Load()
@@ -292,6 +302,13 @@ func (r *Room) Share(ctx context.Context, id string, on bool) error {
 		return fmt.Errorf("share in sfu room %s: %w", r.id, derr)
 	}
 	return err
+}
+
+// Codec is the room's video codec ("" before any member with video).
+func (r *Room) Codec(ctx context.Context) (media.VideoCodec, error) {
+	var c media.VideoCodec
+	err := r.do(ctx, func() { c = r.codec })
+	return c, err
 }
 
 // Sharer is the member sharing its screen, or "".

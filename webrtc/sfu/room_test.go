@@ -540,7 +540,8 @@ func TestForwardPacketDoesNotAllocate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &publication{owner: &member{id: "x", log: quietLog()}, local: local}
+	p := &publication{owner: &member{id: "x", log: quietLog()}}
+	p.local.Store(local)
 	src := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 5, Extension: true,
 		ExtensionProfile: rtp.ExtensionProfileOneByte}, Payload: make([]byte, 1000)}
 	if err := src.SetExtension(3, []byte{1, 2, 3}); err != nil {
