@@ -273,7 +273,8 @@ func decodes(t *testing.T, ctx context.Context, p testenv.Tab, pid, codec string
 }
 
 // TestRoomQualityH264: with media.h264 on, two headless Chromiums in a room negotiate H.264 (constrained baseline,
-// packetization-mode 1) and decode each other's cameras in it (getStats codec video/H264). Then a Firefox ESR joins:
+// packetization-mode 1) and decode each other's cameras in it (getStats codec video/H264), and a screen share in it
+// at ≥ 1280×720. Then a Firefox ESR joins:
 // the room settles on a codec all three support (VP8 unless this Firefox offers H.264 constrained baseline too), and
 // every browser decodes every other's camera in it. A Chromium whose WebRTC stack cannot send and receive that
 // H.264 fails the test, saying so.
@@ -312,6 +313,23 @@ func TestRoomQualityH264(t *testing.T) {
 		t.Errorf("SFU room codec %q (%v), want H264", c, err)
 	}
 	t.Logf("two Chromiums decode each other in H.264 %v after the first joined", time.Since(start).Round(time.Millisecond))
+
+	// A screen share in an H.264 room travels in H.264 too.
+	var ok bool
+	if err := alice.Eval(ctx, `window.patchbayApp.shareScreen(true)`, &ok); err != nil || !ok {
+		st, _ := alice.State(ctx)
+		t.Fatalf("alice's share was refused (%v): %+v", err, st)
+	}
+	scr := waitVideo(t, ctx, bob, "alice's screen in H.264 at ≥ 1280×720", aliceID, true, 5, func(v videoStat) bool {
+		return strings.EqualFold(v.Codec, "video/H264") && v.Width >= 1280 && v.Height >= 720
+	})
+	t.Logf("bob decodes alice's screen in %s: %d frames at %dx%d", scr.Codec, scr.FramesDecoded, scr.Width, scr.Height)
+	if err := alice.Eval(ctx, `window.patchbayApp.shareScreen(false)`, &ok); err != nil || !ok {
+		t.Fatalf("alice's stop: %v %v", ok, err)
+	}
+	if err := bob.WaitFor(ctx, "alice's camera tile back", `window.patchbayState.screenTiles === 0 && window.patchbayState.videoTiles === 1`, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
 
 	// A Firefox joins: the room takes a codec all three decode.
 	ff := testenv.StartBrowser(t, "firefox", testenv.BrowserOptions{Name: "carol"}).NewTab(t, "carol")
