@@ -811,11 +811,15 @@ export class PatchbayRoom extends PatchbayCall {
     }
     // Text and slides: keep the resolution and let the frame rate drop when the link is short.
     if ("contentHint" in track) track.contentHint = "detail";
+    let claimed = false;
     try {
       await this.#claimShare();
+      claimed = true;
       await this._screenTx.sender.replaceTrack(track);
     } catch (err) {
       release();
+      // The room made us its sharer but the screen cannot go out: give the share back.
+      if (claimed && this.state !== "ended") this._pb()._send({ type: "share", call_id: this.id, action: "stop" });
       throw err;
     }
     this.screenStream = stream;
