@@ -13,13 +13,17 @@
 # call, µs per packet operation, saturation) with ratios and goals, and the calls a core carries cleanly in each
 # mode. Needs root (chroot).
 #
-#   MODES="native patchbay"      modes run for each N and pass, in this order (alternating); "metrics" is Patchbay
+#   MODES="native patchbay"      modes run for each N and pass, in this order (reversed on even passes: ORDER); "metrics" is Patchbay
 #                                with /metrics served and scraped every SCRAPE (15s; other modes run metrics off); "pion" is Patchbay
 #                                with media.lean_audio off (every call on pion's track path), labelled patchbay-pion;
 #                                "b2b" and "opus" are browser ⇄ browser calls (bench --pairs: caller N dials the user
 #                                bench-callee-N, whose synthetic browser sends back what it hears) offering PCMU, and
-#                                Opus then PCMU: HD voice against G.711, side by side in --compare
+#                                Opus then PCMU: HD voice against G.711, side by side in --compare; "metrics-ab" is
+#                                two Patchbays on one Asterisk at once, N/2 calls each, one with /metrics scraped: the
+#                                cost of metrics free of what the host does meanwhile (run_ab)
 #   PASSES=2                     passes over every N and mode
+#   ORDER=abba                   abba: even passes run MODES in reverse (A B, B A, ...), so a drift within a pass
+#                                cancels over an even number of passes; same: MODES' order in every pass
 #   SERVER_CPUS=0 LOAD_CPUS=1   taskset lists; empty SERVER_CPUS and LOAD_CPUS: no pinning
 #   RATE=20 STEADY=60s SETTLE=3s  ramp rate (calls/s), steady window, pause between them
 #   GROUP_NICE=-20               niceness of the scheduler autogroups of Asterisk, Patchbay and the load
@@ -50,6 +54,8 @@ MODES="${MODES:-native patchbay}"
 METRICS_ADDR="${METRICS_ADDR:-127.0.0.1:19464}"
 SCRAPE="${SCRAPE:-15s}"
 PASSES="${PASSES:-2}"
+ORDER="${ORDER:-abba}"
+[[ $ORDER == abba || $ORDER == same ]] || { echo "bench.sh: ORDER=$ORDER: want abba or same" >&2; exit 2; }
 NS=("$@")
 ((${#NS[@]})) || NS=(50 100 150)
 MAXN=0
@@ -73,6 +79,9 @@ export PATCHBAY_MEDIA_ICE_TCP_PORT=18500
 export PATCHBAY_MEDIA_RELAY_PORT_START=40000
 export PATCHBAY_MEDIA_RELAY_PORT_END=47999
 export PATCHBAY_MEDIA_INCLUDE_LOOPBACK=true
+# The callers reach Patchbay on loopback: offer that address alone, as a one-address server would, not a candidate
+# for every interface of this host (and of the tests' namespaces), each with its goroutines and buffers per call.
+export PATCHBAY_MEDIA_ICE_IPS=127.0.0.1
 PPROF=127.0.0.1:16060
 want_fds=65536 hard_fds="$(ulimit -Hn)"
 [[ "$hard_fds" == unlimited ]] || ((hard_fds >= want_fds)) || { echo "bench.sh: open files capped at $hard_fds here (hard limit)" >&2; want_fds=$hard_fds; }
@@ -105,27 +114,100 @@ sed -i -E \
 # Each Patchbay call holds an ARI request or two; the bench's baseline its own. Keep HTTP sessions plentiful.
 sed -i -E 's/^sessionlimit *=.*/sessionlimit = 4000/' "$DIR/asterisk-etc/http.conf"
 
-PB_PID="" BENCH_PID=""
+PB_PIDS=() BENCH_PIDS=()
 stop_all() {
-	if [[ -n "$BENCH_PID" ]] && kill -0 "$BENCH_PID" 2>/dev/null; then
-		kill -TERM "$BENCH_PID" # it hangs its calls up and exits
-		wait "$BENCH_PID" 2>/dev/null || true
-	fi
-	BENCH_PID=""
-	if [[ -n "$PB_PID" ]] && kill -0 "$PB_PID" 2>/dev/null; then
-		kill -TERM "$PB_PID"
-		for _ in $(seq 1 150); do kill -0 "$PB_PID" 2>/dev/null || break; sleep 0.2; done
-		kill -0 "$PB_PID" 2>/dev/null && { echo "bench.sh: Patchbay ignored SIGTERM; killing it" >&2; kill -KILL "$PB_PID"; }
-		wait "$PB_PID" 2>/dev/null || true
-	fi
-	PB_PID=""
+	local pid
+	for pid in "${BENCH_PIDS[@]}"; do
+		kill -0 "$pid" 2>/dev/null || continue
+		kill -TERM "$pid" # it hangs its calls up and exits
+		wait "$pid" 2>/dev/null || true
+	done
+	BENCH_PIDS=()
+	for pid in "${PB_PIDS[@]}"; do
+		kill -0 "$pid" 2>/dev/null || continue
+		kill -TERM "$pid"
+		for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+		kill -0 "$pid" 2>/dev/null && { echo "bench.sh: Patchbay ignored SIGTERM; killing it" >&2; kill -KILL "$pid"; }
+		wait "$pid" 2>/dev/null || true
+	done
+	PB_PIDS=()
 	if [[ -f "$ROOT.run-state" ]]; then scripts/asterisk.sh stop >/dev/null; fi
 }
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
+# start_patchbay TAG [VAR=value ...]: a fresh `patchbay serve` pinned to the server CPUs, with the given environment
+# on top of the bench's; once it is healthy, PB_PID is its PID (also in PB_PIDS, for stop_all), LOG its log and
+# RECORDS its call-records file.
+start_patchbay() {
+	local tag=$1 listen=$PATCHBAY_HTTP_LISTEN kv i
+	shift
+	for kv in "$@"; do [[ $kv == PATCHBAY_HTTP_LISTEN=* ]] && listen=${kv#*=}; done
+	LOG="$DIR/patchbay-$tag.log"
+	RECORDS="$DIR/records-$tag.jsonl"
+	# env and setsid exec in place (a background job is no group leader), so $! is Patchbay itself.
+	env PATCHBAY_CALLS_RECORDS_FILE="$RECORDS" "$@" setsid $(pin "$SERVER_CPUS") "$BIN" serve --config "$CFG" 2>"$LOG" &
+	PB_PID=$!
+	PB_PIDS+=("$PB_PID")
+	group_nice "$PB_PID"
+	for i in $(seq 1 100); do
+		curl -fsS --cacert "$DIR/certs/ca.crt" "https://localhost:${listen##*:}/healthz" >/dev/null 2>&1 && return
+		kill -0 "$PB_PID" 2>/dev/null || { echo "bench.sh: Patchbay exited; see $LOG" >&2; tail -5 "$LOG" >&2; exit 1; }
+		sleep 0.2
+	done
+	echo "bench.sh: Patchbay not healthy within 20 s; see $LOG" >&2
+	exit 1
+}
+
+# run_ab N PASS: mode metrics-ab, the cost of metrics side by side. Two Patchbays on one Asterisk, both pinned to
+# the server CPUs, carry N/2 calls each at the same time, one with /metrics served and scraped and one without;
+# whatever else the host does in that window falls on both alike, which separate runs cannot promise. Which of
+# the two instances has metrics swaps from pass to pass. The result is Patchbay's own CPU per call-minute of each
+# (Asterisk serves both, so its figures are the whole Asterisk's).
+run_ab() {
+	local n=$1 pass=$2 half=$(($1 / 2)) side on rc=0 pid
+	echo "=== N=$n metrics-ab pass $pass: starting Asterisk and two Patchbays with $half calls each (server CPUs ${SERVER_CPUS:-any}, load CPUs ${LOAD_CPUS:-any}, autogroup nice ${GROUP_NICE:-0})"
+	ASTERISK_CONF_DIR="$DIR/asterisk-etc" ASTERISK_CERT_DIR="$DIR/certs" $(pin "$SERVER_CPUS") scripts/asterisk.sh start >/dev/null
+	AST_PID="$(cat "$ROOT$AST_DIR/run/asterisk.pid")"
+	group_nice "$AST_PID"
+	# Both Patchbays first, then both load generators, so that their windows coincide.
+	local -A envs=([a]="PATCHBAY_MEDIA_RELAY_PORT_END=43999"
+		[b]="PATCHBAY_HTTP_LISTEN=127.0.0.1:18444 PATCHBAY_MEDIA_ICE_PORT=18501 PATCHBAY_MEDIA_ICE_TCP_PORT=18501 PATCHBAY_MEDIA_RELAY_PORT_START=44000 PATCHBAY_ARI_APP=patchbay-ab-b PATCHBAY_ARI_INSTANCE=abb")
+	local -A benchargs=()
+	for side in a b; do
+		local env metrics= tag
+		read -r -a env <<<"${envs[$side]}" # instance b: ports, relay range, Stasis app and resource prefix of its own
+		on=off
+		if [[ $side == a && $((pass % 2)) == 1 ]] || [[ $side == b && $((pass % 2)) == 0 ]]; then
+			on=on metrics=$METRICS_ADDR
+		fi
+		tag="metrics-ab-$on-$n-$pass"
+		local scrape=""
+		[[ $on == off ]] || scrape="--metrics-url http://$METRICS_ADDR/metrics --scrape-interval $SCRAPE"
+		start_patchbay "$tag" "${env[@]}" PATCHBAY_METRICS_LISTEN=$metrics PATCHBAY_MEDIA_LEAN_AUDIO=true
+		benchargs[$side]="--calls $half --rate $(awk -v r="$RATE" 'BEGIN { print r / 2 }') --steady $STEADY --settle $SETTLE
+			--asterisk-pid $AST_PID --patchbay-pid $PB_PID --patchbay-log $LOG --patchbay-records $RECORDS
+			--label patchbay-ab-$on --ab-run $n-$pass --baseline-app patchbay-bench-$side --json $RESULTS/$tag.json
+			$scrape ${BENCH_ARGS:-}"
+		benchargs[$side-tag]=$tag
+	done
+	for side in a b; do
+		read -r -a env <<<"${envs[$side]}"
+		# shellcheck disable=SC2086 # benchargs holds words without spaces (the paths are the bench's own)
+		env "${env[@]}" setsid $(pin "$LOAD_CPUS") "$BIN" bench --config "$CFG" ${benchargs[$side]} >"$DIR/bench-${benchargs[$side-tag]}.txt" &
+		BENCH_PIDS+=($!)
+		group_nice "$!"
+	done
+	for pid in "${BENCH_PIDS[@]}"; do wait "$pid" || rc=$?; done
+	BENCH_PIDS=()
+	cat "$DIR"/bench-metrics-ab-*-"$n-$pass".txt
+	((rc == 0)) || { echo "bench.sh: patchbay bench failed (exit $rc)" >&2; exit "$rc"; }
+	stop_all
+}
+
 # run_one N MODE PASS: one bench run on fresh processes.
 run_one() {
+	[[ $2 == metrics-ab ]] && { run_ab "$1" "$3"; return; }
 	local n=$1 mode=$2 pass=$3 tag="$2-$1-$3"
 	echo "=== N=$n $mode pass $pass: starting Asterisk$([[ $mode != native ]] && echo " and Patchbay") (server CPUs ${SERVER_CPUS:-any}, load CPUs ${LOAD_CPUS:-any}, autogroup nice ${GROUP_NICE:-0})"
 	ASTERISK_CONF_DIR="$DIR/asterisk-etc" ASTERISK_CERT_DIR="$DIR/certs" $(pin "$SERVER_CPUS") scripts/asterisk.sh start >/dev/null
@@ -154,19 +236,7 @@ run_one() {
 			args+=(--label patchbay-metrics --metrics-url "http://$METRICS_ADDR/metrics" --scrape-interval "$SCRAPE")
 			;;
 		esac
-		# setsid execs in place (a background job is no group leader), so $! is Patchbay itself.
-		RECORDS="$DIR/records-$tag.jsonl"
-		PATCHBAY_CALLS_RECORDS_FILE=$RECORDS \
-			PATCHBAY_METRICS_LISTEN=$metrics PATCHBAY_MEDIA_LEAN_AUDIO=$lean PATCHBAY_PPROF_LISTEN=$PPROF \
-			setsid $(pin "$SERVER_CPUS") "$BIN" serve --config "$CFG" 2>"$LOG" &
-		PB_PID=$!
-		group_nice "$PB_PID"
-		for i in $(seq 1 100); do
-			curl -fsS --cacert "$DIR/certs/ca.crt" https://localhost:18443/healthz >/dev/null 2>&1 && break
-			kill -0 "$PB_PID" 2>/dev/null || { echo "bench.sh: Patchbay exited; see $LOG" >&2; tail -5 "$LOG" >&2; exit 1; }
-			((i < 100)) || { echo "bench.sh: Patchbay not healthy within 20 s; see $LOG" >&2; exit 1; }
-			sleep 0.2
-		done
+		start_patchbay "$tag" PATCHBAY_METRICS_LISTEN=$metrics PATCHBAY_MEDIA_LEAN_AUDIO=$lean PATCHBAY_PPROF_LISTEN=$PPROF
 		args+=(--patchbay-pid "$PB_PID" --patchbay-log "$LOG" --patchbay-records "$RECORDS")
 	fi
 	PROF_JOB=""
@@ -179,11 +249,11 @@ run_one() {
 	fi
 	# shellcheck disable=SC2086
 	setsid $(pin "$LOAD_CPUS") "$BIN" bench "${args[@]}" ${BENCH_ARGS:-} >"$DIR/bench-$tag.txt" &
-	BENCH_PID=$!
-	group_nice "$BENCH_PID"
+	BENCH_PIDS=($!)
+	group_nice "$!"
 	rc=0
-	wait "$BENCH_PID" || rc=$?
-	BENCH_PID=""
+	wait "${BENCH_PIDS[0]}" || rc=$?
+	BENCH_PIDS=()
 	cat "$DIR/bench-$tag.txt"
 	((rc == 0)) || { echo "bench.sh: patchbay bench failed (exit $rc)" >&2; exit "$rc"; }
 	if [[ -n "$PROF_JOB" ]]; then
@@ -197,7 +267,11 @@ rm -rf "$RESULTS"
 mkdir -p "$RESULTS"
 for n in "${NS[@]}"; do
 	for pass in $(seq 1 "$PASSES"); do
-		for mode in $MODES; do
+		order=$MODES
+		# ABBA: every other pass runs the modes in reverse, so a drift within a pass (the second run of a pass tends
+		# to cost a few per cent more, whatever its mode) falls equally on every mode over an even number of passes.
+		if [[ $ORDER == abba ]] && ((pass % 2 == 0)); then order=$(tr ' ' '\n' <<<"$MODES" | tac | tr '\n' ' '); fi
+		for mode in $order; do
 			run_one "$n" "$mode" "$pass"
 		done
 	done

@@ -39,7 +39,7 @@ func runBench(ctx context.Context, args []string) error {
 	ariURL := fs.String("ari-url", "", "Asterisk ARI URL for the baseline (default: ari.url)")
 	ariUser := fs.String("ari-user", "", "ARI user (default: ari.user)")
 	ariPass := fs.String("ari-password", os.Getenv("PATCHBAY_BENCH_ARI_PASSWORD"), "ARI password (default: ari.password; env PATCHBAY_BENCH_ARI_PASSWORD)")
-	ariApp := fs.String("ari-app", "patchbay-bench", "Stasis app of the bench's own ARI connection (not Patchbay's)")
+	ariApp := fs.String("baseline-app", "patchbay-bench", "Stasis app of the bench's own ARI connection for the baseline (not Patchbay's; a flag named ari-app would set Patchbay's ari.app)")
 	pbPID := fs.Int("patchbay-pid", 0, "Patchbay's PID, for its CPU time and memory")
 	astPID := fs.Int("asterisk-pid", 0, "Asterisk's PID, for its CPU time and memory")
 	pbLog := fs.String("patchbay-log", "", "Patchbay's log file: its `answered` lines give offer→far answered times")
@@ -51,6 +51,7 @@ func runBench(ctx context.Context, args []string) error {
 	scrapeEvery := fs.Duration("scrape-interval", 15*time.Second, "how often --metrics-url is scraped")
 	nativeMode := fs.Bool("native", false, "bench Asterisk-native WebRTC: callers register to Asterisk over SIP/WSS as bench-webrtc-N (asterisk.bench_webrtc_endpoints) and run DTLS-SRTP with it; Patchbay is not used")
 	nativeWSS := fs.String("native-wss", "", "Asterisk's TLS HTTP listener for SIP over WSS, host:port (default 127.0.0.1:asterisk.https_port)")
+	abRun := fs.String("ab-run", "", "ID shared by the two halves of a side-by-side run (two Patchbays on one Asterisk at once, scripts/bench.sh mode metrics-ab), which --compare pairs")
 	label := fs.String("label", "", "name of this run's mode in --json and --compare (default patchbay, or native with --native), e.g. patchbay-pion")
 	jsonOut := fs.String("json", "", "also write the result as JSON to this file (for --compare)")
 	compareDir := fs.String("compare", "", "print the native and Patchbay runs stored as JSON in this directory side by side, then exit")
@@ -67,6 +68,9 @@ func runBench(ctx context.Context, args []string) error {
 			return fmt.Errorf("--compare %s: no *.json results there (run patchbay bench --json first)", *compareDir)
 		}
 		if err := bench.Compare(os.Stdout, rs); err != nil {
+			return err
+		}
+		if err := bench.CompareMetrics(os.Stdout, rs); err != nil {
 			return err
 		}
 		return bench.CompareCodecs(os.Stdout, rs)
@@ -127,7 +131,7 @@ func runBench(ctx context.Context, args []string) error {
 			ac.Password = cfg.ARI.Password.Reveal()
 		}
 		if ac.Application == cfg.ARI.App {
-			return fmt.Errorf("--ari-app %q is Patchbay's own app: pick another name", ac.Application)
+			return fmt.Errorf("--baseline-app %q is Patchbay's own app (ari.app): pick another name", ac.Application)
 		}
 	}
 
@@ -170,6 +174,7 @@ func runBench(ctx context.Context, args []string) error {
 	res, err := bench.Run(ctx, bench.Options{
 		Native: nat,
 		Label:  *label,
+		ABRun:  *abRun,
 		URL:    *url, Token: mint, TLS: tlsCfg, To: *to,
 		Codec: *codec, Pairs: *pairs, Callee: callee, CalleeToken: mintCallee,
 		Calls: *n, Rate: *rate, Settle: *settle, Steady: *steady,

@@ -47,7 +47,7 @@ const (
 type inbound struct {
 	kind    inboundKind
 	session *signal.Session
-	msg     signal.Message
+	msg     *signal.Message // a pointer: the inbox is per call, and a Message is ~600 bytes
 	reason  string
 	handoff *handoff   // inHandOff
 	record  *recordReq // inRecord
@@ -174,7 +174,11 @@ func (c *Call) post(in inbound) {
 	select {
 	case c.inbox <- in:
 	default:
-		c.base.Warn("call inbox full: event dropped", "kind", in.kind, "type", in.msg.Type)
+		typ := ""
+		if in.msg != nil {
+			typ = in.msg.Type
+		}
+		c.base.Warn("call inbox full: event dropped", "kind", in.kind, "type", typ)
 	}
 }
 
@@ -199,7 +203,9 @@ var errSetupTimeout = errors.New("Asterisk did not answer within the setup timeo
 func (c *Call) run(setup func() error) {
 	defer c.m.unregister(c)
 	defer c.close()
-	c.sub = c.a.Subscribe(ari.Filter{Name: "call-" + c.id, IDs: []string{"call-" + c.id}})
+	// A call gets a handful of events a second; 256 queued is minutes of a stalled call goroutine, at 4 KiB a call
+	// (the client's default of 4096 cost 64 KiB per call).
+	c.sub = c.a.Subscribe(ari.Filter{Name: "call-" + c.id, IDs: []string{"call-" + c.id}, QueueSize: 256})
 	defer c.sub.Close()
 	if err := setup(); err != nil {
 		c.setupFailed(err)
@@ -325,7 +331,7 @@ func (c *Call) onInbound(in inbound) {
 		c.log.Info("removed from the room", "reason", in.reason)
 		c.endWith(wire.CauseNormalClearing)
 	case inBrowser:
-		c.onBrowserMessage(in.session, in.msg)
+		c.onBrowserMessage(in.session, *in.msg)
 	case inHandOff:
 		c.onHandOff(in.handoff)
 	case inRecord:

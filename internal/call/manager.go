@@ -277,13 +277,13 @@ func (m *Manager) HandleMessage(ctx context.Context, s *signal.Session, msg sign
 		m.console(s) // console.go
 	case signal.TypeSupervise:
 		if c := m.lookup(s.ID(), msg.CallID); c != nil { // a mode change
-			c.post(inbound{kind: inBrowser, session: s, msg: msg})
+			c.post(inbound{kind: inBrowser, session: s, msg: &msg})
 			return
 		}
 		m.supervise(s, msg) // supervise.go
 	case signal.TypeHangup:
 		if c := m.lookup(s.ID(), msg.CallID); c != nil {
-			c.post(inbound{kind: inBrowser, session: s, msg: msg})
+			c.post(inbound{kind: inBrowser, session: s, msg: &msg})
 		}
 		// A hangup for a call that is already over is not an error: both sides may hang up at once.
 	default:
@@ -292,7 +292,7 @@ func (m *Manager) HandleMessage(ctx context.Context, s *signal.Session, msg sign
 			_ = s.Send(ctx, signal.ErrorMessage(msg.CallID, wire.CodeUnknownCall, "no call with this call_id on this connection"))
 			return
 		}
-		c.post(inbound{kind: inBrowser, session: s, msg: msg})
+		c.post(inbound{kind: inBrowser, session: s, msg: &msg})
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,14 +20,25 @@ import (
 // the request (method, path, the caller's own Authorization header, body) is published on the owner's channel,
 // the owner runs it through its own API handler, which authenticates it again, and publishes the reply on the
 // requester's reply channel. Forwarding adds no trust: a request that reaches a node this way is exactly what the
-// client sent. Pub/sub loses what is published while a node is disconnected (a failover): the requester then times
-// out and answers unavailable, and the client retries.
+// client sent. Pub/sub loses what is published while a node is disconnected (a failover), so the requester publishes
+// a request again every resendEvery until a reply comes (or forwardTimeout ends it: unavailable, and the client
+// retries); the owner runs each request once and answers a resend of one it ran from what it remembers.
 
 // ErrNodeUnreachable is returned by Forward when the owner is not listening or does not answer in time.
 var ErrNodeUnreachable = errors.New("cluster: the node holding it does not answer")
 
 // forwardTimeout bounds one forwarded request.
 const forwardTimeout = 10 * time.Second
+
+// resendEvery is how long a requester waits for a reply before it publishes the request again.
+const resendEvery = time.Second
+
+// servedTTL is how long an owner remembers a request it ran, to answer its resends: longer than a requester waits.
+// maxServed bounds that memory; past it a resend may run a request twice.
+const (
+	servedTTL = 2 * forwardTimeout
+	maxServed = 4096
+)
 
 // maxConcurrentForwarded bounds forwarded requests this node runs at once.
 const maxConcurrentForwarded = 64
@@ -54,12 +66,20 @@ type rpc struct {
 	slots   chan struct{}
 
 	mu      sync.Mutex
-	pending map[string]chan Reply
+	pending map[string]chan Reply // this node's requests awaiting a reply, by request ID
+	served  map[string]*served    // requests this node ran or runs, by requester and request ID
 	wg      sync.WaitGroup
 }
 
+// served is a forwarded request an owner ran (rep set) or is running (rep nil).
+type served struct {
+	at  time.Time
+	rep *Reply
+}
+
 func newRPC(c *Cluster) *rpc {
-	return &rpc{c: c, slots: make(chan struct{}, maxConcurrentForwarded), pending: map[string]chan Reply{}}
+	return &rpc{c: c, slots: make(chan struct{}, maxConcurrentForwarded), pending: map[string]chan Reply{},
+		served: map[string]*served{}}
 }
 
 // SetHandler sets the handler forwarded requests run through (this node's own API, without the cluster routing in
@@ -114,9 +134,14 @@ func (r *rpc) serve(ctx context.Context, payload string) {
 		r.c.log.Warn("cluster: undecodable forwarded request dropped", "err", err)
 		return
 	}
+	key := req.From + "/" + req.ID
+	if !r.first(key) {
+		return
+	}
 	select {
 	case r.slots <- struct{}{}:
 	default:
+		r.forget(key) // not run: a resend may try again
 		r.send(ctx, req, Reply{ID: req.ID, Status: http.StatusServiceUnavailable,
 			Body: []byte(`{"error":"unavailable","message":"the node holding it is overloaded; try again"}`)})
 		return
@@ -125,8 +150,49 @@ func (r *rpc) serve(ctx context.Context, payload string) {
 	go func() {
 		defer r.wg.Done()
 		defer func() { <-r.slots }()
-		r.send(ctx, req, r.run1(ctx, req))
+		rep := r.run1(ctx, req)
+		r.mu.Lock()
+		if s := r.served[key]; s != nil {
+			s.rep = &rep
+		}
+		r.mu.Unlock()
+		r.send(ctx, req, rep)
 	}()
+}
+
+// first says whether the request key is new, and remembers it. A resend of a request that ran gets its reply
+// again (the first was lost); a resend of one still running gets nothing (its reply is on the way).
+func (r *rpc) first(key string) bool {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s, ok := r.served[key]; ok {
+		if s.rep != nil {
+			rep := *s.rep
+			from, _, _ := strings.Cut(key, "/")
+			r.wg.Add(1)
+			go func() { // off the subscription loop: send waits on Redis
+				defer r.wg.Done()
+				r.send(context.Background(), rpcRequest{ID: rep.ID, From: from}, rep)
+			}()
+		}
+		return false
+	}
+	for k, s := range r.served {
+		if now.Sub(s.at) > servedTTL {
+			delete(r.served, k)
+		}
+	}
+	if len(r.served) < maxServed {
+		r.served[key] = &served{at: now}
+	}
+	return true
+}
+
+func (r *rpc) forget(key string) {
+	r.mu.Lock()
+	delete(r.served, key)
+	r.mu.Unlock()
 }
 
 // run1 runs one forwarded request through the local API handler.
@@ -190,18 +256,29 @@ func (c *Cluster) Forward(ctx context.Context, node string, r *http.Request, bod
 	if err != nil {
 		return Reply{}, unavailable(ctx, "forward to node "+node, err)
 	}
-	if n == 0 {
+	if _, sharded := c.c.(*redis.ClusterClient); n == 0 && !sharded {
+		// On a Redis Cluster the count is only the receiving shard's subscribers, so 0 proves nothing there.
 		return Reply{}, fmt.Errorf("forward to node %s: %w (not listening)", node, ErrNodeUnreachable)
 	}
 	t := time.NewTimer(forwardTimeout)
 	defer t.Stop()
-	select {
-	case rep := <-ch:
-		return rep, nil
-	case <-t.C:
-		return Reply{}, fmt.Errorf("forward to node %s: %w within %v", node, ErrNodeUnreachable, forwardTimeout)
-	case <-ctx.Done():
-		return Reply{}, ctx.Err()
+	resend := time.NewTicker(resendEvery)
+	defer resend.Stop()
+	for {
+		select {
+		case rep := <-ch:
+			return rep, nil
+		case <-resend.C:
+			// The request or its reply may have been lost in a reconnection; the owner runs it once whatever
+			// happens, and a failed resend is only one chance fewer before the timeout.
+			if err := c.c.Publish(ctx, c.keys.RPC(node), b).Err(); err != nil {
+				c.log.Debug("cluster: resend of a forwarded request failed", "node", node, "err", err)
+			}
+		case <-t.C:
+			return Reply{}, fmt.Errorf("forward to node %s: %w within %v", node, ErrNodeUnreachable, forwardTimeout)
+		case <-ctx.Done():
+			return Reply{}, ctx.Err()
+		}
 	}
 }
 

@@ -162,6 +162,10 @@ type Media struct {
 	PublicIPs []string `mapstructure:"public_ips" yaml:"public_ips"`
 	// IncludeLoopback offers loopback candidates: only for single-host tests.
 	IncludeLoopback bool `mapstructure:"include_loopback" yaml:"include_loopback"`
+	// ICEIPs are the local addresses whose host candidates answers offer; empty: every address of every interface
+	// (docker0, VPNs and all). Each one costs every call a candidate, goroutines and buffers, and every browser a
+	// check; with PublicIPs set they all collapse into the public ones anyway.
+	ICEIPs []string `mapstructure:"ice_ips" yaml:"ice_ips"`
 	// Video lets browsers in a room see each other's cameras (VP8 through Patchbay's SFU). Audio-only calls
 	// cost the same either way: video is only negotiated when a browser's offer has it.
 	Video bool `mapstructure:"video" yaml:"video"`

@@ -138,6 +138,16 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("media.public_ips[%d]", i), "%q is not an IP address", ip)
 		}
 	}
+	for i, ip := range m.ICEIPs {
+		switch a := net.ParseIP(ip); {
+		case a == nil || a.To4() == nil:
+			bad(fmt.Sprintf("media.ice_ips[%d]", i), "%q is not an IPv4 address (the ICE socket is IPv4)", ip)
+		case a.IsLoopback() && !m.IncludeLoopback:
+			bad(fmt.Sprintf("media.ice_ips[%d]", i), "%s is a loopback address: set media.include_loopback too (single-host tests only)", ip)
+		case a.IsUnspecified():
+			bad(fmt.Sprintf("media.ice_ips[%d]", i), "%s is no address to offer: list the host's own addresses, or leave ice_ips empty for all", ip)
+		}
+	}
 	if net.ParseIP(m.RelayHost) == nil {
 		bad("media.relay_host", "%q is not an IP address", m.RelayHost)
 	}

@@ -122,6 +122,7 @@ func checks(o Options) []check {
 		{"dialplan stasis entry", checkDialplan},
 		{"rtp range and external_host", checkRTP},
 		{"public addresses", checkPublicIPs},
+		{"ice addresses", checkICEIPs},
 		{"redis", checkRedis},
 		{"cluster", checkCluster},
 		{"turn", checkTURN},

@@ -176,6 +176,17 @@ func TestPublicAddresses(t *testing.T) {
 	if r := runOne(t, Options{Config: c, Addrs: ips("10.1.2.3")}, "public addresses"); r.Status != Pass {
 		t.Errorf("public_ips set: %+v", r)
 	}
+	if r := runOne(t, Options{Config: c, Addrs: ips("10.1.2.3", "172.17.0.1")}, "ice addresses"); r.Status != Pass {
+		t.Errorf("ice_ips empty: %+v", r)
+	}
+	c.Media.ICEIPs = []string{"10.1.2.3"}
+	if r := runOne(t, Options{Config: c, Addrs: ips("10.1.2.3", "172.17.0.1")}, "ice addresses"); r.Status != Pass {
+		t.Errorf("ice_ips on the host: %+v", r)
+	}
+	c.Media.ICEIPs = []string{"10.9.9.9"}
+	if r := runOne(t, Options{Config: c, Addrs: ips("10.1.2.3")}, "ice addresses"); r.Status != Fail || !strings.Contains(r.Detail, "10.9.9.9") {
+		t.Errorf("ice_ips not on the host: %+v", r)
+	}
 }
 
 func TestDialplanFromFile(t *testing.T) {

@@ -274,3 +274,32 @@ func checkPublicIPs(_ context.Context, d *run) Result {
 	}
 	return pass("loopback only: browsers on this host only")
 }
+
+// checkICEIPs: media.ice_ips lists addresses this host has (serve refuses to start otherwise); without it every
+// address is offered, each a candidate per call.
+func checkICEIPs(_ context.Context, d *run) Result {
+	c := d.cfg
+	ips, err := d.o.Addrs()
+	if err != nil {
+		return skip("cannot list this host's addresses: "+err.Error(), "check media.ice_ips by hand")
+	}
+	have := map[string]bool{}
+	var offered []string
+	for _, ip := range ips {
+		if ip4 := ip.To4(); ip4 != nil && (!ip4.IsLoopback() || c.Media.IncludeLoopback) {
+			have[ip4.String()] = true
+			offered = append(offered, ip4.String())
+		}
+	}
+	if len(c.Media.ICEIPs) == 0 {
+		return pass("candidates offered on every address (%s)", strings.Join(offered, ", "))
+	}
+	for _, s := range c.Media.ICEIPs {
+		ip := net.ParseIP(s)
+		if ip == nil || ip.To4() == nil || !have[ip.To4().String()] {
+			return fail(fmt.Sprintf("media.ice_ips has %s, which is not an IPv4 address of this host (it has %s): Patchbay will not start", s, strings.Join(offered, ", ")),
+				"list the host's own address that browsers reach (behind NAT, the private one; the public one goes in media.public_ips)")
+		}
+	}
+	return pass("candidates offered on %s", strings.Join(c.Media.ICEIPs, ", "))
+}

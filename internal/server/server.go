@@ -112,6 +112,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		ICEPort:         cfg.Media.ICEPort,
 		PublicIPs:       cfg.Media.PublicIPs,
 		IncludeLoopback: cfg.Media.IncludeLoopback,
+		ICEIPs:          cfg.Media.ICEIPs,
 		Video:           cfg.Media.Video,
 		H264:            cfg.Media.H264,
 		PionMedia:       !cfg.Media.LeanAudio,

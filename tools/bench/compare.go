@@ -108,11 +108,17 @@ func Compare(w io.Writer, rs []*Result) error {
 	byN := map[int]map[string][]*Result{}
 	modeSet := map[string]bool{}
 	for _, r := range rs {
+		if r.ABRun != "" {
+			continue // half of a side-by-side run: CompareMetrics
+		}
 		if byN[r.Calls] == nil {
 			byN[r.Calls] = map[string][]*Result{}
 		}
 		byN[r.Calls][r.Mode] = append(byN[r.Calls][r.Mode], r)
 		modeSet[r.Mode] = true
+	}
+	if len(byN) == 0 {
+		return nil
 	}
 	modes := []string{}
 	for _, m := range []string{"native", "patchbay"} {

@@ -12,6 +12,9 @@ func (w window) contains(t time.Time) bool { return !t.Before(w.from) && t.Befor
 type Result struct {
 	// Mode is "patchbay" (browsers through Patchbay) or "native" (Asterisk's own WebRTC).
 	Mode string
+	// ABRun is Options.ABRun: this run is one half of a side-by-side run, whose Asterisk figures are the whole
+	// Asterisk's (it served both halves).
+	ABRun string `json:",omitempty"`
 	// Codec the callers offered ("pcmu", or "opus": Opus then PCMU) and Pairs whether each call was browser ⇄
 	// browser (two legs, the echo crossing both); CodecDelay is the encoder's algorithmic delay (Opus lookahead)
 	// that a mouth-to-ear figure adds to the path's, beside the 20 ms frame both codecs have.
@@ -89,7 +92,7 @@ func summarize(o Options, outs []callOutcome, plains []plainResult, w window, id
 	if o.Label != "" {
 		mode = o.Label
 	}
-	r := &Result{Mode: mode, Codec: o.Codec, Pairs: o.Pairs, Calls: o.Calls, BaselineCalls: o.BaselineCalls, Rate: o.Rate, Steady: o.Steady, NativeCPU: o.NativeCPU, PlainCPU: o.PlainCPU,
+	r := &Result{Mode: mode, ABRun: o.ABRun, Codec: o.Codec, Pairs: o.Pairs, Calls: o.Calls, BaselineCalls: o.BaselineCalls, Rate: o.Rate, Steady: o.Steady, NativeCPU: o.NativeCPU, PlainCPU: o.PlainCPU,
 		CPU: map[string]time.Duration{}, CPUPerCallMin: map[string]float64{}, RSSDelta: map[string]int64{}, RSSPerCall: map[string]int64{}}
 	var answer, echo, rtt, brtt []time.Duration
 	for _, oc := range outs {

@@ -37,6 +37,9 @@ type Options struct {
 	// Label overrides the mode name in the result ("patchbay" or "native"), e.g. "patchbay-pion" for a Patchbay
 	// whose media.lean_audio is off.
 	Label string
+	// ABRun is the ID of a side-by-side run this is half of (two Patchbays on one Asterisk at the same time, each
+	// benched by its own load generator); Compare leaves such runs out and CompareMetrics pairs them.
+	ABRun string
 	// Token returns the browser token for call i.
 	Token func(i int) (string, error)
 	TLS   *tls.Config

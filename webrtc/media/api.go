@@ -33,6 +33,8 @@ type Options struct {
 	PublicIPs []string
 	// IncludeLoopback gathers 127.0.0.0/8 candidates, for loopback-only hosts.
 	IncludeLoopback bool
+	// ICEIPs are the local IPv4 addresses to offer host candidates on; empty: every interface's.
+	ICEIPs []string
 	// ICEServers (STUN/TURN) are handed to browsers; the server is ICE-lite
 	// and uses none itself.
 	ICEServers []webrtc.ICEServer
@@ -172,7 +174,28 @@ func NewAPI(o Options) (*API, error) {
 	_ = conn.SetReadBuffer(4 << 20)
 	_ = conn.SetWriteBuffer(4 << 20)
 	mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: se.LoggerFactory.NewLogger("ice-mux"), UDPConn: dm.pion})
-	se.SetICEUDPMux(mux)
+	if len(o.ICEIPs) > 0 {
+		only, err := onlyIPs(o.ICEIPs)
+		if err != nil {
+			_ = mux.Close()
+			_ = conn.Close()
+			closeTCP()
+			return nil, err
+		}
+		// The UDP mux lists every interface's address for a socket bound to all of them, whatever the IP
+		// filter says (the filter only reaches ICE-TCP's gathering), so its list is filtered here.
+		fm := &filteredUDPMux{UDPMuxDefault: mux, only: only}
+		if len(fm.GetListenAddresses()) == 0 {
+			_ = mux.Close()
+			_ = conn.Close()
+			closeTCP()
+			return nil, fmt.Errorf("media.ice_ips %v: none is an address of this host's interfaces (or the ICE socket's bind address); list addresses the host has", o.ICEIPs)
+		}
+		se.SetIPFilter(func(ip net.IP) bool { return only[ip.String()] })
+		se.SetICEUDPMux(fm)
+	} else {
+		se.SetICEUDPMux(mux)
+	}
 	// Patchbay answers as DTLS server (the browser sends ClientHello): the lean path derives its keys as server.
 	_ = se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer)
 	// ICE liveness is watched by the API from every packet the demux or the ICE-TCP mux sees (pion's lite agent
@@ -231,7 +254,7 @@ func NewAPI(o Options) (*API, error) {
 	if tcpLn != nil {
 		tcpAddr = tcpLn.Addr().String()
 	}
-	log.Info("media API ready", "ice_addr", conn.LocalAddr().String(), "ice_tcp_addr", tcpAddr, "public_ips", o.PublicIPs,
+	log.Info("media API ready", "ice_addr", conn.LocalAddr().String(), "ice_tcp_addr", tcpAddr, "public_ips", o.PublicIPs, "ice_ips", o.ICEIPs,
 		"video", o.Video, "h264", o.Video && o.H264, "rtcp_reports", o.RTCPReports, "lean_audio", a.lean)
 	return a, nil
 }

@@ -36,7 +36,7 @@ type Session struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	send   chan Message
+	send   chan *Message // pointers: a Message is ~600 bytes, and the queue is per session
 
 	mu        sync.Mutex // guards closed, closeCode and hungUp against Send and Close
 	closed    bool
@@ -74,7 +74,7 @@ func newSession(srv *Server, conn *websocket.Conn, log *slog.Logger) *Session {
 		remote:     conn.RemoteAddr().String(),
 		ctx:        ctx,
 		cancel:     cancel,
-		send:       make(chan Message, srv.opts.SendQueue),
+		send:       make(chan *Message, srv.opts.SendQueue),
 		bucket:     newBucket(srv.opts.RateLimit, time.Now()),
 		closing:    make(chan struct{}),
 		readerDone: make(chan struct{}),
@@ -161,7 +161,7 @@ func (s *Session) Send(ctx context.Context, m Message) error {
 	}
 	if len(s.send)+len(msgs) <= cap(s.send) {
 		for _, x := range msgs {
-			s.send <- x // cannot block: only Send (under mu) fills the queue beyond closeWith's one error
+			s.send <- &x // cannot block: only Send (under mu) fills the queue beyond closeWith's one error
 		}
 		s.mu.Unlock()
 		return nil
@@ -241,8 +241,9 @@ func (s *Session) closeWith(code, text string) {
 		if text == "" {
 			text = closeText[code]
 		}
+		e := ErrorMessage("", code, text)
 		select {
-		case s.send <- ErrorMessage("", code, text):
+		case s.send <- &e:
 		default: // the queue is full; the close frame still carries the code
 		}
 	}
@@ -607,7 +608,7 @@ loop:
 				break loop
 			}
 		case m := <-s.send:
-			if err := s.write(m); err != nil {
+			if err := s.write(*m); err != nil {
 				broken = true
 				break loop
 			}
@@ -629,7 +630,7 @@ flush:
 	for {
 		select {
 		case m := <-s.send:
-			if err := s.write(m); err != nil {
+			if err := s.write(*m); err != nil {
 				_ = s.conn.Close()
 				return
 			}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -256,6 +257,30 @@ func Run(t *testing.T, newClient NewClient) {
 		}
 		if _, err := a.Forward(ctx, "nobody", req, nil); !errors.Is(err, cluster.ErrNodeUnreachable) {
 			t.Fatalf("forward to a node that is not listening: %v", err)
+		}
+	})
+
+	t.Run("a forwarded request slower than a resend runs once", func(t *testing.T) {
+		a := StartNode(t, newClient, "r:", "a", []string{"b"}, hb, ttl)
+		b := StartNode(t, newClient, "r:", "b", []string{"a"}, hb, ttl)
+		var runs atomic.Int32
+		b.SetHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/slow" {
+				runs.Add(1)
+				time.Sleep(2500 * time.Millisecond) // two resends arrive meanwhile
+			}
+			w.WriteHeader(http.StatusCreated)
+		}))
+		ping, _ := http.NewRequest("GET", "/ping", nil)
+		waitFor(t, 2*time.Second, "b listening", func() bool { _, err := a.Forward(ctx, "b", ping, nil); return err == nil })
+		req, _ := http.NewRequest("POST", "/slow", nil)
+		rep, err := a.Forward(ctx, "b", req, nil)
+		if err != nil || rep.Status != http.StatusCreated {
+			t.Fatalf("forwarded: %d %v", rep.Status, err)
+		}
+		time.Sleep(1500 * time.Millisecond) // a late resend would run it again
+		if n := runs.Load(); n != 1 {
+			t.Fatalf("the request ran %d times, want once", n)
 		}
 	})
 

@@ -57,8 +57,9 @@ export const FINAL_CODES = Object.freeze({
   token_expired: "normal_clearing",
 });
 
-// The server no longer knows a call we think is live: it is over for us too.
-const LOST_CODES = Object.freeze({ unknown_call: "temporary_failure", duplicate_call: "temporary_failure" });
+// The server no longer knows a call we think is live: it is over for us too. Not duplicate_call: that refuses a
+// second offer under a live call's id, and the live call goes on (docs/signalling.md).
+const LOST_CODES = Object.freeze({ unknown_call: "temporary_failure" });
 
 // Close reasons after which reconnecting cannot help.
 const FATAL_CLOSE = new Set(["unauthorized", "token_expired", "too_large", "rate_limited", "too_many_connections"]);
