@@ -31,6 +31,7 @@ const (
 	// Rooms.
 	CodeUnknownRoom   = "unknown_room"   // the room does not exist or has ended, or the number maps to none
 	CodeInvalidTicket = "invalid_ticket" // a one-time ticket that is unknown, expired, used, or not for this identity
+	CodeShareBusy     = "share_busy"     // another participant is sharing their screen: one sharer at a time
 
 	// Contact center.
 	CodeNotAllowed     = "not_allowed"     // the token's role does not allow this (supervise, moderate, record, console)
@@ -49,6 +50,6 @@ var Codes = []string{
 	CodeForbiddenDestination, CodeInvalidNumber, CodeUnknownCall, CodeDuplicateCall,
 	CodeUnsupportedMedia, CodeNoAudio, CodeUnavailable, CodeInternal,
 	CodeCallRateLimited, CodeTooManyCalls, CodeBudgetExhausted, CodeMaxDuration, CodeForbiddenCallerID,
-	CodeUnknownRoom, CodeInvalidTicket, CodeNotAllowed, CodeTransferFailed,
+	CodeUnknownRoom, CodeInvalidTicket, CodeShareBusy, CodeNotAllowed, CodeTransferFailed,
 	CodeBadRequest, CodeNotFound, CodeNotMapped, CodeConflict,
 }

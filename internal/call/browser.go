@@ -41,6 +41,8 @@ func (c *Call) onBrowserMessage(s *signal.Session, msg signal.Message) {
 		c.iceRestart(msg.SDP)
 	case signal.TypeHold, signal.TypeResume, signal.TypeTransfer, signal.TypeRecord, signal.TypeSupervise, signal.TypeModerate:
 		c.onCTIMessage(msg) // cti.go
+	case signal.TypeShare:
+		c.onShare(msg) // screen sharing in a room (share.go)
 	default:
 		b.send(c, signal.ErrorMessage("", wire.CodeBadMessage, msg.Type+" is not expected on this call now"))
 	}

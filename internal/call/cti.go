@@ -242,6 +242,8 @@ func (c *Call) moderate(msg signal.Message) {
 		_, err = c.m.o.Rooms.Mute(ctx, room, msg.Target, msg.Action == signal.ActionMute)
 	case signal.ActionKick:
 		err = c.m.o.Rooms.Kick(ctx, room, msg.Target)
+	case signal.ActionStopShare:
+		err = c.stopShareOf(ctx, msg.Target) // share.go
 	case signal.ActionEndRoom:
 		err = c.m.o.Rooms.End(ctx, room, "ended by moderator "+c.browserUser())
 		if errors.Is(err, rooms.ErrNotFound) {

@@ -397,7 +397,7 @@ func participantOf(m *rooms.Member) rooms.Participant {
 
 func wireParticipant(p rooms.Participant, self string) *signal.Participant {
 	return &signal.Participant{ID: p.ID, Kind: p.Kind, Name: p.Name, CallerID: p.CallerID, Role: p.Role,
-		Muted: p.Muted, Talking: p.Talking, You: p.ID == self}
+		Muted: p.Muted, Talking: p.Talking, Sharing: p.Sharing, You: p.ID == self}
 }
 
 func wireParticipants(ps []rooms.Participant, self string) []signal.Participant {

@@ -431,6 +431,23 @@ func (r *Registry) Mute(ctx context.Context, roomID, pid string, muted bool) (Pa
 	return m.p, nil
 }
 
+// SetSharing records that a participant started or stopped sharing its screen and tells the room; the share itself
+// is the SFU's (webrtc/sfu). A participant that has left is ErrNoParticipant.
+func (r *Registry) SetSharing(roomID, pid string, on bool) error {
+	m, err := r.member(roomID, pid)
+	if err != nil {
+		return err
+	}
+	r.update(m, func(p *Participant) bool {
+		if p.Sharing == on {
+			return false
+		}
+		p.Sharing = on
+		return true
+	})
+	return nil
+}
+
 // Kick removes a participant: its call is ended by its owner.
 func (r *Registry) Kick(_ context.Context, roomID, pid string) error {
 	m, err := r.member(roomID, pid)

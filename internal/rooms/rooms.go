@@ -84,6 +84,7 @@ type Participant struct {
 	Role     string    `json:"role,omitempty"`
 	Muted    bool      `json:"muted"`
 	Talking  bool      `json:"talking"`
+	Sharing  bool      `json:"sharing,omitempty"` // sharing its screen with the room's browsers (the SFU's share)
 	Joined   time.Time `json:"joined"`
 	// Channel is the participant's Asterisk channel (a phone's own channel, a browser's externalMedia channel).
 	Channel string `json:"channel"`

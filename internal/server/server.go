@@ -114,6 +114,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		IncludeLoopback: cfg.Media.IncludeLoopback,
 		ICEIPs:          cfg.Media.ICEIPs,
 		Video:           cfg.Media.Video,
+		H264:            cfg.Media.H264,
 		PionMedia:       !cfg.Media.LeanAudio,
 		OpusDTX:         cfg.Media.OpusDTX,
 		ICEServers:      iceServers,

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -14,8 +15,8 @@ import (
 )
 
 // videoRooms hands every room browser whose peer negotiated video to the SFU, so browsers in a room see each
-// other's cameras; audio stays on the room's Asterisk mix. It implements call.RoomPeerHook and
-// call.RoomPeerAnswers.
+// other's cameras and screen shares; audio stays on the room's Asterisk mix. It implements call.RoomPeerHook,
+// call.RoomPeerAnswers and call.RoomPeerShares.
 type videoRooms struct {
 	hub *sfu.Hub
 	log *slog.Logger
@@ -72,12 +73,48 @@ func (v *videoRooms) PeerJoined(ctx context.Context, p call.RoomPeer) (left func
 	}
 }
 
-func (v *videoRooms) PeerAnswer(ctx context.Context, p call.RoomPeer, sdp string) error {
+func (v *videoRooms) membership(p call.RoomPeer) *sfu.Membership {
 	v.mu.Lock()
-	ms := v.ms[p.Room+"\x00"+p.Participant]
-	v.mu.Unlock()
+	defer v.mu.Unlock()
+	return v.ms[p.Room+"\x00"+p.Participant]
+}
+
+func (v *videoRooms) PeerAnswer(ctx context.Context, p call.RoomPeer, sdp string) error {
+	ms := v.membership(p)
 	if ms == nil {
 		return errors.New("no offer is outstanding on this call")
 	}
 	return ms.Answer(ctx, sdp)
 }
+
+// PeerShare starts or stops the browser's own screen share in the SFU.
+func (v *videoRooms) PeerShare(ctx context.Context, p call.RoomPeer, on bool) error {
+	ms := v.membership(p)
+	if ms == nil {
+		if !on {
+			return nil // never shared: nothing to stop
+		}
+		return fmt.Errorf("share in room %s: no video: %w", p.Room, call.ErrNoScreenSection)
+	}
+	err := ms.Share(ctx, on)
+	switch {
+	case errors.Is(err, sfu.ErrShareBusy):
+		return fmt.Errorf("%w: %w", call.ErrShareBusy, err)
+	case errors.Is(err, sfu.ErrCannotShare):
+		return fmt.Errorf("%w: %w", call.ErrNoScreenSection, err)
+	}
+	return err
+}
+
+// StopShareOf stops participant target's screen share (a moderator's request). A target without video, or not in
+// the SFU room at all, shares nothing.
+func (v *videoRooms) StopShareOf(ctx context.Context, p call.RoomPeer, target string) error {
+	err := v.hub.StopShare(ctx, p.Room, target)
+	if errors.Is(err, sfu.ErrUnknownMember) {
+		return nil
+	}
+	return err
+}
+
+// SFU is the server's video hub, nil unless media.video: for tests and diagnostics.
+func (s *Server) SFU() *sfu.Hub { return s.sfu }

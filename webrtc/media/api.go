@@ -42,6 +42,9 @@ type Options struct {
 	// the browser's offer has a video section too; audio-only offers cost the
 	// same as without it.
 	Video bool
+	// H264 registers H.264 (constrained baseline, packetization-mode 1) beside VP8 when Video is on: a browser that
+	// offers it may then send and receive it (the SFU picks one codec per room, see Peer.SetVideoCodec).
+	H264 bool
 	// RTCPReports enables the RTCP sender/receiver report interceptors.
 	// Off by default: G.711 gains nothing from them on the relay path.
 	RTCPReports bool
@@ -76,6 +79,7 @@ type API struct {
 	tcpMux     *tcpMux
 	iceServers []webrtc.ICEServer
 	video      bool
+	h264       bool
 	opusDTX    bool
 	lean       bool
 	log        *slog.Logger
@@ -110,8 +114,8 @@ func NewAPI(o Options) (*API, error) {
 		}
 	}
 	if o.Video {
-		if err := me.RegisterCodec(VP8Codec(), webrtc.RTPCodecTypeVideo); err != nil {
-			return nil, fmt.Errorf("register VP8: %w", err)
+		if err := registerVideo(me, o.H264); err != nil {
+			return nil, err
 		}
 	}
 	reg := &interceptor.Registry{}
@@ -229,6 +233,7 @@ func NewAPI(o Options) (*API, error) {
 		tcpMux:       tcpMux,
 		iceServers:   cloneICEServers(o.ICEServers),
 		video:        o.Video,
+		h264:         o.Video && o.H264,
 		opusDTX:      o.OpusDTX,
 		lean:         !o.PionMedia && !o.pionDefaults && !o.RTCPReports,
 		log:          log,
@@ -250,7 +255,7 @@ func NewAPI(o Options) (*API, error) {
 		tcpAddr = tcpLn.Addr().String()
 	}
 	log.Info("media API ready", "ice_addr", conn.LocalAddr().String(), "ice_tcp_addr", tcpAddr, "public_ips", o.PublicIPs, "ice_ips", o.ICEIPs,
-		"video", o.Video, "rtcp_reports", o.RTCPReports, "lean_audio", a.lean)
+		"video", o.Video, "h264", o.Video && o.H264, "rtcp_reports", o.RTCPReports, "lean_audio", a.lean)
 	return a, nil
 }
 

@@ -252,20 +252,3 @@ func ChooseCodec(offer string, wideband bool) (Codec, error) {
 	}
 	return cs[0], nil
 }
-
-// VP8Codec is the one video codec Patchbay forwards (rooms only). Browsers
-// may ask for key frames with PLI or FIR; there is no NACK or congestion
-// feedback, since the SFU forwards without caching or rate control.
-func VP8Codec() webrtc.RTPCodecParameters {
-	return webrtc.RTPCodecParameters{
-		RTPCodecCapability: webrtc.RTPCodecCapability{
-			MimeType:  webrtc.MimeTypeVP8,
-			ClockRate: 90000,
-			RTCPFeedback: []webrtc.RTCPFeedback{
-				{Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
-				{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"},
-			},
-		},
-		PayloadType: 96,
-	}
-}

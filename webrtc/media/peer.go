@@ -48,9 +48,16 @@ type Peer struct {
 	log    *slog.Logger
 	remote chan *webrtc.TrackRemote
 	video  chan *webrtc.TrackRemote // the browser's camera; only fed when video was negotiated
+	screen chan *webrtc.TrackRemote // the browser's screen share: its join offer's second video section (video.go)
 	vp8    bool                     // the API registers VP8
-	up     chan struct{}            // closed when the connection first reaches connected
-	dead   chan struct{}
+
+	vmu        sync.Mutex // the video fields below
+	videoMids  []string   // mids of the join offer's video sections, in order: camera, then screen
+	h264       bool       // the browser offered the H.264 Patchbay negotiates (and the API registers it)
+	videoCodec VideoCodec // the codec every video section lists first: the one the browser sends
+
+	up   chan struct{} // closed when the connection first reaches connected
+	dead chan struct{}
 
 	upOnce sync.Once
 
@@ -133,14 +140,18 @@ func (a *API) newPeer(law Codec, o PeerOptions) (*Peer, error) {
 		log:    log.With("codec", law.String()),
 		remote: make(chan *webrtc.TrackRemote, 1),
 		video:  make(chan *webrtc.TrackRemote, 1),
+		screen: make(chan *webrtc.TrackRemote, 1),
 		vp8:    a.video,
 		up:     make(chan struct{}),
 		dead:   make(chan struct{}),
 	}
-	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		ch, kind := p.remote, "audio"
 		if t.Kind() == webrtc.RTPCodecTypeVideo {
 			ch, kind = p.video, "video"
+			if p.isScreen(r) {
+				ch, kind = p.screen, "screen"
+			}
 		}
 		select {
 		case ch <- t:
@@ -297,6 +308,11 @@ func randomToken(n int) string {
 }
 
 func (p *Peer) answer(ctx context.Context, offer string) (string, error) {
+	if p.vp8 {
+		if err := p.noteVideoOffer(offer); err != nil {
+			return "", err
+		}
+	}
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return "", fmt.Errorf("apply browser offer: %w: %w", ErrInvalidSDP, err)
 	}
@@ -307,6 +323,9 @@ func (p *Peer) answer(ctx context.Context, offer string) (string, error) {
 	}
 	p.readReports(sender)
 	if err := p.preferLaw(offeredPT(offer, p.law)); err != nil {
+		return "", err
+	}
+	if err := p.applyVideoCodec(); err != nil {
 		return "", err
 	}
 	answer, err := p.pc.CreateAnswer(nil)
@@ -502,6 +521,10 @@ func (p *Peer) AddTrack(t webrtc.TrackLocal) (*webrtc.RTPSender, error) {
 	s, err := p.pc.AddTrack(t)
 	if err != nil {
 		return nil, fmt.Errorf("add video track %s: %w", t.StreamID(), err)
+	}
+	// A new section lists the codecs in the room's order like the others.
+	if err := p.applyVideoCodec(); err != nil {
+		p.log.Warn("video codec order", "err", err)
 	}
 	return s, nil
 }

@@ -67,6 +67,11 @@ func (m *Membership) Answer(ctx context.Context, sdp string) error {
 	return m.hr.r.Answer(ctx, m.id, sdp)
 }
 
+// Share starts or stops forwarding this browser's screen (see Room.Share).
+func (m *Membership) Share(ctx context.Context, on bool) error {
+	return m.hr.r.Share(ctx, m.id, on)
+}
+
 // Leave removes the browser from the room; the last one out closes it.
 // Safe to call more than once.
 func (m *Membership) Leave(ctx context.Context) error {
@@ -89,6 +94,19 @@ func (h *Hub) release(m *Membership) {
 	if last {
 		_ = m.hr.r.Close()
 	}
+}
+
+// StopShare stops member target's screen share in the named room (a moderator's request): a no-op if it does not
+// share or the room has no video open; ErrUnknownMember if target is not in an open room.
+func (h *Hub) StopShare(ctx context.Context, room, target string) error {
+	r := h.Room(room)
+	if r == nil {
+		return nil
+	}
+	if err := r.Share(ctx, target, false); err != nil && !errors.Is(err, ErrRoomClosed) {
+		return err
+	}
+	return nil
 }
 
 // Rooms is the number of open rooms.

@@ -1,8 +1,18 @@
-// Package sfu forwards browsers' VP8 cameras to the other browsers of a room
-// through Patchbay's own pion endpoint. Audio is not its business: it stays on
-// the Asterisk mix path (internal/relay). Each browser's single
-// *media.Peer carries its audio to Asterisk and, when video was negotiated,
-// its camera to the Room and everyone else's cameras back.
+// Package sfu forwards browsers' cameras and screen shares to the other
+// browsers of a room through Patchbay's own pion endpoint. Audio is not its
+// business: it stays on the Asterisk mix path (internal/relay). Each browser's
+// single *media.Peer carries its audio to Asterisk and, when video was
+// negotiated, its camera (and its screen, while it shares) to the Room and
+// everyone else's back.
+//
+// One member at a time shares its screen (Share). The screen travels on the
+// browser's second video section, reserved by its join offer, and is forwarded
+// as its own stream ("screen-" + member id) only while the member is the
+// room's sharer; stopping it takes that stream away from the viewers again.
+//
+// Video is forwarded as encoded, so a room has one codec every member decodes:
+// H.264 (constrained baseline) while every member can, VP8 from the moment one
+// cannot (the publishers are moved with an offer listing VP8 first).
 //
 // A Room renegotiates with server-initiated offers on the existing peer
 // (signalling "offer" server→browser, "answer" back): one offer outstanding
@@ -48,6 +58,10 @@ var (
 	ErrNoOffer = errors.New("sfu: no offer outstanding for this member")
 	// ErrAnswerTimeout is what Failed receives when a browser never answered.
 	ErrAnswerTimeout = errors.New("sfu: browser did not answer the renegotiation offer")
+	// ErrShareBusy: another member is sharing its screen.
+	ErrShareBusy = errors.New("sfu: another member is sharing its screen")
+	// ErrCannotShare: the member's join offer had no second video section to send a screen on (or no video).
+	ErrCannotShare = errors.New("sfu: this member's join offer has no screen section")
 )
 
 // Options tune a Room. Zero values take the defaults.
@@ -97,6 +111,11 @@ type MemberStats struct {
 	Receiving []string
 	// Offers is the number of renegotiation offers sent to it.
 	Offers int
+	// Codec is the video codec its browser is asked to send (the room's, when it can).
+	Codec media.VideoCodec
+	// Sharing: it is the room's screen sharer. ScreenPackets counts its screen's RTP packets forwarded.
+	Sharing       bool
+	ScreenPackets uint64
 }
 
 // Room is one SFU room. All its state belongs to one goroutine; methods hand
@@ -114,6 +133,8 @@ type Room struct {
 
 	// Owned by the loop goroutine.
 	members map[string]*member
+	sharer  string           // the member sharing its screen, or ""
+	codec   media.VideoCodec // the room's video codec (roomCodec); "" until the first member with video
 }
 
 // NewRoom starts a room's goroutine; Close stops it.
@@ -247,11 +268,17 @@ func (r *Room) Stats(ctx context.Context) (map[string]MemberStats, error) {
 	out := map[string]MemberStats{}
 	err := r.do(ctx, func() {
 		for id, m := range r.members {
-			st := MemberStats{Offers: m.offers}
+			st := MemberStats{Offers: m.offers, Sharing: r.sharer == id}
+			if m.peer.Video() {
+				st.Codec = m.peer.VideoCodec()
+			}
 			if m.pub != nil {
 				st.Publishing = true
 				st.ForwardedPackets = m.pub.packets.Load()
 				st.KeyframeRequests = m.pub.plis.Load()
+			}
+			if m.screen != nil {
+				st.ScreenPackets = m.screen.packets.Load()
 			}
 			for pid, s := range m.subs {
 				if s.live {
@@ -263,6 +290,32 @@ func (r *Room) Stats(ctx context.Context) (map[string]MemberStats, error) {
 		}
 	})
 	return out, err
+}
+
+// Share starts (on) or stops forwarding member id's screen to the others. One member shares at a time: starting
+// while another shares fails with ErrShareBusy, and a member whose join offer reserved no screen section gets
+// ErrCannotShare. Starting twice, or stopping a share that is not on, is a no-op. Anyone may stop any share here:
+// who is allowed to is the caller's decision (a moderator may stop another's).
+func (r *Room) Share(ctx context.Context, id string, on bool) error {
+	var err error
+	if derr := r.do(ctx, func() { err = r.share(id, on) }); derr != nil {
+		return fmt.Errorf("share in sfu room %s: %w", r.id, derr)
+	}
+	return err
+}
+
+// Codec is the room's video codec ("" before any member with video).
+func (r *Room) Codec(ctx context.Context) (media.VideoCodec, error) {
+	var c media.VideoCodec
+	err := r.do(ctx, func() { c = r.codec })
+	return c, err
+}
+
+// Sharer is the member sharing its screen, or "".
+func (r *Room) Sharer(ctx context.Context) (string, error) {
+	var id string
+	err := r.do(ctx, func() { id = r.sharer })
+	return id, err
 }
 
 // Close removes every member (without offers: the room is ending) and stops

@@ -38,12 +38,15 @@ func newAPI(t testing.TB) *media.API {
 // audio, a VP8 camera (unless camera is false) and the server's offers
 // answered on its own goroutine, the way patchbay.js does.
 type browser struct {
-	t     testing.TB
-	id    string
-	pc    *webrtc.PeerConnection
-	cam   *webrtc.TrackLocalStaticRTP
-	peer  *media.Peer
-	offer chan string // server offers, answered by run
+	t   testing.TB
+	id  string
+	pc  *webrtc.PeerConnection
+	cam *webrtc.TrackLocalStaticRTP
+	// screen, if set, is a second video section (withScreen), sent on while sharing is set.
+	screen  *webrtc.TrackLocalStaticRTP
+	sharing atomic.Bool
+	peer    *media.Peer
+	offer   chan string // server offers, answered by run
 
 	mu       sync.Mutex
 	received map[string]*atomic.Int64 // stream id (member id) → RTP packets received
@@ -229,6 +232,9 @@ func (b *browser) send() {
 		pkt.Timestamp += 1800
 		if b.cam != nil {
 			_ = b.cam.WriteRTP(pkt)
+		}
+		if b.screen != nil && b.sharing.Load() {
+			_ = b.screen.WriteRTP(pkt)
 		}
 	}
 }
@@ -534,7 +540,8 @@ func TestForwardPacketDoesNotAllocate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &publication{owner: &member{id: "x", log: quietLog()}, local: local}
+	p := &publication{owner: &member{id: "x", log: quietLog()}}
+	p.local.Store(local)
 	src := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 5, Extension: true,
 		ExtensionProfile: rtp.ExtensionProfileOneByte}, Payload: make([]byte, 1000)}
 	if err := src.SetExtension(3, []byte{1, 2, 3}); err != nil {

@@ -49,6 +49,8 @@ const (
 	ActionUnmute  = "unmute"
 	ActionKick    = "kick"
 	ActionEndRoom = "end"
+	// ActionStopShare ends participant Target's screen share.
+	ActionStopShare = "stop_share"
 )
 
 // QueueEntry is a customer waiting in a room mapped to a number: nobody with the agent role has joined it yet.
@@ -163,13 +165,13 @@ func validateCTI(m Message, callID string, needCallID func() error) (out Message
 		switch m.Action {
 		case ActionEndRoom:
 			return Message{Type: TypeModerate, CallID: callID, Action: m.Action}, true, nil
-		case ActionMute, ActionUnmute, ActionKick:
+		case ActionMute, ActionUnmute, ActionKick, ActionStopShare:
 			if !validCallID(m.Target) {
 				return Message{}, true, errorf(wire.CodeBadMessage, callID, "%s needs target: a participant id", m.Action)
 			}
 			return Message{Type: TypeModerate, CallID: callID, Action: m.Action, Target: m.Target}, true, nil
 		}
-		return Message{}, true, errorf(wire.CodeBadMessage, callID, "moderate needs action mute, unmute, kick or end")
+		return Message{}, true, errorf(wire.CodeBadMessage, callID, "moderate needs action mute, unmute, kick, stop_share or end")
 	}
 	return Message{}, false, nil
 }

@@ -42,6 +42,12 @@ func TestDecodeCTI(t *testing.T) {
 		{"moderate end", Message{Type: TypeModerate, CallID: "j", Action: ActionEndRoom, Target: "p-abc"}, Message{Type: TypeModerate, CallID: "j", Action: ActionEndRoom}, ""},
 		{"moderate kick without target", Message{Type: TypeModerate, CallID: "j", Action: ActionKick}, Message{}, wire.CodeBadMessage},
 		{"moderate junk", Message{Type: TypeModerate, CallID: "j", Action: "ban"}, Message{}, wire.CodeBadMessage},
+		{"moderate stop_share", Message{Type: TypeModerate, CallID: "j", Action: ActionStopShare, Target: "p-abc"}, Message{Type: TypeModerate, CallID: "j", Action: ActionStopShare, Target: "p-abc"}, ""},
+		{"moderate stop_share without target", Message{Type: TypeModerate, CallID: "j", Action: ActionStopShare}, Message{}, wire.CodeBadMessage},
+		{"share start", Message{Type: TypeShare, CallID: "j", Action: ActionStart, Target: "p-abc", SDP: offer}, Message{Type: TypeShare, CallID: "j", Action: ActionStart}, ""},
+		{"share stop", Message{Type: TypeShare, CallID: "j", Action: ActionStop}, Message{Type: TypeShare, CallID: "j", Action: ActionStop}, ""},
+		{"share junk", Message{Type: TypeShare, CallID: "j", Action: "pause"}, Message{}, wire.CodeBadMessage},
+		{"share without call", Message{Type: TypeShare, Action: ActionStart}, Message{}, wire.CodeBadMessage},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := Decode([]byte(mustJSON(tc.in)))

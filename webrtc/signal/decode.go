@@ -142,6 +142,15 @@ func Validate(m Message) (Message, error) {
 		}
 		return Message{Type: TypeJoin, CallID: callID, Room: m.Room, Number: m.Number, Ticket: m.Ticket, SDP: m.SDP}, nil
 
+	case TypeShare:
+		if err := needCallID(); err != nil {
+			return Message{}, err
+		}
+		if m.Action != ActionStart && m.Action != ActionStop {
+			return Message{}, errorf(wire.CodeBadMessage, callID, "share needs action \"start\" or \"stop\"")
+		}
+		return Message{Type: TypeShare, CallID: callID, Action: m.Action}, nil
+
 	case TypeReject, TypeHangup:
 		if err := needCallID(); err != nil {
 			return Message{}, err

@@ -167,6 +167,7 @@ func FuzzDecode(f *testing.F) {
 		`{"type":"supervise","call_id":"s","mode":"barge","target":"x"}`, `{"type":"supervise","call_id":"s","mode":"listen","target":"x","sdp":"v=0\nm=video 9"}`,
 		`{"type":"moderate","call_id":"j","action":"kick"}`, `{"type":"record","call_id":"c","action":"pause"}`,
 		`{"type":"offer","call_id":"c","sdp":"v=1"}`, `{"type":"console","call_id":"x"}`,
+		`{"type":"share","call_id":"j","action":"start"}`, `{"type":"share","call_id":"j","action":"nope"}`, `{"type":"moderate","call_id":"j","action":"stop_share","target":"p-1"}`,
 		`{"type":"auth","token":"t","resume":"` + strings.Repeat("r", 300) + `"}`, `{"type":"candidate","call_id":"c","candidate":{"candidate":"x"}}`,
 	}
 	for _, s := range seeds {

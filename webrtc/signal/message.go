@@ -39,13 +39,16 @@ const (
 	// expire: the page uses them for its next peer connections, ICE restarts and reconnects.
 	TypeRefresh  = "refresh"
 	TypeRedirect = "redirect" // server→browser: the room joined is held by another node; join it at "url"
+	// TypeShare (browser→server) starts or stops this browser's screen share in its room (Action ActionStart or
+	// ActionStop): the screen goes on the second video section of its join offer. One sharer at a time.
+	TypeShare = "share"
 )
 
 // Room event names carried in Message.Event of a "room" message.
 const (
 	RoomEventJoined  = "joined"
 	RoomEventLeft    = "left"
-	RoomEventUpdated = "updated" // muted or talking changed
+	RoomEventUpdated = "updated" // muted, talking or sharing changed
 	RoomEventEnded   = "ended"
 )
 
@@ -58,7 +61,8 @@ type Participant struct {
 	Role     string `json:"role,omitempty"`
 	Muted    bool   `json:"muted"`
 	Talking  bool   `json:"talking"`
-	You      bool   `json:"you,omitempty"` // this participant is the receiving browser
+	Sharing  bool   `json:"sharing,omitempty"` // sharing its screen: forwarded as stream "screen-" + id
+	You      bool   `json:"you,omitempty"`     // this participant is the receiving browser
 }
 
 // Message is the one object every frame carries. Which fields are meaningful
@@ -102,7 +106,7 @@ type Message struct {
 	// direction (wire.ToBrowser, wire.ToAsterisk, or "both").
 	Issue     string `json:"issue,omitempty"`
 	Direction string `json:"direction,omitempty"`
-	// Contact center (cti.go): who held or transferred (ByYou, ByFar); the action of "record" and "moderate";
+	// Contact center (cti.go): who held or transferred (ByYou, ByFar); the action of "record", "moderate" and "share";
 	// the target of "transfer" (your other call), "supervise" (a live call's id) and "moderate" (a participant);
 	// the supervision mode; the console's queue and live calls.
 	By     string       `json:"by,omitempty"`

@@ -41,6 +41,8 @@ const HELP = {
   internal: "Something went wrong on the server.",
   unknown_room: "That room does not exist or has ended.",
   invalid_ticket: "The invitation was not accepted: it is unknown, expired or already used. Ask for a new one.",
+  share_busy: "Someone else is sharing their screen; they (or a moderator) must stop first.",
+  not_allowed: "Your role does not allow that.",
   too_many_connections: "Too many connections from here; close other Patchbay tabs and try again.",
   call_rate_limited: "Too many calls in a short time; wait a moment and try again.",
   too_many_calls: "You already have as many calls as allowed; end one first.",
@@ -82,6 +84,11 @@ const state = {
   speaking: [], // ids of participants talking now
   videoTiles: 0, // tiles showing another browser's camera
   camera: false,
+  // Screen sharing: sharing (this page sends its screen), screenFrom (the participant whose screen this page
+  // shows, or ""), screenTiles (tiles showing a screen).
+  sharing: false,
+  screenFrom: "",
+  screenTiles: 0,
   roomMuted: false,
   roomCause: "",
   // Reaching the browser on any network.
@@ -148,6 +155,12 @@ function render() {
   $("room-camera").setAttribute("aria-pressed", String(state.camera));
   $("room-camera").textContent = state.camera ? "Camera off" : "Camera on";
   $("room-camera").disabled = !(room && room.localVideo);
+  $("room-share").setAttribute("aria-pressed", String(state.sharing));
+  $("room-share").textContent = state.sharing ? "Stop sharing" : "Share screen";
+  $("room-share").disabled = !(room && room._screenTx && room.state === "joined");
+  // A moderator may end another participant's share.
+  const me = room && room.participants.get(room.you);
+  $("room-stop-share").hidden = !(me && me.role === "moderator" && state.screenFrom);
 }
 
 // --- the room view ---
@@ -174,7 +187,8 @@ function tileFor(p) {
   return li;
 }
 
-function setVideo(li, stream, { mirror = false } = {}) {
+function setVideo(li, stream, { mirror = false, screen = false } = {}) {
+  li.classList.toggle("screen", Boolean(stream) && screen);
   let v = li.querySelector("video");
   if (!stream) {
     if (v) v.remove();
@@ -189,13 +203,16 @@ function setVideo(li, stream, { mirror = false } = {}) {
     li.prepend(v);
   }
   if (v.srcObject !== stream) v.srcObject = stream;
-  if (mirror) v.style.transform = "scaleX(-1)";
+  v.style.transform = mirror && !screen ? "scaleX(-1)" : "";
+  v.style.objectFit = screen ? "contain" : ""; // a screen is read, not cropped
   li.querySelector(".avatar").hidden = true;
   v.play().catch(() => { /* the next user gesture starts it */ });
 }
 
-// pinRank orders tiles: another participant who is an agent first, then everyone else.
+// pinRank orders tiles: a shared screen first (shown large), then another participant who is an agent, then
+// everyone else.
 function pinRank(p) {
+  if (room && !p.you && room.screens.has(p.id)) return -1;
   return !p.you && p.role === "agent" && p.kind !== "phone" ? 0 : 1;
 }
 
@@ -203,7 +220,7 @@ function renderRoom() {
   if (!room) {
     for (const li of tiles.values()) li.remove();
     tiles.clear();
-    Object.assign(state, { participants: [], speaking: [], videoTiles: 0 });
+    Object.assign(state, { participants: [], speaking: [], videoTiles: 0, screenTiles: 0, screenFrom: "", sharing: false });
     $("speaking").textContent = "";
     return;
   }
@@ -213,12 +230,21 @@ function renderRoom() {
   const ul = $("tiles");
   const seen = new Set();
   let videoTiles = 0;
+  let screenTiles = 0;
+  let screenFrom = "";
   for (const p of list) {
     seen.add(p.id);
     const li = tileFor(p);
-    const stream = p.you ? (room.cameraOn ? room.localVideo : null) : room.tracks.get(p.id) || null;
-    setVideo(li, stream, { mirror: p.you });
-    if (stream && !p.you) videoTiles++;
+    // A participant's screen share takes its tile, large, while it lasts; when it stops the camera comes back.
+    const screen = p.you ? null : room.screens.get(p.id) || null;
+    const stream = screen || (p.you ? (room.cameraOn ? room.localVideo : null) : room.tracks.get(p.id) || null);
+    setVideo(li, stream, { mirror: p.you, screen: Boolean(screen) });
+    if (screen) {
+      screenTiles++;
+      screenFrom = p.id;
+    } else if (stream && !p.you) {
+      videoTiles++;
+    }
     li.classList.toggle("talking", Boolean(p.talking));
     li.classList.toggle("pinned", pinRank(p) === 0);
     li.classList.toggle("phone", p.kind === "phone");
@@ -253,10 +279,13 @@ function renderRoom() {
     participants: list.map((p) => ({
       id: p.id, kind: p.kind, name: p.name || "", callerId: p.caller_id || "", muted: Boolean(p.muted),
       talking: Boolean(p.talking), you: Boolean(p.you), video: p.you ? Boolean(room.cameraOn) : room.tracks.has(p.id),
-      role: p.role || "", pinned: pinRank(p) === 0,
+      role: p.role || "", pinned: pinRank(p) <= 0, sharing: Boolean(p.sharing), screen: room.screens.has(p.id),
     })),
     speaking: speaking.map((p) => p.id),
     videoTiles,
+    screenTiles,
+    screenFrom,
+    sharing: room.sharing,
     camera: room.cameraOn,
   });
   $("speaking").textContent = speaking.length
@@ -286,6 +315,9 @@ function trackRoom(r) {
   r.on("participants", redraw);
   r.on("video", redraw);
   r.on("videoended", redraw);
+  r.on("screen", redraw);
+  r.on("screenended", redraw);
+  r.on("sharing", redraw);
   r.on("audio", ({ stream }) => {
     const el = $("remote");
     el.srcObject = stream;
@@ -342,6 +374,29 @@ function camera(on) {
   room.camera(on);
   renderRoom();
   render();
+}
+
+// shareScreen(true) shares this page's screen (from a click: browsers capture a screen only on a user gesture),
+// shareScreen(false) stops it. Resolves true once shared or stopped, false when refused (the error is shown).
+async function shareScreen(on = true) {
+  if (!room) return false;
+  clearError();
+  try {
+    if (on) await room.shareScreen();
+    else room.stopShare();
+    return true;
+  } catch (err) {
+    showError(err.code ? err : new PatchbayError("unsupported_media", `screen share: ${err.message || err}`));
+    return false;
+  } finally {
+    renderRoom();
+    render();
+  }
+}
+
+// A moderator stops participant pid's screen share.
+function stopShareOf(pid) {
+  if (room && pid) room.stopShareOf(pid);
 }
 
 // --- the call panel: timer, quality indicator, quality messages ---
@@ -607,6 +662,8 @@ window.patchbayApp = {
   roomMute,
   camera,
   roomStats: () => (room ? room.stats() : null),
+  shareScreen,
+  stopShareOf,
 };
 
 $("login-form").addEventListener("submit", (e) => {
@@ -635,6 +692,8 @@ $("join-form").addEventListener("submit", (e) => {
 });
 $("room-mute").addEventListener("click", () => roomMute(!state.roomMuted));
 $("room-camera").addEventListener("click", () => camera(!state.camera));
+$("room-share").addEventListener("click", () => shareScreen(!state.sharing));
+$("room-stop-share").addEventListener("click", () => stopShareOf(state.screenFrom));
 $("room-leave").addEventListener("click", () => room && room.leave());
 
 // A token in the URL signs in at once; it is removed from the address bar and

@@ -18,7 +18,7 @@
 export const ERROR_CODES = Object.freeze([
   "bad_message", "too_large", "rate_limited", "unauthorized", "token_expired", "too_many_connections",
   "forbidden_destination", "invalid_number", "unknown_call", "duplicate_call",
-  "unsupported_media", "no_audio", "unavailable", "internal", "unknown_room", "invalid_ticket",
+  "unsupported_media", "no_audio", "unavailable", "internal", "unknown_room", "invalid_ticket", "share_busy",
   "call_rate_limited", "too_many_calls", "budget_exhausted", "max_duration", "forbidden_caller_id", "not_allowed", "transfer_failed",
 ]);
 
@@ -675,7 +675,15 @@ export class PatchbayCall extends Emitter {
  * Events: joined {room, participants, you}, participants (array, after any
  * change), participant {event "joined"|"left"|"updated", participant},
  * video {participantId, stream, track}, videoended {participantId}, audio
- * {stream}, speaking {participantId, talking}, hangup, error, statechange.
+ * {stream}, speaking {participantId, talking}, screen {participantId, stream,
+ * track} (a participant's screen share arrived), screenended {participantId},
+ * sharing {sharing} (our own share started or stopped), hangup, error,
+ * statechange.
+ *
+ * Screen sharing: shareScreen() sends the screen on the second video section
+ * the join offer reserved, once the room made us its one sharer; stopShare()
+ * ends it; stopShareOf(id) is a moderator's stop of another's. screens: Map
+ * participant id → MediaStream of that participant's screen.
  */
 export class PatchbayRoom extends PatchbayCall {
   constructor(pb, id, target) {
@@ -690,6 +698,13 @@ export class PatchbayRoom extends PatchbayCall {
     this.localVideo = null;
     this.cameraOn = false;
     this.audioStream = null;
+    // Screen sharing: screens maps a participant id to the MediaStream of its screen share; sharing says our
+    // own screen is being sent (screenStream); _screenTx is the video transceiver our join offer reserved for it.
+    this.screens = new Map();
+    this.sharing = false;
+    this.screenStream = null;
+    this._screenTx = null;
+    this._shareClaim = null; // {resolve, reject, timer} while a "share" "start" awaits the room's word
     this.on("track", ({ track, stream }) => this.#onTrack(track, stream));
   }
 
@@ -711,23 +726,27 @@ export class PatchbayRoom extends PatchbayCall {
   }
 
   /**
-   * Receive statistics: {video: [{participantId, framesDecoded, framesReceived,
-   * bytesReceived, width, height}], audio: {packetsReceived, bytesReceived,
-   * audioLevel}}.
+   * Receive statistics: {video: [{participantId, screen, framesDecoded, framesReceived,
+   * bytesReceived, width, height, codec}], audio: {packetsReceived, bytesReceived,
+   * audioLevel}}. screen: the entry is that participant's screen share, not its
+   * camera; codec: the decoded codec's MIME type ("video/VP8").
    */
   async stats() {
     const out = { video: [], audio: { packetsReceived: 0, bytesReceived: 0, audioLevel: 0 } };
     const report = await this.getStats();
     if (!report) return out;
     const owner = new Map();
-    for (const [pid, s] of this.tracks) for (const t of s.getVideoTracks()) owner.set(t.id, pid);
+    for (const [pid, s] of this.tracks) for (const t of s.getVideoTracks()) owner.set(t.id, { pid, screen: false });
+    for (const [pid, s] of this.screens) for (const t of s.getVideoTracks()) owner.set(t.id, { pid, screen: true });
     report.forEach((r) => {
       if (r.type !== "inbound-rtp") return;
       if (r.kind === "video") {
+        const o = owner.get(r.trackIdentifier) || { pid: "", screen: false };
+        const codec = r.codecId && report.get(r.codecId);
         out.video.push({
-          participantId: owner.get(r.trackIdentifier) || "", framesDecoded: r.framesDecoded || 0,
+          participantId: o.pid, screen: o.screen, framesDecoded: r.framesDecoded || 0,
           framesReceived: r.framesReceived || 0, bytesReceived: r.bytesReceived || 0,
-          width: r.frameWidth || 0, height: r.frameHeight || 0,
+          width: r.frameWidth || 0, height: r.frameHeight || 0, codec: (codec && codec.mimeType) || "",
         });
       } else if (r.kind === "audio") {
         out.audio.packetsReceived += r.packetsReceived || 0;
@@ -755,11 +774,101 @@ export class PatchbayRoom extends PatchbayCall {
     this.cameraOn = true;
   }
 
-  // A video section always: our camera both ways, or receive-only.
+  // A video section always: our camera both ways, or receive-only. Where the browser can capture its screen, a
+  // second one, reserved for a screen share: a share then starts on it without a new offer. It is sendrecv, not
+  // sendonly: the server may forward another participant's video on it like on any free section.
   _addVideo(pc) {
     const cam = this.localVideo && this.localVideo.getVideoTracks()[0];
     if (cam) pc.addTransceiver(cam, { direction: "sendrecv", streams: [this.localVideo] });
     else pc.addTransceiver("video", { direction: "recvonly" });
+    const md = globalThis.navigator && globalThis.navigator.mediaDevices;
+    if (md && typeof md.getDisplayMedia === "function") this._screenTx = pc.addTransceiver("video", { direction: "sendrecv" });
+  }
+
+  // --- screen sharing ---
+
+  /**
+   * Share the screen (opts.stream: a MediaStream to share instead of asking the browser for one; call this from a
+   * click, as browsers only capture a screen on a user gesture). Resolves once the room has made us its sharer
+   * and the screen is being sent; rejects with share_busy when someone else shares (the capture is then stopped).
+   */
+  async shareScreen(opts = {}) {
+    if (this.sharing) return;
+    if (!this._screenTx || this.state === "ended") {
+      throw new PatchbayError("unsupported_media", "this room call cannot share a screen (no screen section; join again from a browser that can share)", this.id);
+    }
+    let stream = opts.stream;
+    const owned = !stream;
+    if (owned) {
+      stream = await globalThis.navigator.mediaDevices.getDisplayMedia({
+        video: { width: { ideal: 1920 }, height: { ideal: 1080 }, frameRate: { ideal: 15 } }, audio: false,
+      });
+    }
+    const track = stream.getVideoTracks()[0];
+    const release = () => { if (owned) for (const t of stream.getTracks()) t.stop(); };
+    if (!track) {
+      release();
+      throw new PatchbayError("unsupported_media", "the shared stream has no video track", this.id);
+    }
+    // Text and slides: keep the resolution and let the frame rate drop when the link is short.
+    if ("contentHint" in track) track.contentHint = "detail";
+    let claimed = false;
+    try {
+      await this.#claimShare();
+      claimed = true;
+      await this._screenTx.sender.replaceTrack(track);
+    } catch (err) {
+      release();
+      // The room made us its sharer but the screen cannot go out: give the share back.
+      if (claimed && this.state !== "ended") this._pb()._send({ type: "share", call_id: this.id, action: "stop" });
+      throw err;
+    }
+    this.screenStream = stream;
+    this._ownsScreen = owned;
+    this.sharing = true;
+    track.addEventListener("ended", () => this.stopShare()); // the browser's own "Stop sharing"
+    this.emit("sharing", { sharing: true });
+  }
+
+  /** Stop sharing our screen. */
+  stopShare() {
+    if (!this.sharing) return;
+    if (this.state !== "ended") this._pb()._send({ type: "share", call_id: this.id, action: "stop" });
+    this.#endCapture();
+  }
+
+  /** Moderators: stop participant participantId's screen share (others get a not_allowed error). */
+  stopShareOf(participantId) {
+    if (this.state === "ended") throw new PatchbayError("unknown_call", "call has ended", this.id);
+    this._pb()._send({ type: "moderate", call_id: this.id, action: "stop_share", target: String(participantId) });
+  }
+
+  // Asks the room for the share: our own participant's "sharing" flag says yes, an error no.
+  #claimShare() {
+    if (this._shareClaim) return Promise.reject(new PatchbayError("bad_message", "a screen share is already being started", this.id));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this.#settleClaim(new PatchbayError("unavailable", "the room did not answer the screen share", this.id)), 10000);
+      this._shareClaim = { resolve, reject, timer };
+      this._pb()._send({ type: "share", call_id: this.id, action: "start" });
+    });
+  }
+
+  #settleClaim(err) {
+    const c = this._shareClaim;
+    if (!c) return;
+    this._shareClaim = null;
+    clearTimeout(c.timer);
+    if (err) c.reject(err);
+    else c.resolve();
+  }
+
+  #endCapture() {
+    if (!this.sharing) return;
+    this.sharing = false;
+    if (this._screenTx && this.state !== "ended") this._screenTx.sender.replaceTrack(null).catch(() => { /* the call is ending */ });
+    if (this.screenStream && this._ownsScreen) for (const t of this.screenStream.getTracks()) t.stop();
+    this.screenStream = null;
+    this.emit("sharing", { sharing: false });
   }
 
   _pb() {
@@ -791,8 +900,18 @@ export class PatchbayRoom extends PatchbayCall {
         if (m.event === "left") {
           this.participants.delete(p.id);
           this.#dropVideo(p.id);
+          this.#dropScreen(p.id);
         } else {
           const before = this.participants.get(p.id);
+          // Room events arrive in order, so only a change of "sharing" is news (an older "talking" update
+          // still says false).
+          const stopped = Boolean(before && before.sharing) && !p.sharing;
+          if (p.id === this.you) {
+            if (p.sharing) this.#settleClaim(null);
+            else if (stopped && this.sharing) this.#endCapture(); // a moderator stopped our share
+          } else if (stopped) {
+            this.#dropScreen(p.id);
+          }
           this.participants.set(p.id, { ...p, you: p.id === this.you });
           if (!before || before.talking !== p.talking) this.emit("speaking", { participantId: p.id, talking: Boolean(p.talking) });
         }
@@ -802,6 +921,10 @@ export class PatchbayRoom extends PatchbayCall {
       }
       case "answered": // a room has no far end to pick up
         return;
+      case "error":
+        // A refused share (someone else shares; no screen section) leaves the call as it was.
+        if (this._shareClaim && !m.final) this.#settleClaim(new PatchbayError(m.error || "internal", m.message || "", this.id));
+        break;
     }
     super._onServerMessage(m);
   }
@@ -810,6 +933,9 @@ export class PatchbayRoom extends PatchbayCall {
     if (this.state === "ended") return;
     if (this._ownsVideo && this.localVideo) for (const t of this.localVideo.getTracks()) t.stop();
     for (const id of [...this.tracks.keys()]) this.#dropVideo(id);
+    for (const id of [...this.screens.keys()]) this.#dropScreen(id);
+    this.#settleClaim(new PatchbayError("unknown_call", "the room call ended", this.id));
+    this.#endCapture();
     super._end(cause, code, extra);
   }
 
@@ -819,8 +945,13 @@ export class PatchbayRoom extends PatchbayCall {
       this.emit("audio", { stream });
       return;
     }
-    // The SFU names each forwarded camera's stream after its participant.
-    const pid = stream && stream.id;
+    // The SFU names each forwarded camera's stream after its participant, and a screen share "screen-" + id.
+    const sid = (stream && stream.id) || "";
+    if (sid.startsWith("screen-")) {
+      this.#onScreen(sid.slice("screen-".length), stream, track);
+      return;
+    }
+    const pid = sid;
     if (!pid || pid === this.you) return;
     this.tracks.set(pid, stream);
     stream.onremovetrack = () => {
@@ -833,6 +964,21 @@ export class PatchbayRoom extends PatchbayCall {
     if (!this.tracks.has(pid)) return;
     this.tracks.delete(pid);
     this.emit("videoended", { participantId: pid });
+  }
+
+  #onScreen(pid, stream, track) {
+    if (!pid || pid === this.you) return;
+    this.screens.set(pid, stream);
+    stream.onremovetrack = () => {
+      if (this.screens.get(pid) === stream && stream.getVideoTracks().length === 0) this.#dropScreen(pid);
+    };
+    this.emit("screen", { participantId: pid, stream, track });
+  }
+
+  #dropScreen(pid) {
+    if (!this.screens.has(pid)) return;
+    this.screens.delete(pid);
+    this.emit("screenended", { participantId: pid });
   }
 }
 
