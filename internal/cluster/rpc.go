@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -135,7 +134,7 @@ func (r *rpc) serve(ctx context.Context, payload string) {
 		return
 	}
 	key := req.From + "/" + req.ID
-	if !r.first(key) {
+	if !r.first(key, req.From) {
 		return
 	}
 	select {
@@ -162,14 +161,13 @@ func (r *rpc) serve(ctx context.Context, payload string) {
 
 // first says whether the request key is new, and remembers it. A resend of a request that ran gets its reply
 // again (the first was lost); a resend of one still running gets nothing (its reply is on the way).
-func (r *rpc) first(key string) bool {
+func (r *rpc) first(key, from string) bool {
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s, ok := r.served[key]; ok {
 		if s.rep != nil {
 			rep := *s.rep
-			from, _, _ := strings.Cut(key, "/")
 			r.wg.Add(1)
 			go func() { // off the subscription loop: send waits on Redis
 				defer r.wg.Done()
