@@ -229,23 +229,7 @@ func TestRoomQualityScreenShare(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	for _, p := range []testenv.Tab{alice, bob} {
-		if err := p.Eval(ctx, `window.patchbayApp.leave(), true`, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for e.pb.Server.ActiveCalls() > 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if n := e.pb.Server.ActiveCalls(); n > 0 {
-		t.Errorf("%d calls left after both left", n)
-	}
-	for _, p := range []testenv.Tab{alice, bob} {
-		if errs := p.ConsoleErrors(); len(errs) > 0 {
-			t.Errorf("%s console errors: %s", p.TabName(), strings.Join(errs, "\n"))
-		}
-	}
+	e.leaveAll(t, ctx, alice, bob)
 	_ = bobID
 }
 
@@ -368,7 +352,13 @@ func TestRoomQualityH264(t *testing.T) {
 		t.Logf("alice's page with Firefox in the room: %s", path)
 	}
 
-	for _, p := range []testenv.Tab{alice, bob, ff} {
+	e.leaveAll(t, ctx, alice, bob, ff)
+}
+
+// leaveAll has every page leave the room, then checks that no call is left and that no page logged an error.
+func (e *qualityEnv) leaveAll(t *testing.T, ctx context.Context, pages ...testenv.Tab) {
+	t.Helper()
+	for _, p := range pages {
 		if err := p.Eval(ctx, `window.patchbayApp.leave(), true`, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -378,9 +368,9 @@ func TestRoomQualityH264(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if n := e.pb.Server.ActiveCalls(); n > 0 {
-		t.Errorf("%d calls left after all left", n)
+		t.Errorf("%d calls left after every page left", n)
 	}
-	for _, p := range []testenv.Tab{alice, bob, ff} {
+	for _, p := range pages {
 		if errs := p.ConsoleErrors(); len(errs) > 0 {
 			t.Errorf("%s console errors: %s", p.TabName(), strings.Join(errs, "\n"))
 		}
