@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -176,12 +177,7 @@ func compareMetricsSideBySide(w io.Writer, rs []*Result) error {
 		}
 	}
 	byN := map[int][]*pair{}
-	ids := make([]string, 0, len(pairs))
-	for id := range pairs {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(pairs)) {
 		p := pairs[id]
 		if p.off == nil || p.on == nil || p.off.CPUPerCallMin["patchbay"] == 0 {
 			continue
@@ -192,11 +188,7 @@ func compareMetricsSideBySide(w io.Writer, rs []*Result) error {
 	if len(byN) == 0 {
 		return nil
 	}
-	ns := make([]int, 0, len(byN))
-	for n := range byN {
-		ns = append(ns, n)
-	}
-	slices.Sort(ns)
+	ns := slices.Sorted(maps.Keys(byN))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(cols ...string) { fmt.Fprintln(tw, strings.Join(cols, "\t")+"\t") }
 	fmt.Fprintf(tw, "\nCost of metrics side by side: two Patchbays on one Asterisk and one core at once, N/2 calls each, one with /metrics served and scraped\n")
