@@ -2,15 +2,11 @@ package testenv
 
 import (
 	"container/heap"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
-	"os/exec"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -114,17 +110,7 @@ func (s LinkStats) String() string {
 // starts unimpaired. t.Cleanup stops the link and deletes the namespace. Needs root, /dev/net/tun and iproute2.
 func NewImpairedNetNS(t testing.TB) (*NetNS, *ImpairedLink) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("network namespaces need root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Fatalf("ip not found: run scripts/provision.sh (iproute2): %v", err)
-	}
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	id := hex.EncodeToString(b)
-	n := &NetNS{Name: "pbt-" + id, hostIf: "pbh" + id, nsIf: "pbn" + id, t: t}
-	n.pickAddrs()
+	n := newNetNSBase(t)
 	t.Cleanup(n.delete)
 	n.ip("netns", "add", n.Name)
 
@@ -386,24 +372,4 @@ func inNetNS(name string, fn func() error) error {
 		errc <- ferr
 	}()
 	return <-errc
-}
-
-// pickAddrs chooses a free /30 of 10.254.0.0/16 for HostIP and NSIP.
-func (n *NetNS) pickAddrs() {
-	n.t.Helper()
-	for try := 0; ; try++ {
-		var b [2]byte
-		_, _ = rand.Read(b[:])
-		x := (int(b[0])<<8 | int(b[1])) % (250 * 64)
-		third, fourth := x/64, (x%64)*4
-		n.HostIP = fmt.Sprintf("10.254.%d.%d", third+1, fourth+1)
-		n.NSIP = fmt.Sprintf("10.254.%d.%d", third+1, fourth+2)
-		out, _ := exec.Command("ip", "-4", "-o", "addr", "show", "to", n.HostIP+"/30").Output()
-		if len(strings.TrimSpace(string(out))) == 0 {
-			return
-		}
-		if try > 20 {
-			n.t.Fatal("no free /30 in 10.254.0.0/16")
-		}
-	}
 }

@@ -28,29 +28,7 @@ type NetNS struct {
 // NewNetNS creates the namespace; t.Cleanup deletes it. Needs root and iproute2 (and nft for the firewall).
 func NewNetNS(t testing.TB) *NetNS {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("network namespaces need root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Fatalf("ip not found: run scripts/provision.sh (iproute2): %v", err)
-	}
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	id := hex.EncodeToString(b)
-	n := &NetNS{Name: "pbt-" + id, hostIf: "pbh" + id, nsIf: "pbn" + id, t: t}
-	for try := 0; ; try++ {
-		x, _ := rand.Int(rand.Reader, big.NewInt(250*64))
-		third, fourth := x.Int64()/64, (x.Int64()%64)*4
-		n.HostIP = fmt.Sprintf("10.254.%d.%d", third+1, fourth+1)
-		n.NSIP = fmt.Sprintf("10.254.%d.%d", third+1, fourth+2)
-		out, _ := exec.Command("ip", "-4", "-o", "addr", "show", "to", n.HostIP+"/30").Output()
-		if len(strings.TrimSpace(string(out))) == 0 {
-			break
-		}
-		if try > 20 {
-			t.Fatal("no free /30 in 10.254.0.0/16")
-		}
-	}
+	n := newNetNSBase(t)
 	t.Cleanup(n.delete)
 	for _, args := range [][]string{
 		{"netns", "add", n.Name},
@@ -127,5 +105,34 @@ func (n *NetNS) LinkUp() {
 			n.t.Fatalf("restore default route in %s: %v: %s", n.Name, err, out)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// newNetNSBase checks what a namespace needs and names one (namespace and both interfaces) with a free /30 of
+// 10.254.0.0/16 for its two addresses; the caller creates it and its link.
+func newNetNSBase(t testing.TB) *NetNS {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("network namespaces need root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Fatalf("ip not found: run scripts/provision.sh (iproute2): %v", err)
+	}
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	id := hex.EncodeToString(b)
+	n := &NetNS{Name: "pbt-" + id, hostIf: "pbh" + id, nsIf: "pbn" + id, t: t}
+	for try := 0; ; try++ {
+		x, _ := rand.Int(rand.Reader, big.NewInt(250*64))
+		third, fourth := x.Int64()/64, (x.Int64()%64)*4
+		n.HostIP = fmt.Sprintf("10.254.%d.%d", third+1, fourth+1)
+		n.NSIP = fmt.Sprintf("10.254.%d.%d", third+1, fourth+2)
+		out, _ := exec.Command("ip", "-4", "-o", "addr", "show", "to", n.HostIP+"/30").Output()
+		if len(strings.TrimSpace(string(out))) == 0 {
+			return n
+		}
+		if try > 20 {
+			t.Fatal("no free /30 in 10.254.0.0/16")
+		}
 	}
 }
