@@ -239,14 +239,7 @@ func TestOpusBrowsersHearWideband(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	mic := func(hz float64) string {
-		p := filepath.Join(dir, fmt.Sprintf("mic-%d.wav", int(hz)))
-		// 10 s of whole cycles at 48 kHz: Chromium loops the file without a click.
-		if err := audio.WriteWAV(p, audio.Sine(hz, 48000, 10*time.Second, 0.3), 48000); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	mic := func(hz float64) string { return micFile(t, dir, hz) }
 	// One browser at a time: six browsers and a mixing room at once starve a 2-core host's audio.
 	for i, name := range testenv.BrowserNames {
 		t.Run(name, func(t *testing.T) {
@@ -464,4 +457,15 @@ func toneLevel(pcm []int16, rate int, hz float64) float64 {
 		return -200
 	}
 	return 10 * math.Log10(sum/float64(n))
+}
+
+// micFile writes a fake microphone for Chromium (--use-file-for-fake-audio-capture): a 48 kHz sine of hz, 10 s of
+// whole cycles so that Chromium loops the file without a click.
+func micFile(t *testing.T, dir string, hz float64) string {
+	t.Helper()
+	p := filepath.Join(dir, fmt.Sprintf("mic-%d.wav", int(hz)))
+	if err := audio.WriteWAV(p, audio.Sine(hz, 48000, 10*time.Second, 0.3), 48000); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

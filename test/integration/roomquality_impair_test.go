@@ -94,14 +94,7 @@ func TestRoomQualityImpairedLeg(t *testing.T) {
 		return tok
 	}
 	dir := t.TempDir()
-	mic := func(hz float64) string {
-		p := filepath.Join(dir, fmt.Sprintf("mic-%d.wav", int(hz)))
-		// 10 s of whole cycles: Chromium loops the file without a click.
-		if err := audio.WriteWAV(p, audio.Sine(hz, 48000, 10*time.Second, 0.3), 48000); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	mic := func(hz float64) string { return micFile(t, dir, hz) }
 	impaired := testenv.StartChromium(t, testenv.ChromiumOptions{Name: "impaired", FakeMicWAV: mic(impairedHz),
 		IgnoreCertErrors: true, NetNS: ns}).NewPage(t, "impaired")
 	listener := testenv.StartChromium(t, testenv.ChromiumOptions{Name: "listener", FakeMicWAV: mic(listenerHz),
