@@ -32,7 +32,7 @@
 #                                autogroups, a plain `nice` only ranks threads within their own session. Real-time
 #                                scheduling was tried and is worse: it starves ksoftirqd, which carries loopback UDP.
 #   PROFILE_N=200                also take a 30 s CPU profile and then a heap profile of Patchbay in the steady
-#                                window of that N (cpu-N.pprof, heap-N.pprof)
+#                                window of that N (cpu-N.pprof, heap-N.pprof, goroutine-N.txt)
 #   BENCH_DIR=/tmp/patchbay-bench  where configs, logs, tables and profiles go (kept)
 #   BENCH_ARGS="..."             extra flags for `patchbay bench`
 set -euo pipefail
@@ -244,7 +244,8 @@ run_one() {
 		# Into the middle of the steady window: after the ramp, the settle pause and 10 s more.
 		delay=$(awk -v n="$n" -v r="$RATE" -v s="${SETTLE%s}" 'BEGIN { printf "%d", n / r + s + 10 }')
 		(sleep "$delay" && curl -fsS -o "$DIR/cpu-$mode-$n.pprof" "http://$PPROF/debug/pprof/profile?seconds=30" &&
-			curl -fsS -o "$DIR/heap-$mode-$n.pprof" "http://$PPROF/debug/pprof/heap") &
+			curl -fsS -o "$DIR/heap-$mode-$n.pprof" "http://$PPROF/debug/pprof/heap" &&
+			curl -fsS -o "$DIR/goroutine-$mode-$n.txt" "http://$PPROF/debug/pprof/goroutine?debug=1") &
 		PROF_JOB=$!
 	fi
 	# shellcheck disable=SC2086

@@ -96,7 +96,7 @@ func TestOpusSyntheticCalls(t *testing.T) {
 
 	t.Run("opus only to 600 is transcoded", func(t *testing.T) {
 		conn := e.pb.Dial(t, ctx, "alice", "ext")
-		rep, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "600", Codecs: []media.Codec{media.Opus}, ToneHz: 1000, Duration: 3 * time.Second})
+		rep, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "600", Codecs: []media.Codec{media.Opus}, ToneHz: 1000, Duration: 5 * time.Second})
 		if err != nil {
 			t.Fatalf("call: %v", err)
 		}
@@ -104,6 +104,8 @@ func TestOpusSyntheticCalls(t *testing.T) {
 			t.Fatalf("browser leg ran %s, want opus", rep.Law)
 		}
 		t.Logf("heard back: %+v (%d samples at %d Hz), echo RTT %+v", rep.Heard, len(rep.Audio), rep.AudioRate, rep.RTT)
+		// 20 of ~45 windows: a starved host makes Asterisk's media queue jump now and then, and the relay cuts it back
+		// (internal/relay/ws.go), which takes up to a few hundred ms of the echo.
 		if !rep.Heard.Detected(20) {
 			t.Errorf("the echo of the 1 kHz tone was not heard: %+v", rep.Heard)
 		}
