@@ -205,6 +205,23 @@ func (p Params) AllTrunks() []Trunk {
 	return append(out, p.Trunks...)
 }
 
+// NeedsICE reports whether any endpoint Asterisk serves runs ICE itself: a phone over WSS (an Asterisk-native
+// WebRTC client) or a bench WebRTC endpoint. Browsers on Patchbay never do: Patchbay terminates their ICE and
+// DTLS and hands Asterisk plain RTP. With ICE support on, res_rtp_asterisk gives every RTP instance a pjnath ICE
+// session with a candidate per host address, externalMedia channels included, and passes every packet each way
+// through it: ~0.7 MiB and ~15 % of Asterisk's CPU per Patchbay call (docs/benchmarks.md).
+func (p Params) NeedsICE() bool {
+	if len(p.BenchWebRTC) > 0 {
+		return true
+	}
+	for _, ph := range p.Phones {
+		if ph.Transport == TransportWSS {
+			return true
+		}
+	}
+	return false
+}
+
 // DefaultParams returns Params with every default filled in and no phones or trunk.
 // ARIPassword is left empty: the caller must supply one.
 func DefaultParams() Params {

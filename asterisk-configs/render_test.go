@@ -424,6 +424,42 @@ func TestBenchWebRTCEndpoints(t *testing.T) {
 	}
 }
 
+// TestICESupport: Asterisk runs ICE only when an endpoint of its own needs it; Patchbay's externalMedia channels
+// never do.
+func TestICESupport(t *testing.T) {
+	base := DefaultParams()
+	base.ARIPassword = "ari-Secret-0123456789"
+	for _, tc := range []struct {
+		name string
+		edit func(p *Params)
+		want string
+	}{
+		{"no phones", func(*Params) {}, "icesupport = no"},
+		{"SIP phones and a trunk", func(p *Params) {
+			p.Phones = []Phone{{Name: "101", Password: "phone-Secret-101"}, {Name: "103", Password: "phone-Secret-103", Transport: TransportTLS}}
+			p.Trunk = Trunk{Name: "carrier", Host: "127.0.0.2:5060"}
+		}, "icesupport = no"},
+		{"a phone over WSS", func(p *Params) {
+			p.Phones = []Phone{{Name: "101", Password: "phone-Secret-101"}, {Name: "alice", Password: "phone-Secret-alice", Transport: TransportWSS}}
+		}, "icesupport = yes"},
+		{"bench WebRTC endpoints", func(p *Params) {
+			p.BenchWebRTC = []Phone{{Name: "bench-webrtc-1", Password: "bench-Secret-1"}}
+		}, "icesupport = yes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := base
+			tc.edit(&p)
+			files, err := RenderFS(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rtp := string(files["rtp.conf"]); !strings.Contains(rtp, tc.want+"\n") {
+				t.Errorf("rtp.conf lacks %q:\n%s", tc.want, rtp)
+			}
+		})
+	}
+}
+
 // TestClusterTrunkBothSidesAgree: two nodes rendered from the same secret expect of each other exactly the
 // credentials the other presents, each direction with its own password, and only the cluster dialplan reaches
 // Stasis from a peer.

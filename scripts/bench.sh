@@ -16,6 +16,8 @@
 #   MODES="native patchbay"      modes run for each N and pass, in this order (reversed on even passes: ORDER); "metrics" is Patchbay
 #                                with /metrics served and scraped every SCRAPE (15s; other modes run metrics off); "pion" is Patchbay
 #                                with media.lean_audio off (every call on pion's track path), labelled patchbay-pion;
+#                                "ice" is Patchbay with Asterisk's ICE support on (rtp.conf as the native runs have it),
+#                                labelled patchbay-asterisk-ice;
 #                                "b2b" and "opus" are browser ⇄ browser calls (bench --pairs: caller N dials the user
 #                                bench-callee-N, whose synthetic browser sends back what it hears) offering PCMU, and
 #                                Opus then PCMU: HD voice against G.711, side by side in --compare; "metrics-ab" is
@@ -104,15 +106,24 @@ rm -f "$CFG"
 
 # Asterisk's files go to their own directories in the chroot, so a `make run` instance's are never touched.
 AST_DIR=/var/lib/patchbay-bench
-rm -rf "$DIR/asterisk-etc"
-"$BIN" asterisk-config --config "$CFG" --out "$DIR/asterisk-etc" --cert-dir "$AST_DIR/keys" >/dev/null
-sed -i -E \
-	-e "s#^(astetcdir =>).*#\1 $AST_DIR/etc#" -e "s#^(astrundir =>).*#\1 $AST_DIR/run#" \
-	-e "s#^(astdbdir =>).*#\1 $AST_DIR/db#" -e "s#^(astlogdir =>).*#\1 $AST_DIR/log#" \
-	-e "s#^(astspooldir =>).*#\1 $AST_DIR/spool#" -e "s#^((astvarlibdir|astkeydir) =>).*#\1 $AST_DIR/lib#" \
-	"$DIR/asterisk-etc/asterisk.conf"
-# Each Patchbay call holds an ARI request or two; the bench's baseline its own. Keep HTTP sessions plentiful.
-sed -i -E 's/^sessionlimit *=.*/sessionlimit = 4000/' "$DIR/asterisk-etc/http.conf"
+# render_etc OUT ENDPOINTS: Asterisk's files with ENDPOINTS bench WebRTC endpoints.
+render_etc() {
+	rm -rf "$1"
+	PATCHBAY_ASTERISK_BENCH_WEBRTC_ENDPOINTS=$2 "$BIN" asterisk-config --config "$CFG" --out "$1" --cert-dir "$AST_DIR/keys" >/dev/null
+	sed -i -E \
+		-e "s#^(astetcdir =>).*#\1 $AST_DIR/etc#" -e "s#^(astrundir =>).*#\1 $AST_DIR/run#" \
+		-e "s#^(astdbdir =>).*#\1 $AST_DIR/db#" -e "s#^(astlogdir =>).*#\1 $AST_DIR/log#" \
+		-e "s#^(astspooldir =>).*#\1 $AST_DIR/spool#" -e "s#^((astvarlibdir|astkeydir) =>).*#\1 $AST_DIR/lib#" \
+		"$1/asterisk.conf"
+	# Each Patchbay call holds an ARI request or two; the bench's baseline its own. Keep HTTP sessions plentiful.
+	sed -i -E 's/^sessionlimit *=.*/sessionlimit = 4000/' "$1/http.conf"
+}
+# The same Asterisk, each path with the files its deployment has: native runs get the WebRTC endpoints and so ICE
+# support in rtp.conf; Patchbay runs get what `patchbay asterisk-config` renders beside Patchbay, no endpoint of
+# Asterisk's own running ICE, so icesupport = no (mode ice: Patchbay on the native files, to show what ICE costs).
+render_etc "$DIR/asterisk-etc" "$MAXN"
+render_etc "$DIR/asterisk-etc-patchbay" 0
+grep -q '^icesupport = yes' "$DIR/asterisk-etc/rtp.conf" || { echo "bench.sh: native Asterisk files without ICE" >&2; exit 1; }
 
 PB_PIDS=() BENCH_PIDS=()
 stop_all() {
@@ -167,7 +178,7 @@ start_patchbay() {
 run_ab() {
 	local n=$1 pass=$2 half=$(($1 / 2)) side on rc=0 pid
 	echo "=== N=$n metrics-ab pass $pass: starting Asterisk and two Patchbays with $half calls each (server CPUs ${SERVER_CPUS:-any}, load CPUs ${LOAD_CPUS:-any}, autogroup nice ${GROUP_NICE:-0})"
-	ASTERISK_CONF_DIR="$DIR/asterisk-etc" ASTERISK_CERT_DIR="$DIR/certs" $(pin "$SERVER_CPUS") scripts/asterisk.sh start >/dev/null
+	ASTERISK_CONF_DIR="$DIR/asterisk-etc-patchbay" ASTERISK_CERT_DIR="$DIR/certs" $(pin "$SERVER_CPUS") scripts/asterisk.sh start >/dev/null
 	AST_PID="$(cat "$ROOT$AST_DIR/run/asterisk.pid")"
 	group_nice "$AST_PID"
 	# Both Patchbays first, then both load generators, so that their windows coincide.
@@ -210,7 +221,9 @@ run_one() {
 	[[ $2 == metrics-ab ]] && { run_ab "$1" "$3"; return; }
 	local n=$1 mode=$2 pass=$3 tag="$2-$1-$3"
 	echo "=== N=$n $mode pass $pass: starting Asterisk$([[ $mode != native ]] && echo " and Patchbay") (server CPUs ${SERVER_CPUS:-any}, load CPUs ${LOAD_CPUS:-any}, autogroup nice ${GROUP_NICE:-0})"
-	ASTERISK_CONF_DIR="$DIR/asterisk-etc" ASTERISK_CERT_DIR="$DIR/certs" $(pin "$SERVER_CPUS") scripts/asterisk.sh start >/dev/null
+	local etc="$DIR/asterisk-etc-patchbay"
+	[[ $mode == native || $mode == ice ]] && etc="$DIR/asterisk-etc"
+	ASTERISK_CONF_DIR="$etc" ASTERISK_CERT_DIR="$DIR/certs" $(pin "$SERVER_CPUS") scripts/asterisk.sh start >/dev/null
 	AST_PID="$(cat "$ROOT$AST_DIR/run/asterisk.pid")"
 	group_nice "$AST_PID" # Asterisk runs in its own session (setsid), so in its own autogroup
 	local args=(--config "$CFG" --calls "$n" --rate "$RATE" --steady "$STEADY" --settle "$SETTLE" --asterisk-pid "$AST_PID"
@@ -230,6 +243,9 @@ run_one() {
 			;;
 		opus) # browser ⇄ browser in Opus over media WebSockets: what HD voice costs against b2b
 			args+=(--label patchbay-b2b-opus --pairs --codec opus)
+			;;
+		ice) # Asterisk with ICE support on (the native runs' files): what it costs Patchbay's calls, against mode patchbay
+			args+=(--label patchbay-asterisk-ice)
 			;;
 		metrics) # /metrics served and scraped as Prometheus would: the cost of metrics against mode patchbay
 			metrics=$METRICS_ADDR
