@@ -209,7 +209,7 @@ func (p Params) AllTrunks() []Trunk {
 // WebRTC client) or a bench WebRTC endpoint. Browsers on Patchbay never do: Patchbay terminates their ICE and
 // DTLS and hands Asterisk plain RTP. With ICE support on, res_rtp_asterisk gives every RTP instance a pjnath ICE
 // session with a candidate per host address, externalMedia channels included, and passes every packet each way
-// through it: ~0.7 MiB and ~15 % of Asterisk's CPU per Patchbay call (docs/benchmarks.md).
+// through it: ~0.7 MiB of Asterisk's memory per Patchbay call (docs/benchmarks.md).
 func (p Params) NeedsICE() bool {
 	if len(p.BenchWebRTC) > 0 {
 		return true

@@ -172,7 +172,7 @@ func TestFormatTable(t *testing.T) {
 		FirstEcho:    Dist{N: 200, P50: 215 * time.Millisecond, P99: 260 * time.Millisecond},
 		RTT:          Dist{N: 1000, P50: 800 * time.Microsecond, P99: 2500 * time.Millisecond / 1000},
 		BaselineRTT:  Dist{N: 100, P50: 400 * time.Microsecond, P99: 2 * time.Millisecond},
-		Sent:         600000, Unechoed: 0, BaselineSent: 60000,
+		Sent:         600000, Unechoed: 0, WindowSent: 540000, BaselineSent: 60000,
 		CPU:           map[string]time.Duration{"patchbay": 10 * time.Second, "asterisk": 12 * time.Second, "load": 30 * time.Second},
 		CPUPerCallMin: map[string]float64{"patchbay": 0.05, "asterisk": 0.055, "load": 0.15},
 		RSSPerCall:    map[string]int64{"patchbay": 200 << 10, "asterisk": 130 << 10, "load": 400 << 10},
@@ -217,7 +217,7 @@ func TestFormatTable(t *testing.T) {
 // capacity of each mode.
 func TestCompare(t *testing.T) {
 	mk := func(mode string, n int, ast, pb float64, p99 time.Duration, lost uint64) *Result {
-		r := &Result{Mode: mode, Calls: n, InWindow: n, Sent: 1000, Unechoed: lost,
+		r := &Result{Mode: mode, Calls: n, InWindow: n, Sent: 1000, Unechoed: lost, WindowSent: 900, WindowUnechoed: lost,
 			RTT:             Dist{N: 100, P50: time.Millisecond, P99: p99},
 			CPUPerCallMin:   map[string]float64{"asterisk": ast},
 			RSSPerCall:      map[string]int64{"asterisk": 1000 << 10},

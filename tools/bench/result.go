@@ -46,6 +46,9 @@ type Result struct {
 	// counted: it may be in flight when the synthetic caller hangs up.
 	Sent, Unechoed                 uint64
 	BaselineSent, BaselineUnechoed uint64
+	// WindowSent and WindowUnechoed count only frames sent in the steady window, as RTT does: what the calls lost
+	// while the server carried them all, free of setup and hang-up.
+	WindowSent, WindowUnechoed uint64
 	// SeqLost is packets missing from Asterisk's echo stream as the clients received it (RTP sequence gaps).
 	SeqLost int64
 
@@ -122,6 +125,22 @@ func summarize(o Options, outs []callOutcome, plains []plainResult, w window, id
 			}
 		}
 		r.Sent += rep.Sent
+		for _, at := range rep.NotEchoed {
+			if w.contains(at) {
+				r.WindowUnechoed++
+			}
+		}
+		// The frames a caller sent in the window: one per 20 ms while it was up (it sends from connected to end).
+		from, to := w.from, w.to
+		if up := rep.Start.Add(rep.ConnectedAfter); rep.ConnectedAfter > 0 && up.After(from) {
+			from = up
+		}
+		if end := rep.Start.Add(rep.Duration); end.Before(to) {
+			to = end
+		}
+		if rep.ConnectedAfter > 0 && to.After(from) {
+			r.WindowSent += uint64(to.Sub(from) / frameInterval)
+		}
 		if rep.Sent > uint64(rep.RTT.Count)+1 {
 			r.Unechoed += rep.Sent - uint64(rep.RTT.Count) - 1
 		}

@@ -86,8 +86,9 @@ func FormatTable(w io.Writer, r *Result) error {
 		rttGoal += " " + verdict(added <= GoalAddedRTTP99, fmtDur(added-GoalAddedRTTP99))
 	}
 	row("echo RTT (steady window)", pq(r.RTT), pq(r.BaselineRTT), vsRTT(r.RTT, r.BaselineRTT), rttGoal)
-	row("frames not echoed (whole calls, †)", lossStr(r.Unechoed, r.Sent), lossStr(r.BaselineUnechoed, r.BaselineSent), "",
-		"0 at 200 calls "+verdict(r.Unechoed == 0, fmt.Sprint(r.Unechoed, " frames")))
+	row("frames not echoed (whole calls, †)", lossStr(r.Unechoed, r.Sent), lossStr(r.BaselineUnechoed, r.BaselineSent), "", "")
+	row("frames not echoed (steady window)", lossStr(r.WindowUnechoed, r.WindowSent), "", "",
+		"0 at 200 calls "+verdict(r.WindowUnechoed == 0, fmt.Sprint(r.WindowUnechoed, " frames")))
 	row("RTP sequence gaps Asterisk→client", fmt.Sprint(r.SeqLost), "", "", "")
 	row(cpuPerCallMinUnit+" Patchbay", cpuStr(r, "patchbay"), "", "",
 		fmt.Sprintf("≤ %.2f %s", GoalPatchbayCPU, cpuVerdict(r, "patchbay", GoalPatchbayCPU)))

@@ -769,6 +769,9 @@ func (c *call) report() *Report {
 	}
 	r.RTTs = append([]time.Duration(nil), c.rtts...)
 	r.RTT = Summarize(r.RTTs)
+	if c.opus == nil {
+		r.NotEchoed = c.ring.notEchoed()
+	}
 	r.Gaps = append([]Gap(nil), c.gaps...)
 	r.Audio = append([]int16(nil), c.pcm...)
 	r.AudioRate = c.rate

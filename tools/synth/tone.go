@@ -93,14 +93,37 @@ type sendRing struct {
 		hash uint64
 		at   time.Time
 	}
+	// lost: send times of frames whose slot came round again before their echo did (lost, or later than the
+	// ring's 20 s), the first maxLostKept of them.
+	lost []time.Time
 }
+
+// maxLostKept bounds the send times a call keeps of frames never echoed.
+const maxLostKept = 4096
 
 func (r *sendRing) put(n uint32, p []byte, at time.Time) {
 	h := hash64(p)
 	r.mu.Lock()
 	s := &r.slots[n%ringSize]
+	if !s.at.IsZero() && len(r.lost) < maxLostKept {
+		r.lost = append(r.lost, s.at)
+	}
 	s.hash, s.at = h, at
 	r.mu.Unlock()
+}
+
+// notEchoed returns the send times of the frames not echoed so far: those given up on and those still awaited (in
+// flight, or lost), in send order as far as the ring keeps it.
+func (r *sendRing) notEchoed() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := append([]time.Time(nil), r.lost...)
+	for i := range r.slots {
+		if at := r.slots[i].at; !at.IsZero() && len(out) < maxLostKept {
+			out = append(out, at)
+		}
+	}
+	return out
 }
 
 // match returns the send time of an echoed payload, once.
