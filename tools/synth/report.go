@@ -84,7 +84,7 @@ type Report struct {
 	// NotEchoed are the send times of frames whose echo never came (G.711 calls; at most 4096), so that a loss
 	// can be placed in time: at setup, in a steady window, at hang-up (the last frame is usually in flight).
 	NotEchoed []time.Time
-	RTT  RTTSummary
+	RTT       RTTSummary
 
 	// HeardHz is the tone looked for in what was heard; Heard the result.
 	HeardHz float64
