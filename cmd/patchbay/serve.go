@@ -25,6 +25,9 @@ func runServe(ctx context.Context, args []string) error {
 	if os.Getenv("GOMEMLIMIT") == "" && cfg.Media.MemoryLimitMiB > 0 {
 		debug.SetMemoryLimit(int64(cfg.Media.MemoryLimitMiB) << 20)
 	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(cfg.Media.GCPercent)
+	}
 	srv, err := server.New(cfg, log)
 	if err != nil {
 		return err

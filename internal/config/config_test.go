@@ -86,6 +86,7 @@ func TestValidationNamesTheKey(t *testing.T) {
 		{"PATCHBAY_MEDIA_ICE_IPS", "not-an-ip", "media.ice_ips[0]"},
 		{"PATCHBAY_MEDIA_ICE_IPS", "127.0.0.1", "media.include_loopback"},
 		{"PATCHBAY_MEDIA_ICE_IPS", "0.0.0.0", "media.ice_ips[0]"},
+		{"PATCHBAY_MEDIA_GC_PERCENT", "5", "media.gc_percent"},
 		{"PATCHBAY_REDIS_ADDR", "localhost", "redis.addr"},
 		{"PATCHBAY_LOG_LEVEL", "loud", "log.level"},
 		{"PATCHBAY_AUTH_TOKEN_TTL", "soon", "token_ttl"},

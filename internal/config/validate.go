@@ -96,6 +96,9 @@ func (c *Config) Validate() error {
 	if c.Media.MemoryLimitMiB < 0 {
 		bad("media.memory_limit_mib", "%d is negative (0 means no limit)", c.Media.MemoryLimitMiB)
 	}
+	if c.Media.GCPercent < 10 || c.Media.GCPercent > 1000 {
+		bad("media.gc_percent", "%d out of range 10–1000 (Go's own default is 100)", c.Media.GCPercent)
+	}
 	if a.BenchWebRTCEndpoints < 0 || a.BenchWebRTCEndpoints > 5000 {
 		bad("asterisk.bench_webrtc_endpoints", "%d out of range 0-5000", a.BenchWebRTCEndpoints)
 	}
