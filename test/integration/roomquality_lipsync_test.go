@@ -15,7 +15,7 @@ import (
 
 const (
 	lipSyncMeasure = 22 * time.Second // ~22 flash/beep pairs at one a second
-	lipSyncSettle  = 4 * time.Second  // jitter buffers and the browser's A/V sync settle after the first frames
+	lipSyncSettle  = 20 * time.Second // the longest the browser may take to line sound and picture up
 	lipSyncP95     = 80.0             // ms: issue 16's bound on p95 of |audio − video| (goal 60)
 )
 
@@ -58,7 +58,23 @@ func TestRoomQualityLipSync(t *testing.T) {
 	if err := bob.WaitFor(ctx, "alice's frames", `(() => { const v = document.querySelector('`+tile+`'); return v && v.videoWidth > 0 && !v.paused; })()`, 15*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(lipSyncSettle)
+	// The browser lines sound and picture up step by step (Chrome moves a stream's delay by at most 80 ms a second)
+	// once it has two sender reports of each: wait until it says it plays them within 30 ms of each other on the
+	// reports' clock (estimatedPlayoutTimestamp), twice in a row, before measuring what it really does.
+	settle := time.Now()
+	for streak := 0; streak < 2; {
+		if time.Since(settle) > lipSyncSettle {
+			logPlayout(t, ctx, bob, "unsettled")
+			t.Fatalf("bob's browser does not play alice's sound and picture in step after %v (no sender reports, or not one stream?)", lipSyncSettle)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if skew, ok := playoutSkew(ctx, bob); ok && skew > -30 && skew < 30 {
+			streak++
+		} else {
+			streak = 0
+		}
+	}
+	t.Logf("bob's browser plays alice's sound and picture in step %v after her frames arrived", time.Since(settle).Round(100*time.Millisecond))
 	logPlayout(t, ctx, bob, "before measuring")
 	ls, err := bob.MeasureLipSync(ctx, tile, "#remote", lipSyncMeasure, time.Second)
 	if err != nil {
@@ -88,6 +104,24 @@ func logPlayout(t *testing.T, ctx context.Context, p *testenv.Page, when string)
 		t.Logf("%s: playout stats %s: %v", p.Name, when, err)
 		return
 	}
+	skew := "unknown (no sender report on one of them)"
+	if d, ok := skewOf(in); ok {
+		skew = fmt.Sprintf("%+.0f ms", d)
+	}
+	t.Logf("%s inbound %s: %+v; picture − sound playout position %s", p.Name, when, in, skew)
+}
+
+// playoutSkew is the page's picture − sound playout position (ms, on the clock of the sender reports; > 0 when the
+// picture shows newer content than the sound plays); false until both streams have had a sender report.
+func playoutSkew(ctx context.Context, p *testenv.Page) (float64, bool) {
+	in, err := p.LipSyncPlayout(ctx)
+	if err != nil {
+		return 0, false
+	}
+	return skewOf(in)
+}
+
+func skewOf(in []testenv.InboundPlayout) (float64, bool) {
 	var a, v float64
 	for _, s := range in {
 		switch s.Kind {
@@ -97,11 +131,7 @@ func logPlayout(t *testing.T, ctx context.Context, p *testenv.Page, when string)
 			v = s.PlayoutNTP
 		}
 	}
-	skew := "unknown (no sender report on one of them)"
-	if a > 0 && v > 0 {
-		skew = fmt.Sprintf("%+.0f ms", v-a)
-	}
-	t.Logf("%s inbound %s: %+v; picture − sound playout position %s", p.Name, when, in, skew)
+	return v - a, a > 0 && v > 0
 }
 
 func roundedMs(v []float64) []int {
