@@ -25,7 +25,7 @@ const (
 	// lipSyncMeasure is how long the receiving page times flashes and beeps (one of each a second), from the first
 	// frames of the sender's tile on: the browser's own synchronisation takes some seconds to line sound and picture
 	// up (Chrome moves a stream's delay a step a second), and at least lipSyncPairs pairs must follow.
-	lipSyncMeasure = 40 * time.Second
+	lipSyncMeasure = 36 * time.Second
 	lipSyncPairs   = 20
 	lipSyncNative  = 22 * time.Second // the ConfBridge baseline: nothing converges, every pair counts
 	lipSyncInStep  = 40.0             // ms: two pairs in a row within this of each other start the steady state
