@@ -25,7 +25,13 @@ type qualityEnv struct {
 
 func newQualityEnv(t *testing.T, edit func(*config.Config)) *qualityEnv {
 	t.Helper()
-	ast := testenv.StartAsterisk(t, testenv.AsteriskOptions{})
+	return newQualityEnvWith(t, testenv.AsteriskOptions{}, edit)
+}
+
+// newQualityEnvWith is newQualityEnv with Asterisk started with ao (extra endpoints and dialplan for a baseline).
+func newQualityEnvWith(t *testing.T, ao testenv.AsteriskOptions, edit func(*config.Config)) *qualityEnv {
+	t.Helper()
+	ast := testenv.StartAsterisk(t, ao)
 	pb := testenv.StartPatchbay(t, ast, testenv.PatchbayOptions{Config: func(c *config.Config) {
 		loopbackPage(c)
 		c.Media.Video = true

@@ -82,6 +82,7 @@ type API struct {
 	h264       bool
 	opusDTX    bool
 	lean       bool
+	ownReports bool // no report interceptors in reg: video peers get avSync's sender reports
 	log        *slog.Logger
 
 	disconnected, failed time.Duration
@@ -236,6 +237,7 @@ func NewAPI(o Options) (*API, error) {
 		h264:         o.Video && o.H264,
 		opusDTX:      o.OpusDTX,
 		lean:         !o.PionMedia && !o.pionDefaults && !o.RTCPReports,
+		ownReports:   !o.pionDefaults && !o.RTCPReports,
 		log:          log,
 		disconnected: disc,
 		failed:       failed,

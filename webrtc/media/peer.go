@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
@@ -50,6 +51,7 @@ type Peer struct {
 	video  chan *webrtc.TrackRemote // the browser's camera; only fed when video was negotiated
 	screen chan *webrtc.TrackRemote // the browser's screen share: its join offer's second video section (video.go)
 	vp8    bool                     // the API registers VP8
+	avs    *avSync                  // sender reports for lip sync; nil unless the join offer had video (avsync.go)
 
 	vmu        sync.Mutex // the video fields below
 	videoMids  []string   // mids of the join offer's video sections, in order: camera, then screen
@@ -78,7 +80,14 @@ func (a *API) Answer(ctx context.Context, offer string, o PeerOptions) (*Peer, s
 	if err != nil {
 		return nil, "", err
 	}
-	p, err := a.newPeer(law, o)
+	// A browser with video in a room gets sender reports on one clock for the mix and the cameras (avsync.go).
+	var avs *avSync
+	if a.video && a.ownReports {
+		if mids, _, err := offeredVideo(offer); err == nil && len(mids) > 0 {
+			avs = newAVSync(MixDelay)
+		}
+	}
+	p, err := a.newPeer(law, o, avs)
 	if err != nil {
 		return nil, "", err
 	}
@@ -96,7 +105,7 @@ func (a *API) Offer(ctx context.Context, law Codec, o PeerOptions) (*Peer, strin
 	if law != PCMU && law != PCMA && law != Opus {
 		return nil, "", fmt.Errorf("offer in codec %d: %w", law, ErrUnsupportedMedia)
 	}
-	p, err := a.newPeer(law, o)
+	p, err := a.newPeer(law, o, nil)
 	if err != nil {
 		return nil, "", err
 	}
@@ -108,7 +117,7 @@ func (a *API) Offer(ctx context.Context, law Codec, o PeerOptions) (*Peer, strin
 	return p, offer, nil
 }
 
-func (a *API) newPeer(law Codec, o PeerOptions) (*Peer, error) {
+func (a *API) newPeer(law Codec, o PeerOptions, avs *avSync) (*Peer, error) {
 	log := o.Logger
 	if log == nil {
 		log = a.log
@@ -119,7 +128,12 @@ func (a *API) newPeer(law Codec, o PeerOptions) (*Peer, error) {
 	se := a.se
 	se.SetDTLSKeyLogWriter(tp)
 	se.SetDTLSServerHelloMessageHook(tp.serverHello)
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(a.me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(a.reg))
+	reg := a.reg
+	if avs != nil {
+		reg = &interceptor.Registry{}
+		reg.Add(avSyncFactory{avs})
+	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(a.me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(reg))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, fmt.Errorf("create peer connection: %w", err)
@@ -142,6 +156,7 @@ func (a *API) newPeer(law Codec, o PeerOptions) (*Peer, error) {
 		video:  make(chan *webrtc.TrackRemote, 1),
 		screen: make(chan *webrtc.TrackRemote, 1),
 		vp8:    a.video,
+		avs:    avs,
 		up:     make(chan struct{}),
 		dead:   make(chan struct{}),
 	}
@@ -396,7 +411,11 @@ func (p *Peer) setLocal(ctx context.Context, desc webrtc.SessionDescription) (st
 		return "", errors.New("local description has no ICE ufrag")
 	}
 	p.a.demux.register(u, p)
-	return stripRTCPCandidates(ld.SDP), nil
+	sdp := stripRTCPCandidates(ld.SDP)
+	if p.avs != nil {
+		sdp = syncMsid(sdp, p.track.StreamID())
+	}
+	return sdp, nil
 }
 
 // sdpUfrag is the first a=ice-ufrag of an SDP (pion writes the same one in every media section).

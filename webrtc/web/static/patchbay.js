@@ -370,7 +370,7 @@ export class PatchbayCall extends Emitter {
     pc.ontrack = (e) => {
       const MS = globalThis.MediaStream;
       this.remoteStream = (e.streams && e.streams[0]) || (MS ? new MS([e.track]) : null);
-      this.emit("track", { stream: this.remoteStream, track: e.track });
+      this.emit("track", { stream: this.remoteStream, track: e.track, streams: e.streams ? [...e.streams] : [] });
     };
     return pc;
   }
@@ -705,7 +705,7 @@ export class PatchbayRoom extends PatchbayCall {
     this.screenStream = null;
     this._screenTx = null;
     this._shareClaim = null; // {resolve, reject, timer} while a "share" "start" awaits the room's word
-    this.on("track", ({ track, stream }) => this.#onTrack(track, stream));
+    this.on("track", ({ track, stream, streams }) => this.#onTrack(track, stream, streams));
   }
 
   /** Participants as an array, you first, then in joining order. */
@@ -939,13 +939,17 @@ export class PatchbayRoom extends PatchbayCall {
     super._end(cause, code, extra);
   }
 
-  #onTrack(track, stream) {
+  #onTrack(track, stream, streams = []) {
     if (track.kind === "audio") {
       this.audioStream = stream;
       this.emit("audio", { stream });
       return;
     }
-    // The SFU names each forwarded camera's stream after its participant, and a screen share "screen-" + id.
+    // The SFU names each forwarded camera's stream after its participant, and a screen share "screen-" + id. A
+    // camera is in the room audio's stream too (the browser synchronises the audio and video of one stream): that
+    // one names no participant.
+    const audioId = this.audioStream ? this.audioStream.id : "";
+    stream = streams.find((s) => s.id !== audioId && !s.id.startsWith("patchbay-")) || stream;
     const sid = (stream && stream.id) || "";
     if (sid.startsWith("screen-")) {
       this.#onScreen(sid.slice("screen-".length), stream, track);
