@@ -30,7 +30,7 @@ const srInterval = time.Second
 // MixDelay is how long a sound has been on its way from Patchbay into Asterisk's mix and back when Patchbay
 // receives it in the mix (the relay's queue into chan_websocket, softmix's 20 ms mixing, the way back): the
 // audio's sender reports date it that much earlier than it is sent on. Set from TestRoomQualityLipSync: with
-// 60 ms the browser settled with the sound 15–40 ms behind the picture, with 80 ms within −7…+35 ms
+// 60 ms the browser settled with the sound 15–40 ms behind the picture, with 80 ms within −15…+40 ms
 // (docs/benchmarks.md).
 const MixDelay = 80 * time.Millisecond
 
