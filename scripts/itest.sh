@@ -20,13 +20,12 @@ cd "$(dirname "$0")/.."
 GO="${GO:-go}"
 TIMEOUT="${ITEST_TIMEOUT:-25m}"
 LOGS="${ITEST_LOG_DIR:-/tmp/patchbay-integration}"
-# Lanes: two. The tests marked testenv.Heavy (below) run one at a time whatever their lane, so they all go in the
-# first lane, with the longest Sensitive ones, where none of them ever waits for another; the second lane runs
-# everything else beside them (its few Sensitive tests wait while a Heavy one runs). With the Heavy tests split
-# over both lanes, one lane spent up to 4 minutes waiting for the other's. Three lanes on two cores starved the
+# Lanes: two. The tests marked testenv.Heavy or testenv.Sensitive (below) never run beside another lane's Heavy
+# test, so they all go in the first lane, where none of them ever waits; the second lane runs everything else
+# beside them. Split over both lanes, one lane spent 4–5 minutes waiting for the other's Heavy tests. Three lanes on two cores starved the
 # audio of each other's tests (load average 20–30, a third of the browser tests failing beside the others and
 # passing alone).
-DEFAULT_LANES='^(TestNetworkSessionTimers|TestNetworkLinkDown|TestNetworkBlockedUDP|TestNetworkPageRelayAndResume|TestClusterTwoNodes|TestCTIAgentConsole|TestOpusBrowsersHearWideband|TestPhoneCallRingsEveryTabFirstAnswerWins|TestRoomQuality.*|TestRoomVideoBetweenTwoBrowsers)$'
+DEFAULT_LANES='^(TestNetworkSessionTimers|TestNetworkLinkDown|TestNetworkBlockedUDP|TestNetworkPageRelayAndResume|TestClusterTwoNodes|TestCTIAgentConsole|TestOpusBrowsersHearWideband|TestPhoneCallRingsEveryTabFirstAnswerWins|TestRoomQuality.*|TestRoomVideoBetweenTwoBrowsers|TestCTICalls|TestNetworkResume|TestOpusSyntheticCalls)$'
 read -r -a lanes <<<"${LANES:-$DEFAULT_LANES}"
 mkdir -p "$LOGS"
 # The lanes share one lock file: a test marked testenv.Heavy (several browsers, two nodes) runs alone, a test
