@@ -31,7 +31,7 @@ func runBench(ctx context.Context, args []string) error {
 	codec := fs.String("codec", "pcmu", "what the callers offer: pcmu, or opus (Opus first, then PCMU, as browsers do)")
 	pairs := fs.Bool("pairs", false, "browser ⇄ browser calls: caller bench-N dials the user bench-callee-N, whose own synthetic browser answers and sends back what it hears (the echo crosses both legs); --to is unused")
 	n := fs.IntP("calls", "n", 50, "concurrent Patchbay calls")
-	rate := fs.Float64("rate", 20, "calls started per second during the ramp")
+	rate := fs.Float64("rate", 5, "calls started per second during the ramp (at 20/s Asterisk's own WebRTC setup falls behind on one core)")
 	settle := fs.Duration("settle", 3*time.Second, "pause after the ramp before the steady window")
 	steady := fs.Duration("steady", 60*time.Second, "steady window over which CPU, memory, RTT and loss are measured")
 	baseCalls := fs.Int("baseline-calls", 0, "plain-RTP baseline calls beside the Patchbay calls (default N/10, 1..20; -1: none)")
