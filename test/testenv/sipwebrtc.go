@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/patchbay/patchbay/tools/bench"
+
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 )
@@ -220,25 +222,10 @@ func (c *NativeCall) contact() *sip.ContactHeader {
 
 // register sends REGISTER (expires 0 unregisters), answering a digest challenge.
 func (c *NativeCall) register(ctx context.Context, expires int) error {
-	to := c.server
-	to.User = c.n.User
-	req := sip.NewRequest(sip.REGISTER, to)
-	req.AppendHeader(c.contact())
-	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(expires)))
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	res, err := c.cl.Do(rctx, req, sipgo.ClientRequestRegisterBuild)
-	if err != nil {
-		return fmt.Errorf("native %s: REGISTER: %w", c.n.User, err)
-	}
-	if res.StatusCode == sip.StatusUnauthorized || res.StatusCode == sip.StatusProxyAuthRequired {
-		res, err = c.cl.DoDigestAuth(rctx, req, res, sipgo.DigestAuth{Username: c.n.User, Password: c.n.Pass})
-		if err != nil {
-			return fmt.Errorf("native %s: REGISTER with credentials: %w", c.n.User, err)
-		}
-	}
-	if !res.IsSuccess() {
-		return fmt.Errorf("native %s: REGISTER refused: %d %s", c.n.User, res.StatusCode, res.Reason)
+	if err := bench.Register(rctx, c.cl, c.server, *c.contact(), c.n.User, c.n.Pass, expires); err != nil {
+		return fmt.Errorf("native %s: %w", c.n.User, err)
 	}
 	return nil
 }

@@ -87,13 +87,13 @@ func NativeCall(ctx context.Context, eng *synth.Engine, n Native, i int, to stri
 
 	setup, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	if err := register(setup, cl, server, contact, user, pass, 300); err != nil {
+	if err := Register(setup, cl, server, contact, user, pass, 300); err != nil {
 		return nil, fmt.Errorf("native caller %s: %w", user, err)
 	}
 	defer func() {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		_ = register(uctx, cl, server, contact, user, pass, 0)
+		_ = Register(uctx, cl, server, contact, user, pass, 0)
 	}()
 
 	dc := sipgo.NewDialogClientCache(cl, contact)
@@ -131,8 +131,9 @@ func NativeCall(ctx context.Context, eng *synth.Engine, n Native, i int, to stri
 	return rep, err
 }
 
-// register sends REGISTER (expires 0 unregisters), answering a digest challenge.
-func register(ctx context.Context, cl *sipgo.Client, server sip.Uri, contact sip.ContactHeader, user, pass string, expires int) error {
+// Register sends REGISTER for user to server (expires 0 unregisters), answering a digest challenge. The lip-sync
+// test's native browsers register with it too (test/testenv/sipwebrtc.go).
+func Register(ctx context.Context, cl *sipgo.Client, server sip.Uri, contact sip.ContactHeader, user, pass string, expires int) error {
 	to := server
 	to.User = user
 	req := sip.NewRequest(sip.REGISTER, to)
