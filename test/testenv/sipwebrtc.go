@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -180,22 +178,11 @@ func (p *Page) DialNative(ctx context.Context, n NativeWebRTC, to string, send b
 }
 
 func newNativeCall(n NativeWebRTC) (*NativeCall, error) {
-	host, portStr, err := net.SplitHostPort(n.WSS)
+	server, err := bench.WSSServerURI(n.WSS)
 	if err != nil {
-		return nil, fmt.Errorf("native WSS address %q: %w", n.WSS, err)
+		return nil, err
 	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return nil, fmt.Errorf("native WSS port %q: %w", portStr, err)
-	}
-	quiet := slog.New(slog.DiscardHandler)
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent(n.User), sipgo.WithUserAgenTLSConfig(n.TLS),
-		sipgo.WithUserAgentTransportLayerOptions(
-			sip.WithTransportLayerLogger(quiet),
-			sip.WithTransportLayerTransports(sip.TransportsConfig{WSS: &sip.TransportWSS{TransportWS: &sip.TransportWS{
-				DialURI: func(addr string) string { return "wss://" + addr + "/ws" },
-			}}})),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quiet)))
+	ua, err := bench.NewWSSUserAgent(n.User, n.TLS)
 	if err != nil {
 		return nil, fmt.Errorf("native %s: user agent: %w", n.User, err)
 	}
@@ -204,13 +191,11 @@ func newNativeCall(n NativeWebRTC) (*NativeCall, error) {
 		_ = ua.Close()
 		return nil, fmt.Errorf("native %s: server: %w", n.User, err)
 	}
-	cl, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientLogger(quiet))
+	cl, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		_ = ua.Close()
 		return nil, fmt.Errorf("native %s: client: %w", n.User, err)
 	}
-	server := sip.Uri{Host: host, Port: port, UriParams: sip.NewParams()}
-	server.UriParams.Add("transport", "wss")
 	return &NativeCall{ua: ua, cl: cl, srv: srv, n: n, server: server}, nil
 }
 

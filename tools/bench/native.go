@@ -60,28 +60,21 @@ func placeNativeCall(ctx context.Context, eng *synth.Engine, o Options, i int) c
 // tests place one beside a browser to compare the two paths under the same conditions.
 func NativeCall(ctx context.Context, eng *synth.Engine, n Native, i int, to string, loopbackOnly bool, co synth.CallOptions) (*synth.Report, error) {
 	user, pass := n.Endpoint(i)
-	host, portStr, _ := net.SplitHostPort(n.WSS)
-	port, _ := strconv.Atoi(portStr)
-	quiet := slog.New(slog.DiscardHandler)
+	server, err := WSSServerURI(n.WSS)
+	if err != nil {
+		return nil, err
+	}
 	// One user agent per caller: each has its own WebSocket to Asterisk, as each browser would.
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent(user), sipgo.WithUserAgenTLSConfig(n.TLS),
-		sipgo.WithUserAgentTransportLayerOptions(
-			sip.WithTransportLayerLogger(quiet),
-			sip.WithTransportLayerTransports(sip.TransportsConfig{WSS: &sip.TransportWSS{TransportWS: &sip.TransportWS{
-				DialURI: func(addr string) string { return "wss://" + addr + "/ws" },
-			}}})),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quiet)))
+	ua, err := NewWSSUserAgent(user, n.TLS)
 	if err != nil {
 		return nil, fmt.Errorf("native caller %s: user agent: %w", user, err)
 	}
 	defer ua.Close()
-	cl, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientLogger(quiet))
+	cl, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		return nil, fmt.Errorf("native caller %s: client: %w", user, err)
 	}
 	defer cl.Close()
-	server := sip.Uri{Host: host, Port: port, UriParams: sip.NewParams()}
-	server.UriParams.Add("transport", "wss")
 	contact := sip.ContactHeader{Address: sip.Uri{User: user, Host: "127.0.0.1", UriParams: sip.NewParams()}}
 	contact.Address.UriParams.Add("transport", "ws")
 
@@ -129,6 +122,33 @@ func NativeCall(ctx context.Context, eng *synth.Engine, n Native, i int, to stri
 		err = nil // the caller ended it
 	}
 	return rep, err
+}
+
+// NewWSSUserAgent is a SIP user agent that reaches Asterisk over WSS (its /ws path), logging nothing.
+func NewWSSUserAgent(user string, tlsConf *tls.Config) (*sipgo.UserAgent, error) {
+	quiet := slog.New(slog.DiscardHandler)
+	return sipgo.NewUA(sipgo.WithUserAgent(user), sipgo.WithUserAgenTLSConfig(tlsConf),
+		sipgo.WithUserAgentTransportLayerOptions(
+			sip.WithTransportLayerLogger(quiet),
+			sip.WithTransportLayerTransports(sip.TransportsConfig{WSS: &sip.TransportWSS{TransportWS: &sip.TransportWS{
+				DialURI: func(addr string) string { return "wss://" + addr + "/ws" },
+			}}})),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quiet)))
+}
+
+// WSSServerURI is the SIP URI of Asterisk's WSS listener at host:port.
+func WSSServerURI(addr string) (sip.Uri, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return sip.Uri{}, fmt.Errorf("native WSS address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return sip.Uri{}, fmt.Errorf("native WSS port %q: %w", portStr, err)
+	}
+	u := sip.Uri{Host: host, Port: port, UriParams: sip.NewParams()}
+	u.UriParams.Add("transport", "wss")
+	return u, nil
 }
 
 // Register sends REGISTER for user to server (expires 0 unregisters), answering a digest challenge. The lip-sync
