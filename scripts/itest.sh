@@ -9,6 +9,7 @@
 #   ITEST_RUN               what the last lane runs among the tests no other lane runs (default: all of them)
 #   ITEST_TIMEOUT           each lane's timeout (default 25m)
 #   ITEST_LOG_DIR           where each lane's full log goes (default /tmp/patchbay-integration)
+#   ITEST_TMPDIR            the tests' TMPDIR, emptied first (default /tmp/patchbay-itest-tmp, a tmpfs mounted there)
 #   ITEST_RETRY=0           fail at once instead of running the failed tests again, alone (see the end)
 #   ITEST_BUDGET=1140       seconds the lanes and the retries may take together: failed tests are run again only
 #                           if the lanes' time plus the failed tests' own durations fits (make test's 25 minutes
@@ -31,6 +32,20 @@ mkdir -p "$LOGS"
 # The lanes share one lock file: a test marked testenv.Heavy (several browsers, two nodes) runs alone, a test
 # marked testenv.Sensitive (tight timed audio checks) only beside other Sensitive ones or unmarked tests.
 export PATCHBAY_ITEST_LANE_LOCK="$LOGS/lane.lock"
+# The tests' temporary files (browser profiles, Prometheus and Redis data, phones' recordings) go to a tmpfs: on the
+# host's disk a writeback stall froze every process writing at once, in both lanes, failing whatever audio was
+# being timed then. The test Asterisks' own dirs are on a tmpfs too (testenv.StartAsterisk).
+# It is mounted here rather than borrowed from /dev/shm, which some hosts mount noexec (the tests run binaries they
+# build into TMPDIR), and left mounted for the next run.
+export TMPDIR="${ITEST_TMPDIR:-/tmp/patchbay-itest-tmp}"
+mkdir -p "$TMPDIR" || exit 1
+if ! mountpoint -q "$TMPDIR"; then
+	mount -t tmpfs -o size=6g,mode=1777 patchbay-itest "$TMPDIR" || {
+		echo "itest.sh: cannot mount a tmpfs on $TMPDIR (the integration tests run as root)" >&2
+		exit 1
+	}
+fi
+find "$TMPDIR" -mindepth 1 -delete
 
 # Build the test binary once, so lanes do not race to compile it.
 bin="$LOGS/integration.test"

@@ -132,8 +132,8 @@ func StartAsterisk(t testing.TB, opts AsteriskOptions) *Asterisk {
 	a.Dir = filepath.Join(root, chrootDir)
 	// The parent must be traversable by the chroot's asterisk user; MkdirAll would leave it 0750 root.
 	parent := filepath.Join(root, astInstancesDir)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		t.Fatalf("create %s: %v", parent, err)
+	if err := astEnsureInstancesTmpfs(root); err != nil {
+		t.Fatalf("%v", err)
 	}
 	if err := os.Chmod(parent, 0o755); err != nil {
 		t.Fatalf("chmod %s: %v", parent, err)
@@ -510,6 +510,26 @@ func astAcquireMounts(root, id string) error {
 			return holders, err
 		}
 		return append(holders, fmt.Sprintf("%d %s", os.Getpid(), id)), nil
+	})
+}
+
+// astEnsureInstancesTmpfs mounts a tmpfs on the chroot's instances dir, once per boot, and leaves it mounted:
+// a failed test's instance dir is kept there for inspection. Every test Asterisk logs, spools and keeps its
+// astdb there; on the host's disk, a writeback stall froze the instances of both lanes at once (ARI timing out
+// on all of them within 30 ms), failing whichever tests were timing audio at that moment.
+func astEnsureInstancesTmpfs(root string) error {
+	return astWithMountLock(root, func(holders []string) ([]string, error) {
+		target := filepath.Join(root, astInstancesDir)
+		if astIsMountPoint(target) {
+			return holders, nil
+		}
+		if err := os.MkdirAll(target, 0o755); err != nil {
+			return holders, fmt.Errorf("create %s: %w", target, err)
+		}
+		if err := syscall.Mount("patchbay-test", target, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "mode=0755,size=2g"); err != nil {
+			return holders, fmt.Errorf("mount a tmpfs on %s for the test Asterisks' logs and spool: %w", target, err)
+		}
+		return holders, nil
 	})
 }
 
