@@ -90,17 +90,22 @@ func TestRoomQualityLipSync(t *testing.T) {
 	}
 	logPlayout(t, ctx, bob, "after measuring")
 	pbSteady := checkLipSync(t, "Patchbay room (SFU video, Asterisk bridge mix)", ls, true)
-	if pbSteady.AbsP95 > lipSyncP95 {
+	if pbSteady.AbsP95 > lipSyncP95 || pbSteady.N < lipSyncPairs {
 		// On this 2-core host the test's own browsers, Patchbay and Asterisk fill both cores, and a stall of the
 		// audio path now and then grows the receiver's audio buffer, which the browser's synchronisation then
 		// chases for seconds (docs/benchmarks.md). One more window tells such a disturbance from a lasting
 		// offset, which fails both.
-		t.Logf("p95 of |audio − video| once in step is %.0f ms, over %.0f ms: measuring once more", pbSteady.AbsP95, lipSyncP95)
+		// The browser lining up late (17 s once, beside the other lane) leaves too few pairs: the same remedy.
+		t.Logf("once in step: %d pairs, p95 of |audio − video| %.0f ms (want ≥ %d pairs, ≤ %.0f ms): measuring once more",
+			pbSteady.N, pbSteady.AbsP95, lipSyncPairs, lipSyncP95)
 		if ls, err = bob.MeasureLipSync(ctx, tile, "#remote", lipSyncMeasure, time.Second); err != nil {
 			t.Fatal(err)
 		}
 		logPlayout(t, ctx, bob, "after measuring again")
 		pbSteady = checkLipSync(t, "Patchbay room, second window", ls, true)
+	}
+	if pbSteady.N < lipSyncPairs {
+		t.Errorf("only %d pairs once in step in the second window, want at least %d", pbSteady.N, lipSyncPairs)
 	}
 	if pbSteady.AbsP95 > lipSyncP95 {
 		t.Errorf("p95 of |audio − video| once in step is %.0f ms, want ≤ %.0f ms", pbSteady.AbsP95, lipSyncP95)
@@ -261,7 +266,7 @@ func checkLipSync(t *testing.T, what string, ls testenv.LipSync, converge bool) 
 	steady := testenv.SummariseOffsets(ls.Offsets[from:])
 	t.Logf("%s: in step after %d pairs (~%d s); steady state: %s", what, from, from, steady)
 	if steady.N < lipSyncPairs {
-		t.Fatalf("%s: only %d pairs once in step, want at least %d", what, steady.N, lipSyncPairs)
+		t.Logf("%s: only %d pairs once in step, want at least %d", what, steady.N, lipSyncPairs)
 	}
 	return steady
 }

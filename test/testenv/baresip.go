@@ -173,9 +173,16 @@ func StartBaresip(t testing.TB, o BaresipOptions) *Baresip {
 		t.Fatalf("baresip %s: registrar %q must be host:port: %v", o.Name, o.Registrar, err)
 	}
 
+	// A short path: baresip's sndfile module builds each recording's file name in a 128-byte buffer and cuts
+	// longer ones silently, and t.TempDir() paths carry the test's name.
+	dir, err := os.MkdirTemp("", "pb-baresip-")
+	if err != nil {
+		t.Fatalf("baresip %s: make its config dir: %v", o.Name, err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	b := &Baresip{
 		Name:     o.Name,
-		Dir:      t.TempDir(),
+		Dir:      dir,
 		opts:     o,
 		changed:  make(chan struct{}),
 		consumed: map[int]bool{},
