@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -219,6 +220,16 @@ func TestAnswerCarriesAudioBothWays(t *testing.T) {
 					}
 					if pk.PayloadType != tc.pt || len(pk.Payload) != 160 {
 						t.Fatalf("client got PT %d len %d", pk.PayloadType, len(pk.Payload))
+					}
+					if mode == ModePion { // the browser's receiver report reaches Quality (read once the mode is known)
+						rr := &rtcp.ReceiverReport{Reports: []rtcp.ReceptionReport{{SSRC: uint32(ct.SSRC()), FractionLost: 64, TotalLost: 3}}}
+						for p.Quality().Reports == 0 && ctx.Err() == nil {
+							_ = c.pc.WriteRTCP([]rtcp.Packet{rr})
+							time.Sleep(20 * time.Millisecond)
+						}
+						if q := p.Quality(); q.Reports == 0 || q.TotalLost != 3 || q.FractionLost != 0.25 {
+							t.Fatalf("pion path: quality from the browser's receiver reports %+v", q)
+						}
 					}
 				case <-ctx.Done():
 					t.Fatal("client never got the server track")

@@ -67,8 +67,9 @@ type Peer struct {
 	closeErr  error
 	closeOnce sync.Once
 
-	rr     legReports     // what the browser's RTCP receiver reports say (quality.go)
-	readWG sync.WaitGroup // the RTCP reader of the audio sender; Close waits for it
+	rr     legReports        // what the browser's RTCP receiver reports say (quality.go)
+	sender *webrtc.RTPSender // the audio sender; its RTCP is read only on pion's path (decideMode)
+	readWG sync.WaitGroup    // the RTCP reader of the audio sender; Close waits for it
 }
 
 // Answer creates a peer for a browser's offer and returns the answer SDP with
@@ -239,6 +240,9 @@ func (p *Peer) decideMode(local, remote string) {
 	}
 	if m != ModeLean {
 		p.tap.state.Store(tapOff)
+		// On the lean path the demux reads the browser's RTCP itself (lean.go) and pion's sender never gets any:
+		// a reader there would be a goroutine and a buffer per call doing nothing.
+		p.readReports(p.sender)
 	} else if pt, ok := p.negotiatedPT(); ok {
 		p.tap.pt = pt
 	}
@@ -336,7 +340,7 @@ func (p *Peer) answer(ctx context.Context, offer string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("attach %s track: %w", p.law, err)
 	}
-	p.readReports(sender)
+	p.sender = sender
 	if err := p.preferLaw(offeredPT(offer, p.law)); err != nil {
 		return "", err
 	}
@@ -362,7 +366,7 @@ func (p *Peer) offer(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("add %s transceiver: %w", p.law, err)
 	}
-	p.readReports(tr.Sender())
+	p.sender = tr.Sender()
 	if err := p.preferLaw(p.law.PayloadType()); err != nil {
 		return "", err
 	}
