@@ -576,14 +576,16 @@ func ctiBlindToPSTN(t *testing.T, ctx context.Context, e *ctiEnv) {
 	if requestUser(m) != "+442079460555" || from != ctiCallerID || pai != ctiCallerID {
 		t.Errorf("carrier saw INVITE for %s from %s (PAI %s); want +442079460555 presenting the agent's %s", requestUser(m), from, pai, ctiCallerID)
 	}
-	time.Sleep(3 * time.Second)
+	time.Sleep(5 * time.Second)
 	// The carrier echoes: 101 hears its own tone back through the trunk.
 	if _, err := e.phones["101"].Command(ctx, "hangup", ""); err != nil {
 		t.Error(err)
 	}
 	s := e.phoneHeard(t, ctx, "101")
-	// The last 2 s before the hang-up (3 s after the transfer): baresip's recording holds only what arrived, so
-	// on a loaded host it runs behind the wall clock and an offset from start101 may fall past its end.
+	// The last 2 s before the hang-up (5 s after the carrier's INVITE): baresip's recording holds only what
+	// arrived, so on a loaded host it runs behind the wall clock and an offset from start101 may fall past its end;
+	// and what went missing in a stall shifts the tail back in time, toward the music on hold before the answer
+	// (once seen with 3 s here).
 	end := time.Duration(len(s)) * time.Second / 8000
 	p := phase{name: "through the carrier", from: end - 2*time.Second, to: end - 300*time.Millisecond}
 	v, h := heard(s, p, 0.5, phone101Hz)
