@@ -195,12 +195,7 @@ func TestDoctor(t *testing.T) {
 
 func freeUDPPort(t *testing.T) int {
 	t.Helper()
-	c, err := net.ListenPacket("udp", ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	return testenv.FreePorts(t, 1)[0] // outside the ephemeral range: nothing else takes it before the holder binds it
 }
 
 // writeTestCert writes a self-signed certificate for hosts, valid until notAfter, and returns its paths.

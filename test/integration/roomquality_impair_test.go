@@ -245,7 +245,9 @@ func impairedPhase(t *testing.T, ctx context.Context, link *testenv.ImpairedLink
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(time.Second) // every leg's audio settles into the mix
+	// Every leg's audio settles into the mix: with 1 s, the listener once lost both callers at once for 400 ms
+	// right after it, in the unimpaired phase, where 40 windows leave a margin of two.
+	time.Sleep(2 * time.Second)
 
 	up0, down0 := link.Stats()
 	link.Impair(seeded(imp, 1), seeded(imp, 2))

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -701,7 +702,13 @@ func astAppendFile(path, text string) error {
 	return f.Close()
 }
 
-// astFreePorts returns n distinct loopback ports free for both TCP and UDP at the time of the call.
+// Test ports come from 10000–19999: below the kernel's ephemeral range (32768–60999 by default), so no outgoing
+// connection can take one between the check here and the bind by whatever it was picked for (a port picked by
+// binding port 0 did get taken so once: a Patchbay's ICE-TCP port, in use by the time it started), and below the
+// test Asterisks' RTP slices (20000–29999).
+const testPortFirst, testPortCount = 10000, 10000
+
+// astFreePorts returns n distinct ports free for both TCP and UDP on every address at the time of the call.
 func astFreePorts(n int) ([]int, error) {
 	var ports []int
 	var holds []io.Closer
@@ -710,13 +717,16 @@ func astFreePorts(n int) ([]int, error) {
 			h.Close()
 		}
 	}()
-	for tries := 0; len(ports) < n && tries < 100; tries++ {
-		l, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
+	for tries := 0; len(ports) < n && tries < 1000; tries++ {
+		port := testPortFirst + int(astRandomUint16())%testPortCount
+		if slices.Contains(ports, port) {
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", port))
+		l, err := net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp4", fmt.Sprintf("0.0.0.0:%d", port))
 		if err != nil {
 			l.Close()
 			continue
@@ -725,7 +735,7 @@ func astFreePorts(n int) ([]int, error) {
 		ports = append(ports, port)
 	}
 	if len(ports) < n {
-		return nil, errors.New("no free loopback ports found")
+		return nil, fmt.Errorf("no %d free ports in %d-%d", n, testPortFirst, testPortFirst+testPortCount-1)
 	}
 	return ports, nil
 }

@@ -164,15 +164,10 @@ func (p *Patchbay) Dial(t testing.TB, ctx context.Context, user string, dial ...
 	return c
 }
 
-// FreeTCPPort returns a loopback TCP port that was free a moment ago.
+// FreeTCPPort returns a port that was free a moment ago, outside the kernel's ephemeral range (astFreePorts).
 func FreeTCPPort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free TCP port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return FreePorts(t, 1)[0]
 }
 
 type testWriter struct{ t testing.TB }

@@ -188,12 +188,11 @@ func redisPing(ctx context.Context, addr string) error {
 }
 
 func redisFreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := astFreePorts(1)
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
 }
 
 func redisLogTail(path string) string {
