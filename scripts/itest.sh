@@ -36,7 +36,7 @@ export PATCHBAY_ITEST_LANE_LOCK="$LOGS/lane.lock"
 # host's disk a writeback stall froze every process writing at once, in both lanes, failing whatever audio was
 # being timed then. The test Asterisks' own dirs are on a tmpfs too (testenv.StartAsterisk).
 # It is mounted here rather than borrowed from /dev/shm, which some hosts mount noexec (the tests run binaries they
-# build into TMPDIR), and left mounted for the next run.
+# build into TMPDIR), and unmounted at the end (lazily: a straggler may still hold a file).
 export TMPDIR="${ITEST_TMPDIR:-/tmp/patchbay-itest-tmp}"
 mkdir -p "$TMPDIR" || exit 1
 if ! mountpoint -q "$TMPDIR"; then
@@ -45,6 +45,7 @@ if ! mountpoint -q "$TMPDIR"; then
 		exit 1
 	}
 fi
+trap 'umount -l "$TMPDIR" 2>/dev/null' EXIT
 find "$TMPDIR" -mindepth 1 -delete
 
 # Build the test binary once, so lanes do not race to compile it.

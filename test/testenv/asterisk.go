@@ -131,11 +131,14 @@ func StartAsterisk(t testing.TB, opts AsteriskOptions) *Asterisk {
 	a := &Asterisk{Root: root, id: astRandomHex(6)}
 	chrootDir := filepath.Join(astInstancesDir, a.id)
 	a.Dir = filepath.Join(root, chrootDir)
-	// The parent must be traversable by the chroot's asterisk user; MkdirAll would leave it 0750 root.
-	parent := filepath.Join(root, astInstancesDir)
-	if err := astEnsureInstancesTmpfs(root); err != nil {
-		t.Fatalf("%v", err)
+	// proc, /dev and the instances' tmpfs, before anything is written into the instance dir.
+	if err := astAcquireMounts(root, a.id); err != nil {
+		t.Fatalf("mount proc, /dev and the instances' tmpfs in %s: %v", root, err)
 	}
+	a.mounted = true
+	t.Cleanup(func() { a.cleanup(t) })
+	// The parent must be traversable by the chroot's asterisk user.
+	parent := filepath.Join(root, astInstancesDir)
 	if err := os.Chmod(parent, 0o755); err != nil {
 		t.Fatalf("chmod %s: %v", parent, err)
 	}
@@ -153,7 +156,6 @@ func StartAsterisk(t testing.TB, opts AsteriskOptions) *Asterisk {
 	if err := os.WriteFile(filepath.Join(a.Dir, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		t.Fatalf("write instance owner file: %v", err)
 	}
-	t.Cleanup(func() { a.cleanup(t) })
 
 	a.CertDir = filepath.Join(a.Dir, "keys")
 	if _, err := certs.Ensure(certs.Options{Dir: a.CertDir, Hosts: []string{"localhost", "127.0.0.1"}}); err != nil {
@@ -204,11 +206,6 @@ func StartAsterisk(t testing.TB, opts AsteriskOptions) *Asterisk {
 	if err := astChownTree(a.Dir, uid, gid); err != nil {
 		t.Fatalf("hand the instance dir to the chroot's asterisk user: %v", err)
 	}
-
-	if err := astAcquireMounts(root, a.id); err != nil {
-		t.Fatalf("mount proc and /dev in %s: %v", root, err)
-	}
-	a.mounted = true
 
 	if err := a.start(); err != nil {
 		t.Fatalf("%v", err)
@@ -439,25 +436,46 @@ func (a *Asterisk) logTail() string {
 	return b.String()
 }
 
-// cleanup stops the instance, releases the mounts, and removes the instance dir unless the test
-// failed (then it keeps the logs and says where).
+// cleanup stops the instance, keeps its logs in ArtifactsDir() if the test failed (the instance dir is on a tmpfs
+// that goes with the last instance), removes the instance dir and releases the mounts.
 func (a *Asterisk) cleanup(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := a.Stop(ctx); err != nil {
 		t.Errorf("%v", err)
 	}
+	if t.Failed() {
+		a.keepLogs(t)
+	}
+	_ = os.RemoveAll(a.Dir)
 	if a.mounted {
 		if err := astReleaseMounts(a.Root, a.id); err != nil {
 			t.Errorf("release chroot mounts: %v", err)
 		}
 		a.mounted = false
 	}
-	if t.Failed() {
-		t.Logf("asterisk %s: kept %s for inspection (log %s)", a.id, a.Dir, a.LogPath)
-		return
+}
+
+// keepLogs copies the instance's console output and log files to ArtifactsDir()/<test>-asterisk-<id>.
+func (a *Asterisk) keepLogs(t testing.TB) {
+	dir := filepath.Join(ArtifactsDir(), strings.NewReplacer("/", "_").Replace(t.Name())+"-asterisk-"+a.id)
+	files := []string{a.LogPath}
+	if logs, err := filepath.Glob(filepath.Join(a.Dir, "log", "*")); err == nil {
+		files = append(files, logs...)
 	}
-	_ = os.RemoveAll(a.Dir)
+	var kept int
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if os.MkdirAll(dir, 0o755) == nil && os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644) == nil {
+			kept++
+		}
+	}
+	if kept > 0 {
+		t.Logf("asterisk %s: logs kept in %s", a.id, dir)
+	}
 }
 
 // ---- mounts shared by all instances and all test processes ----
@@ -510,28 +528,27 @@ func astAcquireMounts(root, id string) error {
 		if err := astEnsureMount(filepath.Join(root, "dev"), "/dev", "", syscall.MS_BIND); err != nil {
 			return holders, err
 		}
+		// The instances' logs, spools and astdb on a tmpfs: on the host's disk, a writeback stall froze the
+		// instances of both lanes at once (ARI timing out on all of them within 30 ms), failing whichever tests
+		// were timing audio at that moment.
+		if err := astEnsureTmpfs(filepath.Join(root, astInstancesDir)); err != nil {
+			return holders, err
+		}
 		return append(holders, fmt.Sprintf("%d %s", os.Getpid(), id)), nil
 	})
 }
 
-// astEnsureInstancesTmpfs mounts a tmpfs on the chroot's instances dir, once per boot, and leaves it mounted:
-// a failed test's instance dir is kept there for inspection. Every test Asterisk logs, spools and keeps its
-// astdb there; on the host's disk, a writeback stall froze the instances of both lanes at once (ARI timing out
-// on all of them within 30 ms), failing whichever tests were timing audio at that moment.
-func astEnsureInstancesTmpfs(root string) error {
-	return astWithMountLock(root, func(holders []string) ([]string, error) {
-		target := filepath.Join(root, astInstancesDir)
-		if astIsMountPoint(target) {
-			return holders, nil
-		}
-		if err := os.MkdirAll(target, 0o755); err != nil {
-			return holders, fmt.Errorf("create %s: %w", target, err)
-		}
-		if err := syscall.Mount("patchbay-test", target, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "mode=0755,size=2g"); err != nil {
-			return holders, fmt.Errorf("mount a tmpfs on %s for the test Asterisks' logs and spool: %w", target, err)
-		}
-		return holders, nil
-	})
+func astEnsureTmpfs(target string) error {
+	if astIsMountPoint(target) {
+		return nil
+	}
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", target, err)
+	}
+	if err := syscall.Mount("patchbay-test", target, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "mode=0755,size=2g"); err != nil {
+		return fmt.Errorf("mount a tmpfs on %s for the test Asterisks' logs and spools: %w", target, err)
+	}
+	return nil
 }
 
 func astReleaseMounts(root, id string) error {
@@ -547,7 +564,7 @@ func astReleaseMounts(root, id string) error {
 			return rest, nil
 		}
 		var errs []error
-		for _, m := range []string{"dev", "proc"} {
+		for _, m := range []string{astInstancesDir, "dev", "proc"} {
 			target := filepath.Join(root, m)
 			if !astIsMountPoint(target) {
 				continue
