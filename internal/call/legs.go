@@ -301,7 +301,10 @@ func (l *chanLeg) observe(ev ari.Event) (legState, string) {
 	case *ari.ChannelDestroyed:
 		if e.Channel.ID == l.id {
 			l.gone = true
-			if e.Cause != 0 {
+			// A hang-up request's cause says why the far side ended; a normal clearing at destruction can be the
+			// generic cause of whatever finished the channel off. A Local channel whose ;2 ran Hangup(17) asked
+			// ;1 to hang up with 17, and ;1 was now and then destroyed with 16.
+			if e.Cause != 0 && (e.Cause != normalClearing || l.cause == 0) {
 				l.cause = e.Cause
 			}
 			l.sip = e.TechCause
@@ -326,6 +329,9 @@ func (l *chanLeg) answer() (legState, string) {
 	l.up = true
 	return legAnswered, ""
 }
+
+// normalClearing is Q.850 cause 16.
+var normalClearing = wire.CauseCode(wire.CauseNormalClearing)
 
 // causeOf names a Q.850 cause, a normal clearing when Asterisk gave none.
 func causeOf(code int) string {
