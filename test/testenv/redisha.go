@@ -62,40 +62,6 @@ func startRedisProc(t testing.TB, bin, logPath string, port int, args ...string)
 	return p
 }
 
-// freeRedisPorts returns n loopback ports free for TCP, each with port+10000 free too (Redis Cluster's bus).
-func freeRedisPorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ports []int
-	var holds []net.Listener
-	defer func() {
-		for _, l := range holds {
-			l.Close()
-		}
-	}()
-	for tries := 0; len(ports) < n && tries < 200; tries++ {
-		l, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		if port+10000 > 65535 {
-			l.Close()
-			continue
-		}
-		bus, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", port+10000))
-		if err != nil {
-			l.Close()
-			continue
-		}
-		holds = append(holds, l, bus)
-		ports = append(ports, port)
-	}
-	if len(ports) < n {
-		t.Fatal("no free loopback ports for Redis")
-	}
-	return ports
-}
-
 func lookTool(t testing.TB, name, pkg string) string {
 	t.Helper()
 	bin, err := exec.LookPath(name)
@@ -133,7 +99,7 @@ func StartRedisSentinel(t testing.TB) *RedisSentinel {
 	server := lookTool(t, "redis-server", "redis-server")
 	sentinel := lookTool(t, "redis-sentinel", "redis-sentinel")
 	s := &RedisSentinel{MasterName: "pbmaster", t: t, dir: t.TempDir()}
-	ports := freeRedisPorts(t, 5)
+	ports := FreePorts(t, 5)
 	node := func(port int, extra ...string) *redisProc {
 		log := filepath.Join(s.dir, fmt.Sprintf("redis-%d.log", port))
 		args := append([]string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no",
@@ -271,10 +237,13 @@ func StartRedisCluster(t testing.TB) *RedisCluster {
 	cli := lookTool(t, "redis-cli", "redis-tools")
 	dir := t.TempDir()
 	rc := &RedisCluster{}
-	for _, port := range freeRedisPorts(t, 3) {
+	// Each node's cluster bus port is set, not left at port+10000, so that it too comes from FreePorts' range.
+	ports := FreePorts(t, 6)
+	for i, port := range ports[:3] {
 		log := filepath.Join(dir, fmt.Sprintf("redis-%d.log", port))
 		p := startRedisProc(t, server, log, port, "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "",
 			"--appendonly", "no", "--daemonize", "no", "--dir", dir, "--logfile", log, "--cluster-enabled", "yes",
+			"--cluster-port", strconv.Itoa(ports[3+i]),
 			"--cluster-config-file", fmt.Sprintf("nodes-%d.conf", port), "--cluster-node-timeout", "2000")
 		rc.Addrs = append(rc.Addrs, p.addr())
 	}
