@@ -320,6 +320,7 @@ func TestFaultAsteriskKilledAndFrozen(t *testing.T) {
 	insp := inspector(t, a)
 	pb := testenv.StartPatchbay(t, a, testenv.PatchbayOptions{Config: func(c *config.Config) {
 		c.ARI.SweepInterval = 2 * time.Second
+		c.ARI.DeadAfter = config.Defaults().ARI.DeadAfter // detection as deployed (testenv relaxes it)
 	}})
 	eng, err := synth.NewEngine(synth.EngineOptions{LoopbackOnly: true})
 	if err != nil {
