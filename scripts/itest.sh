@@ -32,9 +32,9 @@ mkdir -p "$LOGS"
 # The lanes share one lock file: a test marked testenv.Heavy (several browsers, two nodes) runs alone, a test
 # marked testenv.Sensitive (tight timed audio checks) only beside other Sensitive ones or unmarked tests.
 export PATCHBAY_ITEST_LANE_LOCK="$LOGS/lane.lock"
-# The tests' temporary files (browser profiles, Prometheus and Redis data, phones' recordings) go to a tmpfs: on the
-# host's disk a writeback stall froze every process writing at once, in both lanes, failing whatever audio was
-# being timed then. The test Asterisks' own dirs are on a tmpfs too (testenv.StartAsterisk).
+# The tests' temporary files (browser profiles, Prometheus and Redis data, phones' recordings) go to a tmpfs, so no
+# test waits on the host's disk (on a 2-core VM, /proc/pressure/io showed seconds of stalls per run). The test
+# Asterisks' own dirs are on a tmpfs too (testenv.StartAsterisk).
 # It is mounted here rather than borrowed from /dev/shm, which some hosts mount noexec (the tests run binaries they
 # build into TMPDIR), and unmounted at the end (lazily: a straggler may still hold a file).
 export TMPDIR="${ITEST_TMPDIR:-/tmp/patchbay-itest-tmp}"
@@ -49,8 +49,8 @@ trap 'umount -l "$TMPDIR" 2>/dev/null' EXIT
 find "$TMPDIR" -mindepth 1 -delete
 # What the tests execute is on it too: the Asterisk root (a copy; 365 MB) and the test binary. This host pages
 # out memory it finds idle (a DAMON "pageout" scheme: regions sampled idle for 60 s), clean file pages included,
-# and faults them back in from the disk: 18 million refaults in 15 hours, and test Asterisks that went seconds
-# without answering ARI. Without swap, nothing on a tmpfs can be paged out.
+# and faults them back in from the disk (18 million refaults in 15 hours). Without swap, nothing on a tmpfs can be
+# paged out.
 ast_root="${PATCHBAY_ASTERISK_ROOT:-/var/cache/patchbay/asterisk-root}"
 if [[ -x "$ast_root/usr/sbin/asterisk" ]]; then
 	cp -ax "$ast_root" "$TMPDIR/asterisk-root" || exit 1 # -x: not a proc or /dev a crashed run left mounted

@@ -528,9 +528,7 @@ func astAcquireMounts(root, id string) error {
 		if err := astEnsureMount(filepath.Join(root, "dev"), "/dev", "", syscall.MS_BIND); err != nil {
 			return holders, err
 		}
-		// The instances' logs, spools and astdb on a tmpfs: on the host's disk, a writeback stall froze the
-		// instances of both lanes at once (ARI timing out on all of them within 30 ms), failing whichever tests
-		// were timing audio at that moment.
+		// The instances' logs, spools and astdb on a tmpfs, so that no test Asterisk waits on the host's disk.
 		if err := astEnsureTmpfs(filepath.Join(root, astInstancesDir)); err != nil {
 			return holders, err
 		}
