@@ -43,11 +43,6 @@ func TestNetworkSessionTimers(t *testing.T) {
 		c.Asterisk.Trunk.Name = trunkName
 		loopbackPage(c)
 	}})
-	t.Cleanup(func() { // before Asterisk's own cleanup removes it
-		if t.Failed() {
-			keepArtifact(t, a.LogPath, "asterisk.out")
-		}
-	})
 	te := &trunkEnv{ast: a, pb: pb, sipp: sp}
 	te.waitTrunkReachable(t)
 	if _, err := a.CLI(context.Background(), "pjsip set logger on"); err != nil {
