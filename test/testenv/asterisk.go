@@ -755,6 +755,15 @@ func astFreePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
+// freePort is one port from astFreePorts.
+func freePort() (int, error) {
+	ports, err := astFreePorts(1)
+	if err != nil {
+		return 0, err
+	}
+	return ports[0], nil
+}
+
 func astRandomHex(nBytes int) string {
 	b := make([]byte, nBytes)
 	_, _ = rand.Read(b) // crypto/rand never fails on Linux

@@ -47,7 +47,7 @@ func StartPrometheus(t testing.TB, targets ...ScrapeTarget) *Prometheus {
 	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	port, err := promFreePort()
+	port, err := freePort()
 	if err != nil {
 		t.Fatalf("free port for Prometheus: %v", err)
 	}
@@ -172,12 +172,4 @@ func (p *Prometheus) TargetsUp(ctx context.Context) error {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
-}
-
-func promFreePort() (int, error) {
-	ports, err := astFreePorts(1)
-	if err != nil {
-		return 0, err
-	}
-	return ports[0], nil
 }

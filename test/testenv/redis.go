@@ -49,7 +49,7 @@ func StartRedis(t testing.TB) *Redis {
 	// try a few.
 	var lastErr error
 	for range 3 {
-		if r.port, err = redisFreePort(); err != nil {
+		if r.port, err = freePort(); err != nil {
 			t.Fatalf("find a free loopback port for Redis: %v", err)
 		}
 		if lastErr = r.start(); lastErr == nil {
@@ -185,14 +185,6 @@ func redisPing(ctx context.Context, addr string) error {
 		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
 	}
 	return nil
-}
-
-func redisFreePort() (int, error) {
-	ports, err := astFreePorts(1)
-	if err != nil {
-		return 0, err
-	}
-	return ports[0], nil
 }
 
 func redisLogTail(path string) string {
