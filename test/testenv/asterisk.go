@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -67,6 +68,11 @@ type Asterisk struct {
 	cmd     *exec.Cmd
 	done    chan struct{} // closed when cmd has exited
 	mounted bool
+	// The watchdog leaves an instance alone while it boots (ready false), while frozen on purpose, and for a few
+	// seconds after Thaw (quietUntil, unix ns) while it catches up.
+	ready, frozen atomic.Bool
+	quietUntil    atomic.Int64
+	watch         *asteriskWatch
 }
 
 // SamplePhones are the softphones every test instance has; passwords are random per instance.
@@ -215,6 +221,7 @@ func StartAsterisk(t testing.TB, opts AsteriskOptions) *Asterisk {
 	if err := a.waitReady(ctx); err != nil {
 		t.Fatalf("%v", err)
 	}
+	a.watch = a.startWatch(t)
 	t.Logf("asterisk %s up: ARI %s, SIP 127.0.0.1:%d (TLS %d), log %s", a.id, a.ARIURL(), a.SIPPort, a.SIPTLSPort, a.LogPath)
 	return a
 }
@@ -283,10 +290,17 @@ func (a *Asterisk) Kill(t testing.TB) {
 }
 
 // Freeze stops Asterisk with SIGSTOP (a hung process: sockets stay open, nothing answers); Thaw resumes it.
-func (a *Asterisk) Freeze(t testing.TB) { a.signal(t, syscall.SIGSTOP) }
+func (a *Asterisk) Freeze(t testing.TB) {
+	a.frozen.Store(true)
+	a.signal(t, syscall.SIGSTOP)
+}
 
 // Thaw resumes a frozen Asterisk with SIGCONT.
-func (a *Asterisk) Thaw(t testing.TB) { a.signal(t, syscall.SIGCONT) }
+func (a *Asterisk) Thaw(t testing.TB) {
+	a.quietUntil.Store(time.Now().Add(5 * time.Second).UnixNano())
+	a.signal(t, syscall.SIGCONT)
+	a.frozen.Store(false)
+}
 
 func (a *Asterisk) signal(t testing.TB, sig syscall.Signal) {
 	t.Helper()
@@ -362,6 +376,7 @@ func (a *Asterisk) Stop(ctx context.Context) error {
 }
 
 func (a *Asterisk) start() error {
+	a.ready.Store(false)
 	logf, err := os.OpenFile(a.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("open Asterisk log %s: %w", a.LogPath, err)
@@ -421,6 +436,7 @@ func (a *Asterisk) waitReady(ctx context.Context) error {
 	if out, err := a.CLI(ctx, "core waitfullybooted"); err != nil {
 		return fmt.Errorf("asterisk %s did not finish booting: %w\n%s\n%s", a.id, err, out, a.logTail())
 	}
+	a.ready.Store(true)
 	return nil
 }
 
@@ -439,6 +455,7 @@ func (a *Asterisk) logTail() string {
 // cleanup stops the instance, keeps its logs in ArtifactsDir() if the test failed (the instance dir is on a tmpfs
 // that goes with the last instance), removes the instance dir and releases the mounts.
 func (a *Asterisk) cleanup(t testing.TB) {
+	a.watch.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := a.Stop(ctx); err != nil {

@@ -1,0 +1,284 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Test Asterisks have gone silent for seconds in CI runs (ARI pongs and REST answers missing, then everything
+// back at once) without a word in their logs, and not when the failing test ran alone. The watchdog below pings
+// every running, unfrozen instance and, when an answer is late, records what was happening on both ends of the
+// socket at that moment, to find the cause rather than guess it.
+
+const (
+	watchEvery = 500 * time.Millisecond
+	// watchLate is when a ping answer counts as a stall: an idle Asterisk answers in well under 10 ms and a busy
+	// lane in under 100 ms.
+	watchLate = 1500 * time.Millisecond
+	// watchMaxCaptures bounds the files one instance can write.
+	watchMaxCaptures = 3
+)
+
+// asteriskWatch is one instance's watchdog; stop ends it and waits.
+type asteriskWatch struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (w *asteriskWatch) stop() {
+	if w == nil {
+		return
+	}
+	w.cancel()
+	<-w.done
+}
+
+// startWatch pings a's ARI until stopped. It skips instances that are stopped, killed or frozen on purpose.
+func (a *Asterisk) startWatch(t testing.TB) *asteriskWatch {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &asteriskWatch{cancel: cancel, done: make(chan struct{})}
+	go func() { // owned by w: cleanup stops it before the test ends
+		defer close(w.done)
+		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		defer client.CloseIdleConnections()
+		captures := 0
+		inStall := false
+		var queuedSince time.Time // when bytes were first seen waiting on an ARI socket, zero if none are
+		tick := time.NewTicker(watchEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			pid := a.PID()
+			if !a.watchable(pid) {
+				inStall, queuedSince = false, time.Time{}
+				continue
+			}
+			// A socket whose data sits unread is a stall even when a fresh connection's ping is answered: the
+			// events socket's reader may be the one stuck, on either side.
+			queued := ariQueued(a.HTTPPort)
+			switch {
+			case queued == "":
+				queuedSince = time.Time{}
+			case queuedSince.IsZero():
+				queuedSince = time.Now()
+			}
+			took, err := a.ping(ctx, client, watchLate)
+			if ctx.Err() != nil {
+				return
+			}
+			if a.PID() != pid || !a.watchable(pid) {
+				continue // stopped, restarted or frozen while the ping ran: not a stall
+			}
+			var problem string
+			switch {
+			case err != nil || took >= watchLate:
+				problem = fmt.Sprintf("ARI ping unanswered after %v (%v)", took.Round(time.Millisecond), err)
+			case queued != "" && time.Since(queuedSince) >= watchLate:
+				problem = fmt.Sprintf("bytes unread on ARI sockets for %v: %s", time.Since(queuedSince).Round(time.Millisecond), queued)
+			}
+			if problem == "" {
+				if inStall {
+					t.Logf("asterisk %s: ARI answers again (ping %v)", a.id, took.Round(time.Millisecond))
+				}
+				inStall = false
+				continue
+			}
+			if inStall || captures >= watchMaxCaptures {
+				continue
+			}
+			inStall = true
+			captures++
+			path := a.captureStall(ctx, client, pid, captures, problem, t.Name())
+			t.Logf("asterisk %s (pid %d): %s; state recorded in %s", a.id, pid, problem, path)
+		}
+	}()
+	return w
+}
+
+func (a *Asterisk) watchable(pid int) bool {
+	return pid != 0 && a.ready.Load() && !a.frozen.Load() && time.Now().UnixNano() > a.quietUntil.Load()
+}
+
+// ping times one GET /ari/asterisk/ping on a fresh connection.
+func (a *Asterisk) ping(ctx context.Context, client *http.Client, timeout time.Duration) (time.Duration, error) {
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, a.ARIURL()+"/ari/asterisk/ping", nil)
+	if err != nil {
+		return 0, err
+	}
+	req.SetBasicAuth(a.ARIUser, a.ARIPassword)
+	start := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return time.Since(start), err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return time.Since(start), fmt.Errorf("ARI ping: HTTP %d", resp.StatusCode)
+	}
+	return time.Since(start), nil
+}
+
+// captureStall writes what the host, Asterisk's threads, the ARI port's sockets and this process's goroutines
+// were doing into ArtifactsDir()/<test>-asterisk-<id>/stall-<n>.txt and returns the path.
+func (a *Asterisk) captureStall(ctx context.Context, client *http.Client, pid, n int, problem, test string) string {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%s asterisk %s pid %d: %s\n", time.Now().Format(time.RFC3339Nano), a.id, pid, problem)
+	for _, f := range []string{"/proc/loadavg", "/proc/pressure/cpu", "/proc/pressure/memory", "/proc/pressure/io"} {
+		data, _ := os.ReadFile(f)
+		fmt.Fprintf(&b, "--- %s\n%s", f, data)
+	}
+	writeThreads(&b, pid)
+	port := strconv.Itoa(a.HTTPPort)
+	b.WriteString("--- ss, the ARI port\n")
+	b.Write(runOut(ctx, 10*time.Second, "ss", "-tnmoiep", "state", "all", "( sport = :"+port+" or dport = :"+port+" )"))
+	b.WriteString("--- top threads\n")
+	b.Write(runOut(ctx, 10*time.Second, "top", "-b", "-H", "-n", "1", "-w", "200"))
+	// Still stuck? Then the threads again: what changed and what did not.
+	took2, err2 := a.ping(ctx, client, 2*time.Second)
+	fmt.Fprintf(&b, "--- second ping: %v, err %v\n", took2, err2)
+	if err2 != nil || took2 >= watchLate {
+		writeThreads(&b, pid)
+	}
+	writeFDs(&b, pid)
+	b.WriteString("--- this test process's goroutines\n")
+	_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
+
+	dir := filepath.Join(ArtifactsDir(), strings.NewReplacer("/", "_").Replace(test)+"-asterisk-"+a.id)
+	path := filepath.Join(dir, fmt.Sprintf("stall-%d.txt", n))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Sprintf("(not written: %v)", err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		return fmt.Sprintf("(not written: %v)", err)
+	}
+	return path
+}
+
+// ariQueued describes the IPv4 TCP sockets to or from port that hold unread or unacknowledged bytes (a listener's
+// rx_queue is its accept backlog), or returns "" when none do.
+func ariQueued(port int) string {
+	data, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		// sl local_address rem_address st tx_queue:rx_queue ...
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		if tcpPort(f[1]) != port && tcpPort(f[2]) != port {
+			continue
+		}
+		tx, rx, ok := strings.Cut(f[4], ":")
+		if !ok || (strings.Trim(tx, "0") == "" && strings.Trim(rx, "0") == "") {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%d->%d st %s tx:rx %s", tcpPort(f[1]), tcpPort(f[2]), f[3], f[4]))
+	}
+	return strings.Join(out, ", ")
+}
+
+// tcpPort is the port of a /proc/net/tcp address such as "0100007F:1F90".
+func tcpPort(addr string) int {
+	_, hex, ok := strings.Cut(addr, ":")
+	if !ok {
+		return 0
+	}
+	n, _ := strconv.ParseUint(hex, 16, 16)
+	return int(n)
+}
+
+// writeFDs lists pid's descriptors that are sockets, so a thread's fd and ss's inode meet.
+func writeFDs(b *bytes.Buffer, pid int) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		fmt.Fprintf(b, "--- fds: %v\n", err)
+		return
+	}
+	b.WriteString("--- socket fds (fd in hex: target)\n")
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join(dir, fd.Name()))
+		if err != nil || !strings.HasPrefix(target, "socket:") {
+			continue
+		}
+		n, _ := strconv.Atoi(fd.Name())
+		fmt.Fprintf(b, "%#x: %s\n", n, target)
+	}
+}
+
+// writeThreads lists pid's threads grouped by kernel state, wait channel and kernel stack, each with its
+// syscall number and first argument.
+func writeThreads(b *bytes.Buffer, pid int) {
+	base := fmt.Sprintf("/proc/%d/task", pid)
+	tids, err := os.ReadDir(base)
+	if err != nil {
+		fmt.Fprintf(b, "--- threads: %v\n", err)
+		return
+	}
+	groups := map[string][]string{}
+	for _, tid := range tids {
+		dir := filepath.Join(base, tid.Name())
+		comm, _ := os.ReadFile(filepath.Join(dir, "comm"))
+		stat, _ := os.ReadFile(filepath.Join(dir, "stat"))
+		wchan, _ := os.ReadFile(filepath.Join(dir, "wchan"))
+		stack, _ := os.ReadFile(filepath.Join(dir, "stack"))
+		// "nr arg1 ... sp pc": the syscall number and its first argument (the fd, for I/O) say what it waits on.
+		sys, _ := os.ReadFile(filepath.Join(dir, "syscall"))
+		sysf := strings.Fields(string(sys))
+		if len(sysf) > 2 {
+			sysf = sysf[:2]
+		}
+		state := "?"
+		if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
+			state = string(stat[i+2])
+		}
+		key := fmt.Sprintf("state %s wchan %s\n%s", state, wchan, stack)
+		groups[key] = append(groups[key], fmt.Sprintf("%s/%s%v", strings.TrimSpace(string(comm)), tid.Name(), sysf))
+	}
+	keys := make([]string, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	fmt.Fprintf(b, "--- %d threads at %s\n", len(tids), time.Now().Format("15:04:05.000"))
+	for _, k := range keys {
+		fmt.Fprintf(b, "[%d] %s\n%s\n", len(groups[k]), strings.Join(groups[k], " "), k)
+	}
+}
+
+var runOutMu sync.Mutex // one capture's commands at a time per process: they are heavy
+
+func runOut(ctx context.Context, timeout time.Duration, name string, args ...string) []byte {
+	runOutMu.Lock()
+	defer runOutMu.Unlock()
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	out, err := exec.CommandContext(cctx, name, args...).CombinedOutput()
+	if err != nil {
+		out = append(out, fmt.Sprintf("(%s: %v)\n", name, err)...)
+	}
+	return out
+}
