@@ -407,29 +407,19 @@ func (a *Asterisk) waitReady(ctx context.Context) error {
 	done := a.done
 	a.mu.Unlock()
 	client := &http.Client{Timeout: 2 * time.Second}
-	url := a.ARIURL() + "/ari/asterisk/info"
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return fmt.Errorf("build ARI request: %w", err)
+		status, err := a.ariGet(ctx, client, "/ari/asterisk/info")
+		if err == nil && status == http.StatusOK {
+			break
 		}
-		req.SetBasicAuth(a.ARIUser, a.ARIPassword)
-		resp, err := client.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-			if resp.StatusCode == http.StatusUnauthorized {
-				return fmt.Errorf("asterisk %s: ARI refused the test credentials (401); check ari.conf\n%s", a.id, a.logTail())
-			}
+		if status == http.StatusUnauthorized {
+			return fmt.Errorf("asterisk %s: ARI refused the test credentials (401); check ari.conf\n%s", a.id, a.logTail())
 		}
 		select {
 		case <-done:
 			return fmt.Errorf("asterisk %s exited during startup; log tail:\n%s", a.id, a.logTail())
 		case <-ctx.Done():
-			return fmt.Errorf("asterisk %s: ARI at %s not answering: %w; log tail:\n%s", a.id, url, ctx.Err(), a.logTail())
+			return fmt.Errorf("asterisk %s: ARI at %s not answering: %w; log tail:\n%s", a.id, a.ARIURL(), ctx.Err(), a.logTail())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -438,6 +428,22 @@ func (a *Asterisk) waitReady(ctx context.Context) error {
 	}
 	a.ready.Store(true)
 	return nil
+}
+
+// ariGet sends GET path to ARI with the instance's credentials and returns the HTTP status.
+func (a *Asterisk) ariGet(ctx context.Context, client *http.Client, path string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.ARIURL()+path, nil)
+	if err != nil {
+		return 0, fmt.Errorf("build ARI request: %w", err)
+	}
+	req.SetBasicAuth(a.ARIUser, a.ARIPassword)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }
 
 func (a *Asterisk) logTail() string {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -120,22 +119,12 @@ func (a *Asterisk) watchable(pid int) bool {
 func (a *Asterisk) ping(ctx context.Context, client *http.Client, timeout time.Duration) (time.Duration, error) {
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, a.ARIURL()+"/ari/asterisk/ping", nil)
-	if err != nil {
-		return 0, err
-	}
-	req.SetBasicAuth(a.ARIUser, a.ARIPassword)
 	start := time.Now()
-	resp, err := client.Do(req)
-	if err != nil {
-		return time.Since(start), err
+	status, err := a.ariGet(rctx, client, "/ari/asterisk/ping")
+	if err == nil && status != http.StatusOK {
+		err = fmt.Errorf("ARI ping: HTTP %d", status)
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return time.Since(start), fmt.Errorf("ARI ping: HTTP %d", resp.StatusCode)
-	}
-	return time.Since(start), nil
+	return time.Since(start), err
 }
 
 // captureStall writes what the host, Asterisk's threads, the ARI port's sockets and this process's goroutines
