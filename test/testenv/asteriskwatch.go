@@ -55,7 +55,7 @@ func (a *Asterisk) startWatch(t testing.TB) *asteriskWatch {
 		defer client.CloseIdleConnections()
 		captures := 0
 		inStall := false
-		var queuedSince time.Time // when bytes were first seen waiting on an ARI socket, zero if none are
+		unreadSince := map[string]time.Time{} // ARI sockets with bytes unread, since when
 		tick := time.NewTicker(watchEvery)
 		defer tick.Stop()
 		for {
@@ -66,17 +66,28 @@ func (a *Asterisk) startWatch(t testing.TB) *asteriskWatch {
 			}
 			pid := a.PID()
 			if !a.watchable(pid) {
-				inStall, queuedSince = false, time.Time{}
+				inStall = false
+				clear(unreadSince)
 				continue
 			}
-			// A socket whose data sits unread is a stall even when a fresh connection's ping is answered: the
-			// events socket's reader may be the one stuck, on either side.
-			queued := ariQueued(a.HTTPPort)
-			switch {
-			case queued == "":
-				queuedSince = time.Time{}
-			case queuedSince.IsZero():
-				queuedSince = time.Now()
+			// A socket whose received bytes sit unread is a stall even when a fresh connection's ping is answered:
+			// the events socket's reader may be the one stuck, on either side. (Unacknowledged bytes are not: a
+			// request waiting for its answer holds its ACK back.)
+			now := time.Now()
+			unread := ariUnread(a.HTTPPort)
+			for sock := range unreadSince {
+				if _, ok := unread[sock]; !ok {
+					delete(unreadSince, sock)
+				}
+			}
+			var stuck []string
+			for sock, n := range unread {
+				since, ok := unreadSince[sock]
+				if !ok {
+					unreadSince[sock] = now
+				} else if now.Sub(since) >= watchLate {
+					stuck = append(stuck, fmt.Sprintf("%s: %d bytes for %v", sock, n, now.Sub(since).Round(time.Millisecond)))
+				}
 			}
 			took, err := a.ping(ctx, client, watchLate)
 			if ctx.Err() != nil {
@@ -89,12 +100,13 @@ func (a *Asterisk) startWatch(t testing.TB) *asteriskWatch {
 			switch {
 			case err != nil || took >= watchLate:
 				problem = fmt.Sprintf("ARI ping unanswered after %v (%v)", took.Round(time.Millisecond), err)
-			case queued != "" && time.Since(queuedSince) >= watchLate:
-				problem = fmt.Sprintf("bytes unread on ARI sockets for %v: %s", time.Since(queuedSince).Round(time.Millisecond), queued)
+			case len(stuck) > 0:
+				sort.Strings(stuck)
+				problem = "bytes unread on ARI sockets: " + strings.Join(stuck, ", ")
 			}
 			if problem == "" {
 				if inStall {
-					t.Logf("asterisk %s: ARI answers again (ping %v)", a.id, took.Round(time.Millisecond))
+					t.Logf("asterisk %s: ARI is well again (ping %v, nothing left unread)", a.id, took.Round(time.Millisecond))
 				}
 				inStall = false
 				continue
@@ -163,30 +175,30 @@ func (a *Asterisk) captureStall(ctx context.Context, client *http.Client, pid, n
 	return path
 }
 
-// ariQueued describes the IPv4 TCP sockets to or from port that hold unread or unacknowledged bytes (a listener's
-// rx_queue is its accept backlog), or returns "" when none do.
-func ariQueued(port int) string {
+// ariUnread returns the IPv4 TCP sockets to or from port whose receive queue holds bytes ("local->remote" to
+// their count); a listener's is its accept backlog.
+func ariUnread(port int) map[string]int {
 	data, err := os.ReadFile("/proc/net/tcp")
 	if err != nil {
-		return ""
+		return nil
 	}
-	var out []string
+	out := map[string]int{}
 	for _, line := range strings.Split(string(data), "\n")[1:] {
 		// sl local_address rem_address st tx_queue:rx_queue ...
 		f := strings.Fields(line)
 		if len(f) < 5 {
 			continue
 		}
-		if tcpPort(f[1]) != port && tcpPort(f[2]) != port {
+		local, remote := tcpPort(f[1]), tcpPort(f[2])
+		if local != port && remote != port {
 			continue
 		}
-		tx, rx, ok := strings.Cut(f[4], ":")
-		if !ok || (strings.Trim(tx, "0") == "" && strings.Trim(rx, "0") == "") {
-			continue
+		_, rxHex, _ := strings.Cut(f[4], ":")
+		if rx, _ := strconv.ParseUint(rxHex, 16, 32); rx > 0 {
+			out[fmt.Sprintf("%d->%d", local, remote)] = int(rx)
 		}
-		out = append(out, fmt.Sprintf("%d->%d st %s tx:rx %s", tcpPort(f[1]), tcpPort(f[2]), f[3], f[4]))
 	}
-	return strings.Join(out, ", ")
+	return out
 }
 
 // tcpPort is the port of a /proc/net/tcp address such as "0100007F:1F90".

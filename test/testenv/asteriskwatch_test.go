@@ -1,14 +1,14 @@
 package testenv
 
 import (
+	"fmt"
 	"net"
-	"strings"
 	"testing"
 	"time"
 )
 
-// ariQueued sees bytes that nobody reads on a socket of the port, and nothing once they are read.
-func TestARIQueuedSeesUnreadBytes(t *testing.T) {
+// ariUnread sees bytes that nobody reads on a socket of the port, and nothing once they are read.
+func TestARIUnreadSeesUnreadBytes(t *testing.T) {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -25,23 +25,24 @@ func TestARIQueuedSeesUnreadBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if q := ariQueued(port); q != "" {
-		t.Fatalf("idle sockets reported as queued: %s", q)
+	if q := ariUnread(port); len(q) != 0 {
+		t.Fatalf("idle sockets reported: %v", q)
 	}
 	if _, err := c.Write(make([]byte, 100)); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(2 * time.Second)
-	for ariQueued(port) == "" && time.Now().Before(deadline) {
+	for len(ariUnread(port)) == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if q := ariQueued(port); !strings.Contains(q, ":00000064") {
-		t.Fatalf("100 unread bytes not reported: %q", q)
+	server := fmt.Sprintf("%d->%d", port, c.LocalAddr().(*net.TCPAddr).Port)
+	if q := ariUnread(port); q[server] != 100 || len(q) != 1 {
+		t.Fatalf("want 100 unread bytes on %s only, got %v", server, q)
 	}
 	if _, err := s.Read(make([]byte, 100)); err != nil {
 		t.Fatal(err)
 	}
-	if q := ariQueued(port); q != "" {
-		t.Fatalf("read bytes still reported: %s", q)
+	if q := ariUnread(port); len(q) != 0 {
+		t.Fatalf("read bytes still reported: %v", q)
 	}
 }
