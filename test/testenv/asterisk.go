@@ -555,8 +555,35 @@ func astAcquireMounts(root, id string) error {
 		if err := astEnsureTmpfs(filepath.Join(root, astInstancesDir)); err != nil {
 			return holders, err
 		}
+		if err := astEnsureHosts(root); err != nil {
+			return holders, err
+		}
 		return append(holders, fmt.Sprintf("%d %s", os.Getpid(), id)), nil
 	})
+}
+
+// astEnsureHosts gives the chroot an /etc/hosts naming this host. Asterisk looks its host name up at every start
+// (pjproject's pj_gethostip); the root has no hosts file, so the lookup went to the network's DNS server, which
+// tests must not depend on or send to.
+func astEnsureHosts(root string) error {
+	name, err := os.Hostname()
+	if err != nil {
+		return fmt.Errorf("read the host name for the chroot's /etc/hosts: %w", err)
+	}
+	want := fmt.Sprintf("# Written by the Patchbay tests (testenv): the host name resolves without DNS.\n"+
+		"127.0.0.1\tlocalhost %[1]s\n::1\tlocalhost ip6-localhost ip6-loopback %[1]s\n", name)
+	path := filepath.Join(root, "etc", "hosts")
+	if have, err := os.ReadFile(path); err == nil && string(have) == want {
+		return nil
+	}
+	tmp := path + ".patchbay-tmp"
+	if err := os.WriteFile(tmp, []byte(want), 0o644); err != nil {
+		return fmt.Errorf("write the chroot's /etc/hosts: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write the chroot's /etc/hosts: %w", err)
+	}
+	return nil
 }
 
 func astEnsureTmpfs(target string) error {
