@@ -137,7 +137,10 @@ func (c *Call) onResumed(s *signal.Session) {
 func (c *Call) tellBrowsers(e *ending) {
 	if b := c.browser; b != nil && b.s != nil && !b.saidBye {
 		if e.code != "" {
-			b.send(c, signal.ErrorMessage("", e.code, e.text))
+			// This error ends the call: final, whatever ErrorMessage makes of a message not yet addressed.
+			m := signal.ErrorMessage("", e.code, e.text)
+			m.Final = true
+			b.send(c, m)
 		}
 		if !e.quiet {
 			b.send(c, signal.HangupMessage("", e.cause))

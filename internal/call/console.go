@@ -37,9 +37,6 @@ func (m *Manager) console(s *signal.Session) {
 				}
 			}
 		}
-		if msg.Queue == nil {
-			msg.Queue = []signal.QueueEntry{}
-		}
 		_ = s.Send(s.Context(), msg)
 	}()
 }

@@ -151,6 +151,12 @@ func (c *Call) browserUser() string {
 }
 
 // ctiRefuse tells the browser a contact-center request was refused; the call goes on.
+// handlesRooms: the browser's token may hold a room or hand it on (roles agent and moderator).
+func (c *Call) handlesRooms() bool {
+	r := c.browserRole()
+	return r == rooms.RoleAgent || r == rooms.RoleModerator
+}
+
 func (c *Call) ctiRefuse(code, text string) {
 	if code == wire.CodeNotAllowed {
 		c.log.Warn("security: contact-center request refused", "user", c.browserUser(), "role", c.browserRole(), "reason", text)

@@ -2,6 +2,7 @@ package call
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -668,39 +669,45 @@ func TestModeratorMutesKicksAndEndsTheRoom(t *testing.T) {
 		return c, done
 	}
 	mod, modDone := join("mia", rooms.RoleModerator, "m1")
-	part, partDone := join("pat", rooms.RoleParticipant, "p1")
 	var pid string
-	h.waitFor("both in the room", func() bool {
-		ps, _ := reg.Participants("standup")
-		for _, p := range ps {
-			if p.CallerID == "pat" {
-				pid = p.ID
+	patIn := func(what, old string) {
+		h.waitFor(what, func() bool {
+			ps, _ := reg.Participants("standup")
+			for _, p := range ps {
+				if p.CallerID == "pat" {
+					pid = p.ID
+				}
 			}
+			return len(ps) == 2 && pid != old
+		})
+	}
+	// A participant may not moderate, hold the room or hand it on: each is refused with not_allowed and nothing
+	// changes. not_allowed does not end a call, but the synthetic caller gives up on it: pat hangs it up and joins
+	// again.
+	for i, req := range []signal.Message{
+		{Type: signal.TypeModerate, Action: signal.ActionMute},
+		{Type: signal.TypeHold},
+		{Type: signal.TypeTransfer, To: "600"},
+	} {
+		id := fmt.Sprintf("p%d", i+1)
+		part, partDone := join("pat", rooms.RoleParticipant, id)
+		patIn("pat in the room as "+id, pid)
+		req.CallID = id
+		if req.Type == signal.TypeModerate {
+			req.Target = pid
 		}
-		return len(ps) == 2
-	})
-	// A participant may not moderate: refused, nothing changes (the refusal ends the synthetic caller's call).
-	if err := part.Send(h.ctx, signal.Message{Type: signal.TypeModerate, CallID: "p1", Action: signal.ActionMute, Target: pid}); err != nil {
-		t.Fatal(err)
-	}
-	if r := h.result(partDone); signal.ErrorCode(r.err) != wire.CodeNotAllowed {
-		t.Errorf("participant moderating: %v; want %s", r.err, wire.CodeNotAllowed)
-	}
-	// not_allowed does not end a call: the synthetic caller gave up on p1, so pat hangs it up and joins again.
-	if err := part.Send(h.ctx, signal.Message{Type: signal.TypeHangup, CallID: "p1"}); err != nil {
-		t.Fatal(err)
-	}
-	old := pid
-	_, partDone = join("pat", rooms.RoleParticipant, "p2")
-	h.waitFor("pat back, once", func() bool {
-		ps, _ := reg.Participants("standup")
-		for _, p := range ps {
-			if p.CallerID == "pat" {
-				pid = p.ID
-			}
+		if err := part.Send(h.ctx, req); err != nil {
+			t.Fatal(err)
 		}
-		return len(ps) == 2 && pid != old
-	})
+		if r := h.result(partDone); signal.ErrorCode(r.err) != wire.CodeNotAllowed {
+			t.Errorf("participant sending %s: %v; want %s", req.Type, r.err, wire.CodeNotAllowed)
+		}
+		if err := part.Send(h.ctx, signal.Message{Type: signal.TypeHangup, CallID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, partDone := join("pat", rooms.RoleParticipant, "p9")
+	patIn("pat back, once", pid)
 	if err := mod.Send(h.ctx, signal.Message{Type: signal.TypeModerate, CallID: "m1", Action: signal.ActionMute, Target: pid}); err != nil {
 		t.Fatal(err)
 	}

@@ -132,8 +132,8 @@ func TestBrowserWithoutMediaGetsNoAudio(t *testing.T) {
 	if took := time.Since(start); took < noMedia-200*time.Millisecond || took > noMedia+3*time.Second {
 		t.Errorf("no_audio %v after the answer, want about the %v no-media timeout", took, noMedia)
 	}
-	if errMsg == nil || errMsg.Error != wire.CodeNoAudio || hangup.Cause != wire.CauseMediaTimeout {
-		t.Errorf("got error %+v, hangup %+v; want no_audio then media_timeout", errMsg, hangup)
+	if errMsg == nil || errMsg.Error != wire.CodeNoAudio || !errMsg.Final || hangup.Cause != wire.CauseMediaTimeout {
+		t.Errorf("got error %+v, hangup %+v; want a final no_audio then media_timeout", errMsg, hangup)
 	}
 	if n := h.fake.Count("POST", "/channels/*/dial") + h.fake.Count("POST", "/channels/*/continue"); n != 0 {
 		t.Errorf("far end reached %d times for a browser without media", n)
@@ -237,8 +237,8 @@ func TestPhoneCallsBrowserWithoutMedia(t *testing.T) {
 	in := tab.wait("", signal.TypeIncoming, patience)
 	tab.send(signal.Message{Type: signal.TypeAnswer, CallID: in.CallID, SDP: deadAnswer(t, in.SDP)})
 	errMsg, hangup := tab.ended(in.CallID, patience)
-	if errMsg == nil || errMsg.Error != wire.CodeNoAudio || hangup.Cause != wire.CauseMediaTimeout {
-		t.Errorf("got error %+v, hangup %+v; want no_audio then media_timeout", errMsg, hangup)
+	if errMsg == nil || errMsg.Error != wire.CodeNoAudio || !errMsg.Final || hangup.Cause != wire.CauseMediaTimeout {
+		t.Errorf("got error %+v, hangup %+v; want a final no_audio then media_timeout", errMsg, hangup)
 	}
 	if n := h.fake.Count("POST", "/channels/*/answer"); n != 0 {
 		t.Errorf("phone answered %d times though no media ever flowed", n)

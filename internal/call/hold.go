@@ -3,7 +3,6 @@ package call
 import (
 	"context"
 
-	"github.com/patchbay/patchbay/internal/rooms"
 	"github.com/patchbay/patchbay/webrtc/signal"
 	"github.com/patchbay/patchbay/wire"
 )
@@ -21,9 +20,6 @@ func (c *Call) holdable() string {
 	case c.browser == nil || !c.browser.emMade:
 		return "this call has no browser media to hold"
 	case c.kind == KindRoom:
-		if r := c.browserRole(); r != rooms.RoleAgent && r != rooms.RoleModerator {
-			return "only an agent or a moderator may put a room on hold; use mute"
-		}
 		if c.member == nil {
 			return "you are not in the room yet"
 		}
@@ -40,6 +36,10 @@ func (c *Call) holdable() string {
 
 // hold puts the far party on hold (on) or takes it off.
 func (c *Call) hold(on bool) {
+	if c.kind == KindRoom && !c.handlesRooms() {
+		c.ctiRefuse(wire.CodeNotAllowed, "only an agent or a moderator may put a room on hold; use mute")
+		return
+	}
 	if why := c.holdable(); why != "" {
 		c.ctiRefuse(wire.CodeBadMessage, why)
 		return

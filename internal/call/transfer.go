@@ -46,9 +46,6 @@ func (c *Call) transferable() string {
 	case c.browser == nil || c.browser.s == nil:
 		return "transfer needs the browser connected"
 	case c.kind == KindRoom:
-		if r := c.browserRole(); r != rooms.RoleAgent && r != rooms.RoleModerator {
-			return "only an agent or a moderator may hand a room on"
-		}
 		if c.member == nil {
 			return "you are not in the room yet"
 		}
@@ -67,6 +64,10 @@ func (c *Call) transferable() string {
 
 // transfer handles the browser's "transfer".
 func (c *Call) transfer(msg signal.Message) {
+	if c.kind == KindRoom && !c.handlesRooms() {
+		c.ctiRefuse(wire.CodeNotAllowed, "only an agent or a moderator may hand a room on")
+		return
+	}
 	if why := c.transferable(); why != "" {
 		c.ctiRefuse(wire.CodeTransferFailed, why)
 		return

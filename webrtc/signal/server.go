@@ -148,6 +148,9 @@ type Server struct {
 	// Connections not authenticated yet, by remote IP and in all (admission caps).
 	unauthByIP map[string]int
 	unauth     int
+	// expiryLeeway is how long past its exp a session's token is honoured: the verifier's leeway (auth.Leeway), so
+	// that a token accepted just after its exp is not closed at once. Tests shorten it.
+	expiryLeeway time.Duration
 }
 
 // NewServer checks opts and returns a server ready to be mounted.
@@ -174,6 +177,8 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		conns:      make(map[*Session]struct{}),
 		users:      make(map[string]map[*Session]struct{}),
 		unauthByIP: make(map[string]int),
+
+		expiryLeeway: auth.Leeway,
 	}
 	for _, o := range opts.AllowedOrigins {
 		u, err := url.Parse(o)

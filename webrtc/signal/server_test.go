@@ -237,8 +237,11 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// TestTokenExpiryClosesSession: at exp (plus the verifier's leeway) the session gets token_expired and closes, and its
+// calls are not held for a resume.
 func TestTokenExpiryClosesSession(t *testing.T) {
 	e := newEnv(t, nil)
+	e.srv.expiryLeeway = 0 // auth.Leeway is 10 s
 	ws := e.rawDial(nil)
 	writeJSON(t, ws, Message{Type: TypeAuth, Token: e.token("alice", 1500*time.Millisecond)})
 	if m := readMsg(t, ws); m.Type != TypeAuthed {
@@ -260,6 +263,9 @@ func TestTokenExpiryClosesSession(t *testing.T) {
 	case s := <-e.h.closed:
 		if s.User() != "alice" || s.Context().Err() == nil {
 			t.Errorf("closed session %s user %q ctx %v", s.ID(), s.User(), s.Context().Err())
+		}
+		if g := s.ResumeGrace(); g != 0 {
+			t.Errorf("calls of an expired token's session held for %v, want ended at once", g)
 		}
 	case <-time.After(3 * time.Second):
 		t.Fatal("SessionClosed not called")

@@ -58,9 +58,11 @@ type Session struct {
 	writerDone chan struct{}
 	ended      chan struct{} // closed once SessionClosed has returned (or was not due)
 
-	authed      atomic.Bool // claims are set; the writer may send refreshes
-	leftCleanly atomic.Bool // the browser closed with 1000/1001: it left, it will not resume
-	resumedFrom string      // the session this one resumed; written by the reader before it is published
+	authed atomic.Bool // claims are set; the writer may send refreshes
+	// leftCleanly: the browser closed with 1000/1001 (it left, it will not resume), or its token expired (its
+	// calls end with the session, as docs/signalling.md says).
+	leftCleanly atomic.Bool
+	resumedFrom string // the session this one resumed; written by the reader before it is published
 }
 
 func newSession(srv *Server, conn *websocket.Conn, log *slog.Logger) *Session {
@@ -354,7 +356,9 @@ func (s *Session) readLoop() (authed bool) {
 	authed = true
 	alive()
 	if exp := s.claims.ExpiresAt; exp != nil {
-		t := time.AfterFunc(time.Until(exp.Time), func() {
+		// With the leeway the token was verified with: a token accepted just after its exp is not closed at once.
+		t := time.AfterFunc(time.Until(exp.Time.Add(s.srv.expiryLeeway)), func() {
+			s.leftCleanly.Store(true)
 			s.closeWith(wire.CodeTokenExpired, "token expired: get a new token and reconnect")
 		})
 		defer t.Stop()

@@ -74,7 +74,16 @@ func (c *networkCoordinator) HandleMessage(ctx context.Context, s *signal.Sessio
 	}
 }
 
-func (c *networkCoordinator) SessionClosed(*signal.Session) {}
+// SessionClosed ends the calls of a session that left (closed with 1000/1001), as the call layer does; a dropped
+// session's calls are held for its resume.
+func (c *networkCoordinator) SessionClosed(s *signal.Session) {
+	if s.ResumeGrace() > 0 {
+		return
+	}
+	c.mu.Lock()
+	delete(c.calls, s.ID())
+	c.mu.Unlock()
+}
 
 // SessionResumed gives back every call but those named "drop-*".
 func (c *networkCoordinator) SessionResumed(_ context.Context, s *signal.Session, prev string) []string {

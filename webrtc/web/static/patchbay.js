@@ -1535,7 +1535,9 @@ export class Patchbay extends Emitter {
     this.#pingTimer = setInterval(() => {
       if (this.#awaitingPong) { // a whole interval without a pong: the path is dead
         const ws = this.#ws;
-        try { ws.close(1000); } catch { /* closing anyway */ }
+        // Not 1000: should this close frame reach the server, 1000 would tell it the page left and end the calls
+        // this reconnect is meant to resume.
+        try { ws.close(4000, "no pong"); } catch { /* closing anyway */ }
         this.#dropped(1006, "");
         return;
       }

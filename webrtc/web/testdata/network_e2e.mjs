@@ -130,6 +130,25 @@ await waitFor(call, "icerestart", 4000);
 pc.setICE("connected");
 log.push("restart after resume");
 
+// 5b. Pongs stop coming while the socket stays open (a path that drops them): the client gives the socket up and
+// resumes, and its close must not tell the server it left (1000), or the server would end the call first.
+const realSend = WebSocket.prototype.send;
+WebSocket.prototype.send = function (data) {
+  if (typeof data === "string" && JSON.parse(data).type === "ping") return; // lost on the way
+  return realSend.call(this, data);
+};
+pb.pingInterval = 100; // read when a connection starts: the next one pings
+pb._dropForTest();
+await waitFor(pb, "resumed");
+const gaveUp = waitFor(pb, "reconnecting", 3000);
+const again = waitFor(pb, "resumed", 5000);
+await gaveUp;
+WebSocket.prototype.send = realSend;
+pb.pingInterval = 0;
+const r2 = await again;
+assert(r2.calls.includes(call.id) && call.state === "answered", `after a pong timeout: resumed ${JSON.stringify(r2)}`);
+log.push("pong timeout: resumed");
+
 // 6. After the grace the server has ended the calls: the page is told signalling_lost.
 const lost = waitFor(call, "hangup", 6000);
 pb.reconnect = true;
