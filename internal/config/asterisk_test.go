@@ -35,3 +35,43 @@ func TestBenchWebRTCEndpoints(t *testing.T) {
 		t.Fatalf("negative count accepted: %v", err)
 	}
 }
+
+// TestPhoneTransports: the documented phone transports validate and render, wss as an Asterisk-native WebRTC
+// endpoint with ICE turned on in rtp.conf; anything else, and SDES on a transport other than TLS, is refused.
+func TestPhoneTransports(t *testing.T) {
+	for _, tc := range []struct {
+		transport string
+		srtp      bool
+		bad       string // key named in the error, "" when valid
+	}{
+		{"udp", false, ""},
+		{"tcp", false, ""},
+		{"tls", true, ""},
+		{"wss", false, ""},
+		{"ws", false, "asterisk.phones[0].transport"},
+		{"", false, "asterisk.phones[0].transport"},
+		{"udp", true, "asterisk.phones[0].srtp"},
+		{"wss", true, "asterisk.phones[0].srtp"},
+	} {
+		c := validBase()
+		c.Asterisk.Phones = []Phone{{Name: "201", Password: "phone-password-201", Transport: tc.transport, SRTP: tc.srtp}}
+		err := c.Validate()
+		if tc.bad != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.bad) {
+				t.Errorf("%s srtp=%v: want an error naming %s, got %v", tc.transport, tc.srtp, tc.bad, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s srtp=%v: %v", tc.transport, tc.srtp, err)
+			continue
+		}
+		p := c.AsteriskParams("")
+		if got := p.NeedsICE(); got != (tc.transport == "wss") {
+			t.Errorf("%s: ICE in rtp.conf %v", tc.transport, got)
+		}
+		if err := p.Validate(); err != nil {
+			t.Errorf("%s: rendering parameters refused: %v", tc.transport, err)
+		}
+	}
+}

@@ -122,7 +122,7 @@ type Asterisk struct {
 type Phone struct {
 	Name      string `mapstructure:"name" yaml:"name"` // extension number, e.g. "101"
 	Password  Secret `mapstructure:"password" yaml:"password"`
-	Transport string `mapstructure:"transport" yaml:"transport"` // udp, tcp or tls
+	Transport string `mapstructure:"transport" yaml:"transport"` // udp, tcp, tls or wss (Asterisk-native WebRTC)
 	SRTP      bool   `mapstructure:"srtp" yaml:"srtp"`           // SDES-SRTP; needs transport tls
 }
 

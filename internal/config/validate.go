@@ -127,9 +127,9 @@ func (c *Config) Validate() error {
 			bad(key+".password", "must be at least 12 characters (phones are brute-forced on the internet)")
 		}
 		switch p.Transport {
-		case "udp", "tcp", "tls":
+		case "udp", "tcp", "tls", "wss":
 		default:
-			bad(key+".transport", "%q must be udp, tcp or tls", p.Transport)
+			bad(key+".transport", "%q must be udp, tcp, tls or wss", p.Transport)
 		}
 		if p.SRTP && p.Transport != "tls" {
 			bad(key+".srtp", "SDES-SRTP sends its keys in the SDP, so it needs transport tls")

@@ -5,9 +5,12 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha1"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -269,6 +272,46 @@ func TestTURN(t *testing.T) {
 	c.Media.ICEServers[0].Credential = "wrong"
 	if r := runOne(t, Options{Config: c}, "turn"); r.Status != Fail || !strings.Contains(r.Fix, "credential") {
 		t.Errorf("wrong credentials: %+v", r)
+	}
+}
+
+// turn.urls are checked with credentials minted from turn.secret, as coturn's use-auth-secret checks them.
+func TestTURNMintedFromSecret(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "0123456789abcdef0123456789abcdef"
+	srv, err := turn.NewServer(turn.ServerConfig{
+		Realm: "patchbay.test",
+		AuthHandler: func(ra *turn.RequestAttributes) (string, []byte, bool) {
+			// coturn's REST API check: "EXPIRY:USER", password base64(HMAC-SHA1(secret, username)).
+			expiry, _, _ := strings.Cut(ra.Username, ":")
+			if n, err := strconv.ParseInt(expiry, 10, 64); err != nil || n < time.Now().Unix() {
+				return "", nil, false
+			}
+			mac := hmac.New(sha1.New, []byte(secret))
+			mac.Write([]byte(ra.Username))
+			return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, base64.StdEncoding.EncodeToString(mac.Sum(nil))), true
+		},
+		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: pc, RelayAddressGenerator: &turn.RelayAddressGeneratorStatic{
+			RelayAddress: net.ParseIP("127.0.0.1"), Address: "127.0.0.1"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	c := baseConfig(t)
+	// TCP and TLS URLs of the same server are not allocated on (only UDP is checked), and do not fail the check.
+	c.TURN.URLs = []string{"turn:" + pc.LocalAddr().String() + "?transport=udp", "turn:" + pc.LocalAddr().String() + "?transport=tcp",
+		"turns:turn.example.com:443?transport=tcp"}
+	c.TURN.Secret = secret
+	if r := runOne(t, Options{Config: c}, "turn"); r.Status != Pass || !strings.Contains(r.Detail, pc.LocalAddr().String()) {
+		t.Errorf("turn.urls with the server's secret: %+v", r)
+	}
+	c.TURN.Secret = "another secret, not the server's one"
+	if r := runOne(t, Options{Config: c}, "turn"); r.Status != Fail || !strings.Contains(r.Fix, "turn.secret") {
+		t.Errorf("turn.urls with a secret the server does not share: %+v", r)
 	}
 }
 

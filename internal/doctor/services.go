@@ -12,6 +12,8 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/patchbay/patchbay/internal/cluster"
+	"github.com/patchbay/patchbay/internal/config"
+	"github.com/patchbay/patchbay/webrtc/signal"
 )
 
 func checkRedis(ctx context.Context, d *run) Result {
@@ -77,42 +79,74 @@ func checkCluster(ctx context.Context, d *run) Result {
 	return pass("%d live nodes: %s", len(alive), strings.Join(parts, "; "))
 }
 
-// checkTURN allocates a relay on every turn: server browsers are given, with the credentials they get.
+// checkTURN allocates a relay on every turn: server browsers are given, with the credentials they get: those of
+// media.ice_servers as written, and for turn.urls credentials minted from turn.secret as each session's are.
 func checkTURN(ctx context.Context, d *run) Result {
-	var checked []string
+	type server struct {
+		source, user, pass string
+		urls               []string
+	}
+	var servers []server
 	for _, is := range d.cfg.Media.ICEServers {
-		for _, raw := range is.URLs {
+		servers = append(servers, server{"media.ice_servers", is.Username, is.Credential.Reveal(), is.URLs})
+	}
+	if t := d.cfg.TURN; len(t.URLs) > 0 {
+		ttl := t.TTL
+		if ttl <= 0 {
+			ttl = config.DefaultTURN().TTL
+		}
+		m := signal.MintTURN([]byte(t.Secret.Reveal()), "patchbay-doctor", time.Now().Add(ttl), t.URLs)
+		servers = append(servers, server{"turn.urls", m.Username, m.Credential, m.URLs})
+	}
+	var checked []string
+	for _, s := range servers {
+		for _, raw := range s.urls {
 			if !strings.HasPrefix(raw, "turn:") {
 				continue
 			}
-			addr, err := turnAddr(raw)
+			addr, udp, err := turnAddr(raw)
 			if err != nil {
-				return fail(fmt.Sprintf("media.ice_servers URL %q: %v", raw, err), "write TURN URLs as turn:HOST:PORT[?transport=udp]")
+				return fail(fmt.Sprintf("%s URL %q: %v", s.source, raw, err), "write TURN URLs as turn:HOST:PORT[?transport=udp|tcp]")
 			}
-			if err := allocate(ctx, addr, is.Username, is.Credential.Reveal()); err != nil {
-				return fail(fmt.Sprintf("TURN %s: %v", raw, err),
-					"check that the TURN server runs and UDP reaches it, and that media.ice_servers' username and credential are valid there (for coturn's use-auth-secret, mint time-limited credentials)")
+			if !udp {
+				continue
+			}
+			if err := allocate(ctx, addr, s.user, s.pass); err != nil {
+				fix := "check that the TURN server runs and UDP reaches it, and that media.ice_servers' username and credential are valid there (for coturn's use-auth-secret, mint time-limited credentials)"
+				if s.source == "turn.urls" {
+					fix = "check that the TURN server runs and UDP reaches it, and that turn.secret is its static-auth-secret (coturn: use-auth-secret; `patchbay turn-config` renders a matching file)"
+				}
+				return fail(fmt.Sprintf("TURN %s (%s): %v", raw, s.source, err), fix)
 			}
 			checked = append(checked, raw)
 		}
 	}
 	if len(checked) == 0 {
-		return skip("no turn: server in media.ice_servers", "browsers behind strict NATs may need one")
+		return skip("no turn: server over UDP in turn.urls or media.ice_servers", "browsers behind strict NATs may need one")
 	}
 	return pass("relay allocated on %s", strings.Join(checked, ", "))
 }
 
-// turnAddr turns turn:host[:port][?transport=udp] into host:port. Only UDP is checked.
-func turnAddr(raw string) (string, error) {
+// turnAddr turns turn:host[:port][?transport=udp|tcp] into host:port, and says whether it is UDP (the only
+// transport checked: a TCP URL of the same server shares its credentials).
+func turnAddr(raw string) (addr string, udp bool, err error) {
 	rest := strings.TrimPrefix(raw, "turn:")
 	rest, query, _ := strings.Cut(rest, "?")
-	if q, err := url.ParseQuery(query); err == nil && q.Get("transport") != "" && q.Get("transport") != "udp" {
-		return "", fmt.Errorf("only transport=udp is checked")
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return "", false, fmt.Errorf("query: %w", err)
+	}
+	switch q.Get("transport") {
+	case "", "udp":
+		udp = true
+	case "tcp":
+	default:
+		return "", false, fmt.Errorf("transport %q is neither udp nor tcp", q.Get("transport"))
 	}
 	if _, _, err := net.SplitHostPort(rest); err != nil {
 		rest = net.JoinHostPort(rest, "3478")
 	}
-	return rest, nil
+	return rest, udp, nil
 }
 
 func allocate(ctx context.Context, addr, user, pass string) error {

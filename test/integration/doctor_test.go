@@ -179,6 +179,19 @@ func TestDoctor(t *testing.T) {
 		expectFail(t, rs, "public addresses", "only has private addresses (10.20.30.40)", "media.public_ips")
 	})
 
+	t.Run("TURN from turn.urls against coturn", func(t *testing.T) {
+		// The relay browsers are given, with credentials minted from turn.secret as each session's are.
+		turn := testenv.StartCoturn(t, testenv.CoturnOptions{})
+		c := good()
+		c.TURN.URLs = turn.URLs("127.0.0.1")
+		c.TURN.Secret = config.Secret(turn.Secret)
+		if r := find(run(c, nil), "turn"); r.Status != doctor.Pass || !strings.Contains(r.Detail, "relay allocated") {
+			t.Errorf("turn with coturn's secret: %+v", r)
+		}
+		c.TURN.Secret = config.Secret("not-coturns-secret-0123456789abcdef")
+		expectFail(t, run(c, nil), "turn", "turn.urls", "turn.secret")
+	})
+
 	t.Run("Redis down", func(t *testing.T) {
 		redis.Stop()
 		defer redis.Start()
