@@ -108,6 +108,9 @@ func StartChromium(t testing.TB, o ChromiumOptions) *Chromium {
 		chromedp.WindowSize(900, 900),
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-component-update", true),
+		// Nothing off this machine: Chromium's own services (autofill, sign-in, updates) resolve to nothing instead of
+		// asking the network's DNS and connecting out. Tests reach only localhost, loopback and their namespaces.
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.*, EXCLUDE 10.254.*"),
 		chromedp.Flag("use-fake-ui-for-media-stream", true),
 		chromedp.Flag("use-fake-device-for-media-stream", true),
 		chromedp.Flag("allow-loopback-in-peer-connection", true),
