@@ -150,13 +150,13 @@ func (c *Call) browserUser() string {
 	return c.obs.rec.User
 }
 
-// ctiRefuse tells the browser a contact-center request was refused; the call goes on.
 // handlesRooms: the browser's token may hold a room or hand it on (roles agent and moderator).
 func (c *Call) handlesRooms() bool {
 	r := c.browserRole()
 	return r == rooms.RoleAgent || r == rooms.RoleModerator
 }
 
+// ctiRefuse tells the browser a contact-center request was refused; the call goes on.
 func (c *Call) ctiRefuse(code, text string) {
 	if code == wire.CodeNotAllowed {
 		c.log.Warn("security: contact-center request refused", "user", c.browserUser(), "role", c.browserRole(), "reason", text)
