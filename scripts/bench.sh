@@ -74,8 +74,8 @@ export PATCHBAY_ASTERISK_HTTP_PORT=18088
 export PATCHBAY_ASTERISK_HTTPS_PORT=18089
 export PATCHBAY_ASTERISK_SIP_PORT=15060
 export PATCHBAY_ASTERISK_SIP_TLS_PORT=15061
-# Limits the load needs: one externalMedia RTP port per call in Asterisk, one relay socket per call in Patchbay
-# (held RELAY_DRAIN after hang-up), a file descriptor per socket and per WebSocket everywhere.
+# Limits the load needs: one externalMedia RTP port per call in Asterisk (Patchbay's relay shares one socket), a file
+# descriptor per socket and per WebSocket everywhere.
 export PATCHBAY_ASTERISK_RTP_START=20000
 export PATCHBAY_ASTERISK_RTP_END=39999
 export PATCHBAY_MEDIA_ICE_PORT=18500
