@@ -479,9 +479,14 @@ func (a *Asterisk) cleanup(t testing.TB) {
 	}
 }
 
+// artifactDir is where this instance's logs and stall records for test go: ArtifactsDir()/<test>-asterisk-<id>.
+func (a *Asterisk) artifactDir(test string) string {
+	return filepath.Join(ArtifactsDir(), strings.NewReplacer("/", "_").Replace(test)+"-asterisk-"+a.id)
+}
+
 // keepLogs copies the instance's console output and log files to ArtifactsDir()/<test>-asterisk-<id>.
 func (a *Asterisk) keepLogs(t testing.TB) {
-	dir := filepath.Join(ArtifactsDir(), strings.NewReplacer("/", "_").Replace(t.Name())+"-asterisk-"+a.id)
+	dir := a.artifactDir(t.Name())
 	files := []string{a.LogPath}
 	if logs, err := filepath.Glob(filepath.Join(a.Dir, "log", "*")); err == nil {
 		files = append(files, logs...)

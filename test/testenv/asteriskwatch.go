@@ -164,7 +164,7 @@ func (a *Asterisk) captureStall(ctx context.Context, client *http.Client, pid, n
 	b.WriteString("--- this test process's goroutines\n")
 	_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
 
-	dir := filepath.Join(ArtifactsDir(), strings.NewReplacer("/", "_").Replace(test)+"-asterisk-"+a.id)
+	dir := a.artifactDir(test)
 	path := filepath.Join(dir, fmt.Sprintf("stall-%d.txt", n))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Sprintf("(not written: %v)", err)
