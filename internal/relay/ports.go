@@ -15,8 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/ipv4"
-
+	"github.com/patchbay/patchbay/internal/mmsg"
 	"github.com/patchbay/patchbay/webrtc/media"
 )
 
@@ -37,7 +36,7 @@ const (
 // Ports is the shared socket toward Asterisk and its reader. Acquire hands each call a handle on it.
 type Ports struct {
 	conn *net.UDPConn
-	pc   *ipv4.PacketConn
+	mc   *mmsg.Conn
 	addr netip.AddrPort
 	log  *slog.Logger
 
@@ -91,9 +90,14 @@ func NewPorts(host string, first, last int, drain time.Duration) (*Ports, error)
 	// One socket carries every call: room for bursts (best effort; the kernel caps it at rmem_max/wmem_max).
 	_ = conn.SetReadBuffer(4 << 20)
 	_ = conn.SetWriteBuffer(4 << 20)
+	mc, err := mmsg.New(conn)
+	if err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("relay: socket toward Asterisk: %w", err)
+	}
 	p := &Ports{
 		conn:       conn,
-		pc:         ipv4.NewPacketConn(conn),
+		mc:         mc,
 		addr:       netip.AddrPortFrom(h.Unmap(), uint16(conn.LocalAddr().(*net.UDPAddr).Port)),
 		log:        log,
 		toBrowser:  media.NewBatch(batchSize),
@@ -170,13 +174,14 @@ func (p *Ports) setRelay(a netip.AddrPort, r *Relay) {
 // run reads the socket in batches and forwards each packet from a known externalMedia channel to its browser.
 func (p *Ports) run() {
 	defer close(p.done)
-	msgs := make([]ipv4.Message, batchSize)
+	msgs := make([]mmsg.Message, batchSize)
 	bufs := make([]byte, batchSize*datagramMax)
 	for i := range msgs {
-		msgs[i].Buffers = [][]byte{bufs[i*datagramMax : (i+1)*datagramMax]}
+		msgs[i].Buf = bufs[i*datagramMax : (i+1)*datagramMax]
 	}
+	scratch := mmsg.NewScratch(batchSize)
 	for {
-		n, err := p.pc.ReadBatch(msgs, 0)
+		n, err := p.mc.ReadBatch(msgs, scratch)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -188,23 +193,18 @@ func (p *Ports) run() {
 }
 
 // forward handles one batch read from Asterisk.
-func (p *Ports) forward(msgs []ipv4.Message, now time.Time) {
+func (p *Ports) forward(msgs []mmsg.Message, now time.Time) {
 	relays := *p.relays.Load()
 	known := false
 	for i := range msgs {
 		m := &msgs[i]
-		ua, ok := m.Addr.(*net.UDPAddr)
-		if !ok {
-			continue
-		}
-		from := ua.AddrPort()
-		r := relays[netip.AddrPortFrom(from.Addr().Unmap(), from.Port())]
+		r := relays[m.Addr]
 		if r == nil {
 			p.unknown.Add(1)
 			continue
 		}
 		known = true
-		r.fromAsterisk(m.Buffers[0][:m.N], now, p.toBrowser)
+		r.fromAsterisk(m.Buf[:m.N], now, p.toBrowser)
 	}
 	if known {
 		p.heard.Mark(now)
@@ -245,62 +245,50 @@ func (s *Socket) Release() {
 // udpBatch queues datagrams toward Asterisk for one sendmmsg. Lean peers' packets arrive on the media demux
 // goroutine (one per media API) and on the readers of ICE-TCP connections, so it is locked.
 type udpBatch struct {
-	mu    sync.Mutex
-	msgs  []ipv4.Message
-	addrs []net.UDPAddr
-	ips   [][16]byte
-	bufs  []byte
-	n     int
+	mu      sync.Mutex
+	msgs    []mmsg.Message
+	bufs    []byte
+	scratch *mmsg.Scratch
+	n       int
 }
 
 func newUDPBatch(n int) *udpBatch {
-	b := &udpBatch{msgs: make([]ipv4.Message, n), addrs: make([]net.UDPAddr, n), ips: make([][16]byte, n),
-		bufs: make([]byte, n*datagramMax)}
-	for i := range b.msgs {
-		b.msgs[i].Buffers = [][]byte{nil}
-		b.msgs[i].Addr = &b.addrs[i]
-	}
-	return b
+	return &udpBatch{msgs: make([]mmsg.Message, n), bufs: make([]byte, n*datagramMax), scratch: mmsg.NewScratch(n)}
 }
 
 // add queues a copy of pkt toward to, sending first if the batch is full.
-func (b *udpBatch) add(pc *ipv4.PacketConn, pkt []byte, to netip.AddrPort) error {
+func (b *udpBatch) add(mc *mmsg.Conn, pkt []byte, to netip.AddrPort) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var err error
 	if b.n == len(b.msgs) {
-		err = b.flushLocked(pc)
+		err = b.flushLocked(mc)
 	}
 	i := b.n
 	buf := b.bufs[i*datagramMax : (i+1)*datagramMax]
-	n := copy(buf, pkt)
-	if a := to.Addr(); a.Is4() {
-		ip4 := a.As4()
-		b.addrs[i].IP = b.ips[i][:4]
-		copy(b.addrs[i].IP, ip4[:])
-	} else {
-		b.ips[i] = a.As16()
-		b.addrs[i].IP = b.ips[i][:]
-	}
-	b.addrs[i].Port = int(to.Port())
-	b.msgs[i].Buffers[0] = buf[:n]
+	b.msgs[i] = mmsg.Message{Buf: buf[:copy(buf, pkt)], Addr: to}
 	b.n++
 	return err
 }
 
-func (b *udpBatch) flush(pc *ipv4.PacketConn) error {
+func (b *udpBatch) flush(mc *mmsg.Conn) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.flushLocked(pc)
+	return b.flushLocked(mc)
 }
 
-func (b *udpBatch) flushLocked(pc *ipv4.PacketConn) error {
+// flushLocked sends what is queued. A datagram the kernel refuses is dropped alone (its error is returned); the
+// rest of the batch, other calls' packets, still goes.
+func (b *udpBatch) flushLocked(mc *mmsg.Conn) error {
 	var err error
 	for off := 0; off < b.n; {
-		k, werr := pc.WriteBatch(b.msgs[off:b.n], 0)
+		k, werr := mc.WriteBatch(b.msgs[off:b.n], b.scratch)
 		if werr != nil {
 			err = werr
-			break
+			if errors.Is(werr, net.ErrClosed) {
+				break
+			}
+			k++ // the one refused
 		}
 		off += k
 	}

@@ -359,7 +359,7 @@ func (r *Relay) HandleRTP(pkt []byte) {
 		return
 	}
 	out := compact(pkt, h, r.pt)
-	if err := r.pool.toAsterisk.add(r.pool.pc, out, *ast); err != nil {
+	if err := r.pool.toAsterisk.add(r.pool.mc, out, *ast); err != nil {
 		r.toAst.drops.Add(1) // an earlier batch failed to send; this packet is queued
 	}
 	r.forwardedToAsterisk(h.end-h.start, time.Now())
@@ -367,7 +367,7 @@ func (r *Relay) HandleRTP(pkt []byte) {
 
 // FlushRTP sends what HandleRTP queued (media.RTPHandler).
 func (r *Relay) FlushRTP() {
-	if err := r.pool.toAsterisk.flush(r.pool.pc); err != nil {
+	if err := r.pool.toAsterisk.flush(r.pool.mc); err != nil {
 		r.log.Debug("send toward Asterisk", "err", err)
 	}
 }

@@ -145,7 +145,11 @@ func NewAPI(o Options) (*API, error) {
 	se := webrtc.SettingEngine{}
 	se.LoggerFactory = logging.NewDefaultLoggerFactory()
 	se.SetLite(true)
-	dm := newDemux(conn, log)
+	dm, err := newDemux(conn, log)
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 	var tcpLn net.Listener
 	var tcpMux *tcpMux

@@ -3,6 +3,7 @@ package media
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -11,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/ipv4"
+	"github.com/patchbay/patchbay/internal/mmsg"
 )
 
 // The muxed ICE socket is read by one goroutine, in batches (recvmmsg). It hands STUN and DTLS, and everything of
@@ -40,7 +41,7 @@ type RTPHandler interface {
 // demux owns the muxed ICE socket's reader.
 type demux struct {
 	conn *net.UDPConn
-	pc   *ipv4.PacketConn
+	mc   *mmsg.Conn
 	log  *slog.Logger
 	pion *pionConn
 
@@ -55,12 +56,16 @@ type demux struct {
 	done    chan struct{}
 }
 
-func newDemux(conn *net.UDPConn, log *slog.Logger) *demux {
-	d := &demux{conn: conn, pc: ipv4.NewPacketConn(conn), log: log, done: make(chan struct{})}
+func newDemux(conn *net.UDPConn, log *slog.Logger) (*demux, error) {
+	mc, err := mmsg.New(conn)
+	if err != nil {
+		return nil, fmt.Errorf("media: ICE socket: %w", err)
+	}
+	d := &demux{conn: conn, mc: mc, log: log, done: make(chan struct{})}
 	d.pion = &pionConn{real: conn, q: make(chan *datagram, pionQueue), closed: make(chan struct{}), log: log}
 	d.byUfrag.Store(&map[string]*Peer{})
 	d.byAddr.Store(&map[netip.AddrPort]*Peer{})
-	return d
+	return d, nil
 }
 
 // register makes a peer's current ICE username fragment known, so that the addresses it checks from are learnt.
@@ -131,13 +136,14 @@ func cloneMap[K comparable, V any](m map[K]V) map[K]V {
 // run reads the socket until it is closed.
 func (d *demux) run() {
 	defer close(d.done)
-	msgs := make([]ipv4.Message, readBatch)
+	msgs := make([]mmsg.Message, readBatch)
 	bufs := make([]byte, readBatch*datagramMax)
 	for i := range msgs {
-		msgs[i].Buffers = [][]byte{bufs[i*datagramMax : (i+1)*datagramMax]}
+		msgs[i].Buf = bufs[i*datagramMax : (i+1)*datagramMax]
 	}
+	scratch := mmsg.NewScratch(readBatch)
 	for {
-		n, err := d.pc.ReadBatch(msgs, 0)
+		n, err := d.mc.ReadBatch(msgs, scratch)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				d.pion.shut()
@@ -149,13 +155,10 @@ func (d *demux) run() {
 		now := time.Now()
 		for i := range n {
 			m := &msgs[i]
-			ua, ok := m.Addr.(*net.UDPAddr)
-			if !ok || m.N == 0 {
+			if m.N == 0 || !m.Addr.IsValid() {
 				continue
 			}
-			from := ua.AddrPort()
-			from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-			d.handle(m.Buffers[0][:m.N], from, now)
+			d.handle(m.Buf[:m.N], m.Addr, now)
 		}
 		for i, h := range d.dirty {
 			h.FlushRTP()

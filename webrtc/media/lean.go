@@ -15,13 +15,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/patchbay/patchbay/internal/mmsg"
 	"github.com/pion/dtls/v3/pkg/crypto/prf"
 	"github.com/pion/dtls/v3/pkg/protocol/extension"
 	"github.com/pion/dtls/v3/pkg/protocol/handshake"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
-	"golang.org/x/net/ipv4"
 )
 
 // The lean path. pion keeps doing what happens once per call (SDP, ICE-lite checks, the DTLS handshake); the
@@ -594,27 +594,20 @@ const rtcpInterval = 2 * time.Second
 // Batch queues protected packets toward browsers and sends them with one sendmmsg. A Batch belongs to one
 // goroutine.
 type Batch struct {
-	pc    *ipv4.PacketConn
-	d     *demux
-	msgs  []ipv4.Message
-	addrs []net.UDPAddr
-	ips   [][4]byte
-	bufs  []byte
-	n     int
-	sent  uint64
-	errs  uint64
+	mc      *mmsg.Conn
+	d       *demux
+	msgs    []mmsg.Message
+	bufs    []byte
+	scratch *mmsg.Scratch
+	n       int
+	sent    uint64
+	errs    uint64
 }
 
 // NewBatch makes a batch of up to n packets (n×1500 bytes of buffers); a full batch sends before queueing more.
 func NewBatch(n int) *Batch {
 	n = max(n, 1)
-	b := &Batch{msgs: make([]ipv4.Message, n), addrs: make([]net.UDPAddr, n),
-		ips: make([][4]byte, n), bufs: make([]byte, n*datagramMax)}
-	for i := range b.msgs {
-		b.addrs[i].IP = b.ips[i][:]
-		b.msgs[i].Buffers = [][]byte{nil}
-	}
-	return b
+	return &Batch{msgs: make([]mmsg.Message, n), bufs: make([]byte, n*datagramMax), scratch: mmsg.NewScratch(n)}
 }
 
 // slot returns the buffer of the next packet, sending first if the batch is full or holds packets for another
@@ -623,17 +616,14 @@ func (b *Batch) slot(d *demux) []byte {
 	if b.n > 0 && (b.n == len(b.msgs) || b.d != d) {
 		_ = b.Flush()
 	}
-	b.d, b.pc = d, d.pc
+	b.d, b.mc = d, d.mc
 	return b.bufs[b.n*datagramMax : (b.n+1)*datagramMax]
 }
 
 // commit queues the packet written into the last slot.
 func (b *Batch) commit(n int, to netip.AddrPort) {
 	i := b.n
-	b.ips[i] = to.Addr().As4()
-	b.addrs[i].Port = int(to.Port())
-	b.msgs[i].Buffers[0] = b.bufs[i*datagramMax : i*datagramMax+n]
-	b.msgs[i].Addr = &b.addrs[i]
+	b.msgs[i] = mmsg.Message{Buf: b.bufs[i*datagramMax : i*datagramMax+n], Addr: to}
 	b.n++
 }
 
@@ -644,14 +634,20 @@ func (b *Batch) Len() int { return b.n }
 func (b *Batch) Flush() error {
 	var err error
 	for off := 0; off < b.n; {
-		k, werr := b.pc.WriteBatch(b.msgs[off:b.n], 0)
-		if werr != nil {
-			b.errs += uint64(b.n - off)
-			err = werr
-			break
-		}
+		k, werr := b.mc.WriteBatch(b.msgs[off:b.n], b.scratch)
 		off += k
 		b.sent += uint64(k)
+		if werr != nil {
+			err = werr
+			if errors.Is(werr, net.ErrClosed) {
+				b.errs += uint64(b.n - off)
+				break
+			}
+			// One datagram refused (e.g. an address the socket cannot send to): it alone is lost, not the batch's
+			// other calls' packets.
+			b.errs++
+			off++
+		}
 	}
 	b.n = 0
 	return err

@@ -50,7 +50,11 @@ func newLeanPair(t testing.TB) *leanPair {
 		}
 		return c
 	}
-	tp := newTap(newDemux(server, quietLog()), PCMU)
+	dm, err := newDemux(server, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := newTap(dm, PCMU)
 	tp.in, tp.out, tp.ssrc = mk(), mk(), 0x5eed
 	dst := browser.LocalAddr().(*net.UDPAddr).AddrPort()
 	tp.dst.Store(&route{addr: dst})

@@ -1,0 +1,27 @@
+// Package mmsg moves batches of UDP datagrams with one recvmmsg or sendmmsg each, for the media path's shared
+// sockets (the browsers' ICE socket and the socket toward Asterisk's externalMedia channels).
+//
+// golang.org/x/net/ipv4's ReadBatch and WriteBatch make the same system calls, but through syscall.Syscall, which
+// marks the goroutine's P as in a system call. With GOMAXPROCS 1 (Patchbay pinned to one core, as the benchmark
+// runs it) the runtime's sysmon then keeps waking every 20 µs to take that P back and start another thread on it:
+// `perf record` of the benchmark at 100 calls put 28 % of Patchbay's CPU in sysmon and another 5 % in thread
+// hand-offs. These sockets are non-blocking (Go makes every socket so), so the kernel never waits inside these
+// calls: on Linux they are made with RawSyscall, which keeps the P, and a would-block result waits in the netpoller
+// exactly as any Go socket read or write does. Reading also gives netip.AddrPort, so no *net.UDPAddr is allocated
+// per datagram.
+package mmsg
+
+import (
+	"net/netip"
+)
+
+// Message is one datagram.
+type Message struct {
+	// Buf is where ReadBatch puts a datagram (its length is the most it takes), or the datagram WriteBatch sends.
+	Buf []byte
+	// N is the length of the datagram ReadBatch put in Buf.
+	N int
+	// Addr is where a datagram came from (ReadBatch; an IPv4 address arriving on a dual-stack socket is given as
+	// IPv4, not IPv4-mapped), or where it goes (WriteBatch).
+	Addr netip.AddrPort
+}

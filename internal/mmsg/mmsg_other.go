@@ -1,0 +1,70 @@
+//go:build !linux
+
+package mmsg
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	"golang.org/x/net/ipv4"
+)
+
+// Conn makes batched reads and writes on one UDP socket (one datagram per call outside Linux). It is safe for
+// concurrent use as long as each goroutine brings its own Scratch.
+type Conn struct{ pc *ipv4.PacketConn }
+
+// New wraps c; c stays the owner of the socket.
+func New(c *net.UDPConn) (*Conn, error) {
+	if c == nil {
+		return nil, fmt.Errorf("mmsg: no socket")
+	}
+	return &Conn{pc: ipv4.NewPacketConn(c)}, nil
+}
+
+// Scratch bounds a batch and holds x/net's messages for it. A Scratch belongs to one goroutine at a time.
+type Scratch struct {
+	msgs  []ipv4.Message
+	addrs []net.UDPAddr
+}
+
+// NewScratch makes room for batches of up to n datagrams.
+func NewScratch(n int) *Scratch {
+	n = max(n, 1)
+	s := &Scratch{msgs: make([]ipv4.Message, n), addrs: make([]net.UDPAddr, n)}
+	for i := range s.msgs {
+		s.msgs[i].Buffers = [][]byte{nil}
+	}
+	return s
+}
+
+// Len is the largest batch s carries.
+func (s *Scratch) Len() int { return len(s.msgs) }
+
+// ReadBatch reads up to min(len(ms), s.Len()) datagrams, waiting for the first; it returns how many it read.
+func (c *Conn) ReadBatch(ms []Message, s *Scratch) (int, error) {
+	n := min(len(ms), len(s.msgs))
+	for i := range n {
+		s.msgs[i].Buffers[0] = ms[i].Buf
+	}
+	got, err := c.pc.ReadBatch(s.msgs[:n], 0)
+	for i := range got {
+		ms[i].N = s.msgs[i].N
+		if ua, ok := s.msgs[i].Addr.(*net.UDPAddr); ok {
+			a := ua.AddrPort()
+			ms[i].Addr = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+		}
+	}
+	return got, err
+}
+
+// WriteBatch sends up to min(len(ms), s.Len()) datagrams and returns how many were sent.
+func (c *Conn) WriteBatch(ms []Message, s *Scratch) (int, error) {
+	n := min(len(ms), len(s.msgs))
+	for i := range n {
+		s.msgs[i].Buffers[0] = ms[i].Buf
+		s.addrs[i] = *net.UDPAddrFromAddrPort(ms[i].Addr)
+		s.msgs[i].Addr = &s.addrs[i]
+	}
+	return c.pc.WriteBatch(s.msgs[:n], 0)
+}
