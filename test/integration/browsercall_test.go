@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/patchbay/patchbay/ari"
+	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/test/testenv"
 	"github.com/patchbay/patchbay/tools/synth"
 	"github.com/patchbay/patchbay/webrtc/signal"
@@ -218,4 +219,59 @@ func recvType(t *testing.T, ctx context.Context, c *signal.Conn, typ string) sig
 			return m
 		}
 	}
+}
+
+// TestBrowserTokenExpiryEndsCall: a browser whose token runs out in mid-call keeps its call until exp plus the
+// verifier's leeway, is then told token_expired and its socket is closed, and the call leaves nothing behind in
+// Asterisk or Patchbay. (That such a session's calls are not held for a resume is TestTokenExpiryClosesSession's.)
+func TestBrowserTokenExpiryEndsCall(t *testing.T) {
+	e := newBrowserCallEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	claims := auth.Claims{Name: "alice", Dial: []string{"ext"}}
+	claims.Subject = "alice"
+	const ttl = 3 * time.Second
+	tok, err := e.pb.Server.Signer().Mint(claims, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	minted := time.Now()
+	conn, err := signal.Dial(ctx, e.pb.URL, tok, signal.DialOptions{TLSConfig: e.pb.TLS})
+	if err != nil {
+		t.Fatalf("signal dial: %v", err)
+	}
+	defer conn.Close()
+	inCall := make(chan int, 1)
+	rep, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "600", Duration: 45 * time.Second,
+		OnConnected: func(string) {
+			chans, err := e.ari.Channels().List(ctx)
+			if err != nil {
+				t.Errorf("list channels: %v", err)
+			}
+			inCall <- len(chans)
+		}})
+	ended := time.Since(minted)
+	t.Logf("call ended %v after the token was minted (ttl %v, leeway %v): %v", ended, ttl, auth.Leeway, err)
+	select {
+	case n := <-inCall:
+		if n == 0 {
+			t.Fatal("no Asterisk channel while the call was up")
+		}
+	default:
+		t.Fatalf("the call never connected: %v", err)
+	}
+	if err == nil {
+		t.Fatalf("the call ended without the socket closing; events %+v", rep.Events)
+	}
+	if ev, ok := rep.Event(signal.TypeError); !ok || ev.Error != wire.CodeTokenExpired {
+		t.Errorf("got error event %+v, want %s", ev, wire.CodeTokenExpired)
+	}
+	// exp has one-second resolution; the session lives exp + the verifier's leeway.
+	if lo, hi := ttl+auth.Leeway-time.Second, ttl+auth.Leeway+5*time.Second; ended < lo || ended > hi {
+		t.Errorf("socket closed %v after minting, want between %v and %v", ended, lo, hi)
+	}
+	if !rep.Heard.Detected(5) {
+		t.Errorf("did not hear the echo before expiry: %+v", rep.Heard)
+	}
+	e.assertClean(t)
 }

@@ -128,6 +128,11 @@ func StartFirefox(t testing.TB, o FirefoxOptions) *Firefox {
 		"datareporting.policy.dataSubmissionEnabled":        false,
 		"toolkit.telemetry.enabled":                         false,
 		"app.update.enabled":                                false,
+		// Remote settings (blocklists, certificate revocation lists) would fetch from
+		// firefox.settings.services.mozilla.com, a DNS query off the machine per fetch. A release build takes this
+		// override only with MOZ_REMOTE_SETTINGS_DEVTOOLS=1 (below); an address, not puppeteer's dummy.test, so that
+		// nothing is looked up at all.
+		"services.settings.server": "http://127.0.0.1:9/v1",
 	}
 	if o.FakeToneHz > 0 {
 		prefs["media.navigator.audio.fake_frequency"] = o.FakeToneHz
@@ -154,7 +159,7 @@ func StartFirefox(t testing.TB, o FirefoxOptions) *Firefox {
 	if err != nil {
 		t.Fatalf("%s: audio output: %v", f.Name, err)
 	}
-	f.cmd.Env = append(os.Environ(), "HOME="+f.Dir, "MOZ_HEADLESS=1", "PULSE_SERVER="+f.pulse.Server)
+	f.cmd.Env = append(os.Environ(), "HOME="+f.Dir, "MOZ_HEADLESS=1", "MOZ_REMOTE_SETTINGS_DEVTOOLS=1", "PULSE_SERVER="+f.pulse.Server)
 	f.cmd.Stderr = f.log
 	f.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdout, err := f.cmd.StdoutPipe()
