@@ -15,8 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/patchbay/patchbay/internal/mmsg"
 	"github.com/patchbay/patchbay/webrtc/media"
+	"github.com/patchbay/patchbay/webrtc/mmsg"
 )
 
 // ErrNoPorts is returned by NewPorts when no port of the range can be bound.

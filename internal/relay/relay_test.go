@@ -16,8 +16,8 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 
-	"github.com/patchbay/patchbay/internal/mmsg"
 	"github.com/patchbay/patchbay/webrtc/media"
+	"github.com/patchbay/patchbay/webrtc/mmsg"
 )
 
 // udpTrack stands in for the pion local track: it marshals what the relay
@@ -478,7 +478,7 @@ func TestPortsShareOneSocketAndSkipBusy(t *testing.T) {
 // TestNoAllocsPerPacket drives both directions of the lean path packet by packet through the relay's own code:
 // a batch from Asterisk as the reader hands it over, and a packet from the browser as the media demux hands it
 // over, each sent on with sendmmsg. Allocations are counted across all goroutines. The read system call itself is
-// outside (internal/mmsg's BenchmarkWriteReadBatch shows it allocates nothing).
+// outside (webrtc/mmsg's BenchmarkWriteReadBatch shows it allocates nothing).
 func TestNoAllocsPerPacket(t *testing.T) {
 	h := newHarness(t, media.ModeLean)
 	fromAst := marshal(t, &rtp.Packet{Header: rtp.Header{Version: 2}, Payload: payload(160, 0)})

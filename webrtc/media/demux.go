@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/patchbay/patchbay/internal/mmsg"
+	"github.com/patchbay/patchbay/webrtc/mmsg"
 )
 
 // The muxed ICE socket is read by one goroutine, in batches (recvmmsg). It hands STUN and DTLS, and everything of
