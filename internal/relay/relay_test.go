@@ -509,3 +509,34 @@ func TestNoAllocsPerPacket(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+// TestRefusedDatagramDropsAlone: a datagram the kernel refuses in a batch toward Asterisk (here an IPv6 destination
+// on the IPv4 socket) is lost on its own; the other calls' packets queued around it are still sent.
+func TestRefusedDatagramDropsAlone(t *testing.T) {
+	p, err := NewPorts("127.0.0.1", 47840, 47860, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	a, b := listen(t), listen(t)
+	batch := newUDPBatch(4)
+	for _, m := range []struct {
+		pkt string
+		to  netip.AddrPort
+	}{{"to a", addrOf(a)}, {"nowhere", netip.MustParseAddrPort("[2001:db8::1]:4000")}, {"to b", addrOf(b)}} {
+		if err := batch.add(p.mc, []byte(m.pkt), m.to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := batch.flush(p.mc); err == nil {
+		t.Error("flush reported no error for the refused datagram")
+	}
+	buf := make([]byte, 100)
+	for c, want := range map[*net.UDPConn]string{a: "to a", b: "to b"} {
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, _, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil || string(buf[:n]) != want {
+			t.Errorf("got %q, %v; want %q", buf[:n], err, want)
+		}
+	}
+}
