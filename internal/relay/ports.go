@@ -277,21 +277,9 @@ func (b *udpBatch) flush(mc *mmsg.Conn) error {
 	return b.flushLocked(mc)
 }
 
-// flushLocked sends what is queued. A datagram the kernel refuses is dropped alone (its error is returned); the
-// rest of the batch, other calls' packets, still goes.
+// flushLocked sends what is queued; a datagram the kernel refuses is lost alone (mmsg.Conn.WriteAll).
 func (b *udpBatch) flushLocked(mc *mmsg.Conn) error {
-	var err error
-	for off := 0; off < b.n; {
-		k, werr := mc.WriteBatch(b.msgs[off:b.n], b.scratch)
-		if werr != nil {
-			err = werr
-			if errors.Is(werr, net.ErrClosed) {
-				break
-			}
-			k++ // the one refused
-		}
-		off += k
-	}
+	_, err := mc.WriteAll(b.msgs[:b.n], b.scratch)
 	b.n = 0
 	return err
 }

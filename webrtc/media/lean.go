@@ -630,25 +630,11 @@ func (b *Batch) commit(n int, to netip.AddrPort) {
 // Len is the number of packets queued.
 func (b *Batch) Len() int { return b.n }
 
-// Flush sends what is queued.
+// Flush sends what is queued; a datagram the kernel refuses is lost alone (mmsg.Conn.WriteAll).
 func (b *Batch) Flush() error {
-	var err error
-	for off := 0; off < b.n; {
-		k, werr := b.mc.WriteBatch(b.msgs[off:b.n], b.scratch)
-		off += k
-		b.sent += uint64(k)
-		if werr != nil {
-			err = werr
-			if errors.Is(werr, net.ErrClosed) {
-				b.errs += uint64(b.n - off)
-				break
-			}
-			// One datagram refused (e.g. an address the socket cannot send to): it alone is lost, not the batch's
-			// other calls' packets.
-			b.errs++
-			off++
-		}
-	}
+	sent, err := b.mc.WriteAll(b.msgs[:b.n], b.scratch)
+	b.sent += uint64(sent)
+	b.errs += uint64(b.n - sent)
 	b.n = 0
 	return err
 }

@@ -12,6 +12,8 @@
 package mmsg
 
 import (
+	"errors"
+	"net"
 	"net/netip"
 )
 
@@ -24,4 +26,25 @@ type Message struct {
 	// Addr is where a datagram came from (ReadBatch; an IPv4 address arriving on a dual-stack socket is given as
 	// IPv4, not IPv4-mapped), or where it goes (WriteBatch).
 	Addr netip.AddrPort
+}
+
+// WriteAll sends every message in batches of up to s.Len(), going on past a datagram the kernel refuses (that one is
+// lost alone, not the other calls' packets after it). It returns how many were sent and the last error; it stops
+// early only when the socket is closed.
+func (c *Conn) WriteAll(ms []Message, s *Scratch) (int, error) {
+	var sent int
+	var err error
+	for off := 0; off < len(ms); {
+		k, werr := c.WriteBatch(ms[off:], s)
+		off += k
+		sent += k
+		if werr != nil {
+			err = werr
+			if errors.Is(werr, net.ErrClosed) {
+				break
+			}
+			off++ // the refused one
+		}
+	}
+	return sent, err
 }

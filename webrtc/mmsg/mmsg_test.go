@@ -88,7 +88,7 @@ func TestBatchesCarryDatagramsBothWays(t *testing.T) {
 }
 
 // TestWriteBatchStopsAtAnUnsendableDatagram: a datagram the socket cannot send (an IPv6 destination on an IPv4
-// socket) fails alone; what precedes it was sent and what follows it can be.
+// socket) fails alone; what precedes it was sent and what follows it can be, and WriteAll sends both.
 func TestWriteBatchStopsAtAnUnsendableDatagram(t *testing.T) {
 	_, sm := listen(t, "127.0.0.1:0")
 	dst, _ := listen(t, "127.0.0.1:0")
@@ -105,6 +105,17 @@ func TestWriteBatchStopsAtAnUnsendableDatagram(t *testing.T) {
 	}
 	if n, err = sm.WriteBatch(ms[2:], s); n != 1 || err != nil {
 		t.Fatalf("WriteBatch after it = %d, %v; want 1 sent", n, err)
+	}
+	// WriteAll goes past it by itself.
+	if n, err = sm.WriteAll(ms, s); n != 2 || err == nil {
+		t.Fatalf("WriteAll = %d, %v; want 2 sent and the refused one's error", n, err)
+	}
+	buf := make([]byte, 10)
+	for _, want := range []string{"a", "c", "a", "c"} {
+		_ = dst.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if n, _, err := dst.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != want {
+			t.Fatalf("got %q, %v; want %q", buf[:n], err, want)
+		}
 	}
 }
 
