@@ -125,6 +125,13 @@ func StartChromium(t testing.TB, o ChromiumOptions) *Chromium {
 			// Its own process group, so Kill takes every Chromium process at once; and killed
 			// with the test process (Pdeathsig, as chromedp does by default).
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+			// Without CAP_SYS_NICE. Run as root, Chromium raises its browser and IO threads to nice -8 by itself, and
+			// the watchdog's stall captures (asteriskwatch.go) caught test Asterisks runnable but unscheduled for
+			// seconds while a Chromium started: every capture of CI runs 40-42 had Chromium busiest in top.
+			if setpriv, err := exec.LookPath("setpriv"); err == nil {
+				cmd.Args = append([]string{setpriv, "--bounding-set", "-sys_nice", "--"}, cmd.Args...)
+				cmd.Path = setpriv
+			}
 			if o.NetNS != nil { // `ip netns exec` keeps the DevTools pipe's descriptors
 				if ip, err := exec.LookPath("ip"); err == nil {
 					cmd.Args = append([]string{ip, "netns", "exec", o.NetNS.Name}, cmd.Args...)
