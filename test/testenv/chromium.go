@@ -125,9 +125,10 @@ func StartChromium(t testing.TB, o ChromiumOptions) *Chromium {
 			// Its own process group, so Kill takes every Chromium process at once; and killed
 			// with the test process (Pdeathsig, as chromedp does by default).
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-			// Without CAP_SYS_NICE. Run as root, Chromium raises its browser and IO threads to nice -8 by itself, and
-			// the watchdog's stall captures (asteriskwatch.go) caught test Asterisks runnable but unscheduled for
-			// seconds while a Chromium started: every capture of CI runs 40-42 had Chromium busiest in top.
+			// Without CAP_SYS_NICE: run as root, Chromium raises its browser and IO threads to nice -8 by itself,
+			// above everything else a test runs (Asterisk, the test binary with Patchbay in it). That was not all
+			// of what starves a test Asterisk while a Chromium starts (asteriskwatch.go's stall captures): CI run
+			// 43 still caught such stalls with every Chromium thread at nice 0 or 5.
 			if setpriv, err := exec.LookPath("setpriv"); err == nil {
 				cmd.Args = append([]string{setpriv, "--bounding-set", "-sys_nice", "--"}, cmd.Args...)
 				cmd.Path = setpriv
