@@ -87,6 +87,24 @@ func (s *Scratch) call(trap, fd uintptr) bool {
 	}
 }
 
+// pack points one header per message at its buffer and at an address slot: filled with the message's destination
+// when writing, left for the kernel to fill when reading.
+func (s *Scratch) pack(c *Conn, ms []Message, write bool) {
+	for i := range ms {
+		s.iovs[i].Base = unsafe.SliceData(ms[i].Buf)
+		s.iovs[i].SetLen(len(ms[i].Buf))
+		s.hdrs[i] = mmsghdr{}
+		s.hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&s.names[i]))
+		s.hdrs[i].hdr.Namelen = uint32(unsafe.Sizeof(s.names[i]))
+		if write {
+			s.hdrs[i].hdr.Namelen = c.putSockaddr(&s.names[i], ms[i].Addr)
+		}
+		s.hdrs[i].hdr.Iov = &s.iovs[i]
+		s.hdrs[i].hdr.SetIovlen(1)
+	}
+	s.n = len(ms)
+}
+
 // Len is the largest batch s carries.
 func (s *Scratch) Len() int { return len(s.hdrs) }
 
@@ -96,16 +114,7 @@ func (c *Conn) ReadBatch(ms []Message, s *Scratch) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	for i := range n {
-		s.iovs[i].Base = unsafe.SliceData(ms[i].Buf)
-		s.iovs[i].SetLen(len(ms[i].Buf))
-		s.hdrs[i] = mmsghdr{}
-		s.hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&s.names[i]))
-		s.hdrs[i].hdr.Namelen = uint32(unsafe.Sizeof(s.names[i]))
-		s.hdrs[i].hdr.Iov = &s.iovs[i]
-		s.hdrs[i].hdr.SetIovlen(1)
-	}
-	s.n = n
+	s.pack(c, ms[:n], false)
 	err := c.rc.Read(s.recv)
 	runtime.KeepAlive(ms)
 	if err != nil {
@@ -129,16 +138,7 @@ func (c *Conn) WriteBatch(ms []Message, s *Scratch) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	for i := range n {
-		s.iovs[i].Base = unsafe.SliceData(ms[i].Buf)
-		s.iovs[i].SetLen(len(ms[i].Buf))
-		s.hdrs[i] = mmsghdr{}
-		s.hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&s.names[i]))
-		s.hdrs[i].hdr.Namelen = c.putSockaddr(&s.names[i], ms[i].Addr)
-		s.hdrs[i].hdr.Iov = &s.iovs[i]
-		s.hdrs[i].hdr.SetIovlen(1)
-	}
-	s.n = n
+	s.pack(c, ms[:n], true)
 	err := c.rc.Write(s.send) // EAGAIN (the send buffer is full) waits in the netpoller
 	runtime.KeepAlive(ms)
 	if err != nil {
