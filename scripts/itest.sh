@@ -46,6 +46,10 @@ if ! mountpoint -q "$TMPDIR"; then
 	}
 fi
 trap 'umount -l "$TMPDIR" 2>/dev/null' EXIT
+# A stall capture of the Asterisk watchdog (test/testenv/asteriskwatch.go) includes the kernel's run queues, read
+# from debugfs. Only what the capture says depends on it, so a host without debugfs is told and the tests go on.
+mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug ||
+	echo "itest.sh: debugfs is not mounted: Asterisk stall captures will lack the run queues" >&2
 find "$TMPDIR" -mindepth 1 -delete
 # What the tests execute is on it too: the Asterisk root (a copy; 365 MB) and the test binary. This host pages
 # out memory it finds idle (a DAMON "pageout" scheme: regions sampled idle for 60 s), clean file pages included,

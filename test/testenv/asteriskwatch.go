@@ -149,6 +149,7 @@ func (a *Asterisk) captureStall(ctx context.Context, client *http.Client, pid, n
 		fmt.Fprintf(&b, "--- %s\n%s", f, data)
 	}
 	writeThreads(&b, pid)
+	writeSched(&b)
 	port := strconv.Itoa(a.HTTPPort)
 	b.WriteString("--- ss, the ARI port\n")
 	b.Write(runOut(ctx, 10*time.Second, "ss", "-tnmoiep", "state", "all", "( sport = :"+port+" or dport = :"+port+" )"))
@@ -159,6 +160,7 @@ func (a *Asterisk) captureStall(ctx context.Context, client *http.Client, pid, n
 	fmt.Fprintf(&b, "--- second ping: %v, err %v\n", took2, err2)
 	if err2 != nil || took2 >= watchLate {
 		writeThreads(&b, pid)
+		writeSched(&b)
 	}
 	writeFDs(&b, pid)
 	b.WriteString("--- this test process's goroutines\n")
@@ -257,7 +259,14 @@ func writeThreads(b *bytes.Buffer, pid int) {
 			state = string(stat[i+2])
 		}
 		key := fmt.Sprintf("state %s wchan %s\n%s", state, wchan, stack)
-		groups[key] = append(groups[key], fmt.Sprintf("%s/%s%v", strings.TrimSpace(string(comm)), tid.Name(), sysf))
+		label := fmt.Sprintf("%s/%s%v", strings.TrimSpace(string(comm)), tid.Name(), sysf)
+		if state == "R" || state == "D" {
+			// "ns on a CPU, ns waiting in a run queue, slices": two captures apart, whether a runnable thread
+			// was given a CPU at all.
+			ss, _ := os.ReadFile(filepath.Join(dir, "schedstat"))
+			label += "{" + strings.TrimSpace(string(ss)) + "}"
+		}
+		groups[key] = append(groups[key], label)
 	}
 	keys := make([]string, 0, len(groups))
 	for k := range groups {
@@ -268,6 +277,51 @@ func writeThreads(b *bytes.Buffer, pid int) {
 	for _, k := range keys {
 		fmt.Fprintf(b, "[%d] %s\n%s\n", len(groups[k]), strings.Join(groups[k], " "), k)
 	}
+}
+
+// schedDebug is the kernel's view of its run queues (debugfs; scripts/itest.sh mounts it).
+const schedDebug = "/sys/kernel/debug/sched/debug"
+
+// writeSched writes, per CPU, the task groups with queued tasks (their vruntime and weight: an autogroup or cgroup
+// starved as a whole shows there) and the runnable tasks, from the kernel's scheduler debug file.
+func writeSched(b *bytes.Buffer) {
+	data, err := os.ReadFile(schedDebug)
+	if err != nil {
+		fmt.Fprintf(b, "--- scheduler: %v\n", err)
+		return
+	}
+	fmt.Fprintf(b, "--- scheduler at %s (%s: CPUs, task groups with queued tasks, runnable tasks)\n", time.Now().Format("15:04:05.000"), schedDebug)
+	var block []string // one "cfs_rq[n]:/group" block
+	queued := false
+	flush := func() {
+		if queued {
+			b.WriteString(strings.Join(block, "\n") + "\n")
+		}
+		block, queued = nil, false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case strings.HasPrefix(line, "cpu#"), strings.HasPrefix(line, "runnable tasks:"):
+			flush()
+			b.WriteString(line + "\n")
+		case strings.HasPrefix(line, "cfs_rq["):
+			flush()
+			block = []string{line}
+		case block != nil && line == "":
+			flush()
+		case block != nil:
+			if len(f) == 3 && f[0] == ".h_nr_queued" && f[2] != "0" {
+				queued = true
+			}
+			if len(f) == 3 && (f[0] == ".h_nr_queued" || f[0] == ".throttled" || strings.HasPrefix(f[0], ".se->") || f[0] == ".avg_vruntime") {
+				block = append(block, line)
+			}
+		case len(f) > 2 && (f[0] == "R" || f[0] == ">R"):
+			b.WriteString(line + "\n")
+		}
+	}
+	flush()
 }
 
 var runOutMu sync.Mutex // one capture's commands at a time per process: they are heavy
