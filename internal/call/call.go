@@ -444,7 +444,9 @@ func (c *Call) onTick() {
 	if c.browser != nil {
 		c.browser.watch(c)
 	}
-	c.observeTick(time.Now())
+	now := time.Now()
+	c.observeTick(now)
+	c.repeatStops(now)
 }
 
 // maxDuration is how long the call may last: the configured maximum, shortened to what is left of the caller's

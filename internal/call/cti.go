@@ -38,6 +38,8 @@ type ctiState struct {
 	emMuted   bool // the browser's channel is muted both ways (applied)
 	emMOH     bool // music on hold plays to the browser's channel (applied)
 
+	repeats []*stopRepeat // stops sent again while they still apply (hold.go)
+
 	rec *recording.Session // the recording in progress, if any
 
 	roomMOH  string // a room bridge this call plays music on hold into (a room hold, a transfer into the room)

@@ -352,14 +352,68 @@ func TestHoldBothWays(t *testing.T) {
 	if err := h.s.HoldFromFar(far, false); err != nil {
 		t.Fatal(err)
 	}
-	h.waitFor("music stopped", func() bool { return h.s.Count("DELETE", "/channels/*/moh") == 1 })
-	time.Sleep(100 * time.Millisecond)
+	h.waitFor("music stopped", func() bool { return h.s.Count("DELETE", "/channels/*/moh") >= 1 })
+	// Each stop goes again twice (Asterisk can lose one, hold.go), and no more.
+	h.waitFor("stops repeated", func() bool {
+		return h.s.Count("DELETE", "/channels/*/moh") == 1+stopRepeats && h.s.Count("DELETE", "/channels/"+far+"/hold") == 1+stopRepeats
+	})
+	time.Sleep(2 * stopAgainAfter)
+	if n, m := h.s.Count("DELETE", "/channels/*/moh"), h.s.Count("DELETE", "/channels/"+far+"/hold"); n != 1+stopRepeats || m != 1+stopRepeats {
+		t.Errorf("music stopped %d times, far party unheld %d times; want %d each", n, m, 1+stopRepeats)
+	}
 	hangup()
 	r := h.result(done)
 	got := strings.Join(eventTypes(r.rep), " ")
 	if got != "answered/ held/you held/you resumed/you held/far resumed/far" { // a second hold is answered, not repeated
 		t.Errorf("browser events %q", got)
 	}
+	h.assertNothingLeft()
+}
+
+// TestRepeatedStopYieldsToANewHold: a stop sent again must not undo a hold that came after it, the far party's
+// (music toward the browser) or the browser's (the far party held).
+func TestRepeatedStopYieldsToANewHold(t *testing.T) {
+	h := newCTIHarness(t, nil)
+	conn := h.conn("alice", "agent", "ext")
+	ctx, hangup := context.WithCancel(h.ctx)
+	defer hangup()
+	connected, done := h.call(ctx, conn, "c1", "101")
+	h.waitUp(connected, done)
+	var far string
+	for _, ch := range h.s.Channels() {
+		if strings.HasPrefix(ch.Name, "PJSIP/101") {
+			far = ch.ID
+		}
+	}
+	// The phone holds, resumes and holds again at once: the music stopped once, and started again.
+	for _, on := range []bool{true, false, true} {
+		if err := h.s.HoldFromFar(far, on); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.waitFor("music on, off, on", func() bool { return h.s.Count("POST", "/channels/*/moh") == 2 })
+	time.Sleep(3 * stopAgainAfter)
+	if n := h.s.Count("DELETE", "/channels/*/moh"); n != 1 {
+		t.Errorf("music stopped %d times while the phone holds again; want 1", n)
+	}
+	if err := h.s.HoldFromFar(far, false); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("music stopped for good", func() bool { return h.s.Count("DELETE", "/channels/*/moh") == 2+stopRepeats })
+
+	// The browser holds, resumes and holds again: the far party unheld once.
+	for _, typ := range []string{signal.TypeHold, signal.TypeResume, signal.TypeHold} {
+		if err := conn.Send(h.ctx, signal.Message{Type: typ, CallID: "c1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.waitFor("hold, unhold, hold", func() bool { return h.s.Count("POST", "/channels/"+far+"/hold") == 2 })
+	time.Sleep(3 * stopAgainAfter)
+	if n := h.s.Count("DELETE", "/channels/"+far+"/hold"); n != 1 {
+		t.Errorf("far party unheld %d times while the browser holds again; want 1", n)
+	}
+	hangup()
+	h.result(done)
 	h.assertNothingLeft()
 }
 

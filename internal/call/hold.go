@@ -2,6 +2,7 @@ package call
 
 import (
 	"context"
+	"time"
 
 	"github.com/patchbay/patchbay/webrtc/signal"
 	"github.com/patchbay/patchbay/wire"
@@ -64,6 +65,11 @@ func (c *Call) hold(on bool) {
 			}
 			return
 		}
+		if !on && c.kind != KindRoom {
+			far := c.far.id
+			c.stopAgain("unhold the far party", func() bool { return !c.cti.heldByYou && c.far != nil && c.far.id == far },
+				func(ctx context.Context) error { return c.a.Channel(far).Unhold(ctx) })
+		}
 		c.cti.heldByYou = on
 		c.applyHold()
 		c.log.Info("browser hold", "held", on)
@@ -98,6 +104,8 @@ func (c *Call) applyHold() {
 			err = c.a.Channel(em).StartMOH(ctx, "")
 		} else {
 			err = c.a.Channel(em).StopMOH(ctx)
+			c.stopAgain("stop the music on hold toward the browser", func() bool { return !c.cti.emMOH && c.browser != nil && c.browser.emID == em },
+				func(ctx context.Context) error { return c.a.Channel(em).StopMOH(ctx) })
 		}
 		if err != nil && c.ctx.Err() == nil {
 			c.log.Warn("music on hold toward the browser", "on", moh, "err", err)
@@ -145,4 +153,57 @@ func (c *Call) stopRoomMOH() {
 		c.log.Debug("stop music on hold in the room", "err", err)
 	}
 	c.cti.roomMOH = ""
+}
+
+// Asterisk answers a channel's music-on-hold stop and unhold (DELETE /channels/{id}/moh, /hold) as soon as it has
+// queued them, and the stop can then be lost: the channel's control thread runs ast_moh_stop while the bridge thread
+// is making a frame of the music (main/channel.c generator_force lends the generator out, unlocked, for the
+// frame), finds no generator to deactivate, and the music plays on until hang-up. CI saw both halves: a browser
+// hearing music after the phone resumed, a phone hearing it after the browser resumed. So each such stop is sent
+// again, twice, while what it undid is still undone; a stop of music that has already stopped changes nothing.
+// This makes a lost stop unlikely (each send must hit the same window), not impossible: the sure way, taking the
+// channel out of its bridge for the music, would make every hold a bridge change.
+const (
+	stopAgainAfter = 700 * time.Millisecond
+	stopRepeats    = 2
+)
+
+// stopRepeat is a stop to send again on the call's ticks.
+type stopRepeat struct {
+	what  string
+	at    time.Time
+	left  int
+	still func() bool // false once the stop no longer applies (held again, the channel replaced)
+	send  func(context.Context) error
+}
+
+// stopAgain schedules stopRepeats more sends of a stop that was just sent.
+func (c *Call) stopAgain(what string, still func() bool, send func(context.Context) error) {
+	c.cti.repeats = append(c.cti.repeats, &stopRepeat{what: what, at: time.Now().Add(stopAgainAfter), left: stopRepeats, still: still, send: send})
+}
+
+// repeatStops sends the stops that are due (on the call's tick).
+func (c *Call) repeatStops(now time.Time) {
+	kept := c.cti.repeats[:0]
+	for _, r := range c.cti.repeats {
+		if !r.still() {
+			continue
+		}
+		if now.Before(r.at) {
+			kept = append(kept, r)
+			continue
+		}
+		ctx, cancel := c.setupCtx()
+		err := r.send(ctx)
+		cancel()
+		if err != nil && c.ctx.Err() == nil {
+			c.log.Debug("repeated stop failed", "what", r.what, "err", err)
+		}
+		if r.left--; r.left > 0 {
+			r.at = now.Add(stopAgainAfter)
+			kept = append(kept, r)
+		}
+	}
+	clear(c.cti.repeats[len(kept):])
+	c.cti.repeats = kept
 }

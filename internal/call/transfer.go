@@ -394,6 +394,8 @@ func (c *Call) stopTransfereeMOH() {
 	if err := c.a.Channel(l.id).StopMOH(ctx); err != nil && !ari.IsNotFound(err) {
 		c.log.Debug("stop the transferee's music on hold", "err", err)
 	}
+	c.stopAgain("stop the transferee's music on hold", func() bool { return c.transferee() == l && !l.gone },
+		func(ctx context.Context) error { return c.a.Channel(l.id).StopMOH(ctx) })
 }
 
 // replaceFar follows a phone's transfer of the browser: ch takes the far party's place in the call's bridge. The
