@@ -94,7 +94,24 @@ ulimit -n "$want_fds"
 pin() { if [[ -n "$1" ]]; then echo taskset -c "$1"; fi; }
 # group_nice PID: set the niceness of PID's autogroup, if the kernel has autogroups. Every process measured runs
 # in a session of its own (setsid), so the autogroup holds only that process.
-group_nice() { if [[ -n "$GROUP_NICE" && -w /proc/$1/autogroup ]]; then echo "$GROUP_NICE" >"/proc/$1/autogroup"; fi; }
+# Only once PID has left this script's autogroup: a job just started may not have reached its setsid() yet, and the
+# write would then renice this script's own session, and with it everything its caller starts afterwards. That
+# happened: a CI run started from the same shell after a bench had its test Asterisks (nice 0, each in its own
+# session) starved for seconds beside a nice -20 group holding the tests and browsers.
+group_nice() {
+	[[ -n "$GROUP_NICE" && -w /proc/$1/autogroup ]] || return 0
+	local mine theirs _
+	read -r mine _ </proc/$$/autogroup
+	for _ in {1..200}; do
+		read -r theirs _ 2>/dev/null <"/proc/$1/autogroup" || return 0 # gone
+		if [[ "$theirs" != "$mine" ]]; then
+			echo "$GROUP_NICE" >"/proc/$1/autogroup"
+			return 0
+		fi
+		sleep 0.01
+	done
+	echo "bench.sh: pid $1 is still in this script's autogroup ($mine) after 2 s; its niceness is left alone" >&2
+}
 
 [[ -f "$ROOT.run-state" ]] && { echo "bench.sh: an Asterisk started by scripts/asterisk.sh is running ($ROOT.run-state); stop it first (make stop)" >&2; exit 1; }
 
