@@ -126,9 +126,9 @@ func StartChromium(t testing.TB, o ChromiumOptions) *Chromium {
 			// with the test process (Pdeathsig, as chromedp does by default).
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 			// Without CAP_SYS_NICE: run as root, Chromium raises its browser and IO threads to nice -8 by itself,
-			// above everything else a test runs (Asterisk, the test binary with Patchbay in it). That was not all
-			// of what starves a test Asterisk while a Chromium starts (asteriskwatch.go's stall captures): CI run
-			// 43 still caught such stalls with every Chromium thread at nice 0 or 5.
+			// above everything else in its session (the test binary with Patchbay in it). It was not what
+			// starved the test Asterisks in CI runs 40-46: that was the tests' whole session reniced to -20 by a
+			// bench script (see shareAutogroupNice in asterisk.go).
 			if setpriv, err := exec.LookPath("setpriv"); err == nil {
 				cmd.Args = append([]string{setpriv, "--bounding-set", "-sys_nice", "--"}, cmd.Args...)
 				cmd.Path = setpriv
