@@ -20,7 +20,9 @@ import (
 // Test Asterisks have gone silent for seconds in CI runs (ARI pongs and REST answers missing, then everything
 // back at once) without a word in their logs, and not when the failing test ran alone. The watchdog below pings
 // every running, unfrozen instance and, when an answer is late, records what was happening on both ends of the
-// socket at that moment, to find the cause rather than guess it.
+// socket at that moment, to find the cause rather than guess it. (In CI runs 40-46 the run queues it records showed
+// the cause: the tests' session had been reniced to -20, so each Asterisk, a session of its own, got about 1 % of a
+// busy CPU; see shareAutogroupNice.)
 
 const (
 	watchEvery = 500 * time.Millisecond
