@@ -106,6 +106,7 @@ group_nice() {
 		read -r theirs _ 2>/dev/null <"/proc/$1/autogroup" || return 0 # gone
 		if [[ "$theirs" != "$mine" ]]; then
 			echo "$GROUP_NICE" >"/proc/$1/autogroup"
+			echo "bench.sh: $(cat "/proc/$1/comm" 2>/dev/null) (pid $1): $(cat "/proc/$1/autogroup" 2>/dev/null)"
 			return 0
 		fi
 		sleep 0.01
