@@ -30,6 +30,8 @@
 #   RATE=5 STEADY=60s SETTLE=3s  ramp rate (calls/s), steady window, pause between them; at 20 calls/s Asterisk's
 #                                own SIP/WSS and DTLS setup (native mode) fell behind from N=100 on one core: calls
 #                                failed or were still setting up in the window
+#   PB_GROUP_NICE                Patchbay's autogroup niceness alone (default: GROUP_NICE); a Patchbay that weighs
+#                                less than Asterisk is woken later and so reads bigger batches: less CPU, more delay
 #   GROUP_NICE=-20               niceness of the scheduler autogroups of Asterisk, Patchbay and the load
 #                                generator (each in its own session), so that other work on a shared host (builds, tests)
 #                                blurs the figures less; the table reports how much CPU others still took. With
@@ -180,7 +182,7 @@ start_patchbay() {
 	env PATCHBAY_CALLS_RECORDS_FILE="$RECORDS" "$@" setsid $(pin "$SERVER_CPUS") "$BIN" serve --config "$CFG" 2>"$LOG" &
 	PB_PID=$!
 	PB_PIDS+=("$PB_PID")
-	group_nice "$PB_PID"
+	GROUP_NICE="${PB_GROUP_NICE-$GROUP_NICE}" group_nice "$PB_PID"
 	for i in $(seq 1 100); do
 		curl -fsS --cacert "$DIR/certs/ca.crt" "https://localhost:${listen##*:}/healthz" >/dev/null 2>&1 && return
 		kill -0 "$PB_PID" 2>/dev/null || { echo "bench.sh: Patchbay exited; see $LOG" >&2; tail -5 "$LOG" >&2; exit 1; }
