@@ -321,21 +321,26 @@ func TestBlindTransferHandsTheFarPartyOn(t *testing.T) {
 	h.assertNothingLeft()
 }
 
-// TestHoldBothWays: the browser's hold holds the far channel and mutes its own; the far party's hold key reaches
-// the browser as held/resumed by "far".
-func TestHoldBothWays(t *testing.T) {
-	h := newCTIHarness(t, nil)
-	conn := h.conn("alice", "agent", "ext")
+// h101Call is an agent's answered call "c1" to phone 101, with the phone's channel ID; hangup ends it.
+func h101Call(t *testing.T) (h *ctiHarness, conn *signal.Conn, far string, hangup context.CancelFunc, done chan result) {
+	h = newCTIHarness(t, nil)
+	conn = h.conn("alice", "agent", "ext")
 	ctx, hangup := context.WithCancel(h.ctx)
-	defer hangup()
 	connected, done := h.call(ctx, conn, "c1", "101")
 	h.waitUp(connected, done)
-	var far string
 	for _, ch := range h.s.Channels() {
 		if strings.HasPrefix(ch.Name, "PJSIP/101") {
 			far = ch.ID
 		}
 	}
+	return h, conn, far, hangup, done
+}
+
+// TestHoldBothWays: the browser's hold holds the far channel and mutes its own; the far party's hold key reaches
+// the browser as held/resumed by "far".
+func TestHoldBothWays(t *testing.T) {
+	h, conn, far, hangup, done := h101Call(t)
+	defer hangup()
 	for _, typ := range []string{signal.TypeHold, signal.TypeHold, signal.TypeResume} {
 		if err := conn.Send(h.ctx, signal.Message{Type: typ, CallID: "c1"}); err != nil {
 			t.Fatal(err)
@@ -373,18 +378,8 @@ func TestHoldBothWays(t *testing.T) {
 // TestRepeatedStopYieldsToANewHold: a stop sent again must not undo a hold that came after it, the far party's
 // (music toward the browser) or the browser's (the far party held).
 func TestRepeatedStopYieldsToANewHold(t *testing.T) {
-	h := newCTIHarness(t, nil)
-	conn := h.conn("alice", "agent", "ext")
-	ctx, hangup := context.WithCancel(h.ctx)
+	h, conn, far, hangup, done := h101Call(t)
 	defer hangup()
-	connected, done := h.call(ctx, conn, "c1", "101")
-	h.waitUp(connected, done)
-	var far string
-	for _, ch := range h.s.Channels() {
-		if strings.HasPrefix(ch.Name, "PJSIP/101") {
-			far = ch.ID
-		}
-	}
 	// The phone holds, resumes and holds again at once: the music stopped once, and started again.
 	for _, on := range []bool{true, false, true} {
 		if err := h.s.HoldFromFar(far, on); err != nil {
