@@ -28,6 +28,8 @@ type Message struct {
 	Addr netip.AddrPort
 }
 
+var errNoneSent = errors.New("mmsg: the socket took none of the batch")
+
 // WriteAll sends every message in batches of up to s.Len(), going on past a datagram the kernel refuses (that one is
 // lost alone, not the other calls' packets after it). It returns how many were sent and the last error; it stops
 // early only when the socket is closed.
@@ -36,6 +38,10 @@ func (c *Conn) WriteAll(ms []Message, s *Scratch) (int, error) {
 	var err error
 	for off := 0; off < len(ms); {
 		k, werr := c.WriteBatch(ms[off:], s)
+		if k == 0 && werr == nil {
+			// A write that takes nothing and says nothing would loop here forever: count it as a refusal.
+			werr = errNoneSent
+		}
 		off += k
 		sent += k
 		if werr != nil {

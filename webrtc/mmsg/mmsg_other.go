@@ -48,6 +48,7 @@ func (c *Conn) ReadBatch(ms []Message, s *Scratch) (int, error) {
 		s.msgs[i].Buffers[0] = ms[i].Buf
 	}
 	got, err := c.pc.ReadBatch(s.msgs[:n], 0)
+	got = max(got, 0) // x/net passes on the system call's -1 with its error
 	for i := range got {
 		ms[i].N = s.msgs[i].N
 		if ua, ok := s.msgs[i].Addr.(*net.UDPAddr); ok {
@@ -66,5 +67,6 @@ func (c *Conn) WriteBatch(ms []Message, s *Scratch) (int, error) {
 		s.addrs[i] = *net.UDPAddrFromAddrPort(ms[i].Addr)
 		s.msgs[i].Addr = &s.addrs[i]
 	}
-	return c.pc.WriteBatch(s.msgs[:n], 0)
+	sent, err := c.pc.WriteBatch(s.msgs[:n], 0)
+	return max(sent, 0), err // x/net passes on the system call's -1 with its error
 }
