@@ -46,7 +46,6 @@ func runBench(ctx context.Context, args []string) error {
 	pbRecords := fs.String("patchbay-records", "", "Patchbay's call-records file (calls.records.file): setup_answer_ms gives the server's offer→answer")
 	pinServer := fs.String("pin-server", "", "CPUs to pin Patchbay and Asterisk to (taskset list, e.g. 0)")
 	pinLoad := fs.String("pin-load", "", "CPUs to pin this load generator to (e.g. 1)")
-	native := fs.Float64("native-cpu", 0.16, "Asterisk-native WebRTC CPU-s per call-minute, the reference of the goals")
 	metricsURL := fs.String("metrics-url", "", "Patchbay's /metrics on this host, scraped during the run like Prometheus would (e.g. http://127.0.0.1:9464/metrics)")
 	scrapeEvery := fs.Duration("scrape-interval", 15*time.Second, "how often --metrics-url is scraped")
 	nativeMode := fs.Bool("native", false, "bench Asterisk-native WebRTC: callers register to Asterisk over SIP/WSS as bench-webrtc-N (asterisk.bench_webrtc_endpoints) and run DTLS-SRTP with it; Patchbay is not used")
@@ -55,7 +54,6 @@ func runBench(ctx context.Context, args []string) error {
 	label := fs.String("label", "", "name of this run's mode in --json and --compare (default patchbay, or native with --native), e.g. patchbay-pion")
 	jsonOut := fs.String("json", "", "also write the result as JSON to this file (for --compare)")
 	compareDir := fs.String("compare", "", "print the native and Patchbay runs stored as JSON in this directory side by side, then exit")
-	plainRef := fs.Float64("plain-cpu", 0.06, "Asterisk's plain-RTP CPU-s per call-minute measured with --native-cpu (scales it to this run)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -179,7 +177,7 @@ func runBench(ctx context.Context, args []string) error {
 		Codec: *codec, Pairs: *pairs, Callee: callee, CalleeToken: mintCallee,
 		Calls: *n, Rate: *rate, Settle: *settle, Steady: *steady,
 		ARI: ac, BaselineCalls: *baseCalls, BaselineEndpoint: *baseEndpoint,
-		PatchbayPID: *pbPID, AsteriskPID: *astPID, PatchbayLog: *pbLog, PatchbayRecords: *pbRecords, NativeCPU: *native, PlainCPU: *plainRef,
+		PatchbayPID: *pbPID, AsteriskPID: *astPID, PatchbayLog: *pbLog, PatchbayRecords: *pbRecords,
 		MetricsURL: *metricsURL, ScrapeInterval: *scrapeEvery,
 		Logger: log,
 	})

@@ -25,7 +25,6 @@ type Result struct {
 	Calls, BaselineCalls int
 	Rate                 float64
 	Steady               time.Duration
-	NativeCPU, PlainCPU  float64
 
 	// Patchbay calls: how many lasted the whole steady window, how many failed (with the first errors).
 	InWindow, Failed int
@@ -95,7 +94,7 @@ func summarize(o Options, outs []callOutcome, plains []plainResult, w window, id
 	if o.Label != "" {
 		mode = o.Label
 	}
-	r := &Result{Mode: mode, ABRun: o.ABRun, Codec: o.Codec, Pairs: o.Pairs, Calls: o.Calls, BaselineCalls: o.BaselineCalls, Rate: o.Rate, Steady: o.Steady, NativeCPU: o.NativeCPU, PlainCPU: o.PlainCPU,
+	r := &Result{Mode: mode, ABRun: o.ABRun, Codec: o.Codec, Pairs: o.Pairs, Calls: o.Calls, BaselineCalls: o.BaselineCalls, Rate: o.Rate, Steady: o.Steady,
 		CPU: map[string]time.Duration{}, CPUPerCallMin: map[string]float64{}, RSSDelta: map[string]int64{}, RSSPerCall: map[string]int64{}}
 	var answer, echo, rtt, brtt []time.Duration
 	for _, oc := range outs {

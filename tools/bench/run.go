@@ -72,11 +72,6 @@ type Options struct {
 	PatchbayLog string
 	// PatchbayRecords, when set, is Patchbay's call-records file: setup_answer_ms gives the server's offer → answer.
 	PatchbayRecords string
-	// NativeCPU is Asterisk-native WebRTC's CPU-seconds per call-minute, the reference the goals compare with;
-	// PlainCPU is Asterisk's cost of a plain-RTP echo call measured at the same time (default 0.16 and 0.06, from
-	// the field notes). This run measures Asterisk's plain-RTP cost again, and NativeCPU/PlainCPU scales the native
-	// reference to this host and moment, so the goals can be checked as same-run ratios too.
-	NativeCPU, PlainCPU float64
 
 	// MetricsURL, when set, is Patchbay's /metrics (a loopback URL), scraped every ScrapeInterval (default 15 s,
 	// Prometheus's usual) for the whole run, so the cost of metrics measured includes being scraped.
@@ -111,12 +106,6 @@ func (o *Options) defaults() error {
 	}
 	if o.BaselineEndpoint == "" {
 		o.BaselineEndpoint = "Local/" + o.To + "@from-patchbay"
-	}
-	if o.NativeCPU == 0 {
-		o.NativeCPU = 0.16
-	}
-	if o.PlainCPU == 0 {
-		o.PlainCPU = 0.06
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
