@@ -21,7 +21,7 @@ vet:
 	$(GO) vet -tags integration ./test/...
 	@$(GO) mod tidy -diff >/dev/null || { echo "go mod tidy would change go.mod/go.sum: run it and commit"; exit 1; }
 
-test-unit:
+test-unit: provision
 	$(GO) test -count=1 -race ./...
 
 # Bounded fuzzing of what browsers and API callers feed us: the number router and the signalling decoder. Budgets
