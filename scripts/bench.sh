@@ -17,7 +17,10 @@
 #                                with /metrics served and scraped every SCRAPE (15s; other modes run metrics off); "pion" is Patchbay
 #                                with media.lean_audio off (every call on pion's track path), labelled patchbay-pion;
 #                                "ice" is Patchbay with Asterisk's ICE support on (rtp.conf as the native runs have it),
-#                                labelled patchbay-asterisk-ice;
+#                                labelled patchbay-asterisk-ice; "paced" is Patchbay with its media sockets read on a
+#                                timer of PACE (400us) while busier than PACE_ABOVE (2000) datagrams a second
+#                                (media.pace, media.pace_above), labelled patchbay-paced; the other Patchbay modes run
+#                                with media.pace 0;
 #                                "b2b" and "opus" are browser ⇄ browser calls (bench --pairs: caller N dials the user
 #                                bench-callee-N, whose synthetic browser sends back what it hears) offering PCMU, and
 #                                Opus then PCMU: HD voice against G.711, side by side in --compare; "metrics-ab" is
@@ -57,6 +60,8 @@ SETTLE="${SETTLE:-3s}"
 PROFILE_N="${PROFILE_N:-}"
 GROUP_NICE="${GROUP_NICE--20}"
 MODES="${MODES:-native patchbay}"
+PACE="${PACE:-400us}"
+PACE_ABOVE="${PACE_ABOVE:-2000}"
 METRICS_ADDR="${METRICS_ADDR:-127.0.0.1:19464}"
 SCRAPE="${SCRAPE:-15s}"
 PASSES="${PASSES:-2}"
@@ -254,7 +259,7 @@ run_one() {
 		args+=(--native)
 	else
 		LOG="$DIR/patchbay-$tag.log"
-		local lean=true metrics=
+		local lean=true metrics= pace=(PATCHBAY_MEDIA_PACE=0)
 		case $mode in
 		pion)
 			lean=false
@@ -269,12 +274,16 @@ run_one() {
 		ice) # Asterisk with ICE support on (the native runs' files): what it costs Patchbay's calls, against mode patchbay
 			args+=(--label patchbay-asterisk-ice)
 			;;
+		paced) # media sockets read on a timer while busy (media.pace, media.pace_above): against mode patchbay
+			pace=(PATCHBAY_MEDIA_PACE="$PACE" PATCHBAY_MEDIA_PACE_ABOVE="$PACE_ABOVE")
+			args+=(--label patchbay-paced)
+			;;
 		metrics) # /metrics served and scraped as Prometheus would: the cost of metrics against mode patchbay
 			metrics=$METRICS_ADDR
 			args+=(--label patchbay-metrics --metrics-url "http://$METRICS_ADDR/metrics" --scrape-interval "$SCRAPE")
 			;;
 		esac
-		start_patchbay "$tag" PATCHBAY_METRICS_LISTEN=$metrics PATCHBAY_MEDIA_LEAN_AUDIO=$lean PATCHBAY_PPROF_LISTEN=$PPROF
+		start_patchbay "$tag" PATCHBAY_METRICS_LISTEN=$metrics PATCHBAY_MEDIA_LEAN_AUDIO=$lean PATCHBAY_PPROF_LISTEN=$PPROF "${pace[@]}"
 		args+=(--patchbay-pid "$PB_PID" --patchbay-log "$LOG" --patchbay-records "$RECORDS")
 	fi
 	PROF_JOB=""

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 var (
@@ -162,6 +163,12 @@ func (c *Config) Validate() error {
 	}
 	if m.RelayDrain < 0 {
 		bad("media.relay_drain", "must not be negative")
+	}
+	if m.Pace < 0 || m.Pace > 5*time.Millisecond {
+		bad("media.pace", "%s must be between 0 (off) and 5ms: a packet may wait this long in Patchbay", m.Pace)
+	}
+	if m.PaceAbove < 0 {
+		bad("media.pace_above", "%d is negative", m.PaceAbove)
 	}
 	for i, s := range m.ICEServers {
 		for j, u := range s.URLs {

@@ -35,7 +35,6 @@ const (
 
 // Ports is the shared socket toward Asterisk and its reader. Acquire hands each call a handle on it.
 type Ports struct {
-	conn *net.UDPConn
 	mc   *mmsg.Conn
 	addr netip.AddrPort
 	log  *slog.Logger
@@ -66,6 +65,11 @@ type PortStats struct {
 // reader; Close stops it. drain is kept for configuration compatibility and unused: a packet of an ended call is
 // dropped because its source is no longer registered, so no port needs to rest.
 func NewPorts(host string, first, last int, drain time.Duration) (*Ports, error) {
+	return NewPortsPaced(host, first, last, drain, mmsg.Options{})
+}
+
+// NewPortsPaced is NewPorts with the socket read on a timer while it is busy (mmsg.Options).
+func NewPortsPaced(host string, first, last int, drain time.Duration, pace mmsg.Options) (*Ports, error) {
 	h, err := netip.ParseAddr(host)
 	if err != nil {
 		return nil, fmt.Errorf("relay host %q is not an IP address: %w", host, err)
@@ -90,15 +94,15 @@ func NewPorts(host string, first, last int, drain time.Duration) (*Ports, error)
 	// One socket carries every call: room for bursts (best effort; the kernel caps it at rmem_max/wmem_max).
 	_ = conn.SetReadBuffer(4 << 20)
 	_ = conn.SetWriteBuffer(4 << 20)
-	mc, err := mmsg.New(conn)
+	port := conn.LocalAddr().(*net.UDPAddr).Port
+	mc, err := mmsg.Detach(conn, pace)
 	if err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("relay: socket toward Asterisk: %w", err)
 	}
 	p := &Ports{
-		conn:       conn,
 		mc:         mc,
-		addr:       netip.AddrPortFrom(h.Unmap(), uint16(conn.LocalAddr().(*net.UDPAddr).Port)),
+		addr:       netip.AddrPortFrom(h.Unmap(), uint16(port)),
 		log:        log,
 		toBrowser:  media.NewBatch(batchSize),
 		toAsterisk: newUDPBatch(batchSize),
@@ -151,7 +155,7 @@ func (p *Ports) Close() error {
 	}
 	p.closed = true
 	p.mu.Unlock()
-	err := p.conn.Close()
+	err := p.mc.Close()
 	<-p.done
 	return err
 }

@@ -403,7 +403,7 @@ func (r *Relay) fromBrowserTrack(t TrackReader) {
 			continue
 		}
 		pkt := compact(buf[:n], h, r.pt)
-		if _, err := r.pool.conn.WriteToUDPAddrPort(pkt, *ast); err != nil {
+		if _, err := r.pool.mc.WriteToAddrPort(pkt, *ast); err != nil {
 			r.toAst.drops.Add(1)
 			continue
 		}

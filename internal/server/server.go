@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/patchbay/patchbay/webrtc/mmsg"
 	"log/slog"
 	"net"
 	"net/http"
@@ -117,13 +118,15 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		H264:            cfg.Media.H264,
 		PionMedia:       !cfg.Media.LeanAudio,
 		OpusDTX:         cfg.Media.OpusDTX,
+		Pace:            mmsg.Options{Pace: cfg.Media.Pace, PaceAbove: cfg.Media.PaceAbove},
 		ICEServers:      iceServers,
 		Logger:          log.With("component", "media"),
 	}))
 	if err != nil {
 		return nil, fmt.Errorf("media (media.ice_port %d): %w", cfg.Media.ICEPort, err)
 	}
-	s.ports, err = relay.NewPorts(cfg.Media.RelayHost, cfg.Media.RelayPortStart, cfg.Media.RelayPortEnd, cfg.Media.RelayDrain)
+	s.ports, err = relay.NewPortsPaced(cfg.Media.RelayHost, cfg.Media.RelayPortStart, cfg.Media.RelayPortEnd, cfg.Media.RelayDrain,
+		mmsg.Options{Pace: cfg.Media.Pace, PaceAbove: cfg.Media.PaceAbove})
 	if err == nil {
 		s.ports.SetMaxCalls(cfg.Media.MaxCalls)
 	}

@@ -5,6 +5,7 @@ package media
 import (
 	"errors"
 	"fmt"
+	"github.com/patchbay/patchbay/webrtc/mmsg"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -23,6 +24,8 @@ type Options struct {
 	ICEAddress string
 	// ICEPort is the single UDP port all calls share for ICE and media; 0 picks a free one.
 	ICEPort int
+	// Pace reads the ICE socket on a timer while it is busy (mmsg.Options; the zero value never does).
+	Pace mmsg.Options
 	// ICETCP also listens for passive ICE-TCP (RFC 6544) on ICETCPPort (0 picks a free one), for browsers whose
 	// network lets no UDP through: each answer then carries a "tcptype passive" host candidate too, with the
 	// same public IPs as the UDP one. One listener serves every call (muxed by ICE ufrag).
@@ -72,7 +75,7 @@ type API struct {
 	me         *webrtc.MediaEngine
 	reg        *interceptor.Registry
 	se         webrtc.SettingEngine // copied for each peer, which adds its own ICE credentials and DTLS taps
-	conn       *net.UDPConn
+	conn       *mmsg.Conn
 	demux      *demux
 	mux        ice.UDPMux
 	tcpLn      net.Listener // nil without ICETCP
@@ -145,7 +148,10 @@ func NewAPI(o Options) (*API, error) {
 	se := webrtc.SettingEngine{}
 	se.LoggerFactory = logging.NewDefaultLoggerFactory()
 	se.SetLite(true)
-	dm, err := newDemux(conn, log)
+	// Raise the socket buffers: one socket carries every call (best effort; the kernel caps them at rmem_max).
+	_ = conn.SetReadBuffer(4 << 20)
+	_ = conn.SetWriteBuffer(4 << 20)
+	dm, err := newDemux(conn, log, o.Pace)
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
@@ -156,7 +162,7 @@ func NewAPI(o Options) (*API, error) {
 	if o.ICETCP {
 		tcpLn, err = net.ListenTCP("tcp4", &net.TCPAddr{IP: ip, Port: o.ICETCPPort})
 		if err != nil {
-			_ = conn.Close()
+			_ = dm.mc.Close()
 			return nil, fmt.Errorf("bind ICE TCP port %s:%d: %w (choose a free media ICE TCP port)", ip, o.ICETCPPort, err)
 		}
 		tcpMux = newTCPMux(tcpLn, se.LoggerFactory.NewLogger("ice-tcp"), dm)
@@ -175,15 +181,12 @@ func NewAPI(o Options) (*API, error) {
 	// browser's checks, learning the browser's address from them (peer-reflexive), so a browser's .local
 	// candidates need no resolving. QueryOnly cost a socket and a goroutine per call.
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	// Raise the socket buffers: one socket carries every call (best effort; the kernel caps them at rmem_max).
-	_ = conn.SetReadBuffer(4 << 20)
-	_ = conn.SetWriteBuffer(4 << 20)
 	mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: se.LoggerFactory.NewLogger("ice-mux"), UDPConn: dm.pion})
 	if len(o.ICEIPs) > 0 {
 		only, err := onlyIPs(o.ICEIPs)
 		if err != nil {
 			_ = mux.Close()
-			_ = conn.Close()
+			_ = dm.mc.Close()
 			closeTCP()
 			return nil, err
 		}
@@ -192,7 +195,7 @@ func NewAPI(o Options) (*API, error) {
 		fm := &filteredUDPMux{UDPMuxDefault: mux, only: only}
 		if len(fm.GetListenAddresses()) == 0 {
 			_ = mux.Close()
-			_ = conn.Close()
+			_ = dm.mc.Close()
 			closeTCP()
 			return nil, fmt.Errorf("media.ice_ips %v: none is an address of this host's interfaces (or the ICE socket's bind address); list addresses the host has", o.ICEIPs)
 		}
@@ -214,7 +217,7 @@ func NewAPI(o Options) (*API, error) {
 		})
 		if err != nil {
 			_ = mux.Close()
-			_ = conn.Close()
+			_ = dm.mc.Close()
 			closeTCP()
 			return nil, fmt.Errorf("set public IPs: %w", err)
 		}
@@ -231,7 +234,7 @@ func NewAPI(o Options) (*API, error) {
 		me:           me,
 		reg:          reg,
 		se:           se,
-		conn:         conn,
+		conn:         dm.mc,
 		demux:        dm,
 		mux:          mux,
 		tcpLn:        tcpLn,
@@ -260,7 +263,7 @@ func NewAPI(o Options) (*API, error) {
 	if tcpLn != nil {
 		tcpAddr = tcpLn.Addr().String()
 	}
-	log.Info("media API ready", "ice_addr", conn.LocalAddr().String(), "ice_tcp_addr", tcpAddr, "public_ips", o.PublicIPs, "ice_ips", o.ICEIPs,
+	log.Info("media API ready", "ice_addr", dm.mc.LocalAddr().String(), "ice_tcp_addr", tcpAddr, "public_ips", o.PublicIPs, "ice_ips", o.ICEIPs,
 		"video", o.Video, "h264", o.Video && o.H264, "rtcp_reports", o.RTCPReports, "lean_audio", a.lean)
 	return a, nil
 }

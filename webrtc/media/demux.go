@@ -40,7 +40,6 @@ type RTPHandler interface {
 
 // demux owns the muxed ICE socket's reader.
 type demux struct {
-	conn *net.UDPConn
 	mc   *mmsg.Conn
 	log  *slog.Logger
 	pion *pionConn
@@ -56,13 +55,14 @@ type demux struct {
 	done    chan struct{}
 }
 
-func newDemux(conn *net.UDPConn, log *slog.Logger) (*demux, error) {
-	mc, err := mmsg.New(conn)
+// newDemux takes conn over (mmsg.Detach): close the demux's mc, not conn.
+func newDemux(conn *net.UDPConn, log *slog.Logger, pace mmsg.Options) (*demux, error) {
+	mc, err := mmsg.Detach(conn, pace)
 	if err != nil {
 		return nil, fmt.Errorf("media: ICE socket: %w", err)
 	}
-	d := &demux{conn: conn, mc: mc, log: log, done: make(chan struct{})}
-	d.pion = &pionConn{real: conn, q: make(chan *datagram, pionQueue), closed: make(chan struct{}), log: log}
+	d := &demux{mc: mc, log: log, done: make(chan struct{})}
+	d.pion = &pionConn{real: mc, q: make(chan *datagram, pionQueue), closed: make(chan struct{}), log: log}
 	d.byUfrag.Store(&map[string]*Peer{})
 	d.byAddr.Store(&map[netip.AddrPort]*Peer{})
 	return d, nil
@@ -245,7 +245,7 @@ var datagramPool = sync.Pool{New: func() any { return new(datagram) }}
 // pionConn is the net.PacketConn below pion's UDP mux: it reads what the demux hands it and writes straight to
 // the real socket.
 type pionConn struct {
-	real    *net.UDPConn
+	real    *mmsg.Conn
 	q       chan *datagram
 	closed  chan struct{}
 	once    sync.Once
@@ -289,14 +289,23 @@ func (c *pionConn) ReadFrom(b []byte) (int, net.Addr, error) {
 }
 
 func (c *pionConn) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
-	return c.real.WriteToUDPAddrPort(b, to)
+	return c.real.WriteToAddrPort(b, to)
 }
 
-func (c *pionConn) WriteTo(b []byte, to net.Addr) (int, error) { return c.real.WriteTo(b, to) }
+func (c *pionConn) WriteTo(b []byte, to net.Addr) (int, error) {
+	ua, ok := to.(*net.UDPAddr)
+	if !ok {
+		return 0, fmt.Errorf("media: ICE socket: cannot send to %v (%T), not a UDP address", to, to)
+	}
+	return c.real.WriteToAddrPort(b, ua.AddrPort())
+}
 
 // Close only stops reads: the real socket belongs to the API.
-func (c *pionConn) Close() error                       { c.shut(); return nil }
-func (c *pionConn) LocalAddr() net.Addr                { return c.real.LocalAddr() }
-func (c *pionConn) SetDeadline(t time.Time) error      { return c.real.SetWriteDeadline(t) }
-func (c *pionConn) SetReadDeadline(time.Time) error    { return nil }
-func (c *pionConn) SetWriteDeadline(t time.Time) error { return c.real.SetWriteDeadline(t) }
+func (c *pionConn) Close() error        { c.shut(); return nil }
+func (c *pionConn) LocalAddr() net.Addr { return c.real.LocalAddr() }
+
+// Deadlines are not kept: reads wait on the demux's queue, and a write never waits (a full send buffer refuses
+// the datagram).
+func (c *pionConn) SetDeadline(time.Time) error      { return nil }
+func (c *pionConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *pionConn) SetWriteDeadline(time.Time) error { return nil }

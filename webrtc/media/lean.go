@@ -142,7 +142,7 @@ func (t *tap) send(r *route, pkt []byte) error {
 		_, err := r.tcp.WriteTo(pkt, r.tcpAddr)
 		return err
 	}
-	_, err := t.d.conn.WriteToUDPAddrPort(pkt, r.addr)
+	_, err := t.d.mc.WriteToAddrPort(pkt, r.addr)
 	return err
 }
 

@@ -8,6 +8,8 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
+
+	"github.com/patchbay/patchbay/webrtc/mmsg"
 )
 
 // leanPair is a lean tap keyed by hand (no ICE or DTLS) and the "browser" side of it: an SRTP context that
@@ -50,10 +52,11 @@ func newLeanPair(t testing.TB) *leanPair {
 		}
 		return c
 	}
-	dm, err := newDemux(server, quietLog())
+	dm, err := newDemux(server, quietLog(), mmsg.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = dm.mc.Close() })
 	tp := newTap(dm, PCMU)
 	tp.in, tp.out, tp.ssrc = mk(), mk(), 0x5eed
 	dst := browser.LocalAddr().(*net.UDPAddr).AddrPort()
@@ -214,7 +217,7 @@ func TestBatchAcrossAPIs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if from != c.lp.tap.d.conn.LocalAddr().(*net.UDPAddr).AddrPort() {
+			if from != c.lp.tap.d.mc.LocalAddr().(*net.UDPAddr).AddrPort() {
 				t.Fatalf("packet came from %s, not its API's socket", from)
 			}
 			if _, err := c.lp.browser.DecryptRTP(nil, buf[:n], nil); err != nil {

@@ -18,7 +18,8 @@ import (
 // brings its own Scratch.
 type Conn struct {
 	rc syscall.RawConn
-	v6 bool // an AF_INET6 socket (dual-stack): IPv4 destinations are written IPv4-mapped
+	v6 bool      // an AF_INET6 socket (dual-stack): IPv4 destinations are written IPv4-mapped
+	d  *detached // set by Detach: the socket is outside Go's netpoller (paced_linux.go)
 }
 
 // New wraps c; c stays the owner of the socket (closing c ends every call in progress with net.ErrClosed).
@@ -115,7 +116,12 @@ func (c *Conn) ReadBatch(ms []Message, s *Scratch) (int, error) {
 		return 0, nil
 	}
 	s.pack(c, ms[:n], false)
-	err := c.rc.Read(s.recv)
+	var err error
+	if c.d != nil {
+		err = c.readDetached(s)
+	} else {
+		err = c.rc.Read(s.recv)
+	}
 	runtime.KeepAlive(ms)
 	if err != nil {
 		return 0, err
@@ -139,7 +145,12 @@ func (c *Conn) WriteBatch(ms []Message, s *Scratch) (int, error) {
 		return 0, nil
 	}
 	s.pack(c, ms[:n], true)
-	err := c.rc.Write(s.send) // EAGAIN (the send buffer is full) waits in the netpoller
+	var err error
+	if c.d != nil {
+		err = c.writeDetached(s)
+	} else {
+		err = c.rc.Write(s.send) // EAGAIN (the send buffer is full) waits in the netpoller
+	}
 	runtime.KeepAlive(ms)
 	if err != nil {
 		return 0, err

@@ -3,16 +3,21 @@
 package mmsg
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"golang.org/x/net/ipv4"
 )
 
 // Conn makes batched reads and writes on one UDP socket (one datagram per call outside Linux). It is safe for
 // concurrent use as long as each goroutine brings its own Scratch.
-type Conn struct{ pc *ipv4.PacketConn }
+type Conn struct {
+	pc  *ipv4.PacketConn
+	own *net.UDPConn // set by Detach: Close closes it
+}
 
 // New wraps c; c stays the owner of the socket.
 func New(c *net.UDPConn) (*Conn, error) {
@@ -69,4 +74,50 @@ func (c *Conn) WriteBatch(ms []Message, s *Scratch) (int, error) {
 	}
 	sent, err := c.pc.WriteBatch(s.msgs[:n], 0)
 	return max(sent, 0), err // x/net passes on the system call's -1 with its error
+}
+
+// Options tune a detached socket; outside Linux there is no pacing.
+type Options struct {
+	Pace      time.Duration
+	PaceAbove int
+}
+
+// Detach is New outside Linux, with the Conn owning c: Close closes it.
+func Detach(c *net.UDPConn, _ Options) (*Conn, error) {
+	mc, err := New(c)
+	if err != nil {
+		return nil, err
+	}
+	mc.own = c
+	return mc, nil
+}
+
+// Paced is always false outside Linux.
+func (c *Conn) Paced() bool { return false }
+
+// LocalAddr is the socket's address (a Conn made by Detach).
+func (c *Conn) LocalAddr() net.Addr {
+	if c.own == nil {
+		return nil
+	}
+	return c.own.LocalAddr()
+}
+
+// WriteToAddrPort sends one datagram (a Conn made by Detach).
+func (c *Conn) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
+	if c.own == nil {
+		return 0, fmt.Errorf("mmsg: WriteToAddrPort needs a detached socket")
+	}
+	return c.own.WriteToUDPAddrPort(b, to)
+}
+
+// Close closes a socket given to Detach; safe to call more than once.
+func (c *Conn) Close() error {
+	if c.own == nil {
+		return nil
+	}
+	if err := c.own.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
