@@ -20,7 +20,9 @@
 #                                labelled patchbay-asterisk-ice; "paced" is Patchbay with its media sockets read on a
 #                                timer of PACE (400us) while busier than PACE_ABOVE (2000) datagrams a second
 #                                (media.pace, media.pace_above), labelled patchbay-paced; the other Patchbay modes run
-#                                with media.pace 0;
+#                                with media.pace 0; "ref" is another build of Patchbay, REF_BIN (e.g. the commit
+#                                before a change, built with go build -o), labelled patchbay-ref: before and after
+#                                in one run;
 #                                "b2b" and "opus" are browser ⇄ browser calls (bench --pairs: caller N dials the user
 #                                bench-callee-N, whose synthetic browser sends back what it hears) offering PCMU, and
 #                                Opus then PCMU: HD voice against G.711, side by side in --compare; "metrics-ab" is
@@ -184,7 +186,7 @@ start_patchbay() {
 	LOG="$DIR/patchbay-$tag.log"
 	RECORDS="$DIR/records-$tag.jsonl"
 	# env and setsid exec in place (a background job is no group leader), so $! is Patchbay itself.
-	env PATCHBAY_CALLS_RECORDS_FILE="$RECORDS" "$@" setsid $(pin "$SERVER_CPUS") "$BIN" serve --config "$CFG" 2>"$LOG" &
+	env PATCHBAY_CALLS_RECORDS_FILE="$RECORDS" "$@" setsid $(pin "$SERVER_CPUS") "${SERVE_BIN:-$BIN}" serve --config "$CFG" 2>"$LOG" &
 	PB_PID=$!
 	PB_PIDS+=("$PB_PID")
 	GROUP_NICE="${PB_GROUP_NICE-$GROUP_NICE}" group_nice "$PB_PID"
@@ -259,7 +261,7 @@ run_one() {
 		args+=(--native)
 	else
 		LOG="$DIR/patchbay-$tag.log"
-		local lean=true metrics= pace=(PATCHBAY_MEDIA_PACE=0)
+		local lean=true metrics= pace=(PATCHBAY_MEDIA_PACE=0) serve_bin=$BIN
 		case $mode in
 		pion)
 			lean=false
@@ -274,6 +276,11 @@ run_one() {
 		ice) # Asterisk with ICE support on (the native runs' files): what it costs Patchbay's calls, against mode patchbay
 			args+=(--label patchbay-asterisk-ice)
 			;;
+		ref) # another build of Patchbay (REF_BIN), e.g. the commit before a change: before and after in one run
+			[[ -x ${REF_BIN:-} ]] || { echo "bench.sh: mode ref needs REF_BIN, an executable patchbay" >&2; exit 1; }
+			serve_bin=$REF_BIN pace=()
+			args+=(--label patchbay-ref)
+			;;
 		paced) # media sockets read on a timer while busy (media.pace, media.pace_above): against mode patchbay
 			pace=(PATCHBAY_MEDIA_PACE="$PACE" PATCHBAY_MEDIA_PACE_ABOVE="$PACE_ABOVE")
 			args+=(--label patchbay-paced)
@@ -283,7 +290,7 @@ run_one() {
 			args+=(--label patchbay-metrics --metrics-url "http://$METRICS_ADDR/metrics" --scrape-interval "$SCRAPE")
 			;;
 		esac
-		start_patchbay "$tag" PATCHBAY_METRICS_LISTEN=$metrics PATCHBAY_MEDIA_LEAN_AUDIO=$lean PATCHBAY_PPROF_LISTEN=$PPROF "${pace[@]}"
+		SERVE_BIN=$serve_bin start_patchbay "$tag" PATCHBAY_METRICS_LISTEN=$metrics PATCHBAY_MEDIA_LEAN_AUDIO=$lean PATCHBAY_PPROF_LISTEN=$PPROF "${pace[@]}"
 		args+=(--patchbay-pid "$PB_PID" --patchbay-log "$LOG" --patchbay-records "$RECORDS")
 	fi
 	PROF_JOB=""
