@@ -18,7 +18,7 @@
 #                                with media.lean_audio off (every call on pion's track path), labelled patchbay-pion;
 #                                "ice" is Patchbay with Asterisk's ICE support on (rtp.conf as the native runs have it),
 #                                labelled patchbay-asterisk-ice; "paced" is Patchbay with its media sockets read on a
-#                                timer of PACE (400us) while busier than PACE_ABOVE (2000) datagrams a second
+#                                timer of PACE (400us) while busier than PACE_ABOVE datagrams a second (0: three per tick)
 #                                (media.pace, media.pace_above), labelled patchbay-paced; the other Patchbay modes run
 #                                with media.pace 0; "ref" is another build of Patchbay, REF_BIN (e.g. the commit
 #                                before a change, built with go build -o), labelled patchbay-ref: before and after
@@ -63,7 +63,7 @@ PROFILE_N="${PROFILE_N:-}"
 GROUP_NICE="${GROUP_NICE--20}"
 MODES="${MODES:-native patchbay}"
 PACE="${PACE:-400us}"
-PACE_ABOVE="${PACE_ABOVE:-2000}"
+PACE_ABOVE="${PACE_ABOVE:-0}"
 METRICS_ADDR="${METRICS_ADDR:-127.0.0.1:19464}"
 SCRAPE="${SCRAPE:-15s}"
 PASSES="${PASSES:-2}"

@@ -184,10 +184,10 @@ type Media struct {
 	// LeanAudio carries audio-only calls on the lean path (batched socket I/O, SRTP done in place; see
 	// docs/architecture.md); false puts every call on pion's track path, as rooms with video always are.
 	LeanAudio bool `mapstructure:"lean_audio" yaml:"lean_audio"`
-	// Pace reads the media sockets (the browsers' ICE socket and the one toward Asterisk) on a timer of this period
-	// while either carries more than PaceAbove datagrams a second, instead of being woken for every datagram: a
-	// busy server switches far less often between Patchbay and Asterisk, and a packet waits at most Pace in
-	// Patchbay (half of it on average). 0: woken per datagram at any load. See docs/architecture.md.
+	// Pace reads a media socket (the browsers' ICE socket, the one toward Asterisk) on a timer of this period while
+	// it carries more than PaceAbove datagrams a second (0: three per tick), instead of being woken for every
+	// datagram: less CPU when each tick finds several, and a packet waits up to Pace in Patchbay (half of it on
+	// average). 0: woken per datagram at any load. See docs/architecture.md.
 	Pace      time.Duration `mapstructure:"pace" yaml:"pace"`
 	PaceAbove int           `mapstructure:"pace_above" yaml:"pace_above"`
 	// OpusDTX asks browsers to stop sending Opus in silence (usedtx=1 in Patchbay's SDP). Off by default: media

@@ -9,6 +9,10 @@
 // calls: on Linux they are made with RawSyscall, which keeps the P, and a would-block result waits in the netpoller
 // exactly as any Go socket read or write does. Reading also gives netip.AddrPort, so no *net.UDPAddr is allocated
 // per datagram.
+//
+// Detach goes one step further for the media path's two sockets (paced_linux.go): the socket leaves Go's netpoller
+// for an epoll set of its own, which the netpoller watches instead, so that a busy socket can be read on a timer
+// (Options.Pace) rather than on every datagram.
 package mmsg
 
 import (

@@ -82,6 +82,14 @@ type Options struct {
 	PaceAbove int
 }
 
+// DefaultPaceAbove is PaceAbove's value when it is 0: three datagrams per tick of pace.
+func DefaultPaceAbove(pace time.Duration) int {
+	if pace <= 0 {
+		return 0
+	}
+	return int(3 * time.Second / pace)
+}
+
 // Detach is New outside Linux, with the Conn owning c: Close closes it.
 func Detach(c *net.UDPConn, _ Options) (*Conn, error) {
 	mc, err := New(c)

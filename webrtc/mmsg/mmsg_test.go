@@ -176,3 +176,15 @@ func BenchmarkWriteReadBatch(b *testing.B) {
 		}
 	}
 }
+
+// TestDefaultPaceAbove: three datagrams per tick, none without pacing.
+func TestDefaultPaceAbove(t *testing.T) {
+	for _, tc := range []struct {
+		pace time.Duration
+		want int
+	}{{0, 0}, {-time.Millisecond, 0}, {400 * time.Microsecond, 7500}, {time.Millisecond, 3000}} {
+		if got := DefaultPaceAbove(tc.pace); got != tc.want {
+			t.Errorf("DefaultPaceAbove(%v) = %d, want %d", tc.pace, got, tc.want)
+		}
+	}
+}
