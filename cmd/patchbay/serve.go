@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"runtime/debug"
 
 	"github.com/spf13/pflag"
 
-	"github.com/patchbay/patchbay/internal/sched"
 	"github.com/patchbay/patchbay/internal/server"
 )
 
@@ -29,12 +27,6 @@ func runServe(ctx context.Context, args []string) error {
 	}
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(cfg.Media.GCPercent)
-	}
-	if cfg.Media.SchedBatch {
-		if err := sched.SetBatch(); err != nil {
-			return fmt.Errorf("media.sched_batch: %w", err)
-		}
-		log.Info("threads under SCHED_BATCH (media.sched_batch)")
 	}
 	srv, err := server.New(cfg, log)
 	if err != nil {

@@ -190,10 +190,6 @@ type Media struct {
 	// average). 0: woken per datagram at any load. See docs/architecture.md.
 	Pace      time.Duration `mapstructure:"pace" yaml:"pace"`
 	PaceAbove int           `mapstructure:"pace_above" yaml:"pace_above"`
-	// SchedBatch runs `serve`'s threads under SCHED_BATCH (Linux): woken for a datagram, Patchbay waits for the
-	// task on its CPU (Asterisk, on a shared core) instead of preempting it. Less CPU for both; a packet may wait
-	// for a busy neighbour's slice. See docs/benchmarks.md.
-	SchedBatch bool `mapstructure:"sched_batch" yaml:"sched_batch"`
 	// OpusDTX asks browsers to stop sending Opus in silence (usedtx=1 in Patchbay's SDP). Off by default: media
 	// that stops looks like a dead browser to the watchdogs, and rooms mix no comfort noise.
 	OpusDTX bool `mapstructure:"opus_dtx" yaml:"opus_dtx"`
