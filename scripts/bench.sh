@@ -22,8 +22,7 @@
 #                                (media.pace, media.pace_above), labelled patchbay-paced; the other Patchbay modes run
 #                                with media.pace 0; "ref" is another build of Patchbay, REF_BIN (e.g. the commit
 #                                before a change, built with go build -o), labelled patchbay-ref: before and after
-#                                in one run; "batch" is Patchbay under SCHED_BATCH (chrt --batch 0), labelled
-#                                patchbay-batch: its wake-ups then wait for the running task instead of preempting it;
+#                                in one run;
 #                                "b2b" and "opus" are browser ⇄ browser calls (bench --pairs: caller N dials the user
 #                                bench-callee-N, whose synthetic browser sends back what it hears) offering PCMU, and
 #                                Opus then PCMU: HD voice against G.711, side by side in --compare; "metrics-ab" is
@@ -187,7 +186,7 @@ start_patchbay() {
 	LOG="$DIR/patchbay-$tag.log"
 	RECORDS="$DIR/records-$tag.jsonl"
 	# env and setsid exec in place (a background job is no group leader), so $! is Patchbay itself.
-	env PATCHBAY_CALLS_RECORDS_FILE="$RECORDS" "$@" setsid $(pin "$SERVER_CPUS") ${SERVE_PREFIX:-} "${SERVE_BIN:-$BIN}" serve --config "$CFG" 2>"$LOG" &
+	env PATCHBAY_CALLS_RECORDS_FILE="$RECORDS" "$@" setsid $(pin "$SERVER_CPUS") "${SERVE_BIN:-$BIN}" serve --config "$CFG" 2>"$LOG" &
 	PB_PID=$!
 	PB_PIDS+=("$PB_PID")
 	GROUP_NICE="${PB_GROUP_NICE-$GROUP_NICE}" group_nice "$PB_PID"
@@ -262,7 +261,7 @@ run_one() {
 		args+=(--native)
 	else
 		LOG="$DIR/patchbay-$tag.log"
-		local lean=true metrics= pace=(PATCHBAY_MEDIA_PACE=0) serve_bin=$BIN serve_prefix=()
+		local lean=true metrics= pace=(PATCHBAY_MEDIA_PACE=0) serve_bin=$BIN
 		case $mode in
 		pion)
 			lean=false
@@ -282,10 +281,6 @@ run_one() {
 			serve_bin=$REF_BIN pace=()
 			args+=(--label patchbay-ref)
 			;;
-		batch) # Patchbay under SCHED_BATCH (chrt --batch 0): its wake-ups do not preempt Asterisk's threads
-			serve_prefix=(chrt --batch 0)
-			args+=(--label patchbay-batch)
-			;;
 		paced) # media sockets read on a timer while busy (media.pace, media.pace_above): against mode patchbay
 			pace=(PATCHBAY_MEDIA_PACE="$PACE" PATCHBAY_MEDIA_PACE_ABOVE="$PACE_ABOVE")
 			args+=(--label patchbay-paced)
@@ -295,7 +290,7 @@ run_one() {
 			args+=(--label patchbay-metrics --metrics-url "http://$METRICS_ADDR/metrics" --scrape-interval "$SCRAPE")
 			;;
 		esac
-		SERVE_BIN=$serve_bin SERVE_PREFIX="${serve_prefix[*]}" start_patchbay "$tag" PATCHBAY_METRICS_LISTEN=$metrics PATCHBAY_MEDIA_LEAN_AUDIO=$lean PATCHBAY_PPROF_LISTEN=$PPROF "${pace[@]}"
+		SERVE_BIN=$serve_bin start_patchbay "$tag" PATCHBAY_METRICS_LISTEN=$metrics PATCHBAY_MEDIA_LEAN_AUDIO=$lean PATCHBAY_PPROF_LISTEN=$PPROF "${pace[@]}"
 		args+=(--patchbay-pid "$PB_PID" --patchbay-log "$LOG" --patchbay-records "$RECORDS")
 	fi
 	PROF_JOB=""
