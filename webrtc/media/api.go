@@ -5,7 +5,6 @@ package media
 import (
 	"errors"
 	"fmt"
-	"github.com/patchbay/patchbay/webrtc/mmsg"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -16,6 +15,8 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/patchbay/patchbay/webrtc/mmsg"
 )
 
 // Options configure the shared API.
