@@ -17,15 +17,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A detached socket is read outside Go's netpoller, so that a busy one can be read on a timer.
-//
-// Go's netpoller registers every socket edge-triggered, and the kernel wakes a thread waiting in epoll for every
-// datagram that arrives on it, whether or not a goroutine waits for it. At 100 calls that is 10,000 wake-ups a
-// second, each a context switch into Patchbay and out again, and on one shared core each also cuts into Asterisk.
-// A detached socket sits in an epoll set of its own, which the netpoller watches in its place. While datagrams come
-// slower than Options.PaceAbove a second, the set holds the socket and the reader is woken per datagram, as
-// before. Above that rate the socket leaves the set and a timer (timerfd, on a grid of Options.Pace shared by every
-// paced socket, so that they all wake together) wakes the reader instead: it then reads every datagram that came
+// A detached socket is read outside Go's netpoller. Go registers every socket for EPOLLIN and EPOLLOUT,
+// edge-triggered, so send-buffer space coming back can wake the netpoller as well as a datagram arriving, and a
+// socket in the netpoller wakes it for every datagram however busy it is. A detached socket sits in an epoll set of
+// its own, for EPOLLIN only, which the netpoller watches in its place. While datagrams come slower than
+// Options.PaceAbove a second, the set holds the socket and the reader is woken per datagram. Above that rate (with
+// Options.Pace set) the socket leaves the set and a timer (timerfd, on a grid of Options.Pace shared by every paced
+// socket, so that they all wake together) wakes the reader instead: it then reads every datagram that came
 // meanwhile in one batch. A datagram then waits at most Pace, on average half of it.
 
 // Options tune a detached socket.
