@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"time"
 
 	"golang.org/x/net/ipv4"
 )
@@ -74,20 +73,6 @@ func (c *Conn) WriteBatch(ms []Message, s *Scratch) (int, error) {
 	}
 	sent, err := c.pc.WriteBatch(s.msgs[:n], 0)
 	return max(sent, 0), err // x/net passes on the system call's -1 with its error
-}
-
-// Options tune a detached socket; outside Linux there is no pacing.
-type Options struct {
-	Pace      time.Duration
-	PaceAbove int
-}
-
-// DefaultPaceAbove is PaceAbove's value when it is 0: three datagrams per tick of pace.
-func DefaultPaceAbove(pace time.Duration) int {
-	if pace <= 0 {
-		return 0
-	}
-	return int(3 * time.Second / pace)
 }
 
 // Detach is New outside Linux, with the Conn owning c: Close closes it.

@@ -26,25 +26,6 @@ import (
 // socket, so that they all wake together) wakes the reader instead: it then reads every datagram that came
 // meanwhile in one batch. A datagram then waits at most Pace, on average half of it.
 
-// Options tune a detached socket.
-type Options struct {
-	// Pace is the timer's period while the socket is busy; 0 never paces.
-	Pace time.Duration
-	// PaceAbove is the rate (datagrams a second, measured over rateWindow) from which the socket is read on the
-	// timer; it goes back to being woken per datagram below half of it. 0: three datagrams per tick. The timer only
-	// saves anything when each tick finds several datagrams: at about one per tick (50 calls at 400 µs) the bench
-	// measured 60 % more CPU for Patchbay than being woken per datagram, at three (150 calls) 15 % less.
-	PaceAbove int
-}
-
-// DefaultPaceAbove is PaceAbove's value when it is 0: three datagrams per tick of pace.
-func DefaultPaceAbove(pace time.Duration) int {
-	if pace <= 0 {
-		return 0
-	}
-	return int(3 * time.Second / pace)
-}
-
 const rateWindow = 100 * time.Millisecond
 
 // detached is the state of a socket taken out of Go's netpoller.
