@@ -66,6 +66,7 @@ func (e *Engine) CallSDP(ctx context.Context, exchange Exchanger, loopbackOnly b
 	for {
 		select {
 		case <-ctx.Done():
+			c.drainEchoes()
 			c.rep.HungUpBy = "local"
 			return c.report(), fmt.Errorf("synth call %s: %w", c.o.CallID, ctx.Err())
 		case <-c.cands: // all were gathered into the offer already
@@ -86,6 +87,7 @@ func (e *Engine) CallSDP(ctx context.Context, exchange Exchanger, loopbackOnly b
 				return c.report(), fmt.Errorf("synth call %s: ICE/DTLS %s", c.o.CallID, s)
 			}
 		case <-hangupT:
+			c.drainEchoes()
 			c.rep.HungUpBy = "local"
 			return c.report(), nil
 		}

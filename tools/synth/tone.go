@@ -126,6 +126,19 @@ func (r *sendRing) notEchoed() []time.Time {
 	return out
 }
 
+// awaited counts the frames in the ring still waiting for their echo (in flight, or lost).
+func (r *sendRing) awaited() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for i := range r.slots {
+		if !r.slots[i].at.IsZero() {
+			n++
+		}
+	}
+	return n
+}
+
 // match returns the send time of an echoed payload, once.
 func (r *sendRing) match(p []byte) (time.Time, bool) {
 	if len(p) < stampBits {

@@ -41,13 +41,15 @@ type detached struct {
 	closed atomic.Bool
 	epf    *os.File // ep, in Go's netpoller
 	eprc   syscall.RawConn
-	ready  func(fd uintptr) bool // epoll_wait(ep, 0), made once
 
-	// The reader's own state (one reader at a time).
+	// The reader's state: readMu holds it for the read in progress.
+	readMu   sync.Mutex
+	rs       *Scratch              // the batch being read
+	rerr     error                 // what stopped it, if the socket was closed under it
+	readFn   func(fd uintptr) bool // d.read, made once: no read allocates a closure
 	paced    atomic.Bool
 	count    int
 	windowAt time.Time
-	events   [4]unix.EpollEvent
 	tick     [8]byte
 }
 
@@ -98,7 +100,7 @@ func Detach(c *net.UDPConn, o Options) (*Conn, error) {
 	if d.eprc, err = d.epf.SyscallConn(); err != nil {
 		return fail("raw epoll set", err)
 	}
-	d.ready = func(uintptr) bool { return d.poll() }
+	d.readFn = d.read
 	return &Conn{v6: base.v6, d: d}, nil
 }
 
@@ -116,25 +118,6 @@ func (d *detached) closeFDs() {
 	}
 }
 
-// poll reports whether the epoll set has anything (without waiting), consuming a timer tick. Neither call can
-// block (timeout 0, a non-blocking timerfd), so both are raw: x/sys's EpollWait and Read enter the runtime's
-// system-call state, which wakes sysmon on every call; `perf record` at 100 calls put 11 % of Patchbay's CPU in
-// sysmon's sleeps and wake-ups that way.
-func (d *detached) poll() bool {
-	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(d.ep), uintptr(unsafe.Pointer(&d.events[0])),
-		uintptr(len(d.events)), 0, 0, 0)
-	n := int(r)
-	if e != 0 || n == 0 {
-		return e == unix.EINTR
-	}
-	for i := range n {
-		if int(d.events[i].Fd) == d.tfd {
-			_, _, _ = unix.RawSyscall(unix.SYS_READ, uintptr(d.tfd), uintptr(unsafe.Pointer(&d.tick[0])), uintptr(len(d.tick)))
-		}
-	}
-	return true
-}
-
 // call makes s's system call on the socket; false: it would block.
 func (d *detached) call(trap uintptr, s *Scratch) (bool, error) {
 	d.mu.RLock()
@@ -145,27 +128,57 @@ func (d *detached) call(trap uintptr, s *Scratch) (bool, error) {
 	return s.call(trap, uintptr(d.fd)), nil
 }
 
-// read reads a batch, waiting on the epoll set (the socket, or the timer when paced) while there is nothing.
+// readDetached reads a batch, waiting on the epoll set (the socket, or the timer when paced) while there is
+// nothing to read.
 func (c *Conn) readDetached(s *Scratch) error {
 	d := c.d
-	for {
-		ok, err := d.call(unix.SYS_RECVMMSG, s)
-		if err != nil {
-			return err
-		}
-		if ok {
-			if s.errno == 0 {
-				d.account(s.done)
-			}
-			return nil
-		}
+	d.readMu.Lock()
+	defer d.readMu.Unlock()
+	d.rs, d.rerr = s, nil
+	err := d.eprc.Read(d.readFn)
+	d.rs = nil
+	switch {
+	case d.rerr != nil:
+		return d.rerr
+	case err != nil && (d.closed.Load() || errors.Is(err, os.ErrClosed)):
+		return net.ErrClosed
+	case err != nil:
+		return err
+	}
+	if s.errno == 0 {
+		d.account(s.done)
+	}
+	return nil
+}
+
+// read is RawConn.Read's callback: it is called at once, and again whenever the epoll set has become readable,
+// until it returns true. It tries the socket itself, so a wake-up costs one recvmmsg, and a read that finds the
+// socket empty one more (before parking): no epoll_wait on the set, which a wake-up cost twice before (one to
+// see the set readable, one to see it empty). The set need not be read: Go's netpoller watches it edge-triggered,
+// and each datagram and each timer expiry notifies it anew. The calls are raw (no runtime system-call state, which
+// would wake sysmon on every call: `perf record` at 100 calls once put 11 % of Patchbay's CPU in sysmon's sleeps
+// and wake-ups).
+func (d *detached) read(uintptr) bool {
+	if d.paced.Load() {
+		d.readTick()
+	}
+	ok, err := d.call(unix.SYS_RECVMMSG, d.rs)
+	if err != nil {
+		d.rerr = err
+		return true
+	}
+	if !ok {
 		d.account(0)
-		if err := d.eprc.Read(d.ready); err != nil {
-			if d.closed.Load() || errors.Is(err, os.ErrClosed) {
-				return net.ErrClosed
-			}
-			return err
-		}
+	}
+	return ok
+}
+
+// readTick reads the timer's expirations: a periodic timerfd is re-armed only when read.
+func (d *detached) readTick() {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if !d.closed.Load() {
+		_, _, _ = unix.RawSyscall(unix.SYS_READ, uintptr(d.tfd), uintptr(unsafe.Pointer(&d.tick[0])), uintptr(len(d.tick)))
 	}
 }
 
