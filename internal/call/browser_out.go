@@ -132,12 +132,27 @@ func (c *Call) setupBrowserOut(offer string, d dialplan.Decision, callerID strin
 	if !wideband(d) {
 		c.noteTranscoded()
 	}
+	cl := browserClaims(b.s)
+	// An extension sees the token's identity: its first caller ID, else the user's name.
+	num := cl.User()
+	if len(cl.CallerIDs) > 0 {
+		num = cl.CallerIDs[0]
+	}
+	how := c.m.extensionLeg(d)
+	if how == legInDialplan && b.peer.Codec().Wideband() {
+		how = legLocal // Opus: a G.711 far leg, so what the extension plays is transcoded where it is bridged
+	}
+	// The browser's channel is the caller when it runs the extension itself, and the channel a phone sees
+	// dialling it (its connected line, as a carrier's would be): it is made presenting the token's identity.
+	var present identity
+	if d.Kind != dialplan.KindPSTN && (how == legInDialplan || how == legEndpoint) {
+		present = identity{num: num, name: cl.Name}
+	}
 	ctx, cancel := c.setupCtx()
 	defer cancel()
-	if err := b.attach(ctx, c); err != nil {
+	if err := b.attach(ctx, c, present); err != nil {
 		return err
 	}
-	cl := browserClaims(b.s)
 	if d.Kind == dialplan.KindPSTN {
 		if err := c.makeBridge(ctx, "mixing"); err != nil {
 			return err
@@ -155,25 +170,12 @@ func (c *Call) setupBrowserOut(offer string, d dialplan.Decision, callerID strin
 		}
 		return nil
 	}
-	// An extension sees the token's identity: its first caller ID, else the user's name.
-	num := cl.User()
-	if len(cl.CallerIDs) > 0 {
-		num = cl.CallerIDs[0]
-	}
 	vars := map[string]string{"CALLERID(num)": num}
 	if cl.Name != "" {
 		vars["CALLERID(name)"] = cl.Name
 	}
-	how := c.m.extensionLeg(d)
-	if how == legInDialplan && b.peer.Codec().Wideband() {
-		how = legLocal // Opus: a G.711 far leg, so what the extension plays is transcoded where it is bridged
-	}
 	switch how {
 	case legInDialplan:
-		// The browser's channel is the caller: it presents the token's identity to the dialplan.
-		if err := presentAs(ctx, c.a, b.emID, num, cl.Name); err != nil {
-			return err
-		}
 		// Once it leaves Stasis only an application subscription keeps its events coming.
 		if _, err := c.a.Applications().Subscribe(ctx, c.a.Application(), "channel:"+b.emID); err != nil {
 			return fmt.Errorf("follow the browser's channel into the dialplan: %w", err)
@@ -185,9 +187,6 @@ func (c *Call) setupBrowserOut(offer string, d dialplan.Decision, callerID strin
 	case legEndpoint:
 		// A phone shows the connected line of the channel dialling it, as a carrier does.
 		vars = callerVars(num, cl.Name)
-		if err := presentAs(ctx, c.a, b.emID, num, cl.Name); err != nil {
-			return err
-		}
 	}
 	if err := c.makeBridge(ctx, "mixing"); err != nil {
 		return err

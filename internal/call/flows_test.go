@@ -38,13 +38,16 @@ func TestBrowserCallsExtension(t *testing.T) {
 	defer h.close()
 	h.fake.Endpoint("PJSIP/101", aritest.Ring(0).Answer(30*time.Millisecond))
 	alice := h.browser("alice")
+	presents := map[string]string{"CALLERID(num)": browserCLI, "CALLERID(name)": "Alice"}
 	for _, tc := range []struct {
 		to, endpoint, start string // endpoint "": no far leg (the browser's channel runs the extension)
 		vars                map[string]string
+		emVars              map[string]string // the browser's channel, at its creation
 	}{
-		{to: "600", start: "/channels/*/continue"},
+		{to: "600", start: "/channels/*/continue", emVars: presents},
 		{to: "101", endpoint: "PJSIP/101", start: "/channels/*/dial", vars: map[string]string{
-			"CALLERID(num)": browserCLI, "CONNECTEDLINE(num,i)": browserCLI, "CALLERID(name)": "Alice", "CONNECTEDLINE(name,i)": "Alice"}},
+			"CALLERID(num)": browserCLI, "CONNECTEDLINE(num,i)": browserCLI, "CALLERID(name)": "Alice", "CONNECTEDLINE(name,i)": "Alice"},
+			emVars: presents},
 		{to: "602", endpoint: "Local/602@from-patchbay", start: "/channels/*/dial", vars: map[string]string{
 			"CALLERID(num)": browserCLI, "CALLERID(name)": "Alice"}},
 	} {
@@ -81,6 +84,14 @@ func TestBrowserCallsExtension(t *testing.T) {
 			var creates, starts, bridges []aritest.Request
 			for _, r := range reqs {
 				switch ok := pathMatch(tc.start, r.Path); {
+				case r.Method == "POST" && r.Path == "/channels/externalMedia":
+					// The dialplan (600) and the phone's connected line (101) see the token's identity; a Local
+					// channel's far leg presents it itself (602).
+					if v := vars(r); !mapsEqual(v, tc.emVars) {
+						t.Errorf("the browser's channel is made presenting %v, want %v", v, tc.emVars)
+					}
+				case r.Method == "POST" && strings.HasSuffix(r.Path, "/variable") && strings.Contains(r.Path, ".em."):
+					t.Errorf("the browser's channel is given a variable after its creation: %s %s", r.Path, r.Body)
 				case r.Method == "POST" && r.Path == "/channels/create":
 					creates = append(creates, r)
 				case r.Method == "POST" && r.Path == "/bridges":

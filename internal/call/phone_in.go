@@ -166,7 +166,7 @@ func (c *Call) connectAnswered() error {
 	}
 	ctx, cancel := c.setupCtx()
 	defer cancel()
-	if err := b.attach(ctx, c); err != nil {
+	if err := b.attach(ctx, c, identity{}); err != nil {
 		return err
 	}
 	if err := c.makeBridge(ctx, "mixing"); err != nil {

@@ -120,7 +120,7 @@ func (c *Call) setupRoom(msg signal.Message) error {
 	}
 	ctx, cancel := c.setupCtx()
 	defer cancel()
-	if err := b.attach(ctx, c); err != nil {
+	if err := b.attach(ctx, c, identity{}); err != nil {
 		return err
 	}
 	setTalkDetect(ctx, c.a, b.emID, c.log)

@@ -539,7 +539,6 @@ func againAPI(r OriginateRequest) func(t *testing.T, h *harness) {
 
 func setupFlows() []flow {
 	em := setupStep{req: "POST /channels/externalMedia"}
-	presentAs := []setupStep{{req: "POST /channels/{em}/variable"}, {req: "POST /channels/{em}/variable"}} // CALLERID(num), (name)
 	bridged := []setupStep{
 		{req: "POST /bridges"},
 		{req: "POST /bridges/{br}/addChannel"},
@@ -551,11 +550,12 @@ func setupFlows() []flow {
 	roomReq := OriginateRequest{APIKey: "crm", To: "600", Room: "sales"}
 	userReq := OriginateRequest{APIKey: "crm", To: "600", ConnectUser: "alice"}
 	return []flow{
-		browserOutFlow("browser_dialplan", "600", slices.Concat([]setupStep{em}, presentAs, []setupStep{
+		// The browser's channel is made presenting the caller ID (creation variables): no step of its own.
+		browserOutFlow("browser_dialplan", "600", slices.Concat([]setupStep{em}, []setupStep{
 			{req: "POST /applications/patchbay-test/subscription"},
 			{req: "POST /channels/{em}/continue", afterMedia: true},
 		}), []string{"DELETE /channels/{em}"}),
-		browserOutFlow("browser_phone", "101", slices.Concat([]setupStep{em}, presentAs, bridged), bridgedTeardown),
+		browserOutFlow("browser_phone", "101", slices.Concat([]setupStep{em}, bridged), bridgedTeardown),
 		browserOutFlow("browser_local", "602", slices.Concat([]setupStep{em}, bridged), bridgedTeardown),
 		// An outside call makes its trunk leg once media flows (trunks.go: a leg per trunk tried, in failover order).
 		browserOutFlow("browser_pstn", pstnNumber, []setupStep{

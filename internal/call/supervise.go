@@ -119,7 +119,7 @@ func (c *Call) setupSupervise(offer string) error {
 	}
 	ctx, cancel := c.setupCtx()
 	defer cancel()
-	if err := b.attach(ctx, c); err != nil {
+	if err := b.attach(ctx, c, identity{}); err != nil {
 		return err
 	}
 	// A snoop channel outlives the channel it spies on: the agent's channel ending is what ends the supervision.

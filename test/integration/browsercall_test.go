@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -273,5 +274,88 @@ func TestBrowserTokenExpiryEndsCall(t *testing.T) {
 	if !rep.Heard.Detected(5) {
 		t.Errorf("did not hear the echo before expiry: %+v", rep.Heard)
 	}
+	e.assertClean(t)
+}
+
+// TestBrowserPresentsItsIdentity: what the dialplan and a phone see of a browser calling them is the token's
+// identity, its first caller ID and its name: on the browser's own channel running the echo extension (600), and
+// in the From of the INVITE that rings a phone (101).
+func TestBrowserPresentsItsIdentity(t *testing.T) {
+	e := newBrowserCallEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const num, name = "+442071230042", "Alice Presented"
+	cl := auth.Claims{Name: name, Dial: []string{"ext"}, CallerIDs: []string{num}}
+	cl.Subject = "alice"
+	tok, err := e.pb.Server.Signer().Mint(cl, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := signal.Dial(ctx, e.pb.URL, tok, signal.DialOptions{TLSConfig: e.pb.TLS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	t.Run("600", func(t *testing.T) {
+		done := make(chan error, 1)
+		go func() {
+			_, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "600", Duration: 4 * time.Second})
+			done <- err
+		}()
+		// The browser's channel (UnicastRTP) running Echo: CALLERID(num) in `core show channels concise`.
+		var line, out string
+		for deadline := time.Now().Add(10 * time.Second); line == "" && time.Now().Before(deadline); {
+			time.Sleep(200 * time.Millisecond)
+			out, err = e.ast.CLI(ctx, "core show channels concise")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range strings.Split(out, "\n") {
+				if strings.HasPrefix(l, "UnicastRTP/") && strings.Contains(l, "!Echo!") {
+					line = l
+				}
+			}
+		}
+		if line == "" {
+			t.Fatalf("no UnicastRTP channel running Echo:\n%s", out)
+		}
+		if f := strings.Split(line, "!"); len(f) < 8 || f[7] != num {
+			t.Errorf("the dialplan sees caller ID %q, want %s (%s)", f[min(7, len(f)-1)], num, line)
+		}
+		show, err := e.ast.CLI(ctx, "core show channel "+strings.Split(line, "!")[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(show, "Caller ID Name: "+name) {
+			t.Errorf("the dialplan does not see the caller's name %q:\n%s", name, show)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("call 600: %v", err)
+		}
+	})
+
+	t.Run("101", func(t *testing.T) {
+		phone := testenv.StartBaresip(t, testenv.BaresipOptions{User: "101", Password: e.ast.Phone(t, "101").Password,
+			AutoAnswer: true, Registrar: fmt.Sprintf("127.0.0.1:%d", e.ast.SIPPort)})
+		if err := phone.WaitRegistered(ctx); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := e.eng.Call(ctx, conn, synth.CallOptions{To: "101", Duration: 2 * time.Second})
+			done <- err
+		}()
+		ev, err := phone.WaitEvent(ctx, "CALL_ESTABLISHED") // auto-answered: no CALL_INCOMING; peeruri is the From
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(ev.PeerURI, "sip:"+num+"@") {
+			t.Errorf("the phone is rung from %q, want the caller ID %s", ev.PeerURI, num)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("call 101: %v", err)
+		}
+	})
 	e.assertClean(t)
 }
