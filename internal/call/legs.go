@@ -111,34 +111,35 @@ func (b *browserLeg) acquirePort(c *Call) error {
 	return nil
 }
 
-// attach creates the externalMedia channel in the peer's G.711 law (so nothing is transcoded) toward the relay
-// socket, then starts the relay between them; the relay owns whatever goroutine it needs and stops in closeMedia.
-// The channel is not bridged here: the call's flow puts it in a bridge, a room, or the dialplan. The peer's media
-// path (lean or pion's) is decided by the time Answer or SetAnswer returned, so the relay is made after them.
-// An Opus peer goes over a media WebSocket instead (attachWS, codec.go).
-// identity is who a browser's channel presents itself as; the zero value presents nothing.
+// identity is who a channel presents itself as (caller ID); the zero value presents nothing.
 type identity struct{ num, name string }
 
-// vars are the caller ID as channel variables, for a channel's creation.
+// vars are the caller ID as channel variables (those not empty), for a channel's creation or presentAs.
 func (p identity) vars() map[string]string {
-	var v map[string]string
-	for _, kv := range [][2]string{{"CALLERID(num)", p.num}, {"CALLERID(name)", p.name}} {
-		if kv[1] != "" {
-			if v == nil {
-				v = map[string]string{}
-			}
-			v[kv[0]] = kv[1]
-		}
+	v := map[string]string{}
+	if p.num != "" {
+		v["CALLERID(num)"] = p.num
+	}
+	if p.name != "" {
+		v["CALLERID(name)"] = p.name
+	}
+	if len(v) == 0 {
+		return nil
 	}
 	return v
 }
 
+// attach creates the externalMedia channel in the peer's G.711 law (so nothing is transcoded) toward the relay
+// socket, then starts the relay between them; the relay owns whatever goroutine it needs and stops in closeMedia.
+// The channel is not bridged here: the call's flow puts it in a bridge, a room, or the dialplan. The peer's media
+// path (lean or pion's) is decided by the time Answer or SetAnswer returned, so the relay is made after them.
+// An Opus peer goes over a media WebSocket instead (attachWS, codec.go). The channel presents itself as present.
 func (b *browserLeg) attach(ctx context.Context, c *Call, present identity) error {
 	if b.peer.Codec() == media.Opus {
 		if err := b.attachWS(ctx, c); err != nil {
 			return err
 		}
-		return presentAs(ctx, c.a, b.emID, present.num, present.name)
+		return presentAs(ctx, c.a, b.emID, present)
 	}
 	law := b.peer.Law()
 	rl, err := relay.New(b.sock, b.peer, relay.Options{PayloadType: law.PayloadType(), Logger: c.log})

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/patchbay/patchbay/ari"
@@ -146,13 +148,11 @@ func callerVars(num, name string) map[string]string {
 // presentAs sets the caller ID of a channel in (or about to join) the far leg's bridge: a two-party bridge copies
 // each channel's caller ID into its peer's connected line, and an outgoing PJSIP channel's connected line is what
 // goes into From and P-Asserted-Identity.
-func presentAs(ctx context.Context, a *ari.Client, channelID, num, name string) error {
-	for _, kv := range [][2]string{{"CALLERID(num)", num}, {"CALLERID(name)", name}} {
-		if kv[1] == "" {
-			continue
-		}
-		if err := a.Channel(channelID).SetVariable(ctx, kv[0], kv[1]); err != nil {
-			return fmt.Errorf("set %s on %s: %w", kv[0], channelID, err)
+func presentAs(ctx context.Context, a *ari.Client, channelID string, who identity) error {
+	vars := who.vars()
+	for _, k := range slices.Sorted(maps.Keys(vars)) { // in a fixed order, for the logs and the tests
+		if err := a.Channel(channelID).SetVariable(ctx, k, vars[k]); err != nil {
+			return fmt.Errorf("set %s on %s: %w", k, channelID, err)
 		}
 	}
 	return nil

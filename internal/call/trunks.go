@@ -94,7 +94,7 @@ func (c *Call) attemptTrunk(endpoint, presented string) error {
 	if p.presentOn != "" {
 		// Joining the bridge copies this channel's caller ID into the trunk leg's connected line, which is what
 		// PJSIP sends in From and P-Asserted-Identity: it must present the same identity.
-		if err := presentAs(ctx, c.a, p.presentOn, presented, p.name); err != nil {
+		if err := presentAs(ctx, c.a, p.presentOn, identity{num: presented, name: p.name}); err != nil {
 			return err
 		}
 	}
