@@ -24,8 +24,8 @@ import (
 const sessionExpires = 90
 
 // TestNetworkSessionTimers, in Chromium and then Firefox ESR: a browser ⇄ phone call and a browser ⇄ trunk call,
-// in parallel, each cross at least two session-timer refreshes (timers_sess_expires=90) with audio checked both ways
-// throughout; the phone puts the call on hold and resumes it (re-INVITEs from the phone) and the browser's audio
+// in parallel, each cross at least `refreshes` session-timer refreshes (timers_sess_expires=90; two in Chromium, one
+// in Firefox) with audio checked both ways throughout; the phone puts the call on hold and resumes it (re-INVITEs from the phone) and the browser's audio
 // comes back. The browsers take turns (one Asterisk, carrier and Patchbay): four long calls and two browsers at once
 // starved the audio of both on a busy 2-core machine.
 func TestNetworkSessionTimers(t *testing.T) {
@@ -54,12 +54,19 @@ func TestNetworkSessionTimers(t *testing.T) {
 	}
 	// A phone per browser: Asterisk's log counts the refreshes toward each.
 	phoneOf := map[string]string{"chromium": "101", "firefox": "102"}
-	for _, name := range testenv.BrowserNames {
-		t.Run(name, func(t *testing.T) { sessionTimers(t, te, name, phoneOf[name], tone440) })
+	for i, name := range testenv.BrowserNames {
+		// Two refreshes in a row show the timer re-armed by the first (Asterisk and the peers; the browser's leg
+		// sees none of it): the first browser waits for two, the second for one, which is what its own part
+		// (a call that outlives a refresh and a hold) needs, and 45 s less of the longest test in make test.
+		refreshes := 2
+		if i > 0 {
+			refreshes = 1
+		}
+		t.Run(name, func(t *testing.T) { sessionTimers(t, te, name, phoneOf[name], tone440, refreshes) })
 	}
 }
 
-func sessionTimers(t *testing.T, te *trunkEnv, browserName, user, tone440 string) {
+func sessionTimers(t *testing.T, te *trunkEnv, browserName, user, tone440 string, refreshes int) {
 	a, pb, sp := te.ast, te.pb, te.sipp
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -109,7 +116,7 @@ func sessionTimers(t *testing.T, te *trunkEnv, browserName, user, tone440 string
 		t.Fatal(err)
 	}
 
-	// Check both calls every few seconds until two refresh intervals (plus margin) have passed.
+	// Check both calls every few seconds until the refresh intervals (plus margin) have passed.
 	var mu sync.Mutex
 	const holdAt = 50 * time.Second
 	var holdFrom, holdTo time.Duration
@@ -131,7 +138,11 @@ func sessionTimers(t *testing.T, te *trunkEnv, browserName, user, tone440 string
 		holdTo = time.Since(start)
 		mu.Unlock()
 	}()
-	end := start.Add(2*time.Duration(sessionExpires/2)*time.Second + 8*time.Second)
+	// The refreshes plus a margin, and at least one check after the phone's resume.
+	end := start.Add(time.Duration(refreshes*sessionExpires/2)*time.Second + 8*time.Second)
+	if e := start.Add(holdAt + 3*time.Second + 6*time.Second); end.Before(e) {
+		end = e
+	}
 	checks := 0
 	for time.Now().Before(end) {
 		at := time.Since(start)
@@ -169,11 +180,11 @@ func sessionTimers(t *testing.T, te *trunkEnv, browserName, user, tone440 string
 	}
 	phoneRefresh := refreshesTo(t, a.LogPath, user)
 	t.Logf("session refreshes: trunk %d, phone %d", trunkRefresh, phoneRefresh)
-	if trunkRefresh < 2 {
-		t.Errorf("the carrier saw %d session refreshes, want ≥ 2", trunkRefresh)
+	if trunkRefresh < refreshes {
+		t.Errorf("the carrier saw %d session refreshes, want ≥ %d", trunkRefresh, refreshes)
 	}
-	if phoneRefresh < 2 {
-		t.Errorf("the phone saw %d session refreshes, want ≥ 2", phoneRefresh)
+	if phoneRefresh < refreshes {
+		t.Errorf("the phone saw %d session refreshes, want ≥ %d", phoneRefresh, refreshes)
 	}
 
 	for _, p := range []testenv.Tab{toPhone, toTrunk} {
