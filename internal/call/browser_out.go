@@ -176,12 +176,15 @@ func (c *Call) setupBrowserOut(offer string, d dialplan.Decision, callerID strin
 	}
 	switch how {
 	case legInDialplan:
+		// The answer first: the subscription is needed only once the channel leaves Stasis (enterDialplan, after
+		// the browser's ICE and DTLS), so its round trip to Asterisk overlaps the browser's handshakes instead of
+		// delaying the answer. Its failure ends the call as any setup failure after the answer does.
+		c.sendAnswer(answer)
 		// Once it leaves Stasis only an application subscription keeps its events coming.
 		if _, err := c.a.Applications().Subscribe(ctx, c.a.Application(), "channel:"+b.emID); err != nil {
 			return fmt.Errorf("follow the browser's channel into the dialplan: %w", err)
 		}
 		c.inDialplan = d.Number
-		c.sendAnswer(answer)
 		c.onMedia = c.enterDialplan
 		return nil
 	case legEndpoint:
