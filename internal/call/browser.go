@@ -137,9 +137,11 @@ func (c *Call) onResumed(s *signal.Session) {
 func (c *Call) tellBrowsers(e *ending) {
 	if b := c.browser; b != nil && b.s != nil && !b.saidBye {
 		if e.code != "" {
-			// This error ends the call: final, whatever ErrorMessage makes of a message not yet addressed.
+			// Final only for a code that ends calls (docs/signalling.md), which the session follows with that code's
+			// hangup. Any other code (bad_message for an offer pion cannot parse, unknown_call for a supervised call
+			// gone meanwhile) is a plain error, and the hangup below carries the ending's cause.
 			m := signal.ErrorMessage("", e.code, e.text)
-			m.Final = true
+			m.Final = wire.EndsCall(e.code)
 			b.send(c, m)
 		}
 		if !e.quiet {

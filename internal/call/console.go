@@ -32,7 +32,7 @@ func (m *Manager) console(s *signal.Session) {
 		msg := signal.Message{Type: signal.TypeConsole, Queue: m.Queue(ctx)}
 		if role == RoleSupervisor {
 			for _, c := range m.LiveCalls() {
-				if c.Kind != string(KindSupervise) {
+				if supervisable(c) { // not a plain user's call, nor a supervision
 					msg.Calls = append(msg.Calls, c)
 				}
 			}

@@ -583,6 +583,41 @@ func TestSuperviseRefusals(t *testing.T) {
 	h.assertNothingLeft()
 }
 
+// TestConsoleListsTheCallsASupervisorMayJoin: a supervisor's console lists an agent's call, which it may supervise,
+// and not a plain user's, which supervise would refuse.
+func TestConsoleListsTheCallsASupervisorMayJoin(t *testing.T) {
+	h := newCTIHarness(t, nil)
+	ctx, hangup := context.WithCancel(h.ctx)
+	defer hangup()
+	c1, d1 := h.call(ctx, h.conn("bob", "", "ext"), "c1", "101")
+	h.waitUp(c1, d1)
+	c2, d2 := h.call(ctx, h.conn("alice", "agent", "ext"), "c2", "102")
+	h.waitUp(c2, d2)
+	sup := h.conn("sam", RoleSupervisor)
+	if err := sup.Send(h.ctx, signal.Message{Type: signal.TypeConsole}); err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithTimeout(h.ctx, 5*time.Second)
+	defer rcancel()
+	for {
+		m, err := sup.Recv(rctx)
+		if err != nil {
+			t.Fatalf("no console answer: %v", err)
+		}
+		if m.Type != signal.TypeConsole {
+			continue
+		}
+		if len(m.Calls) != 1 || m.Calls[0].User != "alice" || m.Calls[0].Role != "agent" {
+			t.Errorf("console lists %+v; want alice's (agent) call alone", m.Calls)
+		}
+		break
+	}
+	hangup()
+	h.result(d1)
+	h.result(d2)
+	h.assertNothingLeft()
+}
+
 // TestRecordingOfACall: the API records a call's bridge; the recording is collected into the directory when the
 // call ends, with its sidecar.
 func TestRecordingOfACall(t *testing.T) {

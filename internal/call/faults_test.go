@@ -156,6 +156,28 @@ func TestBrowserSocketCloses(t *testing.T) {
 		c.stop()
 		h.assertClean()
 	})
+	t.Run("a tab being rung drops out and is not given back", func(t *testing.T) {
+		h := newHarness(t, withResumeGrace(10*time.Second))
+		defer h.close()
+		tab1, tab2 := h.browser("alice"), h.browser("alice")
+		phone := h.fake.Incoming(aritest.Call{Endpoint: "PJSIP/101", CallerNumber: "101", Args: []string{"inbound", "alice"}})
+		in := tab1.wait("", signal.TypeIncoming, patience)
+		tab2.wait(in.CallID, signal.TypeIncoming, patience)
+		tab1.drop()
+		time.Sleep(600 * time.Millisecond) // SessionClosed has run
+		back := h.browser("alice")
+		if ids := h.m.SessionResumed(context.Background(), h.sig.Session(back.session), tab1.session); len(ids) != 0 {
+			t.Errorf("resumed %v: a tab that was being rung has no call to take back", ids)
+		}
+		if n := h.m.Active(); n != 1 {
+			t.Fatalf("%d calls: the other tab is still being rung", n)
+		}
+		if err := h.fake.HangupFromFar(phone, aritest.CauseNormalClearing); err != nil {
+			t.Fatal(err)
+		}
+		tab2.ended(in.CallID, patience)
+		h.assertClean()
+	})
 	t.Run("grace expires", func(t *testing.T) {
 		h := newHarness(t, withResumeGrace(time.Second))
 		defer h.close()

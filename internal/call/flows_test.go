@@ -238,6 +238,32 @@ func TestPhoneCallsBrowserUser(t *testing.T) {
 	}
 }
 
+// An offer that passes the signalling server's checks but that the media layer cannot parse is refused as the
+// signalling server refuses a malformed one: a plain bad_message (not final: the code ends no call), then the
+// call's hangup with interworking (127), and nothing is made in Asterisk.
+func TestBrowserOfferThatCannotBeParsed(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	h := newHarness(t)
+	defer h.close()
+	b := h.browser("alice")
+	b.send(signal.Message{Type: signal.TypeCall, CallID: "bad-sdp", To: "600",
+		SDP: "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\nthis is not SDP\r\n"})
+	errMsg, hangup := b.ended("bad-sdp", patience)
+	if errMsg == nil || errMsg.Error != wire.CodeBadMessage || errMsg.Final {
+		t.Errorf("error %+v; want a bad_message without final", errMsg)
+	}
+	if hangup.Cause != wire.CauseInterworking || hangup.Code != 127 {
+		t.Errorf("hangup %+v; want interworking (127)", hangup)
+	}
+	if n := h.fake.Count("POST", "/channels/externalMedia"); n != 0 {
+		t.Errorf("%d externalMedia channels made for an offer that cannot be parsed", n)
+	}
+	if hs := b.messages("bad-sdp"); len(hs) != 2 {
+		t.Errorf("browser got %s; want the error and the hangup only", describeMsgs(hs))
+	}
+	h.assertClean()
+}
+
 // A browser that answers but never connects media: the phone is never answered, the browser gets no_audio.
 func TestPhoneCallsBrowserWithoutMedia(t *testing.T) {
 	defer goleak.VerifyNone(t)

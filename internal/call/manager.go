@@ -98,7 +98,11 @@ type Manager struct {
 	dir       Directory
 	calls     map[string]*Call
 	bySession map[string]map[string]*Call // session ID → browser call_id → call
-	wg        sync.WaitGroup              // call goroutines and the manager's own helpers
+	// rung: the bindings of bySession that are incoming calls offered to a tab that has not answered. A tab being
+	// rung drops out of the ringing when its socket goes (docs/signalling.md), so its closed session keeps none of
+	// them for a resume to give back.
+	rung map[string]map[string]bool
+	wg   sync.WaitGroup // call goroutines and the manager's own helpers
 
 	draining atomic.Bool // shutting down: no new call
 	lost     atomic.Bool // Asterisk stopped answering: no new call until the events socket is back
@@ -141,6 +145,7 @@ func New(o Options) (*Manager, error) {
 		log:       o.Logger,
 		calls:     map[string]*Call{},
 		bySession: map[string]map[string]*Call{},
+		rung:      map[string]map[string]bool{},
 		setups:    make(chan struct{}, o.MaxSetups),
 		api:       map[string]*apiCall{},
 	}, nil
@@ -288,6 +293,9 @@ func (m *Manager) HandleMessage(ctx context.Context, s *signal.Session, msg sign
 		// A hangup for a call that is already over is not an error: both sides may hang up at once.
 	default:
 		c := m.lookup(s.ID(), msg.CallID)
+		if c != nil && msg.Type == signal.TypeAnswer {
+			m.answering(s, msg.CallID) // before the session can close, so a resume gives the call back
+		}
 		if c == nil {
 			_ = s.Send(ctx, signal.ErrorMessage(msg.CallID, wire.CodeUnknownCall, "no call with this call_id on this connection"))
 			return
@@ -300,9 +308,17 @@ func (m *Manager) HandleMessage(ctx context.Context, s *signal.Session, msg sign
 // it to come back.
 func (m *Manager) SessionClosed(s *signal.Session) {
 	m.mu.Lock()
-	calls := make([]*Call, 0, len(m.bySession[s.ID()]))
-	for _, c := range m.bySession[s.ID()] {
+	byID := m.bySession[s.ID()]
+	calls := make([]*Call, 0, len(byID))
+	for _, c := range byID {
 		calls = append(calls, c)
+	}
+	for callID := range m.rung[s.ID()] { // the call drops this tab from its ringing (inSessionGone)
+		delete(byID, callID)
+	}
+	delete(m.rung, s.ID())
+	if len(byID) == 0 {
+		delete(m.bySession, s.ID())
 	}
 	m.mu.Unlock()
 	for _, c := range calls {
@@ -359,6 +375,7 @@ func (m *Manager) unregister(c *Call) {
 		for callID, cc := range byID {
 			if cc == c {
 				delete(byID, callID)
+				m.unring(sid, callID)
 			}
 		}
 		if len(byID) == 0 {
@@ -379,6 +396,41 @@ func (m *Manager) lookup(sessionID, callID string) *Call {
 func (m *Manager) bind(s *signal.Session, callID string, c *Call) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.bindLocked(s, callID, c)
+}
+
+// bindRung is bind for an incoming call offered to s (see Manager.rung).
+func (m *Manager) bindRung(s *signal.Session, callID string, c *Call) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.bindLocked(s, callID, c) {
+		return false
+	}
+	if m.rung[s.ID()] == nil {
+		m.rung[s.ID()] = map[string]bool{}
+	}
+	m.rung[s.ID()][callID] = true
+	return true
+}
+
+// answering: the tab rung on s answers callID, which is then its call, resumed with its session like any other.
+func (m *Manager) answering(s *signal.Session, callID string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.unring(s.ID(), callID)
+}
+
+// unring forgets that callID is rung on session sid; m.mu held.
+func (m *Manager) unring(sid, callID string) {
+	if r := m.rung[sid]; r != nil {
+		delete(r, callID)
+		if len(r) == 0 {
+			delete(m.rung, sid)
+		}
+	}
+}
+
+func (m *Manager) bindLocked(s *signal.Session, callID string, c *Call) bool {
 	byID := m.bySession[s.ID()]
 	if byID == nil {
 		byID = map[string]*Call{}
@@ -394,6 +446,7 @@ func (m *Manager) bind(s *signal.Session, callID string, c *Call) bool {
 func (m *Manager) unbind(s *signal.Session, callID string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.unring(s.ID(), callID)
 	if byID := m.bySession[s.ID()]; byID != nil {
 		delete(byID, callID)
 		if len(byID) == 0 {

@@ -88,7 +88,7 @@ func (c *Call) ringSessions(from, fromName string, law media.Law, sessions []*si
 			c.log.Error("make offer for browser", "session", s.ID(), "err", err)
 			continue
 		}
-		if !c.m.bind(s, c.id, c) {
+		if !c.m.bindRung(s, c.id, c) {
 			_ = peer.Close()
 			continue
 		}

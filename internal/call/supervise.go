@@ -65,7 +65,7 @@ func (m *Manager) supervise(s *signal.Session, msg signal.Message) {
 		refused(refuse(wire.CodeUnknownCall, "no live call %s with an agent's browser to supervise", clip(msg.Target)))
 		return
 	}
-	if li.call.Role != rooms.RoleAgent && li.call.Role != rooms.RoleModerator {
+	if !supervisable(li.call) {
 		refused(refuse(wire.CodeNotAllowed, "call %s is not an agent's or a room moderator's", clip(msg.Target)))
 		return
 	}
@@ -159,7 +159,7 @@ func (c *Call) snoop(mode string) (*chanLeg, error) {
 	if _, err := c.a.Channel(c.cti.sup.em).Snoop(ctx, ari.SnoopRequest{Spy: ari.SnoopBoth, Whisper: whisperFor(mode),
 		App: c.a.Application(), AppArgs: "leg," + c.id, SnoopID: l.id}); err != nil {
 		if ari.IsNotFound(err) {
-			return l, &ending{cause: wire.CauseNormalClearing, code: wire.CodeUnknownCall, text: "the supervised call has ended"}
+			return l, &ending{cause: refusalCause(wire.CodeUnknownCall), code: wire.CodeUnknownCall, text: "the supervised call has ended"}
 		}
 		return l, fmt.Errorf("snoop on the agent's channel: %w", err)
 	}
@@ -232,4 +232,9 @@ func (c *Call) onSupervisedEvent(ev ari.Event) {
 			c.endWith(wire.CauseNormalClearing)
 		}
 	}
+}
+
+// supervisable: a supervisor may join the calls of agents and room moderators, and its console lists those alone.
+func supervisable(lc signal.LiveCall) bool {
+	return lc.Role == rooms.RoleAgent || lc.Role == rooms.RoleModerator
 }
