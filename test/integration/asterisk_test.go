@@ -540,7 +540,7 @@ func TestTrunk(t *testing.T) {
 		if err != nil {
 			return false, err.Error()
 		}
-		if strings.Contains(out, "carrier/sip:") && strings.Contains(out, "Avail") {
+		if testenv.ContactUsable(out, "carrier") {
 			return true, out
 		}
 		if time.Since(lastQualify) > 2*time.Second {

@@ -84,12 +84,7 @@ func newPSTNEnv(t *testing.T, carriers []pstnCarrier, edit func(*config.Config))
 	for _, c := range carriers {
 		astWaitFor(ctx, t, "trunk "+c.name+" reachable", func() (bool, string) {
 			out, _ := e.ast.CLI(ctx, "pjsip show contacts")
-			for _, l := range strings.Split(out, "\n") {
-				if strings.Contains(l, c.name+"/sip:") && (strings.Contains(l, "Avail") || strings.Contains(l, "NonQual")) {
-					return true, out
-				}
-			}
-			return false, out
+			return testenv.ContactUsable(out, c.name), out
 		})
 	}
 	return e

@@ -77,7 +77,7 @@ func (e *trunkEnv) waitTrunkReachable(t *testing.T) {
 	var last string
 	for {
 		out, err := e.ast.CLI(ctx, "pjsip show contacts")
-		if err == nil && strings.Contains(out, trunkName+"/sip:") && (strings.Contains(out, "Avail") || strings.Contains(out, "NonQual")) {
+		if err == nil && testenv.ContactUsable(out, trunkName) {
 			return
 		}
 		if err != nil {

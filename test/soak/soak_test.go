@@ -74,7 +74,7 @@ func TestSoak(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		out, err := a.CLI(context.Background(), "pjsip show contacts")
-		if err == nil && strings.Contains(out, "pstn/sip:") && (strings.Contains(out, "Avail") || strings.Contains(out, "NonQual")) {
+		if err == nil && testenv.ContactUsable(out, "pstn") {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -871,3 +871,20 @@ func shareAutogroupNice(pid int) error {
 	}
 	return nil
 }
+
+// ContactUsable reports whether `pjsip show contacts` output shows a contact of AOR aor that PJSIP will dial: its
+// status is "Avail", or "NonQual" when it is not qualified. Whole words: "Unavail" contains "Avail".
+func ContactUsable(out, aor string) bool {
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 || f[0] != "Contact:" || !strings.HasPrefix(f[1], aor+"/sip") {
+			continue
+		}
+		for _, w := range f[2:] {
+			if w == "Avail" || w == "NonQual" {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -292,8 +292,21 @@ func (s *SIPp) Stop() {
 		}
 		if s.t.Failed() {
 			s.t.Logf("sipp output tail:\n%s", s.tail())
+			s.keepTrace()
 		}
 	})
+}
+
+// keepTrace copies SIPp's message trace and error log to ArtifactsDir()/<test>-sipp-<port>: its dir is on the
+// tests' tmpfs, gone after the run, and a carrier's side of a failed call is often the missing half.
+func (s *SIPp) keepTrace() {
+	dir := filepath.Join(ArtifactsDir(), strings.NewReplacer("/", "_").Replace(s.t.Name())+"-sipp-"+strconv.Itoa(s.Port))
+	for _, f := range []string{s.MessageLog, filepath.Join(s.Dir, "errors.log"), filepath.Join(s.Dir, "sipp.out")} {
+		if b, err := os.ReadFile(f); err == nil && os.MkdirAll(dir, 0o755) == nil {
+			_ = os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644)
+		}
+	}
+	s.t.Logf("sipp trace kept in %s", dir)
 }
 
 func (s *SIPp) tail() string {
