@@ -293,12 +293,12 @@ func (m *Manager) HandleMessage(ctx context.Context, s *signal.Session, msg sign
 		// A hangup for a call that is already over is not an error: both sides may hang up at once.
 	default:
 		c := m.lookup(s.ID(), msg.CallID)
-		if c != nil && msg.Type == signal.TypeAnswer {
-			m.answering(s, msg.CallID) // before the session can close, so a resume gives the call back
-		}
 		if c == nil {
 			_ = s.Send(ctx, signal.ErrorMessage(msg.CallID, wire.CodeUnknownCall, "no call with this call_id on this connection"))
 			return
+		}
+		if msg.Type == signal.TypeAnswer {
+			m.answering(s, msg.CallID) // before the session can close, so a resume gives the call back
 		}
 		c.post(inbound{kind: inBrowser, session: s, msg: &msg})
 	}

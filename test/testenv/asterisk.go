@@ -483,8 +483,11 @@ func (a *Asterisk) cleanup(t testing.TB) {
 }
 
 // artifactDir is where this instance's logs and stall records for test go: ArtifactsDir()/<test>-asterisk-<id>.
-func (a *Asterisk) artifactDir(test string) string {
-	return filepath.Join(ArtifactsDir(), strings.NewReplacer("/", "_").Replace(test)+"-asterisk-"+a.id)
+func (a *Asterisk) artifactDir(test string) string { return testArtifactDir(test, "asterisk-"+a.id) }
+
+// testArtifactDir is ArtifactsDir()/<test>-<what>, a subtest's slashes made underscores.
+func testArtifactDir(test, what string) string {
+	return filepath.Join(ArtifactsDir(), strings.NewReplacer("/", "_").Replace(test)+"-"+what)
 }
 
 // keepLogs copies the instance's console output and log files to ArtifactsDir()/<test>-asterisk-<id>.

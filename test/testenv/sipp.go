@@ -300,7 +300,7 @@ func (s *SIPp) Stop() {
 // keepTrace copies SIPp's message trace and error log to ArtifactsDir()/<test>-sipp-<port>: its dir is on the
 // tests' tmpfs, gone after the run, and a carrier's side of a failed call is often the missing half.
 func (s *SIPp) keepTrace() {
-	dir := filepath.Join(ArtifactsDir(), strings.NewReplacer("/", "_").Replace(s.t.Name())+"-sipp-"+strconv.Itoa(s.Port))
+	dir := testArtifactDir(s.t.Name(), "sipp-"+strconv.Itoa(s.Port))
 	for _, f := range []string{s.MessageLog, filepath.Join(s.Dir, "errors.log"), filepath.Join(s.Dir, "sipp.out")} {
 		if b, err := os.ReadFile(f); err == nil && os.MkdirAll(dir, 0o755) == nil {
 			_ = os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644)
