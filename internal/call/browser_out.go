@@ -144,9 +144,10 @@ func (c *Call) setupBrowserOut(offer string, d dialplan.Decision, callerID strin
 	}
 	// The browser's channel is the caller when it runs the extension itself, and the channel a phone sees
 	// dialling it (its connected line, as a carrier's would be): it is made presenting the token's identity.
+	who := identity{num: num, name: cl.Name}
 	var present identity
 	if d.Kind != dialplan.KindPSTN && (how == legInDialplan || how == legEndpoint) {
-		present = identity{num: num, name: cl.Name}
+		present = who
 	}
 	ctx, cancel := c.setupCtx()
 	defer cancel()
@@ -170,10 +171,7 @@ func (c *Call) setupBrowserOut(offer string, d dialplan.Decision, callerID strin
 		}
 		return nil
 	}
-	vars := map[string]string{"CALLERID(num)": num}
-	if cl.Name != "" {
-		vars["CALLERID(name)"] = cl.Name
-	}
+	vars := who.vars() // what a Local channel's far leg presents
 	switch how {
 	case legInDialplan:
 		// The answer first: the subscription is needed only once the channel leaves Stasis (enterDialplan, after
