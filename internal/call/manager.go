@@ -260,6 +260,9 @@ func (m *Manager) Active() int {
 	return len(m.calls)
 }
 
+// TakesCalls reports whether a new call can start now: the node is not shutting down and has its PBX.
+func (m *Manager) TakesCalls() bool { return m.unavailable() == "" }
+
 // unavailable says why no new call can start now, or "" if one can.
 func (m *Manager) unavailable() string {
 	switch ctx := m.runCtx(); {

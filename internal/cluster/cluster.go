@@ -36,6 +36,8 @@ type Node struct {
 	// The node's admission ceiling for new rooms (cluster.max_cpu, cluster.max_calls; 0: none).
 	MaxCPU   float64 `json:"max_cpu"`
 	MaxCalls int     `json:"max_calls"`
+	// Unavailable: the node takes no new calls (Load.Unavailable), so it is given no new room.
+	Unavailable bool `json:"unavailable,omitempty"`
 
 	// Filled in when read: the heartbeat's age by the Redis server's clock, and whether it is within the TTL.
 	HeartbeatAge time.Duration `json:"heartbeat_age_ns"`
@@ -53,6 +55,9 @@ func (n Node) underCeiling() bool {
 // Load is what the node reports about itself at each heartbeat.
 type Load struct {
 	Calls, Sessions int
+	// Unavailable: the node refuses new calls (it is shutting down, or has lost its Asterisk). No new room goes
+	// there, from this node or another, though its users, rooms and calls stay in the directory.
+	Unavailable bool
 }
 
 // RoomInfo is a room a node holds, as the directory lists it (the rooms package's Room as JSON, plus its node).
@@ -99,6 +104,7 @@ type Cluster struct {
 	nodesAt    time.Time
 	published  map[string]bool // users whose presence this node has written
 	ownedRooms map[string]bool // rooms whose directory entry this node has written
+	released   map[string]bool // rooms ReleaseRoom took out since the beat in progress read the rooms (rooms.go)
 
 	lastCPU float64 // this node's CPU at its last heartbeat (guarded by mu)
 
@@ -142,6 +148,7 @@ func New(o Options) (*Cluster, error) {
 		nodes:      map[string]Node{},
 		published:  map[string]bool{},
 		ownedRooms: map[string]bool{},
+		released:   map[string]bool{},
 		leases:     newLeaseSet(),
 	}
 	c.rpc = newRPC(c)
@@ -216,8 +223,12 @@ func (c *Cluster) Run(ctx context.Context) error {
 func (c *Cluster) beat(ctx context.Context) error {
 	self := c.o.Self
 	l := c.o.Load()
+	c.mu.Lock()
+	clear(c.released) // before the rooms are read: a room released after this is put right by syncRooms
+	c.mu.Unlock()
 	rooms := c.o.Rooms()
 	self.Calls, self.Sessions, self.Rooms, self.CPU = l.Calls, l.Sessions, len(rooms), c.o.CPU()
+	self.Unavailable = l.Unavailable
 	c.mu.Lock()
 	c.lastCPU = self.CPU
 	c.mu.Unlock()
@@ -338,12 +349,12 @@ func (c *Cluster) node(ctx context.Context, id string) (Node, bool) {
 // isPeer reports whether this node's Asterisk has a trunk to node id.
 func (c *Cluster) isPeer(id string) bool { return slices.Contains(c.o.Peers, id) }
 
-// ErrAtCapacity is returned by PickRoomNode when no live node is below its admission ceiling.
+// ErrAtCapacity is returned by PickRoomNode when no live node that takes calls is below its admission ceiling.
 var ErrAtCapacity = errors.New("cluster: every node is at its admission ceiling (cluster.max_cpu, cluster.max_calls); add a node or raise the ceiling")
 
-// PickRoomNode chooses the node a new room goes to: among live nodes below their admission ceiling, the least busy
-// CPU (in steps of 5 %, so noise does not decide), then the fewest calls, then this node, then the lowest ID. With
-// every node at its ceiling it fails: the caller answers unavailable.
+// PickRoomNode chooses the node a new room goes to: among live nodes that take calls and are below their admission
+// ceiling, the least busy CPU (in steps of 5 %, so noise does not decide), then the fewest calls, then this node,
+// then the lowest ID. With every node at its ceiling (or unavailable) it fails: the caller answers unavailable.
 func (c *Cluster) PickRoomNode(ctx context.Context) (Node, error) {
 	nodes, err := c.readNodes(ctx)
 	if err != nil {
@@ -352,16 +363,17 @@ func (c *Cluster) PickRoomNode(ctx context.Context) (Node, error) {
 	self := c.o.Self.ID
 	// This node judges itself by its load now, not by its last heartbeat (nor its absence from the directory).
 	me := c.o.Self
-	me.Calls, me.Alive = c.o.Load().Calls, true
+	l := c.o.Load()
+	me.Calls, me.Unavailable, me.Alive = l.Calls, l.Unavailable, true
 	c.mu.Lock()
 	me.CPU = c.lastCPU
 	c.mu.Unlock()
 	cands := []Node{}
-	if me.underCeiling() {
+	if !me.Unavailable && me.underCeiling() {
 		cands = append(cands, me)
 	}
 	for _, n := range nodes {
-		if n.ID != self && n.Alive && n.underCeiling() && c.isPeer(n.ID) {
+		if n.ID != self && n.Alive && !n.Unavailable && n.underCeiling() && c.isPeer(n.ID) {
 			cands = append(cands, n)
 		}
 	}

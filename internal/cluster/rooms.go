@@ -41,6 +41,7 @@ func (c *Cluster) ClaimRoom(ctx context.Context, room string) error {
 	}
 	c.mu.Lock()
 	c.ownedRooms[room] = true
+	delete(c.released, room) // the ID is in use again
 	c.mu.Unlock()
 	c.Kick() // the index (listing) follows at once
 	return nil
@@ -50,15 +51,23 @@ func (c *Cluster) ClaimRoom(ctx context.Context, room string) error {
 func (c *Cluster) ReleaseRoom(ctx context.Context, room string) {
 	c.mu.Lock()
 	delete(c.ownedRooms, room)
+	c.released[room] = true
 	c.mu.Unlock()
-	_, err := c.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		releaseRoomScript.Eval(ctx, p, []string{c.keys.Room(room)}, c.o.Self.ID)
-		p.HDel(ctx, c.keys.NodeRooms(c.o.Self.ID), room)
-		return nil
-	})
-	if err != nil {
+	if err := c.release(ctx, []string{room}); err != nil {
 		c.log.Warn("take an ended room out of the directory; it expires by itself", "room", room, "ttl", c.o.TTL, "err", err)
 	}
+}
+
+// release takes rooms of this node out of the directory and its index.
+func (c *Cluster) release(ctx context.Context, rooms []string) error {
+	_, err := c.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, r := range rooms {
+			releaseRoomScript.Eval(ctx, p, []string{c.keys.Room(r)}, c.o.Self.ID)
+			p.HDel(ctx, c.keys.NodeRooms(c.o.Self.ID), r)
+		}
+		return nil
+	})
+	return err
 }
 
 // syncRooms refreshes the directory entry of every room this node holds and rewrites its index.
@@ -94,12 +103,23 @@ func (c *Cluster) syncRooms(ctx context.Context, rooms []RoomInfo) error {
 		return unavailable(ctx, "refresh the rooms directory", err)
 	}
 	// Claims are added here and by ClaimRoom and dropped by ReleaseRoom only: a room claimed after this beat read
-	// the list stays owned, so a clean leave releases it too.
+	// the list stays owned, so a clean leave releases it too. A room that ended after the beat read the list was
+	// written back above, after (or before) its ReleaseRoom: it is taken out again, as the limits' leases are.
+	var undo []string
 	c.mu.Lock()
 	for r := range held {
+		if c.released[r] {
+			undo = append(undo, r)
+			continue
+		}
 		c.ownedRooms[r] = true
 	}
 	c.mu.Unlock()
+	if len(undo) > 0 {
+		if err := c.release(ctx, undo); err != nil {
+			return unavailable(ctx, "take ended rooms out of the directory", err)
+		}
+	}
 	return nil
 }
 

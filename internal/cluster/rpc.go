@@ -270,7 +270,7 @@ func (c *Cluster) Forward(ctx context.Context, node string, r *http.Request, bod
 			// The request or its reply may have been lost in a reconnection; the owner runs it once whatever
 			// happens, and a failed resend is only one chance fewer before the timeout.
 			if err := c.c.Publish(ctx, c.keys.RPC(node), b).Err(); err != nil {
-				c.log.Debug("cluster: resend of a forwarded request failed", "node", node, "err", err)
+				c.log.Debug("cluster: resend of a forwarded request failed", "to", node, "err", err) // node= is this node (c.log)
 			}
 		case <-t.C:
 			return Reply{}, fmt.Errorf("forward to node %s: %w within %v", node, ErrNodeUnreachable, forwardTimeout)

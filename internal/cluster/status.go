@@ -47,6 +47,8 @@ func (s Status) Print(w io.Writer, asJSON bool) error {
 		switch {
 		case !n.Alive:
 			state = "DOWN"
+		case n.Unavailable:
+			state = "unavailable"
 		case !n.underCeiling():
 			state = "full"
 		}

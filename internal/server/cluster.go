@@ -75,6 +75,8 @@ func (s *Server) clusterLoad() cluster.Load {
 	l := cluster.Load{}
 	if s.calls != nil {
 		l.Calls = s.calls.Active()
+		// A draining node, or one that lost its Asterisk, is given no new room: its joins would fail.
+		l.Unavailable = !s.calls.TakesCalls()
 	}
 	if s.signal != nil {
 		l.Sessions = s.signal.Len()
