@@ -3,6 +3,7 @@
 package api
 
 import (
+	"bytes"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -125,10 +127,12 @@ func (s *Server) authenticate(r *http.Request) (string, bool) {
 	if s.keys == nil {
 		return "", false
 	}
-	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		key = r.Header.Get("X-API-Key")
+	key := r.Header.Get("X-API-Key")
+	// The scheme name is case-insensitive (RFC 9110, 11.1): "bearer KEY" is as good as "Bearer KEY".
+	if scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		key = cred
 	}
+	key = strings.TrimSpace(key)
 	if key == "" {
 		return "", false
 	}
@@ -146,21 +150,93 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // WriteError writes e as JSON.
 func WriteError(w http.ResponseWriter, e *Error) { WriteJSON(w, e.Status, e) }
 
-// DecodeJSON reads a JSON body into v, refusing unknown fields and trailing data.
+// DecodeJSON reads a JSON object from the body into v, refusing any other JSON value, unknown fields and trailing
+// data. The body is read as JSON whatever its Content-Type says.
 func DecodeJSON(r *http.Request, v any) error {
 	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return Errorf(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "request body over %d bytes", MaxBody)
-		}
-		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "request body is not valid JSON for this endpoint: %v", err)
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		return bodyError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
+		if errors.As(err, new(*http.MaxBytesError)) {
+			return bodyError(err)
+		}
 		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "request body has data after the JSON object")
 	}
+	if raw[0] != '{' {
+		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "request body must be a JSON object, not %s", jsonKind(raw[0]))
+	}
+	obj := json.NewDecoder(bytes.NewReader(raw))
+	obj.DisallowUnknownFields()
+	if err := obj.Decode(v); err != nil {
+		return bodyError(err)
+	}
 	return nil
+}
+
+// bodyError says what is wrong with a request body in a client's terms (JSON fields and types, not Go's).
+func bodyError(err error) *Error {
+	var (
+		syntax *json.SyntaxError
+		typ    *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, new(*http.MaxBytesError)):
+		return Errorf(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "request body over %d bytes", MaxBody)
+	case errors.Is(err, io.EOF):
+		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "request body is empty; send a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "request body ends in the middle of its JSON")
+	case errors.As(err, &syntax):
+		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "request body is not valid JSON (at byte %d): %s", syntax.Offset, strings.TrimPrefix(syntax.Error(), "json: "))
+	case errors.As(err, &typ) && typ.Field != "":
+		num, isNum := strings.CutPrefix(typ.Value, "number ")
+		if isNum && (jsonTypeOf(typ.Type) == "a number" || !strings.Contains(num, ".")) {
+			return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "field %s is out of range: %s", typ.Field, num)
+		}
+		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "field %s must be %s, not %s", typ.Field, jsonTypeOf(typ.Type), typ.Value)
+	}
+	if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "request body has unknown field %s; see %s/openapi.json", field, Prefix)
+	}
+	return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "request body is not valid JSON for this endpoint: %s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// jsonKind names the JSON value that starts with b.
+func jsonKind(b byte) string {
+	switch b {
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 'n':
+		return "null"
+	case 't', 'f':
+		return "a boolean"
+	}
+	return "a number"
+}
+
+// jsonTypeOf names the JSON type a Go field type is decoded from.
+func jsonTypeOf(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	}
+	return "an object"
 }
 
 //go:embed openapi/*.json

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/patchbay/patchbay/internal/call"
+	"github.com/patchbay/patchbay/internal/tickets"
 	"github.com/patchbay/patchbay/wire"
 )
 
@@ -57,6 +58,10 @@ func (h *callsAPI) create(w http.ResponseWriter, r *http.Request, caller string)
 		MapCallerID: b.MapCallerID, MapTTL: time.Duration(b.MapTTLSeconds) * time.Second,
 	}
 	if b.Ticket != nil {
+		// Checked here: the call manager reports any refusal of the ticket store as unavailable.
+		if b.Ticket.User != "" && tickets.CheckUser(b.Ticket.User) != nil {
+			return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "ticket.user must be 1-64 of A-Z a-z 0-9 . _ -")
+		}
 		req.TicketRole, req.TicketUser = b.Ticket.Role, b.Ticket.User
 		if req.TicketRole == "" {
 			req.TicketRole = "participant"
@@ -108,6 +113,9 @@ func callError(err error) error {
 		return err // logged, answered 500 internal
 	}
 	code := ref.Code
+	if code == wire.CodeInternal {
+		return err // a failure, not a refusal: logged, answered 500 internal without its text
+	}
 	if code == wire.CodeBadMessage {
 		code = wire.CodeBadRequest
 	}

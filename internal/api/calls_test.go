@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/patchbay/patchbay/auth"
 	"github.com/patchbay/patchbay/internal/call"
@@ -24,13 +25,15 @@ func (f *fakeCalls) Originate(_ context.Context, r call.OriginateRequest) (call.
 		return call.OriginateResult{}, &call.Refusal{Code: wire.CodeForbiddenDestination, Message: "blocked"}
 	case "busy":
 		return call.OriginateResult{}, &call.Refusal{Code: wire.CodeTooManyCalls, Message: "limit"}
+	case "internal":
+		return call.OriginateResult{}, &call.Refusal{Code: wire.CodeInternal, Message: "limiter: secret detail"}
 	}
 	return call.OriginateResult{ID: "c1", State: call.StateDialing, Room: "r1", Ticket: "pbt_x"}, nil
 }
 
 func (f *fakeCalls) APICall(id, key string) (call.APICall, bool) {
 	if id == "c1" && key == "crm" {
-		return call.APICall{ID: "c1", State: call.StateRinging}, true
+		return call.APICall{ID: "c1", State: call.StateRinging, To: "101", Kind: "extension", Created: time.Now().UTC()}, true
 	}
 	return call.APICall{}, false
 }

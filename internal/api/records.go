@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/patchbay/patchbay/internal/cdr"
@@ -25,7 +26,11 @@ func (s *Server) RegisterCallRecords(src RecordSource) {
 		if v := r.URL.Query().Get("since"); v != "" {
 			t, err := time.Parse(time.RFC3339, v)
 			if err != nil {
-				return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "since=%q is not an RFC 3339 time such as 2026-11-29T12:00:00Z", v)
+				hint := ""
+				if strings.Contains(v, " ") { // an offset's '+' sent unencoded arrives as a space
+					hint = "; encode a '+' in the query as %2B"
+				}
+				return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "since=%q is not an RFC 3339 time such as 2026-11-29T12:00:00Z%s", v, hint)
 			}
 			since = t
 		}

@@ -5,10 +5,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/patchbay/patchbay/auth"
+	"github.com/patchbay/patchbay/internal/call"
 	"github.com/patchbay/patchbay/internal/cdr"
 )
 
@@ -74,5 +77,45 @@ func TestOpenAPIHasBothCallsOperations(t *testing.T) {
 	}
 	if doc["components"].(map[string]any)["schemas"].(map[string]any)["CallRecord"] == nil {
 		t.Error("CallRecord schema missing")
+	}
+}
+
+// TestSinceWithUnencodedPlus: an offset's '+' sent unencoded arrives as a space; the refusal says how to send it.
+func TestSinceWithUnencodedPlus(t *testing.T) {
+	keys, err := auth.NewAPIKeys(map[string]string{"crm": "crm-key-0123456789abcdef"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(keys, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s.RegisterCallRecords(&fakeRecords{})
+	for q, want := range map[string]string{
+		"?since=2026-11-29T12:00:00+01:00":   "%2B",
+		"?since=2026-11-29T12:00:00%2B01:00": "",
+	} {
+		req := httptest.NewRequest("GET", Prefix+"/calls"+q, nil)
+		req.Header.Set("Authorization", "Bearer crm-key-0123456789abcdef")
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		var e Error
+		_ = json.Unmarshal(rec.Body.Bytes(), &e)
+		if want == "" && rec.Code != 200 || want != "" && (rec.Code != 400 || !strings.Contains(e.Message, want)) {
+			t.Errorf("%s: %d %s", q, rec.Code, rec.Body)
+		}
+	}
+}
+
+// TestCallRecordDirections: every kind of call writes records with its kind as direction, so the CallRecord schema
+// lists them all.
+func TestCallRecordDirections(t *testing.T) {
+	doc, err := mergeFragments(fragments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enum, _ := jsonPath(doc, "components", "schemas", "CallRecord", "properties", "direction", "enum").([]any)
+	for _, k := range []call.Kind{call.KindBrowserOut, call.KindPhoneIn, call.KindRoom, call.KindPhoneRoom, call.KindPhonePSTN,
+		call.KindAPI, call.KindTransfer, call.KindSupervise} {
+		if !slices.Contains(enum, any(string(k))) {
+			t.Errorf("direction %q is not in CallRecord's enum %v", k, enum)
+		}
 	}
 }

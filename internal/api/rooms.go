@@ -69,7 +69,7 @@ func roomError(err error) error {
 		return Errorf(http.StatusConflict, wire.CodeConflict, "%v", err)
 	case errors.Is(err, rooms.ErrInvalid):
 		return Errorf(http.StatusBadRequest, wire.CodeBadRequest, "%v", err)
-	case errors.Is(err, rooms.ErrEnded), errors.Is(err, rooms.ErrUnavailable):
+	case errors.Is(err, rooms.ErrEnded), errors.Is(err, rooms.ErrUnavailable), errors.Is(err, rooms.ErrFull):
 		return Errorf(http.StatusServiceUnavailable, wire.CodeUnavailable, "%v", err)
 	}
 	return err
@@ -84,7 +84,7 @@ type createRoomRequest struct {
 
 type roomView struct {
 	rooms.Room
-	ParticipantList []rooms.Participant `json:"participant_list,omitempty"`
+	ParticipantList []rooms.Participant `json:"participant_list"` // [] for an empty room, never absent
 }
 
 func (h *roomsAPI) create(w http.ResponseWriter, r *http.Request, caller string) error {
@@ -119,6 +119,9 @@ func (h *roomsAPI) get(w http.ResponseWriter, r *http.Request, _ string) error {
 	ps, err := h.Rooms.Participants(id)
 	if err != nil {
 		return roomError(err)
+	}
+	if ps == nil {
+		ps = []rooms.Participant{}
 	}
 	WriteJSON(w, http.StatusOK, roomView{Room: rm, ParticipantList: ps})
 	return nil

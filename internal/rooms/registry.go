@@ -135,7 +135,7 @@ func (r *Registry) Create(ctx context.Context, o CreateOptions) (Room, error) {
 		return Room{}, fmt.Errorf("room %s: %w; pick another name or end it first", id, ErrExists)
 	}
 	if len(r.rooms) >= r.o.MaxRooms {
-		return fail(fmt.Errorf("%w: %d rooms are live, the limit; end some first", ErrInvalid, r.o.MaxRooms))
+		return fail(fmt.Errorf("%w: %d rooms are live (rooms.max_rooms); try again when some have ended", ErrFull, r.o.MaxRooms))
 	}
 	rm := &room{
 		info: Room{ID: id, Name: safeText(o.Name, 128), Backend: o.Backend, Created: time.Now().UTC(),

@@ -56,6 +56,8 @@ var (
 	ErrInvalid       = errors.New("rooms: invalid request")
 	// ErrUnavailable: a cluster's rooms directory (Redis) cannot be reached, so no room can be created safely.
 	ErrUnavailable = errors.New("rooms: the rooms directory is unavailable")
+	// ErrFull: this node holds rooms.max_rooms live rooms. Not the client's mistake: the API answers 503.
+	ErrFull = errors.New("rooms: no room can be created here now")
 )
 
 // TicketRedeemer redeems a one-time join ticket for the room and role it was issued for, if it admits who

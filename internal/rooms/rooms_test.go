@@ -99,6 +99,31 @@ func TestCreateValidates(t *testing.T) {
 	}
 }
 
+// A node holding rooms.max_rooms rooms refuses another with ErrFull (the API's 503), not ErrInvalid (a 400 that
+// tells the client its request was wrong), and takes one again once a room has ended.
+func TestCreateAtTheRoomLimit(t *testing.T) {
+	r := New(Options{MaxRooms: 2, NewBackend: func(_, _ string) Backend { return &fakeBackend{attached: map[string]bool{}} }})
+	ctx := context.Background()
+	for _, id := range []string{"a", "b"} {
+		if _, err := r.Create(ctx, CreateOptions{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := r.Create(ctx, CreateOptions{ID: "c"})
+	if !errors.Is(err, ErrFull) || errors.Is(err, ErrInvalid) {
+		t.Fatalf("third room: %v, want ErrFull", err)
+	}
+	if !strings.Contains(err.Error(), "rooms.max_rooms") {
+		t.Errorf("the refusal does not name the setting: %v", err)
+	}
+	if err := r.End(ctx, "a", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Create(ctx, CreateOptions{ID: "c"}); err != nil {
+		t.Errorf("after one ended: %v", err)
+	}
+}
+
 func recv(t *testing.T, m *Member) Event {
 	t.Helper()
 	select {

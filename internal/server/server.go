@@ -219,7 +219,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s.api = api.New(keys, log.With("component", "api"))
 	s.api.RegisterRooms(api.RoomsDeps{Rooms: s.rooms, Numbers: s.numbers, Signer: s.signer, TokenTTL: cfg.Auth.TokenTTL,
-		NumberTTL: cfg.Rooms.NumberTTL, Logger: log.With("component", "api")})
+		MaxTokenTTL: cfg.Auth.MaxTokenLifetime, NumberTTL: cfg.Rooms.NumberTTL, Logger: log.With("component", "api")})
 	s.api.RegisterCalls(s.callService())
 	s.registerCTI()
 	s.wireObservability()

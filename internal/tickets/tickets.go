@@ -136,6 +136,15 @@ func digest(ticket string) string {
 	return hex.EncodeToString(d[:])
 }
 
+// CheckUser says whether name may be a ticket's user (the name its holder appears as in the room): 1-64 of
+// A-Z a-z 0-9 . _ -. The API checks it first, so a bad name is the client's mistake, not a store failure.
+func CheckUser(name string) error {
+	if !fieldRe.MatchString(strings.ReplaceAll(name, ".", "_")) {
+		return fmt.Errorf("tickets: user %q must be 1-64 of A-Z a-z 0-9 . _ -", name)
+	}
+	return nil
+}
+
 func checkIssue(g Grant, ttl time.Duration) error {
 	if !fieldRe.MatchString(g.Room) {
 		return fmt.Errorf("tickets: room %q must be 1-64 of A-Z a-z 0-9 _ -", g.Room)
@@ -143,8 +152,10 @@ func checkIssue(g Grant, ttl time.Duration) error {
 	if !fieldRe.MatchString(g.Role) {
 		return fmt.Errorf("tickets: role %q must be 1-64 of A-Z a-z 0-9 _ -", g.Role)
 	}
-	if g.User != "" && !fieldRe.MatchString(strings.ReplaceAll(g.User, ".", "_")) {
-		return fmt.Errorf("tickets: user %q must be 1-64 of A-Z a-z 0-9 . _ -", g.User)
+	if g.User != "" {
+		if err := CheckUser(g.User); err != nil {
+			return err
+		}
 	}
 	if ttl <= 0 || ttl > MaxTTL {
 		return fmt.Errorf("tickets: ttl %v must be above 0 and at most %v", ttl, MaxTTL)
