@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"time"
 
@@ -95,8 +96,18 @@ func runCall(ctx context.Context, args []string) error {
 }
 
 // localSignalURL is the signalling URL of the Patchbay that cfg describes, on this host.
+// It is wss:// unless http.tls is off, at the address http.listen names, or localhost (which the generated
+// certificate covers) when that is every address.
 func localSignalURL(cfg *config.Config) string {
-	return "wss://localhost" + portOf(cfg.HTTP.Listen) + "/ws"
+	scheme := "wss"
+	if !cfg.HTTP.TLS {
+		scheme = "ws"
+	}
+	host, port, err := net.SplitHostPort(cfg.HTTP.Listen)
+	if ip := net.ParseIP(host); err != nil || host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port) + "/ws"
 }
 
 // clientTLS trusts caFile, or the CA in cfg's certs.dir, or the system roots when neither is given.
@@ -113,13 +124,4 @@ func clientTLS(caFile string, cfg *config.Config) (*tls.Config, error) {
 		tlsCfg.RootCAs = pool
 	}
 	return tlsCfg, nil
-}
-
-func portOf(hostport string) string {
-	for i := len(hostport) - 1; i >= 0; i-- {
-		if hostport[i] == ':' {
-			return hostport[i:]
-		}
-	}
-	return ""
 }

@@ -101,7 +101,7 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nEvery command takes --config FILE; PATCHBAY_* environment variables override the file.")
+	fmt.Fprintln(w, "\nEvery command but config init takes --config FILE; PATCHBAY_* environment variables override the file.")
 }
 
 // configFlags adds --config and returns a loader for after parsing.

@@ -75,3 +75,56 @@ func TestPhoneTransports(t *testing.T) {
 		}
 	}
 }
+
+// TestAsteriskValuesValidated: what `patchbay asterisk-config` cannot render is refused when the configuration is
+// loaded, naming the key (and never printing a secret); what validates renders.
+func TestAsteriskValuesValidated(t *testing.T) {
+	const secret = "pass;word-0123456789"
+	trunk := func(edit func(*Trunk)) func(*Config) {
+		return func(c *Config) {
+			tr := Trunk{Name: "uk", Host: "203.0.113.5"}
+			edit(&tr)
+			c.Asterisk.Trunks = []Trunk{tr}
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		key  string // "" when valid
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"ari password with ';'", func(c *Config) { c.ARI.Password = secret }, "ari.password"},
+		{"ari password with a space", func(c *Config) { c.ARI.Password = "pass word 0123456789" }, "ari.password"},
+		{"ari password past 128", func(c *Config) { c.ARI.Password = Secret(strings.Repeat("p", 129)) }, "ari.password"},
+		{"phone password with ';'", func(c *Config) {
+			c.Asterisk.Phones = []Phone{{Name: "201", Password: secret, Transport: "udp"}}
+		}, "asterisk.phones[0].password"},
+		{"https port is the http port", func(c *Config) { c.Asterisk.HTTPSPort = c.Asterisk.HTTPPort }, "asterisk.https_port"},
+		{"sip tls port is the sip port", func(c *Config) { c.Asterisk.SIPTLSPort = c.Asterisk.SIPPort }, "asterisk.sip_tls_port"},
+		{"trunk with credentials", trunk(func(tr *Trunk) { tr.Username, tr.Password = "acct1", "trunk-password-1" }), ""},
+		{"trunk password with ';'", trunk(func(tr *Trunk) { tr.Username, tr.Password = "acct1", secret }), "asterisk.trunks[0].password"},
+		{"trunk username with a space", trunk(func(tr *Trunk) { tr.Username, tr.Password = "acct 1", "trunk-password-1" }), "asterisk.trunks[0].username"},
+		{"trunk host name with match", trunk(func(tr *Trunk) { tr.Host, tr.Match = "sip.example.com", []string{"203.0.113.0/28"} }), ""},
+		{"trunk host name without match", trunk(func(tr *Trunk) { tr.Host = "sip.example.com:5060" }), "asterisk.trunks[0].match"},
+		{"trunk from_domain not a name", trunk(func(tr *Trunk) { tr.FromDomain = "a b" }), "asterisk.trunks[0].from_domain"},
+		{"single trunk host name without match", func(c *Config) { c.Asterisk.Trunk.Host = "sip.example.com" }, "asterisk.trunk.match"},
+	} {
+		c := validBase()
+		tc.edit(&c)
+		err := c.Validate()
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("%s: error prints the secret: %v", tc.name, err)
+		}
+		if tc.key != "" {
+			if err == nil || !strings.Contains(err.Error(), "config key "+tc.key+":") {
+				t.Errorf("%s: error %v, want one naming %s", tc.name, err, tc.key)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		} else if err := c.AsteriskParams("/etc/patchbay/certs").Validate(); err != nil {
+			t.Errorf("%s: valid, but Asterisk's files cannot be rendered: %v", tc.name, err)
+		}
+	}
+}

@@ -302,12 +302,13 @@ func (c *Config) validateCalls(bad func(key, format string, args ...any)) {
 		if len(w.Secret) < 32 {
 			bad("webhook.secret", "must be at least 32 characters when webhook.url is set (e.g. `openssl rand -hex 32`)")
 		}
-		if w.MaxAttempts < 0 || w.MaxAttempts > 20 {
-			bad("webhook.max_attempts", "%d must be 0 (default 6) to 20", w.MaxAttempts)
-		}
-		if w.Timeout < 0 {
-			bad("webhook.timeout", "must not be negative")
-		}
+	}
+	// Checked with or without webhook.url: the records webhook (calls.records.webhook_url) retries by them too.
+	if w := c.Webhook; w.MaxAttempts < 0 || w.MaxAttempts > 20 {
+		bad("webhook.max_attempts", "%d must be 0 (default 6) to 20", w.MaxAttempts)
+	}
+	if c.Webhook.Timeout < 0 {
+		bad("webhook.timeout", "must not be negative (0 means 5s)")
 	}
 }
 

@@ -62,6 +62,12 @@ func TestCallsKeysValidated(t *testing.T) {
 		{"negative limit", func(c *Config) { c.Limits.PerToken.MaxConcurrent = -1 }, "limits.per_token"},
 		{"webhook without secret", func(c *Config) { c.Webhook.URL = "https://crm.example.com/hook" }, "webhook.secret"},
 		{"webhook not http", func(c *Config) { c.Webhook.URL = "ftp://x"; c.Webhook.Secret = Secret(strings.Repeat("w", 32)) }, "webhook.url"},
+		// The records webhook retries by webhook.max_attempts and webhook.timeout: they are checked without webhook.url.
+		{"records webhook attempts past 20", func(c *Config) {
+			c.Calls.Records.WebhookURL, c.Calls.Records.WebhookSecret = "https://crm.example.com/cdr", Secret(strings.Repeat("w", 32))
+			c.Webhook.MaxAttempts = 50
+		}, "webhook.max_attempts"},
+		{"negative webhook timeout", func(c *Config) { c.Webhook.Timeout = -time.Second }, "webhook.timeout"},
 	} {
 		c := validBase()
 		tc.edit(&c)

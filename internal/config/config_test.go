@@ -77,6 +77,7 @@ func TestValidationNamesTheKey(t *testing.T) {
 	}{
 		{"PATCHBAY_HTTP_LISTEN", "8443", "http.listen"},
 		{"PATCHBAY_ARI_URL", "ftp://x", "ari.url"},
+		{"PATCHBAY_ARI_URL", "http://patchbay:" + testARIPass + "@127.0.0.1:8088", "ari.url"}, // the password in the URL is not printed
 		{"PATCHBAY_ARI_PASSWORD", "short", "ari.password"},
 		{"PATCHBAY_ARI_APP", "bad app!", "ari.app"},
 		{"PATCHBAY_AUTH_TOKEN_SECRET", "tooshort", "auth.token_secret"},
@@ -119,6 +120,63 @@ func TestValidationNamesTheKey(t *testing.T) {
 	os.WriteFile(bad, []byte("ari:\n  pasword: typo\n"), 0o600)
 	if _, err := Load(LoadOptions{File: bad, LookupEnv: env(base)}); err == nil || !strings.Contains(err.Error(), "pasword") {
 		t.Errorf("unknown key not reported: %v", err)
+	}
+}
+
+// TestFileOnlyKeysFromEnvironment: a variable naming a map or a list of objects is refused with an error that
+// names the variable and says where the key goes, without printing its value (a secret, for auth.api_keys).
+func TestFileOnlyKeysFromEnvironment(t *testing.T) {
+	const value = "crm-key-0123456789abcdefghij"
+	for _, tc := range []struct{ env, key string }{
+		{"PATCHBAY_USERS", "users"},
+		{"PATCHBAY_AUTH_API_KEYS", "auth.api_keys"},
+		{"PATCHBAY_ASTERISK_PHONES", "asterisk.phones"},
+		{"PATCHBAY_MEDIA_ICE_SERVERS", "media.ice_servers"},
+		{"PATCHBAY_DIALPLAN_PSTN_ROUTES", "dialplan.pstn.routes"},
+	} {
+		_, err := Load(LoadOptions{LookupEnv: env(map[string]string{
+			"PATCHBAY_ARI_PASSWORD": testARIPass, "PATCHBAY_AUTH_TOKEN_SECRET": testToken, tc.env: value})})
+		if err == nil || !strings.Contains(err.Error(), tc.env) || !strings.Contains(err.Error(), tc.key+" is a map or a list of objects") {
+			t.Errorf("%s: error %v, want one naming the variable and %s", tc.env, err, tc.key)
+		}
+		if err != nil && strings.Contains(err.Error(), value) {
+			t.Errorf("%s: error prints the value: %v", tc.env, err)
+		}
+	}
+	// One entry of a map the file names is a plain value.
+	file := filepath.Join(t.TempDir(), "p.yaml")
+	os.WriteFile(file, []byte("auth:\n  api_keys:\n    crm: "+strings.Repeat("f", 24)+"\n"), 0o600)
+	cfg, err := Load(LoadOptions{File: file, LookupEnv: env(map[string]string{
+		"PATCHBAY_ARI_PASSWORD": testARIPass, "PATCHBAY_AUTH_TOKEN_SECRET": testToken, "PATCHBAY_AUTH_API_KEYS_CRM": value})})
+	if err != nil || cfg.Auth.APIKeys["crm"].Reveal() != value {
+		t.Errorf("one map entry from the environment: %v", err)
+	}
+}
+
+// TestSecretWrittenAsNumber: YAML reads an unquoted 0x…, 0… or …e… as a number, which would change the secret;
+// such a value is refused, naming the key, and a quoted one is kept as written.
+func TestSecretWrittenAsNumber(t *testing.T) {
+	for _, tc := range []struct{ yaml, key, want string }{
+		{"ari:\n  password: 0x1234567890ab\n", "ari.password", ""},
+		{"ari:\n  password: 1234567890123e5\n", "ari.password", ""},
+		{"ari:\n  password: 012345678912345\n", "ari.password", ""},
+		{"auth:\n  api_keys:\n    crm: 123456789012345678901234567\n", "auth.api_keys", ""},
+		{"asterisk:\n  phones:\n    - {name: '101', password: 0123456789012, transport: udp}\n", "asterisk.phones[0].password", ""},
+		{"webhook:\n  secret: true\n", "webhook.secret", ""},
+		{"ari:\n  password: '0x1234567890ab'\n", "", "0x1234567890ab"},
+	} {
+		file := filepath.Join(t.TempDir(), "p.yaml")
+		os.WriteFile(file, []byte(tc.yaml), 0o600)
+		cfg, err := Load(LoadOptions{File: file, LookupEnv: env(map[string]string{"PATCHBAY_AUTH_TOKEN_SECRET": testToken})})
+		if tc.key != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.key) || !strings.Contains(err.Error(), "quote it") {
+				t.Errorf("%q: error %v, want one naming %s", tc.yaml, err, tc.key)
+			}
+			continue
+		}
+		if err != nil || cfg.ARI.Password.Reveal() != tc.want {
+			t.Errorf("%q: %v, password %q", tc.yaml, err, cfg.ARI.Password.Reveal())
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -30,8 +31,12 @@ func Load(opts LoadOptions) (*Config, error) {
 	v := viper.New()
 	v.SetConfigType("yaml")
 	def := Defaults()
+	fileOnly := map[string]bool{} // maps and lists of objects: the environment cannot spell them
 	for key, val := range leafKeys(reflect.ValueOf(def), "") {
 		v.SetDefault(key, val)
+		if t := reflect.TypeOf(val); t.Kind() == reflect.Map || (t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct) {
+			fileOnly[key] = true
+		}
 	}
 	if opts.File != "" {
 		f, err := os.Open(opts.File)
@@ -48,11 +53,20 @@ func Load(opts LoadOptions) (*Config, error) {
 	if lookup == nil {
 		lookup = os.LookupEnv
 	}
+	var envErrs []error
 	for _, key := range v.AllKeys() {
 		env := EnvPrefix + "_" + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(key))
 		if val, ok := lookup(env); ok {
+			if fileOnly[key] {
+				// The value is not quoted: it may hold secrets (auth.api_keys).
+				envErrs = append(envErrs, fmt.Errorf("environment variable %s: %s is a map or a list of objects, read from the config file only; set it there (one entry of a map the file names can be set, e.g. PATCHBAY_AUTH_API_KEYS_CRM)", env, key))
+				continue
+			}
 			v.Set(key, val)
 		}
+	}
+	if len(envErrs) > 0 {
+		return nil, errors.Join(envErrs...)
 	}
 	if opts.Flags != nil {
 		// Flags go in last with Set, which in viper outranks everything read before.
@@ -75,6 +89,7 @@ func Load(opts LoadOptions) (*Config, error) {
 		dc.ErrorUnused = true
 		dc.WeaklyTypedInput = true
 		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(
+			secretIsText,
 			mapstructure.StringToTimeDurationHookFunc(),
 			mapstructure.StringToSliceHookFunc(","),
 		)
@@ -87,6 +102,23 @@ func Load(opts LoadOptions) (*Config, error) {
 		return nil, err
 	}
 	return &cfg, nil
+}
+
+// secretIsText refuses a secret the YAML file wrote as a number or a boolean: read as one, it would silently
+// change (0x1f becomes "31", 0123 "123", 1e5 "100000") and no longer match what the other side holds. The
+// error does not quote the value.
+func secretIsText(from, to reflect.Type, data any) (any, error) {
+	if to != reflect.TypeFor[Secret]() {
+		return data, nil
+	}
+	read := "a number"
+	switch from.Kind() {
+	case reflect.String, reflect.Slice, reflect.Map:
+		return data, nil // text, or a shape the decoder itself refuses
+	case reflect.Bool:
+		read = "true or false"
+	}
+	return nil, fmt.Errorf("a secret must be text: quote it in the YAML file (unquoted, it was read as %s, which can change it)", read)
 }
 
 func hasKey(v *viper.Viper, key string) bool {

@@ -18,7 +18,7 @@ type Rooms struct {
 func DefaultRooms() Rooms { return Rooms{Grace: 60 * time.Second, MaxRooms: 1000} }
 
 func (c *Config) validateRooms(bad func(key, format string, args ...any)) {
-	if c.Rooms.Grace <= 0 || c.Rooms.Grace > 24*time.Hour {
+	if c.Rooms.Grace < time.Second || c.Rooms.Grace > 24*time.Hour {
 		bad("rooms.grace", "must be between 1s and 24h, e.g. 60s")
 	}
 	if c.Rooms.MaxRooms < 1 {

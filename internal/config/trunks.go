@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"regexp"
 	"slices"
 	"strconv"
 
@@ -63,13 +64,35 @@ func (c *Config) validateTrunks(bad func(key, format string, args ...any)) {
 				}
 			}
 		}
+		if t.Username != "" && !sipUserRe.MatchString(t.Username) {
+			bad(key+".username", "%q must be letters, digits, '_', '.' or '-' (up to 64)", t.Username)
+		}
 		if t.Username != "" && !t.Password.IsSet() {
 			bad(key+".password", "must be set when %s.username is", key)
+		} else if t.Password.IsSet() && !asteriskSecretRe.MatchString(t.Password.Reveal()) {
+			bad(key+".password", "must be %s", asteriskSecretRule)
+		}
+		if t.Host != "" && len(t.Match) == 0 && net.ParseIP(trunkHost(t.Host)) == nil {
+			bad(key+".match", "must be set when %s.host %q is a name: list the carrier's source IPs or CIDRs, which identify its inbound calls", key, t.Host)
+		}
+		if t.FromDomain != "" && !sipUserRe.MatchString(t.FromDomain) {
+			bad(key+".from_domain", "%q is not a domain name", t.FromDomain)
 		}
 		if t.Register && t.Username == "" {
 			bad(key+".register", "registration needs %s.username and password", key)
 		}
 	}
+}
+
+// sipUserRe is what a trunk's username and from_domain may be (asterisk-configs' own check).
+var sipUserRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// trunkHost is the host part of a trunk's host (host or host:port).
+func trunkHost(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		return host
+	}
+	return h
 }
 
 // trunkHostPort is the trunk's host:port, with the transport's default port when neither host nor port has one.

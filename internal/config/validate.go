@@ -20,7 +20,13 @@ var (
 	ariUserRe    = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
 	userNumberRe = regexp.MustCompile(`^[0-9]{2,15}$`)
 	userNameRe   = regexp.MustCompile(`^[a-z][a-z0-9._-]{0,31}$`)
+	// asteriskSecretRe is what a password rendered into Asterisk's files may hold (asterisk-configs' own check):
+	// Asterisk ends a value at ';' or a newline, and spaces confuse its parsers.
+	asteriskSecretRe = regexp.MustCompile(`^[!-:<-~]{1,128}$`)
 )
+
+// asteriskSecretRule says what asteriskSecretRe allows, for error messages.
+const asteriskSecretRule = "printable ASCII without spaces or ';', at most 128 characters: it is written into Asterisk's configuration"
 
 // fillDerived sets values that default from other values.
 func (c *Config) fillDerived() {
@@ -62,7 +68,10 @@ func (c *Config) Validate() error {
 		bad("http.shutdown_timeout", "must not be negative")
 	}
 
-	if u, err := url.Parse(c.ARI.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if u, err := url.Parse(c.ARI.URL); err == nil && u.User != nil {
+		// Not quoted: the URL holds a password, and it would be printed wherever ari.url is (logs, doctor).
+		bad("ari.url", "must not hold a user or password: set them in ari.user and ari.password")
+	} else if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("ari.url", "%q is not an http(s) URL like http://127.0.0.1:8088", c.ARI.URL)
 	}
 	if !ariUserRe.MatchString(c.ARI.User) {
@@ -72,6 +81,8 @@ func (c *Config) Validate() error {
 		bad("ari.password", "must be set (PATCHBAY_ARI_PASSWORD, or `make run` generates one)")
 	} else if len(c.ARI.Password) < 12 {
 		bad("ari.password", "is too short: use at least 12 characters (e.g. `openssl rand -hex 16`)")
+	} else if !asteriskSecretRe.MatchString(c.ARI.Password.Reveal()) {
+		bad("ari.password", "must be %s (e.g. `openssl rand -hex 16`)", asteriskSecretRule)
 	}
 	if c.ARI.ConnectTimeout <= 0 {
 		bad("ari.connect_timeout", "must be positive, e.g. 15s")
@@ -103,6 +114,12 @@ func (c *Config) Validate() error {
 	if a.BenchWebRTCEndpoints < 0 || a.BenchWebRTCEndpoints > 5000 {
 		bad("asterisk.bench_webrtc_endpoints", "%d out of range 0-5000", a.BenchWebRTCEndpoints)
 	}
+	if a.HTTPSPort == a.HTTPPort {
+		bad("asterisk.https_port", "%d is also asterisk.http_port: Asterisk's HTTP and TLS listeners need a port each", a.HTTPSPort)
+	}
+	if a.SIPTLSPort == a.SIPPort {
+		bad("asterisk.sip_tls_port", "%d is also asterisk.sip_port: SIP over TLS needs a port of its own", a.SIPTLSPort)
+	}
 	if a.RTPEnd <= a.RTPStart {
 		bad("asterisk.rtp_end", "%d must be above asterisk.rtp_start %d", a.RTPEnd, a.RTPStart)
 	}
@@ -126,6 +143,8 @@ func (c *Config) Validate() error {
 		seen[p.Name] = true
 		if len(p.Password) < 12 {
 			bad(key+".password", "must be at least 12 characters (phones are brute-forced on the internet)")
+		} else if !asteriskSecretRe.MatchString(p.Password.Reveal()) {
+			bad(key+".password", "must be %s", asteriskSecretRule)
 		}
 		switch p.Transport {
 		case "udp", "tcp", "tls", "wss":

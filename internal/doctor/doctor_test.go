@@ -16,6 +16,7 @@ import (
 	"errors"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -58,6 +59,7 @@ func baseConfig(t *testing.T) *config.Config {
 	c.HTTP.Listen = "127.0.0.1:0"
 	c.Metrics.Listen = ""
 	c.Media.ICEPort = 0
+	c.Media.ICETCPPort = 0
 	c.Certs.Dir = t.TempDir()
 	c.HTTP.CertFile = filepath.Join(c.Certs.Dir, "server.crt")
 	c.HTTP.KeyFile = filepath.Join(c.Certs.Dir, "server.key")
@@ -154,6 +156,50 @@ func TestPortTakenByAnotherProcess(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// Every port serve binds is checked, each named by its key, and a Patchbay that answers /healthz on the address
+// http.listen names holds its own ports.
+func TestPorts(t *testing.T) {
+	heldTCP := func(t *testing.T, addr string) (net.Listener, int) {
+		t.Helper()
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Skipf("cannot listen on %s here: %v", addr, err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		return ln, ln.Addr().(*net.TCPAddr).Port
+	}
+	for _, tc := range []struct {
+		name   string
+		setup  func(t *testing.T, c *config.Config)
+		status string
+		want   string
+	}{
+		{"ice-tcp port taken", func(t *testing.T, c *config.Config) {
+			_, p := heldTCP(t, ":0")
+			c.Media.ICETCPPort = p
+		}, Fail, "media.ice_tcp_port TCP/"},
+		{"ice-tcp off", func(t *testing.T, c *config.Config) { c.Media.ICETCPPort = 0 }, Pass, "http.listen free"},
+		{"patchbay running on the address http.listen names (not 127.0.0.1)", func(t *testing.T, c *config.Config) {
+			ln, p := heldTCP(t, "127.0.0.2:0")
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				_, _ = w.Write([]byte("ok calls=0"))
+			})}
+			go func() { _ = srv.Serve(ln) }()
+			t.Cleanup(func() { srv.Close() })
+			c.HTTP.Listen = "127.0.0.2:" + itoa(p)
+		}, Pass, "http.listen held by the running Patchbay"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := baseConfig(t)
+			tc.setup(t, c)
+			r := runOne(t, Options{Config: c}, "ports")
+			if r.Status != tc.status || !strings.Contains(r.Detail, tc.want) {
+				t.Errorf("%+v, want %s with %q", r, tc.status, tc.want)
+			}
+		})
+	}
+}
 
 func TestPublicAddresses(t *testing.T) {
 	ips := func(s ...string) func() ([]net.IP, error) {

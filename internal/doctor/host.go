@@ -74,11 +74,14 @@ func checkPorts(ctx context.Context, d *run) Result {
 		addr       string
 	}
 	ports := []port{{"http.listen", "tcp", c.HTTP.Listen}, {"media.ice_port", "udp", ":" + strconv.Itoa(c.Media.ICEPort)}}
+	if c.Media.ICETCPPort > 0 { // 0: no ICE-TCP
+		ports = append(ports, port{"media.ice_tcp_port", "tcp", ":" + strconv.Itoa(c.Media.ICETCPPort)})
+	}
 	if c.Metrics.Listen != "" {
 		ports = append(ports, port{"metrics.listen", "tcp", c.Metrics.Listen})
 	}
-	_, httpPort, _ := net.SplitHostPort(c.HTTP.Listen)
-	running := d.patchbayAnswers(ctx, httpPort)
+	httpHost, httpPort, _ := net.SplitHostPort(c.HTTP.Listen)
+	running := d.patchbayAnswers(ctx, httpHost, httpPort)
 	ours := 0
 	if running {
 		ours, _ = portOwner("tcp", atoi(httpPort))
@@ -106,17 +109,22 @@ func checkPorts(ctx context.Context, d *run) Result {
 	return pass("%s", strings.Join(notes, ", "))
 }
 
-// patchbayAnswers reports whether a Patchbay answers /healthz on this host's http.listen port.
-func (d *run) patchbayAnswers(ctx context.Context, port string) bool {
+// patchbayAnswers reports whether a Patchbay answers /healthz on http.listen: on its host when it names one, else
+// on loopback.
+func (d *run) patchbayAnswers(ctx context.Context, host, port string) bool {
 	if port == "" || port == "0" {
 		return false
 	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-		// Only whether it answers like Patchbay matters here, on loopback; the certificate is checked above.
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // loopback liveness probe
+		// Only whether it answers like Patchbay matters here, on this host's own listener; the certificate is
+		// checked above.
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // liveness probe of this host's listener
 	}}
 	for _, scheme := range []string{"https", "http"} {
-		req, _ := http.NewRequestWithContext(ctx, "GET", scheme+"://127.0.0.1:"+port+"/healthz", nil)
+		req, _ := http.NewRequestWithContext(ctx, "GET", scheme+"://"+net.JoinHostPort(host, port)+"/healthz", nil)
 		resp, err := client.Do(req)
 		if err != nil {
 			continue
