@@ -250,9 +250,16 @@ func (m *Manager) roomElsewhere(ctx context.Context, room string) (string, error
 	return n.URL, nil
 }
 
+// redirectTicket is the grant of the fresh ticket a browser redirected to another node joins with there: the room
+// and role its own ticket admitted it to, bound to the user who redeemed it (the doc tells it to reconnect with the
+// same token), so that a ticket bound to one user does not come back unbound, for anyone to use.
+func redirectTicket(ad rooms.Admission, user string) tickets.Grant {
+	return tickets.Grant{Room: ad.Room, Role: ad.Role, ForUser: user}
+}
+
 // redirectJoin tells a browser the room it joins is held by another node: "redirect" with that node's URL, then
 // this join ends (hangup normal_clearing). A join by ticket used the ticket up here: the browser gets a fresh one
-// for the same room and role to join with there.
+// for the same room and role, bound to its user, to join with there.
 func (c *Call) redirectJoin(ad rooms.Admission) error {
 	msg := signal.Message{Type: signal.TypeRedirect, URL: ad.Redirect, Room: ad.Room}
 	if ad.Via == "ticket" {
@@ -260,7 +267,7 @@ func (c *Call) redirectJoin(ad rooms.Admission) error {
 			return &ending{cause: wire.CauseTemporaryFailure, code: wire.CodeUnavailable, text: "this room is on another node and no ticket can be issued for it here"}
 		}
 		ctx, cancel := c.setupCtx()
-		tk, err := c.m.o.PSTN.Tickets.Issue(ctx, tickets.Grant{Room: ad.Room, Role: ad.Role}, time.Minute)
+		tk, err := c.m.o.PSTN.Tickets.Issue(ctx, redirectTicket(ad, c.browser.s.User()), time.Minute)
 		cancel()
 		if err != nil {
 			c.log.Error("cluster: issue a ticket for the room's node", "err", err)

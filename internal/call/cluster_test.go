@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/patchbay/patchbay/dialplan"
 	"github.com/patchbay/patchbay/internal/rooms"
+	"github.com/patchbay/patchbay/internal/tickets"
 	"github.com/patchbay/patchbay/wire"
 )
 
@@ -83,6 +85,24 @@ func TestRoomElsewhereRedirects(t *testing.T) {
 		Admit(ctx, rooms.Grant{User: "u", Room: "there"}, rooms.JoinRequest{Room: "there"})
 	if ad.Accept || ad.Redirect != "" || ad.Code != wire.CodeUnavailable {
 		t.Errorf("join while the directory is down: %+v", ad)
+	}
+}
+
+// TestRedirectTicketStaysBound: the ticket a redirected browser gets for the room's node admits that browser's user
+// only, whether or not the ticket it redeemed here was bound.
+func TestRedirectTicketStaysBound(t *testing.T) {
+	ctx := context.Background()
+	st := tickets.NewMemory()
+	tk, err := st.Issue(ctx, redirectTicket(rooms.Admission{Room: "sales", Role: rooms.RoleModerator, Via: "ticket"}, "alice"), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RedeemFor(ctx, tk, tickets.Identity{User: "mallory"}); !errors.Is(err, tickets.ErrWrongIdentity) {
+		t.Errorf("another user redeemed the redirect ticket: %v", err)
+	}
+	g, err := st.RedeemFor(ctx, tk, tickets.Identity{User: "alice"})
+	if err != nil || g.Room != "sales" || g.Role != rooms.RoleModerator {
+		t.Errorf("alice redeeming her redirect ticket: %+v %v", g, err)
 	}
 }
 

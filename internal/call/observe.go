@@ -56,7 +56,12 @@ func (c *Call) observeTick(now time.Time) {
 		c.observeMedia(st)
 	}
 	if c.onHold() {
-		c.obs.ow = nil // a held call is silent on purpose: the watch starts afresh on resume (hold.go)
+		// A held call is silent on purpose: the watch starts afresh on resume (hold.go). What it found before the
+		// hold stays on the record.
+		if c.obs.ow != nil {
+			c.obs.ow.Flag(&c.obs.rec)
+			c.obs.ow = nil
+		}
 		return
 	}
 	if c.answered.IsZero() || c.detached {
