@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/patchbay/patchbay/internal/cdr"
 	"github.com/patchbay/patchbay/internal/relay"
 	"github.com/patchbay/patchbay/wire"
 )
@@ -40,5 +41,15 @@ func TestOneWayFindingOutlivesHold(t *testing.T) {
 	c.observeEnd(&ending{cause: wire.CauseNormalClearing})
 	if !c.obs.rec.Has(wire.QualityOneWayAudio) || c.obs.rec.OneWay == "" {
 		t.Errorf("record after a hold: flags %v, one_way %q; want the one-way finding from before the hold", c.obs.rec.Flags, c.obs.rec.OneWay)
+	}
+}
+
+// TestEveryKindIsADirection: a call's kind is its records' and metrics' direction, so every kind is in cdr's closed
+// set (metrics count anything else as "other").
+func TestEveryKindIsADirection(t *testing.T) {
+	for _, k := range []Kind{KindBrowserOut, KindPhoneIn, KindRoom, KindPhoneRoom, KindPhonePSTN, KindAPI, KindTransfer, KindSupervise} {
+		if !cdr.ValidDirection(string(k)) {
+			t.Errorf("kind %q is not a cdr direction", k)
+		}
 	}
 }

@@ -21,11 +21,13 @@ const (
 	DirPhoneRoom  = "phone_room"  // a phone in a room
 	DirPhonePSTN  = "phone_pstn"  // a softphone's outside call through Patchbay's number rules
 	DirAPI        = "api"         // a call placed through POST /api/v1/calls
+	DirTransfer   = "transfer"    // a party handed on by a browser's transfer, with its new party
+	DirSupervise  = "supervise"   // a supervisor listening, whispering or barging into a call
 )
 
 // Directions lists every direction, for tests and for pre-creating metric series.
 func Directions() []string {
-	return []string{DirBrowserOut, DirPhoneIn, DirRoom, DirPhoneRoom, DirPhonePSTN, DirAPI}
+	return []string{DirBrowserOut, DirPhoneIn, DirRoom, DirPhoneRoom, DirPhonePSTN, DirAPI, DirTransfer, DirSupervise}
 }
 
 // ValidDirection reports whether d is one of Directions; anything else is recorded as "other" by metrics.
