@@ -378,14 +378,14 @@ func (s *Redis) take(ctx context.Context, d string, who Identity) (Grant, error)
 		return Grant{}, fmt.Errorf("%w: redeem ticket in Redis: %w (is redis.addr reachable?)", ErrUnavailable, err)
 	}
 	if g.Number != "" {
-		// Only if it still points at this ticket: a newer ticket on the number stays.
-		nk := s.numKey(g.Number)
-		if cur, err := s.c.Get(ctx, nk).Result(); err == nil && cur == d {
-			s.c.Del(ctx, nk)
-		}
+		// Only if it still points at this ticket, in one step: a newer ticket attached to the number meanwhile stays.
+		_ = delIfScript.Run(ctx, s.c, []string{s.numKey(g.Number)}, d).Err()
 	}
 	return g, nil
 }
+
+// delIfScript deletes KEYS[1] if it holds ARGV[1].
+var delIfScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
 // Redact returns what of a ticket may be logged.
 func Redact(ticket string) string {

@@ -145,6 +145,29 @@ func TestBoundTickets(t *testing.T) {
 	}
 }
 
+// TestNewerTicketOnNumberStays: redeeming a ticket that was attached to a number leaves the number to the newer
+// ticket attached to it since.
+func TestNewerTicketOnNumberStays(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			old, err := s.Issue(ctx, Grant{Room: "r1", Role: "customer", ForCaller: "555", Number: "+442079460123"}, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Issue(ctx, Grant{Room: "r2", Role: "customer", ForCaller: "555", Number: "+442079460123"}, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.RedeemFor(ctx, old, Identity{Caller: "555"}); err != nil {
+				t.Fatalf("the older ticket: %v", err)
+			}
+			if g, err := s.RedeemByNumber(ctx, "+442079460123", Identity{Caller: "555"}); err != nil || g.Room != "r2" {
+				t.Errorf("the number after the older ticket's use: %+v %v, want the newer ticket (r2)", g, err)
+			}
+		})
+	}
+}
+
 func TestIssueBindingValidates(t *testing.T) {
 	m := NewMemory()
 	for _, g := range []Grant{
