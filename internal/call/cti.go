@@ -271,4 +271,4 @@ func (c *Call) moderate(msg signal.Message) {
 }
 
 // ctiTimeout bounds how long a call waits for another call's goroutine (an attended transfer's handoff).
-const ctiTimeout = 5 * time.Second
+var ctiTimeout = 5 * time.Second // a var for tests

@@ -447,6 +447,51 @@ func TestAttendedTransferJoinsTheConsultCall(t *testing.T) {
 	h.assertNothingLeft()
 }
 
+// TestAttendedTransferGivesUpCleanly: the consult call is busy (an ARI request of its own) past the transfer's wait.
+// The transfer is refused, and the consult call, when free again, does not hand its far party to a transfer call
+// that nobody runs: both calls go on, and end cleanly.
+func TestAttendedTransferGivesUpCleanly(t *testing.T) {
+	old := ctiTimeout
+	ctiTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { ctiTimeout = old })
+	h := newCTIHarness(t, nil)
+	conn := h.conn("alice", "agent", "ext")
+	mux := newMux(h.ctx, conn)
+	ctx, hangup := context.WithCancel(h.ctx)
+	defer hangup()
+	c1, d1 := h.call(ctx, mux.view("a"), "a", "101")
+	h.waitUp(c1, d1)
+	c2, d2 := h.call(ctx, mux.view("b"), "b", "102")
+	h.waitUp(c2, d2)
+	h.s.DelayNth(1, "POST", "/channels/*/dtmf", 1500*time.Millisecond)
+	if err := conn.Send(h.ctx, signal.Message{Type: signal.TypeDTMF, CallID: "b", Digits: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // b is in its DTMF request
+	if err := conn.Send(h.ctx, signal.Message{Type: signal.TypeTransfer, CallID: "a", Target: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	// The synthetic browser hangs a up on the refusal (transfer_failed); b goes on, with its phone.
+	if r := h.result(d1); signal.ErrorCode(r.err) != wire.CodeTransferFailed {
+		t.Errorf("call a: %v, want transfer_failed", r.err)
+	}
+	time.Sleep(2 * time.Second) // past b's request: b has seen the handoff by now
+	if n := h.m.Active(); n != 1 {
+		t.Errorf("%d calls after the refused transfer, want b alone", n)
+	}
+	if bs := h.s.Bridges(); len(bs) != 1 || len(bs[0].Channels) != 2 {
+		t.Errorf("bridges after the refused transfer: %+v, want b's with its phone", bs)
+	}
+	hangup()
+	r := h.result(d2)
+	for _, ev := range eventTypes(r.rep) {
+		if strings.HasPrefix(ev, "transferred") {
+			t.Errorf("call b was told %s for a refused transfer", ev)
+		}
+	}
+	h.assertNothingLeft()
+}
+
 // TestPhoneREFERKeepsTheBrowser: the far phone blind-transfers the browser; the Local channel that replaces it
 // becomes the far party, the browser is told, and the call ends only when the new party hangs up.
 func TestPhoneREFERKeepsTheBrowser(t *testing.T) {

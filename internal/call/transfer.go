@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/patchbay/patchbay/ari"
@@ -38,6 +39,10 @@ import (
 type handoff struct {
 	to   *Call
 	done chan error
+	// taken is the one decision both sides agree on: the consult call hands over only if it takes the handoff
+	// first, and the transferring call gives up only if it takes it first (after its wait ran out, or the consult
+	// call ended). Whoever loses does nothing, so a far party is never handed to a transfer call that no one runs.
+	taken atomic.Bool
 }
 
 // transferable says why the call's far party cannot be transferred, or "".
@@ -212,19 +217,15 @@ func (c *Call) attendedTransfer(target string) {
 	select {
 	case err = <-h.done:
 	case <-o.ctx.Done():
-		select { // it may have handed over just before ending
-		case err = <-h.done:
-		default:
-			err = fmt.Errorf("the consult call ended")
-		}
+		err = fmt.Errorf("the consult call ended")
 	case <-time.After(ctiTimeout):
 		err = fmt.Errorf("the consult call did not answer in time")
 	}
+	if err != nil && !h.taken.CompareAndSwap(false, true) {
+		err = <-h.done // the consult call took the handoff first: its answer (a handover, or why not) is coming
+	}
 	if err != nil {
 		c.ctiRefuse(wire.CodeTransferFailed, "attended transfer: "+err.Error())
-		if t.far != nil { // handed over after the wait gave up: nobody else will end it
-			c.abandon(t)
-		}
 		return
 	}
 	t.preclaim(t.phone.id)
@@ -253,6 +254,9 @@ func (c *Call) abandon(t *Call) {
 
 // onHandOff gives this call's far party to an attended transfer (this is the consult call) and ends the call.
 func (c *Call) onHandOff(h *handoff) {
+	if !h.taken.CompareAndSwap(false, true) {
+		return // the transfer gave up waiting: this call goes on
+	}
 	if why := c.transferable(); why != "" {
 		h.done <- fmt.Errorf("the consult call cannot be joined: %s", why)
 		return
