@@ -231,7 +231,8 @@ func (b *browserLeg) closeMedia() {
 	}
 }
 
-// releasePort hands the socket back to drain before reuse. It comes last, after Asterisk stopped sending to it.
+// releasePort hands the call's handle on the shared socket back (media.max_calls counts them). It comes last, after
+// Asterisk stopped sending to it.
 func (b *browserLeg) releasePort() {
 	if b.sock != nil {
 		b.sock.Release()

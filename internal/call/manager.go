@@ -45,8 +45,8 @@ type Options struct {
 	RingTimeout, DialTimeout, MaxDuration time.Duration
 	// SetupTimeout bounds each setup step in Asterisk (10 s); CloseTimeout a call's teardown (5 s).
 	SetupTimeout, CloseTimeout time.Duration
-	// NoMediaTimeout: browser media must reach Asterisk within this of the answer, and may not stop for longer
-	// (10 s); the far end is dialled (or a phone answered) only once it flows.
+	// NoMediaTimeout: browser media must reach Asterisk within this of the answer (10 s); the far end is dialled
+	// (or a phone answered) only once it flows. Mid-call silence alone ends nothing (browserLeg.watch).
 	NoMediaTimeout time.Duration
 	// MediaGrace: when the ARI events socket went silent and Asterisk misses a REST ping too, media from it this
 	// recent proves it is alive but starved, and calls go on (1 s). Keep it at most ari.dead_after, so that a

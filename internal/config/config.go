@@ -172,7 +172,7 @@ type Media struct {
 	// H264 offers H.264 (constrained baseline, packetization-mode 1) beside VP8: a room whose browsers all support it
 	// uses it (hardware encoders and decoders on phones and laptops); one that does not falls back to VP8.
 	H264 bool `mapstructure:"h264" yaml:"h264"`
-	// RelayHost is where Patchbay's per-call RTP sockets toward Asterisk bind (Asterisk's external_host).
+	// RelayHost is where Patchbay's one RTP socket toward Asterisk binds (externalMedia's external_host).
 	RelayHost string `mapstructure:"relay_host" yaml:"relay_host"`
 	// MaxCalls bounds the calls carrying browser media at once; past it new calls are refused (unavailable, "at
 	// capacity") before anything is made in Asterisk. 0: no limit. Size it from the benchmark.

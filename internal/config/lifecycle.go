@@ -17,7 +17,7 @@ type Calls struct {
 	// SetupTimeout bounds each setup step in Asterisk: a slow or frozen Asterisk fails the call with a clear cause.
 	SetupTimeout time.Duration `mapstructure:"setup_timeout" yaml:"setup_timeout"`
 	// NoMediaTimeout: browser media must reach Asterisk within this of the answer (the far end is dialled only
-	// then) and may not stop for longer; otherwise the call ends with no_audio.
+	// then); otherwise the call ends with no_audio. Mid-call silence alone ends nothing (browserLeg.watch).
 	NoMediaTimeout time.Duration `mapstructure:"no_media_timeout" yaml:"no_media_timeout"`
 	// MaxSetups bounds calls being set up at once; past it new calls are refused at once (unavailable).
 	MaxSetups int `mapstructure:"max_setups" yaml:"max_setups"`

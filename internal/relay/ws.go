@@ -28,9 +28,9 @@ import (
 //
 // chan_websocket hands what it receives to the bridge one frame per tick of a 20 ms timer. A tick missed under
 // load (timerfd coalesces them) leaves a frame behind for good, so the queue, and the delay, only ever grows. The
-// relay therefore polls the queue (GET_STATUS) and, when it holds more than MaxQueue frames, drops as many of the
-// browser's next frames as bring it back to one: a 20 ms cut now and then instead of a delay that builds up
-// over a call.
+// relay therefore polls the queue (GET_STATUS) and, when it holds more than its limit (MaxQueue, raised with the
+// browser's jitter), drops as many of the browser's next frames as bring it back to one frame less than the limit
+// (one, on a steady leg): a 20 ms cut now and then instead of a delay that builds up over a call.
 
 // WSOptions configure one relay over a media WebSocket.
 type WSOptions struct {
