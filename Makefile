@@ -44,7 +44,7 @@ test-integration: provision
 test: vet test-unit fuzz test-integration
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/relay ./tools/audio
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/relay ./webrtc/media ./webrtc/mmsg
 
 # Long calls (not in `make test`): one SOAK_LONG call (60m) and SOAK_N (10) parallel SOAK_SHORT (10m) calls through
 # a SIPp carrier that echoes and answers session refreshes; reports gaps in the audio (artifacts/soak-report.txt).

@@ -62,6 +62,16 @@ SETTLE="${SETTLE:-3s}"
 PROFILE_N="${PROFILE_N:-}"
 GROUP_NICE="${GROUP_NICE--20}"
 MODES="${MODES:-native patchbay}"
+# A mistyped mode would otherwise run as plain Patchbay and join its column in --compare.
+for m in $MODES; do
+	case $m in
+	native | patchbay | pion | b2b | opus | ice | ref | paced | metrics | metrics-ab) ;;
+	*)
+		echo "bench.sh: unknown mode $m in MODES (native patchbay pion b2b opus ice ref paced metrics metrics-ab)" >&2
+		exit 2
+		;;
+	esac
+done
 PACE="${PACE:-400us}"
 PACE_ABOVE="${PACE_ABOVE:-0}"
 METRICS_ADDR="${METRICS_ADDR:-127.0.0.1:19464}"

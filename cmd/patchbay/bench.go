@@ -14,6 +14,7 @@ import (
 
 	"github.com/patchbay/patchbay/ari"
 	"github.com/patchbay/patchbay/auth"
+	"github.com/patchbay/patchbay/internal/config"
 	"github.com/patchbay/patchbay/tools/bench"
 )
 
@@ -37,12 +38,12 @@ func runBench(ctx context.Context, args []string) error {
 	baseCalls := fs.Int("baseline-calls", 0, "plain-RTP baseline calls beside the Patchbay calls (default N/10, 1..20; -1: none)")
 	baseEndpoint := fs.String("baseline-endpoint", "", "what baseline calls originate (default Local/<to>@from-patchbay)")
 	ariURL := fs.String("ari-url", "", "Asterisk ARI URL for the baseline (default: ari.url)")
-	ariUser := fs.String("ari-user", "", "ARI user (default: ari.user)")
+	ariUser := fs.String("ari-user", "", "ARI user (default: ari.user, patchbay without a config)")
 	ariPass := fs.String("ari-password", os.Getenv("PATCHBAY_BENCH_ARI_PASSWORD"), "ARI password (default: ari.password; env PATCHBAY_BENCH_ARI_PASSWORD)")
 	ariApp := fs.String("baseline-app", "patchbay-bench", "Stasis app of the bench's own ARI connection for the baseline (not Patchbay's; a flag named ari-app would set Patchbay's ari.app)")
 	pbPID := fs.Int("patchbay-pid", 0, "Patchbay's PID, for its CPU time and memory")
 	astPID := fs.Int("asterisk-pid", 0, "Asterisk's PID, for its CPU time and memory")
-	pbLog := fs.String("patchbay-log", "", "Patchbay's log file: its `answered` lines give offer→far answered times")
+	pbLog := fs.String("patchbay-log", "", "Patchbay's log file: its \"answered\" lines give offer→far answered times")
 	pbRecords := fs.String("patchbay-records", "", "Patchbay's call-records file (calls.records.file): setup_answer_ms gives the server's offer→answer")
 	pinServer := fs.String("pin-server", "", "CPUs to pin Patchbay and Asterisk to (taskset list, e.g. 0)")
 	pinLoad := fs.String("pin-load", "", "CPUs to pin this load generator to (e.g. 1)")
@@ -118,6 +119,9 @@ func runBench(ctx context.Context, args []string) error {
 	// are not claimed the way a Patchbay call claims them.
 	ac := ari.Config{URL: *ariURL, Username: *ariUser, Password: *ariPass, Application: *ariApp, SweepInterval: -1,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	if ac.Username == "" && cfg == nil {
+		ac.Username = config.Defaults().ARI.User
+	}
 	if cfg != nil {
 		if ac.URL == "" {
 			ac.URL = cfg.ARI.URL
