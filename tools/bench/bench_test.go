@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/patchbay/patchbay/tools/synth"
 )
 
 func TestPercentileNearestRank(t *testing.T) {
@@ -284,5 +286,20 @@ func TestCompareCodecs(t *testing.T) {
 	b.Reset()
 	if err := CompareCodecs(&b, []*Result{{Mode: "patchbay", Calls: 20}}); err != nil || b.Len() != 0 {
 		t.Errorf("no pair runs: wrote %q (%v)", b.String(), err)
+	}
+}
+
+// TestWindowKeepsEchoesByArrival: the window's RTTs are those of echoes that arrived in it, by their recorded
+// arrival, even when frames were lost before (dating echoes by their index would shift the window).
+func TestWindowKeepsEchoesByArrival(t *testing.T) {
+	start := time.Unix(1000, 0)
+	ms := time.Millisecond
+	// Echoes at 0, 20, then (after 10 lost frames) 240 and 260 ms; only the last two arrive in [200 ms, 300 ms).
+	rep := &synth.Report{Start: start, FirstEchoAfter: 1, ConnectedAfter: 1, Duration: time.Second,
+		RTTs: []time.Duration{1 * ms, 2 * ms, 30 * ms, 40 * ms}, EchoAt: []time.Duration{0, 20 * ms, 240 * ms, 260 * ms}}
+	w := window{from: start.Add(200 * ms), to: start.Add(300 * ms)}
+	r := summarize(Options{Calls: 1}, []callOutcome{{rep: rep}}, nil, w, nil, nil, nil)
+	if r.RTT.N != 2 || r.RTT.P50 != 30*ms || r.RTT.Max != 40*ms {
+		t.Errorf("window RTT %+v, want the two echoes that arrived in it (30 and 40 ms)", r.RTT)
 	}
 }

@@ -114,11 +114,9 @@ func summarize(o Options, outs []callOutcome, plains []plainResult, w window, id
 		}
 		if rep.FirstEchoAfter > 0 {
 			echo = append(echo, rep.FirstEchoAfter)
-			// RTTs are in arrival order, one per 20 ms frame from the first echo on (the sender is clock-paced):
-			// keep those that arrived in the window.
-			first := rep.Start.Add(rep.FirstEchoAfter)
+			// Keep the RTTs of the echoes that arrived in the window.
 			for i, d := range rep.RTTs {
-				if w.contains(first.Add(time.Duration(i) * frameInterval)) {
+				if i < len(rep.EchoAt) && w.contains(rep.Start.Add(rep.EchoAt[i])) {
 					rtt = append(rtt, d)
 				}
 			}

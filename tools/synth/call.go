@@ -134,6 +134,7 @@ type call struct {
 	lastSeq  uint16
 	seqInit  bool
 	rtts     []time.Duration
+	echoAt   []time.Duration // when each echo of rtts arrived, from start
 	pcm      []int16
 
 	mu      sync.Mutex // guards closing and wg.Add from pion callbacks
@@ -686,6 +687,7 @@ func (c *call) receive(t *webrtc.TrackRemote) {
 				c.firstEch = now
 			}
 			c.rtts = append(c.rtts, now.Sub(sentAt))
+			c.echoAt = append(c.echoAt, now.Sub(c.start))
 		}
 		c.trackSeq(seq)
 		if len(c.pcm) < maxPCM {
@@ -790,6 +792,7 @@ func (c *call) report() *Report {
 		r.Loss = float64(r.Lost) / float64(expected)
 	}
 	r.RTTs = append([]time.Duration(nil), c.rtts...)
+	r.EchoAt = append([]time.Duration(nil), c.echoAt...)
 	r.RTT = Summarize(r.RTTs)
 	if c.opus == nil {
 		r.NotEchoed = c.ring.notEchoed()

@@ -81,6 +81,8 @@ type Report struct {
 
 	// RTTs of echoed frames, in arrival order; RTT summarises them.
 	RTTs []time.Duration
+	// EchoAt is when each echo of RTTs arrived, from Start: a window of the run keeps the RTTs that arrived in it.
+	EchoAt []time.Duration
 	// NotEchoed are the send times of frames whose echo never came (G.711 calls; at most 4096), so that a loss
 	// can be placed in time: at setup, in a steady window, at hang-up (the last frame is usually in flight).
 	NotEchoed []time.Time
