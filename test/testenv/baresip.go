@@ -247,7 +247,12 @@ func (b *Baresip) config(o BaresipOptions, ctrlAddr string) string {
 		"audio_alert aubridge,nowhere-alert",
 		"audio_source aufile," + o.PlayWAV,
 		"audio_level no",
-		"jitter_buffer_delay 5-10",
+		// No jitter buffer (loopback needs none). baresip 1.0 flushes its buffer on an SSRC change only once the
+		// buffer has played a frame, so a change in the first 100 ms (Asterisk's new source when a transfer bridges
+		// the phone, right after its first packets) left the old stream's higher sequence numbers in it, and every
+		// packet after was dropped as late ("dropping … (Connection timed out)"): a silent recording, TestCTICalls'
+		// blind transfer flake.
+		"jitter_buffer_delay 0-0",
 		"rtp_stats no",
 		// "lo" fails as an interface name; the address works.
 		"net_interface " + o.localAddr(),
