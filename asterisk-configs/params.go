@@ -266,6 +266,12 @@ var (
 	clusterRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,23}$`)
 )
 
+// ValidName reports whether s may be a name the rendered files use (a user, app, phone, trunk, domain).
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// ValidSecret reports whether s may be a password written into Asterisk's files.
+func ValidSecret(s string) bool { return secretRE.MatchString(s) }
+
 // Validate checks every field and names the first bad one in the error.
 func (p Params) Validate() error {
 	var errs []error

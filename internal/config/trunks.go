@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"net"
-	"regexp"
 	"slices"
 	"strconv"
 
@@ -64,18 +63,18 @@ func (c *Config) validateTrunks(bad func(key, format string, args ...any)) {
 				}
 			}
 		}
-		if t.Username != "" && !sipUserRe.MatchString(t.Username) {
+		if t.Username != "" && !asteriskconfigs.ValidName(t.Username) {
 			bad(key+".username", "%q must be letters, digits, '_', '.' or '-' (up to 64)", t.Username)
 		}
 		if t.Username != "" && !t.Password.IsSet() {
 			bad(key+".password", "must be set when %s.username is", key)
-		} else if t.Password.IsSet() && !asteriskSecretRe.MatchString(t.Password.Reveal()) {
+		} else if t.Password.IsSet() && !asteriskconfigs.ValidSecret(t.Password.Reveal()) {
 			bad(key+".password", "must be %s", asteriskSecretRule)
 		}
 		if t.Host != "" && len(t.Match) == 0 && net.ParseIP(trunkHost(t.Host)) == nil {
 			bad(key+".match", "must be set when %s.host %q is a name: list the carrier's source IPs or CIDRs, which identify its inbound calls", key, t.Host)
 		}
-		if t.FromDomain != "" && !sipUserRe.MatchString(t.FromDomain) {
+		if t.FromDomain != "" && !asteriskconfigs.ValidName(t.FromDomain) {
 			bad(key+".from_domain", "%q is not a domain name", t.FromDomain)
 		}
 		if t.Register && t.Username == "" {
@@ -83,9 +82,6 @@ func (c *Config) validateTrunks(bad func(key, format string, args ...any)) {
 		}
 	}
 }
-
-// sipUserRe is what a trunk's username and from_domain may be (asterisk-configs' own check).
-var sipUserRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 // trunkHost is the host part of a trunk's host (host or host:port).
 func trunkHost(h string) string {

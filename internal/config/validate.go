@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	asteriskconfigs "github.com/patchbay/patchbay/asterisk-configs"
 )
 
 var (
@@ -20,12 +22,10 @@ var (
 	ariUserRe    = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
 	userNumberRe = regexp.MustCompile(`^[0-9]{2,15}$`)
 	userNameRe   = regexp.MustCompile(`^[a-z][a-z0-9._-]{0,31}$`)
-	// asteriskSecretRe is what a password rendered into Asterisk's files may hold (asterisk-configs' own check):
-	// Asterisk ends a value at ';' or a newline, and spaces confuse its parsers.
-	asteriskSecretRe = regexp.MustCompile(`^[!-:<-~]{1,128}$`)
 )
 
-// asteriskSecretRule says what asteriskSecretRe allows, for error messages.
+// asteriskSecretRule says what asteriskconfigs.ValidSecret allows (Asterisk ends a value at ';' or a newline, and
+// spaces confuse its parsers), for error messages.
 const asteriskSecretRule = "printable ASCII without spaces or ';', at most 128 characters: it is written into Asterisk's configuration"
 
 // fillDerived sets values that default from other values.
@@ -81,7 +81,7 @@ func (c *Config) Validate() error {
 		bad("ari.password", "must be set (PATCHBAY_ARI_PASSWORD, or `make run` generates one)")
 	} else if len(c.ARI.Password) < 12 {
 		bad("ari.password", "is too short: use at least 12 characters (e.g. `openssl rand -hex 16`)")
-	} else if !asteriskSecretRe.MatchString(c.ARI.Password.Reveal()) {
+	} else if !asteriskconfigs.ValidSecret(c.ARI.Password.Reveal()) {
 		bad("ari.password", "must be %s (e.g. `openssl rand -hex 16`)", asteriskSecretRule)
 	}
 	if c.ARI.ConnectTimeout <= 0 {
@@ -143,7 +143,7 @@ func (c *Config) Validate() error {
 		seen[p.Name] = true
 		if len(p.Password) < 12 {
 			bad(key+".password", "must be at least 12 characters (phones are brute-forced on the internet)")
-		} else if !asteriskSecretRe.MatchString(p.Password.Reveal()) {
+		} else if !asteriskconfigs.ValidSecret(p.Password.Reveal()) {
 			bad(key+".password", "must be %s", asteriskSecretRule)
 		}
 		switch p.Transport {
